@@ -1,0 +1,25 @@
+"""Platform adapters: the embedded sandbox (default) and Vertex AI (`platform = "vertex"`).
+
+The Vertex adapter is imported only when the config asks for it: Google's libraries
+cost seconds to import and the sandbox needs none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from commands.config import Config
+from commands.platform import Platform
+
+
+def make_platform(config: Config, engine: Engine, clock: Callable[[], datetime]) -> Platform:
+    if config.platform == "vertex":
+        from bot.platforms.vertex import VertexPlatform
+
+        return VertexPlatform.from_config(config)  # type: ignore[no-any-return,unused-ignore]
+    from bot.platforms.sandbox import SandboxPlatform
+
+    return SandboxPlatform(engine, config, clock)

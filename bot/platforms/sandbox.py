@@ -1,0 +1,404 @@
+"""The embedded sandbox platform: endpoints, a model registry, traffic splits,
+long-running operations and plausible metrics, kept in the bot's own database.
+
+It behaves like Vertex AI where the domain can tell: operations take a while and are
+polled by name (also after a restart), splits must sum to 100, and "0" in a deploy's
+split stands for the model being deployed. Versions marked faulty in the config fail to
+deploy (`deploy_fails`) or serve badly once they take traffic (`canary_breach`).
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import Engine, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from commands.config import Config, Endpoint
+from commands.model import (
+    DeployedModel,
+    EndpointHealth,
+    EndpointState,
+    InvalidSplit,
+    ModelHealth,
+    ModelVersion,
+    TrafficSplit,
+    check_split,
+)
+from commands.platform import Alert, OperationStatus, PlatformError, UnknownVersion
+
+from .sandbox_tables import SandboxDeployedModelRow, SandboxEndpointRow, SandboxOperationRow
+
+Clock = Callable[[], datetime]
+
+# What one replica-hour costs in the sandbox's estimate (machine + one L4), USD.
+_REPLICA_HOUR_USD = 1.31
+# Requests per second an endpoint serves, by environment, before time-of-day shaping.
+_RPS = {"prod": 24.0, "staging": 2.5, "dev": 0.5}
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+
+
+class SandboxPlatform:
+    name = "sandbox"
+
+    def __init__(self, engine: Engine, config: Config, clock: Clock | None = None) -> None:
+        self.engine = engine
+        self.config = config
+        self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self.calls = 0  # platform calls made, for the digest benchmark
+        self.seed()
+
+    # registry & state ----------------------------------------------------------------
+
+    def seed(self) -> None:
+        """Create every configured endpoint serving its model's initial version at 100 %."""
+        with Session(self.engine) as session:
+            existing = set(session.exec(select(SandboxEndpointRow.slug)).all())
+            for slug, ep in self.config.endpoints.items():
+                if slug in existing:
+                    continue
+                model = self.config.models[ep.model]
+                dm_id = self._dm_id(slug, 1)
+                session.add(SandboxEndpointRow(slug=slug, traffic={dm_id: 100}, next_id=2))
+                session.flush()
+                session.add(
+                    SandboxDeployedModelRow(
+                        id=dm_id,
+                        endpoint=slug,
+                        model=model.name,
+                        version=model.initial,
+                        replicas=ep.min_replicas,
+                        deployed_at=self.clock(),
+                    )
+                )
+            try:
+                session.commit()
+            except IntegrityError:  # another replica seeded it first
+                session.rollback()
+
+    @staticmethod
+    def _dm_id(slug: str, n: int) -> str:
+        return f"{zlib.crc32(slug.encode()) % 9000 + 1000}{n:03d}"
+
+    def endpoint_state(self, endpoint: Endpoint) -> EndpointState:
+        self.calls += 1
+        with Session(self.engine) as session:
+            row = session.get(SandboxEndpointRow, endpoint.slug)
+            if row is None:
+                raise PlatformError(f"endpoint `{endpoint.slug}` does not exist", kind="not_found")
+            models = session.exec(
+                select(SandboxDeployedModelRow)
+                .where(SandboxDeployedModelRow.endpoint == endpoint.slug)
+                .order_by(col(SandboxDeployedModelRow.deployed_at))
+            ).all()
+            return EndpointState(
+                slug=endpoint.slug,
+                deployed=tuple(
+                    DeployedModel(m.id, ModelVersion(m.model, m.version), m.replicas)
+                    for m in models
+                ),
+                traffic=dict(row.traffic),
+            )
+
+    def model_versions(self, model: str) -> list[str]:
+        self.calls += 1
+        found = self.config.models.get(model)
+        return list(found.versions) if found else []
+
+    def _require_version(self, version: ModelVersion) -> None:
+        known = self.model_versions(version.model)
+        if version.version not in known:
+            raise UnknownVersion(version, known)
+
+    # operations ----------------------------------------------------------------------
+
+    def _operation_name(self, endpoint: Endpoint, kind: str) -> str:
+        env = self.config.environment_of(endpoint)
+        suffix = random.getrandbits(48)
+        return f"projects/{env.project}/locations/{env.region}/operations/{kind}-{suffix}"
+
+    def _start(self, endpoint: Endpoint, kind: str, payload: dict[str, object]) -> str:
+        now = self.clock()
+        name = self._operation_name(endpoint, kind)
+        with Session(self.engine) as session:
+            session.add(
+                SandboxOperationRow(
+                    name=name,
+                    kind=kind,
+                    endpoint=endpoint.slug,
+                    started_at=now,
+                    finishes_at=now + timedelta(seconds=self.config.sandbox.operation_seconds),
+                    payload=payload,
+                )
+            )
+            session.commit()
+        return name
+
+    def begin_deploy(
+        self, endpoint: Endpoint, version: ModelVersion, traffic_split: TrafficSplit
+    ) -> str:
+        self.calls += 1
+        self._require_version(version)
+        state = self.endpoint_state(endpoint)
+        try:
+            check_split(traffic_split)
+        except InvalidSplit as exc:
+            raise PlatformError(str(exc), kind="precondition") from exc
+        unknown = set(traffic_split) - {d.id for d in state.deployed} - {"0"}
+        if unknown:
+            raise PlatformError(
+                f"traffic split names deployed models {sorted(unknown)} that are not on"
+                f" `{endpoint.slug}`",
+                kind="precondition",
+            )
+        return self._start(
+            endpoint,
+            "deploy",
+            {"model": version.model, "version": version.version, "split": traffic_split},
+        )
+
+    def begin_undeploy(
+        self, endpoint: Endpoint, deployed_model_id: str, traffic_split: TrafficSplit
+    ) -> str:
+        self.calls += 1
+        state = self.endpoint_state(endpoint)
+        if state.model(deployed_model_id) is None:
+            raise PlatformError(
+                f"deployed model {deployed_model_id} is not on `{endpoint.slug}`", kind="not_found"
+            )
+        if traffic_split.get(deployed_model_id, 0):
+            raise PlatformError(
+                f"deployed model {deployed_model_id} still has traffic; move it first",
+                kind="precondition",
+            )
+        check_split(traffic_split)
+        return self._start(
+            endpoint, "undeploy", {"deployed_model_id": deployed_model_id, "split": traffic_split}
+        )
+
+    def operation(self, name: str) -> OperationStatus:
+        self.calls += 1
+        now = self.clock()
+        with Session(self.engine) as session:
+            op = session.get(SandboxOperationRow, name)
+            if op is None:
+                raise PlatformError(f"operation `{name}` does not exist", kind="not_found")
+            if not op.done and now >= _utc(op.finishes_at):
+                self._finish(session, op)
+                session.refresh(op)
+            span = (_utc(op.finishes_at) - _utc(op.started_at)).total_seconds() or 1.0
+            progress = (
+                100
+                if op.done
+                else int(min(99, 100 * (now - _utc(op.started_at)).total_seconds() / span))
+            )
+            return OperationStatus(
+                name=name,
+                done=op.done,
+                progress=max(progress, 0),
+                error=op.error,
+                deployed_model_id=op.deployed_model_id,
+            )
+
+    def _finish(self, session: Session, op: SandboxOperationRow) -> None:
+        """Apply an operation's effect exactly once (a compare-and-set on `done`)."""
+        error: str | None = None
+        dm_id: str | None = None
+        endpoint = session.get(SandboxEndpointRow, op.endpoint)
+        assert endpoint is not None
+        split = dict(op.payload.get("split", {}))
+        if op.kind == "deploy":
+            model, version = str(op.payload["model"]), str(op.payload["version"])
+            faulty = self.config.models.get(model)
+            if faulty and faulty.faulty.get(version) == "deploy_fails":
+                error = (
+                    f"deploying {model}@{version} failed: the model server did not become"
+                    " healthy (container exited during start-up)"
+                )
+            else:
+                dm_id = self._dm_id(op.endpoint, endpoint.next_id)
+        claimed = session.execute(
+            update(SandboxOperationRow)
+            .where(
+                col(SandboxOperationRow.name) == op.name, col(SandboxOperationRow.done).is_(False)
+            )
+            .values(done=True, error=error, deployed_model_id=dm_id)
+        )
+        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+            session.rollback()
+            return
+        if op.kind == "deploy" and dm_id is not None:
+            ep_cfg = self.config.endpoints.get(op.endpoint)
+            session.add(
+                SandboxDeployedModelRow(
+                    id=dm_id,
+                    endpoint=op.endpoint,
+                    model=str(op.payload["model"]),
+                    version=str(op.payload["version"]),
+                    replicas=ep_cfg.min_replicas if ep_cfg else 1,
+                    deployed_at=self.clock(),
+                )
+            )
+            endpoint.next_id += 1
+            endpoint.traffic = {(dm_id if k == "0" else k): v for k, v in split.items() if v}
+            session.add(endpoint)
+        elif op.kind == "undeploy":
+            dm = session.get(SandboxDeployedModelRow, str(op.payload["deployed_model_id"]))
+            if dm is not None:
+                session.delete(dm)
+            endpoint.traffic = {k: v for k, v in split.items() if v}
+            session.add(endpoint)
+        session.commit()
+
+    def set_traffic(self, endpoint: Endpoint, traffic_split: TrafficSplit) -> None:
+        self.calls += 1
+        state = self.endpoint_state(endpoint)
+        try:
+            split = check_split(traffic_split)
+        except InvalidSplit as exc:
+            raise PlatformError(str(exc), kind="precondition") from exc
+        unknown = set(split) - {d.id for d in state.deployed}
+        if unknown:
+            raise PlatformError(
+                f"traffic split names deployed models {sorted(unknown)} that are not on"
+                f" `{endpoint.slug}`",
+                kind="precondition",
+            )
+        with Session(self.engine) as session:
+            row = session.get(SandboxEndpointRow, endpoint.slug)
+            assert row is not None
+            row.traffic = split
+            session.add(row)
+            session.commit()
+
+    # metrics -------------------------------------------------------------------------
+
+    def _model_figures(
+        self, slug: str, version: ModelVersion, bucket: int
+    ) -> tuple[float, float, float]:
+        """P95 ms, error rate and drift for one model version in one time bucket."""
+        rng = random.Random(f"{slug}|{version}|{bucket}")
+        model = self.config.models.get(version.model)
+        if model and model.faulty.get(version.version) == "canary_breach":
+            return (
+                3100 + rng.uniform(0, 900),
+                0.035 + rng.uniform(0, 0.03),
+                0.14 + rng.uniform(0, 0.08),
+            )
+        base = 700 + (zlib.crc32(version.version.encode()) % 500)
+        return (
+            base + rng.uniform(-80, 160),
+            0.001 + rng.uniform(0, 0.004),
+            0.02 + rng.uniform(0, 0.05),
+        )
+
+    def health(
+        self, endpoints: Sequence[Endpoint], window: timedelta = timedelta(hours=1)
+    ) -> dict[str, EndpointHealth]:
+        self.calls += 1  # one "query" for every endpoint, as the real platform does per metric
+        now = self.clock()
+        bucket = int(now.timestamp() // 300)
+        slugs = [e.slug for e in endpoints]
+        with Session(self.engine) as session:
+            rows = {
+                r.slug: r
+                for r in session.exec(
+                    select(SandboxEndpointRow).where(col(SandboxEndpointRow.slug).in_(slugs))
+                ).all()
+            }
+            models: dict[str, list[SandboxDeployedModelRow]] = {}
+            for m in session.exec(
+                select(SandboxDeployedModelRow).where(
+                    col(SandboxDeployedModelRow.endpoint).in_(slugs)
+                )
+            ).all():
+                models.setdefault(m.endpoint, []).append(m)
+        local = now.astimezone(self.config.timezone)
+        hours_today = local.hour + local.minute / 60
+        shape = 0.35 + 0.65 * max(0.0, 1 - abs(local.hour + local.minute / 60 - 13) / 9)
+        out: dict[str, EndpointHealth] = {}
+        for ep in endpoints:
+            row = rows.get(ep.slug)
+            if row is None:
+                continue
+            rps = _RPS.get(ep.environment, 1.0) * shape
+            total = int(rps * window.total_seconds())
+            by_model: dict[str, ModelHealth] = {}
+            p95 = 0.0
+            err = 0.0
+            drift = 0.0
+            replicas = 0
+            for m in models.get(ep.slug, []):
+                share = row.traffic.get(m.id, 0)
+                replicas += m.replicas
+                mp95, merr, mdrift = self._model_figures(
+                    ep.slug, ModelVersion(m.model, m.version), bucket
+                )
+                count = int(total * share / 100)
+                by_model[m.id] = ModelHealth(
+                    mp95 if count else None, merr if count else None, count
+                )
+                if share >= 5:
+                    p95 = max(p95, mp95)
+                err += merr * share / 100
+                drift = max(drift, mdrift) if share else drift
+            rng = random.Random(f"{ep.slug}|{bucket}|capacity")
+            out[ep.slug] = EndpointHealth(
+                slug=ep.slug,
+                p95_latency_ms=round(p95, 1) if total else None,
+                error_rate=round(err, 5) if total else None,
+                request_count=total,
+                replicas=replicas,
+                max_replicas=ep.max_replicas * max(1, len(models.get(ep.slug, []))),
+                duty_cycle=round(0.3 + 0.45 * shape + rng.uniform(-0.05, 0.05), 3),
+                drift=round(drift, 4),
+                cost_today_usd=round(replicas * _REPLICA_HOUR_USD * hours_today, 2),
+                cost_is_estimate=True,
+                by_model=by_model,
+            )
+        return out
+
+    def alerts(self, since: datetime) -> list[Alert]:
+        """Alerts open now, derived from the thresholds the sandbox's metrics breach."""
+        self.calls += 1
+        th = self.config.thresholds
+        now = self.clock()
+        found: list[Alert] = []
+        for slug, h in self.health(list(self.config.endpoints.values())).items():
+            opened = now - timedelta(minutes=20)
+            if h.p95_latency_ms and h.p95_latency_ms > th.p95_latency_ms:
+                found.append(
+                    Alert(
+                        "P95 latency > 2 s",
+                        "P1",
+                        "open",
+                        opened,
+                        None,
+                        slug,
+                        f"P95 {h.p95_latency_ms:.0f} ms",
+                    )
+                )
+            if h.error_rate and h.error_rate > th.error_rate:
+                found.append(
+                    Alert(
+                        "Error rate > 1 %",
+                        "P1",
+                        "open",
+                        opened,
+                        None,
+                        slug,
+                        f"errors {h.error_rate:.2%}",
+                    )
+                )
+            if h.drift and h.drift > th.drift:
+                found.append(
+                    Alert("Drift > 0.1", "P3", "open", opened, None, slug, f"drift {h.drift:.3f}")
+                )
+        return found

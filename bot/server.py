@@ -1,0 +1,138 @@
+"""`aiops-bot serve`: HTTP (`POST /slack/events`, `GET /healthz`) under uvicorn, or Socket
+Mode when an app token is set."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk import WebClient
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.settings import Settings
+from bot.slack.app import build_app
+from bot.slack.notifier import SlackNotifier
+from bot.wiring import build_runtime
+from commands import approvals, execution
+from commands.runtime import Runtime
+from commands.service import Service
+
+log = logging.getLogger(__name__)
+
+
+class ServeError(RuntimeError):
+    pass
+
+
+def make_service(settings: Settings, **kw: Any) -> Service:
+    if not settings.slack_bot_token:
+        raise ServeError(
+            "SLACK_BOT_TOKEN is not set. `aiops-bot serve` talks to Slack; to try the bot"
+            " without Slack, run `aiops-bot console`."
+        )
+    client = WebClient(
+        token=settings.slack_bot_token,
+        base_url=settings.slack_api_base_url or WebClient.BASE_URL,
+    )
+    rt = build_runtime(settings, SlackNotifier(client), **kw)
+    return Service(rt)
+
+
+async def housekeeping(rt: Runtime, every: float = 30.0) -> None:
+    """Expire unanswered approvals (until the scheduler takes this over)."""
+    while True:
+        try:
+            await asyncio.to_thread(approvals.expire_due, rt)
+        except Exception:
+            log.exception("housekeeping failed")
+        await asyncio.sleep(every)
+
+
+def make_asgi(service: Service, bolt: AsyncApp, *, housekeeping_every: float = 30.0) -> Starlette:
+    handler = AsyncSlackRequestHandler(bolt)
+    rt = service.rt
+
+    async def events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    async def healthz(_: Request) -> Response:
+        def probe() -> None:
+            engine = getattr(rt.store, "engine", None)
+            if engine is not None:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+
+        try:
+            await asyncio.to_thread(probe)
+        except Exception as exc:
+            return JSONResponse({"ok": False, "database": type(exc).__name__}, status_code=503)
+        return JSONResponse({"ok": True, "platform": rt.platform.name})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        resumed = await asyncio.to_thread(execution.resume, rt)
+        if resumed:
+            log.info("resumed %d change(s) left running or approved", resumed)
+        task = asyncio.create_task(housekeeping(rt, housekeeping_every))
+        try:
+            yield
+        finally:
+            task.cancel()
+
+    return Starlette(
+        routes=[
+            Route("/slack/events", events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    service = make_service(settings)
+    socket_mode = bool(settings.slack_app_token)
+    if not socket_mode and not settings.slack_signing_secret:
+        raise ServeError(
+            "SLACK_SIGNING_SECRET is not set; HTTP mode cannot verify Slack's requests."
+        )
+    bolt = build_app(
+        service,
+        bot_token=settings.slack_bot_token or "",
+        signing_secret=settings.slack_signing_secret or "unused-in-socket-mode",
+        api_base_url=settings.slack_api_base_url,
+        socket_mode=socket_mode,
+    )
+    if socket_mode:
+        asyncio.run(_socket_mode(service, bolt, settings))
+        return
+    asgi = make_asgi(service, bolt)
+    log.info(
+        "serving HTTP on %s:%d (platform %s)",
+        settings.host,
+        settings.port,
+        service.rt.platform.name,
+    )
+    uvicorn.run(asgi, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+
+
+async def _socket_mode(service: Service, bolt: AsyncApp, settings: Settings) -> None:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    await asyncio.to_thread(execution.resume, service.rt)
+    task = asyncio.create_task(housekeeping(service.rt))
+    log.info("connecting to Slack in Socket Mode (platform %s)", service.rt.platform.name)
+    try:
+        await AsyncSocketModeHandler(bolt, settings.slack_app_token).start_async()  # type: ignore[no-untyped-call]
+    finally:
+        task.cancel()

@@ -1,0 +1,80 @@
+"""Renders domain replies as Block Kit, inside Slack's limits, with PII masked."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands.messages import Block, Button, Buttons, Context, Divider, Fields, Header, Reply, Text
+from commands.redaction import redact
+
+MAX_BLOCKS = 50
+SECTION_TEXT = 3000
+FIELD_TEXT = 2000
+HEADER_TEXT = 150
+BUTTON_TEXT = 75
+FALLBACK_TEXT = 3000
+
+
+def _cut(text: str, limit: int) -> str:
+    text = redact(text)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _block(block: Block) -> dict[str, Any]:
+    if isinstance(block, Header):
+        return {
+            "type": "header",
+            "text": {"type": "plain_text", "text": _cut(block.text, HEADER_TEXT), "emoji": True},
+        }
+    if isinstance(block, Text):
+        return {
+            "type": "section",
+            "text": {"type": "mrkdwn", "text": _cut(block.text or " ", SECTION_TEXT)},
+        }
+    if isinstance(block, Fields):
+        return {
+            "type": "section",
+            "fields": [
+                {"type": "mrkdwn", "text": _cut(f"*{label}*\n{value}", FIELD_TEXT)}
+                for label, value in block.pairs[:10]
+            ],
+        }
+    if isinstance(block, Context):
+        return {
+            "type": "context",
+            "elements": [
+                {"type": "mrkdwn", "text": _cut(i, SECTION_TEXT)} for i in block.items[:10]
+            ],
+        }
+    if isinstance(block, Divider):
+        return {"type": "divider"}
+    assert isinstance(block, Buttons)
+    return {
+        "type": "actions",
+        "block_id": "change_actions",
+        "elements": [_button(b) for b in block.buttons[:25]],
+    }
+
+
+def _button(button: Button) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": "button",
+        "action_id": button.action_id,
+        "text": {"type": "plain_text", "text": _cut(button.label, BUTTON_TEXT)},
+        "value": button.value[:2000],
+    }
+    if button.style:
+        out["style"] = button.style
+    return out
+
+
+def render_blocks(reply: Reply) -> list[dict[str, Any]]:
+    blocks = [_block(b) for b in reply.blocks]
+    if len(blocks) > MAX_BLOCKS:
+        blocks = [*blocks[:MAX_BLOCKS - 1], {"type": "context", "elements": [{"type": "mrkdwn", "text": f"{len(reply.blocks) - MAX_BLOCKS + 1} more blocks left out to fit Slack's limit."}]}]
+    return blocks
+
+
+def render_message(reply: Reply) -> dict[str, Any]:
+    """Arguments for chat.postMessage / chat.update / respond()."""
+    return {"text": _cut(reply.text, FALLBACK_TEXT), "blocks": render_blocks(reply)}

@@ -1,0 +1,1 @@
+"""The store: SQLModel tables on SQLite (default) or PostgreSQL, with Alembic migrations."""

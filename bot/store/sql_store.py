@@ -1,0 +1,328 @@
+"""`commands.store.Store` on SQLModel. Every state change is a compare-and-set."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, func, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from commands.model import Change, ChangeKind, ChangeState
+from commands.store import ApprovalRecord, AuditEvent, AuditQuery, EndpointLocked
+
+from .tables import ApprovalRow, AuditRow, ChangeRow, EndpointLockRow
+
+GENESIS = "0" * 64
+_CHANGE_PREFIX = "CHG-"
+
+
+def utc(value: datetime | None) -> datetime | None:
+    """SQLite hands back naive datetimes; everything stored is UTC."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def change_seq(change_id: str) -> int | None:
+    ref = change_id.strip().upper()
+    if ref.startswith(_CHANGE_PREFIX):
+        ref = ref[len(_CHANGE_PREFIX) :]
+    return int(ref) if ref.isdigit() else None
+
+
+def _to_change(row: ChangeRow) -> Change:
+    assert row.seq is not None
+    return Change(
+        id=f"{_CHANGE_PREFIX}{row.seq}",
+        kind=ChangeKind(row.kind),
+        endpoint=row.endpoint,
+        environment=row.environment,
+        requester_id=row.requester_id,
+        state=ChangeState(row.state),
+        created_at=utc(row.created_at) or datetime.now(UTC),
+        updated_at=utc(row.updated_at),
+        reason=row.reason,
+        version=row.version,
+        canary_percent=row.canary_percent,
+        split_before=dict(row.split_before),
+        split_after=dict(row.split_after),
+        restore_split=dict(row.restore_split),
+        expires_at=utc(row.expires_at),
+        operation=row.operation,
+        new_deployed_model_id=row.new_deployed_model_id,
+        decided_by=row.decided_by,
+        decided_at=utc(row.decided_at),
+        error=row.error,
+        channel=row.channel,
+        message_ts=row.message_ts,
+        extra=dict(row.extra),
+    )
+
+
+_CHANGE_FIELDS = set(ChangeRow.model_fields) - {"seq"}
+
+
+def canonical(event: AuditEvent) -> str:
+    """The bytes a row's hash covers: every field but the id and the hashes themselves."""
+    body = {
+        "at": (utc(event.at) or event.at).isoformat(timespec="microseconds"),
+        "actor_id": event.actor_id,
+        "action": event.action,
+        "environment": event.environment,
+        "target": event.target,
+        "parameters": event.parameters,
+        "justification": event.justification,
+        "outcome": event.outcome,
+        "change_id": event.change_id,
+        "request_id": event.request_id,
+        "retain_until": (
+            utc(event.retain_until).isoformat(timespec="seconds")  # type: ignore[union-attr]
+            if event.retain_until
+            else None
+        ),
+    }
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def chain_hash(prev_hash: str, event: AuditEvent) -> str:
+    return hashlib.sha256((prev_hash + canonical(event)).encode()).hexdigest()
+
+
+def _to_event(row: AuditRow) -> AuditEvent:
+    return AuditEvent(
+        id=row.id,
+        at=utc(row.at) or row.at,
+        actor_id=row.actor_id,
+        action=row.action,
+        environment=row.environment,
+        target=row.target,
+        parameters=dict(row.parameters),
+        justification=row.justification,
+        outcome=row.outcome,
+        change_id=row.change_id,
+        request_id=row.request_id,
+        retain_until=utc(row.retain_until),
+        prev_hash=row.prev_hash,
+        hash=row.hash,
+    )
+
+
+class SqlStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # changes -------------------------------------------------------------------------
+
+    def create_change(self, change: Change) -> Change:
+        values = {k: v for k, v in change.__dict__.items() if k in _CHANGE_FIELDS}
+        values["kind"] = str(change.kind)
+        values["state"] = str(change.state)
+        row = ChangeRow(**values)
+        with Session(self.engine) as session:
+            session.add(row)
+            session.flush()
+            assert row.seq is not None
+            if change.state.is_open:
+                session.add(
+                    EndpointLockRow(
+                        endpoint=change.endpoint, change_seq=row.seq, taken_at=change.created_at
+                    )
+                )
+                try:
+                    session.flush()
+                except IntegrityError:
+                    session.rollback()
+                    holder = self.open_change(change.endpoint)
+                    if holder is None:  # released in between: let the caller try again
+                        raise
+                    raise EndpointLocked(change.endpoint, holder) from None
+            session.commit()
+            session.refresh(row)
+            return _to_change(row)
+
+    def get_change(self, change_id: str) -> Change | None:
+        seq = change_seq(change_id)
+        if seq is None:
+            return None
+        with Session(self.engine) as session:
+            row = session.get(ChangeRow, seq)
+            return _to_change(row) if row else None
+
+    def open_change(self, endpoint: str) -> Change | None:
+        with Session(self.engine) as session:
+            lock = session.get(EndpointLockRow, endpoint)
+            if lock is None:
+                return None
+            row = session.get(ChangeRow, lock.change_seq)
+            return _to_change(row) if row else None
+
+    def transition(
+        self, change_id: str, old: ChangeState, new: ChangeState, **fields: Any
+    ) -> Change | None:
+        seq = change_seq(change_id)
+        if seq is None:
+            return None
+        unknown = set(fields) - _CHANGE_FIELDS
+        if unknown:
+            raise ValueError(f"unknown change fields {sorted(unknown)}")
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(ChangeRow)
+                .where(col(ChangeRow.seq) == seq, col(ChangeRow.state) == str(old))
+                .values(state=str(new), **fields)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()
+                return None
+            if not new.is_open:
+                session.execute(
+                    delete(EndpointLockRow).where(col(EndpointLockRow.change_seq) == seq)
+                )
+            session.commit()
+            row = session.get(ChangeRow, seq)
+            assert row is not None
+            return _to_change(row)
+
+    def update_change(self, change_id: str, **fields: Any) -> None:
+        seq = change_seq(change_id)
+        unknown = set(fields) - (_CHANGE_FIELDS - {"state"})
+        if seq is None or unknown:
+            raise ValueError(f"cannot update {change_id} with {sorted(fields)}")
+        with Session(self.engine) as session:
+            session.execute(update(ChangeRow).where(col(ChangeRow.seq) == seq).values(**fields))
+            session.commit()
+
+    def list_changes(
+        self,
+        *,
+        states: Sequence[ChangeState] | None = None,
+        endpoint: str | None = None,
+        limit: int = 20,
+    ) -> list[Change]:
+        query = select(ChangeRow).order_by(col(ChangeRow.seq).desc()).limit(limit)
+        if states is not None:
+            query = query.where(col(ChangeRow.state).in_([str(s) for s in states]))
+        if endpoint is not None:
+            query = query.where(ChangeRow.endpoint == endpoint)
+        with Session(self.engine) as session:
+            return [_to_change(r) for r in session.exec(query).all()]
+
+    def last_succeeded(self, endpoint: str, kinds: Sequence[str] | None = None) -> Change | None:
+        query = (
+            select(ChangeRow)
+            .where(ChangeRow.endpoint == endpoint, ChangeRow.state == str(ChangeState.SUCCEEDED))
+            .order_by(col(ChangeRow.seq).desc())
+            .limit(1)
+        )
+        if kinds:
+            query = query.where(col(ChangeRow.kind).in_(list(kinds)))
+        with Session(self.engine) as session:
+            row = session.exec(query).first()
+            return _to_change(row) if row else None
+
+    # approvals -----------------------------------------------------------------------
+
+    def add_approval(self, record: ApprovalRecord) -> bool:
+        seq = change_seq(record.change_id)
+        assert seq is not None
+        with Session(self.engine) as session:
+            session.add(
+                ApprovalRow(
+                    change_seq=seq,
+                    approver_id=record.approver_id,
+                    decision=record.decision,
+                    at=record.at,
+                    reason=record.reason,
+                    plan_hash=record.plan_hash,
+                )
+            )
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                return False
+            return True
+
+    def approvals(self, change_id: str) -> list[ApprovalRecord]:
+        seq = change_seq(change_id)
+        with Session(self.engine) as session:
+            rows = session.exec(
+                select(ApprovalRow)
+                .where(ApprovalRow.change_seq == seq)
+                .order_by(col(ApprovalRow.id))
+            ).all()
+            return [
+                ApprovalRecord(
+                    change_id=change_id,
+                    approver_id=r.approver_id,
+                    decision=r.decision,
+                    at=utc(r.at) or r.at,
+                    reason=r.reason,
+                    plan_hash=r.plan_hash,
+                )
+                for r in rows
+            ]
+
+    # audit ---------------------------------------------------------------------------
+
+    def append_audit(self, event: AuditEvent) -> AuditEvent:
+        with Session(self.engine) as session:
+            if self.engine.dialect.name == "postgresql":
+                # Writers from every replica take turns at the chain's head.
+                session.execute(text("SELECT pg_advisory_xact_lock(72010001)"))
+            last = session.exec(
+                select(AuditRow.hash).order_by(col(AuditRow.id).desc()).limit(1)
+            ).first()
+            prev = last or GENESIS
+            event.prev_hash = prev
+            event.hash = chain_hash(prev, event)
+            row = AuditRow(
+                at=event.at,
+                actor_id=event.actor_id,
+                action=event.action,
+                environment=event.environment,
+                target=event.target,
+                parameters=event.parameters,
+                justification=event.justification,
+                outcome=event.outcome,
+                change_id=event.change_id,
+                request_id=event.request_id,
+                retain_until=event.retain_until,
+                prev_hash=prev,
+                hash=event.hash,
+            )
+            session.add(row)
+            session.commit()
+            event.id = row.id
+            return event
+
+    def audit(self, query: AuditQuery) -> list[AuditEvent]:
+        q = select(AuditRow)
+        if query.since is not None:
+            q = q.where(col(AuditRow.at) >= query.since)
+        if query.until is not None:
+            q = q.where(col(AuditRow.at) < query.until)
+        if query.endpoint is not None:
+            q = q.where(AuditRow.target == query.endpoint)
+        if query.environment is not None:
+            q = q.where(AuditRow.environment == query.environment)
+        if query.actor_id is not None:
+            q = q.where(AuditRow.actor_id == query.actor_id)
+        if query.change_id is not None:
+            q = q.where(AuditRow.change_id == query.change_id)
+        if query.limit is not None:
+            # the newest `limit` rows, still returned oldest first
+            q = q.order_by(col(AuditRow.id).desc()).limit(query.limit)
+            with Session(self.engine) as session:
+                return [_to_event(r) for r in reversed(session.exec(q).all())]
+        with Session(self.engine) as session:
+            return [_to_event(r) for r in session.exec(q.order_by(col(AuditRow.id))).all()]
+
+    def audit_count(self) -> int:
+        with Session(self.engine) as session:
+            return int(session.exec(select(func.count()).select_from(AuditRow)).one())

@@ -1,0 +1,1 @@
+"""The domain of aiops-bot: parse → plan → policy → execute. No Slack, no Google here."""

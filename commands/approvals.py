@@ -1,0 +1,260 @@
+"""Decisions on pending changes: approve, reject, cancel, expire. Each is a compare-and-set,
+so a double click, a retry or two people clicking at once decide a change once."""
+
+from __future__ import annotations
+
+from commands import execution
+from commands.errors import Refusal
+from commands.messages import Reply, escape, mention
+from commands.model import SCHEDULER, Actor, Change, ChangeState
+from commands.policy import may_approve
+from commands.runtime import Runtime
+from commands.store import ApprovalRecord
+from commands.views import change_card, when
+
+
+def find_change(rt: Runtime, ref: str | None, usage: str) -> Change:
+    if not ref:
+        raise Refusal(
+            "which change?",
+            f"Usage: `{usage}` — a change id like `CHG-12`, or an endpoint.",
+            code="malformed",
+        )
+    change = rt.store.get_change(ref)
+    if change is None and ref in rt.config.endpoints:
+        change = rt.store.open_change(ref)
+        if change is None:
+            raise Refusal(f"`{ref}` has no open change", "See `/aiops changes`.", code="not_found")
+    if change is None:
+        raise Refusal(
+            f"no change `{escape(ref)}`", "See `/aiops changes` for change ids.", code="not_found"
+        )
+    return change
+
+
+def _closed(rt: Runtime, change: Change) -> Refusal:
+    state = change.state.value.replace("_", " ")
+    by = ""
+    if change.decided_by and not change.decided_by.startswith("policy:"):
+        verb = {
+            ChangeState.REJECTED: "rejected",
+            ChangeState.CANCELLED: "cancelled",
+            ChangeState.EXPIRED: "expired",
+        }.get(change.state, "approved")
+        who = (
+            "unanswered"
+            if change.state is ChangeState.EXPIRED
+            else f"by {mention(change.decided_by)}"
+        )
+        by = f" ({verb} {who} at {when(change.decided_at, rt.config.timezone)})"
+    return Refusal(f"{change.id} is already {state}{by}; nothing was done", code="already_decided")
+
+
+def expire_if_due(rt: Runtime, change: Change) -> Change:
+    if (
+        change.state is ChangeState.PENDING_APPROVAL
+        and change.expires_at is not None
+        and rt.clock() >= change.expires_at
+    ):
+        expired = rt.store.transition(
+            change.id,
+            ChangeState.PENDING_APPROVAL,
+            ChangeState.EXPIRED,
+            decided_by=SCHEDULER.id,
+            decided_at=rt.clock(),
+            updated_at=rt.clock(),
+        )
+        if expired is not None:
+            rt.auditor.record(
+                "expired",
+                SCHEDULER.id,
+                "expired",
+                change=expired,
+                parameters={"expires_at": change.expires_at.isoformat()},
+            )
+            execution.refresh_card(
+                rt,
+                expired,
+                note="Unanswered: this request expired. Plan it again if it is still needed.",
+            )
+            execution.tell(
+                rt,
+                expired.requester_id,
+                f"{expired.id} ({expired.kind.value} {expired.endpoint}) expired without a decision.",
+            )
+            return expired
+        return rt.store.get_change(change.id) or change
+    return change
+
+
+def expire_due(rt: Runtime) -> list[Change]:
+    """Expire every pending request past its time (the scheduler calls this)."""
+    out = []
+    for change in rt.store.list_changes(states=[ChangeState.PENDING_APPROVAL], limit=1000):
+        after = expire_if_due(rt, change)
+        if after.state is ChangeState.EXPIRED and change.state is not ChangeState.EXPIRED:
+            out.append(after)
+    return out
+
+
+def decide(
+    rt: Runtime,
+    actor: Actor,
+    ref: str | None,
+    decision: str,
+    reason: str | None = None,
+    request_id: str | None = None,
+) -> Reply:
+    usage = f"/aiops {decision} <change|endpoint>"
+    change = expire_if_due(rt, find_change(rt, ref, usage))
+    env = rt.config.environments[change.environment]
+    params = {"decision": decision}
+    if change.state is not ChangeState.PENDING_APPROVAL:
+        refusal = _closed(rt, change)
+        rt.auditor.record(
+            decision,
+            actor.id,
+            f"refused: {refusal.message}",
+            change=change,
+            request_id=request_id,
+            parameters=params,
+        )
+        raise refusal
+    if actor.id == change.requester_id:
+        rt.auditor.record(
+            decision,
+            actor.id,
+            "refused: requester may not decide own change",
+            change=change,
+            request_id=request_id,
+            parameters=params,
+        )
+        raise Refusal(
+            f"you requested {change.id}; someone else must {decision} it",
+            f"Ask one of: {', '.join(mention(a) for a in env.approvers)}.",
+            code="self_approval",
+        )
+    if not may_approve(env, actor.id, rt.groups):
+        rt.auditor.record(
+            decision,
+            actor.id,
+            "refused: not an approver",
+            change=change,
+            request_id=request_id,
+            parameters=params,
+        )
+        raise Refusal(
+            f"{mention(actor.id)} may not {decision} changes in `{env.name}`",
+            f"Approvers: {', '.join(mention(a) for a in env.approvers)}.",
+            code="not_allowed",
+        )
+    if not rt.store.add_approval(ApprovalRecord(change.id, actor.id, decision, rt.clock(), reason)):
+        raise Refusal(f"you already decided on {change.id}; nothing was done", code="duplicate")
+    now = rt.clock()
+    if decision == "reject":
+        done = rt.store.transition(
+            change.id,
+            ChangeState.PENDING_APPROVAL,
+            ChangeState.REJECTED,
+            decided_by=actor.id,
+            decided_at=now,
+            updated_at=now,
+        )
+        if done is None:
+            raise _closed(rt, rt.store.get_change(change.id) or change)
+        rt.auditor.record(
+            "reject",
+            actor.id,
+            "rejected",
+            change=done,
+            justification=reason,
+            request_id=request_id,
+            parameters=params,
+        )
+        execution.refresh_card(rt, done)
+        execution.tell(
+            rt,
+            done.requester_id,
+            f"{done.id} ({done.kind.value} {done.endpoint}) was rejected by {mention(actor.id)}"
+            + (f": {escape(reason)}" if reason else "."),
+        )
+        return _ack(rt, done, f"Rejected {done.id}.")
+    approvers = {a.approver_id for a in rt.store.approvals(change.id) if a.decision == "approve"}
+    approvers.discard(change.requester_id)
+    if len(approvers) < env.approvals_required:
+        rt.auditor.record(
+            "approve",
+            actor.id,
+            f"approval {len(approvers)} of {env.approvals_required}",
+            change=change,
+            request_id=request_id,
+            parameters=params,
+        )
+        execution.refresh_card(rt, change)
+        return _ack(
+            rt, change, f"Approval recorded ({len(approvers)} of {env.approvals_required})."
+        )
+    done = rt.store.transition(
+        change.id,
+        ChangeState.PENDING_APPROVAL,
+        ChangeState.APPROVED,
+        decided_by=actor.id,
+        decided_at=now,
+        updated_at=now,
+    )
+    if done is None:
+        raise _closed(rt, rt.store.get_change(change.id) or change)
+    rt.auditor.record(
+        "approve",
+        actor.id,
+        "approved",
+        change=done,
+        justification=reason,
+        request_id=request_id,
+        parameters=params | {"approvers": sorted(approvers)},
+    )
+    execution.refresh_card(rt, done)
+    execution.tell(
+        rt,
+        done.requester_id,
+        f"{done.id} ({done.kind.value} {done.endpoint}) was approved by {mention(actor.id)}; running now.",
+    )
+    execution.start(rt, done)
+    return _ack(rt, done, f"Approved {done.id}; running now.")
+
+
+def cancel(
+    rt: Runtime, actor: Actor, ref: str | None, reason: str | None, request_id: str | None = None
+) -> Reply:
+    change = expire_if_due(rt, find_change(rt, ref, "/aiops cancel <change|endpoint>"))
+    env = rt.config.environments[change.environment]
+    if actor.id != change.requester_id and not may_approve(env, actor.id, rt.groups):
+        raise Refusal("only the requester or an approver may cancel a change", code="not_allowed")
+    for old in (ChangeState.PENDING_APPROVAL, ChangeState.REQUESTED, ChangeState.APPROVED):
+        done = rt.store.transition(
+            change.id,
+            old,
+            ChangeState.CANCELLED,
+            decided_by=actor.id,
+            decided_at=rt.clock(),
+            updated_at=rt.clock(),
+        )
+        if done is not None:
+            rt.auditor.record(
+                "cancel",
+                actor.id,
+                "cancelled",
+                change=done,
+                justification=reason,
+                request_id=request_id,
+            )
+            execution.refresh_card(rt, done)
+            return _ack(rt, done, f"Cancelled {done.id}.")
+    raise _closed(rt, rt.store.get_change(change.id) or change)
+
+
+def _ack(rt: Runtime, change: Change, text: str) -> Reply:
+    reply = change_card(change, rt.config, approvals=rt.store.approvals(change.id))
+    reply.text = text
+    reply.ephemeral = True
+    return reply

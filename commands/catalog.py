@@ -1,0 +1,99 @@
+"""The commands the bot answers: one place for their usage, help and manifest entries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    name: str  # `/deploy`
+    summary: str
+    usage: str
+    options: tuple[str, ...]  # allowed `key=` names
+    positionals: int
+    examples: tuple[str, ...] = ()
+    details: str = ""
+
+
+SLASH_COMMANDS: dict[str, CommandSpec] = {
+    "/deploy": CommandSpec(
+        "/deploy",
+        "Deploy a model version next to the serving one as a canary",
+        '/deploy <endpoint> <model>@<version> [canary=N] [reason="…"]',
+        ("canary", "reason", "ticket"),
+        2,
+        ('/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"',),
+        "The canary takes N % of traffic (default 10, 1–100); the serving version stays"
+        " deployed so a rollback is one step. Production needs a reason and an approval.",
+    ),
+    "/promote": CommandSpec(
+        "/promote",
+        "Move the canary's traffic share; at 100 % the replaced model is undeployed",
+        '/promote <endpoint> [to=N] [reason="…"]',
+        ("to", "reason", "ticket"),
+        1,
+        ("/promote loan-assessor to=50", "/promote loan-assessor"),
+        "`to` defaults to 100. The split it replaces is recorded so a rollback can restore it.",
+    ),
+    "/rollback": CommandSpec(
+        "/rollback",
+        "Restore the last stable split and undeploy the canary",
+        '/rollback <endpoint> [reason="…"]',
+        ("reason", "ticket"),
+        1,
+        ('/rollback loan-assessor reason="P95 above 2 s since 14:05"',),
+        "Mitigation first: in production a rollback runs without waiting for a second person"
+        " (unless the config requires one), and it is announced in the approvals channel.",
+    ),
+    "/aiops": CommandSpec(
+        "/aiops",
+        "Status, changes, audit, approvals and help",
+        "/aiops <status|changes|audit|approve|reject|cancel|help> …",
+        (),
+        0,
+        ("/aiops status", "/aiops audit loan-assessor since=7d", "/aiops approve CHG-12"),
+    ),
+}
+
+AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
+    "status": CommandSpec(
+        "status",
+        "Each endpoint's versions, traffic, health and open change; breaches flagged",
+        "/aiops status [endpoint]",
+        (),
+        1,
+    ),
+    "changes": CommandSpec(
+        "changes", "Open and recent changes", "/aiops changes [endpoint] [limit=N]", ("limit",), 1
+    ),
+    "audit": CommandSpec(
+        "audit",
+        "Who did what, when and why",
+        "/aiops audit [endpoint] [since=24h] [change=CHG-N]",
+        ("since", "change", "limit"),
+        1,
+    ),
+    "approve": CommandSpec(
+        "approve",
+        "Approve a pending change (the Approve button's typed form)",
+        "/aiops approve <change|endpoint>",
+        (),
+        1,
+    ),
+    "reject": CommandSpec(
+        "reject",
+        "Reject a pending change (the Reject button's typed form)",
+        '/aiops reject <change|endpoint> [reason="…"]',
+        ("reason",),
+        1,
+    ),
+    "cancel": CommandSpec(
+        "cancel",
+        "Cancel your own change before it runs",
+        '/aiops cancel <change|endpoint> [reason="…"]',
+        ("reason",),
+        1,
+    ),
+    "help": CommandSpec("help", "This help", "/aiops help [command]", (), 1),
+}

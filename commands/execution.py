@@ -1,0 +1,250 @@
+"""Running an approved change: one compare-and-set into `running`, platform calls, polling
+of long-running operations (whose names are stored, so a restart resumes them), and one
+compare-and-set out. A failed step leaves the endpoint's traffic as it was or restores it."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from commands.config import Endpoint
+from commands.messages import Post, Reply, Text, mention
+from commands.model import BOT, Change, ChangeKind, ChangeState, ModelVersion, check_split
+from commands.planning import NEW, split_text
+from commands.platform import OperationStatus, PlatformError
+from commands.runtime import Runtime
+from commands.views import change_card
+
+log = logging.getLogger(__name__)
+
+
+class _Failed(Exception):
+    pass
+
+
+def start(rt: Runtime, change: Change) -> None:
+    """Run an approved change after the ack."""
+    rt.background.submit(lambda: execute(rt, change.id))
+
+
+def execute(rt: Runtime, change_id: str) -> None:
+    change = rt.store.transition(
+        change_id, ChangeState.APPROVED, ChangeState.RUNNING, updated_at=rt.clock()
+    )
+    if change is None:
+        return  # someone else runs it, or it is no longer approved: never twice
+    rt.auditor.record(
+        "execution_started",
+        BOT.id,
+        "running",
+        change=change,
+        parameters={"plan": change.split_after, "kind": change.kind.value},
+    )
+    refresh_card(rt, change)
+    _run(rt, change)
+
+
+def resume(rt: Runtime) -> int:
+    """Finish the story of changes that were approved or running when the bot stopped."""
+    count = 0
+    for change in rt.store.list_changes(states=[ChangeState.RUNNING], limit=1000):
+        count += 1
+        rt.auditor.record(
+            "execution_resumed",
+            BOT.id,
+            "resumed after restart",
+            change=change,
+            parameters={"operation": change.operation, "phase": change.extra.get("phase")},
+        )
+        rt.background.submit(functools.partial(_run, rt, change))
+    for change in rt.store.list_changes(states=[ChangeState.APPROVED], limit=1000):
+        count += 1
+        start(rt, change)
+    return count
+
+
+def _endpoint(rt: Runtime, change: Change) -> Endpoint:
+    return rt.config.endpoints[change.endpoint]
+
+
+def _phase(rt: Runtime, change: Change, phase: str, operation: str | None = None) -> Change:
+    change.extra["phase"] = phase
+    change.operation = operation
+    rt.store.update_change(change.id, extra=dict(change.extra), operation=operation)
+    return change
+
+
+def _wait(rt: Runtime, change: Change, name: str, what: str) -> OperationStatus:
+    last_reported = -1
+    while True:
+        status = rt.platform.operation(name)
+        if status.done:
+            if status.error:
+                raise _Failed(f"{what} failed: {status.error}")
+            return status
+        if status.progress // 25 > last_reported:
+            last_reported = status.progress // 25
+            thread(rt, change, f":hourglass_flowing_sand: {what}: {status.progress}%")
+        rt.sleep(rt.poll_seconds)
+
+
+def _check_before(rt: Runtime, change: Change) -> None:
+    """The plan was approved against a state; if the endpoint moved since, it is void."""
+    state = rt.platform.endpoint_state(_endpoint(rt, change))
+    if dict(state.traffic) != change.split_before:
+        labels = {d.id: d.version.version for d in state.deployed}
+        raise _Failed(
+            "the endpoint changed since this change was planned"
+            f" (planned from {split_text(change.split_before, labels)}, now"
+            f" {split_text(state.traffic, labels)}); nothing was done — plan it again"
+        )
+
+
+def _undeploy(rt: Runtime, change: Change, ids: list[str], split: dict[str, int]) -> None:
+    ep = _endpoint(rt, change)
+    for dm_id in ids:
+        name = rt.platform.begin_undeploy(ep, dm_id, split)
+        _phase(rt, change, f"undeploy:{dm_id}", name)
+        _wait(rt, change, name, f"undeploying {change.extra.get('label:' + dm_id, dm_id)}")
+
+
+def _run(rt: Runtime, change: Change) -> None:
+    ep = _endpoint(rt, change)
+    phase = change.extra.get("phase", "")
+    undeploy = [i for i in change.extra.get("undeploy", "").split(",") if i]
+    try:
+        if change.kind is ChangeKind.DEPLOY or change.extra.get("mode") == "redeploy":
+            version = ModelVersion.parse(change.version or "")
+            if not phase:
+                _check_before(rt, change)
+                name = rt.platform.begin_deploy(ep, version, check_split(change.split_after) | {})
+                change = _phase(rt, change, "deploy", name)
+                phase = "deploy"
+            if phase == "deploy":
+                assert change.operation
+                status = _wait(rt, change, change.operation, f"deploying {version}")
+                change.new_deployed_model_id = status.deployed_model_id
+                if status.deployed_model_id:
+                    change.extra[f"label:{status.deployed_model_id}"] = version.version
+                rt.store.update_change(
+                    change.id,
+                    new_deployed_model_id=status.deployed_model_id,
+                    extra=dict(change.extra),
+                )
+                after = {
+                    (status.deployed_model_id or NEW) if k == NEW else k: v
+                    for k, v in change.split_after.items()
+                }
+                if undeploy:
+                    _undeploy(rt, change, undeploy, after)
+            elif phase.startswith("undeploy:") and change.operation:
+                _wait(rt, change, change.operation, "undeploying")
+                rest = (
+                    undeploy[undeploy.index(phase.split(":", 1)[1]) + 1 :]
+                    if phase.split(":", 1)[1] in undeploy
+                    else []
+                )
+                after = {
+                    (change.new_deployed_model_id or NEW) if k == NEW else k: v
+                    for k, v in change.split_after.items()
+                }
+                _undeploy(rt, change, rest, after)
+        else:  # promote or rollback by traffic shift
+            if not phase:
+                _check_before(rt, change)
+                rt.platform.set_traffic(ep, check_split(change.split_after))
+                change = _phase(rt, change, "traffic")
+                thread(
+                    rt,
+                    change,
+                    f":twisted_rightwards_arrows: traffic now {split_text(change.split_after, _labels(change))}",
+                )
+                _undeploy(rt, change, undeploy, change.split_after)
+            elif phase.startswith("undeploy:") and change.operation:
+                _wait(rt, change, change.operation, "undeploying")
+                current = phase.split(":", 1)[1]
+                rest = undeploy[undeploy.index(current) + 1 :] if current in undeploy else []
+                _undeploy(rt, change, rest, change.split_after)
+            elif phase == "traffic":
+                _undeploy(rt, change, undeploy, change.split_after)
+    except (_Failed, PlatformError) as exc:
+        _finish(rt, change, ok=False, error=str(exc))
+        return
+    except Exception as exc:
+        log.exception("change %s failed unexpectedly", change.id)
+        _finish(rt, change, ok=False, error=f"unexpected error: {type(exc).__name__}")
+        return
+    _finish(rt, change, ok=True)
+
+
+def _labels(change: Change) -> dict[str, str]:
+    return {k.removeprefix("label:"): v for k, v in change.extra.items() if k.startswith("label:")}
+
+
+def _finish(rt: Runtime, change: Change, *, ok: bool, error: str | None = None) -> None:
+    new = ChangeState.SUCCEEDED if ok else ChangeState.FAILED
+    extra = dict(change.extra)
+    extra["phase"] = "done"
+    done = rt.store.transition(
+        change.id, ChangeState.RUNNING, new, error=error, updated_at=rt.clock(), extra=extra
+    )
+    if done is None:
+        return
+    state_after = None
+    try:
+        state = rt.platform.endpoint_state(_endpoint(rt, done))
+        state_after = state.describe()
+    except PlatformError as exc:
+        state_after = f"unknown ({exc})"
+    rt.auditor.record(
+        "execution_finished",
+        BOT.id,
+        "succeeded" if ok else f"failed: {error}",
+        change=done,
+        parameters={"traffic_now": state_after, "operation": done.operation},
+    )
+    refresh_card(rt, done)
+    verdict = ":white_check_mark: succeeded" if ok else f":x: failed: {error}"
+    thread(rt, done, f"{verdict}. `{done.endpoint}` now serves {state_after}.")
+    tell(
+        rt,
+        done.requester_id,
+        f"{done.id} ({done.kind.value} {done.endpoint}) {verdict}. Now: {state_after}.",
+    )
+
+
+def refresh_card(rt: Runtime, change: Change, note: str | None = None) -> None:
+    """Re-render the change's message where it was posted (buttons go once it is decided)."""
+    if not (change.channel and change.message_ts):
+        return
+    reply = change_card(
+        change,
+        rt.config,
+        approvals=rt.store.approvals(change.id),
+        buttons=change.state is ChangeState.PENDING_APPROVAL,
+        note=note,
+    )
+    rt.notifier.post(
+        Post(change.channel, reply, change_id=change.id, update=True, ts=change.message_ts)
+    )
+
+
+def thread(rt: Runtime, change: Change, text: str) -> None:
+    if change.channel and change.message_ts:
+        rt.notifier.post(
+            Post(
+                change.channel,
+                Reply(text=text, blocks=[Text(text)], ephemeral=False),
+                change_id=change.id,
+                thread_ts=change.message_ts,
+            )
+        )
+
+
+def tell(rt: Runtime, user_id: str, text: str) -> None:
+    """A direct message to a person (the requester, usually)."""
+    if user_id.startswith(("U", "W")):
+        rt.notifier.post(Post(user_id, Reply(text=text, blocks=[Text(text)], ephemeral=False)))
+
+
+__all__ = ["execute", "mention", "refresh_card", "resume", "start", "tell", "thread"]

@@ -1,0 +1,96 @@
+"""Renderer-neutral replies: the domain says what to show; bot/ turns it into Block Kit
+or terminal text. Text is Slack mrkdwn; anything a person typed goes through `escape`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+def escape(text: str) -> str:
+    """Make typed text inert in mrkdwn: no `@channel`, mentions or forged links."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def mention(slack_id: str) -> str:
+    if slack_id.startswith("S"):
+        return f"<!subteam^{slack_id}>"
+    if slack_id[:1] in ("U", "W"):
+        return f"<@{slack_id}>"
+    return slack_id  # `bot`, `scheduler`
+
+
+@dataclass(frozen=True)
+class Header:
+    text: str
+
+
+@dataclass(frozen=True)
+class Text:
+    text: str
+
+
+@dataclass(frozen=True)
+class Fields:
+    pairs: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class Context:
+    items: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Divider:
+    pass
+
+
+@dataclass(frozen=True)
+class Button:
+    label: str
+    action_id: str  # e.g. `approve`
+    value: str  # e.g. the change id
+    typed: str  # the typed equivalent, e.g. `/aiops approve CHG-7`
+    style: Literal["primary", "danger"] | None = None
+
+
+@dataclass(frozen=True)
+class Buttons:
+    buttons: tuple[Button, ...]
+
+
+Block = Header | Text | Fields | Context | Divider | Buttons
+
+
+@dataclass
+class Reply:
+    """What a command answers. `ephemeral` replies are seen by the asker only."""
+
+    text: str  # the notification / fallback text
+    blocks: list[Block] = field(default_factory=list)
+    ephemeral: bool = True
+    ok: bool = True
+
+    @classmethod
+    def refusal(cls, text: str, *, hint: str | None = None) -> Reply:
+        blocks: list[Block] = [Text(f":no_entry: {text}")]
+        if hint:
+            blocks.append(Context((hint,)))
+        return cls(text=text, blocks=blocks, ephemeral=True, ok=False)
+
+    @classmethod
+    def info(cls, text: str) -> Reply:
+        return cls(text=text, blocks=[Text(text)], ephemeral=True)
+
+
+@dataclass
+class Post:
+    """A message the domain wants in a channel (or a DM), optionally in a change's thread."""
+
+    channel: str
+    reply: Reply
+    change_id: str | None = None  # the change whose message this is / whose thread it joins
+    thread_ts: str | None = None  # reply in this message's thread
+    update: bool = False  # replace the message at `ts` rather than post a new one
+    ts: str | None = None

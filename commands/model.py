@@ -1,0 +1,223 @@
+"""The vocabulary of DESIGN.md as plain types."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+_VERSION_RE = re.compile(
+    r"^(?P<model>[a-z0-9][a-z0-9._-]*)@(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$"
+)
+
+
+class InvalidModelVersion(ValueError):
+    pass
+
+
+@dataclass(frozen=True, order=True)
+class ModelVersion:
+    """`gemma-3-1b-it@1.2.1`: a model and a semantic version in the registry."""
+
+    model: str
+    version: str
+
+    @classmethod
+    def parse(cls, text: str) -> ModelVersion:
+        match = _VERSION_RE.match(text.strip())
+        if not match:
+            raise InvalidModelVersion(
+                f"`{text}` is not a model version; write it as `<model>@<major.minor.patch>`,"
+                " e.g. `gemma-3-1b-it@1.2.1`"
+            )
+        return cls(match["model"], match["version"])
+
+    def __str__(self) -> str:
+        return f"{self.model}@{self.version}"
+
+
+class ChangeKind(StrEnum):
+    DEPLOY = "deploy"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+
+class ChangeState(StrEnum):
+    REQUESTED = "requested"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_open(self) -> bool:
+        return self in OPEN_STATES
+
+    @property
+    def mark(self) -> str:
+        return _MARKS[self]
+
+
+OPEN_STATES = frozenset(
+    {ChangeState.REQUESTED, ChangeState.PENDING_APPROVAL, ChangeState.APPROVED, ChangeState.RUNNING}
+)
+
+_MARKS = {
+    ChangeState.REQUESTED: "🆕",
+    ChangeState.PENDING_APPROVAL: "⏳",
+    ChangeState.APPROVED: "👍",
+    ChangeState.RUNNING: "🔄",
+    ChangeState.SUCCEEDED: "✅",
+    ChangeState.FAILED: "❌",
+    ChangeState.REJECTED: "🚫",
+    ChangeState.EXPIRED: "⌛",
+    ChangeState.CANCELLED: "🗑️",
+}
+
+# The only moves a change may make; every one is a compare-and-set in the store.
+TRANSITIONS: dict[ChangeState, frozenset[ChangeState]] = {
+    ChangeState.REQUESTED: frozenset(
+        {ChangeState.PENDING_APPROVAL, ChangeState.APPROVED, ChangeState.CANCELLED}
+    ),
+    ChangeState.PENDING_APPROVAL: frozenset(
+        {ChangeState.APPROVED, ChangeState.REJECTED, ChangeState.EXPIRED, ChangeState.CANCELLED}
+    ),
+    ChangeState.APPROVED: frozenset(
+        {ChangeState.RUNNING, ChangeState.CANCELLED, ChangeState.FAILED}
+    ),
+    ChangeState.RUNNING: frozenset({ChangeState.SUCCEEDED, ChangeState.FAILED}),
+}
+
+
+def can_move(old: ChangeState, new: ChangeState) -> bool:
+    return new in TRANSITIONS.get(old, frozenset())
+
+
+TrafficSplit = dict[str, int]
+"""Deployed-model id → percent; always sums to 100 (or is empty for an empty endpoint)."""
+
+
+class InvalidSplit(ValueError):
+    pass
+
+
+def check_split(split: TrafficSplit) -> TrafficSplit:
+    """Refuse any split that does not sum to 100 or has shares outside 0–100."""
+    if not split:
+        return split
+    for key, share in split.items():
+        if not 0 <= share <= 100:
+            raise InvalidSplit(f"share {share} for {key} is outside 0–100")
+    if sum(split.values()) != 100:
+        raise InvalidSplit(f"traffic split {split} sums to {sum(split.values())}, not 100")
+    return {k: v for k, v in split.items() if v > 0}
+
+
+@dataclass(frozen=True)
+class DeployedModel:
+    id: str
+    version: ModelVersion
+    replicas: int = 1
+
+
+@dataclass(frozen=True)
+class EndpointState:
+    """What an endpoint serves right now, as the platform reports it."""
+
+    slug: str
+    deployed: tuple[DeployedModel, ...]
+    traffic: TrafficSplit
+
+    def model(self, deployed_model_id: str) -> DeployedModel | None:
+        return next((d for d in self.deployed if d.id == deployed_model_id), None)
+
+    def by_version(self, version: ModelVersion) -> DeployedModel | None:
+        return next((d for d in self.deployed if d.version == version), None)
+
+    def describe(self, split: TrafficSplit | None = None) -> str:
+        """`1.2.0 90% · 1.2.1 10%`, largest share first."""
+        split = self.traffic if split is None else split
+        if not split:
+            return "nothing deployed"
+        parts = []
+        for dm_id, share in sorted(split.items(), key=lambda kv: (-kv[1], kv[0])):
+            dm = self.model(dm_id)
+            label = dm.version.version if dm else dm_id
+            parts.append(f"{label} {share}%")
+        return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class ModelHealth:
+    p95_latency_ms: float | None
+    error_rate: float | None
+    request_count: int
+
+
+@dataclass(frozen=True)
+class EndpointHealth:
+    slug: str
+    p95_latency_ms: float | None
+    error_rate: float | None
+    request_count: int
+    replicas: int
+    max_replicas: int
+    duty_cycle: float | None
+    drift: float | None  # None: not monitored
+    cost_today_usd: float | None
+    cost_is_estimate: bool = True
+    by_model: dict[str, ModelHealth] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did something: a Slack user id (or `scheduler` / `bot`) and, for display, a name."""
+
+    id: str
+    name: str | None = None
+
+    @property
+    def display(self) -> str:
+        return self.name or self.id
+
+
+BOT = Actor("bot", "aiops-bot")
+SCHEDULER = Actor("scheduler", "scheduler")
+
+
+@dataclass
+class Change:
+    """One requested deploy / promote / rollback, with its plan and state."""
+
+    id: str
+    kind: ChangeKind
+    endpoint: str
+    environment: str
+    requester_id: str
+    state: ChangeState
+    created_at: datetime
+    reason: str | None = None
+    version: str | None = None  # deploy: the model version being deployed
+    canary_percent: int | None = None  # deploy: the new model's share; promote: the target share
+    split_before: TrafficSplit = field(default_factory=dict)
+    split_after: TrafficSplit = field(
+        default_factory=dict
+    )  # "0" stands for a model not yet deployed
+    restore_split: TrafficSplit = field(
+        default_factory=dict
+    )  # what a rollback of this change restores
+    expires_at: datetime | None = None
+    operation: str | None = None
+    new_deployed_model_id: str | None = None
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    error: str | None = None
+    channel: str | None = None  # where its approval message lives, once posted
+    message_ts: str | None = None
+    updated_at: datetime | None = None
+    extra: dict[str, str] = field(default_factory=dict)

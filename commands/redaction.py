@@ -1,0 +1,1362 @@
+"""PII redaction: the one module every exit goes through.
+
+Slack messages, ephemeral replies, audit fields, log lines (`RedactingFilter`), exports
+and the `aiops-bot redact` filter (`redact_stream`) all call `redact()` /
+`redact_value()` from here, so what is masked is decided in one place.
+
+What is masked
+--------------
+Each value below is replaced by a token ``[KIND:xxxxxxxx]``:
+
+| kind           | detected when                                                              |
+| -------------- | -------------------------------------------------------------------------- |
+| `EMAIL`        | any e-mail address (except Google service accounts, `*.gserviceaccount.com`) |
+| `PHONE`        | AU `04xx xxx xxx`, `(02) 9xxx xxxx`, `02 9xxx xxxx`; US `(555) 123-4567`,   |
+|                | `555-123-4567`, `555.123.4567`, `555 123 4567`; any `+<country> …` number  |
+|                | of 8–15 digits; any 8–15 digit number after a label (`phone`, `mobile`…)   |
+| `SSN`          | US `123-45-6789` / `123 45 6789` (invalid areas 000, 666, 9xx excluded);   |
+|                | 9 digits after `SSN` / `social security number`                            |
+| `TFN`          | 9 digits (`123456782`, `123 456 782`) whose ATO checksum holds (weights    |
+|                | 1,4,3,7,5,8,6,9,10; sum mod 11 = 0); 8–9 digits after `TFN` / `tax file    |
+|                | number`, checksum or not                                                   |
+| `MEDICARE`     | 10–11 digits (`2123 45670 1`), first digit 2–6, check digit (weights       |
+|                | 1,3,7,9,1,3,7,9 over digits 1–8, mod 10 = digit 9); any 10–11 digits after |
+|                | `medicare`                                                                 |
+| `CARD`         | 13–19 digit groups (`4111 1111 1111 1111`, `3782 822463 10005`) and 13–16  |
+|                | contiguous digits that pass Luhn and start like a card (2221–2720, 3–6);   |
+|                | any 13–19 digits after `card` / `credit card` / `visa` / `cc` …            |
+| `BANK_ACCOUNT` | `BSB 062-000 account 12345678`, `062-000 12345678`, `BSB 062000`, and 6–10 |
+|                | digits after `account` / `acct` / `a/c`                                    |
+| `DOB`          | a date after `DOB`, `date of birth`, `birth date`, `born` (`1985-03-14`,   |
+|                | `14/03/1985`, `14 March 1985`, `March 14, 1985`, `March 1985`)             |
+| `NAME`         | capitalised words after `name`, `customer`, `applicant`, `borrower`,       |
+|                | `guarantor`, `client`, `cardholder`, `Mr`/`Mrs`/`Ms`/`Dr` …; any words     |
+|                | after `full name:`, `customer name:`, `surname:` … (up to four words)      |
+
+Figures next to an income or credit-score label become bands rather than tokens, so a
+reader keeps the order of magnitude and loses the figure:
+
+- ``income $85,000`` → ``income [INCOME_BAND_3]``; labels `income`, `salary`, `earnings`,
+  `wages` with any qualifier (`annual`, `gross`, `monthly` …). Amounts are annualised
+  (`per month` × 12, `per fortnight` × 26, `per week` × 52; `monthly income` likewise);
+  a range is banded by its midpoint. Bands (annual, any currency): see `INCOME_BANDS`.
+- ``credit score 720`` → ``credit score [CREDIT_SCORE_BAND_4]``; labels `credit score`,
+  `credit rating`, `bureau score`, `Equifax`, `Experian`, `illion`, `FICO`. Bands are
+  bureau-neutral hundreds (Equifax AU runs 0–1200, Experian / illion 0–1000, FICO
+  300–850): see `CREDIT_SCORE_BANDS`. A figure above 1200 is not a score and is left.
+
+How tokens work
+---------------
+A token is the first 8 hex digits of HMAC-SHA256(key, ``KIND`` NUL normalised value).
+Normalising first makes one value give one token however it is written: e-mail lower-
+cased; phone numbers in E.164 (`0412 345 678` and `+61 412 345 678` agree); identity
+and card numbers as digits only (Medicare: the 10-digit card number, without the
+individual reference); dates of birth as ISO dates (`14/03/1985` and `14 March 1985`
+agree; numeric dates are read day first, as in Australia, unless that is impossible);
+names case-folded with spaces collapsed.
+
+The key comes from the environment variable ``AIOPS_PII_KEY`` (any string; use 32+
+random bytes, e.g. ``openssl rand -hex 32``). It is read once, kept only inside the
+HMAC object, never written to the data, a log line or a repr. Without it every process
+draws a random key: masking is just as complete, but tokens then correlate only within
+that one process (a warning says so, once). 8 hex digits are for people correlating
+within a conversation or an incident, not a unique identifier: with many thousands of
+distinct values some will share a token.
+
+What is deliberately left alone
+-------------------------------
+Operations must still read what the bot says, so these pass through unchanged:
+Vertex / GCP resource names (`projects/…/endpoints/4567891234567890123`, operation
+names), model versions (`gemma-3-1b-it@1.3.0-rc1`), existing tokens (so redaction is
+idempotent: redacting twice changes nothing), percentages, latencies, counts with a
+unit (`2150 ms`, `4 GiB`), timestamps (ISO 8601 and `2026-11-27 08:30 AEDT`), change ids
+(`CHG-12`), Slack ids and mentions (`U0ALICE`, `<@U0BOB>`), hex ids and hashes.
+
+Unlabelled digit runs are masked only when their shape and checksum say so, and never
+when they are: part of a longer digit run or of a word / path / version / decimal
+(`/4111…`, `req-123…`, `1.234…`); right after an operational word (`endpoint`,
+`deployed model`, `operation`, `id`, `count`, `bytes` …); right before a unit (`ms`,
+`tokens`, `%` …); one of a row of space-separated numbers (for the spaced forms); or
+17–19 contiguous digits — the length of Vertex ids — unless labelled as a card.
+Names, dates of birth, account numbers, incomes and credit scores are masked only when
+labelled: a bare date or capitalised word is not PII to this module.
+
+Known limits: names and dates that carry no label pass; so do 8-digit (pre-1990s)
+TFNs without a label, postal addresses, driver-licence and passport numbers. Unknown
+objects given to `redact_value` are returned unchanged (serialise them first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+import secrets
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Final, TextIO
+
+__all__ = [
+    "CREDIT_SCORE_BANDS",
+    "INCOME_BANDS",
+    "KINDS",
+    "RedactingFilter",
+    "Redactor",
+    "credit_score_band",
+    "default_redactor",
+    "income_band",
+    "luhn_valid",
+    "medicare_valid",
+    "redact",
+    "redact_stream",
+    "redact_value",
+    "tfn_valid",
+]
+
+_log = logging.getLogger(__name__)
+
+KEY_ENV: Final = "AIOPS_PII_KEY"
+TOKEN_HEX: Final = 8
+KINDS: Final = (
+    "EMAIL",
+    "PHONE",
+    "SSN",
+    "TFN",
+    "MEDICARE",
+    "CARD",
+    "BANK_ACCOUNT",
+    "DOB",
+    "NAME",
+)
+
+# (band, lowest annual amount in the band); a band runs up to the next one's lowest.
+INCOME_BANDS: Final = (
+    (1, 0),  # under 30,000
+    (2, 30_000),  # 30,000 – 59,999
+    (3, 60_000),  # 60,000 – 99,999
+    (4, 100_000),  # 100,000 – 149,999
+    (5, 150_000),  # 150,000 – 249,999
+    (6, 250_000),  # 250,000 and over
+)
+# (band, lowest score in the band); 0–1200 covers Equifax AU, Experian, illion and FICO.
+CREDIT_SCORE_BANDS: Final = (
+    (1, 0),  # under 500
+    (2, 500),  # 500 – 599
+    (3, 600),  # 600 – 699
+    (4, 700),  # 700 – 799
+    (5, 800),  # 800 – 899
+    (6, 900),  # 900 – 1200
+)
+_CREDIT_SCORE_MAX: Final = 1200
+
+
+def income_band(annual_amount: float) -> int:
+    """The `INCOME_BANDS` band of an annual amount."""
+    band = 1
+    for number, lowest in INCOME_BANDS:
+        if annual_amount >= lowest:
+            band = number
+    return band
+
+
+def credit_score_band(score: int) -> int:
+    """The `CREDIT_SCORE_BANDS` band of a score."""
+    band = 1
+    for number, lowest in CREDIT_SCORE_BANDS:
+        if score >= lowest:
+            band = number
+    return band
+
+
+# --------------------------------------------------------------------------- checksums
+
+
+def luhn_valid(digits: str) -> bool:
+    """The Luhn (mod 10) check used by payment cards."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+_TFN_WEIGHTS: Final = (1, 4, 3, 7, 5, 8, 6, 9, 10)
+_MEDICARE_WEIGHTS: Final = (1, 3, 7, 9, 1, 3, 7, 9)
+
+
+def tfn_valid(digits: str) -> bool:
+    """The ATO check on a 9-digit tax file number."""
+    if len(digits) != 9:
+        return False
+    return sum((ord(c) - 48) * w for c, w in zip(digits, _TFN_WEIGHTS, strict=True)) % 11 == 0
+
+
+def medicare_valid(digits: str) -> bool:
+    """Medicare card number (10 digits, or 11 with the individual reference)."""
+    if len(digits) not in (10, 11) or digits[0] not in "23456":
+        return False
+    check = sum((ord(c) - 48) * w for c, w in zip(digits[:8], _MEDICARE_WEIGHTS, strict=True))
+    return check % 10 == ord(digits[8]) - 48
+
+
+def _card_prefix(digits: str) -> bool:
+    """Starts like a card of a real network: Mastercard 2221–2720, or 3, 4, 5, 6."""
+    if digits[0] in "3456":
+        return True
+    return 2221 <= int(digits[:4]) <= 2720
+
+
+def _ssn_valid(digits: str) -> bool:
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+# ----------------------------------------------------------------------------- patterns
+
+_SP = r"[ \t\u00a0]"  # horizontal space
+_W = r"[ _-]?"  # between the words of a label: `date of birth`, `date_of_birth`, `dateOfBirth`
+_NUM_START = r"(?<![\w/.#@+$%-])(?<![0-9][:,])"  # a digit run that stands alone
+_NUM_END = r"(?![\w/@%$]|[.,:-][0-9A-Za-z])"
+
+# A label, then what may sit between it and its value: `TFN: `, `card no. `, `"dob": "`,
+# `born on `, `medicare # `.
+_GAP = (
+    rf"[\"']?{_SP}*(?i:(?:no|num|number|nbr)\.?{_SP}*|\#{_SP}*)?"
+    rf"(?:[:=#]{_SP}*|(?i:is|of|on|was){_SP}+|[-–]{_SP}*)?[\"']?{_SP}*"
+)
+
+
+def _label(words: str) -> str:
+    return rf"(?<![\w-])(?i:{words})(?![A-Za-z])"
+
+
+_L_SSN = _label(rf"ssn|social{_W}security(?:{_W}(?:number|no|num))?")
+_L_TFN = _label(rf"tfn|tax{_W}file(?:{_W}(?:number|no|num))?")
+_L_MEDICARE = _label(rf"medicare(?:{_W}card)?(?:{_W}(?:number|no|num))?")
+_L_CARD = _label(
+    rf"(?:(?:credit|debit|payment|bank){_W})?card(?:{_W}(?:number|no|num))?"
+    rf"|cc(?:{_W}(?:number|no|num))?|pan|visa|master{_W}card|amex|american{_W}express"
+    r"|diners|jcb|maestro|unionpay|discover"
+)
+_L_ACCOUNT = _label(rf"(?:bank{_W})?(?:account|acct|acc|a/c)(?:{_W}(?:number|no|num))?")
+_L_BSB = _label("bsb")
+_L_PHONE = _label(
+    rf"(?:home|work|mobile|cell|contact|daytime){_W}(?:phone|number|no)"
+    r"|phone|ph|tel|telephone|mobile|mob|cell|cellphone|landline|fax|sms|whatsapp"
+)
+_L_DOB = _label(rf"dob|d\.o\.b\.?|date{_W}of{_W}birth|birth{_W}date|birthdate|birthday|born")
+_L_INCOME = _label(
+    r"(?:(?:annual|annually|yearly|monthly|weekly|fortnightly|gross|net|household|taxable"
+    rf"|declared|stated|verified|base|total|combined|personal|employment|rental){_W})*"
+    r"(?:income|salary|earnings|wages?|earns|earning)"
+)
+_L_CREDIT = _label(
+    rf"(?:(?:credit|bureau|equifax|experian|illion|veda|fico){_W}(?:score|rating)s?)"
+    r"|vedascore|equifax|experian|illion|fico"
+)
+_L_NAME_STRONG = _label(
+    r"(?:(?:full|legal|first|given|middle|last|family|maiden|preferred|customer|applicant"
+    r"|co-?applicant|borrower|co-?borrower|client|account|cardholder|card-?holder"
+    rf"|account{_W}holder|guarantor|spouse|nominee|beneficiary|payee){_W}names?)"
+    rf"|surname|forenames?|name{_W}on{_W}card"
+)
+_L_NAME_WEAK = (
+    r"(?<![\w-])(?:(?i:name|customer|applicant|co-?applicant|borrower|co-?borrower|guarantor"
+    rf"|client|cardholder|card{_W}holder|account{_W}holder|beneficiary|payee|nominee|spouse)"
+    r"(?![A-Za-z])|(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b\.?)"
+)
+
+_MONTH = (
+    r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_DAY = r"[0-3]?[0-9](?i:st|nd|rd|th)?"
+_DATE = (
+    r"(?:[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}"
+    r"|[0-9]{1,2}[-/.][0-9]{1,2}[-/.](?:[0-9]{4}|[0-9]{2})"
+    rf"|{_DAY}{_SP}+(?:of{_SP}+)?{_MONTH},?{_SP}+[0-9]{{4}}"
+    rf"|{_MONTH}{_SP}+{_DAY},?{_SP}+[0-9]{{4}}"
+    rf"|{_MONTH},?{_SP}+[0-9]{{4}}"
+    r"|[0-9]{8})(?![0-9])"
+)
+
+_AMOUNT = (
+    rf"(?:(?:A|AU|US|NZ)?\${_SP}?|(?i:aud|usd|nzd){_SP}?)?"
+    r"(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.[0-9]+)?(?![0-9])"
+    rf"(?:{_SP}?(?i:k|m|mil|million|thousand)(?![A-Za-z]))?"
+    rf"(?:{_SP}?(?i:aud|usd|nzd|dollars)(?![A-Za-z]))?"
+)
+_PERIOD = (
+    rf"(?:{_SP}*(?i:p\.?a\.?|per{_SP}+(?:annum|year|yr|month|week|fortnight)"
+    rf"|/{_SP}?(?:yr|year|annum|mo|mth|month|wk|week|fortnight|fn)"
+    rf"|a{_SP}+(?:year|month|week|fortnight)|annually|yearly|monthly|weekly|fortnightly"
+    r"|pm|pw)(?![A-Za-z]))?"
+)
+
+_UP = "A-ZÀ-ÖØ-Þ\u0100-\u017f\u1e00-\u1eff"
+_LO = "a-zß-öø-ÿ\u0100-\u017f\u1e00-\u1eff"
+_NAME_WORD = (
+    rf"(?:[{_UP}][{_LO}]*(?:['’]?[{_UP}][{_LO}]+)?(?:-[{_UP}][{_LO}]+)*\.?)"
+    r"(?![\w])(?!['’][A-Za-z]{2})"
+)
+_PARTICLE = r"(?:van|von|de|da|di|del|der|den|le|la|du|dos|bin|binti|ibn|al)"
+_WEAK_NAME_VALUE = rf"{_NAME_WORD}(?:{_SP}+(?:{_PARTICLE}{_SP}+)?{_NAME_WORD}){{0,3}}"
+_STRONG_NAME_VALUE = (
+    r"[^\W\d_](?:[\w'’.-]*[^\W_])?\.?(?:" + _SP + r"+[^\W\d_](?:[\w'’.-]*[^\W_])?\.?){0,3}"
+)
+
+# Never touched: existing tokens, resource names, model versions.
+_KEEP = (
+    r"(?P<keep>\[(?:" + "|".join(KINDS) + rf"):[0-9a-f]{{{TOKEN_HEX}}}\]"
+    r"|\[(?:INCOME|CREDIT_SCORE)_BAND_[0-9]+\]"
+    r"|(?<![\w.-])(?:projects|locations|endpoints|models|deployedModels|operations|publishers"
+    r"|datasets|trainingPipelines|customJobs|batchPredictionJobs|pipelineJobs|indexes"
+    r"|indexEndpoints|featurestores|tensorboards|metadataStores|studies|notebookRuntimes"
+    r"|alertPolicies|notificationChannels|timeSeries|uptimeCheckConfigs|logs|sinks|buckets"
+    r"|instances|zones|regions|services|revisions|secrets|keyRings|cryptoKeys|serviceAccounts"
+    r"|billingAccounts|organizations|folders|subscriptions|topics|jobs|versions)"
+    r"/[\w.@:%~-]+(?:/[\w.@:%~-]+)*"
+    r"|(?<![\w.@-])[a-z0-9][a-z0-9._-]*@[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?)"
+)
+
+_OPS_WORDS: Final = frozenset(
+    [
+        "endpoint",
+        "endpoints",
+        "deployed",
+        "model",
+        "models",
+        "modelid",
+        "operation",
+        "operations",
+        "op",
+        "ops",
+        "id",
+        "ids",
+        "uid",
+        "job",
+        "jobs",
+        "trace",
+        "span",
+        "request",
+        "requests",
+        "req",
+        "build",
+        "revision",
+        "version",
+        "project",
+        "ts",
+        "timestamp",
+        "epoch",
+        "seq",
+        "sequence",
+        "offset",
+        "hash",
+        "sha",
+        "commit",
+        "pid",
+        "port",
+        "count",
+        "counts",
+        "total",
+        "bytes",
+        "tokens",
+        "rows",
+        "row",
+        "replica",
+        "replicas",
+        "instance",
+        "node",
+        "nodes",
+        "pod",
+        "ticket",
+        "incident",
+        "inc",
+        "chg",
+        "change",
+        "alert",
+        "policy",
+        "metric",
+        "metrics",
+        "duration",
+        "latency",
+        "size",
+        "limit",
+        "quota",
+        "budget",
+        "index",
+        "dataset",
+        "pipeline",
+        "batch",
+        "run",
+        "execution",
+        "event",
+        "events",
+        "message",
+        "msg",
+        "thread",
+        "channel",
+        "slack",
+        "permalink",
+        "service",
+        "billing",
+        "storage",
+        "aws",
+        "gcp",
+        "cloud",
+        "invoice",
+        "order",
+        "serial",
+    ]
+)
+_PREV_WORD = re.compile(r"([A-Za-z][A-Za-z0-9_.-]*)[ \t\"':=#(\[]*\Z")
+_UNIT_AFTER = re.compile(
+    r"[ \t]?(?i:ms|s|sec|secs|seconds|min|mins|minutes|h|hr|hrs|hours|days|b|bytes|kb|mb|gb|tb"
+    r"|kib|mib|gib|tib|tokens|req|reqs|requests|rps|qps|rows|records|items|events|times"
+    r"|predictions|%)(?![A-Za-z])"
+)
+_SEQ_BEFORE = re.compile(r"[0-9][ \t-]\Z")
+_SEQ_AFTER = re.compile(r"[ \t-][0-9]")
+_DENSE_DIGITS = re.compile(r"[0-9](?:[ ().\u00a0-]{0,3}[0-9]){7}")
+_NON_DIGIT = re.compile(r"[^0-9]")
+_LOOKS_LIKE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+_NAME_STOP: Final = frozenset(
+    [
+        "none",
+        "null",
+        "nil",
+        "na",
+        "n/a",
+        "unknown",
+        "redacted",
+        "anonymous",
+        "anon",
+        "test",
+        "tester",
+        "sample",
+        "example",
+        "gemma",
+        "vertex",
+        "google",
+        "slack",
+        "loan",
+        "loans",
+        "assessor",
+        "production",
+        "prod",
+        "staging",
+        "stage",
+        "dev",
+        "development",
+        "sandbox",
+        "service",
+        "services",
+        "support",
+        "team",
+        "teams",
+        "impact",
+        "facing",
+        "data",
+        "success",
+        "experience",
+        "segment",
+        "segments",
+        "portal",
+        "record",
+        "records",
+        "details",
+        "detail",
+        "id",
+        "ids",
+        "identifier",
+        "number",
+        "name",
+        "names",
+        "account",
+        "accounts",
+        "application",
+        "applications",
+        "app",
+        "score",
+        "scores",
+        "income",
+        "traffic",
+        "request",
+        "requests",
+        "endpoint",
+        "endpoints",
+        "model",
+        "models",
+        "version",
+        "versions",
+        "count",
+        "the",
+        "a",
+        "an",
+        "this",
+        "that",
+        "these",
+        "those",
+        "all",
+        "any",
+        "each",
+        "every",
+        "some",
+        "no",
+        "yes",
+        "true",
+        "false",
+        "ok",
+        "error",
+        "errors",
+        "warning",
+        "info",
+        "debug",
+        "alert",
+        "alerts",
+        "canary",
+        "rollback",
+        "deploy",
+        "deployment",
+        "approved",
+        "rejected",
+        "pending",
+        "cancelled",
+        "expired",
+        "rate",
+        "rates",
+        "churn",
+        "journey",
+        "complaints",
+        "care",
+        "facing",
+        "api",
+        "sdk",
+        "cli",
+        "ui",
+        "id",
+        "number",
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+        "january",
+        "february",
+        "march",
+        "april",
+        "may",
+        "june",
+        "july",
+        "august",
+        "september",
+        "october",
+        "november",
+        "december",
+        "and",
+        "or",
+        "with",
+        "dob",
+        "email",
+        "phone",
+        "mobile",
+        "tfn",
+        "ssn",
+        "medicare",
+        "card",
+        "bsb",
+        "income",
+        "salary",
+        "born",
+        "of",
+    ]
+)
+_NAME_OPS_PREFIX: Final = frozenset(
+    [
+        "endpoint",
+        "model",
+        "display",
+        "project",
+        "service",
+        "file",
+        "host",
+        "job",
+        "bucket",
+        "metric",
+        "policy",
+        "channel",
+        "team",
+        "dataset",
+        "pipeline",
+        "region",
+        "environment",
+        "env",
+        "zone",
+        "resource",
+        "operation",
+        "deployment",
+        "version",
+        "machine",
+        "accelerator",
+        "app",
+        "bot",
+        "alert",
+        "label",
+        "key",
+        "field",
+        "column",
+        "table",
+        "topic",
+        "queue",
+        "secret",
+        "image",
+        "node",
+        "cluster",
+        "instance",
+        "repo",
+        "branch",
+        "tag",
+        "feature",
+        "schedule",
+        "window",
+    ]
+)
+
+
+def _digits(text: str) -> str:
+    return _NON_DIGIT.sub("", text)
+
+
+def _prev_is_ops(text: str, start: int) -> bool:
+    m = _PREV_WORD.search(text, max(0, start - 48), start)
+    if m is None:
+        return False
+    parts = re.split(r"[_.-]", m.group(1).lower())
+    return any(p in _OPS_WORDS for p in parts)
+
+
+def _unit_follows(text: str, end: int) -> bool:
+    return _UNIT_AFTER.match(text, end) is not None
+
+
+def _in_sequence(text: str, start: int, end: int) -> bool:
+    """One of a row of numbers separated by single spaces or dashes."""
+    return (
+        _SEQ_BEFORE.search(text, max(0, start - 2), start) is not None
+        or _SEQ_AFTER.match(text, end) is not None
+    )
+
+
+def _bare_ok(m: re.Match[str], *, sequence: bool = False) -> bool:
+    """An unlabelled number that does not read as an operational figure."""
+    text, start, end = m.string, m.start("v"), m.end("v")
+    if _prev_is_ops(text, start) or _unit_follows(text, end):
+        return False
+    return not (sequence and _in_sequence(text, start, end))
+
+
+# ------------------------------------------------------------------------- normalising
+
+_MONTHS: Final = {
+    m: i + 1
+    for i, m in enumerate(
+        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
+    )
+}
+_ISO_DATE = re.compile(r"([0-9]{4})[-/.]([0-9]{1,2})[-/.]([0-9]{1,2})")
+_DMY_DATE = re.compile(r"([0-9]{1,2})[-/.]([0-9]{1,2})[-/.]([0-9]{4}|[0-9]{2})")
+_COMPACT_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
+_WORDS_IN_DATE = re.compile(r"[0-9]+|[a-z]+")
+
+
+def _norm_date(value: str) -> str:
+    text = value.strip().lower()
+    y = mo = d = 0
+    if m := _ISO_DATE.fullmatch(text):
+        y, mo, d = int(m[1]), int(m[2]), int(m[3])
+    elif m := _DMY_DATE.fullmatch(text):
+        d, mo, y = int(m[1]), int(m[2]), int(m[3])
+        if mo > 12 >= d:
+            d, mo = mo, d
+        if len(m[3]) == 2:
+            y += 2000 if y <= 25 else 1900
+    elif m := _COMPACT_DATE.fullmatch(text):
+        y, mo, d = int(m[1]), int(m[2]), int(m[3])
+    else:
+        numbers: list[int] = []
+        for part in _WORDS_IN_DATE.findall(text):
+            if part.isdigit():
+                numbers.append(int(part))
+            elif part[:3] in _MONTHS and not mo:
+                mo = _MONTHS[part[:3]]
+        for n in numbers:
+            if n >= 1000:
+                y = n
+            else:
+                d = n
+        if y and 1 <= mo <= 12 and not d:
+            return f"{y:04d}-{mo:02d}"  # month and year only
+    if 1 <= mo <= 12 and 1 <= d <= 31 and y:
+        return f"{y:04d}-{mo:02d}-{d:02d}"
+    return " ".join(text.split())
+
+
+def _norm_phone(value: str) -> str:
+    raw = value.replace("(0)", "").strip()
+    digits = _digits(raw)
+    if raw.startswith("+"):
+        return "+" + digits
+    if digits.startswith("00"):
+        return "+" + digits[2:]
+    if digits.startswith("0") and len(digits) == 10:
+        return "+61" + digits[1:]
+    if len(digits) == 9 and digits[0] in "2345789":
+        return "+61" + digits
+    if len(digits) == 10:
+        return "+1" + digits
+    if len(digits) == 11 and digits.startswith("1"):
+        return "+" + digits
+    return digits
+
+
+def _norm_name(value: str) -> str:
+    return " ".join(value.replace(".", " ").casefold().split())
+
+
+_MULTIPLIERS: Final = {"k": 1_000, "thousand": 1_000, "m": 1_000_000, "mil": 1_000_000}
+_AMOUNT_PARTS = re.compile(
+    r"([0-9][0-9,]*(?:\.[0-9]+)?)(?:[ \t\u00a0]?(k|m|mil|million|thousand)(?![a-z]))?"
+)
+_PERIOD_FACTORS: Final = (
+    (re.compile(r"fortnight|/\s?fn\b"), 26),
+    (re.compile(r"month|/\s?mth?\b|/\s?mo\b|\bpm\b"), 12),
+    (re.compile(r"week|/\s?wk\b|\bpw\b"), 52),
+)
+
+
+def _annual_amount(label: str, value: str) -> float | None:
+    amounts = []
+    for number, mult in _AMOUNT_PARTS.findall(value.lower()):
+        try:
+            amount = float(number.replace(",", ""))
+        except ValueError:
+            return None
+        if mult:
+            amount *= _MULTIPLIERS.get(mult, 1_000_000)
+        amounts.append(amount)
+    if not amounts:
+        return None
+    amount = sum(amounts) / len(amounts)
+    where = (label + " " + value).lower()
+    for period, factor in _PERIOD_FACTORS:
+        if period.search(where):
+            return amount * factor
+    return amount
+
+
+# ------------------------------------------------------------------------------ rules
+
+_Handler = Callable[["Redactor", re.Match[str]], "str | None"]
+
+
+class _Rule:
+    __slots__ = ("gate", "handler", "keywords", "name", "pattern")
+
+    def __init__(
+        self,
+        name: str,
+        pattern: str,
+        handler: _Handler,
+        gate: str,
+        keywords: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.pattern = re.compile(_KEEP + "|" + pattern)
+        self.handler = handler
+        self.gate = gate  # "at" | "digits" | "words"
+        self.keywords = keywords
+
+
+def _swap(m: re.Match[str], start: int, end: int, token: str) -> str:
+    base = m.start()
+    whole = m.group()
+    return whole[: start - base] + token + whole[end - base :]
+
+
+def _swap_v(m: re.Match[str], token: str) -> str:
+    return _swap(m, m.start("v"), m.end("v"), token)
+
+
+def _h_email(r: Redactor, m: re.Match[str]) -> str | None:
+    value = m["v"]
+    if value.lower().endswith(".gserviceaccount.com"):
+        return None  # a service account, not a person
+    return _swap_v(m, r.token("EMAIL", value.lower()))
+
+
+def _h_labelled(kind: str, lengths: tuple[int, ...]) -> _Handler:
+    def handle(r: Redactor, m: re.Match[str]) -> str | None:
+        digits = _digits(m["v"])
+        if len(digits) not in lengths:
+            return None
+        if kind == "MEDICARE":
+            digits = digits[:10]
+        return _swap_v(m, r.token(kind, digits))
+
+    return handle
+
+
+def _h_phone_labelled(r: Redactor, m: re.Match[str]) -> str | None:
+    if not 8 <= len(_digits(m["v"])) <= 15:
+        return None
+    return _swap_v(m, r.token("PHONE", _norm_phone(m["v"])))
+
+
+def _h_phone(*, bare: bool = False, sequence: bool = False) -> _Handler:
+    def handle(r: Redactor, m: re.Match[str]) -> str | None:
+        if not 8 <= len(_digits(m["v"].replace("(0)", ""))) <= 15:
+            return None
+        if _LOOKS_LIKE_DATE.search(m["v"]):
+            return None  # `+2026-11-27`: a date after a plus sign
+        if bare and not _bare_ok(m, sequence=sequence):
+            return None
+        return _swap_v(m, r.token("PHONE", _norm_phone(m["v"])))
+
+    return handle
+
+
+def _h_ssn(*, sequence: bool) -> _Handler:
+    def handle(r: Redactor, m: re.Match[str]) -> str | None:
+        digits = _digits(m["v"])
+        if not _ssn_valid(digits) or not _bare_ok(m, sequence=sequence):
+            return None
+        return _swap_v(m, r.token("SSN", digits))
+
+    return handle
+
+
+def _h_tfn(*, sequence: bool) -> _Handler:
+    def handle(r: Redactor, m: re.Match[str]) -> str | None:
+        digits = _digits(m["v"])
+        if not tfn_valid(digits) or not _bare_ok(m, sequence=sequence):
+            return None
+        return _swap_v(m, r.token("TFN", digits))
+
+    return handle
+
+
+def _h_medicare(*, sequence: bool) -> _Handler:
+    def handle(r: Redactor, m: re.Match[str]) -> str | None:
+        digits = _digits(m["v"])
+        if not medicare_valid(digits) or not _bare_ok(m, sequence=sequence):
+            return None
+        return _swap_v(m, r.token("MEDICARE", digits[:10]))
+
+    return handle
+
+
+def _h_card(*, contiguous: bool) -> _Handler:
+    def handle(r: Redactor, m: re.Match[str]) -> str | None:
+        digits = _digits(m["v"])
+        if not 13 <= len(digits) <= 19 or not luhn_valid(digits) or not _card_prefix(digits):
+            return None
+        if contiguous and not _bare_ok(m):
+            return None
+        return _swap_v(m, r.token("CARD", digits))
+
+    return handle
+
+
+def _h_bank(r: Redactor, m: re.Match[str]) -> str | None:
+    bsb = _digits(m["b"])
+    account = _digits(m["a"]) if m["a"] else ""
+    if len(bsb) != 6:
+        return None
+    end = m.end("a") if m["a"] else m.end("b")
+    return _swap(m, m.start("b"), end, r.token("BANK_ACCOUNT", f"{bsb}-{account}"))
+
+
+def _h_bank_bare(r: Redactor, m: re.Match[str]) -> str | None:
+    if _prev_is_ops(m.string, m.start("b")) or _unit_follows(m.string, m.end("a")):
+        return None
+    return _h_bank(r, m)
+
+
+def _h_account(r: Redactor, m: re.Match[str]) -> str | None:
+    if _prev_is_ops(m.string, m.start()):
+        return None  # `service account`, `billing account`
+    return _swap_v(m, r.token("BANK_ACCOUNT", _digits(m["v"])))
+
+
+def _h_dob(r: Redactor, m: re.Match[str]) -> str | None:
+    return _swap_v(m, r.token("DOB", _norm_date(m["v"])))
+
+
+def _h_income(r: Redactor, m: re.Match[str]) -> str | None:
+    amount = _annual_amount(m["l"], m["v"])
+    if amount is None:
+        return None
+    return _swap_v(m, f"[INCOME_BAND_{income_band(amount)}]")
+
+
+def _h_credit(r: Redactor, m: re.Match[str]) -> str | None:
+    score = int(m["s"])
+    if score > _CREDIT_SCORE_MAX:
+        return None
+    return _swap_v(m, f"[CREDIT_SCORE_BAND_{credit_score_band(score)}]")
+
+
+_WORD_SPAN = re.compile(r"\S+")
+_HONORIFICS: Final = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof"})
+
+
+def _trimmed_name(m: re.Match[str], *, weak: bool) -> tuple[int, int] | None:
+    """The span of the name proper: stop words and trailing punctuation cut off."""
+    words = [(w.start(), w.end(), w.group()) for w in _WORD_SPAN.finditer(m["v"])]
+    while words and words[0][2].rstrip(".").casefold() in _HONORIFICS:
+        words.pop(0)  # `applicant: Ms Jane Citizen` keeps `Ms`
+    if weak and words and words[0][2].rstrip(".").casefold() in _NAME_STOP:
+        return None
+    while words and (
+        words[-1][2].rstrip(".").casefold() in _NAME_STOP
+        or words[-1][2].casefold() in ("van", "von", "de", "da", "di", "del", "der", "le", "la")
+    ):
+        words.pop()
+    if not words:
+        return None
+    if weak and all(len(w[2].rstrip(".")) < 2 for w in words):
+        return None  # initials alone
+    base = m.start("v")
+    end = words[-1][1]
+    while end > words[-1][0] + 2 and m["v"][end - 1] in ".'’-":
+        end -= 1  # sentence punctuation, not part of the name
+    return base + words[0][0], base + end
+
+
+def _h_name(*, weak: bool) -> _Handler:
+    def handle(r: Redactor, m: re.Match[str]) -> str | None:
+        if weak and m["l"].lower() == "name" and _prev_is_name_ops(m.string, m.start()):
+            return None
+        span = _trimmed_name(m, weak=weak)
+        if span is None:
+            return None
+        start, end = span
+        return _swap(m, start, end, r.token("NAME", _norm_name(m.string[start:end])))
+
+    return handle
+
+
+def _prev_is_name_ops(text: str, start: int) -> bool:
+    m = _PREV_WORD.search(text, max(0, start - 48), start)
+    return m is not None and m.group(1).lower().rstrip("_-") in _NAME_OPS_PREFIX
+
+
+_STRONG_GAP = rf"[\"']?{_SP}*(?:[:=]|(?i:is)(?={_SP})){_SP}*[\"']?{_SP}*"
+_WEAK_GAP = rf"[\"']?{_SP}*(?:[:=]{_SP}*|(?i:is){_SP}+)?[\"']?{_SP}*"
+_ACCOUNT_VALUE = r"(?:[0-9]{4}[ -][0-9]{4}|[0-9]{3}[ -][0-9]{3}[ -][0-9]{3}|[0-9]{6,10})(?![0-9])"
+_NUM_SEP = r"[ \u00a0-]"
+
+_RULES: Final[tuple[_Rule, ...]] = (
+    _Rule(
+        "email",
+        r"(?<![A-Za-z0-9._%+-])(?P<v>[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+        r"\.[A-Za-z]{2,24})(?![A-Za-z0-9-])",
+        _h_email,
+        "at",
+    ),
+    # ---- labelled forms first: the label makes them certain
+    _Rule(
+        "bsb",
+        rf"{_L_BSB}{_GAP}(?P<b>[0-9]{{3}}[ -]?[0-9]{{3}})(?![0-9])"
+        rf"(?:[,;/]?{_SP}*(?:{_L_ACCOUNT}{_GAP})?(?P<a>{_ACCOUNT_VALUE}))?",
+        _h_bank,
+        "words",
+        ("bsb",),
+    ),
+    _Rule(
+        "card_labelled",
+        rf"{_L_CARD}{_GAP}(?P<v>[0-9](?:{_NUM_SEP}?[0-9]){{12,18}})(?![0-9])",
+        _h_labelled("CARD", tuple(range(13, 20))),
+        "words",
+        (
+            "card",
+            "cc",
+            "pan",
+            "visa",
+            "master",
+            "amex",
+            "american",
+            "diners",
+            "jcb",
+            "maestro",
+            "unionpay",
+            "discover",
+        ),
+    ),
+    _Rule(
+        "ssn_labelled",
+        rf"{_L_SSN}{_GAP}(?P<v>[0-9]{{3}}[ -]?[0-9]{{2}}[ -]?[0-9]{{4}})(?![0-9])",
+        _h_labelled("SSN", (9,)),
+        "words",
+        ("ssn", "social"),
+    ),
+    _Rule(
+        "tfn_labelled",
+        rf"{_L_TFN}{_GAP}(?P<v>[0-9]{{3}}{_NUM_SEP}?[0-9]{{3}}{_NUM_SEP}?[0-9]{{2,3}})(?![0-9])",
+        _h_labelled("TFN", (8, 9)),
+        "words",
+        ("tfn", "tax"),
+    ),
+    _Rule(
+        "medicare_labelled",
+        rf"{_L_MEDICARE}{_GAP}(?P<v>[0-9]{{4}}{_NUM_SEP}?[0-9]{{5}}{_NUM_SEP}?[0-9]"
+        rf"(?:[ /-]?[0-9])?)(?![0-9])",
+        _h_labelled("MEDICARE", (10, 11)),
+        "words",
+        ("medicare",),
+    ),
+    _Rule(
+        "account_labelled",
+        rf"{_L_ACCOUNT}{_GAP}(?P<v>{_ACCOUNT_VALUE})",
+        _h_account,
+        "words",
+        ("acc", "a/c"),
+    ),
+    _Rule(
+        "phone_labelled",
+        rf"{_L_PHONE}{_GAP}(?P<v>\+?[0-9(][0-9 ().\u00a0-]{{6,18}}[0-9])(?![0-9])",
+        _h_phone_labelled,
+        "words",
+        ("ph", "mob", "cell", "tel", "fax", "sms", "whatsapp", "landline", "contact"),
+    ),
+    _Rule(
+        "dob",
+        rf"{_L_DOB}{_GAP}(?P<v>{_DATE})",
+        _h_dob,
+        "words",
+        ("dob", "d.o.b", "birth", "born"),
+    ),
+    _Rule(
+        "income",
+        rf"(?P<l>{_L_INCOME}){_GAP}(?P<v>{_AMOUNT}(?:{_SP}*(?:-|–|to){_SP}*{_AMOUNT})?{_PERIOD})",
+        _h_income,
+        "words",
+        ("income", "salary", "earn", "wage"),
+    ),
+    _Rule(
+        "credit_score",
+        rf"{_L_CREDIT}{_GAP}(?P<v>(?P<s>[0-9]{{1,4}})"
+        rf"(?:{_SP}*(?:/|out{_SP}+of){_SP}*[0-9]{{3,4}})?)(?![0-9]|[.,][0-9]|{_SP}?%)",
+        _h_credit,
+        "words",
+        ("credit", "bureau", "equifax", "experian", "illion", "veda", "fico"),
+    ),
+    _Rule(
+        "name_strong",
+        rf"{_L_NAME_STRONG}{_STRONG_GAP}(?P<v>{_STRONG_NAME_VALUE})",
+        _h_name(weak=False),
+        "words",
+        ("name", "surname"),
+    ),
+    _Rule(
+        "name_weak",
+        rf"(?P<l>{_L_NAME_WEAK}){_WEAK_GAP}(?P<v>{_WEAK_NAME_VALUE})",
+        _h_name(weak=True),
+        "words",
+        (
+            "name",
+            "customer",
+            "applicant",
+            "borrower",
+            "guarantor",
+            "client",
+            "holder",
+            "beneficiary",
+            "payee",
+            "nominee",
+            "spouse",
+            "mr",
+            "ms",
+            "mx",
+            "dr",
+            "prof",
+            "miss",
+        ),
+    ),
+    # ---- unlabelled forms: shape, checksum and context decide
+    _Rule(
+        "phone_international",
+        r"(?<![\w+/#@.])(?P<v>(?:\+|\b0061)[1-9](?:[ .-]?\(?[0-9]\)?){6,14})"
+        r"(?![0-9]|[.,][0-9])",
+        _h_phone(),
+        "digits",
+    ),
+    _Rule(
+        "phone_au",
+        rf"{_NUM_START}(?P<v>\(0[2-578]\){_SP}?[0-9]{{4}}[ -]?[0-9]{{4}}"
+        r"|0[2-578][ -]?[0-9]{4}[ -]?[0-9]{4}"
+        rf"|0[45][0-9]{{2}}[ -]?[0-9]{{3}}[ -]?[0-9]{{3}}){_NUM_END}",
+        _h_phone(),
+        "digits",
+    ),
+    _Rule(
+        "phone_us",
+        rf"(?<![\w/.#@+$%-])(?P<v>\([2-9][0-9]{{2}}\){_SP}?[0-9]{{3}}[ .-][0-9]{{4}}"
+        r"|(?:1[ .-])?[2-9][0-9]{2}(?P<s>[.-])[0-9]{3}(?P=s)[0-9]{4})" + _NUM_END,
+        _h_phone(),
+        "digits",
+    ),
+    _Rule(
+        "ssn",
+        rf"{_NUM_START}(?P<v>[0-9]{{3}}(?P<s>[- ])[0-9]{{2}}(?P=s)[0-9]{{4}}){_NUM_END}",
+        _h_ssn(sequence=True),
+        "digits",
+    ),
+    _Rule(
+        "bsb_bare",
+        rf"{_NUM_START}(?P<b>[0-9]{{3}}-[0-9]{{3}})[,;]?{_SP}+(?:{_L_ACCOUNT}{_GAP})?"
+        rf"(?P<a>{_ACCOUNT_VALUE}){_NUM_END}",
+        _h_bank_bare,
+        "digits",
+    ),
+    _Rule(
+        "card_grouped",
+        rf"{_NUM_START}(?P<v>[0-9]{{4}}(?P<s>{_NUM_SEP})[0-9]{{4}}(?P=s)[0-9]{{4}}(?P=s)"
+        rf"[0-9]{{1,4}}(?:(?P=s)[0-9]{{1,3}})?|[0-9]{{4}}(?P<t>{_NUM_SEP})[0-9]{{6}}(?P=t)"
+        rf"[0-9]{{4,5}}){_NUM_END}",
+        _h_card(contiguous=False),
+        "digits",
+    ),
+    _Rule(
+        "medicare_spaced",
+        rf"{_NUM_START}(?P<v>[2-6][0-9]{{3}}(?P<s>{_NUM_SEP})[0-9]{{5}}(?P=s)[0-9]"
+        rf"(?:(?P=s)?[0-9])?){_NUM_END}",
+        _h_medicare(sequence=True),
+        "digits",
+    ),
+    _Rule(
+        "tfn_spaced",
+        rf"{_NUM_START}(?P<v>[0-9]{{3}}(?P<s>{_NUM_SEP})[0-9]{{3}}(?P=s)[0-9]{{3}}){_NUM_END}",
+        _h_tfn(sequence=True),
+        "digits",
+    ),
+    _Rule(
+        "phone_us_spaced",
+        rf"{_NUM_START}(?P<v>[2-9][0-9]{{2}} [0-9]{{3}} [0-9]{{4}}){_NUM_END}",
+        _h_phone(bare=True, sequence=True),
+        "digits",
+    ),
+    _Rule(
+        "card",
+        rf"{_NUM_START}(?P<v>[0-9]{{13,16}}){_NUM_END}",
+        _h_card(contiguous=True),
+        "digits",
+    ),
+    _Rule(
+        "medicare",
+        rf"{_NUM_START}(?P<v>[2-6][0-9]{{9,10}}){_NUM_END}",
+        _h_medicare(sequence=False),
+        "digits",
+    ),
+    _Rule(
+        "tfn",
+        rf"{_NUM_START}(?P<v>[0-9]{{9}}){_NUM_END}",
+        _h_tfn(sequence=False),
+        "digits",
+    ),
+)
+
+
+# --------------------------------------------------------------------------- redactor
+
+
+class Redactor:
+    """Masks PII in text with keyed tokens. Thread-safe; holds no PII between calls."""
+
+    __slots__ = ("_mac", "ephemeral_key")
+
+    def __init__(self, key: bytes | None = None) -> None:
+        """`key` None: take `AIOPS_PII_KEY` from the environment, else a random key."""
+        self.ephemeral_key = False
+        if key is None:
+            env = os.environ.get(KEY_ENV, "")
+            if env:
+                key = env.encode("utf-8", "surrogatepass")
+            else:
+                key = secrets.token_bytes(32)
+                self.ephemeral_key = True
+        self._mac = hmac.new(key, digestmod=hashlib.sha256)
+
+    def __repr__(self) -> str:
+        return f"Redactor(ephemeral_key={self.ephemeral_key})"
+
+    def token(self, kind: str, normalised: str) -> str:
+        """The token for a value already normalised for its kind."""
+        mac = self._mac.copy()
+        mac.update(kind.encode("ascii") + b"\x00" + normalised.encode("utf-8", "surrogatepass"))
+        return f"[{kind}:{mac.hexdigest()[:TOKEN_HEX]}]"
+
+    def redact(self, text: str) -> str:
+        """`text` with every PII value replaced by its token or band."""
+        if not text:
+            return text
+        out = self._pass(text)
+        # A mask can change the context of a neighbour (a row of numbers, a label), so
+        # repeat until nothing moves: that makes redaction idempotent by construction.
+        previous = text
+        rounds = 0
+        while out != previous and rounds < 4:
+            previous, out = out, self._pass(out)
+            rounds += 1
+        return out
+
+    def _pass(self, text: str) -> str:
+        has_at = "@" in text
+        has_digits = _DENSE_DIGITS.search(text) is not None
+        lower = text.lower()
+        for rule in _RULES:
+            if rule.gate == "at":
+                if not has_at:
+                    continue
+            elif rule.gate == "digits":
+                if not has_digits:
+                    continue
+            elif not any(k in lower for k in rule.keywords):
+                continue
+            text = rule.pattern.sub(self._replacer(rule), text)
+        return text
+
+    def _replacer(self, rule: _Rule) -> Callable[[re.Match[str]], str]:
+        handler = rule.handler
+
+        def replace(m: re.Match[str]) -> str:
+            if m.group("keep") is not None:
+                return m.group()
+            out = handler(self, m)
+            return m.group() if out is None else out
+
+        return replace
+
+    def redact_value(self, obj: Any, key: str | None = None) -> Any:
+        """Redact strings inside dicts / lists / tuples; a dict key labels its value.
+
+        `{"name": "Jane Citizen"}` is read as `name: Jane Citizen`, so the key gives the
+        context a bare value lacks. Numbers that turn out to be PII come back as their
+        masked string; other numbers, booleans, None and unknown objects are unchanged.
+        """
+        if isinstance(obj, str):
+            return self._redact_under(obj, key)
+        if obj is None or isinstance(obj, bool):
+            return obj
+        if isinstance(obj, int | float):
+            text = str(obj)
+            masked = self._redact_under(text, key)
+            return obj if masked == text else masked
+        if isinstance(obj, Mapping):
+            return {
+                (self.redact(k) if isinstance(k, str) else k): self.redact_value(
+                    v, k if isinstance(k, str) else None
+                )
+                for k, v in obj.items()
+            }
+        if isinstance(obj, list):
+            return [self.redact_value(v, key) for v in obj]
+        if isinstance(obj, tuple):
+            return tuple(self.redact_value(v, key) for v in obj)
+        return obj
+
+    def _redact_under(self, value: str, key: str | None) -> str:
+        if key and _KEY_AS_LABEL.fullmatch(key):
+            prefix = f"{key}: "
+            masked = self.redact(prefix + value)
+            if masked.startswith(prefix):
+                return masked[len(prefix) :]
+        return self.redact(value)
+
+
+_KEY_AS_LABEL = re.compile(r"[A-Za-z][A-Za-z0-9 _.-]{0,40}")
+
+_default: Redactor | None = None
+_default_lock = threading.Lock()
+
+
+def default_redactor() -> Redactor:
+    """The process-wide redactor, keyed by `AIOPS_PII_KEY` (read on first use)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Redactor()
+                if _default.ephemeral_key:
+                    _log.warning(
+                        "%s is not set: PII tokens use a random per-process key and will"
+                        " not correlate across processes or restarts",
+                        KEY_ENV,
+                    )
+    return _default
+
+
+def redact(text: str) -> str:
+    """Mask PII in `text` with the default redactor."""
+    return default_redactor().redact(text)
+
+
+def redact_value(obj: Any) -> Any:
+    """Mask PII in a JSON-like value (dicts, lists, strings) with the default redactor."""
+    return default_redactor().redact_value(obj)
+
+
+def redact_stream(inp: TextIO, out: TextIO, *, redactor: Redactor | None = None) -> int:
+    """Copy `inp` to `out` a line at a time, redacted, flushing each line.
+
+    Returns the number of lines processed. This is `aiops-bot redact`.
+    """
+    r = redactor or default_redactor()
+    count = 0
+    for line in iter(inp.readline, ""):
+        out.write(r.redact(line))
+        out.flush()
+        count += 1
+    return count
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that masks PII in every record it sees.
+
+    Install it on handlers (`handler.addFilter(RedactingFilter())`). It formats the
+    message with its arguments, redacts the result, and stores it back as `msg` with no
+    `args`; a traceback is rendered and redacted into `exc_text` and `exc_info` is
+    dropped so that no formatter renders the raw exception again; `stack_info` too.
+    Fields passed through `extra=` are not touched.
+    """
+
+    def __init__(self, redactor: Redactor | None = None, name: str = "") -> None:
+        super().__init__(name)
+        self._redactor = redactor
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        r = self._redactor or default_redactor()
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not let the arguments through raw
+            message = f"{record.msg!s} {record.args!r}"
+        record.msg = r.redact(message)
+        record.args = None
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        if record.exc_text:
+            record.exc_text = r.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = r.redact(record.stack_info)
+        return True

@@ -1,0 +1,297 @@
+"""`/deploy`, `/promote`, `/rollback`: parse → plan → policy → persist → (approve) → run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from commands import execution
+from commands.catalog import SLASH_COMMANDS
+from commands.config import Endpoint, Environment
+from commands.errors import Refusal
+from commands.messages import Context, Post, Reply, escape, mention
+from commands.model import (
+    Actor,
+    Change,
+    ChangeKind,
+    ChangeState,
+    EndpointHealth,
+    InvalidModelVersion,
+    ModelVersion,
+)
+from commands.parsing import Args, ParseError, parse
+from commands.planning import Plan, plan_deploy, plan_promote, plan_rollback
+from commands.platform import PlatformError
+from commands.policy import may_request
+from commands.runtime import Runtime
+from commands.store import EndpointLocked
+from commands.views import change_card, health_line
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One typed command: who, what, from where."""
+
+    actor: Actor
+    command: str
+    text: str
+    channel_id: str | None = None
+    request_id: str | None = None
+
+
+def parse_for(command: str, text: str) -> Args:
+    spec = SLASH_COMMANDS[command]
+    try:
+        return parse(text, set(spec.options), spec.positionals)
+    except ParseError as exc:
+        raise Refusal(str(exc), f"Usage: `{spec.usage}`", code="malformed") from None
+
+
+def endpoint_of(rt: Runtime, slug: str | None, usage: str) -> Endpoint:
+    if not slug:
+        raise Refusal("which endpoint?", f"Usage: `{usage}`", code="malformed")
+    ep = rt.config.endpoints.get(slug)
+    if ep is None:
+        known = ", ".join(f"`{s}`" for s in rt.config.endpoints) or "none"
+        raise Refusal(
+            f"unknown endpoint `{escape(slug)}`",
+            f"Known endpoints: {known}.",
+            code="unknown_endpoint",
+        )
+    return ep
+
+
+def _check_requester(rt: Runtime, env: Environment, inv: Invocation) -> None:
+    if not may_request(env, inv.actor.id, rt.groups):
+        raise Refusal(
+            f"{mention(inv.actor.id)} may not request changes in `{env.name}`",
+            "Ask someone on the environment's requesters list, or the platform lead to add you.",
+            code="not_allowed",
+        )
+
+
+def _reason(args: Args, env: Environment, kind: str, required: bool | None = None) -> str | None:
+    reason = args.options.get("reason") or None
+    if (env.require_reason if required is None else required) and not reason:
+        raise Refusal(
+            f"a {kind} in `{env.name}` needs a reason",
+            'Add `reason="…"`, e.g. `reason="fix tokenizer bug (CHG-1234)"`.',
+            code="missing_reason",
+        )
+    return reason
+
+
+def _health(rt: Runtime, ep: Endpoint) -> EndpointHealth | None:
+    try:
+        return rt.platform.health([ep]).get(ep.slug)
+    except PlatformError:
+        return None
+
+
+def _canary_hint(rt: Runtime, slug: str) -> str | None:
+    last = rt.store.last_succeeded(slug, kinds=[ChangeKind.DEPLOY.value])
+    return last.new_deployed_model_id if last else None
+
+
+def _previous_version(rt: Runtime, ep: Endpoint) -> ModelVersion | None:
+    """The version a full promote replaced, for a rollback after the canary is gone."""
+    for change in rt.store.list_changes(endpoint=ep.slug, limit=50):
+        if change.state is ChangeState.SUCCEEDED and change.extra.get("replaced_version"):
+            return ModelVersion(ep.model, change.extra["replaced_version"])
+    return None
+
+
+def _plan(rt: Runtime, kind: ChangeKind, ep: Endpoint, args: Args) -> tuple[Plan, Change]:
+    env = rt.config.environment_of(ep)
+    state = rt.platform.endpoint_state(ep)
+    version: str | None = None
+    percent: int | None = None
+    if kind is ChangeKind.DEPLOY:
+        try:
+            mv = ModelVersion.parse(args.positionals[1] if len(args.positionals) > 1 else "")
+        except InvalidModelVersion as exc:
+            raise Refusal(
+                str(exc), f"Usage: `{SLASH_COMMANDS['/deploy'].usage}`", code="malformed"
+            ) from None
+        if mv.model != ep.model:
+            raise Refusal(
+                f"`{ep.slug}` serves `{ep.model}`, not `{escape(mv.model)}`",
+                f"Deploy a version of `{ep.model}`, e.g. `{ep.model}@<version>`.",
+                code="wrong_model",
+            )
+        known = rt.platform.model_versions(mv.model)
+        if mv.version not in known:
+            raise Refusal(
+                f"`{escape(str(mv))}` is not in the model registry",
+                f"Known versions of `{mv.model}`: {', '.join(known)}.",
+                code="unknown_version",
+            )
+        try:
+            percent = args.integer("canary", 10, 1, 100)
+        except ParseError as exc:
+            raise Refusal(
+                str(exc),
+                "The canary share is a whole percent, 1–100 (default 10).",
+                code="malformed",
+            ) from None
+        plan = plan_deploy(state, mv, percent)
+        version = str(mv)
+    elif kind is ChangeKind.PROMOTE:
+        try:
+            percent = args.integer("to", 100, 1, 100)
+        except ParseError as exc:
+            raise Refusal(
+                str(exc), "`to=` is the canary's new share, 1–100 (default 100).", code="malformed"
+            ) from None
+        plan = plan_promote(state, _canary_hint(rt, ep.slug), percent)
+    else:
+        plan = plan_rollback(state, _canary_hint(rt, ep.slug), _previous_version(rt, ep))
+    extra = {f"label:{k}": v for k, v in plan.labels.items()}
+    extra["mode"] = plan.mode
+    if plan.stable_id:
+        extra["stable_id"] = plan.stable_id
+    if plan.canary_id:
+        extra["canary_id"] = plan.canary_id
+    if plan.undeploy:
+        extra["undeploy"] = ",".join(plan.undeploy)
+    if plan.redeploy_version:
+        extra["redeploy_version"] = plan.redeploy_version
+    if kind is ChangeKind.PROMOTE and percent == 100 and plan.stable_id:
+        extra["replaced_version"] = plan.labels.get(plan.stable_id, "")
+    if args.options.get("ticket"):
+        extra["ticket"] = args.options["ticket"]
+    change = Change(
+        id="",
+        kind=kind,
+        endpoint=ep.slug,
+        environment=env.name,
+        requester_id="",
+        state=ChangeState.REQUESTED,
+        created_at=rt.clock(),
+        version=version if kind is ChangeKind.DEPLOY else plan.redeploy_version,
+        canary_percent=percent,
+        split_before=plan.before,
+        split_after=plan.after,
+        restore_split=plan.restore,
+        extra=extra,
+    )
+    return plan, change
+
+
+def _locked(ep: Endpoint, holder: Change) -> Refusal:
+    return Refusal(
+        f"`{ep.slug}` is locked by {holder.id} ({holder.kind.value} by {mention(holder.requester_id)},"
+        f" {holder.state.value.replace('_', ' ')})",
+        f"One open change per endpoint: wait for {holder.id}, or cancel it with `/aiops cancel {holder.id}`.",
+        code="locked",
+    )
+
+
+def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
+    command = f"/{kind.value}"
+    usage = SLASH_COMMANDS[command].usage
+    args = parse_for(command, inv.text)
+    ep = endpoint_of(rt, args.positionals[0] if args.positionals else None, usage)
+    env = rt.config.environment_of(ep)
+    _check_requester(rt, env, inv)
+    needs_approval = env.needs_approval and (
+        kind is not ChangeKind.ROLLBACK or env.rollback_requires_approval
+    )
+    reason = _reason(args, env, kind.value)
+    holder = rt.store.open_change(ep.slug)
+    if holder is not None:  # say so before planning; the insert below is what enforces it
+        raise _locked(ep, holder)
+    _, change = _plan(rt, kind, ep, args)
+    change.requester_id = inv.actor.id
+    change.reason = reason
+    health = _health(rt, ep)
+    change.extra["health"] = health_line(health, rt.config.thresholds)
+    try:
+        change = rt.store.create_change(change)
+    except EndpointLocked as locked:
+        raise _locked(ep, locked.holder) from None
+    rt.auditor.record(
+        "plan",
+        inv.actor.id,
+        "planned",
+        change=change,
+        request_id=inv.request_id,
+        justification=reason,
+        parameters={
+            "kind": kind.value,
+            "version": change.version,
+            "split_before": change.split_before,
+            "split_after": change.split_after,
+            "ticket": change.extra.get("ticket"),
+        },
+    )
+    if needs_approval:
+        expires = rt.clock() + env.approval_ttl
+        moved = rt.store.transition(
+            change.id, ChangeState.REQUESTED, ChangeState.PENDING_APPROVAL, expires_at=expires
+        )
+        assert moved is not None
+        change = moved
+        card = change_card(change, rt.config, health=health, buttons=True)
+        ref = rt.notifier.post(Post(rt.config.channels.approvals, card, change_id=change.id))
+        if ref:
+            rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
+            change.channel, change.message_ts = ref.channel, ref.ts
+        rt.auditor.record(
+            "approval_requested",
+            inv.actor.id,
+            "pending_approval",
+            change=change,
+            parameters={
+                "approvers": list(env.approvers),
+                "required": env.approvals_required,
+                "expires_at": expires.isoformat(),
+            },
+        )
+        reply = change_card(change, rt.config, health=health)
+        reply.ephemeral = True
+        reply.blocks.append(
+            Context(
+                (
+                    f"Posted for approval in <#{rt.config.channels.approvals}>; "
+                    f"you'll hear back here when {', '.join(mention(a) for a in env.approvers)} decide.",
+                )
+            )
+        )
+        reply.text = f"{change.id} is waiting for approval"
+        return reply
+    decided = "policy: no approval needed in " + env.name
+    if kind is ChangeKind.ROLLBACK and env.needs_approval:
+        decided = "policy: rollback runs at once (mitigation first)"
+    moved = rt.store.transition(
+        change.id,
+        ChangeState.REQUESTED,
+        ChangeState.APPROVED,
+        decided_by=decided,
+        decided_at=rt.clock(),
+    )
+    assert moved is not None
+    change = moved
+    if kind is ChangeKind.ROLLBACK and env.needs_approval:
+        # Announced where approvers look, so a rollback without a second person is seen.
+        card = change_card(
+            change,
+            rt.config,
+            health=health,
+            note=f"Rolled back by {mention(inv.actor.id)} without waiting for approval (policy).",
+        )
+        ref = rt.notifier.post(Post(rt.config.channels.approvals, card, change_id=change.id))
+        if ref:
+            rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
+            change.channel, change.message_ts = ref.channel, ref.ts
+    else:
+        card = change_card(change, rt.config, health=health)
+        ref = rt.notifier.post(Post(rt.config.channels.ops, card, change_id=change.id))
+        if ref:
+            rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
+            change.channel, change.message_ts = ref.channel, ref.ts
+    execution.start(rt, change)
+    reply = change_card(change, rt.config, health=health)
+    reply.ephemeral = True
+    reply.text = f"{change.id} is running"
+    reply.blocks.append(Context(("Running now; progress goes to the change's thread.",)))
+    return reply

@@ -1,0 +1,96 @@
+"""What every command needs at hand: config, store, platform, audit, clock, notifier and
+a place to run work after Slack has been acknowledged."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from commands.audit import Auditor
+from commands.config import Config
+from commands.messages import Post
+from commands.platform import Platform
+from commands.policy import GroupResolver
+from commands.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    channel: str
+    ts: str
+
+
+class Notifier(Protocol):
+    """Delivers the domain's posts: Slack messages, or lines in the console."""
+
+    def post(self, post: Post) -> MessageRef | None: ...
+
+
+class NullNotifier:
+    def __init__(self) -> None:
+        self.posts: list[Post] = []
+
+    def post(self, post: Post) -> MessageRef | None:
+        self.posts.append(post)
+        return MessageRef(post.channel, f"{len(self.posts)}.000")
+
+
+class Background:
+    """Runs work after the ack; `wait_idle` lets the console and tests wait for it."""
+
+    def __init__(self, workers: int = 8) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="aiops-work")
+        self._pending: set[Future[None]] = set()
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                fn()
+            except Exception:
+                log.exception("background work failed")
+
+        future = self._pool.submit(run)
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+
+    def _done(self, future: Future[None]) -> None:
+        with self._lock:
+            self._pending.discard(future)
+
+    def wait_idle(self, timeout: float = 120.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                pending = list(self._pending)
+            if not pending:
+                return True
+            for f in pending:
+                f.result(timeout=max(0.0, deadline - time.monotonic()))
+        return False
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=False)
+
+
+@dataclass
+class Runtime:
+    config: Config
+    store: Store
+    platform: Platform
+    auditor: Auditor
+    notifier: Notifier
+    clock: Callable[[], datetime]
+    background: Background = field(default_factory=Background)
+    poll_seconds: float = 1.0
+    sleep: Callable[[float], None] = time.sleep
+    groups: GroupResolver | None = None  # Slack user-group members, resolved at click time

@@ -1,0 +1,204 @@
+"""Test helpers: a controllable clock, a runtime on a real database, a Slack stub."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+from sqlalchemy import Engine
+
+from bot.settings import BUNDLED_CONFIG, Settings
+from bot.wiring import build_runtime
+from commands.config import Config, SandboxSettings, load_config
+from commands.model import Actor
+from commands.requests import Invocation
+from commands.runtime import Notifier, NullNotifier, Runtime
+from commands.service import Service
+
+ALICE = Actor("U0ALICE", "alice")
+BOB = Actor("U0BOB", "bob")
+CAROL = Actor("U0CAROL", "carol")
+DAVE = Actor("U0DAVE", "dave")
+
+
+class FakeClock:
+    """Time that moves only when told to (or when the executor 'sleeps')."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self.now = start or datetime(2026, 11, 26, 23, 0, tzinfo=UTC)  # 10:00 in Sydney
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return self.now
+
+    def advance(self, seconds: float = 0, **kw: float) -> None:
+        with self._lock:
+            self.now += timedelta(seconds=seconds, **kw)
+
+
+def example_config(**sandbox: Any) -> Config:
+    config = load_config(BUNDLED_CONFIG)
+    if sandbox:
+        config = replace(config, sandbox=SandboxSettings(**sandbox))
+    return config
+
+
+def make_runtime(
+    engine: Engine,
+    clock: FakeClock,
+    notifier: Notifier | None = None,
+    config: Config | None = None,
+) -> Runtime:
+    rt = build_runtime(
+        Settings(),
+        notifier or NullNotifier(),
+        config=config or example_config(),
+        engine=engine,
+        clock=clock,
+    )
+    rt.poll_seconds = 1.0
+    rt.sleep = lambda s: clock.advance(s)  # polling moves fake time, never wall time
+    return rt
+
+
+@dataclass
+class Bot:
+    """A service plus helpers to type commands as a person."""
+
+    rt: Runtime
+    clock: FakeClock
+    service: Service = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.service = Service(self.rt)
+
+    def run(self, actor: Actor, line: str):  # type: ignore[no-untyped-def]
+        command, _, text = line.partition(" ")
+        reply = self.service.handle(Invocation(actor, command, text, channel_id="C0TEST"))
+        self.rt.background.wait_idle(30)
+        return reply
+
+    def change(self, change_id: str):  # type: ignore[no-untyped-def]
+        return self.rt.store.get_change(change_id)
+
+    def split(self, slug: str) -> dict[str, str | int]:
+        state = self.rt.platform.endpoint_state(self.rt.config.endpoints[slug])
+        return {d.version.version: state.traffic.get(d.id, 0) for d in state.deployed}
+
+
+def text_of(reply: Any) -> str:
+    from bot.slack.blocks import render_message
+
+    return json.dumps(render_message(reply))
+
+
+# --- a local stand-in for Slack's Web API and response_url ------------------------------
+
+
+@dataclass
+class Call:
+    method: str  # `chat.postMessage`, or `response_url` for posts to a response URL
+    body: dict[str, Any]
+    at: float
+    path: str = ""
+
+
+class SlackStub:
+    """Records every Web API call and response_url post; answers like Slack does."""
+
+    def __init__(self) -> None:
+        self.calls: list[Call] = []
+        self._lock = threading.Lock()
+        self._ts = 1000
+        self.fail: dict[str, str] = {}  # method → Slack error code to answer with
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                raw = self.rfile.read(length).decode()
+                ctype = self.headers.get("content-type", "")
+                if "json" in ctype:
+                    body = json.loads(raw or "{}")
+                else:
+                    body = {k: v[0] for k, v in parse_qs(raw).items()}
+                    for key in ("blocks",):
+                        if isinstance(body.get(key), str):
+                            body[key] = json.loads(body[key])
+                path = self.path.strip("/")
+                method = path.removeprefix("api/") if path.startswith("api/") else "response_url"
+                answer = stub.record(method, body, path)
+                data = json.dumps(answer).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/"
+
+    def record(self, method: str, body: dict[str, Any], path: str = "") -> dict[str, Any]:
+        with self._lock:
+            self.calls.append(Call(method, body, time.monotonic(), path))
+            if method in self.fail:
+                return {"ok": False, "error": self.fail[method]}
+            if method == "auth.test":
+                return {
+                    "ok": True,
+                    "user_id": "U0BOT",
+                    "bot_id": "B0BOT",
+                    "team_id": "T0AIOPS",
+                    "team": "lender",
+                }
+            if method in ("chat.postMessage", "chat.update"):
+                self._ts += 1
+                ts = body.get("ts") or f"{self._ts}.000100"
+                return {"ok": True, "channel": body.get("channel"), "ts": ts}
+            return {"ok": True}
+
+    def of(self, method: str) -> list[Call]:
+        with self._lock:
+            return [c for c in self.calls if c.method == method]
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float = 15.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if predicate():
+                return
+            time.sleep(0.02)
+        raise AssertionError(
+            "timed out waiting for Slack calls; got: " + ", ".join(c.method for c in self.calls)
+        )
+
+    def responded(self, path: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                c.body
+                for c in self.calls
+                if c.method == "response_url" and c.path == path.strip("/")
+            ]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

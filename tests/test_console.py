@@ -1,0 +1,114 @@
+"""`aiops-bot console` as a person or a script would use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def console(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, AIOPS_DATA_DIR=str(tmp_path), AIOPS_POLL_SECONDS="0.05")
+    env.pop("DATABASE_URL", None)
+    config = tmp_path / "fast.toml"
+    from bot.settings import BUNDLED_CONFIG
+
+    config.write_text(
+        BUNDLED_CONFIG.read_text().replace("operation_seconds = 3", "operation_seconds = 0.2")
+    )
+    env["AIOPS_CONFIG"] = str(config)
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", "console", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_scripted_console_runs_the_loop_and_waits(tmp_path: Path) -> None:
+    result = console(
+        tmp_path,
+        "--user",
+        "alice",
+        "--json",
+        "-c",
+        '/deploy loan-assessor gemma-3-1b-it@1.2.1 reason="fix"',
+        "-c",
+        "as bob",
+        "-c",
+        "/aiops approve loan-assessor",
+        "-c",
+        "/aiops status loan-assessor",
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    replies = [x for x in lines if x["kind"] == "reply"]
+    assert [r["ok"] for r in replies] == [True, True, True]
+    assert all(isinstance(r["blocks"], list) and r["text"] for r in replies)
+    posts = [x for x in lines if x["kind"] == "post"]
+    assert any("succeeded" in p["text"] for p in posts), (
+        "the console exits once the work has finished"
+    )
+    # a second run sees the state the first one left (the sandbox lives in the database)
+    again = console(tmp_path, "--json", "-c", "/aiops status loan-assessor")
+    status = json.loads(again.stdout.splitlines()[-1])
+    assert "1.2.1 10%" in json.dumps(status["blocks"])
+
+
+def test_console_renders_text_with_typed_buttons(tmp_path: Path) -> None:
+    result = console(
+        tmp_path, "--user", "alice", "-c", '/deploy loan-assessor gemma-3-1b-it@1.2.1 reason="x"'
+    )
+    assert result.returncode == 0, result.stderr
+    assert "type: /aiops approve CHG-1" in result.stdout
+    assert "@alice" in result.stdout and "#approvals" in result.stdout
+
+
+def test_manifest_lists_every_command() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "manifest", "--url", "https://bot.example"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    manifest = json.loads(out)
+    names = [c["command"] for c in manifest["features"]["slash_commands"]]
+    assert names == ["/deploy", "/promote", "/rollback", "/aiops"]
+    assert (
+        manifest["settings"]["interactivity"]["request_url"] == "https://bot.example/slack/events"
+    )
+    assert "chat:write" in manifest["oauth_config"]["scopes"]["bot"]
+
+
+def test_serve_without_tokens_says_what_to_do(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLACK_")}
+    env["AIOPS_DATA_DIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "SLACK_BOT_TOKEN" in result.stderr and "console" in result.stderr
+
+
+def test_audit_export_csv(tmp_path: Path) -> None:
+    console(tmp_path, "-c", "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1")
+    env = dict(os.environ, AIOPS_DATA_DIR=str(tmp_path))
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "audit", "export", "--format", "csv"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    header, *rows = out.strip().splitlines()
+    assert header.startswith("id,at,at_local,actor_id")
+    assert any("execution_finished" in r for r in rows)

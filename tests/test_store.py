@@ -1,0 +1,118 @@
+"""The store on SQLite and on PostgreSQL: compare-and-set, the endpoint lock, the audit chain."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import Engine
+
+from bot.store.sql_store import GENESIS, SqlStore, chain_hash
+from commands.model import Change, ChangeKind, ChangeState
+from commands.store import ApprovalRecord, AuditEvent, AuditQuery, EndpointLocked
+
+NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+
+
+def new_change(endpoint: str = "loan-assessor") -> Change:
+    return Change(
+        id="",
+        kind=ChangeKind.DEPLOY,
+        endpoint=endpoint,
+        environment="prod",
+        requester_id="U0ALICE",
+        state=ChangeState.REQUESTED,
+        created_at=NOW,
+        version="gemma-3-1b-it@1.2.1",
+        split_before={"1": 100},
+        split_after={"1": 90, "0": 10},
+    )
+
+
+def test_change_round_trip_and_cas(engine: Engine) -> None:
+    store = SqlStore(engine)
+    change = store.create_change(new_change())
+    assert change.id.startswith("CHG-")
+    loaded = store.get_change(change.id)
+    assert loaded is not None and loaded.split_after == {"1": 90, "0": 10}
+    assert loaded.created_at == NOW
+    moved = store.transition(change.id, ChangeState.REQUESTED, ChangeState.PENDING_APPROVAL)
+    assert moved is not None and moved.state is ChangeState.PENDING_APPROVAL
+    assert store.transition(change.id, ChangeState.REQUESTED, ChangeState.APPROVED) is None
+    assert store.get_change(change.id).state is ChangeState.PENDING_APPROVAL  # type: ignore[union-attr]
+
+
+def test_lock_is_one_open_change_per_endpoint(engine: Engine) -> None:
+    store = SqlStore(engine)
+    first = store.create_change(new_change())
+    with pytest.raises(EndpointLocked) as locked:
+        store.create_change(new_change())
+    assert locked.value.holder.id == first.id
+    store.create_change(new_change("loan-assessor-stg"))  # other endpoints are free
+    store.transition(first.id, ChangeState.REQUESTED, ChangeState.CANCELLED)
+    assert store.open_change("loan-assessor") is None
+    store.create_change(new_change())  # released with the terminal state
+
+
+def test_racing_transitions_succeed_once(engine: Engine) -> None:
+    store = SqlStore(engine)
+    change = store.create_change(new_change())
+    store.transition(change.id, ChangeState.REQUESTED, ChangeState.PENDING_APPROVAL)
+    barrier = threading.Barrier(6)
+    wins: list[bool] = []
+
+    def race() -> None:
+        barrier.wait()
+        wins.append(
+            store.transition(change.id, ChangeState.PENDING_APPROVAL, ChangeState.APPROVED)
+            is not None
+        )
+
+    threads = [threading.Thread(target=race) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(wins) == [False] * 5 + [True]
+
+
+def test_approval_once_per_person(engine: Engine) -> None:
+    store = SqlStore(engine)
+    change = store.create_change(new_change())
+    assert store.add_approval(ApprovalRecord(change.id, "U0BOB", "approve", NOW))
+    assert not store.add_approval(ApprovalRecord(change.id, "U0BOB", "approve", NOW))
+    assert store.add_approval(ApprovalRecord(change.id, "U0CAROL", "approve", NOW))
+    assert [a.approver_id for a in store.approvals(change.id)] == ["U0BOB", "U0CAROL"]
+
+
+def test_audit_chain_with_concurrent_writers(engine: Engine) -> None:
+    store = SqlStore(engine)
+
+    def write(n: int) -> None:
+        for i in range(10):
+            store.append_audit(
+                AuditEvent(
+                    action="command",
+                    actor_id=f"U{n}",
+                    outcome="ok",
+                    at=NOW,
+                    parameters={"i": i},
+                    target="loan-assessor",
+                )
+            )
+
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    rows = store.audit(AuditQuery())
+    assert len(rows) == 40
+    prev = GENESIS
+    for row in rows:
+        assert row.prev_hash == prev
+        assert row.hash == chain_hash(prev, row)
+        prev = row.hash
+    assert len(store.audit(AuditQuery(actor_id="U1"))) == 10
+    assert len(store.audit(AuditQuery(limit=5))) == 5
