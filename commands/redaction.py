@@ -1194,6 +1194,8 @@ class Redactor:
             else:
                 key = secrets.token_bytes(32)
                 self.ephemeral_key = True
+        if not key:
+            raise ValueError("the PII key must not be empty")
         self._mac = hmac.new(key, digestmod=hashlib.sha256)
 
     def __repr__(self) -> str:

@@ -71,7 +71,18 @@ def _button(button: Button) -> dict[str, Any]:
 def render_blocks(reply: Reply) -> list[dict[str, Any]]:
     blocks = [_block(b) for b in reply.blocks]
     if len(blocks) > MAX_BLOCKS:
-        blocks = [*blocks[:MAX_BLOCKS - 1], {"type": "context", "elements": [{"type": "mrkdwn", "text": f"{len(reply.blocks) - MAX_BLOCKS + 1} more blocks left out to fit Slack's limit."}]}]
+        blocks = [
+            *blocks[: MAX_BLOCKS - 1],
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": f"{len(reply.blocks) - MAX_BLOCKS + 1} more blocks left out to fit Slack's limit.",
+                    }
+                ],
+            },
+        ]
     return blocks
 
 
