@@ -17,7 +17,7 @@ from commands.platform import Platform
 
 def make_platform(config: Config, engine: Engine, clock: Callable[[], datetime]) -> Platform:
     if config.platform == "vertex":
-        from bot.platforms.vertex import VertexPlatform
+        from bot.platforms.vertex import VertexPlatform  # type: ignore[import-not-found,unused-ignore]
 
         return VertexPlatform.from_config(config)  # type: ignore[no-any-return,unused-ignore]
     from bot.platforms.sandbox import SandboxPlatform
