@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -12,7 +13,7 @@ from bot.platforms import make_platform
 from bot.settings import Settings
 from bot.store.db import make_engine, upgrade
 from bot.store.sql_store import SqlStore
-from commands.audit import Auditor
+from commands.audit import Auditor, AuditSink
 from commands.config import Config, load_config
 from commands.runtime import Notifier, NullNotifier, Runtime
 
@@ -32,6 +33,26 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Engine:
     return engine
 
 
+def audit_sinks(config: Config) -> list[AuditSink]:
+    """On Google Cloud every audit row is also written to the `aiops-audit` log, which the
+    Terraform sink keeps in a locked seven-year bucket."""
+    if config.platform != "vertex":
+        return []
+    from bot.gcp_logging import AuditLogSink, setup_cloud_logging
+
+    bot_project = config.raw.get("vertex", {}).get("logging_project")
+    project = str(
+        bot_project
+        or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        or next(
+            (e.project for e in config.environments.values() if e.name == "prod"),
+            next(iter(config.environments.values())).project,
+        )
+    )
+    setup_cloud_logging(project)
+    return [AuditLogSink(project=project)]
+
+
 def build_runtime(
     settings: Settings,
     notifier: Notifier | None = None,
@@ -48,7 +69,7 @@ def build_runtime(
         config=config,
         store=store,
         platform=platform,
-        auditor=Auditor(store, clock),
+        auditor=Auditor(store, clock, sinks=audit_sinks(config)),
         notifier=notifier or NullNotifier(),
         clock=clock,
         poll_seconds=settings.poll_seconds,

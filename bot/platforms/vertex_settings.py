@@ -1,0 +1,199 @@
+"""The `[vertex]` table of the bot's config: what the Vertex AI platform needs beyond
+environments and endpoints.
+
+```toml
+[vertex]
+registry_project = "lender-aiops-prod"      # where bare registry ids live when no endpoint
+registry_region = "australia-southeast1"    #   of the model says (optional)
+deploy_service_account = ""                 # the serving container's identity (optional)
+read_timeout_s = 30                         # total budget of a read, retries included
+write_timeout_s = 120                       # one attempt of a write; writes never retry
+monitoring_url = "https://monitoring.googleapis.com"  # the alerts REST API's base URL
+
+[vertex.models]                 # model name → Model Registry model; default: the name itself
+"gemma-3-1b-it" = "gemma-3-1b-it"             # a user-chosen model id in each environment,
+# or "projects/P/locations/L/models/123", or { prod = "123", staging = "456" } per environment
+
+[vertex.prices.machine]         # USD per node-hour, for the cost *estimate*
+"g2-standard-8" = 0.8536
+[vertex.prices.accelerator]     # USD per accelerator-hour
+NVIDIA_L4 = 0.7
+
+[vertex.alerts]
+severity = { CRITICAL = "P1", ERROR = "P2", WARNING = "P3" }  # policy severity → P-level
+label = "priority"              # a policy user label (p1 / P2 …) that overrides it
+default = "P3"
+```
+
+Model versions live in the Model Registry as versions of one model; each carries the
+alias `v` + the semantic version with dots as hyphens (`1.2.1` → `v1-2-1`, `1.3.0-rc1` →
+`v1-3-0-rc1`), because aliases may not contain dots. Pre-release tags therefore use no
+dots (`rc1`, not `rc.1`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from commands.config import Config, ConfigError, Endpoint
+
+_ALIAS_RE = re.compile(r"^v(\d+)-(\d+)-(\d+)(?:-([0-9A-Za-z-]+))?$")
+_SEVERITIES = ("P1", "P2", "P3")
+
+
+def version_alias(version: str) -> str:
+    """`1.3.0-rc1` → `v1-3-0-rc1`: the registry alias that names a semantic version."""
+    return "v" + version.replace(".", "-")
+
+
+def alias_version(alias: str) -> str | None:
+    """`v1-3-0-rc1` → `1.3.0-rc1`; None for aliases that follow no version convention."""
+    match = _ALIAS_RE.match(alias)
+    if not match:
+        return None
+    core = ".".join(match.group(1, 2, 3))
+    return f"{core}-{match[4]}" if match[4] else core
+
+
+@dataclass(frozen=True)
+class Prices:
+    machine: dict[str, float] = field(default_factory=dict)
+    accelerator: dict[str, float] = field(default_factory=dict)
+
+    def replica_hour(self, endpoint: Endpoint) -> float | None:
+        """USD for one replica-hour of an endpoint's machine; None when not priced."""
+        machine = self.machine.get(endpoint.machine_type)
+        if machine is None:
+            return None
+        if not endpoint.accelerator_type or endpoint.accelerator_count <= 0:
+            return machine
+        accelerator = self.accelerator.get(endpoint.accelerator_type)
+        if accelerator is None:
+            return None
+        return machine + accelerator * endpoint.accelerator_count
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    severity: dict[str, str] = field(
+        default_factory=lambda: {"CRITICAL": "P1", "ERROR": "P2", "WARNING": "P3"}
+    )
+    label: str = "priority"
+    default: str = "P3"
+
+
+@dataclass(frozen=True)
+class VertexSettings:
+    # model name → registry reference: "" (use the name), an id or a full resource name,
+    # optionally per environment
+    models: dict[str, dict[str, str]] = field(default_factory=dict)
+    registry_project: str | None = None
+    registry_region: str | None = None
+    deploy_service_account: str | None = None
+    read_timeout_s: float = 30.0
+    write_timeout_s: float = 120.0
+    monitoring_url: str = "https://monitoring.googleapis.com"
+    prices: Prices = field(default_factory=Prices)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
+
+    def registry_ref(self, model: str, environment: str | None) -> str:
+        """The configured reference for a model in an environment (default: its name)."""
+        refs = self.models.get(model, {})
+        if environment is not None and environment in refs:
+            return refs[environment]
+        return refs.get("*", model)
+
+
+def _table(data: Mapping[str, Any], key: str, where: str) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}.{key} must be a table")
+    return value
+
+
+def _prices(data: dict[str, Any], where: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name, price in data.items():
+        if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
+            raise ConfigError(f"{where}.{name}: `{price}` is not a price in USD per hour")
+        out[str(name)] = float(price)
+    return out
+
+
+def _positive(data: Mapping[str, Any], key: str, default: float) -> float:
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"vertex.{key}: `{value}` must be a positive number of seconds")
+    return float(value)
+
+
+def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
+    value = data.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"vertex.{key}: `{value}` must be a string")
+    return value
+
+
+def parse_vertex_settings(config: Config) -> VertexSettings:
+    """Read `config.raw["vertex"]`; any mistake is a ConfigError naming the key."""
+    data = config.raw.get("vertex", {})
+    if not isinstance(data, dict):
+        raise ConfigError("`vertex` must be a table")
+
+    models: dict[str, dict[str, str]] = {}
+    for name, ref in _table(data, "models", "vertex").items():
+        if isinstance(ref, str):
+            models[name] = {"*": ref}
+        elif isinstance(ref, dict) and all(isinstance(v, str) for v in ref.values()):
+            unknown = set(ref) - set(config.environments)
+            if unknown:
+                raise ConfigError(f"vertex.models.{name}: unknown environments {sorted(unknown)}")
+            models[name] = {str(k): str(v) for k, v in ref.items()}
+        else:
+            raise ConfigError(
+                f"vertex.models.{name} must be a registry model id or resource name, or a table"
+                " of them per environment"
+            )
+
+    prices = _table(data, "prices", "vertex")
+    alerts = _table(data, "alerts", "vertex")
+    severity = {
+        str(k).upper(): str(v).upper()
+        for k, v in _table(alerts, "severity", "vertex.alerts").items()
+    }
+    for key, level in severity.items():
+        if level not in _SEVERITIES:
+            raise ConfigError(f"vertex.alerts.severity.{key}: `{level}` must be P1, P2 or P3")
+    default = str(alerts.get("default", "P3")).upper()
+    if default not in _SEVERITIES:
+        raise ConfigError(f"vertex.alerts.default: `{default}` must be P1, P2 or P3")
+
+    url = str(data.get("monitoring_url", "https://monitoring.googleapis.com")).rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"vertex.monitoring_url: `{url}` is not an http(s) URL")
+
+    return VertexSettings(
+        models=models,
+        registry_project=_optional_str(data, "registry_project"),
+        registry_region=_optional_str(data, "registry_region"),
+        deploy_service_account=_optional_str(data, "deploy_service_account"),
+        read_timeout_s=_positive(data, "read_timeout_s", 30.0),
+        write_timeout_s=_positive(data, "write_timeout_s", 120.0),
+        monitoring_url=url,
+        prices=Prices(
+            machine=_prices(_table(prices, "machine", "vertex.prices"), "vertex.prices.machine"),
+            accelerator=_prices(
+                _table(prices, "accelerator", "vertex.prices"), "vertex.prices.accelerator"
+            ),
+        ),
+        alerts=AlertSettings(
+            severity=severity or AlertSettings().severity,
+            label=str(alerts.get("label", "priority")),
+            default=default,
+        ),
+    )

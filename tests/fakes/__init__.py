@@ -1,0 +1,1 @@
+"""Local fakes of the servers the bot talks to, reached over the libraries' real transports."""

@@ -1,0 +1,156 @@
+"""A small threaded HTTP server on loopback for Google's REST APIs the bot uses:
+
+- Cloud Monitoring's alerts list, `GET /v3/projects/P/alerts` (paged, filter on state);
+- Cloud Logging's `POST /v2/entries:write`, whose bodies are recorded.
+
+Any route can be told to answer with an error status for its next calls.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+_STATUS = {
+    400: "INVALID_ARGUMENT",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+}
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class FakeGoogleHTTP:
+    alerts: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # project → alerts
+    requests: list[Recorded] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)  # "GET alerts" / "POST entries:write"
+    page_size: int = 2  # small pages, so that clients must follow nextPageToken
+    _failures: dict[str, list[int]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _server: ThreadingHTTPServer | None = None
+
+    def fail(self, route: str, status: int, times: int = 1) -> None:
+        """Answer the next `times` calls of a route ("alerts" or "entries:write") with `status`."""
+        with self._lock:
+            self._failures.setdefault(route, []).extend([status] * times)
+
+    @property
+    def entries(self) -> list[dict[str, Any]]:
+        """Every log entry written, across all entries:write calls."""
+        with self._lock:
+            return [
+                {**entry, **{k: v for k, v in r.body.items() if k != "entries" and k not in entry}}
+                for r in self.requests
+                if r.path.endswith("entries:write")
+                for entry in r.body.get("entries", [])
+            ]
+
+    def serve(self) -> FakeGoogleHTTP:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # quiet test output
+
+            def _reply(self, status: int, body: Any) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _route(self, method: str) -> None:
+                url = urlsplit(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                route = url.path.rsplit("/", 1)[-1]
+                with fake._lock:
+                    fake.requests.append(
+                        Recorded(method, url.path, parse_qs(url.query), dict(self.headers), body)
+                    )
+                    fake.calls[f"{method} {route}"] += 1
+                    failures = fake._failures.get(route)
+                    status = failures.pop(0) if failures else None
+                if status is not None:
+                    self._reply(
+                        status,
+                        {
+                            "error": {
+                                "code": status,
+                                "message": f"injected {status}",
+                                "status": _STATUS.get(status, "UNKNOWN"),
+                            }
+                        },
+                    )
+                    return
+                if method == "GET" and route == "alerts":
+                    self._reply(200, fake._alerts_page(url.path, parse_qs(url.query)))
+                elif method == "POST" and route == "entries:write":
+                    self._reply(200, {})
+                else:
+                    self._reply(
+                        404,
+                        {
+                            "error": {
+                                "code": 404,
+                                "message": f"no route {url.path}",
+                                "status": "NOT_FOUND",
+                            }
+                        },
+                    )
+
+            def do_GET(self) -> None:
+                self._route("GET")
+
+            def do_POST(self) -> None:
+                self._route("POST")
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        # a short poll interval keeps shutdown (test teardown) quick
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        ).start()
+        return self
+
+    def _alerts_page(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        project = path.split("/")[3]
+        items = list(self.alerts.get(project, []))
+        if 'state = "OPEN"' in query.get("filter", [""])[0]:
+            items = [a for a in items if a.get("state") == "OPEN"]
+        items.sort(key=lambda a: a.get("openTime", ""), reverse=True)  # the API's default order
+        size = min(int(query.get("pageSize", ["50"])[0]), self.page_size)
+        start = int(query.get("pageToken", ["0"])[0])
+        page = items[start : start + size]
+        body: dict[str, Any] = {"alerts": page}
+        if start + size < len(items):
+            body["nextPageToken"] = str(start + size)
+        return body
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -1,0 +1,474 @@
+"""A fake Vertex AI (v1) gRPC server on loopback: EndpointService, ModelService and
+google.longrunning Operations on one server, so the real v1 clients talk to it over
+their real gRPC transport.
+
+No servicer classes ship for Vertex AI, so the methods are registered with
+`grpc.method_handlers_generic_handler` and the v1 message classes' `serialize` /
+`deserialize`. It validates requests the way the real service does where the bot can
+tell (splits sum to 100, "0" stands for the model being deployed, a model with traffic
+cannot be undeployed) and can be told to fail any call or operation.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import Counter, deque
+from collections.abc import Callable
+from concurrent import futures
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import grpc
+from google.cloud import aiplatform_v1 as v1
+from google.longrunning import operations_pb2, operations_pb2_grpc
+from google.protobuf import any_pb2, empty_pb2, timestamp_pb2
+from google.rpc import status_pb2
+
+_ENDPOINT_SERVICE = "google.cloud.aiplatform.v1.EndpointService"
+_MODEL_SERVICE = "google.cloud.aiplatform.v1.ModelService"
+
+# The stages a held deploy walks through, one per poll, as the real service reports them.
+_STAGES = (
+    "STARTING_DEPLOYMENT",
+    "PREPARING_MODEL",
+    "CREATING_SERVING_CLUSTER",
+    "ADDING_NODES_TO_CLUSTER",
+    "GETTING_CONTAINER_IMAGE",
+    "STARTING_MODEL_SERVER",
+    "FINISHING_UP",
+)
+
+
+class _Abort(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Fault:
+    code: grpc.StatusCode
+    message: str
+    after_apply: bool = False  # the call takes effect, then the response is lost
+
+
+@dataclass
+class _Op:
+    proto: operations_pb2.Operation
+    method: str
+    apply: Callable[[], Any]  # makes the change; returns the response message
+    response_type: Any
+    fault: Fault | None = None
+    stage: int = 0
+    polls: int = 0
+
+
+def _now() -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(datetime.now(UTC))
+    return ts
+
+
+def _pack(message: Any) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(type(message).pb(message))
+    return packed
+
+
+@dataclass
+class FakeVertex:
+    """The fake's state and knobs; `serve()` starts it on 127.0.0.1."""
+
+    endpoints: dict[str, v1.Endpoint] = field(default_factory=dict)
+    models: dict[str, list[v1.Model]] = field(default_factory=dict)  # registry name → versions
+    operations: dict[str, _Op] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    hold_operations: bool = False  # operations stay "not done" until `release()`
+    # project id → number: like the real service, answers name projects by number
+    project_numbers: dict[str, str] = field(default_factory=dict)
+    _faults: dict[str, deque[Fault]] = field(default_factory=dict)
+    _op_faults: dict[str, deque[Fault]] = field(default_factory=dict)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(7000))
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _server: grpc.Server | None = None
+    port: int = 0
+
+    # -- setting up --------------------------------------------------------------------
+
+    def add_model(self, name: str, versions: list[str]) -> str:
+        """A registry model whose version N carries the alias for the N-th semantic version."""
+        with self._lock:
+            self.models[name] = [
+                v1.Model(
+                    name=name,
+                    version_id=str(i),
+                    version_aliases=["v" + version.replace(".", "-")]
+                    + (["default"] if i == len(versions) else []),
+                    display_name=name.rsplit("/", 1)[-1],
+                )
+                for i, version in enumerate(versions, start=1)
+            ]
+        return name
+
+    def add_endpoint(
+        self, name: str, deployed: list[tuple[str, str, str]], traffic: dict[str, int]
+    ) -> str:
+        """An endpoint serving (deployed-model id, registry model name, version id) triples."""
+        with self._lock:
+            self.endpoints[name] = v1.Endpoint(
+                name=name,
+                display_name=name.rsplit("/", 1)[-1],
+                deployed_models=[
+                    v1.DeployedModel(
+                        id=dm_id,
+                        model=model,
+                        model_version_id=version_id,
+                        display_name=f"{model.rsplit('/', 1)[-1]}",
+                        dedicated_resources=v1.DedicatedResources(
+                            machine_spec=v1.MachineSpec(machine_type="g2-standard-8"),
+                            min_replica_count=1,
+                            max_replica_count=2,
+                        ),
+                    )
+                    for dm_id, model, version_id in deployed
+                ],
+                traffic_split=traffic,
+            )
+        return name
+
+    def _numbered(self, name: str) -> str:
+        parts = name.split("/")
+        if len(parts) > 1 and parts[0] == "projects":
+            parts[1] = self.project_numbers.get(parts[1], parts[1])
+        return "/".join(parts)
+
+    def traffic(self, endpoint: str) -> dict[str, int]:
+        with self._lock:
+            return dict(self.endpoints[endpoint].traffic_split)
+
+    def deployed_ids(self, endpoint: str) -> list[str]:
+        with self._lock:
+            return [d.id for d in self.endpoints[endpoint].deployed_models]
+
+    def fail(
+        self,
+        method: str,
+        code: grpc.StatusCode,
+        message: str = "injected fault",
+        *,
+        times: int = 1,
+        after_apply: bool = False,
+    ) -> None:
+        """Make the next `times` calls of `method` (e.g. "DeployModel") fail with `code`."""
+        with self._lock:
+            queue = self._faults.setdefault(method, deque())
+            queue.extend(Fault(code, message, after_apply) for _ in range(times))
+
+    def fail_operation(self, method: str, code: grpc.StatusCode, message: str) -> None:
+        """Make the next operation started by `method` end with an error and change nothing."""
+        with self._lock:
+            self._op_faults.setdefault(method, deque()).append(Fault(code, message))
+
+    def release(self, name: str | None = None) -> None:
+        """Let held operations (one, or all) finish."""
+        with self._lock:
+            for op_name, op in list(self.operations.items()):
+                if (name is None or op_name == name) and not op.proto.done:
+                    self._finish(op)
+
+    # -- serving -----------------------------------------------------------------------
+
+    def serve(self) -> FakeVertex:
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+        handlers = {
+            _ENDPOINT_SERVICE: {
+                "GetEndpoint": (self._get_endpoint, v1.GetEndpointRequest, v1.Endpoint),
+                "UpdateEndpoint": (self._update_endpoint, v1.UpdateEndpointRequest, v1.Endpoint),
+                "DeployModel": (self._deploy_model, v1.DeployModelRequest, None),
+                "UndeployModel": (self._undeploy_model, v1.UndeployModelRequest, None),
+            },
+            _MODEL_SERVICE: {
+                "GetModel": (self._get_model, v1.GetModelRequest, v1.Model),
+                "ListModelVersions": (
+                    self._list_model_versions,
+                    v1.ListModelVersionsRequest,
+                    v1.ListModelVersionsResponse,
+                ),
+            },
+        }
+        for service, methods in handlers.items():
+            server.add_generic_rpc_handlers(
+                (
+                    grpc.method_handlers_generic_handler(
+                        service,
+                        {
+                            method: grpc.unary_unary_rpc_method_handler(
+                                self._wrap(method, fn),
+                                request_deserializer=request.deserialize,
+                                response_serializer=(
+                                    response.serialize
+                                    if response is not None
+                                    else operations_pb2.Operation.SerializeToString
+                                ),
+                            )
+                            for method, (fn, request, response) in methods.items()
+                        },
+                    ),
+                )
+            )
+        operations_pb2_grpc.add_OperationsServicer_to_server(_Operations(self), server)
+        self.port = server.add_insecure_port("127.0.0.1:0")
+        server.start()
+        self._server = server
+        return self
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.stop(grace=None)
+            self._server = None
+
+    def _wrap(
+        self, method: str, fn: Callable[[Any], tuple[Any, Callable[[], None] | None]]
+    ) -> Callable[[Any, grpc.ServicerContext], Any]:
+        def handler(request: Any, context: grpc.ServicerContext) -> Any:
+            with self._lock:
+                self.calls[method] += 1
+                fault = self._next_fault(method)
+                try:
+                    if fault is not None and not fault.after_apply:
+                        raise _Abort(fault.code, fault.message)
+                    response = fn(request)
+                except _Abort as exc:
+                    context.abort(exc.code, exc.message)
+                if fault is not None:
+                    context.abort(fault.code, fault.message)
+                return response
+
+        return handler
+
+    def _next_fault(self, method: str) -> Fault | None:
+        queue = self._faults.get(method)
+        return queue.popleft() if queue else None
+
+    # -- EndpointService ---------------------------------------------------------------
+
+    def _endpoint(self, name: str) -> v1.Endpoint:
+        endpoint = self.endpoints.get(name)
+        if endpoint is None:
+            raise _Abort(grpc.StatusCode.NOT_FOUND, f"Endpoint `{name}` not found.")
+        return endpoint
+
+    def _get_endpoint(self, request: v1.GetEndpointRequest) -> v1.Endpoint:
+        return v1.Endpoint.deserialize(v1.Endpoint.serialize(self._endpoint(request.name)))
+
+    @staticmethod
+    def _check_split(split: dict[str, int], allowed: set[str], *, may_be_empty: bool) -> None:
+        if not split and may_be_empty:
+            return
+        unknown = set(split) - allowed
+        if unknown:
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Traffic split references unknown DeployedModel ids {sorted(unknown)}.",
+            )
+        if sum(split.values()) != 100:
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Traffic split must sum to 100, got {sum(split.values())}.",
+            )
+
+    def _update_endpoint(self, request: v1.UpdateEndpointRequest) -> v1.Endpoint:
+        endpoint = self._endpoint(request.endpoint.name)
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "update_mask is required.")
+        if "traffic_split" in paths:
+            split = dict(request.endpoint.traffic_split)
+            ids = {d.id for d in endpoint.deployed_models}
+            self._check_split(split, ids, may_be_empty=not ids)
+            endpoint.traffic_split = split
+        return self._get_endpoint(v1.GetEndpointRequest(name=endpoint.name))
+
+    def _resolve_model(self, reference: str) -> v1.Model:
+        name, _, version = reference.partition("@")
+        versions = self.models.get(name)
+        if versions is None:
+            raise _Abort(grpc.StatusCode.NOT_FOUND, f"Model `{name}` not found.")
+        version = version or "default"
+        for model in versions:
+            if version == model.version_id or version in model.version_aliases:
+                return model
+        raise _Abort(grpc.StatusCode.NOT_FOUND, f"Model `{reference}` not found.")
+
+    def _start(
+        self,
+        method: str,
+        endpoint: v1.Endpoint,
+        metadata: Any,
+        apply: Callable[[], Any],
+        response_type: Any,
+    ) -> operations_pb2.Operation:
+        name = self._numbered(f"{endpoint.name}/operations/{next(self._ids)}")
+        proto = operations_pb2.Operation(name=name, done=False, metadata=_pack(metadata))
+        faults = self._op_faults.get(method)
+        op = _Op(proto, method, apply, response_type, faults.popleft() if faults else None)
+        self.operations[name] = op
+        return operations_pb2.Operation.FromString(proto.SerializeToString())
+
+    def _deploy_model(self, request: v1.DeployModelRequest) -> operations_pb2.Operation:
+        endpoint = self._endpoint(request.endpoint)
+        wanted = request.deployed_model
+        model = self._resolve_model(wanted.model)
+        resources = wanted.dedicated_resources
+        if not resources.machine_spec.machine_type:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "machine_spec.machine_type is required.")
+        if (
+            resources.min_replica_count < 1
+            or resources.max_replica_count < resources.min_replica_count
+        ):
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "min_replica_count must be ≥ 1 and ≤ max_replica_count.",
+            )
+        split = dict(request.traffic_split)
+        self._check_split(
+            split, {d.id for d in endpoint.deployed_models} | {"0"}, may_be_empty=True
+        )
+
+        def apply() -> v1.DeployModelResponse:
+            dm = v1.DeployedModel(
+                id=str(next(self._ids)),
+                model=self._numbered(model.name),
+                model_version_id=model.version_id,
+                display_name=wanted.display_name,
+                dedicated_resources=resources,
+                service_account=wanted.service_account,
+            )
+            endpoint.deployed_models.append(dm)
+            if split:
+                endpoint.traffic_split = {(dm.id if k == "0" else k): v for k, v in split.items()}
+            return v1.DeployModelResponse(deployed_model=dm)
+
+        metadata = v1.DeployModelOperationMetadata(
+            generic_metadata=v1.GenericOperationMetadata(create_time=_now()),
+            deployment_stage=_STAGES[0],
+        )
+        return self._start("DeployModel", endpoint, metadata, apply, v1.DeployModelResponse)
+
+    def _undeploy_model(self, request: v1.UndeployModelRequest) -> operations_pb2.Operation:
+        endpoint = self._endpoint(request.endpoint)
+        ids = [d.id for d in endpoint.deployed_models]
+        if request.deployed_model_id not in ids:
+            raise _Abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"DeployedModel {request.deployed_model_id} not found on {endpoint.name}.",
+            )
+        split = dict(request.traffic_split) or dict(endpoint.traffic_split)
+        if split.get(request.deployed_model_id, 0) > 0:
+            raise _Abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"DeployedModel {request.deployed_model_id} has traffic assigned; it can only be"
+                " undeployed after its traffic is moved elsewhere.",
+            )
+        remaining = set(ids) - {request.deployed_model_id}
+        split = {k: v for k, v in split.items() if k in remaining or v}
+        self._check_split(split, remaining, may_be_empty=not remaining)
+
+        def apply() -> v1.UndeployModelResponse:
+            kept = [d for d in endpoint.deployed_models if d.id != request.deployed_model_id]
+            endpoint.deployed_models = kept
+            endpoint.traffic_split = split if kept else {}
+            return v1.UndeployModelResponse()
+
+        metadata = v1.UndeployModelOperationMetadata(
+            generic_metadata=v1.GenericOperationMetadata(create_time=_now())
+        )
+        return self._start("UndeployModel", endpoint, metadata, apply, v1.UndeployModelResponse)
+
+    # -- ModelService ------------------------------------------------------------------
+
+    def _get_model(self, request: v1.GetModelRequest) -> v1.Model:
+        return self._resolve_model(request.name)
+
+    def _list_model_versions(
+        self, request: v1.ListModelVersionsRequest
+    ) -> v1.ListModelVersionsResponse:
+        versions = self.models.get(request.name)
+        if versions is None:
+            raise _Abort(grpc.StatusCode.NOT_FOUND, f"Model `{request.name}` not found.")
+        start = int(request.page_token or 0)
+        size = request.page_size or 2  # small pages, so that clients must follow the token
+        page = versions[start : start + size]
+        more = start + size < len(versions)
+        return v1.ListModelVersionsResponse(
+            models=page, next_page_token=str(start + size) if more else ""
+        )
+
+    # -- operations --------------------------------------------------------------------
+
+    def _finish(self, op: _Op) -> None:
+        proto = op.proto
+        if op.fault is not None:
+            proto.error.CopyFrom(
+                status_pb2.Status(code=op.fault.code.value[0], message=op.fault.message)
+            )
+        else:
+            proto.response.CopyFrom(_pack(op.apply()))
+        if proto.metadata.Is(v1.DeployModelOperationMetadata.pb().DESCRIPTOR):
+            meta = v1.DeployModelOperationMetadata.deserialize(proto.metadata.value)
+            meta.deployment_stage = "FAILED_TO_DEPLOY" if op.fault else "SUCCESSFULLY_DEPLOYED"
+            proto.metadata.CopyFrom(_pack(meta))
+        proto.done = True
+
+    def get_operation(self, name: str) -> operations_pb2.Operation:
+        with self._lock:
+            self.calls["GetOperation"] += 1
+            fault = self._next_fault("GetOperation")
+            if fault is not None:
+                raise _Abort(fault.code, fault.message)
+            op = self.operations.get(name)
+            if op is None:
+                raise _Abort(grpc.StatusCode.NOT_FOUND, f"Operation `{name}` not found.")
+            op.polls += 1
+            if not op.proto.done:
+                if self.hold_operations:
+                    self._advance(op)
+                else:
+                    self._finish(op)
+            return operations_pb2.Operation.FromString(op.proto.SerializeToString())
+
+    def _advance(self, op: _Op) -> None:
+        """A held deploy moves one stage per poll, so progress can be watched."""
+        if not op.proto.metadata.Is(v1.DeployModelOperationMetadata.pb().DESCRIPTOR):
+            return
+        meta = v1.DeployModelOperationMetadata.deserialize(op.proto.metadata.value)
+        op.stage = min(op.stage + 1, len(_STAGES) - 1)
+        meta.deployment_stage = _STAGES[op.stage]
+        op.proto.metadata.CopyFrom(_pack(meta))
+
+
+class _Operations(operations_pb2_grpc.OperationsServicer):  # type: ignore[misc]
+    def __init__(self, fake: FakeVertex) -> None:
+        self.fake = fake
+
+    def GetOperation(
+        self, request: operations_pb2.GetOperationRequest, context: grpc.ServicerContext
+    ) -> operations_pb2.Operation:
+        try:
+            return self.fake.get_operation(request.name)
+        except _Abort as exc:
+            context.abort(exc.code, exc.message)
+            raise  # unreachable: abort raises
+
+    def CancelOperation(
+        self, request: operations_pb2.CancelOperationRequest, context: grpc.ServicerContext
+    ) -> empty_pb2.Empty:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "cancel is not supported by the fake")
+        raise AssertionError("unreachable")
