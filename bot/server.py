@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
@@ -22,9 +22,11 @@ from bot.settings import Settings
 from bot.slack.app import build_app
 from bot.slack.notifier import SlackNotifier
 from bot.wiring import build_runtime
-from commands import approvals, execution
-from commands.runtime import Runtime
+from commands import execution
 from commands.service import Service
+
+if TYPE_CHECKING:
+    from bot.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +49,17 @@ def make_service(settings: Settings, **kw: Any) -> Service:
     return Service(rt)
 
 
-async def housekeeping(rt: Runtime, every: float = 30.0) -> None:
-    """Expire unanswered approvals (until the scheduler takes this over)."""
-    while True:
-        try:
-            await asyncio.to_thread(approvals.expire_due, rt)
-        except Exception:
-            log.exception("housekeeping failed")
-        await asyncio.sleep(every)
+def make_scheduler(service: Service) -> Scheduler:
+    """Digests, approval expiry and scheduled changes, once across replicas (bot/scheduler.py)."""
+    from bot.scheduler import Scheduler
+
+    engine = getattr(service.rt.store, "engine", None)
+    if engine is None:
+        raise ServeError("the scheduler needs the SQL store (its run keys live in the database)")
+    return Scheduler(service.rt, engine)
 
 
-def make_asgi(service: Service, bolt: AsyncApp, *, housekeeping_every: float = 30.0) -> Starlette:
+def make_asgi(service: Service, bolt: AsyncApp, *, scheduler: Scheduler | None = None) -> Starlette:
     handler = AsyncSlackRequestHandler(bolt)
     rt = service.rt
 
@@ -82,11 +84,13 @@ def make_asgi(service: Service, bolt: AsyncApp, *, housekeeping_every: float = 3
         resumed = await asyncio.to_thread(execution.resume, rt)
         if resumed:
             log.info("resumed %d change(s) left running or approved", resumed)
-        task = asyncio.create_task(housekeeping(rt, housekeeping_every))
+        if scheduler is not None:
+            await asyncio.to_thread(scheduler.start)
         try:
             yield
         finally:
-            task.cancel()
+            if scheduler is not None:
+                await asyncio.to_thread(scheduler.shutdown)
 
     return Starlette(
         routes=[
@@ -98,8 +102,14 @@ def make_asgi(service: Service, bolt: AsyncApp, *, housekeeping_every: float = 3
 
 
 def serve(settings: Settings) -> None:
+    import sys
+
     import uvicorn
 
+    # Acks run on the event loop while commands run on worker threads. With the default
+    # 5 ms switch interval the loop, which gives up the GIL at every socket call, waits up
+    # to 5 ms to get it back from a busy worker each time: acks queue behind commands.
+    sys.setswitchinterval(0.0005)
     service = make_service(settings)
     socket_mode = bool(settings.slack_app_token)
     if not socket_mode and not settings.slack_signing_secret:
@@ -113,10 +123,11 @@ def serve(settings: Settings) -> None:
         api_base_url=settings.slack_api_base_url,
         socket_mode=socket_mode,
     )
+    scheduler = make_scheduler(service)
     if socket_mode:
-        asyncio.run(_socket_mode(service, bolt, settings))
+        asyncio.run(_socket_mode(service, bolt, settings, scheduler))
         return
-    asgi = make_asgi(service, bolt)
+    asgi = make_asgi(service, bolt, scheduler=scheduler)
     log.info(
         "serving HTTP on %s:%d (platform %s)",
         settings.host,
@@ -126,13 +137,21 @@ def serve(settings: Settings) -> None:
     uvicorn.run(asgi, host=settings.host, port=settings.port, log_level="warning", access_log=False)
 
 
-async def _socket_mode(service: Service, bolt: AsyncApp, settings: Settings) -> None:
+def socket_mode_handler(bolt: AsyncApp, app_token: str) -> Any:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
+    return AsyncSocketModeHandler(bolt, app_token)
+
+
+async def _socket_mode(
+    service: Service, bolt: AsyncApp, settings: Settings, scheduler: Scheduler | None = None
+) -> None:
     await asyncio.to_thread(execution.resume, service.rt)
-    task = asyncio.create_task(housekeeping(service.rt))
+    if scheduler is not None:
+        await asyncio.to_thread(scheduler.start)
     log.info("connecting to Slack in Socket Mode (platform %s)", service.rt.platform.name)
     try:
-        await AsyncSocketModeHandler(bolt, settings.slack_app_token).start_async()  # type: ignore[no-untyped-call]
+        await socket_mode_handler(bolt, settings.slack_app_token or "").start_async()
     finally:
-        task.cancel()
+        if scheduler is not None:
+            await asyncio.to_thread(scheduler.shutdown)

@@ -119,6 +119,7 @@ class SlackStub:
         self._lock = threading.Lock()
         self._ts = 1000
         self.fail: dict[str, str] = {}  # method → Slack error code to answer with
+        self.answers: dict[str, dict[str, Any]] = {}  # method → a canned answer
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -127,7 +128,16 @@ class SlackStub:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
-                raw = self.rfile.read(length).decode()
+                data_in = self.rfile.read(length)
+                path, _, query = self.path.strip("/").partition("?")
+                if path.startswith("upload/"):  # files_upload_v2's byte upload
+                    stub.record("file_upload", {"data": data_in}, path)
+                    self.send_response(200)
+                    self.send_header("content-length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"OK")
+                    return
+                raw = data_in.decode()
                 ctype = self.headers.get("content-type", "")
                 if "json" in ctype:
                     body = json.loads(raw or "{}")
@@ -136,7 +146,7 @@ class SlackStub:
                     for key in ("blocks",):
                         if isinstance(body.get(key), str):
                             body[key] = json.loads(body[key])
-                path = self.path.strip("/")
+                body |= {k: v[0] for k, v in parse_qs(query).items()}  # `params=` calls
                 method = path.removeprefix("api/") if path.startswith("api/") else "response_url"
                 answer = stub.record(method, body, path)
                 data = json.dumps(answer).encode()
@@ -163,6 +173,8 @@ class SlackStub:
             self.calls.append(Call(method, body, time.monotonic(), path))
             if method in self.fail:
                 return {"ok": False, "error": self.fail[method]}
+            if method in self.answers:
+                return self.answers[method]
             if method == "auth.test":
                 return {
                     "ok": True,
@@ -175,6 +187,20 @@ class SlackStub:
                 self._ts += 1
                 ts = body.get("ts") or f"{self._ts}.000100"
                 return {"ok": True, "channel": body.get("channel"), "ts": ts}
+            if method == "files.getUploadURLExternal":
+                self._ts += 1
+                file_id = f"F0{self._ts}"
+                return {
+                    "ok": True,
+                    "upload_url": f"{self.url}/upload/{file_id}",
+                    "file_id": file_id,
+                }
+            if method == "files.completeUploadExternal":
+                files = json.loads(body.get("files") or "[]")
+                return {
+                    "ok": True,
+                    "files": [{"id": f["id"], "title": f.get("title")} for f in files],
+                }
             return {"ok": True}
 
     def of(self, method: str) -> list[Call]:

@@ -1,0 +1,60 @@
+"""`aiops-bot db upgrade` brings an empty PostgreSQL schema to head; SQLite migrates on start."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, inspect, text
+
+from tests.conftest import _PG_PROBLEM, PG_URL
+
+
+def test_db_upgrade_on_postgres() -> None:
+    if _PG_PROBLEM:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL must be available in CI: {_PG_PROBLEM}")
+        pytest.skip(f"needs PostgreSQL at 127.0.0.1:5432 ({_PG_PROBLEM})")
+    schema = f"cli_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+        env = dict(os.environ, DATABASE_URL=url)
+        out = subprocess.run(
+            [sys.executable, "-m", "bot.cli", "db", "upgrade"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "postgresql" in out.stdout
+        tables = set(inspect(admin).get_table_names(schema=schema))
+        assert {"change", "approval", "audit_event", "endpoint_lock", "alembic_version"} <= tables
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def test_sqlite_is_migrated_on_start(tmp_path: Path) -> None:
+    env = dict(os.environ, AIOPS_DATA_DIR=str(tmp_path))
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "console", "-c", "/aiops changes"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "No changes yet" in out.stdout
+    assert (tmp_path / "aiops-bot.db").exists()
