@@ -19,7 +19,7 @@ class Settings:
     slack_app_token: str | None = field(default=None, repr=False)
     slack_api_base_url: str | None = None
     port: int = 3000
-    host: str = "0.0.0.0"  # noqa: S104 - a container listens on all interfaces
+    host: str = "0.0.0.0"  # noqa: S104  # nosec B104 - a container listens on all interfaces
     poll_seconds: float = 1.0
     log_level: str = "INFO"
 
@@ -35,7 +35,7 @@ class Settings:
             slack_app_token=e.get("SLACK_APP_TOKEN") or None,
             slack_api_base_url=e.get("SLACK_API_BASE_URL") or None,
             port=int(e.get("PORT") or 3000),
-            host=e.get("HOST") or "0.0.0.0",  # noqa: S104
+            host=e.get("HOST") or "0.0.0.0",  # noqa: S104  # nosec B104
             poll_seconds=float(e.get("AIOPS_POLL_SECONDS") or 1.0),
             log_level=(e.get("LOG_LEVEL") or "INFO").upper(),
         )
