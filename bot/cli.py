@@ -70,6 +70,11 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
         actor_id=config.resolve_person(args.person) if args.person else None,
     )
     events = store.audit(query)
+    from bot.compliance_cli import Authorisations
+    from bot.store.people import PersonDirectory
+
+    authorised = Authorisations(store)  # the approval that authorised each row's change
+    people = PersonDirectory(store.engine)  # names live apart from the audit (erasable)
     fields = [
         "id",
         "at",
@@ -87,6 +92,9 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
         "retain_until",
         "prev_hash",
         "hash",
+        "authorised_by",
+        "authorised_at",
+        "ticket",
     ]
 
     def row(e: Any) -> dict[str, Any]:
@@ -95,7 +103,7 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
             "at": e.at.isoformat(),
             "at_local": e.at.astimezone(config.timezone).isoformat(),
             "actor_id": e.actor_id,
-            "actor": config.display_name(e.actor_id),
+            "actor": people.name(e.actor_id) or config.display_name(e.actor_id),
             "action": e.action,
             "environment": e.environment,
             "target": e.target,
@@ -107,6 +115,7 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
             "retain_until": e.retain_until.isoformat() if e.retain_until else None,
             "prev_hash": e.prev_hash,
             "hash": e.hash,
+            **authorised(e.change_id),
         }
 
     if args.format == "csv":
@@ -118,6 +127,12 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
         for e in events:
             print(json.dumps(row(e)))
     return 0
+
+
+def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.digest_cli import run_digest
+
+    return run_digest(settings, args)
 
 
 def cmd_redact(_: Settings, __: argparse.Namespace) -> int:
@@ -166,13 +181,30 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--person", help="a config name or Slack id")
     ex.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
     ex.set_defaults(fn=cmd_audit_export)
+    from bot.compliance_cli import register as register_compliance
+
+    register_compliance(asub, sub)  # audit verify | purge | dossier, person erase
     r = sub.add_parser("redact", help="mask PII in standard input, line by line")
     r.set_defaults(fn=cmd_redact)
+    g = sub.add_parser("digest", help="render the morning or end-of-day digest (or post it)")
+    g.add_argument("kind", choices=["morning", "eod"])
+    g.add_argument("--environment", help="one environment (default: every digest environment)")
+    g.add_argument("--post", action="store_true", help="post it to Slack (needs SLACK_BOT_TOKEN)")
+    g.add_argument("--json", action="store_true", help="print the Block Kit JSON instead of text")
+    g.add_argument("--chart", metavar="PNG", help="also write the morning chart to this file")
+    g.set_defaults(fn=cmd_digest)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    from bot.secrets import SecretError, resolve_secrets
+
+    try:
+        resolve_secrets()
+    except SecretError as exc:
+        print(f"aiops-bot: {exc}", file=sys.stderr)
+        return 2
     settings = Settings.from_env()
     from bot.logs import setup_logging
 

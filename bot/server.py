@@ -56,7 +56,13 @@ def make_scheduler(service: Service) -> Scheduler:
     engine = getattr(service.rt.store, "engine", None)
     if engine is None:
         raise ServeError("the scheduler needs the SQL store (its run keys live in the database)")
-    return Scheduler(service.rt, engine)
+    from commands import canary
+
+    scheduler = Scheduler(service.rt, engine)
+    # The canary watch: every 30 s it runs the checks that are due; each canary is judged
+    # every `[canary] interval` (default 5 min), claimed by compare-and-set in its watch row.
+    scheduler.add_interval("canary", 30, canary.check_due)
+    return scheduler
 
 
 def make_asgi(service: Service, bolt: AsyncApp, *, scheduler: Scheduler | None = None) -> Starlette:

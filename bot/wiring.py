@@ -11,11 +11,15 @@ from sqlalchemy import Engine
 
 from bot.platforms import make_platform
 from bot.settings import Settings
+from bot.store.canary_store import SqlCanaryStore
 from bot.store.db import make_engine, upgrade
+from bot.store.people import PersonDirectory
 from bot.store.sql_store import SqlStore
+from commands import canary_model
 from commands.audit import Auditor, AuditSink
 from commands.config import Config, load_config
 from commands.runtime import Notifier, NullNotifier, Runtime
+from commands.schedule import digest_settings
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,8 @@ def build_runtime(
     clock: Callable[[], datetime] = utcnow,
 ) -> Runtime:
     config = config or load_config(settings.config_path)
+    canary_model.validate(config)  # a bad [canary] table stops the bot at start
+    digest_settings(config)  # and so does a bad [digests] table
     engine = engine or open_database(settings)
     store = SqlStore(engine)
     platform = make_platform(config, engine, clock)
@@ -69,8 +75,10 @@ def build_runtime(
         config=config,
         store=store,
         platform=platform,
-        auditor=Auditor(store, clock, sinks=audit_sinks(config)),
+        auditor=Auditor(store, clock, retention=config.audit_retention, sinks=audit_sinks(config)),
         notifier=notifier or NullNotifier(),
         clock=clock,
         poll_seconds=settings.poll_seconds,
+        canary=SqlCanaryStore(engine),
+        people=PersonDirectory(engine),
     )

@@ -3,7 +3,9 @@ so a double click, a retry or two people clicking at once decide a change once."
 
 from __future__ import annotations
 
-from commands import execution
+from datetime import datetime
+
+from commands import compliance, execution
 from commands.errors import Refusal
 from commands.messages import Reply, escape, mention
 from commands.model import SCHEDULER, Actor, Change, ChangeState
@@ -148,7 +150,17 @@ def decide(
             f"Approvers: {', '.join(mention(a) for a in env.approvers)}.",
             code="not_allowed",
         )
-    if not rt.store.add_approval(ApprovalRecord(change.id, actor.id, decision, rt.clock(), reason)):
+    # An approval counts only for the plan that was shown, on the endpoint as it was then.
+    bound = (
+        compliance.check_approval(rt, change, actor, request_id)
+        if decision == "approve"
+        else change.extra.get("plan_hash")
+    )
+    if bound:
+        params["plan_hash"] = bound
+    if not rt.store.add_approval(
+        ApprovalRecord(change.id, actor.id, decision, rt.clock(), reason, plan_hash=bound)
+    ):
         raise Refusal(f"you already decided on {change.id}; nothing was done", code="duplicate")
     now = rt.clock()
     if decision == "reject":
@@ -214,13 +226,19 @@ def decide(
         parameters=params | {"approvers": sorted(approvers)},
     )
     execution.refresh_card(rt, done)
+    scheduled = done.extra.get("run_at")  # a scheduled change runs at its time, not now
+    then = (
+        f"it runs at {when(datetime.fromisoformat(scheduled), rt.config.timezone)}"
+        if scheduled and datetime.fromisoformat(scheduled) > now
+        else "running now"
+    )
     execution.tell(
         rt,
         done.requester_id,
-        f"{done.id} ({done.kind.value} {done.endpoint}) was approved by {mention(actor.id)}; running now.",
+        f"{done.id} ({done.kind.value} {done.endpoint}) was approved by {mention(actor.id)}; {then}.",
     )
     execution.start(rt, done)
-    return _ack(rt, done, f"Approved {done.id}; running now.")
+    return _ack(rt, done, f"Approved {done.id}; {then}.")
 
 
 def cancel(

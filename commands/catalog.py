@@ -20,27 +20,34 @@ SLASH_COMMANDS: dict[str, CommandSpec] = {
     "/deploy": CommandSpec(
         "/deploy",
         "Deploy a model version next to the serving one as a canary",
-        '/deploy <endpoint> <model>@<version> [canary=N] [reason="…"]',
-        ("canary", "reason", "ticket"),
+        '/deploy <endpoint> <model>@<version> [canary=N] [reason="…"] [at="YYYY-MM-DD HH:MM"]',
+        ("canary", "reason", "ticket", "break_glass", "at"),
         2,
         ('/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"',),
         "The canary takes N % of traffic (default 10, 1–100); the serving version stays"
-        " deployed so a rollback is one step. Production needs a reason and an approval.",
+        " deployed so a rollback is one step. Production needs a reason and an approval."
+        " `at=` schedules it in the configured zone: it may be approved before then and runs"
+        " at its time only if approved and its endpoint is as planned.",
     ),
     "/promote": CommandSpec(
         "/promote",
         "Move the canary's traffic share; at 100 % the replaced model is undeployed",
-        '/promote <endpoint> [to=N] [reason="…"]',
-        ("to", "reason", "ticket"),
+        '/promote <endpoint> [to=N | steps=10,25,50,100] [force=true] [reason="…"] [at="YYYY-MM-DD HH:MM"]',
+        ("to", "reason", "ticket", "break_glass", "at", "steps", "force"),
         1,
         ("/promote loan-assessor to=50", "/promote loan-assessor"),
-        "`to` defaults to 100. The split it replaces is recorded so a rollback can restore it.",
+        "`to` defaults to 100. The split it replaces is recorded so a rollback can restore it."
+        " `at=` schedules it, as for `/deploy`."
+        " `steps=` (or `steps=default` for the environment's plan) moves the canary one step"
+        " after each passing analysis window. Shows the canary analysis so far; in prod a"
+        ' canary that is failing or has not enough data is refused unless `force=true reason="…"`'
+        " (audited, flagged in the next digest).",
     ),
     "/rollback": CommandSpec(
         "/rollback",
         "Restore the last stable split and undeploy the canary",
         '/rollback <endpoint> [reason="…"]',
-        ("reason", "ticket"),
+        ("reason", "ticket", "break_glass"),
         1,
         ('/rollback loan-assessor reason="P95 above 2 s since 14:05"',),
         "Mitigation first: in production a rollback runs without waiting for a second person"
@@ -49,7 +56,7 @@ SLASH_COMMANDS: dict[str, CommandSpec] = {
     "/aiops": CommandSpec(
         "/aiops",
         "Status, changes, audit, approvals and help",
-        "/aiops <status|changes|audit|approve|reject|cancel|help> …",
+        "/aiops <status|changes|audit|approve|reject|cancel|digest|help> …",
         (),
         0,
         ("/aiops status", "/aiops audit loan-assessor since=7d", "/aiops approve CHG-12"),
@@ -92,6 +99,48 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         "cancel",
         "Cancel your own change before it runs",
         '/aiops cancel <change|endpoint> [reason="…"]',
+        ("reason",),
+        1,
+    ),
+    "digest": CommandSpec(
+        "digest",
+        "Post the morning or end-of-day digest now, to the digest channel",
+        "/aiops digest <morning|eod> [environment]",
+        (),
+        2,
+    ),
+    "canary": CommandSpec(
+        "canary",
+        "A canary's analysis so far, after one check run now",
+        "/aiops canary <endpoint>",
+        (),
+        1,
+    ),
+    "pause": CommandSpec(
+        "pause",
+        "Pause a canary's analysis: no scheduled checks, steps or automatic rollback",
+        '/aiops pause <endpoint> [reason="…"]',
+        ("reason",),
+        1,
+    ),
+    "resume": CommandSpec(
+        "resume",
+        "Resume a paused canary's analysis",
+        '/aiops resume <endpoint> [reason="…"]',
+        ("reason",),
+        1,
+    ),
+    "canary-rollback": CommandSpec(
+        "canary-rollback",
+        "Roll back a canary the analysis flagged (its Rollback button's typed form)",
+        '/aiops canary-rollback <endpoint> [reason="…"]',
+        ("reason",),
+        1,
+    ),
+    "canary-promote": CommandSpec(
+        "canary-promote",
+        "Promote a flagged canary anyway (an approver; audited as a forced promote)",
+        '/aiops canary-promote <endpoint> [reason="…"]',
         ("reason",),
         1,
     ),

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from commands.freezes import Freeze, FreezeConfigError, parse_freezes
+
 
 class ConfigError(ValueError):
     pass
@@ -45,6 +47,9 @@ class Environment:
     rollback_requires_approval: bool = False
     approval_ttl: timedelta = timedelta(hours=4)
     require_reason: bool = False
+    require_ticket: bool = False  # a change must carry `ticket=CHG-1234`
+    break_glass: tuple[str, ...] = ()  # may run a change without approval, announced
+    request_channels: tuple[str, ...] = ()  # channels requests may come from (empty: any)
 
     @property
     def needs_approval(self) -> bool:
@@ -100,6 +105,9 @@ class Config:
     sandbox: SandboxSettings
     source: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    enterprise_id: str | None = None  # an Enterprise Grid org: requests must come from it
+    freezes: tuple[Freeze, ...] = ()
+    audit_retention: timedelta = timedelta(days=7 * 365 + 2)  # seven years by default
 
     def environment_of(self, endpoint: Endpoint) -> Environment:
         return self.environments[endpoint.environment]
@@ -190,6 +198,11 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
             require_reason=bool(
                 env.get("require_reason", int(env.get("approvals_required", 0)) > 0)
             ),
+            require_ticket=bool(env.get("require_ticket", False)),
+            break_glass=_ids(
+                people, list(env.get("break_glass", [])), f"environments.{name}.break_glass"
+            ),
+            request_channels=tuple(str(c) for c in env.get("request_channels", [])),
         )
         if region not in environments[name].allowed_regions:
             raise ConfigError(
@@ -232,6 +245,17 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
             )
         endpoints[slug] = endpoint
 
+    try:
+        freezes = parse_freezes(data.get("freezes"), set(environments))
+    except FreezeConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    audit = _table(data, "audit")
+    retention_days = audit.get("retention_days", 7 * 365 + 2)
+    if not isinstance(retention_days, int) or retention_days < 1:
+        raise ConfigError(
+            f"audit.retention_days: `{retention_days}` must be a whole number of days"
+        )
+
     platform = str(data.get("platform", "sandbox"))
     if platform not in ("sandbox", "vertex"):
         raise ConfigError(f"platform: `{platform}` must be `sandbox` or `vertex`")
@@ -250,6 +274,9 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
         models=models,
         sandbox=sandbox,
         source=source,
+        enterprise_id=slack.get("enterprise_id"),
+        freezes=freezes,
+        audit_retention=timedelta(days=retention_days),
         raw=data,
     )
 

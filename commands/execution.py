@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+from datetime import datetime
 
 from commands.config import Endpoint
 from commands.messages import Post, Reply, Text, mention
@@ -23,7 +24,10 @@ class _Failed(Exception):
 
 
 def start(rt: Runtime, change: Change) -> None:
-    """Run an approved change after the ack."""
+    """Run an approved change after the ack (a scheduled one waits for the scheduler)."""
+    run_at = change.extra.get("run_at")  # commands.schedule.RUN_AT
+    if run_at and datetime.fromisoformat(run_at) > rt.clock():
+        return
     rt.background.submit(lambda: execute(rt, change.id))
 
 

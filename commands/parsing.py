@@ -5,9 +5,18 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
+from commands.messages import escape
+
 
 class ParseError(ValueError):
-    """Malformed command text; the message says what was wrong."""
+    """Malformed command text; the message says what was wrong.
+
+    Messages quote what was typed, so they are escaped here, once, for every caller:
+    echoing a bad token can never post a mention or a link.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(escape(message))
 
 
 @dataclass

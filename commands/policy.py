@@ -25,3 +25,7 @@ def may_request(env: Environment, actor_id: str, groups: GroupResolver | None = 
 
 def may_approve(env: Environment, actor_id: str, groups: GroupResolver | None = None) -> bool:
     return _member(actor_id, env.approvers, groups)
+
+
+def may_break_glass(env: Environment, actor_id: str, groups: GroupResolver | None = None) -> bool:
+    return _member(actor_id, env.break_glass, groups)

@@ -6,84 +6,104 @@ and the `aiops-bot redact` filter (`redact_stream`) all call `redact()` /
 
 What is masked
 --------------
-Each value below is replaced by a token ``[KIND:xxxxxxxx]``:
+Each value below becomes a token ``[KIND:xxxxxxxx]``; the label before it stays.
 
-| kind           | detected when                                                              |
-| -------------- | -------------------------------------------------------------------------- |
-| `EMAIL`        | any e-mail address (except Google service accounts, `*.gserviceaccount.com`) |
-| `PHONE`        | AU `04xx xxx xxx`, `(02) 9xxx xxxx`, `02 9xxx xxxx`; US `(555) 123-4567`,   |
-|                | `555-123-4567`, `555.123.4567`, `555 123 4567`; any `+<country> …` number  |
-|                | of 8–15 digits; any 8–15 digit number after a label (`phone`, `mobile`…)   |
-| `SSN`          | US `123-45-6789` / `123 45 6789` (invalid areas 000, 666, 9xx excluded);   |
-|                | 9 digits after `SSN` / `social security number`                            |
-| `TFN`          | 9 digits (`123456782`, `123 456 782`) whose ATO checksum holds (weights    |
-|                | 1,4,3,7,5,8,6,9,10; sum mod 11 = 0); 8–9 digits after `TFN` / `tax file    |
-|                | number`, checksum or not                                                   |
-| `MEDICARE`     | 10–11 digits (`2123 45670 1`), first digit 2–6, check digit (weights       |
-|                | 1,3,7,9,1,3,7,9 over digits 1–8, mod 10 = digit 9); any 10–11 digits after |
-|                | `medicare`                                                                 |
-| `CARD`         | 13–19 digit groups (`4111 1111 1111 1111`, `3782 822463 10005`) and 13–16  |
-|                | contiguous digits that pass Luhn and start like a card (2221–2720, 3–6);   |
-|                | any 13–19 digits after `card` / `credit card` / `visa` / `cc` …            |
-| `BANK_ACCOUNT` | `BSB 062-000 account 12345678`, `062-000 12345678`, `BSB 062000`, and 6–10 |
-|                | digits after `account` / `acct` / `a/c`                                    |
-| `DOB`          | a date after `DOB`, `date of birth`, `birth date`, `born` (`1985-03-14`,   |
-|                | `14/03/1985`, `14 March 1985`, `March 14, 1985`, `March 1985`)             |
-| `NAME`         | capitalised words after `name`, `customer`, `applicant`, `borrower`,       |
-|                | `guarantor`, `client`, `cardholder`, `Mr`/`Mrs`/`Ms`/`Dr` …; any words     |
-|                | after `full name:`, `customer name:`, `surname:` … (up to four words)      |
+- EMAIL: any e-mail address, except Google service accounts (`*.gserviceaccount.com`),
+  which are not people.
+- PHONE: AU `0412 345 678`, `(02) 9876 5432`, `02 9876 5432`; US `(555) 123-4567`,
+  `555-123-4567`, `555.123.4567`, `555 123 4567`; any `+<country>` number of 8–15
+  digits (`+61 412 345 678`, `+1 555 123 4567`, `+44 20 7946 0958`); any 8–15 digit
+  number after `phone`, `mobile`, `tel`, `cell`, `fax` ….
+- SSN: US `123-45-6789` and `123 45 6789` (areas 000, 666 and 9xx are not SSNs);
+  9 digits after `SSN` / `social security number`.
+- TFN: 9 digits (`123456782`, `123 456 782`, `123-456-782`) whose ATO check holds
+  (weights 1,4,3,7,5,8,6,9,10; sum mod 11 = 0); 8 or 9 digits after `TFN` / `tax file
+  number`, check or not.
+- MEDICARE: 10 or 11 digits (`2123 45670 1`, `2123456701`), first digit 2–6, check
+  digit = (weights 1,3,7,9,1,3,7,9 over digits 1–8) mod 10; 10–11 digits after
+  `medicare`, check or not.
+- CARD: 13–19 digits in card groups (`4111 1111 1111 1111`, `3782 822463 10005`) or
+  13–16 contiguous digits, passing Luhn and starting like a card network (2221–2720,
+  3, 4, 5, 6); 13–19 digits passing Luhn after `card`, `credit card`, `visa`, `cc` ….
+- BANK_ACCOUNT: BSB and account as one token (`BSB 062-000 account 12345678`,
+  `062-000 12345678`, `bsb: 083004, acct no. 123456789`, a lone `BSB 062000`), and
+  6–10 digits after `account` / `acct` / `a/c` (not `service account` / `billing
+  account`).
+- DOB: a date after `DOB`, `date of birth`, `birth date`, `born (on)`: `1985-03-14`,
+  `14/03/1985`, `3/7/92`, `14 March 1985`, `March 14, 1985`, `March 1985`.
+- NAME: up to four capitalised words after `name`, `customer`, `applicant`,
+  `borrower`, `guarantor`, `client`, `cardholder`, `account holder`, `Mr` / `Ms` /
+  `Dr` … (`Nguyễn Thị Lan`, `O'Brien-Walsh`, `McDonald`, `van Beethoven`); up to four
+  words in any case after `full name:`, `customer name:`, `surname:` …. Honorifics and
+  a possessive `'s` stay outside the token.
 
-Figures next to an income or credit-score label become bands rather than tokens, so a
-reader keeps the order of magnitude and loses the figure:
+Labels may be written `TFN: `, `tfn=`, `"tfn": "…"`, `*TFN:* `, `card no. `,
+`date_of_birth`, `dateOfBirth`.
 
-- ``income $85,000`` → ``income [INCOME_BAND_3]``; labels `income`, `salary`, `earnings`,
-  `wages` with any qualifier (`annual`, `gross`, `monthly` …). Amounts are annualised
-  (`per month` × 12, `per fortnight` × 26, `per week` × 52; `monthly income` likewise);
-  a range is banded by its midpoint. Bands (annual, any currency): see `INCOME_BANDS`.
-- ``credit score 720`` → ``credit score [CREDIT_SCORE_BAND_4]``; labels `credit score`,
-  `credit rating`, `bureau score`, `Equifax`, `Experian`, `illion`, `FICO`. Bands are
-  bureau-neutral hundreds (Equifax AU runs 0–1200, Experian / illion 0–1000, FICO
-  300–850): see `CREDIT_SCORE_BANDS`. A figure above 1200 is not a score and is left.
+Figures next to an income or credit-score label become bands, not tokens, so a reader
+keeps the order of magnitude and loses the figure:
+
+- ``income $85,000`` → ``income [INCOME_BAND_3]``. Labels: `income`, `salary`,
+  `earnings`, `wages`, `earns`, with any qualifier (`annual`, `gross`, `household`,
+  `monthly` …). Amounts are annualised (`per month`, `/mo`, `monthly` × 12;
+  `per fortnight` × 26; `per week`, `pw`, `weekly` × 52); `$85k`, `AUD 85,000`,
+  `1.2m` are read; a range is banded by its midpoint. Bands (annual, any currency)
+  are `INCOME_BANDS` below.
+- ``credit score 720`` → ``credit score [CREDIT_SCORE_BAND_4]``. Labels: `credit score`,
+  `credit rating`, `bureau score`, `Equifax`, `Experian`, `illion`, `Veda`, `FICO`;
+  `612/1000` and `612 out of 1000` are read. Bands are bureau-neutral hundreds (Equifax
+  AU runs 0–1200, Experian and illion 0–1000, FICO 300–850): `CREDIT_SCORE_BANDS`.
 
 How tokens work
 ---------------
-A token is the first 8 hex digits of HMAC-SHA256(key, ``KIND`` NUL normalised value).
+A token is the first 8 hex digits of HMAC-SHA256(key, KIND + NUL + normalised value).
 Normalising first makes one value give one token however it is written: e-mail lower-
-cased; phone numbers in E.164 (`0412 345 678` and `+61 412 345 678` agree); identity
-and card numbers as digits only (Medicare: the 10-digit card number, without the
-individual reference); dates of birth as ISO dates (`14/03/1985` and `14 March 1985`
-agree; numeric dates are read day first, as in Australia, unless that is impossible);
-names case-folded with spaces collapsed.
+cased; phone numbers as E.164 (`0412 345 678`, `+61 412 345 678` agree; a 10-digit
+number starting 0 is Australian, other 10-digit numbers are North American); identity,
+card and account numbers as digits (Medicare: the 10-digit card number, without the
+individual reference number); dates of birth as ISO dates (`14/03/1985`, `14 March
+1985` agree; numeric dates are read day first, as in Australia, unless impossible;
+two-digit years up to 25 are 20xx); names case-folded, spaces collapsed.
 
-The key comes from the environment variable ``AIOPS_PII_KEY`` (any string; use 32+
-random bytes, e.g. ``openssl rand -hex 32``). It is read once, kept only inside the
-HMAC object, never written to the data, a log line or a repr. Without it every process
-draws a random key: masking is just as complete, but tokens then correlate only within
-that one process (a warning says so, once). 8 hex digits are for people correlating
-within a conversation or an incident, not a unique identifier: with many thousands of
-distinct values some will share a token.
+The key is the environment variable ``AIOPS_PII_KEY`` (any string; use 32+ random
+bytes, e.g. ``openssl rand -hex 32``), read when a `Redactor` is made (the default one
+on first use). It lives only inside the HMAC object: not in the data, a log line, a
+repr or an attribute. Without it each process draws a random key: masking is just as
+complete, but tokens correlate only within that process (a warning says so, once).
+Eight hex digits let people correlate within an incident or an export; they are not
+unique identifiers — among many thousands of distinct values some will share a token.
 
 What is deliberately left alone
 -------------------------------
 Operations must still read what the bot says, so these pass through unchanged:
-Vertex / GCP resource names (`projects/…/endpoints/4567891234567890123`, operation
-names), model versions (`gemma-3-1b-it@1.3.0-rc1`), existing tokens (so redaction is
-idempotent: redacting twice changes nothing), percentages, latencies, counts with a
-unit (`2150 ms`, `4 GiB`), timestamps (ISO 8601 and `2026-11-27 08:30 AEDT`), change ids
+Vertex and GCP resource names (`projects/…/endpoints/4567891234567890123`, operation
+names), model versions (`gemma-3-1b-it@1.3.0-rc1`), existing tokens and bands,
+percentages, latencies and other figures with a unit (`2150 ms`, `4 GiB`,
+`12 tokens`), timestamps (ISO 8601, `2026-11-27 08:30 AEDT`), change ids
 (`CHG-12`), Slack ids and mentions (`U0ALICE`, `<@U0BOB>`), hex ids and hashes.
 
-Unlabelled digit runs are masked only when their shape and checksum say so, and never
-when they are: part of a longer digit run or of a word / path / version / decimal
-(`/4111…`, `req-123…`, `1.234…`); right after an operational word (`endpoint`,
-`deployed model`, `operation`, `id`, `count`, `bytes` …); right before a unit (`ms`,
-`tokens`, `%` …); one of a row of space-separated numbers (for the spaced forms); or
-17–19 contiguous digits — the length of Vertex ids — unless labelled as a card.
-Names, dates of birth, account numbers, incomes and credit scores are masked only when
-labelled: a bare date or capitalised word is not PII to this module.
+Unlabelled digit runs are masked only when shape and checksum say so, and never when
+they are part of a longer digit run or of a word, path, version or decimal (`/4111…`,
+`req-123…`, `1.234…`); right after an operational word (`endpoint`, `deployed model`,
+`operation`, `id`, `count`, `bytes`, `request` …); right before a unit (`ms`, `s`,
+`tokens`, `%` …); one of a row of numbers separated by single spaces (for the spaced
+forms); or 17–19 contiguous digits, the length of Vertex ids (a card of that length is
+masked when grouped or labelled). Next to `income`, a figure under 1,000 with no
+currency or period (`income 0.12`: a drift score for the feature) is not money;
+next to a credit label, a figure over 1,200 is not a score. Names, dates of birth,
+account numbers, incomes and credit scores are masked only when labelled.
 
-Known limits: names and dates that carry no label pass; so do 8-digit (pre-1990s)
-TFNs without a label, postal addresses, driver-licence and passport numbers. Unknown
-objects given to `redact_value` are returned unchanged (serialise them first).
+Redaction is idempotent: tokens are never re-masked, and the patterns are re-applied
+until nothing changes (masking a value can change its neighbour's context).
+
+Speed: every pattern is compiled once; cheap tests on the whole text (an `@`, a run of
+8+ digits that is not a date or a Vertex id, a label word) pick the patterns worth
+running, so most operational lines run none. `bench/bench_redaction.py` measures it.
+
+Known limits: unlabelled names and dates, lower-case names after a bare `name:` or
+`customer`, 8-digit (pre-1990s) TFNs without a label, postal addresses, driver-licence
+and passport numbers pass. `redact_value` returns unknown objects unchanged (serialise
+them first) and `RedactingFilter` does not touch fields passed with `extra=`.
 """
 
 from __future__ import annotations
@@ -150,6 +170,7 @@ CREDIT_SCORE_BANDS: Final = (
     (6, 900),  # 900 – 1200
 )
 _CREDIT_SCORE_MAX: Final = 1200
+_INCOME_MAX: Final = 1_000_000_000  # a figure this large next to `income` is not one
 
 
 def income_band(annual_amount: float) -> int:
@@ -226,14 +247,15 @@ _NUM_END = r"(?![\w/@%$]|[.,:-][0-9A-Za-z])"
 
 # A label, then what may sit between it and its value: `TFN: `, `card no. `, `"dob": "`,
 # `born on `, `medicare # `.
+_Q = r"[\"'*_`]{0,2}"  # quotes, and mrkdwn emphasis: `*TFN:* 123 456 782`
 _GAP = (
-    rf"[\"']?{_SP}*(?i:(?:no|num|number|nbr)\.?{_SP}*|\#{_SP}*)?"
-    rf"(?:[:=#]{_SP}*|(?i:is|of|on|was){_SP}+|[-–]{_SP}*)?[\"']?{_SP}*"
+    rf"{_Q}{_SP}*(?i:(?:no|num|number|nbr)\.?{_SP}*|\#{_SP}*)?"
+    rf"(?:[:=#]{_SP}*|(?i:is|of|on|was){_SP}+|[-–]{_SP}*)?{_Q}{_SP}*"
 )
 
 
 def _label(words: str) -> str:
-    return rf"(?<![\w-])(?i:{words})(?![A-Za-z])"
+    return rf"(?<![\w\[-])(?i:{words})(?![A-Za-z])"
 
 
 _L_SSN = _label(rf"ssn|social{_W}security(?:{_W}(?:number|no|num))?")
@@ -267,7 +289,7 @@ _L_NAME_STRONG = _label(
     rf"|surname|forenames?|name{_W}on{_W}card"
 )
 _L_NAME_WEAK = (
-    r"(?<![\w-])(?:(?i:name|customer|applicant|co-?applicant|borrower|co-?borrower|guarantor"
+    r"(?<![\w\[-])(?:(?i:name|customer|applicant|co-?applicant|borrower|co-?borrower|guarantor"
     rf"|client|cardholder|card{_W}holder|account{_W}holder|beneficiary|payee|nominee|spouse)"
     r"(?![A-Za-z])|(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b\.?)"
 )
@@ -307,113 +329,65 @@ _NAME_WORD = (
 )
 _PARTICLE = r"(?:van|von|de|da|di|del|der|den|le|la|du|dos|bin|binti|ibn|al)"
 _WEAK_NAME_VALUE = rf"{_NAME_WORD}(?:{_SP}+(?:{_PARTICLE}{_SP}+)?{_NAME_WORD}){{0,3}}"
-_STRONG_NAME_VALUE = (
-    r"[^\W\d_](?:[\w'’.-]*[^\W_])?\.?(?:" + _SP + r"+[^\W\d_](?:[\w'’.-]*[^\W_])?\.?){0,3}"
-)
+_STRONG_NAME_WORD = r"[^\W\d_](?:[^\W\d_]|['’.-](?=[^\W\d_]))*\.?(?![\w'’-])"  # letters only
+_STRONG_NAME_VALUE = rf"{_STRONG_NAME_WORD}(?:{_SP}+{_STRONG_NAME_WORD}){{0,3}}"
 
 # Never touched: existing tokens, resource names, model versions.
-_KEEP = (
-    r"(?P<keep>\[(?:" + "|".join(KINDS) + rf"):[0-9a-f]{{{TOKEN_HEX}}}\]"
+_KEEP_TOKEN = re.compile(
+    r"\[(?:" + "|".join(KINDS) + rf"):[0-9a-f]{{{TOKEN_HEX}}}\]"
     r"|\[(?:INCOME|CREDIT_SCORE)_BAND_[0-9]+\]"
-    r"|(?<![\w.-])(?:projects|locations|endpoints|models|deployedModels|operations|publishers"
+)
+_KEEP_PATH = re.compile(
+    r"(?<![\w.-])(?:projects|locations|endpoints|models|deployedModels|operations|publishers"
     r"|datasets|trainingPipelines|customJobs|batchPredictionJobs|pipelineJobs|indexes"
     r"|indexEndpoints|featurestores|tensorboards|metadataStores|studies|notebookRuntimes"
     r"|alertPolicies|notificationChannels|timeSeries|uptimeCheckConfigs|logs|sinks|buckets"
     r"|instances|zones|regions|services|revisions|secrets|keyRings|cryptoKeys|serviceAccounts"
     r"|billingAccounts|organizations|folders|subscriptions|topics|jobs|versions)"
     r"/[\w.@:%~-]+(?:/[\w.@:%~-]+)*"
-    r"|(?<![\w.@-])[a-z0-9][a-z0-9._-]*@[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?)"
+)
+_KEEP_VERSION = re.compile(
+    r"(?<![\w.@-])[a-z0-9][a-z0-9._-]*@[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?"
 )
 
-_OPS_WORDS: Final = frozenset(
-    [
-        "endpoint",
-        "endpoints",
-        "deployed",
-        "model",
-        "models",
-        "modelid",
-        "operation",
-        "operations",
-        "op",
-        "ops",
-        "id",
-        "ids",
-        "uid",
-        "job",
-        "jobs",
-        "trace",
-        "span",
-        "request",
-        "requests",
-        "req",
-        "build",
-        "revision",
-        "version",
-        "project",
-        "ts",
-        "timestamp",
-        "epoch",
-        "seq",
-        "sequence",
-        "offset",
-        "hash",
-        "sha",
-        "commit",
-        "pid",
-        "port",
-        "count",
-        "counts",
-        "total",
-        "bytes",
-        "tokens",
-        "rows",
-        "row",
-        "replica",
-        "replicas",
-        "instance",
-        "node",
-        "nodes",
-        "pod",
-        "ticket",
-        "incident",
-        "inc",
-        "chg",
-        "change",
-        "alert",
-        "policy",
-        "metric",
-        "metrics",
-        "duration",
-        "latency",
-        "size",
-        "limit",
-        "quota",
-        "budget",
-        "index",
-        "dataset",
-        "pipeline",
-        "batch",
-        "run",
-        "execution",
-        "event",
-        "events",
-        "message",
-        "msg",
-        "thread",
-        "channel",
-        "slack",
-        "permalink",
-        "service",
-        "billing",
-        "storage",
-        "aws",
-        "gcp",
-        "cloud",
-        "invoice",
-        "order",
-        "serial",
-    ]
+
+def _protected(text: str) -> list[tuple[int, int]]:
+    """Spans never touched: existing tokens, resource names, model versions."""
+    spans: list[tuple[int, int]] = []
+    if "[" in text:
+        spans += [m.span() for m in _KEEP_TOKEN.finditer(text)]
+    if "/" in text:
+        spans += [m.span() for m in _KEEP_PATH.finditer(text)]
+    if "@" in text:
+        spans += [m.span() for m in _KEEP_VERSION.finditer(text)]
+    if len(spans) < 2:
+        return spans
+    spans.sort()
+    merged = [spans[0]]
+    for start, end in spans[1:]:
+        last_start, last_end = merged[-1]
+        if start <= last_end:
+            merged[-1] = (last_start, max(last_end, end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_OPS_WORDS: Final = _words(
+    """
+    endpoint endpoints deployed model models modelid operation operations op ops id
+    ids uid job jobs trace span request requests req build revision version project
+    ts timestamp epoch seq sequence offset hash sha commit pid port count counts
+    total bytes tokens rows row replica replicas instance node nodes pod ticket
+    incident inc chg change alert policy metric metrics duration latency size limit
+    quota budget index dataset pipeline batch run execution event events message msg
+    thread channel slack permalink service billing storage aws gcp cloud invoice
+    order serial
+    """
 )
 _PREV_WORD = re.compile(r"([A-Za-z][A-Za-z0-9_.-]*)[ \t\"':=#(\[]*\Z")
 _UNIT_AFTER = re.compile(
@@ -423,217 +397,53 @@ _UNIT_AFTER = re.compile(
 )
 _SEQ_BEFORE = re.compile(r"[0-9][ \t-]\Z")
 _SEQ_AFTER = re.compile(r"[ \t-][0-9]")
-_DENSE_DIGITS = re.compile(r"[0-9](?:[ ().\u00a0-]{0,3}[0-9]){7}")
+_NUMBER_RUN = re.compile(r"[0-9](?:[ ().\u00a0-]{0,2}[0-9])+")
+_DATE_RUN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?: [0-9]{2})?")
+_GATE_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+_HONORIFIC = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b")
 _NON_DIGIT = re.compile(r"[^0-9]")
 _LOOKS_LIKE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
-_NAME_STOP: Final = frozenset(
-    [
-        "none",
-        "null",
-        "nil",
-        "na",
-        "n/a",
-        "unknown",
-        "redacted",
-        "anonymous",
-        "anon",
-        "test",
-        "tester",
-        "sample",
-        "example",
-        "gemma",
-        "vertex",
-        "google",
-        "slack",
-        "loan",
-        "loans",
-        "assessor",
-        "production",
-        "prod",
-        "staging",
-        "stage",
-        "dev",
-        "development",
-        "sandbox",
-        "service",
-        "services",
-        "support",
-        "team",
-        "teams",
-        "impact",
-        "facing",
-        "data",
-        "success",
-        "experience",
-        "segment",
-        "segments",
-        "portal",
-        "record",
-        "records",
-        "details",
-        "detail",
-        "id",
-        "ids",
-        "identifier",
-        "number",
-        "name",
-        "names",
-        "account",
-        "accounts",
-        "application",
-        "applications",
-        "app",
-        "score",
-        "scores",
-        "income",
-        "traffic",
-        "request",
-        "requests",
-        "endpoint",
-        "endpoints",
-        "model",
-        "models",
-        "version",
-        "versions",
-        "count",
-        "the",
-        "a",
-        "an",
-        "this",
-        "that",
-        "these",
-        "those",
-        "all",
-        "any",
-        "each",
-        "every",
-        "some",
-        "no",
-        "yes",
-        "true",
-        "false",
-        "ok",
-        "error",
-        "errors",
-        "warning",
-        "info",
-        "debug",
-        "alert",
-        "alerts",
-        "canary",
-        "rollback",
-        "deploy",
-        "deployment",
-        "approved",
-        "rejected",
-        "pending",
-        "cancelled",
-        "expired",
-        "rate",
-        "rates",
-        "churn",
-        "journey",
-        "complaints",
-        "care",
-        "facing",
-        "api",
-        "sdk",
-        "cli",
-        "ui",
-        "id",
-        "number",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-        "january",
-        "february",
-        "march",
-        "april",
-        "may",
-        "june",
-        "july",
-        "august",
-        "september",
-        "october",
-        "november",
-        "december",
-        "and",
-        "or",
-        "with",
-        "dob",
-        "email",
-        "phone",
-        "mobile",
-        "tfn",
-        "ssn",
-        "medicare",
-        "card",
-        "bsb",
-        "income",
-        "salary",
-        "born",
-        "of",
-    ]
+_NAME_STOP: Final = _words(  # words that are never (the start of) a name
+    """
+    none null nil na n/a unknown redacted anonymous anon test tester sample example
+    gemma vertex google slack loan loans assessor production prod staging stage dev
+    development sandbox service services support team teams impact facing data
+    success experience segment segments portal record records details detail id ids
+    identifier number name names account accounts application applications app score
+    scores income traffic request requests endpoint endpoints model models version
+    versions count the a an this that these those all any each every some no yes
+    true false ok error errors warning info debug alert alerts canary rollback
+    deploy deployment approved rejected pending cancelled expired rate rates churn
+    journey complaints care api sdk cli ui and or with dob email phone mobile tfn
+    ssn medicare card bsb salary born of
+    """
 )
-_NAME_OPS_PREFIX: Final = frozenset(
-    [
-        "endpoint",
-        "model",
-        "display",
-        "project",
-        "service",
-        "file",
-        "host",
-        "job",
-        "bucket",
-        "metric",
-        "policy",
-        "channel",
-        "team",
-        "dataset",
-        "pipeline",
-        "region",
-        "environment",
-        "env",
-        "zone",
-        "resource",
-        "operation",
-        "deployment",
-        "version",
-        "machine",
-        "accelerator",
-        "app",
-        "bot",
-        "alert",
-        "label",
-        "key",
-        "field",
-        "column",
-        "table",
-        "topic",
-        "queue",
-        "secret",
-        "image",
-        "node",
-        "cluster",
-        "instance",
-        "repo",
-        "branch",
-        "tag",
-        "feature",
-        "schedule",
-        "window",
-    ]
+_NAME_OPS_PREFIX: Final = _words(
+    """
+    endpoint model display project service file host job bucket metric policy
+    channel team dataset pipeline region environment env zone resource operation
+    deployment version machine accelerator app bot alert label key field column
+    table topic queue secret image node cluster instance repo branch tag feature
+    schedule window
+    """
 )
 
 
 def _digits(text: str) -> str:
     return _NON_DIGIT.sub("", text)
+
+
+def _has_numeric_candidate(text: str) -> bool:
+    """A run of 8+ digits that could be PII: not a date, not a 17+ digit (Vertex) id."""
+    for run in _NUMBER_RUN.findall(text):
+        if len(run) < 8:
+            continue
+        n = len(_digits(run))
+        if n < 8 or (n >= 17 and n == len(run)) or _DATE_RUN.fullmatch(run):
+            continue
+        return True
+    return False
 
 
 def _prev_is_ops(text: str, start: int) -> bool:
@@ -732,6 +542,7 @@ def _norm_name(value: str) -> str:
     return " ".join(value.replace(".", " ").casefold().split())
 
 
+_MONEY_MARK = re.compile(r"[$,]|[0-9][ \t\u00a0]?[kKmM]|(?i:aud|usd|nzd|dollar|thousand|mil)")
 _MULTIPLIERS: Final = {"k": 1_000, "thousand": 1_000, "m": 1_000_000, "mil": 1_000_000}
 _AMOUNT_PARTS = re.compile(
     r"([0-9][0-9,]*(?:\.[0-9]+)?)(?:[ \t\u00a0]?(k|m|mil|million|thousand)(?![a-z]))?"
@@ -769,7 +580,15 @@ _Handler = Callable[["Redactor", re.Match[str]], "str | None"]
 
 
 class _Rule:
-    __slots__ = ("gate", "handler", "keywords", "name", "pattern")
+    """One pattern and what to do with a match.
+
+    `gate` says when the rule can be skipped without running its pattern: `at` needs an
+    `@` in the text, `digits` a run of 8+ digits that is not a date or a Vertex id,
+    `words` one of `words` as a word (camelCase and snake_case split) or one of `also`
+    as a substring, or (with `honorifics`) `Mr` / `Ms` / `Dr` … as a word.
+    """
+
+    __slots__ = ("also", "gate", "handler", "honorifics", "name", "pattern", "words")
 
     def __init__(
         self,
@@ -777,13 +596,18 @@ class _Rule:
         pattern: str,
         handler: _Handler,
         gate: str,
-        keywords: tuple[str, ...] = (),
+        words: str = "",
+        also: tuple[str, ...] = (),
+        *,
+        honorifics: bool = False,
     ) -> None:
         self.name = name
-        self.pattern = re.compile(_KEEP + "|" + pattern)
+        self.pattern = re.compile(pattern)
         self.handler = handler
-        self.gate = gate  # "at" | "digits" | "words"
-        self.keywords = keywords
+        self.gate = gate
+        self.words = frozenset(words.split())
+        self.also = also
+        self.honorifics = honorifics
 
 
 def _swap(m: re.Match[str], start: int, end: int, token: str) -> str:
@@ -816,7 +640,7 @@ def _h_labelled(kind: str, lengths: tuple[int, ...]) -> _Handler:
 
 
 def _h_phone_labelled(r: Redactor, m: re.Match[str]) -> str | None:
-    if not 8 <= len(_digits(m["v"])) <= 15:
+    if not 8 <= len(_digits(m["v"])) <= 15 or _LOOKS_LIKE_DATE.search(m["v"]):
         return None
     return _swap_v(m, r.token("PHONE", _norm_phone(m["v"])))
 
@@ -864,6 +688,13 @@ def _h_medicare(*, sequence: bool) -> _Handler:
     return handle
 
 
+def _h_card_labelled(r: Redactor, m: re.Match[str]) -> str | None:
+    digits = _digits(m["v"])
+    if not 13 <= len(digits) <= 19 or not luhn_valid(digits):
+        return None  # after a label any network, but still a card number
+    return _swap_v(m, r.token("CARD", digits))
+
+
 def _h_card(*, contiguous: bool) -> _Handler:
     def handle(r: Redactor, m: re.Match[str]) -> str | None:
         digits = _digits(m["v"])
@@ -905,12 +736,16 @@ def _h_income(r: Redactor, m: re.Match[str]) -> str | None:
     amount = _annual_amount(m["l"], m["v"])
     if amount is None:
         return None
+    if not _MONEY_MARK.search(m["v"]) and amount < 1000 and amount == _annual_amount("", m["v"]):
+        return None  # `income 0.12`: a drift or attribution figure for the feature, not money
+    if amount >= _INCOME_MAX or _unit_follows(m.string, m.end("v")):
+        return None  # `income 2150 ms`, `income 1234567890123456789`: not an income
     return _swap_v(m, f"[INCOME_BAND_{income_band(amount)}]")
 
 
 def _h_credit(r: Redactor, m: re.Match[str]) -> str | None:
     score = int(m["s"])
-    if score > _CREDIT_SCORE_MAX:
+    if score > _CREDIT_SCORE_MAX or _unit_follows(m.string, m.end("v")):
         return None
     return _swap_v(m, f"[CREDIT_SCORE_BAND_{credit_score_band(score)}]")
 
@@ -960,8 +795,8 @@ def _prev_is_name_ops(text: str, start: int) -> bool:
     return m is not None and m.group(1).lower().rstrip("_-") in _NAME_OPS_PREFIX
 
 
-_STRONG_GAP = rf"[\"']?{_SP}*(?:[:=]|(?i:is)(?={_SP})){_SP}*[\"']?{_SP}*"
-_WEAK_GAP = rf"[\"']?{_SP}*(?:[:=]{_SP}*|(?i:is){_SP}+)?[\"']?{_SP}*"
+_STRONG_GAP = rf"{_Q}{_SP}*(?:[:=]|(?i:is)(?={_SP})){_SP}*{_Q}{_SP}*"
+_WEAK_GAP = rf"{_Q}{_SP}*(?:[:=]{_SP}*|(?i:is){_SP}+)?{_Q}{_SP}*"
 _ACCOUNT_VALUE = r"(?:[0-9]{4}[ -][0-9]{4}|[0-9]{3}[ -][0-9]{3}[ -][0-9]{3}|[0-9]{6,10})(?![0-9])"
 _NUM_SEP = r"[ \u00a0-]"
 
@@ -980,41 +815,29 @@ _RULES: Final[tuple[_Rule, ...]] = (
         rf"(?:[,;/]?{_SP}*(?:{_L_ACCOUNT}{_GAP})?(?P<a>{_ACCOUNT_VALUE}))?",
         _h_bank,
         "words",
-        ("bsb",),
+        "bsb",
     ),
     _Rule(
         "card_labelled",
         rf"{_L_CARD}{_GAP}(?P<v>[0-9](?:{_NUM_SEP}?[0-9]){{12,18}})(?![0-9])",
-        _h_labelled("CARD", tuple(range(13, 20))),
+        _h_card_labelled,
         "words",
-        (
-            "card",
-            "cc",
-            "pan",
-            "visa",
-            "master",
-            "amex",
-            "american",
-            "diners",
-            "jcb",
-            "maestro",
-            "unionpay",
-            "discover",
-        ),
+        "card cards cc pan visa master mastercard amex american diners jcb maestro unionpay"
+        " discover creditcard cardnumber cardno",
     ),
     _Rule(
         "ssn_labelled",
         rf"{_L_SSN}{_GAP}(?P<v>[0-9]{{3}}[ -]?[0-9]{{2}}[ -]?[0-9]{{4}})(?![0-9])",
         _h_labelled("SSN", (9,)),
         "words",
-        ("ssn", "social"),
+        "ssn social",
     ),
     _Rule(
         "tfn_labelled",
         rf"{_L_TFN}{_GAP}(?P<v>[0-9]{{3}}{_NUM_SEP}?[0-9]{{3}}{_NUM_SEP}?[0-9]{{2,3}})(?![0-9])",
         _h_labelled("TFN", (8, 9)),
         "words",
-        ("tfn", "tax"),
+        "tfn tax taxfile taxfilenumber",
     ),
     _Rule(
         "medicare_labelled",
@@ -1022,77 +845,74 @@ _RULES: Final[tuple[_Rule, ...]] = (
         rf"(?:[ /-]?[0-9])?)(?![0-9])",
         _h_labelled("MEDICARE", (10, 11)),
         "words",
-        ("medicare",),
+        "medicare",
     ),
     _Rule(
         "account_labelled",
         rf"{_L_ACCOUNT}{_GAP}(?P<v>{_ACCOUNT_VALUE})",
         _h_account,
         "words",
-        ("acc", "a/c"),
+        "account accounts acct acc accountnumber accountno bankaccount",
+        also=("a/c",),
     ),
     _Rule(
         "phone_labelled",
         rf"{_L_PHONE}{_GAP}(?P<v>\+?[0-9(][0-9 ().\u00a0-]{{6,18}}[0-9])(?![0-9])",
         _h_phone_labelled,
         "words",
-        ("ph", "mob", "cell", "tel", "fax", "sms", "whatsapp", "landline", "contact"),
+        "phone ph tel telephone mobile mob cell cellphone landline fax sms whatsapp"
+        " phonenumber mobilephone",
     ),
     _Rule(
         "dob",
-        rf"{_L_DOB}{_GAP}(?P<v>{_DATE})",
+        rf"{_L_DOB}{_GAP}(?P<v>{_DATE})(?!T[0-9]|{_SP}?[0-9]{{1,2}}:[0-9]{{2}})",
         _h_dob,
         "words",
-        ("dob", "d.o.b", "birth", "born"),
+        "dob birth born birthdate birthday dateofbirth",
+        also=("d.o.b",),
     ),
     _Rule(
         "income",
-        rf"(?P<l>{_L_INCOME}){_GAP}(?P<v>{_AMOUNT}(?:{_SP}*(?:-|–|to){_SP}*{_AMOUNT})?{_PERIOD})",
+        rf"(?P<l>{_L_INCOME}){_GAP}(?P<v>{_AMOUNT}(?:{_SP}*(?:-|–|to){_SP}*{_AMOUNT})?{_PERIOD})"
+        r"(?![-/:.][0-9]|T[0-9])",
         _h_income,
         "words",
-        ("income", "salary", "earn", "wage"),
+        "income salary earnings earns earning wage wages annualincome grossincome",
     ),
     _Rule(
         "credit_score",
         rf"{_L_CREDIT}{_GAP}(?P<v>(?P<s>[0-9]{{1,4}})"
-        rf"(?:{_SP}*(?:/|out{_SP}+of){_SP}*[0-9]{{3,4}})?)(?![0-9]|[.,][0-9]|{_SP}?%)",
+        rf"(?:{_SP}*(?:/|out{_SP}+of){_SP}*[0-9]{{3,4}})?)(?![0-9]|[-.,:/][0-9]|{_SP}?%)",
         _h_credit,
         "words",
-        ("credit", "bureau", "equifax", "experian", "illion", "veda", "fico"),
+        "credit bureau equifax experian illion veda vedascore fico creditscore",
     ),
     _Rule(
         "name_strong",
         rf"{_L_NAME_STRONG}{_STRONG_GAP}(?P<v>{_STRONG_NAME_VALUE})",
         _h_name(weak=False),
         "words",
-        ("name", "surname"),
+        "name names surname forename forenames fullname nameoncard",
     ),
     _Rule(
         "name_weak",
         rf"(?P<l>{_L_NAME_WEAK}){_WEAK_GAP}(?P<v>{_WEAK_NAME_VALUE})",
         _h_name(weak=True),
         "words",
-        (
-            "name",
-            "customer",
-            "applicant",
-            "borrower",
-            "guarantor",
-            "client",
-            "holder",
-            "beneficiary",
-            "payee",
-            "nominee",
-            "spouse",
-            "mr",
-            "ms",
-            "mx",
-            "dr",
-            "prof",
-            "miss",
-        ),
+        "name customer applicant coapplicant borrower coborrower guarantor client cardholder"
+        " holder beneficiary payee nominee spouse",
+        honorifics=True,
     ),
     # ---- unlabelled forms: shape, checksum and context decide
+    # grouped cards first: a phone pattern would otherwise bite into `3600 020000 0006`
+    _Rule(
+        "card_grouped",
+        rf"{_NUM_START}(?P<v>[0-9]{{4}}(?P<s>{_NUM_SEP})[0-9]{{4}}(?P=s)[0-9]{{4}}(?P=s)"
+        rf"[0-9]{{1,4}}(?:(?P=s)[0-9]{{1,3}})?|[0-9]{{4}}(?P<t>{_NUM_SEP})[0-9]{{6}}(?P=t)"
+        rf"[0-9]{{4,5}}){_NUM_END}",
+        _h_card(contiguous=False),
+        "digits",
+    ),
     _Rule(
         "phone_international",
         r"(?<![\w+/#@.])(?P<v>(?:\+|\b0061)[1-9](?:[ .-]?\(?[0-9]\)?){6,14})"
@@ -1126,14 +946,6 @@ _RULES: Final[tuple[_Rule, ...]] = (
         rf"{_NUM_START}(?P<b>[0-9]{{3}}-[0-9]{{3}})[,;]?{_SP}+(?:{_L_ACCOUNT}{_GAP})?"
         rf"(?P<a>{_ACCOUNT_VALUE}){_NUM_END}",
         _h_bank_bare,
-        "digits",
-    ),
-    _Rule(
-        "card_grouped",
-        rf"{_NUM_START}(?P<v>[0-9]{{4}}(?P<s>{_NUM_SEP})[0-9]{{4}}(?P=s)[0-9]{{4}}(?P=s)"
-        rf"[0-9]{{1,4}}(?:(?P=s)[0-9]{{1,3}})?|[0-9]{{4}}(?P<t>{_NUM_SEP})[0-9]{{6}}(?P=t)"
-        rf"[0-9]{{4,5}}){_NUM_END}",
-        _h_card(contiguous=False),
         "digits",
     ),
     _Rule(
@@ -1175,6 +987,20 @@ _RULES: Final[tuple[_Rule, ...]] = (
     ),
 )
 
+# Gate indexes: which rules each cheap test switches on (by position, so order is kept).
+_AT_RULES: Final = tuple(i for i, r in enumerate(_RULES) if r.gate == "at")
+_DIGIT_RULES: Final = tuple(i for i, r in enumerate(_RULES) if r.gate == "digits")
+_WORD_RULES: Final = {
+    word: tuple(i for i, r in enumerate(_RULES) if word in r.words)
+    for word in {w for r in _RULES for w in r.words}
+}
+_LABEL_WORDS: Final = frozenset(_WORD_RULES)
+_ALSO_RULES: Final = {
+    re.compile("|".join(re.escape(a) for a in r.also), re.IGNORECASE): (i,)
+    for i, r in enumerate(_RULES)
+    if r.also
+} | {_HONORIFIC: tuple(i for i, r in enumerate(_RULES) if r.honorifics)}
+
 
 # --------------------------------------------------------------------------- redactor
 
@@ -1182,7 +1008,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
 class Redactor:
     """Masks PII in text with keyed tokens. Thread-safe; holds no PII between calls."""
 
-    __slots__ = ("_mac", "ephemeral_key")
+    __slots__ = ("_mac", "_replacers", "ephemeral_key")
 
     def __init__(self, key: bytes | None = None) -> None:
         """`key` None: take `AIOPS_PII_KEY` from the environment, else a random key."""
@@ -1197,6 +1023,7 @@ class Redactor:
         if not key:
             raise ValueError("the PII key must not be empty")
         self._mac = hmac.new(key, digestmod=hashlib.sha256)
+        self._replacers = {rule.name: self._replacer(rule) for rule in _RULES}
 
     def __repr__(self) -> str:
         return f"Redactor(ephemeral_key={self.ephemeral_key})"
@@ -1222,27 +1049,47 @@ class Redactor:
         return out
 
     def _pass(self, text: str) -> str:
-        has_at = "@" in text
-        has_digits = _DENSE_DIGITS.search(text) is not None
-        lower = text.lower()
-        for rule in _RULES:
-            if rule.gate == "at":
-                if not has_at:
-                    continue
-            elif rule.gate == "digits":
-                if not has_digits:
-                    continue
-            elif not any(k in lower for k in rule.keywords):
-                continue
-            text = rule.pattern.sub(self._replacer(rule), text)
+        rules = self._rules_for(text)
+        if not rules:
+            return text
+        spans = _protected(text)
+        if not spans:
+            return self._apply(rules, text)
+        parts: list[str] = []
+        pos = 0
+        for start, end in spans:
+            parts.append(self._apply(rules, text[pos:start]))
+            parts.append(text[start:end])
+            pos = end
+        parts.append(self._apply(rules, text[pos:]))
+        return "".join(parts)
+
+    @staticmethod
+    def _rules_for(text: str) -> list[_Rule]:
+        """The rules that could match: cheap tests on the whole text, once."""
+        chosen: set[int] = set()
+        if "@" in text:
+            chosen.update(_AT_RULES)
+        if _has_numeric_candidate(text):
+            chosen.update(_DIGIT_RULES)
+        for word in _LABEL_WORDS.intersection(map(str.lower, _GATE_WORDS.findall(text))):
+            chosen.update(_WORD_RULES[word])
+        for also in _ALSO_RULES:
+            if also.search(text):
+                chosen.update(_ALSO_RULES[also])
+        return [_RULES[i] for i in sorted(chosen)]
+
+    def _apply(self, rules: list[_Rule], text: str) -> str:
+        for rule in rules:
+            if len(text) < 6:
+                break
+            text = rule.pattern.sub(self._replacers[rule.name], text)
         return text
 
     def _replacer(self, rule: _Rule) -> Callable[[re.Match[str]], str]:
         handler = rule.handler
 
         def replace(m: re.Match[str]) -> str:
-            if m.group("keep") is not None:
-                return m.group()
             out = handler(self, m)
             return m.group() if out is None else out
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from commands import execution
+from commands import canary, compliance, execution
 from commands.catalog import SLASH_COMMANDS
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
@@ -23,8 +23,9 @@ from commands.planning import Plan, plan_deploy, plan_promote, plan_rollback
 from commands.platform import PlatformError
 from commands.policy import may_request
 from commands.runtime import Runtime
+from commands.schedule import RUN_AT, parse_at
 from commands.store import EndpointLocked
-from commands.views import change_card, health_line
+from commands.views import change_card, health_line, when
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def _plan(rt: Runtime, kind: ChangeKind, ep: Endpoint, args: Args) -> tuple[Plan
             mv = ModelVersion.parse(args.positionals[1] if len(args.positionals) > 1 else "")
         except InvalidModelVersion as exc:
             raise Refusal(
-                str(exc), f"Usage: `{SLASH_COMMANDS['/deploy'].usage}`", code="malformed"
+                escape(str(exc)), f"Usage: `{SLASH_COMMANDS['/deploy'].usage}`", code="malformed"
             ) from None
         if mv.model != ep.model:
             raise Refusal(
@@ -193,16 +194,34 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     ep = endpoint_of(rt, args.positionals[0] if args.positionals else None, usage)
     env = rt.config.environment_of(ep)
     _check_requester(rt, env, inv)
-    needs_approval = env.needs_approval and (
-        kind is not ChangeKind.ROLLBACK or env.rollback_requires_approval
+    glass = compliance.check_request(rt, env, ep, kind, args, inv.actor, inv.channel_id)
+    needs_approval = (
+        glass is None
+        and env.needs_approval
+        and (kind is not ChangeKind.ROLLBACK or env.rollback_requires_approval)
     )
     reason = _reason(args, env, kind.value)
+    at = (
+        parse_at(args.options["at"], rt.config.timezone, rt.clock())
+        if "at" in args.options
+        else None
+    )
     holder = rt.store.open_change(ep.slug)
     if holder is not None:  # say so before planning; the insert below is what enforces it
         raise _locked(ep, holder)
+    gate = (
+        canary.before_promote(rt, ep, env, args, inv.actor) if kind is ChangeKind.PROMOTE else None
+    )
     _, change = _plan(rt, kind, ep, args)
+    if gate is not None:
+        change.extra.update(gate.extra)
     change.requester_id = inv.actor.id
     change.reason = reason
+    if at is not None:  # scheduled: the scheduler starts it at its time, if approved
+        change.extra[RUN_AT] = at.isoformat()
+    change.extra["plan_hash"] = compliance.plan_hash(change)  # what approvers are shown
+    if glass:
+        change.extra["break_glass"] = "true"
     health = _health(rt, ep)
     change.extra["health"] = health_line(health, rt.config.thresholds)
     try:
@@ -224,8 +243,10 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
             "ticket": change.extra.get("ticket"),
         },
     )
+    if gate is not None:
+        canary.after_promote_created(rt, change, gate, inv.actor, inv.request_id)
     if needs_approval:
-        expires = rt.clock() + env.approval_ttl
+        expires = at or rt.clock() + env.approval_ttl  # a scheduled change: until its time
         moved = rt.store.transition(
             change.id, ChangeState.REQUESTED, ChangeState.PENDING_APPROVAL, expires_at=expires
         )
@@ -258,10 +279,14 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
             )
         )
         reply.text = f"{change.id} is waiting for approval"
+        if gate is not None:
+            reply.blocks.append(Context((gate.summary,)))
         return reply
     decided = "policy: no approval needed in " + env.name
     if kind is ChangeKind.ROLLBACK and env.needs_approval:
         decided = "policy: rollback runs at once (mitigation first)"
+    if glass:
+        decided = "policy: break glass"
     moved = rt.store.transition(
         change.id,
         ChangeState.REQUESTED,
@@ -271,13 +296,25 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     )
     assert moved is not None
     change = moved
-    if kind is ChangeKind.ROLLBACK and env.needs_approval:
+    if glass:
+        rt.auditor.record(
+            "break_glass",
+            inv.actor.id,
+            "ran without approval",
+            change=change,
+            request_id=inv.request_id,
+            justification=glass.reason,
+            parameters={"break_glass": True, "freeze_overridden": glass.freeze},
+        )
+    if (kind is ChangeKind.ROLLBACK and env.needs_approval) or glass:
         # Announced where approvers look, so a rollback without a second person is seen.
         card = change_card(
             change,
             rt.config,
             health=health,
-            note=f"Rolled back by {mention(inv.actor.id)} without waiting for approval (policy).",
+            note=compliance.announce_break_glass(rt, change, glass)
+            if glass
+            else f"Rolled back by {mention(inv.actor.id)} without waiting for approval (policy).",
         )
         ref = rt.notifier.post(Post(rt.config.channels.approvals, card, change_id=change.id))
         if ref:
@@ -289,9 +326,15 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
         if ref:
             rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
             change.channel, change.message_ts = ref.channel, ref.ts
-    execution.start(rt, change)
+    execution.start(rt, change)  # not before its time, if scheduled
     reply = change_card(change, rt.config, health=health)
     reply.ephemeral = True
     reply.text = f"{change.id} is running"
-    reply.blocks.append(Context(("Running now; progress goes to the change's thread.",)))
+    note = "Running now; progress goes to the change's thread."
+    if at is not None:
+        reply.text = f"{change.id} is scheduled for {when(at, rt.config.timezone)}"
+        note = f"Runs at {when(at, rt.config.timezone)}; cancel with `/aiops cancel {change.id}`."
+    reply.blocks.append(Context((note,)))
+    if gate is not None:
+        reply.blocks.append(Context((gate.summary,)))
     return reply

@@ -13,8 +13,10 @@ from datetime import datetime
 from typing import Protocol
 
 from commands.audit import Auditor
+from commands.canary_model import CanaryStore
 from commands.config import Config
 from commands.messages import Post
+from commands.people import People
 from commands.platform import Platform
 from commands.policy import GroupResolver
 from commands.store import Store
@@ -94,3 +96,5 @@ class Runtime:
     poll_seconds: float = 1.0
     sleep: Callable[[float], None] = time.sleep
     groups: GroupResolver | None = None  # Slack user-group members, resolved at click time
+    people: People | None = None  # Slack id → name, erasable (the audit keeps only ids)
+    canary: CanaryStore | None = None  # canary analysis records (commands/canary.py)

@@ -7,7 +7,7 @@ import logging
 import re
 from datetime import timedelta
 
-from commands import approvals
+from commands import approvals, canary, digests
 from commands.catalog import AIOPS_SUBCOMMANDS, SLASH_COMMANDS
 from commands.errors import Refusal
 from commands.messages import Reply, escape
@@ -51,11 +51,15 @@ class Service:
 
     def handle(self, inv: Invocation) -> Reply:
         command = inv.command.strip().lower()
+        self._remember(inv)
         try:
             reply = self._dispatch(command, inv)
         except Refusal as refusal:
             self._audit(inv, f"refused: {refusal.message}", refusal.code)
             return Reply.refusal(refusal.message, hint=refusal.hint)
+        except ParseError as exc:  # a malformed option no command caught (already escaped)
+            self._audit(inv, f"refused: {exc}", "malformed")
+            return Reply.refusal(str(exc), hint="See `/aiops help`.")
         except PlatformError as exc:
             self._audit(inv, f"failed: {exc}", exc.kind)
             return Reply.refusal(
@@ -71,6 +75,14 @@ class Service:
             )
         self._audit(inv, "ok" if reply.ok else "refused", None)
         return reply
+
+    def _remember(self, inv: Invocation) -> None:
+        """The name behind a Slack id goes to the person directory, never to the audit."""
+        if inv.actor.name and self.rt.people is not None:
+            try:
+                self.rt.people.remember(inv.actor.id, inv.actor.name, self.rt.clock())
+            except Exception:
+                log.exception("could not record the name of %s", inv.actor.id)
 
     def _audit(self, inv: Invocation, outcome: str, code: str | None) -> None:
         params = {"command": inv.command, "text": inv.text, "channel": inv.channel_id}
@@ -149,6 +161,16 @@ class Service:
             return approvals.cancel(
                 self.rt, inv.actor, pos, args.options.get("reason"), inv.request_id
             )
+        if sub == "canary":
+            return canary.canary_command(self.rt, inv.actor, pos)
+        if sub in ("pause", "resume"):
+            act = canary.pause if sub == "pause" else canary.resume
+            return act(self.rt, inv.actor, pos, args.options.get("reason"))
+        if sub in ("canary-rollback", "canary-promote"):
+            decide = canary.decide_rollback if sub == "canary-rollback" else canary.decide_promote
+            return decide(self.rt, inv.actor, pos, args.options.get("reason"), inv.request_id)
+        if sub == "digest":
+            return digests.on_demand(self.rt, inv.actor, args.positionals, inv.request_id)
         raise Refusal(f"`{sub}` is not available yet", code="unknown_command")
 
     def status(self, slug: str | None) -> Reply:

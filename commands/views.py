@@ -137,6 +137,8 @@ def change_card(
     if change.reason:
         blocks.append(Text(f"*Why:* {escape(change.reason)}"))
     state_line = f"*State:* {change.state.mark} {change.state.value.replace('_', ' ')}"
+    if change.extra.get("run_at"):  # scheduled with `at=` (commands/schedule.py)
+        state_line += f" · :alarm_clock: scheduled for {when(datetime.fromisoformat(change.extra['run_at']), config.timezone)}"
     if change.state is ChangeState.PENDING_APPROVAL and change.expires_at:
         state_line += f" · expires {when(change.expires_at, config.timezone)}"
     if change.decided_by:
@@ -161,6 +163,14 @@ def change_card(
                 )
             )
         )
+    if change.extra.get("forced_promote"):
+        blocks.append(
+            Text(
+                f":warning: *Forced promote* over the canary analysis: {change.extra['forced_promote']}"
+            )
+        )
+    if change.extra.get("canary") and change.kind is ChangeKind.PROMOTE:
+        blocks.append(Context((f"When requested: {change.extra['canary']}",)))
     if note:
         blocks.append(Context((note,)))
     if buttons and change.state is ChangeState.PENDING_APPROVAL:
@@ -258,6 +268,11 @@ def changes_reply(changes: Sequence[Change], config: Config) -> Reply:
         + (f" {escape(c.version)}" if c.version and c.kind is ChangeKind.DEPLOY else "")
         + (f" to {c.canary_percent}%" if c.kind is ChangeKind.PROMOTE else "")
         + f" · {c.state.value.replace('_', ' ')} · by {mention(c.requester_id)} · {when(c.created_at, config.timezone)}"
+        + (
+            f" · :alarm_clock: at {when(datetime.fromisoformat(c.extra['run_at']), config.timezone)}"
+            if c.extra.get("run_at")
+            else ""
+        )
         for c in changes
     ]
     blocks: list[Block] = [Header("Changes")]

@@ -119,12 +119,24 @@ class SlackStub:
         self._lock = threading.Lock()
         self._ts = 1000
         self.fail: dict[str, str] = {}  # method → Slack error code to answer with
+        self.groups: dict[str, list[str]] = {}  # user-group id → member ids (usergroups.*)
         self.answers: dict[str, dict[str, Any]] = {}  # method → a canned answer
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
                 pass
+
+            def do_GET(self) -> None:  # slack_sdk sends a few read methods as GET
+                path, _, query = self.path.strip("/").partition("?")
+                body = {k: v[0] for k, v in parse_qs(query).items()}
+                method = path.removeprefix("api/")
+                data = json.dumps(stub.record(method, body, path)).encode()
+                self.send_response(200)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("content-length") or 0)
@@ -183,6 +195,11 @@ class SlackStub:
                     "team_id": "T0AIOPS",
                     "team": "lender",
                 }
+            if method == "usergroups.users.list":
+                group = str(body.get("usergroup", ""))
+                if group not in self.groups:
+                    return {"ok": False, "error": "no_such_subteam"}
+                return {"ok": True, "users": list(self.groups[group])}
             if method in ("chat.postMessage", "chat.update"):
                 self._ts += 1
                 ts = body.get("ts") or f"{self._ts}.000100"

@@ -5,13 +5,20 @@ from __future__ import annotations
 import itertools
 import threading
 
-from commands import approvals
+from commands import approvals, canary
 from commands.model import ChangeState
 from commands.runtime import NullNotifier
 from commands.store import AuditQuery
 from tests.support import ALICE, BOB, CAROL, DAVE, Bot, text_of
 
 DEPLOY = '/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"'
+
+
+def passing_window(bot: Bot) -> None:
+    """Five minutes of a healthy canary, judged by the canary analysis."""
+    bot.clock.advance(minutes=5)
+    canary.check_due(bot.rt)
+    bot.rt.background.wait_idle(30)
 
 
 def pending_id(bot: Bot) -> str:
@@ -34,11 +41,14 @@ def test_prod_deploy_approve_promote_to_100(bot: Bot) -> None:
     assert done.decided_by == BOB.id
     assert bot.split("loan-assessor") == {"1.2.0": 90, "1.2.1": 10}
 
+    passing_window(bot)  # prod promotes only a canary whose analysis passed
     reply = bot.run(ALICE, '/promote loan-assessor to=50 reason="canary healthy"')
+    assert reply.ok, text_of(reply)
     promote_id = pending_id(bot)
     bot.run(CAROL, f"/aiops approve {promote_id}")
     assert bot.split("loan-assessor") == {"1.2.0": 50, "1.2.1": 50}
 
+    passing_window(bot)
     bot.run(ALICE, '/promote loan-assessor reason="all good"')
     bot.run(BOB, "/aiops approve loan-assessor")  # an endpoint names its open change
     assert bot.split("loan-assessor") == {"1.2.1": 100}  # the replaced model is undeployed

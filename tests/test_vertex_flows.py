@@ -100,11 +100,12 @@ def test_prod_deploy_approve_promote_to_100_on_vertex(vbot: Bot, fake: FakeVerte
     new_id = done.new_deployed_model_id
     assert new_id and fake.traffic(endpoint_name("loan-assessor"))[new_id] == 10
 
-    vbot.run(ALICE, '/promote loan-assessor to=50 reason="canary healthy"')
+    # No Monitoring fake here, so no canary analysis: prod needs the override.
+    assert vbot.run(ALICE, '/promote loan-assessor to=50 force=true reason="canary healthy"').ok
     vbot.run(CAROL, f"/aiops approve {pending_id(vbot)}")
     assert vbot.split("loan-assessor") == {"1.2.0": 50, "1.2.1": 50}
 
-    vbot.run(ALICE, '/promote loan-assessor reason="all good"')
+    vbot.run(ALICE, '/promote loan-assessor force=true reason="all good"')
     vbot.run(BOB, "/aiops approve loan-assessor")
     assert vbot.split("loan-assessor") == {"1.2.1": 100}
     assert fake.deployed_ids(endpoint_name("loan-assessor")) == [new_id]  # old one undeployed

@@ -12,9 +12,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk import WebClient
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.blocks import render_message
+from bot.slack.groups import SlackUserGroups
 from commands.catalog import SLASH_COMMANDS
 from commands.messages import Reply
 from commands.model import Actor
@@ -28,6 +30,19 @@ def _team_of(body: dict[str, Any]) -> tuple[str | None, str | None]:
     team = body.get("team_id") or (body.get("team") or {}).get("id")
     enterprise = body.get("enterprise_id") or (body.get("enterprise") or {}).get("id")
     return team, enterprise
+
+
+def workspace_allowed(
+    team_id: str | None, enterprise_id: str | None, team: str | None, enterprise: str | None
+) -> bool:
+    """A request must come from the configured workspace (`team_id`) and, when set, the
+    configured Enterprise Grid org (`enterprise_id`; any of its workspaces when no
+    `team_id` is set). An `E…` id written as `team_id` is taken as the org."""
+    if team_id and team_id.startswith("E"):
+        enterprise_id, team_id = enterprise_id or team_id, None
+    if team_id and team != team_id:
+        return False
+    return not (enterprise_id and enterprise != enterprise_id)
 
 
 def build_app(
@@ -45,15 +60,26 @@ def build_app(
         process_before_response=False,
     )
     config = service.rt.config
+    if service.rt.groups is None:  # approvers may be user groups, read at click time
+        service.rt.groups = SlackUserGroups(
+            WebClient(token=bot_token, base_url=api_base_url or WebClient.BASE_URL)
+        )
 
     @app.middleware
     async def only_our_workspace(
         req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
     ) -> BoltResponse:
         team, enterprise = _team_of(req.body)
-        allowed = config.team_id
-        if allowed and team != allowed and enterprise != allowed:
+        if not workspace_allowed(config.team_id, config.enterprise_id, team, enterprise):
             log.warning("refused a request from workspace %s (enterprise %s)", team, enterprise)
+            user = req.body.get("user_id") or (req.body.get("user") or {}).get("id")
+            await asyncio.to_thread(
+                service.rt.auditor.record,
+                "workspace_refused",
+                str(user or "unknown"),
+                "refused: request from another workspace",
+                parameters={"team_id": team, "enterprise_id": enterprise},
+            )
             return BoltResponse(status=403, body="this bot serves only its own workspace")
         return await next()
 
@@ -99,4 +125,16 @@ def build_app(
 
     app.action("approve")(decision)
     app.action("reject")(decision)
+    app.action("canary-rollback")(decision)  # a breaching canary's Rollback / Promote-anyway
+    app.action("canary-promote")(decision)
+
+    async def open_view(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        """The digests' "Open status" / "Open changes" buttons (value `all`: no argument)."""
+        action = body["actions"][0]
+        if action.get("value") == "all":
+            action["value"] = ""
+        await decision(ack, body, respond)
+
+    app.action("status")(open_view)
+    app.action("changes")(open_view)
     return app

@@ -8,6 +8,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.slack.blocks import render_message
+from commands.digests import Chart
 from commands.messages import Post
 from commands.runtime import MessageRef
 
@@ -41,3 +42,9 @@ class SlackNotifier:
         channel = str(resp.get("channel") or post.channel)
         ts = str(resp.get("ts") or post.ts or "")
         return MessageRef(channel, ts) if ts else None
+
+    def attach_chart(self, channel: str, thread_ts: str, chart: Chart, comment: str) -> bool:
+        """Upload a digest's chart (PNG) into its thread (`commands.digests.ChartAttacher`)."""
+        from bot.charts import upload
+
+        return upload(self.client, channel, thread_ts, chart, comment)

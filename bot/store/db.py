@@ -8,7 +8,6 @@ from typing import Any
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.pool import NullPool
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -26,7 +25,9 @@ def make_engine(url: str, **kw: Any) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30},
-            **({} if memory else {"poolclass": NullPool}),
+            # A file database keeps its connections: with none pooled, every session
+            # paid a connect (WAL set-up) and, as the last one to close, a checkpoint.
+            **({} if memory else {"pool_size": 8, "max_overflow": 32}),
             **kw,
         )
 

@@ -141,9 +141,9 @@ class SqlStore:
                     if holder is None:  # released in between: let the caller try again
                         raise
                     raise EndpointLocked(change.endpoint, holder) from None
+            created = _to_change(row)  # before the commit: no reload in a new transaction
             session.commit()
-            session.refresh(row)
-            return _to_change(row)
+            return created
 
     def get_change(self, change_id: str) -> Change | None:
         seq = change_seq(change_id)
@@ -183,10 +183,11 @@ class SqlStore:
                 session.execute(
                     delete(EndpointLockRow).where(col(EndpointLockRow.change_seq) == seq)
                 )
-            session.commit()
-            row = session.get(ChangeRow, seq)
+            row = session.get(ChangeRow, seq)  # read inside the transaction that wrote it
             assert row is not None
-            return _to_change(row)
+            changed = _to_change(row)
+            session.commit()
+            return changed
 
     def update_change(self, change_id: str, **fields: Any) -> None:
         seq = change_seq(change_id)
@@ -297,8 +298,11 @@ class SqlStore:
                 hash=event.hash,
             )
             session.add(row)
-            session.commit()
+            session.flush()
+            # Read the id before the commit: after it, `row.id` reloads the row in a new
+            # transaction (on SQLite a second BEGIN IMMEDIATE per audit row).
             event.id = row.id
+            session.commit()
             return event
 
     def audit(self, query: AuditQuery) -> list[AuditEvent]:

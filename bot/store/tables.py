@@ -40,7 +40,7 @@ class ChangeRow(SQLModel, table=True):
     expires_at: datetime | None = _ts(nullable=True)
     operation: str | None = None
     new_deployed_model_id: str | None = None
-    decided_by: str | None = Field(default=None, max_length=32)
+    decided_by: str | None = Field(default=None, max_length=128)  # a Slack id or `policy: …`
     decided_at: datetime | None = _ts(nullable=True)
     error: str | None = None
     channel: str | None = Field(default=None, max_length=32)

@@ -6,6 +6,9 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import bot.platforms.sandbox_tables
+import bot.store.canary_tables
+import bot.store.compliance_tables
+import bot.store.schedule_tables
 import bot.store.tables  # noqa: F401
 
 engine = context.config.attributes["engine"]

@@ -1,0 +1,168 @@
+"""Item 4: start-up.
+
+- `aiops-bot serve` (HTTP, sandbox, SQLite): from process start to the first `200` from
+  `/healthz`, cold (a new database: migrations run) and warm (the database exists);
+- the import time of Google's client libraries, each in a fresh interpreter;
+- which `google.*` modules a serving sandbox bot has imported: started with
+  `python -X importtime`, asked `/healthz` and one `/aiops status`, then stopped; its
+  import log is searched for `google`. The goal is none.
+
+    python -m bench startup [--quick] [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import PYTHON, REPO, free_port, report, stop, wait_http
+from bench.wire import BOT_TOKEN, SIGNING_SECRET, sign, slash_body
+
+GOOGLE_MODULES = (
+    "google.cloud.aiplatform_v1",
+    "google.cloud.monitoring_v3",
+    "google.cloud.logging",
+    "google.cloud.aiplatform",
+)
+
+
+def serve_env(data_dir: Path, port: int) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        # nothing listens here: start-up makes no Slack call
+        "SLACK_API_BASE_URL": f"http://127.0.0.1:{free_port()}/api/",
+        "AIOPS_DATA_DIR": str(data_dir),
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+    }
+    for key in ("DATABASE_URL", "SLACK_APP_TOKEN", "AIOPS_CONFIG"):
+        env.pop(key, None)
+    return env
+
+
+def time_to_ready(data_dir: Path, extra: list[str] | None = None) -> float:
+    port = free_port()
+    env = serve_env(data_dir, port)
+    t0 = time.monotonic()
+    proc = subprocess.Popen(
+        [PYTHON, *(extra or []), "-m", "bot.cli", "serve"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ready = wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc, interval=0.002)
+    finally:
+        stop(proc)
+    return ready - t0
+
+
+def import_time(module: str) -> float:
+    code = (
+        "import time; t = time.perf_counter(); import importlib; "
+        f"importlib.import_module({module!r}); print(time.perf_counter() - t)"
+    )
+    out = subprocess.run([PYTHON, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def google_imports_when_serving(tmp: Path) -> list[str]:
+    """Top-level names of `google.*` modules imported by a sandbox bot that has started,
+    answered `/healthz` and run `/aiops status`."""
+    import http.client
+
+    port = free_port()
+    env = serve_env(tmp / "importtime", port)
+    log = (tmp / "importtime.log").open("wb")
+    proc = subprocess.Popen(
+        [PYTHON, "-X", "importtime", "-m", "bot.cli", "serve"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc)
+        body = slash_body(
+            "/aiops", "status", "U0ALICE", "alice", f"http://127.0.0.1:{free_port()}/r"
+        )
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        conn.request("POST", "/slack/events", body=body, headers=sign(body))
+        conn.getresponse().read()
+        conn.close()
+        time.sleep(1.0)  # the command runs after the ack
+    finally:
+        stop(proc)
+        log.close()
+    found = set()
+    for line in (tmp / "importtime.log").read_text(errors="replace").splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name == "google" or name.startswith("google."):
+                found.add(name)
+    return sorted(found)
+
+
+def run(runs: int = 5) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="aiops-bench-start-") as t:
+        tmp = Path(t)
+        cold = [time_to_ready(tmp / f"cold{i}") for i in range(runs)]
+        warm_dir = tmp / "warm"
+        time_to_ready(warm_dir)
+        warm = [time_to_ready(warm_dir) for _ in range(runs)]
+        google = google_imports_when_serving(tmp)
+    imports = {m: min(import_time(m) for _ in range(max(1, runs // 2))) for m in GOOGLE_MODULES}
+    return {
+        "cold_s": [round(x, 3) for x in cold],
+        "warm_s": [round(x, 3) for x in warm],
+        "cold_median_s": round(statistics.median(cold), 3),
+        "warm_median_s": round(statistics.median(warm), 3),
+        "import_s": {k: round(v, 3) for k, v in imports.items()},
+        "google_modules_when_serving": google,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench startup", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="2 runs each instead of 5")
+    p.add_argument("--runs", type=int)
+    args = p.parse_args(argv)
+    out = run(args.runs or (2 if args.quick else 5))
+    rows: list[list[Any]] = [
+        [
+            "serve → /healthz, new database (s)",
+            out["cold_median_s"],
+            min(out["cold_s"]),
+            max(out["cold_s"]),
+        ],
+        [
+            "serve → /healthz, existing database (s)",
+            out["warm_median_s"],
+            min(out["warm_s"]),
+            max(out["warm_s"]),
+        ],
+    ]
+    for module, secs in out["import_s"].items():
+        rows.append([f"import {module} (s, best)", secs, "", ""])
+    report("startup", "Start-up (sandbox, SQLite)", ["what", "median", "min", "max"], rows, out)
+    google = out["google_modules_when_serving"]
+    print(
+        "google.* modules imported by a serving sandbox bot: "
+        + (", ".join(google) if google else "none"),
+        flush=True,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,380 @@
+"""Proving the audit table: walk its hash chain, remember how far it was proven, purge
+what is past retention without breaking it.
+
+The chain. Every row stores `prev_hash` (the hash of the row before it, `GENESIS` for
+the first) and `hash = sha256(prev_hash + canonical(row))` (`bot.store.sql_store`).
+Changing any field of a row breaks its own hash; deleting, inserting or reordering rows
+breaks the link of the row after the gap. `verify` walks the rows in id order and
+reports the first one that does not fit, and says which of these happened:
+
+- edited: a row's content no longer matches its hash (or its hash was recomputed, and
+  the next row's link exposes it);
+- deleted: a row names a predecessor that is no longer in the table;
+- reordered: a row names a predecessor that now sits *after* it;
+- inserted: a row names a predecessor further back, so the rows in between were put in.
+
+Checkpoints. A successful verify appends a `verified` checkpoint (last id, its hash). A
+later verify (the default, `from_checkpoint=True`) first checks that this row is still
+there with the same hash, then reads only the rows after it, so a daily verify of a
+multi-year table reads a day of rows. `--full` re-reads everything from the anchor.
+
+Purge and the anchor. Rows are removed only past `retain_until`, and only as a prefix of
+the chain: the oldest rows up to the first one still retained. (An expired row behind a
+retained one waits for it; retention is fixed per row, so this only delays.) Before the
+rows go, a `purged` checkpoint records the id and hash of the last removed row: the first
+remaining row names that hash as its `prev_hash`, so it is the chain's new anchor, and
+verify starts from it instead of `GENESIS`. The purge itself appends an audit row (in the
+same transaction) that repeats the anchor's id and hash, so the anchor is covered by the
+chain it anchors: a forged or altered anchor fails verify.
+
+What a chain in the same database cannot prove: that the newest rows were not cut off
+and re-appended by someone who can write the table. The checkpoint (its hash is printed
+by verify) and the second copy in Cloud Logging (`commands.audit.AuditSink`) are the
+witnesses for that.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, delete, func, or_, text
+from sqlmodel import Session, col, select
+
+from bot.store.compliance_tables import AuditCheckpointRow
+from bot.store.sql_store import GENESIS, _to_event, chain_hash, utc
+from bot.store.tables import AuditRow
+from commands.audit import RETENTION
+from commands.store import AuditEvent
+
+VERIFIED = "verified"
+PURGED = "purged"
+CHAIN_LOCK = 72010001  # the advisory lock `SqlStore.append_audit` takes on PostgreSQL
+
+
+@dataclass(frozen=True)
+class ChainProblem:
+    kind: str  # edited | deleted | reordered | inserted | anchor
+    row_id: int | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    checked: int  # rows whose hashes were recomputed
+    started_after: int  # rows with a larger id were read
+    started_from: str  # `genesis`, `checkpoint #N` or `purge anchor #N`
+    head_id: int | None
+    head_hash: str
+    problem: ChainProblem | None = None
+
+    def message(self) -> str:
+        if self.problem:
+            where = f"row {self.problem.row_id}" if self.problem.row_id is not None else "chain"
+            return f"audit chain broken at {where}: {self.problem.kind} — {self.problem.detail}"
+        head = f"row {self.head_id}" if self.head_id is not None else "empty"
+        return (
+            f"audit chain intact: {self.checked} row(s) checked from {self.started_from};"
+            f" head {head} {self.head_hash}"
+        )
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    purged: int
+    through_id: int | None
+    through_hash: str | None
+    kept_expired: int  # expired rows kept because an older row is still retained
+    audit_id: int | None
+
+
+def _iso(at: datetime | None) -> str:
+    value = utc(at)
+    return value.isoformat() if value else "?"
+
+
+def _latest(session: Session, kind: str) -> AuditCheckpointRow | None:
+    return session.exec(
+        select(AuditCheckpointRow)
+        .where(AuditCheckpointRow.kind == kind)
+        .order_by(col(AuditCheckpointRow.id).desc())
+        .limit(1)
+    ).first()
+
+
+def _rows_after(session: Session, after: int, batch: int) -> Iterator[AuditRow]:
+    while True:
+        rows = session.exec(
+            select(AuditRow).where(col(AuditRow.id) > after).order_by(col(AuditRow.id)).limit(batch)
+        ).all()
+        if not rows:
+            return
+        yield from rows
+        last = rows[-1].id
+        assert last is not None
+        after = last
+
+
+def _owner(session: Session, hash_: str) -> int | None:
+    return session.exec(select(AuditRow.id).where(AuditRow.hash == hash_)).first()
+
+
+def _classify(
+    session: Session, event: AuditEvent, expected: str, prev_id: int | None, prev_is_row: bool
+) -> ChainProblem:
+    """Row `event` does not follow the row before it (`prev_id`, hash `expected`): why?"""
+    assert event.id is not None and event.prev_hash is not None
+    if chain_hash(event.prev_hash, event) != event.hash:
+        return ChainProblem(
+            "edited", event.id, "its content no longer matches its hash (a field was changed)"
+        )
+    owner = _owner(session, event.prev_hash)
+    if owner is None:
+        if prev_is_row and prev_id == event.id - 1:
+            return ChainProblem(
+                "edited",
+                prev_id,
+                f"row {event.id} was written after a different row {prev_id}: row {prev_id}"
+                " was changed and its hash recomputed",
+            )
+        gap = f"after row {prev_id}" if prev_id else "at the start of the chain"
+        return ChainProblem(
+            "deleted",
+            event.id,
+            f"the row before it is missing ({gap}): its predecessor's hash"
+            f" {event.prev_hash[:12]}… is no longer in the table",
+        )
+    if owner > event.id:
+        return ChainProblem(
+            "reordered",
+            event.id,
+            f"it was written after row {owner}, which now comes after it",
+        )
+    first_inserted = session.exec(
+        select(AuditRow.id).where(col(AuditRow.id) > owner).order_by(col(AuditRow.id)).limit(1)
+    ).first()
+    return ChainProblem(
+        "inserted",
+        first_inserted,
+        f"row {event.id} was written right after row {owner}; rows {first_inserted}–{prev_id}"
+        " were put in between",
+    )
+
+
+def _check_anchor(session: Session, anchor: AuditCheckpointRow) -> ChainProblem | None:
+    if anchor.audit_id is None:
+        return ChainProblem("anchor", None, f"purge anchor #{anchor.id} names no audit row")
+    row = session.get(AuditRow, anchor.audit_id)
+    if row is None:
+        return ChainProblem(
+            "anchor", anchor.audit_id, f"the audit row of purge anchor #{anchor.id} is missing"
+        )
+    params = dict(row.parameters)
+    if (
+        row.action != "audit_purge"
+        or params.get("through_id") != anchor.last_id
+        or params.get("through_hash") != anchor.last_hash
+    ):
+        return ChainProblem(
+            "anchor",
+            anchor.audit_id,
+            f"purge anchor #{anchor.id} (through row {anchor.last_id}) does not match the"
+            " audit row that recorded the purge",
+        )
+    return None
+
+
+def verify(
+    engine: Engine,
+    from_checkpoint: bool = True,
+    *,
+    record: bool = True,
+    now: datetime | None = None,
+    batch: int = 2000,
+) -> VerifyResult:
+    """Walk the chain; on success (and `record`) append a `verified` checkpoint."""
+    with Session(engine) as session:
+        anchor = _latest(session, PURGED)
+        checkpoint = _latest(session, VERIFIED)
+        after, expected, prev_is_row = 0, GENESIS, False
+        started_from = "genesis"
+        if anchor is not None:
+            after, expected = anchor.last_id, anchor.last_hash
+            started_from = f"purge anchor #{anchor.id}"
+        start_after = after
+
+        def result(
+            problem: ChainProblem | None, checked: int, head: int | None, head_hash: str
+        ) -> VerifyResult:
+            return VerifyResult(
+                ok=problem is None,
+                checked=checked,
+                started_after=start_after,
+                started_from=started_from,
+                head_id=head,
+                head_hash=head_hash,
+                problem=problem,
+            )
+
+        if anchor is not None:
+            problem = _check_anchor(session, anchor)
+            if problem:
+                return result(problem, 0, None, expected)
+        use_checkpoint = checkpoint is not None and checkpoint.last_id > after
+        if use_checkpoint:
+            assert checkpoint is not None
+            seen = session.get(AuditRow, checkpoint.last_id)
+            if seen is None or seen.hash != checkpoint.last_hash:
+                start_after = checkpoint.last_id
+                kind = "deleted" if seen is None else "edited"
+                what = "is gone" if seen is None else "has a different hash"
+                return result(
+                    ChainProblem(
+                        kind,
+                        checkpoint.last_id,
+                        f"row {checkpoint.last_id}, verified at {_iso(checkpoint.at)}, {what}",
+                    ),
+                    0,
+                    None,
+                    expected,
+                )
+            if from_checkpoint:
+                after, expected, prev_is_row = checkpoint.last_id, checkpoint.last_hash, True
+                started_from = f"checkpoint #{checkpoint.id} (row {checkpoint.last_id})"
+        start_after = after
+        prev_id: int | None = after or None
+        checked = 0
+        for row in _rows_after(session, after, batch):
+            event = _to_event(row)
+            assert event.id is not None
+            if event.prev_hash != expected or chain_hash(expected, event) != event.hash:
+                problem = _classify(session, event, expected, prev_id, prev_is_row)
+                return result(problem, checked, prev_id, expected)
+            expected = event.hash
+            prev_id, prev_is_row = event.id, True
+            checked += 1
+        if record and checked:
+            session.add(
+                AuditCheckpointRow(
+                    kind=VERIFIED,
+                    last_id=prev_id or 0,
+                    last_hash=expected,
+                    rows=checked,
+                    at=now or datetime.now().astimezone(),
+                )
+            )
+            session.commit()
+        return result(None, checked, prev_id, expected)
+
+
+def purge(
+    engine: Engine,
+    *,
+    now: datetime,
+    actor_id: str = "cli",
+    retention: timedelta = RETENTION,
+    reason: str | None = None,
+) -> PurgeResult:
+    """Remove the chain's expired prefix, record the anchor, and audit the purge — in one
+    transaction, under the same lock as every append."""
+    postgres = engine.dialect.name == "postgresql"
+    with Session(engine) as session:
+        if postgres:
+            session.execute(text(f"SELECT pg_advisory_xact_lock({CHAIN_LOCK})"))
+        still_kept = or_(col(AuditRow.retain_until).is_(None), col(AuditRow.retain_until) >= now)
+        first_kept = session.exec(select(func.min(AuditRow.id)).where(still_kept)).one()
+        head = session.exec(select(AuditRow).order_by(col(AuditRow.id).desc()).limit(1)).first()
+        through: AuditRow | None = None
+        if head is not None:
+            q = select(AuditRow).order_by(col(AuditRow.id).desc()).limit(1)
+            if first_kept is not None:
+                q = q.where(col(AuditRow.id) < first_kept)
+            through = session.exec(q).first()
+        kept_expired = 0
+        if first_kept is not None:
+            kept_expired = int(
+                session.exec(
+                    select(func.count())
+                    .select_from(AuditRow)
+                    .where(col(AuditRow.id) > first_kept, ~still_kept)
+                ).one()
+            )
+        through_id = through.id if through is not None else None
+        through_hash = through.hash if through is not None else None
+        to_purge = 0
+        if through_id is not None:
+            to_purge = int(
+                session.exec(
+                    select(func.count()).select_from(AuditRow).where(col(AuditRow.id) <= through_id)
+                ).one()
+            )
+        # The purge's own row goes in first, chained on the current head, so it takes an id
+        # past every removed row (SQLite reuses the ids of deleted rows at the end).
+        prev = head.hash if head is not None else GENESIS
+        event = AuditEvent(
+            action="audit_purge",
+            actor_id=actor_id,
+            outcome=f"purged {to_purge} row(s)",
+            at=now,
+            parameters={
+                "purged": to_purge,
+                "through_id": through_id,
+                "through_hash": through_hash,
+                "expired_before": now.isoformat(),
+                "kept_expired": kept_expired,
+            },
+            justification=reason,
+            retain_until=now + retention,
+        )
+        event.prev_hash = prev
+        event.hash = chain_hash(prev, event)
+        row = AuditRow(
+            at=event.at,
+            actor_id=event.actor_id,
+            action=event.action,
+            parameters=event.parameters,
+            justification=event.justification,
+            outcome=event.outcome,
+            retain_until=event.retain_until,
+            prev_hash=prev,
+            hash=event.hash,
+        )
+        session.add(row)
+        session.flush()
+        audit_id = row.id
+        purged = 0
+        if through_id is not None and through_hash is not None:
+            if postgres:
+                purged = int(
+                    session.execute(
+                        text("SELECT aiops_purge_audit(:through)"), {"through": through_id}
+                    ).scalar_one()
+                )
+            else:
+                res = session.execute(delete(AuditRow).where(col(AuditRow.id) <= through_id))
+                purged = int(res.rowcount)  # type: ignore[attr-defined]
+            if purged != to_purge:
+                session.rollback()
+                raise RuntimeError(
+                    f"purge removed {purged} rows where {to_purge} were counted; nothing purged"
+                )
+            session.add(
+                AuditCheckpointRow(
+                    kind=PURGED,
+                    last_id=through_id,
+                    last_hash=through_hash,
+                    rows=purged,
+                    at=now,
+                    audit_id=audit_id,
+                )
+            )
+        session.commit()
+        return PurgeResult(
+            purged=purged,
+            through_id=through_id,
+            through_hash=through_hash,
+            kept_expired=kept_expired,
+            audit_id=audit_id,
+        )

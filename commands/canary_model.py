@@ -1,0 +1,252 @@
+"""Canary analysis: its settings, its records (a watch per canary, a check per analysis
+window) and the store port that keeps them. `commands/canary.py` does the work;
+`bot/store/canary_store.py` implements the port on SQLModel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from commands.config import Config, ConfigError, Environment, _duration
+
+
+class Verdict(StrEnum):
+    PASS = "pass"  # noqa: S105 (a verdict, not a password)
+    BREACH = "breach"
+    NOT_ENOUGH_DATA = "not_enough_data"
+
+    @property
+    def mark(self) -> str:
+        return {
+            Verdict.PASS: ":white_check_mark:",
+            Verdict.BREACH: ":x:",
+            Verdict.NOT_ENOUGH_DATA: ":white_circle:",
+        }[self]
+
+    @property
+    def words(self) -> str:
+        return self.value.replace("_", " ")
+
+
+class WatchState(StrEnum):
+    WATCHING = "watching"
+    PAUSED = "paused"
+    AWAITING_DECISION = "awaiting_decision"  # N breaches and the policy says ask
+    ROLLING_BACK = "rolling_back"
+    PROMOTED = "promoted"  # the canary serves alone
+    ROLLED_BACK = "rolled_back"
+    ENDED = "ended"  # the canary went away some other way
+
+    @property
+    def is_active(self) -> bool:
+        return self in ACTIVE_STATES
+
+
+ACTIVE_STATES = frozenset(
+    {
+        WatchState.WATCHING,
+        WatchState.PAUSED,
+        WatchState.AWAITING_DECISION,
+        WatchState.ROLLING_BACK,
+    }
+)
+
+AUTO_ROLLBACK = ("yes", "page", "ask")
+
+
+@dataclass(frozen=True)
+class CanarySettings:
+    """`[canary]`: how often and how strictly every canary is judged."""
+
+    interval: timedelta = timedelta(minutes=5)
+    min_requests: int = 100  # canary requests per window below which nothing is judged
+    consecutive_breaches: int = 3
+    baseline_p95_ratio: float = 1.5  # canary P95 ≤ ratio × stable P95
+    baseline_error_margin: float = 0.005  # canary error rate ≤ stable + margin
+
+
+@dataclass(frozen=True)
+class EnvCanaryPolicy:
+    """Per environment: what the bot may do on its own."""
+
+    auto_rollback: str  # yes | page | ask
+    promote_steps: tuple[int, ...]
+    promote_gate: bool  # /promote refuses a canary that has not passed (force=true overrides)
+
+
+def _int(value: Any, key: str, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{key}: `{value}` must be a whole number {low}–{high}")
+    return value
+
+
+def _float(value: Any, key: str, low: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
+        raise ConfigError(f"{key}: `{value}` must be a number ≥ {low}")
+    return float(value)
+
+
+def check_steps(steps: list[int] | tuple[int, ...], key: str) -> tuple[int, ...]:
+    """Shares in percent, strictly increasing, each 1–100."""
+    out = tuple(steps)
+    if not out or any(isinstance(s, bool) or not isinstance(s, int) for s in out):
+        raise ConfigError(f"{key}: write whole percents, e.g. [10, 25, 50, 100]")
+    if any(not 1 <= s <= 100 for s in out) or list(out) != sorted(set(out)):
+        raise ConfigError(f"{key}: {list(out)} must rise strictly, each step 1–100")
+    return out
+
+
+def canary_settings(config: Config) -> CanarySettings:
+    raw = config.raw.get("canary", {})
+    if not isinstance(raw, dict):
+        raise ConfigError("`canary` must be a table")
+    known = {
+        "interval",
+        "min_requests",
+        "consecutive_breaches",
+        "baseline_p95_ratio",
+        "baseline_error_margin",
+    }
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"canary: unknown keys {sorted(unknown)}")
+    d = CanarySettings()
+    interval = _duration(raw["interval"], "canary.interval") if "interval" in raw else d.interval
+    if interval < timedelta(minutes=1):
+        raise ConfigError("canary.interval: at least 1m (Monitoring's shortest period)")
+    return CanarySettings(
+        interval=interval,
+        min_requests=_int(raw.get("min_requests", d.min_requests), "canary.min_requests", 1, 10**9),
+        consecutive_breaches=_int(
+            raw.get("consecutive_breaches", d.consecutive_breaches),
+            "canary.consecutive_breaches",
+            1,
+            100,
+        ),
+        baseline_p95_ratio=_float(
+            raw.get("baseline_p95_ratio", d.baseline_p95_ratio), "canary.baseline_p95_ratio", 1.0
+        ),
+        baseline_error_margin=_float(
+            raw.get("baseline_error_margin", d.baseline_error_margin),
+            "canary.baseline_error_margin",
+            0.0,
+        ),
+    )
+
+
+def env_policy(config: Config, env: Environment) -> EnvCanaryPolicy:
+    raw = config.raw.get("environments", {}).get(env.name, {})
+    prod = env.name == "prod"
+    mode = str(raw.get("canary_auto_rollback", "page" if prod else "yes"))
+    if mode not in AUTO_ROLLBACK:
+        raise ConfigError(
+            f"environments.{env.name}.canary_auto_rollback: `{mode}` must be yes, page or ask"
+        )
+    steps = check_steps(
+        list(raw.get("promote_steps", [10, 25, 50, 100])),
+        f"environments.{env.name}.promote_steps",
+    )
+    gate = raw.get("canary_promote_gate", prod or env.needs_approval)
+    if not isinstance(gate, bool):
+        raise ConfigError(f"environments.{env.name}.canary_promote_gate: must be true or false")
+    return EnvCanaryPolicy(auto_rollback=mode, promote_steps=steps, promote_gate=gate)
+
+
+def validate(config: Config) -> None:
+    """Stop the bot at start on a bad `[canary]` table or per-environment policy."""
+    canary_settings(config)
+    for env in config.environments.values():
+        env_policy(config, env)
+
+
+@dataclass
+class Figures:
+    p95_latency_ms: float | None
+    error_rate: float | None
+    requests: int
+
+    def text(self) -> str:
+        p95 = f"{self.p95_latency_ms:.0f} ms" if self.p95_latency_ms is not None else "n/a"
+        err = f"{self.error_rate:.2%}" if self.error_rate is not None else "n/a"
+        return f"P95 {p95}, errors {err}, {self.requests:,} req"
+
+
+@dataclass
+class Watch:
+    """One canary under analysis: from its deploy until it serves alone or is gone."""
+
+    id: int
+    endpoint: str
+    environment: str
+    change_id: str  # the deploy that put the canary there; checks go to its thread
+    canary_id: str
+    stable_id: str
+    canary_version: str
+    stable_version: str
+    state: WatchState
+    started_at: datetime
+    next_check_at: datetime
+    checks: int = 0
+    consecutive_breaches: int = 0
+    last_verdict: Verdict | None = None
+    steps: list[int] = field(default_factory=list)  # the step plan, empty without one
+    step_index: int = -1  # the last step reached
+    plan_change_id: str | None = None
+    action: str | None = None  # step | rollback | promote: a change the bot is seeing through
+    action_key: str | None = None  # idempotency key, stored in the change's extra
+    action_change_id: str | None = None
+    decision_channel: str | None = None
+    decision_ts: str | None = None
+    note: str | None = None
+    rev: int = 0
+    updated_at: datetime | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"CAN-{self.id}"
+
+
+@dataclass
+class Check:
+    """One analysis window: canary against stable, judged, with the breach count after it."""
+
+    watch_id: int
+    seq: int
+    at: datetime
+    window_seconds: int
+    source: str  # `scheduler`, or the Slack id of whoever ran it
+    canary_share: int
+    canary: Figures
+    stable: Figures
+    verdict: Verdict
+    reasons: list[str]
+    consecutive_breaches: int
+    id: int | None = None
+
+
+class CanaryStore(Protocol):
+    def create_watch(self, watch: Watch) -> Watch | None:
+        """Insert; None when a watch for that deploy change exists already (assigns `id`)."""
+        ...
+
+    def get_watch(self, watch_id: int) -> Watch | None: ...
+
+    def watch_for_change(self, change_id: str) -> Watch | None: ...
+
+    def latest_watch(self, endpoint: str) -> Watch | None: ...
+
+    def list_watches(self, states: frozenset[WatchState] | None = None) -> list[Watch]: ...
+
+    def update_watch(self, watch_id: int, rev: int, **fields: Any) -> Watch | None:
+        """Compare-and-set on `rev` (which it bumps); None when someone moved it first."""
+        ...
+
+    def add_check(self, check: Check) -> bool:
+        """False when that (watch, seq) is recorded already."""
+        ...
+
+    def checks(self, watch_id: int, limit: int = 100) -> list[Check]:
+        """Oldest first; the last `limit` checks."""
+        ...

@@ -1,0 +1,235 @@
+"""Policy written as code, checked when a change is requested and when it is approved.
+
+At request time (`check_request`): the channel the command came from, the ticket, data
+residency, change freezes and break glass. At approval time (`check_approval`): the
+freeze again, and the binding of the approval to the exact plan that was shown — if the
+plan was altered, or the endpoint's traffic moved since the request, the approval is
+void, the change is closed, and it must be planned again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+
+from commands import execution
+from commands.config import Endpoint, Environment
+from commands.errors import Refusal
+from commands.freezes import active_freeze
+from commands.messages import escape, mention
+from commands.model import Actor, Change, ChangeKind, ChangeState
+from commands.parsing import Args, ParseError
+from commands.planning import split_text
+from commands.platform import PlatformError
+from commands.policy import may_break_glass
+from commands.runtime import Runtime
+from commands.views import when
+
+TICKET_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,15}-?[0-9]{1,12}$")
+FROZEN_KINDS = (ChangeKind.DEPLOY, ChangeKind.PROMOTE)
+
+
+@dataclass(frozen=True)
+class BreakGlass:
+    actor_id: str
+    reason: str
+    freeze: str | None = None  # the freeze it overrode, if any
+
+
+def plan_hash(change: Change) -> str:
+    """What an approver is shown, as a hash: the kind, the endpoint, the version and the
+    traffic before → after (and what a rollback of it restores)."""
+    body = {
+        "kind": change.kind.value,
+        "endpoint": change.endpoint,
+        "environment": change.environment,
+        "version": change.version,
+        "canary_percent": change.canary_percent,
+        "split_before": change.split_before,
+        "split_after": change.split_after,
+        "restore_split": change.restore_split,
+        "undeploy": change.extra.get("undeploy"),
+        "redeploy_version": change.extra.get("redeploy_version"),
+    }
+    return hashlib.sha256(
+        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    ).hexdigest()
+
+
+def _region(env: Environment, ep: Endpoint) -> str:
+    return ep.region or env.region
+
+
+def _freeze_refusal(rt: Runtime, env: Environment, kind: ChangeKind) -> Refusal | None:
+    if kind not in FROZEN_KINDS:
+        return None
+    freeze = active_freeze(rt.config.freezes, env.name, rt.clock(), rt.config.timezone)
+    if freeze is None:
+        return None
+    return Refusal(
+        f"`{env.name}` is in the change freeze `{escape(freeze.name)}`"
+        f" ({freeze.describe(rt.config.timezone)}); {kind.value}s are refused until it ends",
+        "Rollback is always allowed. For an emergency, a person on the break-glass list may"
+        ' use `break_glass=true reason="…"`.',
+        code="frozen",
+    )
+
+
+def check_request(
+    rt: Runtime,
+    env: Environment,
+    ep: Endpoint,
+    kind: ChangeKind,
+    args: Args,
+    actor: Actor,
+    channel_id: str | None,
+) -> BreakGlass | None:
+    """Refuse a request the environment's policy does not allow; say whether it breaks glass."""
+    if env.request_channels and channel_id not in env.request_channels:
+        where = ", ".join(f"<#{c}>" for c in env.request_channels)
+        raise Refusal(
+            f"changes in `{env.name}` are requested only from {where}",
+            "Run the command there, so the people who watch that channel see it.",
+            code="wrong_channel",
+        )
+    region = _region(env, ep)
+    if region not in env.allowed_regions:
+        raise Refusal(
+            f"`{ep.slug}` is in `{escape(region)}`, outside the allowed regions of `{env.name}`"
+            f" ({', '.join(env.allowed_regions)}); data must stay in approved regions",
+            "Nothing was changed. The platform team must move the endpoint or the policy.",
+            code="residency",
+        )
+    ticket = args.options.get("ticket")
+    if ticket is not None and not TICKET_RE.match(ticket):
+        raise Refusal(
+            f"`ticket={escape(ticket)}` is not a ticket reference",
+            "Write the change ticket's id, e.g. `ticket=CHG-1234`.",
+            code="malformed",
+        )
+    if env.require_ticket and not ticket:
+        raise Refusal(
+            f"a {kind.value} in `{env.name}` needs a change ticket",
+            "Add `ticket=CHG-1234` (the approved change request).",
+            code="missing_ticket",
+        )
+    try:
+        glass = args.flag("break_glass")
+    except ParseError as exc:
+        raise Refusal(str(exc), "Write `break_glass=true`.", code="malformed") from None
+    if glass:
+        if not may_break_glass(env, actor.id, rt.groups):
+            raise Refusal(
+                f"{mention(actor.id)} is not on the break-glass list of `{env.name}`",
+                "Ask an approver, or someone on the list. Nothing was changed.",
+                code="not_allowed",
+            )
+        needs = env.needs_approval and (
+            kind is not ChangeKind.ROLLBACK or env.rollback_requires_approval
+        )
+        if not needs:
+            raise Refusal(
+                f"a {kind.value} in `{env.name}` needs no approval; there is no glass to break",
+                "Run it without `break_glass=`.",
+                code="malformed",
+            )
+        reason = (args.options.get("reason") or "").strip()
+        if not reason:
+            raise Refusal(
+                "break glass needs a reason",
+                'Add `reason="…"`: what is on fire and why it cannot wait for an approval.',
+                code="missing_reason",
+            )
+        frozen = (
+            active_freeze(rt.config.freezes, env.name, rt.clock(), rt.config.timezone)
+            if kind in FROZEN_KINDS
+            else None
+        )
+        return BreakGlass(actor.id, reason, frozen.name if frozen else None)
+    refusal = _freeze_refusal(rt, env, kind)
+    if refusal:
+        raise refusal
+    return None
+
+
+def _void(rt: Runtime, change: Change, actor: Actor, why: str, request_id: str | None) -> Refusal:
+    now = rt.clock()
+    done = rt.store.transition(
+        change.id,
+        ChangeState.PENDING_APPROVAL,
+        ChangeState.CANCELLED,
+        decided_by="policy: approval void",  # the why is in the audit and the card
+        decided_at=now,
+        updated_at=now,
+    )
+    rt.auditor.record(
+        "approval_void",
+        actor.id,
+        f"void: {why}",
+        change=done or change,
+        request_id=request_id,
+        parameters={"plan_hash": change.extra.get("plan_hash"), "why": why},
+    )
+    if done is not None:
+        note = f"Approval by {mention(actor.id)} void: {why}. Plan it again if still needed."
+        execution.refresh_card(rt, done, note=note)
+        execution.tell(
+            rt,
+            done.requester_id,
+            f"{done.id} ({done.kind.value} {done.endpoint}) was closed: {why}. Plan it again.",
+        )
+    return Refusal(
+        f"your approval of {change.id} is void: {why}",
+        f"Nothing was run. The change is closed; plan it again with `/{change.kind.value}`.",
+        code="plan_moved",
+    )
+
+
+def check_approval(
+    rt: Runtime, change: Change, actor: Actor, request_id: str | None = None
+) -> str | None:
+    """Before an approval counts: no freeze now, the plan is the one shown, the endpoint
+    has not moved. Returns the plan hash the approval is bound to."""
+    env = rt.config.environments[change.environment]
+    if not change.extra.get("break_glass"):
+        refusal = _freeze_refusal(rt, env, change.kind)
+        if refusal:
+            refusal.message = f"{change.id} cannot be approved now: {refusal.message}"
+            raise refusal
+    shown = change.extra.get("plan_hash")
+    if shown is not None and shown != plan_hash(change):
+        raise _void(rt, change, actor, "the plan was altered after it was shown", request_id)
+    ep = rt.config.endpoints.get(change.endpoint)
+    if ep is not None:
+        try:
+            state = rt.platform.endpoint_state(ep)
+        except PlatformError as exc:
+            raise Refusal(
+                f"cannot confirm `{ep.slug}` is as planned ({exc}); the approval was not counted",
+                "Try again in a moment.",
+                code="platform",
+            ) from None
+        if dict(state.traffic) != change.split_before:
+            labels = {d.id: d.version.version for d in state.deployed}
+            labels |= {
+                k.removeprefix("label:"): v
+                for k, v in change.extra.items()
+                if k.startswith("label:")
+            }
+            why = (
+                f"`{ep.slug}` changed since the request (planned from"
+                f" {split_text(change.split_before, labels)}, now"
+                f" {split_text(dict(state.traffic), labels)})"
+            )
+            raise _void(rt, change, actor, why, request_id)
+    return shown or plan_hash(change)
+
+
+def announce_break_glass(rt: Runtime, change: Change, glass: BreakGlass) -> str:
+    """The note for the card posted in the approvals channel."""
+    return (
+        f":rotating_light: *Break glass* by {mention(glass.actor_id)} at"
+        f" {when(rt.clock(), rt.config.timezone)}: ran without approval. Why: {escape(glass.reason)}"
+    )

@@ -1,0 +1,257 @@
+"""The evidence for a model-risk review of one change, in Markdown and JSON.
+
+`aiops-bot audit dossier CHG-12` puts together: the request (who, when, why, ticket), the
+plan (version, traffic before → after, the plan hash approvers were bound to), every
+decision with who and when, the execution and its long-running operation, canary
+figures where the audit has any, and the audit rows with their chain hashes — each row's
+hash recomputed, and the whole chain's verification — so a reviewer can show the rows
+are the ones that were written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from commands.compliance import plan_hash
+from commands.config import Config
+from commands.errors import Refusal
+from commands.people import People
+from commands.redaction import redact
+from commands.store import AuditEvent, AuditQuery, Store
+
+DECISIONS = frozenset(
+    {
+        "approval_requested",
+        "approve",
+        "reject",
+        "cancel",
+        "expired",
+        "approval_void",
+        "break_glass",
+    }
+)
+EXECUTION = frozenset({"execution_started", "execution_resumed", "execution_finished"})
+
+
+def _text(value: str | None) -> str | None:
+    return redact(value) if value else value
+
+
+class _Clock:
+    def __init__(self, config: Config) -> None:
+        self.tz = config.timezone
+
+    def __call__(self, at: datetime | None) -> dict[str, str] | None:
+        if at is None:
+            return None
+        return {"utc": at.isoformat(), "local": at.astimezone(self.tz).isoformat()}
+
+
+def build(
+    store: Store,
+    config: Config,
+    change_id: str,
+    *,
+    people: People | None = None,
+    row_ok: Callable[[AuditEvent], bool] | None = None,
+    chain: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The dossier as plain data; `row_ok` recomputes one row's hash, `chain` is the
+    result of verifying the whole chain (both supplied by the store's side)."""
+    change = store.get_change(change_id)
+    if change is None:
+        raise Refusal(f"no change `{redact(change_id)}`", code="not_found")
+    stamp = _Clock(config)
+
+    def who(slack_id: str | None) -> dict[str, str | None] | None:
+        if slack_id is None:
+            return None
+        if slack_id.startswith("policy:"):
+            return {"id": slack_id, "name": None}
+        name = people.name(slack_id) if people else None
+        if name is None and config.person_by_id(slack_id):
+            name = config.display_name(slack_id)
+        return {"id": slack_id, "name": name}
+
+    events = store.audit(AuditQuery(change_id=change.id))
+    shown = change.extra.get("plan_hash")
+    approvals = store.approvals(change.id)
+    rows = [
+        {
+            "id": e.id,
+            "at": stamp(e.at),
+            "actor": who(e.actor_id),
+            "action": e.action,
+            "outcome": _text(e.outcome),
+            "justification": _text(e.justification),
+            "parameters": e.parameters,
+            "prev_hash": e.prev_hash,
+            "hash": e.hash,
+            "hash_ok": row_ok(e) if row_ok else None,
+        }
+        for e in events
+    ]
+    return {
+        "change": change.id,
+        "generated_for": "model-risk review",
+        "timezone": config.timezone.key,
+        "request": {
+            "kind": change.kind.value,
+            "endpoint": change.endpoint,
+            "environment": change.environment,
+            "requester": who(change.requester_id),
+            "at": stamp(change.created_at),
+            "reason": _text(change.reason),
+            "ticket": change.extra.get("ticket"),
+            "break_glass": bool(change.extra.get("break_glass")),
+        },
+        "plan": {
+            "version": change.version,
+            "canary_percent": change.canary_percent,
+            "mode": change.extra.get("mode"),
+            "split_before": change.split_before,
+            "split_after": change.split_after,
+            "restore_split": change.restore_split,
+            "labels": {
+                k.removeprefix("label:"): v
+                for k, v in change.extra.items()
+                if k.startswith("label:")
+            },
+            "health_when_planned": change.extra.get("health"),
+            "plan_hash_shown": shown,
+            "plan_hash_now": plan_hash(change),
+            "plan_unchanged": shown is None or shown == plan_hash(change),
+        },
+        "decisions": {
+            "state": change.state.value,
+            "decided_by": who(change.decided_by),
+            "decided_at": stamp(change.decided_at),
+            "approvals": [
+                {
+                    "by": who(a.approver_id),
+                    "decision": a.decision,
+                    "at": stamp(a.at),
+                    "reason": _text(a.reason),
+                    "plan_hash": a.plan_hash,
+                    "bound_to_plan_shown": a.plan_hash is not None and a.plan_hash == shown,
+                }
+                for a in approvals
+            ],
+            "audit": [r for r in rows if r["action"] in DECISIONS],
+        },
+        "execution": {
+            "operation": change.operation,
+            "new_deployed_model_id": change.new_deployed_model_id,
+            "error": _text(change.error),
+            "finished_at": stamp(change.updated_at),
+            "audit": [r for r in rows if r["action"] in EXECUTION],
+        },
+        "canary": [r for r in rows if str(r["action"]).startswith("canary")],
+        "audit_rows": rows,
+        "chain": chain,
+    }
+
+
+def _when(value: dict[str, str] | None) -> str:
+    if not value:
+        return "—"
+    return f"{value['utc']} (UTC) / {value['local']}"
+
+
+def _person(value: dict[str, str | None] | None) -> str:
+    if not value:
+        return "—"
+    return f"{value['name']} ({value['id']})" if value.get("name") else str(value["id"])
+
+
+def _md_cell(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(d: dict[str, Any]) -> str:
+    req, plan, dec, ex = d["request"], d["plan"], d["decisions"], d["execution"]
+    out = [
+        f"# Change dossier: {d['change']}",
+        "",
+        f"Times are UTC and {d['timezone']}.",
+        "",
+        "## Request",
+        "",
+        f"- What: {req['kind']} on `{req['endpoint']}` ({req['environment']})",
+        f"- Requested by: {_person(req['requester'])}",
+        f"- When: {_when(req['at'])}",
+        f"- Why: {req['reason'] or '—'}",
+        f"- Ticket: {req['ticket'] or '—'}",
+        f"- Break glass: {'yes' if req['break_glass'] else 'no'}",
+        "",
+        "## Plan",
+        "",
+        f"- Version: {plan['version'] or '—'} · canary {plan['canary_percent']}%"
+        f" · mode {plan['mode'] or '—'}",
+        f"- Traffic before: `{json.dumps(plan['split_before'], sort_keys=True)}`",
+        f"- Traffic after: `{json.dumps(plan['split_after'], sort_keys=True)}`",
+        f"- Rollback restores: `{json.dumps(plan['restore_split'], sort_keys=True)}`",
+        f"- Deployed-model labels: `{json.dumps(plan['labels'], sort_keys=True)}`",
+        f"- Health when planned: {plan['health_when_planned'] or '—'}",
+        f"- Plan hash shown to approvers: `{plan['plan_hash_shown']}`",
+        f"- Plan unchanged since: {'yes' if plan['plan_unchanged'] else '**NO**'}",
+        "",
+        "## Decisions",
+        "",
+        f"- State: {dec['state']}; decided by {_person(dec['decided_by'])}"
+        f" at {_when(dec['decided_at'])}",
+    ]
+    for a in dec["approvals"]:
+        bound = "bound to the plan shown" if a["bound_to_plan_shown"] else "NOT bound to the plan"
+        out.append(
+            f"- {a['decision']} by {_person(a['by'])} at {_when(a['at'])}"
+            f" ({bound}){': ' + a['reason'] if a['reason'] else ''}"
+        )
+    out += [
+        "",
+        "## Execution",
+        "",
+        f"- Operation: `{ex['operation'] or '—'}`",
+        f"- New deployed model: `{ex['new_deployed_model_id'] or '—'}`",
+        f"- Error: {ex['error'] or '—'}",
+        f"- Last update: {_when(ex['finished_at'])}",
+        "",
+        "## Canary",
+        "",
+    ]
+    if d["canary"]:
+        out += [
+            f"- {r['at']['utc']} {r['action']}: {r['outcome']} `{_md_cell(r['parameters'])}`"
+            for r in d["canary"]
+        ]
+    else:
+        out.append("- no canary figures in the audit for this change")
+    out += [
+        "",
+        "## Audit rows and chain hashes",
+        "",
+        "| id | at (UTC) | actor | action | outcome | prev_hash | hash | hash ok |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in d["audit_rows"]:
+        ok = {True: "yes", False: "**NO**", None: "—"}[r["hash_ok"]]
+        out.append(
+            f"| {r['id']} | {r['at']['utc']} | {_md_cell(_person(r['actor']))} |"
+            f" {_md_cell(r['action'])} | {_md_cell(r['outcome'])} | `{r['prev_hash']}` |"
+            f" `{r['hash']}` | {ok} |"
+        )
+    chain = d.get("chain")
+    out += ["", "## Chain verification", ""]
+    if chain:
+        out.append(f"- {chain.get('message')}")
+    else:
+        out.append("- not verified")
+    return "\n".join(out) + "\n"
+
+
+def to_json(d: dict[str, Any]) -> str:
+    return json.dumps(d, indent=2, sort_keys=True, default=str) + "\n"

@@ -1,0 +1,190 @@
+"""Step plans and the changes the bot makes for a canary.
+
+A step plan (`/promote <endpoint> steps=10,25,50,100`, or the environment's
+`promote_steps` with `steps=default`) lives on the canary's watch: the shares, the last
+step reached, and at most one action in flight. Every step is an ordinary promote change
+(planned, audited, run by `commands.execution`), so it shows in `/aiops changes` and the
+audit like any other. Exactly once: the watch row is claimed first by compare-and-set
+(`action_key` = `CAN-7:step:50`), the change carries the same key in its `extra`, and the
+endpoint's one-open-change lock makes a second creator find the first one's change. A bot
+that dies between the claim and the change finds its key unfulfilled on the next tick and
+creates the change then, once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from commands import execution
+from commands.canary_model import EnvCanaryPolicy, Watch, check_steps
+from commands.config import ConfigError, Endpoint
+from commands.errors import Refusal
+from commands.messages import Post, escape
+from commands.model import Actor, Change, ChangeKind, ChangeState
+from commands.planning import Plan, plan_promote, plan_rollback
+from commands.runtime import Runtime
+from commands.store import EndpointLocked
+from commands.views import change_card
+
+KEY = "canary_key"  # in `change.extra`: which watch action the change fulfils
+
+
+def parse_steps(text: str, policy: EnvCanaryPolicy) -> tuple[int, ...]:
+    """`10,25,50,100` (percent signs allowed), or `default` for the environment's plan."""
+    raw = text.strip().lower()
+    if raw in ("default", "yes", "true"):
+        return policy.promote_steps
+    try:
+        values = [int(part.strip().rstrip("%")) for part in raw.split(",") if part.strip()]
+        return check_steps(values, "steps")
+    except (ValueError, ConfigError):
+        raise Refusal(
+            f"`steps={escape(text)}` is not a step plan",
+            "Write rising whole percents ending where you want the canary, e.g."
+            " `steps=10,25,50,100`, or `steps=default` for the environment's plan"
+            f" ({','.join(map(str, policy.promote_steps))}).",
+            code="malformed",
+        ) from None
+
+
+def next_step(steps: list[int] | tuple[int, ...], share: int) -> int | None:
+    """The first step above the canary's current share."""
+    return next((s for s in steps if s > share), None)
+
+
+def plan_text(steps: list[int] | tuple[int, ...], share: int | None = None) -> str:
+    parts = [f"*{s}%*" if s == share else f"{s}%" for s in steps]
+    return " → ".join(parts)
+
+
+def step_key(watch: Watch, target: int) -> str:
+    return f"{watch.ref}:step:{target}"
+
+
+def rollback_key(watch: Watch) -> str:
+    return f"{watch.ref}:rollback"
+
+
+def find_keyed(rt: Runtime, endpoint: str, key: str) -> Change | None:
+    """The change that fulfils a watch action, if one was made (also by another replica)."""
+    for change in rt.store.list_changes(endpoint=endpoint, limit=50):
+        if change.extra.get(KEY) == key:
+            return change
+    return None
+
+
+def _extra(plan: Plan, key: str) -> dict[str, str]:
+    extra = {f"label:{k}": v for k, v in plan.labels.items()}
+    extra["mode"] = plan.mode
+    if plan.stable_id:
+        extra["stable_id"] = plan.stable_id
+    if plan.canary_id:
+        extra["canary_id"] = plan.canary_id
+    if plan.undeploy:
+        extra["undeploy"] = ",".join(plan.undeploy)
+    extra[KEY] = key
+    return extra
+
+
+@dataclass(frozen=True)
+class Made:
+    """What `make_change` did: a change (made now or found), or why there is none."""
+
+    change: Change | None
+    blocked_by: Change | None = None  # another open change holds the endpoint
+    nothing_to_do: bool = False  # the endpoint is already where the action would take it
+
+
+def make_change(
+    rt: Runtime,
+    watch: Watch,
+    *,
+    kind: ChangeKind,
+    key: str,
+    requester: Actor,
+    decided_by: str,
+    reason: str,
+    target: int | None = None,
+    note: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> Made:
+    """Plan, record, approve (by policy or by the person who decided) and start a change
+    on the watch's canary: a promote to `target`, or a rollback. Idempotent by `key`."""
+    ep: Endpoint = rt.config.endpoints[watch.endpoint]
+    env = rt.config.environment_of(ep)
+    holder = rt.store.open_change(ep.slug)
+    if holder is not None:
+        if holder.extra.get(KEY) == key:
+            return Made(holder)
+        return Made(None, blocked_by=holder)
+    done = find_keyed(rt, ep.slug, key)
+    if done is not None:
+        return Made(done)
+    state = rt.platform.endpoint_state(ep)
+    if state.model(watch.canary_id) is None:
+        return Made(None, nothing_to_do=True)
+    try:
+        if kind is ChangeKind.PROMOTE:
+            assert target is not None
+            if state.traffic.get(watch.canary_id, 0) >= target:
+                return Made(None, nothing_to_do=True)
+            plan = plan_promote(state, watch.canary_id, target)
+        else:
+            plan = plan_rollback(state, watch.canary_id, None)
+    except Refusal:
+        return Made(None, nothing_to_do=True)
+    fields = _extra(plan, key) | (extra or {})
+    if kind is ChangeKind.PROMOTE and target == 100 and plan.stable_id:
+        fields["replaced_version"] = plan.labels.get(plan.stable_id, "")
+    change = Change(
+        id="",
+        kind=kind,
+        endpoint=ep.slug,
+        environment=env.name,
+        requester_id=requester.id,
+        state=ChangeState.REQUESTED,
+        created_at=rt.clock(),
+        reason=reason,
+        canary_percent=target,
+        split_before=plan.before,
+        split_after=plan.after,
+        restore_split=plan.restore,
+        extra=fields,
+    )
+    try:
+        change = rt.store.create_change(change)
+    except EndpointLocked as locked:
+        if locked.holder.extra.get(KEY) == key:
+            return Made(locked.holder)
+        return Made(None, blocked_by=locked.holder)
+    rt.auditor.record(
+        "plan",
+        requester.id,
+        "planned",
+        change=change,
+        justification=reason,
+        parameters={
+            "kind": kind.value,
+            "split_before": change.split_before,
+            "split_after": change.split_after,
+            "canary": watch.ref,
+            "key": key,
+        },
+    )
+    moved = rt.store.transition(
+        change.id,
+        ChangeState.REQUESTED,
+        ChangeState.APPROVED,
+        decided_by=decided_by,
+        decided_at=rt.clock(),
+    )
+    assert moved is not None
+    change = moved
+    channel = rt.config.channels.approvals if env.needs_approval else rt.config.channels.ops
+    card = change_card(change, rt.config, note=note)
+    ref = rt.notifier.post(Post(channel, card, change_id=change.id))
+    if ref:
+        rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
+        change.channel, change.message_ts = ref.channel, ref.ts
+    execution.start(rt, change)
+    return Made(change)
