@@ -271,6 +271,30 @@ def cancel(
     raise _closed(rt, rt.store.get_change(change.id) or change)
 
 
+def supersede(rt: Runtime, holder: Change, actor_id: str, why: str) -> Change | None:
+    """Mitigation first: a change that has not started yet gives way to a rollback."""
+    for old in (ChangeState.PENDING_APPROVAL, ChangeState.REQUESTED, ChangeState.APPROVED):
+        now = rt.clock()
+        done = rt.store.transition(
+            holder.id,
+            old,
+            ChangeState.CANCELLED,
+            decided_by=actor_id,
+            decided_at=now,
+            updated_at=now,
+        )
+        if done is not None:
+            rt.auditor.record("cancel", actor_id, "cancelled", change=done, justification=why)
+            execution.refresh_card(rt, done, note=f"Cancelled: {why}.")
+            execution.tell(
+                rt,
+                done.requester_id,
+                f"{done.id} ({done.kind.value} {done.endpoint}) was cancelled: {why}.",
+            )
+            return done
+    return None
+
+
 def _ack(rt: Runtime, change: Change, text: str) -> Reply:
     reply = change_card(change, rt.config, approvals=rt.store.approvals(change.id))
     reply.text = text

@@ -27,7 +27,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from commands import execution, steps
+from commands import approvals, execution, steps
 from commands.canary_model import (
     ACTIVE_STATES,
     CanarySettings,
@@ -389,22 +389,8 @@ def run_check(rt: Runtime, w: Watch, source: str) -> Check | None:
 
 
 def _cancel_for_rollback(rt: Runtime, holder: Change, w: Watch) -> bool:
-    """Mitigation first: a change that has not started yet gives way to the rollback."""
-    for old in (ChangeState.PENDING_APPROVAL, ChangeState.REQUESTED, ChangeState.APPROVED):
-        done = rt.store.transition(
-            holder.id,
-            old,
-            ChangeState.CANCELLED,
-            decided_by=BOT.id,
-            decided_at=rt.clock(),
-            updated_at=rt.clock(),
-        )
-        if done is not None:
-            why = f"superseded by the rollback of canary {w.canary_version} ({w.ref})"
-            rt.auditor.record("cancel", BOT.id, "cancelled", change=done, justification=why)
-            execution.refresh_card(rt, done, note=f"Cancelled by the bot: {why}.")
-            return True
-    return False
+    why = f"superseded by the rollback of canary {w.canary_version} ({w.ref})"
+    return approvals.supersede(rt, holder, BOT.id, why) is not None
 
 
 def _breach_reason(rt: Runtime, w: Watch, settings: CanarySettings) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from commands import canary, compliance, execution
+from commands import approvals, canary, compliance, execution
 from commands.catalog import SLASH_COMMANDS
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
@@ -207,6 +207,17 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
         else None
     )
     holder = rt.store.open_change(ep.slug)
+    if (
+        holder is not None
+        and kind is ChangeKind.ROLLBACK
+        and holder.state is not ChangeState.RUNNING
+    ):
+        # Mitigation first: a rollback never waits behind a change that has not started.
+        why = f"superseded by {mention(inv.actor.id)}'s rollback of `{ep.slug}`"
+        if approvals.supersede(rt, holder, inv.actor.id, why) is not None:
+            holder = None
+        else:
+            holder = rt.store.open_change(ep.slug)
     if holder is not None:  # say so before planning; the insert below is what enforces it
         raise _locked(ep, holder)
     gate = (

@@ -172,10 +172,27 @@ def test_approval_after_expiry_time_is_refused_even_before_sweep(bot: Bot) -> No
     assert bot.change(change_id).state is ChangeState.EXPIRED
 
 
+def test_rollback_supersedes_a_change_that_has_not_started(bot: Bot) -> None:
+    bot.run(ALICE, DEPLOY)
+    pending = pending_id(bot)
+    bot.run(BOB, f"/aiops approve {pending}")
+    passing_window(bot)
+    bot.run(ALICE, '/promote loan-assessor to=50 reason="looks fine"')
+    promote = pending_id(bot)
+    reply = bot.run(CAROL, '/rollback loan-assessor reason="P95 climbing"')
+    assert reply.ok, text_of(reply)
+    assert bot.change(promote).state is ChangeState.CANCELLED
+    assert bot.split("loan-assessor") == {"1.2.0": 100}
+    cancelled = [
+        e for e in bot.rt.store.audit(AuditQuery(change_id=promote)) if e.action == "cancel"
+    ]
+    assert cancelled and "rollback" in (cancelled[0].justification or "")
+
+
 def test_lock_names_the_holder(bot: Bot) -> None:
     bot.run(ALICE, DEPLOY)
     holder = pending_id(bot)
-    reply = bot.run(CAROL, '/rollback loan-assessor reason="x"')
+    reply = bot.run(CAROL, '/deploy loan-assessor gemma-3-1b-it@1.1.0 reason="x"')
     assert not reply.ok
     assert holder in reply.text and "locked" in reply.text
 

@@ -116,3 +116,22 @@ def test_audit_chain_with_concurrent_writers(engine: Engine) -> None:
         prev = row.hash
     assert len(store.audit(AuditQuery(actor_id="U1"))) == 10
     assert len(store.audit(AuditQuery(limit=5))) == 5
+
+
+def test_long_outcomes_and_reasons_are_kept_whole(engine: Engine) -> None:
+    store = SqlStore(engine)
+    outcome = (
+        "failed: "
+        + "quota exceeded for aiplatform.googleapis.com/custom_model_serving_nvidia_l4 " * 5
+    )
+    stored = store.append_audit(
+        AuditEvent(
+            action="execution_finished",
+            actor_id="bot",
+            outcome=outcome,
+            at=NOW,
+            justification="x" * 5000,
+        )
+    )
+    (row,) = store.audit(AuditQuery(change_id=None, limit=1))
+    assert row.id == stored.id and row.outcome == outcome and len(row.justification or "") == 5000

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -90,7 +90,7 @@ class AuditRow(SQLModel, table=True):
     target: str | None = Field(default=None, max_length=128)
     parameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     justification: str | None = None
-    outcome: str = Field(max_length=32)
+    outcome: str = Field(sa_column=Column(Text, nullable=False))
     change_id: str | None = Field(default=None, max_length=32)
     request_id: str | None = Field(default=None, max_length=64)
     retain_until: datetime | None = _ts(nullable=True)

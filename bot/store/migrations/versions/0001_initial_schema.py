@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("target", sa.String(length=128), nullable=True),
         sa.Column("parameters", sa.JSON(), nullable=False),
         sa.Column("justification", sa.String(), nullable=True),
-        sa.Column("outcome", sa.String(length=32), nullable=False),
+        sa.Column("outcome", sa.Text(), nullable=False),
         sa.Column("change_id", sa.String(length=32), nullable=True),
         sa.Column("request_id", sa.String(length=64), nullable=True),
         sa.Column("retain_until", sa.DateTime(timezone=True), nullable=True),
