@@ -7,14 +7,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-from commands.redaction import redact
-
-
-class RedactFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = redact(record.getMessage())
-        record.args = None
-        return True
+from commands.redaction import RedactingFilter, redact
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,7 +26,8 @@ class JsonFormatter(logging.Formatter):
 def setup_logging(level: str = "INFO") -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
-    handler.addFilter(RedactFilter())
+    # JsonFormatter redacts tracebacks itself, so it may keep exc_info.
+    handler.addFilter(RedactingFilter(drop_exc_info=False))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from commands.model import Change
-from commands.redaction import redact
+from commands.redaction import redact, redact_value
 from commands.store import AuditEvent, Store
 
 RETENTION = timedelta(days=7 * 365 + 2)  # seven years, leap days included
@@ -17,16 +17,6 @@ class AuditSink(Protocol):
     """A second copy of every row (Cloud Logging's `aiops-audit` in production)."""
 
     def write(self, event: AuditEvent) -> None: ...
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
 
 
 class Auditor:
@@ -64,7 +54,7 @@ class Auditor:
             at=now,
             environment=environment or (change.environment if change else None),
             target=target or (change.endpoint if change else None),
-            parameters=_clean(parameters or {}),
+            parameters=redact_value(parameters or {}),
             justification=redact(justification) if justification else None,
             change_id=change_id or (change.id if change else None),
             request_id=request_id,

@@ -45,7 +45,7 @@ from commands.schedule import (
     local_time,
     run_at,
 )
-from commands.store import AuditQuery
+from commands.store import AuditEvent, AuditQuery
 from commands.views import breaches, when
 
 MAX_BLOCKS = 50
@@ -121,6 +121,7 @@ class DigestData:
     costs: dict[str, list[float]] | None = None
     series: dict[str, list[SeriesPoint]] | None = None
     interventions: dict[str, list[str]] = field(default_factory=dict)
+    flagged: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
@@ -263,6 +264,11 @@ def gather(
                 )
             except PlatformError as exc:
                 problems.append(f"metric history unavailable: {exc}")
+    data.flagged = [
+        _flag_line(e, tz)
+        for e in rt.store.audit(AuditQuery(since=since, environment=env, limit=5000))
+        if e.action in FLAGGED_ACTIONS
+    ]
     if kind is DigestKind.EOD:
         day_start = local_time(local.date(), time(0, 0), tz)
         events = rt.store.audit(
@@ -280,6 +286,24 @@ def gather(
             by_person[e.actor_id].append(f"`{stamp}` {escape(what)}{why}")
         data.interventions = dict(by_person)
     return data
+
+
+# Actions that bypassed or overrode a control: every digest names them for review.
+FLAGGED_ACTIONS = {
+    "break_glass": ":rotating_light: break glass",
+    "forced_promote": ":warning: forced promote",
+    "canary_rollback": ":rewind: automatic rollback",
+    "approval_void": ":no_entry_sign: approval void",
+    "workspace_refused": ":no_entry: request from another workspace",
+}
+
+
+def _flag_line(e: AuditEvent, tz: ZoneInfo) -> str:
+    what = FLAGGED_ACTIONS[e.action]
+    where = f" `{e.target}`" if e.target else ""
+    ref = f" [{e.change_id}]" if e.change_id else ""
+    why = f" — _{escape(redact(e.justification))}_" if e.justification else ""
+    return f"`{e.at.astimezone(tz):%a %H:%M}` {what}{where}{ref} by {mention(e.actor_id)}{why}"
 
 
 def _ranked_breaching(data: DigestData, th: Thresholds) -> list[str]:
@@ -557,6 +581,8 @@ def render(
 
     if kind is DigestKind.MORNING and cost_lines:
         sections.append(("Cost", cost_lines))
+    if data.flagged:
+        sections.append(("Flagged for review", _capped(data.flagged, 10)))
     pending_lines = _capped([_change_line(c, tz) for c in pending])
     if pending_lines:
         sections.append(

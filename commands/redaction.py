@@ -1183,14 +1183,19 @@ class RedactingFilter(logging.Filter):
 
     Install it on handlers (`handler.addFilter(RedactingFilter())`). It formats the
     message with its arguments, redacts the result, and stores it back as `msg` with no
-    `args`; a traceback is rendered and redacted into `exc_text` and `exc_info` is
-    dropped so that no formatter renders the raw exception again; `stack_info` too.
-    Fields passed through `extra=` are not touched.
+    `args`. A traceback is rendered and redacted into `exc_text` (which
+    `logging.Formatter` prints) and `exc_info` is dropped, so that no formatter renders
+    the raw exception again — a custom formatter must print `exc_text`; pass
+    `drop_exc_info=False` to keep `exc_info` for one that redacts by itself.
+    `stack_info` is redacted too. Fields passed through `extra=` are not touched.
     """
 
-    def __init__(self, redactor: Redactor | None = None, name: str = "") -> None:
+    def __init__(
+        self, redactor: Redactor | None = None, name: str = "", *, drop_exc_info: bool = True
+    ) -> None:
         super().__init__(name)
         self._redactor = redactor
+        self._drop_exc_info = drop_exc_info
 
     def filter(self, record: logging.LogRecord) -> bool:
         r = self._redactor or default_redactor()
@@ -1203,7 +1208,8 @@ class RedactingFilter(logging.Filter):
         if record.exc_info:
             if not record.exc_text:
                 record.exc_text = logging.Formatter().formatException(record.exc_info)
-            record.exc_info = None
+            if self._drop_exc_info:
+                record.exc_info = None
         if record.exc_text:
             record.exc_text = r.redact(record.exc_text)
         if record.stack_info:

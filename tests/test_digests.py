@@ -477,3 +477,40 @@ def test_digest_config_is_checked() -> None:
         raw["digests"] = bad
         with pytest.raises(ConfigError, match=words):
             digest_settings(parse_config(raw))
+
+
+def test_overrides_since_the_last_digest_are_flagged_for_review(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    rt = runtime(sqlite_engine, clock)
+    clock.advance(hours=-10)  # yesterday evening, after the EOD digest
+    rt.auditor.record(
+        "break_glass",
+        "U0CAROL",
+        "ran without approval",
+        environment="prod",
+        target="loan-assessor",
+        change_id="CHG-7",
+        justification="P1 outage, bob unreachable",
+    )
+    rt.auditor.record(
+        "forced_promote",
+        "U0ALICE",
+        "promoted while failing",
+        environment="prod",
+        target="loan-assessor",
+        change_id="CHG-8",
+        justification="risk accepted by CRO",
+    )
+    rt.auditor.record(
+        "break_glass", "U0CAROL", "ran", environment="staging", target="loan-assessor-stg"
+    )
+    clock.advance(hours=10)
+    out = texts(digests.compose(rt, DigestKind.MORNING, "prod").reply)
+    flagged = out.split("Flagged for review")[1]
+    assert "break glass `loan-assessor` [CHG-7] by <@U0CAROL>" in flagged
+    assert "forced promote `loan-assessor` [CHG-8] by <@U0ALICE>" in flagged
+    assert "risk accepted by CRO" in flagged
+    assert "loan-assessor-stg" not in out  # staging's overrides go in staging's digest
+    quiet = texts(digests.compose(rt, DigestKind.MORNING, "staging").reply)
+    assert "Flagged for review" in quiet and "loan-assessor-stg" in quiet

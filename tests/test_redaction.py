@@ -10,6 +10,7 @@ import io
 import logging
 import os
 import re
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -329,6 +330,17 @@ def test_logging_filter_redacts_message_args_and_traceback() -> None:
     for secret in ("Jane", "0412", "123 456 782", "jane@example.com"):
         assert secret not in text
     assert "CHG-12" in text and "4567891234567890123" in text and "ValueError" in text
+
+
+def test_logging_filter_can_keep_exc_info_for_a_formatter_that_redacts() -> None:
+    try:
+        raise ValueError("jane@example.com")
+    except ValueError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "boom", (), sys.exc_info())
+    assert RedactingFilter(R, drop_exc_info=False).filter(record)
+    assert record.exc_info is not None
+    assert record.exc_text and "jane@example.com" not in record.exc_text
+    assert "jane@example.com" not in logging.Formatter().format(record)
 
 
 def test_logging_filter_is_idempotent_on_a_shared_record() -> None:

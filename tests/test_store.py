@@ -135,3 +135,21 @@ def test_long_outcomes_and_reasons_are_kept_whole(engine: Engine) -> None:
     )
     (row,) = store.audit(AuditQuery(change_id=None, limit=1))
     assert row.id == stored.id and row.outcome == outcome and len(row.justification or "") == 5000
+
+
+def test_audit_time_bounds_in_any_zone(engine: Engine) -> None:
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo
+
+    store = SqlStore(engine)
+    for hours in (0, 2, 4):
+        store.append_audit(
+            AuditEvent(
+                action="command", actor_id="U0BOB", outcome="ok", at=NOW + timedelta(hours=hours)
+            )
+        )
+    sydney = ZoneInfo("Australia/Sydney")
+    since = (NOW + timedelta(hours=1)).astimezone(sydney)  # the same instant, written in Sydney
+    until = (NOW + timedelta(hours=3)).astimezone(sydney)
+    rows = store.audit(AuditQuery(since=since, until=until))
+    assert [r.at for r in rows] == [NOW + timedelta(hours=2)]

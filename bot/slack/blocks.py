@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from commands.messages import Block, Button, Buttons, Context, Divider, Fields, Header, Reply, Text
-from commands.redaction import redact
+from commands.redaction import redact, redact_value
 
 MAX_BLOCKS = 50
 SECTION_TEXT = 3000
@@ -35,7 +35,11 @@ def _block(block: Block) -> dict[str, Any]:
         return {
             "type": "section",
             "fields": [
-                {"type": "mrkdwn", "text": _cut(f"*{label}*\n{value}", FIELD_TEXT)}
+                # the label gives the value its context (`Customer` → a name)
+                {
+                    "type": "mrkdwn",
+                    "text": _cut(f"*{label}*\n{redact_value({label: value})[label]}", FIELD_TEXT),
+                }
                 for label, value in block.pairs[:10]
             ],
         }

@@ -307,10 +307,11 @@ class SqlStore:
 
     def audit(self, query: AuditQuery) -> list[AuditEvent]:
         q = select(AuditRow)
+        # Rows are stored in UTC; SQLite compares text, so bounds must be UTC too.
         if query.since is not None:
-            q = q.where(col(AuditRow.at) >= query.since)
+            q = q.where(col(AuditRow.at) >= utc(query.since))
         if query.until is not None:
-            q = q.where(col(AuditRow.at) < query.until)
+            q = q.where(col(AuditRow.at) < utc(query.until))
         if query.endpoint is not None:
             q = q.where(AuditRow.target == query.endpoint)
         if query.environment is not None:
