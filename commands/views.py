@@ -155,6 +155,8 @@ def change_card(
         state_line += f"\n:x: {escape(change.error)}"
     blocks.append(Text(state_line))
     for a in approvals:
+        if a.approver_id == change.decided_by and len(approvals) == 1:
+            continue  # already said on the state line
         why = f": {escape(a.reason)}" if a.reason else ""
         blocks.append(
             Context(
