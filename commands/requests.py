@@ -8,7 +8,7 @@ from commands import approvals, canary, compliance, execution
 from commands.catalog import SLASH_COMMANDS
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
-from commands.messages import Context, Post, Reply, escape, mention
+from commands.messages import Context, Reply, escape, mention
 from commands.model import (
     Actor,
     Change,
@@ -264,10 +264,7 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
         assert moved is not None
         change = moved
         card = change_card(change, rt.config, health=health, buttons=True)
-        ref = rt.notifier.post(Post(rt.config.channels.approvals, card, change_id=change.id))
-        if ref:
-            rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
-            change.channel, change.message_ts = ref.channel, ref.ts
+        execution.post_card(rt, change, rt.config.channels.approvals, card)
         rt.auditor.record(
             "approval_requested",
             inv.actor.id,
@@ -327,16 +324,10 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
             if glass
             else f"Rolled back by {mention(inv.actor.id)} without waiting for approval (policy).",
         )
-        ref = rt.notifier.post(Post(rt.config.channels.approvals, card, change_id=change.id))
-        if ref:
-            rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
-            change.channel, change.message_ts = ref.channel, ref.ts
+        execution.post_card(rt, change, rt.config.channels.approvals, card)
     else:
         card = change_card(change, rt.config, health=health)
-        ref = rt.notifier.post(Post(rt.config.channels.ops, card, change_id=change.id))
-        if ref:
-            rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
-            change.channel, change.message_ts = ref.channel, ref.ts
+        execution.post_card(rt, change, rt.config.channels.ops, card)
     execution.start(rt, change)  # not before its time, if scheduled
     reply = change_card(change, rt.config, health=health)
     reply.ephemeral = True

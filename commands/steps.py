@@ -19,7 +19,7 @@ from commands import execution
 from commands.canary_model import EnvCanaryPolicy, Watch, check_steps
 from commands.config import ConfigError, Endpoint
 from commands.errors import Refusal
-from commands.messages import Post, escape
+from commands.messages import escape
 from commands.model import Actor, Change, ChangeKind, ChangeState
 from commands.planning import Plan, plan_promote, plan_rollback
 from commands.runtime import Runtime
@@ -182,9 +182,6 @@ def make_change(
     change = moved
     channel = rt.config.channels.approvals if env.needs_approval else rt.config.channels.ops
     card = change_card(change, rt.config, note=note)
-    ref = rt.notifier.post(Post(channel, card, change_id=change.id))
-    if ref:
-        rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
-        change.channel, change.message_ts = ref.channel, ref.ts
+    execution.post_card(rt, change, channel, card)
     execution.start(rt, change)
     return Made(change)
