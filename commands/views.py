@@ -232,7 +232,8 @@ def status_reply(
                 ("Drift", f"{h.drift:.3f}" if h.drift is not None else "not monitored"),
                 ("Replicas", f"{h.replicas} / {h.max_replicas}"),
                 (
-                    "Cost today",
+                    # a billed (non-estimate) figure is yesterday's: the export lags by hours
+                    "Cost today" if h.cost_is_estimate else "Cost yesterday (billed)",
                     (f"${h.cost_today_usd:,.2f}" + (" (estimate)" if h.cost_is_estimate else ""))
                     if h.cost_today_usd is not None
                     else "n/a",

@@ -11,11 +11,19 @@ by endpoint and deployed model, never one query per endpoint:
 - errors and requests: `response_count` by `response_code`; 5xx and 429 count as errors.
 - replicas: `replicas`, ALIGN_MEAN in 5-minute steps since local midnight (or the window,
   if longer): the newest step is "replicas now", the steps since midnight × the
-  configured price per replica-hour are today's cost *estimate* (labelled as such). The
-  BigQuery billing export is not read yet.
+  configured price per replica-hour are today's cost *estimate* (labelled as such). When
+  `[vertex] billing_export_table` is set, the platform replaces it with yesterday's billed
+  cost from the BigQuery export (`billing.py`).
 - accelerator duty cycle: `accelerator/duty_cycle`, ALIGN_MEAN / REDUCE_MEAN, a 0–1 fraction.
 
-The metrics arrive 2–6 minutes late, so "now" means "the newest point Monitoring has".
+Lag: Vertex AI's metrics arrive 2–6 minutes late, so every window ends at
+now − `[vertex] metrics_lag_seconds` (default 300), not at now. A window ending at now
+would hold a partly filled tail that reads as a drop in traffic and, for the canary
+analysis (which compares the canary with the stable model over one window), too few
+requests. The canary's checks therefore judge the interval that ended 5 minutes ago.
+
+`health_series` (the digest's chart) asks two `list_time_series` (latency, responses) for
+all endpoints of a project, aligned in the requested step (15 minutes for the digest).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from google.api_core.retry import Retry, if_exception_type
 from google.cloud import monitoring_v3
 
 from commands.config import Config, Endpoint
+from commands.digests import SeriesPoint
 from commands.model import EndpointHealth, ModelHealth
 from commands.platform import Alert, PlatformError
 
@@ -252,7 +261,7 @@ class CloudMonitoring:
     def health(
         self, endpoints: Sequence[Endpoint], window: timedelta = timedelta(hours=1)
     ) -> dict[str, EndpointHealth]:
-        now = _utc(self.clock())
+        now = self.now()
         window = max(window, timedelta(minutes=1))  # Monitoring's shortest alignment period
         by_project: dict[str, list[Endpoint]] = defaultdict(list)
         for ep in endpoints:
@@ -263,6 +272,83 @@ class CloudMonitoring:
             figures = self._query_project(project, sorted(ids), now, window)
             for endpoint_id, ep in ids.items():
                 out[ep.slug] = self._health_of(ep, figures.get(endpoint_id, _Figures()), now)
+        return out
+
+    def now(self) -> datetime:
+        """The end of every health window: now − the metrics' lag."""
+        return _utc(self.clock()) - timedelta(seconds=self.settings.metrics_lag_seconds)
+
+    def health_series(
+        self, endpoints: Sequence[Endpoint], since: datetime, until: datetime, step: timedelta
+    ) -> dict[str, list[SeriesPoint]]:
+        """P95 latency and error rate per endpoint in `step` periods from `since` to
+        `until` (capped at now − lag): two queries per project, never one per endpoint."""
+        step = max(step, timedelta(minutes=1))
+        end = min(_utc(until), self.now())
+        start = _utc(since)
+        by_project: dict[str, list[Endpoint]] = defaultdict(list)
+        for ep in endpoints:
+            by_project[self.config.environment_of(ep).project].append(ep)
+        out: dict[str, list[SeriesPoint]] = {}
+        if end <= start:
+            return {ep.slug: [] for ep in endpoints}
+        by_endpoint = ("resource.label.endpoint_id",)
+        for project, group in by_project.items():
+            ids = {_endpoint_label(self._vertex_id(ep)): ep for ep in group}
+            hist: dict[str, dict[datetime, Histogram]] = defaultdict(dict)
+            for series in self._list(
+                project,
+                LATENCY,
+                sorted(ids),
+                start,
+                end,
+                step,
+                Aligner.ALIGN_DELTA,
+                Reducer.REDUCE_SUM,
+                group_by=by_endpoint,
+                extra=' AND metric.labels.latency_type = "total"',
+            ):
+                ep_id = str(series.resource.labels.get("endpoint_id", ""))
+                for point in series.points:
+                    h = Histogram.from_distribution(point.value.distribution_value)
+                    if h is not None:
+                        hist[ep_id][_utc(point.interval.end_time)] = h
+            requests: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
+            errors: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
+            for series in self._list(
+                project,
+                RESPONSES,
+                sorted(ids),
+                start,
+                end,
+                step,
+                Aligner.ALIGN_DELTA,
+                Reducer.REDUCE_SUM,
+                group_by=(*by_endpoint, "metric.label.response_code"),
+            ):
+                ep_id = str(series.resource.labels.get("endpoint_id", ""))
+                code = str(series.metric.labels.get("response_code", ""))
+                for point in series.points:
+                    at, n = _utc(point.interval.end_time), int(_number(point.value))
+                    requests[ep_id][at] += n
+                    if code.startswith("5") or code == "429":
+                        errors[ep_id][at] += n
+            for ep_id, ep in ids.items():
+                times = sorted(set(hist.get(ep_id, {})) | set(requests.get(ep_id, {})))
+                out[ep.slug] = [
+                    SeriesPoint(
+                        at=at,
+                        p95_latency_ms=_round(
+                            hist[ep_id][at].percentile(0.95) if at in hist.get(ep_id, {}) else None
+                        ),
+                        error_rate=(
+                            round(errors[ep_id][at] / requests[ep_id][at], 5)
+                            if requests.get(ep_id, {}).get(at)
+                            else None
+                        ),
+                    )
+                    for at in times
+                ]
         return out
 
     def _vertex_id(self, endpoint: Endpoint) -> str:

@@ -1,5 +1,7 @@
 """The Vertex AI platform: deploy, shift traffic and undeploy model versions with the
-v1 clients of google-cloud-aiplatform; health, alerts and cost from Cloud Monitoring.
+v1 clients of google-cloud-aiplatform; health, alerts and the cost estimate from Cloud
+Monitoring (`monitoring.py`), drift from model monitoring jobs (`drift.py`), billed cost
+from the BigQuery billing export when configured (`billing.py`).
 
 Import this module only when the config says `platform = "vertex"`: it loads
 `google.cloud.aiplatform_v1` (about 0.6 s; the high-level `aiplatform` module, never
@@ -19,12 +21,13 @@ happened. Every other error becomes a `PlatformError` with a specific message an
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import logging
 import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.api_core import exceptions as gexc
@@ -35,6 +38,7 @@ from google.cloud import aiplatform_v1 as v1
 from google.protobuf import field_mask_pb2
 
 from commands.config import Config, ConfigError, Endpoint
+from commands.digests import SeriesPoint
 from commands.model import (
     DeployedModel,
     EndpointHealth,
@@ -47,6 +51,8 @@ from commands.model import (
 )
 from commands.platform import Alert, OperationStatus, PlatformError, UnknownVersion
 
+from .billing import BillingExport
+from .drift import ModelMonitoringDrift
 from .monitoring import CloudMonitoring, platform_error, read_retry
 from .vertex_settings import VertexSettings, alias_version, parse_vertex_settings, version_alias
 
@@ -89,6 +95,7 @@ class VertexClients:
 
     endpoints: Any  # aiplatform_v1.EndpointServiceClient
     models: Any  # aiplatform_v1.ModelServiceClient
+    jobs: Any = None  # aiplatform_v1.JobServiceClient (model monitoring); None: no drift
 
 
 ClientFactory = Callable[[str], VertexClients]
@@ -100,6 +107,7 @@ def regional_clients(region: str) -> VertexClients:
     return VertexClients(
         endpoints=v1.EndpointServiceClient(client_options=options),
         models=v1.ModelServiceClient(client_options=options),
+        jobs=v1.JobServiceClient(client_options=options),
     )
 
 
@@ -117,13 +125,18 @@ class VertexPlatform:
         clients: ClientFactory | None = None,
         endpoint_client: Any = None,
         model_client: Any = None,
+        job_client: Any = None,
         monitoring: CloudMonitoring | None = None,
+        billing_session: Any = None,
+        clock: Callable[[], datetime] | None = None,
         settings: VertexSettings | None = None,
         retry: Retry | None = None,
         polling: Retry | None = None,
     ) -> None:
         """Either `clients` (a factory of per-region clients) or one `endpoint_client` and
-        `model_client` used for every region (tests build them on an insecure channel)."""
+        `model_client` (and optionally `job_client`, for drift) used for every region (tests
+        build them on an insecure channel). `billing_session` is an authorised requests
+        session for BigQuery, used when `[vertex] billing_export_table` is set."""
         self.config = config
         self.settings = settings or parse_vertex_settings(config)
         for slug, ep in config.endpoints.items():
@@ -135,7 +148,7 @@ class VertexPlatform:
         if clients is None:
             if endpoint_client is None or model_client is None:
                 raise ValueError("pass `clients`, or both `endpoint_client` and `model_client`")
-            shared = VertexClients(endpoint_client, model_client)
+            shared = VertexClients(endpoint_client, model_client, job_client)
             clients = lambda _region: shared  # noqa: E731 - one set for every region
         self._factory = clients
         self._clients: dict[str, VertexClients] = {}
@@ -143,16 +156,45 @@ class VertexPlatform:
         self.retry = retry or read_retry(self.settings.read_timeout_s)
         self.polling = polling  # for `wait`; None: google-api-core's default polling
         self.monitoring = monitoring
+        self.clock: Callable[[], datetime] = clock or (
+            monitoring.clock if monitoring is not None else (lambda: datetime.now(UTC))
+        )
+        self.drift_reader = ModelMonitoringDrift(
+            lambda region: self._for(region).jobs,
+            retry=self.retry,
+            timeout=self.settings.read_timeout_s,
+            lookback=timedelta(hours=self.settings.drift_lookback_hours),
+        )
+        self.billing: BillingExport | None = None
+        if self.settings.billing_export_table and billing_session is not None:
+            self.billing = BillingExport(
+                config,
+                self.settings,
+                billing_session,
+                retry=self.retry,
+                clock=self.clock,
+                where=self._where,
+            )
 
     @classmethod
     def from_config(cls, config: Config) -> VertexPlatform:
         """Regional clients and Monitoring with Application Default Credentials."""
         settings = parse_vertex_settings(config)
+        session = None
+        if settings.billing_export_table:
+            import google.auth
+            from google.auth.transport.requests import AuthorizedSession
+
+            credentials, _ = google.auth.default(
+                scopes=["https://www.googleapis.com/auth/bigquery.readonly"]
+            )
+            session = AuthorizedSession(credentials)  # type: ignore[no-untyped-call]
         return cls(
             config,
             clients=regional_clients,
             settings=settings,
             monitoring=CloudMonitoring.from_config(config, settings),
+            billing_session=session,
         )
 
     # -- naming ------------------------------------------------------------------------
@@ -509,7 +551,40 @@ class VertexPlatform:
     def health(
         self, endpoints: Sequence[Endpoint], window: timedelta = timedelta(hours=1)
     ) -> dict[str, EndpointHealth]:
-        return self._require_monitoring().health(endpoints, window)
+        """Monitoring's figures (window ending at now − metrics lag), then drift from
+        model monitoring and, when the export is configured, yesterday's billed cost.
+        Neither drift nor billing ever fails health: a fault is logged and the figure reads
+        "not monitored" / stays the replica-hour estimate."""
+        monitoring = self._require_monitoring()
+        health = monitoring.health(endpoints, window)
+        drift = self.drift_reader.drift(endpoints, self._where, monitoring.now())
+        billed: dict[str, list[float]] = {}
+        if self.billing is not None and endpoints:
+            try:
+                billed = self.billing.daily_costs(endpoints, 1)
+            except PlatformError as exc:
+                log.warning("cost is the replica-hour estimate: %s", exc)
+        out = {}
+        for slug, h in health.items():
+            changes: dict[str, Any] = {"drift": drift.get(slug)}
+            if billed.get(slug):
+                # yesterday's billed cost (the export lags by hours, so today's is partial)
+                changes |= {"cost_today_usd": billed[slug][-1], "cost_is_estimate": False}
+            out[slug] = dataclasses.replace(h, **changes)
+        return out
+
+    def daily_costs(self, endpoints: Sequence[Endpoint], days: int) -> dict[str, list[float]]:
+        """The digest's CostHistory: billed cost per day from the export; {} without one
+        (the digest then shows today's estimate from health)."""
+        if self.billing is None:
+            return {}
+        return self.billing.daily_costs(endpoints, days)
+
+    def health_series(
+        self, endpoints: Sequence[Endpoint], since: datetime, until: datetime, step: timedelta
+    ) -> dict[str, list[SeriesPoint]]:
+        """The digest's MetricHistory, from Cloud Monitoring (two queries per project)."""
+        return self._require_monitoring().health_series(endpoints, since, until, step)
 
     def alerts(self, since: datetime) -> list[Alert]:
         return self._require_monitoring().alerts(since)

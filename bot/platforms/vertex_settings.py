@@ -9,6 +9,15 @@ deploy_service_account = ""                 # the serving container's identity (
 read_timeout_s = 30                         # total budget of a read, retries included
 write_timeout_s = 120                       # one attempt of a write; writes never retry
 monitoring_url = "https://monitoring.googleapis.com"  # the alerts REST API's base URL
+metrics_lag_seconds = 300                   # health windows end this long before now
+drift_lookback_hours = 48                   # newest drift stats no older than this
+# yesterday's cost per endpoint from the Cloud Billing *detailed* (resource-level) export;
+# without it, cost is the replica-hour estimate below (always labelled an estimate)
+billing_export_table = "finops-prj.billing.gcp_billing_export_resource_v1_XXXXXX_XXXXXX_XXXXXX"
+billing_query_project = ""                  # runs the query (default: the table's project)
+billing_label = "aiops_endpoint"            # endpoint label used when a row has no resource name
+billing_cache_seconds = 3600                # the export changes a few times a day
+bigquery_url = "https://bigquery.googleapis.com"
 
 [vertex.models]                 # model name → Model Registry model; default: the name itself
 "gemma-3-1b-it" = "gemma-3-1b-it"             # a user-chosen model id in each environment,
@@ -42,6 +51,11 @@ from commands.config import Config, ConfigError, Endpoint
 
 _ALIAS_RE = re.compile(r"^v(\d+)-(\d+)-(\d+)(?:-([0-9A-Za-z-]+))?$")
 _SEVERITIES = ("P1", "P2", "P3")
+# project.dataset.table: BigQuery ids, so the table name can be quoted into SQL safely
+_TABLE_RE = re.compile(
+    r"^[a-z][a-z0-9-]{4,61}[a-z0-9]\.[A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_$-]{1,1024}$"
+)
+_LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 def version_alias(version: str) -> str:
@@ -96,6 +110,13 @@ class VertexSettings:
     read_timeout_s: float = 30.0
     write_timeout_s: float = 120.0
     monitoring_url: str = "https://monitoring.googleapis.com"
+    metrics_lag_seconds: float = 300.0
+    drift_lookback_hours: float = 48.0
+    billing_export_table: str | None = None
+    billing_query_project: str | None = None
+    billing_label: str = "aiops_endpoint"
+    billing_cache_seconds: float = 3600.0
+    bigquery_url: str = "https://bigquery.googleapis.com"
     prices: Prices = field(default_factory=Prices)
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
@@ -126,8 +147,23 @@ def _prices(data: dict[str, Any], where: str) -> dict[str, float]:
 def _positive(data: Mapping[str, Any], key: str, default: float) -> float:
     value = data.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-        raise ConfigError(f"vertex.{key}: `{value}` must be a positive number of seconds")
+        raise ConfigError(f"vertex.{key}: `{value}` must be a positive number")
     return float(value)
+
+
+def _seconds(data: Mapping[str, Any], key: str, default: float) -> float:
+    """A number ≥ 0 (0 allowed, unlike `_positive`)."""
+    value = data.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ConfigError(f"vertex.{key}: `{value}` must be a number ≥ 0")
+    return float(value)
+
+
+def _url(data: Mapping[str, Any], key: str, default: str) -> str:
+    url = str(data.get(key, default)).rstrip("/")
+    if not url.startswith(("https://", "http://")):
+        raise ConfigError(f"vertex.{key}: `{url}` is not an http(s) URL")
+    return url
 
 
 def _optional_str(data: Mapping[str, Any], key: str) -> str | None:
@@ -173,9 +209,15 @@ def parse_vertex_settings(config: Config) -> VertexSettings:
     if default not in _SEVERITIES:
         raise ConfigError(f"vertex.alerts.default: `{default}` must be P1, P2 or P3")
 
-    url = str(data.get("monitoring_url", "https://monitoring.googleapis.com")).rstrip("/")
-    if not url.startswith(("https://", "http://")):
-        raise ConfigError(f"vertex.monitoring_url: `{url}` is not an http(s) URL")
+    table = _optional_str(data, "billing_export_table")
+    if table is not None and not _TABLE_RE.match(table):
+        raise ConfigError(
+            f"vertex.billing_export_table: `{table}` is not `project.dataset.table` (the"
+            " detailed export, gcp_billing_export_resource_v1_…)"
+        )
+    label = str(data.get("billing_label", "aiops_endpoint"))
+    if not _LABEL_RE.match(label):
+        raise ConfigError(f"vertex.billing_label: `{label}` is not a label key")
 
     return VertexSettings(
         models=models,
@@ -184,7 +226,14 @@ def parse_vertex_settings(config: Config) -> VertexSettings:
         deploy_service_account=_optional_str(data, "deploy_service_account"),
         read_timeout_s=_positive(data, "read_timeout_s", 30.0),
         write_timeout_s=_positive(data, "write_timeout_s", 120.0),
-        monitoring_url=url,
+        monitoring_url=_url(data, "monitoring_url", "https://monitoring.googleapis.com"),
+        metrics_lag_seconds=_seconds(data, "metrics_lag_seconds", 300.0),
+        drift_lookback_hours=_positive(data, "drift_lookback_hours", 48.0),
+        billing_export_table=table,
+        billing_query_project=_optional_str(data, "billing_query_project"),
+        billing_label=label,
+        billing_cache_seconds=_seconds(data, "billing_cache_seconds", 3600.0),
+        bigquery_url=_url(data, "bigquery_url", "https://bigquery.googleapis.com"),
         prices=Prices(
             machine=_prices(_table(prices, "machine", "vertex.prices"), "vertex.prices.machine"),
             accelerator=_prices(

@@ -1,7 +1,12 @@
 """A small threaded HTTP server on loopback for Google's REST APIs the bot uses:
 
 - Cloud Monitoring's alerts list, `GET /v3/projects/P/alerts` (paged, filter on state);
-- Cloud Logging's `POST /v2/entries:write`, whose bodies are recorded.
+- Cloud Logging's `POST /v2/entries:write`, whose bodies are recorded;
+- BigQuery's `POST /bigquery/v2/projects/P/queries` (jobs.query) and
+  `GET …/queries/JOB` (getQueryResults) over rows of a billing export table
+  (`billing_rows`): the bot's cost query is evaluated here in Python from the request's
+  named parameters, and answered as BigQuery does (schema + `f`/`v` rows, paged, and
+  optionally "not complete yet" first). Routes are "queries" and "getQueryResults".
 
 Any route can be told to answer with an error status for its next calls.
 """
@@ -9,11 +14,14 @@ Any route can be told to answer with an error status for its next calls.
 from __future__ import annotations
 
 import json
+import re
 import threading
+import zoneinfo
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 _STATUS = {
@@ -41,6 +49,11 @@ class FakeGoogleHTTP:
     requests: list[Recorded] = field(default_factory=list)
     calls: Counter[str] = field(default_factory=Counter)  # "GET alerts" / "POST entries:write"
     page_size: int = 2  # small pages, so that clients must follow nextPageToken
+    # billing export rows: {project, service, resource_name, global_name, labels, start,
+    # cost, credits}; `start` is an aware datetime
+    billing_rows: list[dict[str, Any]] = field(default_factory=list)
+    queries_incomplete: int = 0  # answer this many jobs.query calls with jobComplete: false
+    _results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _failures: dict[str, list[int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
@@ -82,6 +95,8 @@ class FakeGoogleHTTP:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
                 route = url.path.rsplit("/", 1)[-1]
+                if "/bigquery/v2/" in url.path and method == "GET":
+                    route = "getQueryResults"
                 with fake._lock:
                     fake.requests.append(
                         Recorded(method, url.path, parse_qs(url.query), dict(self.headers), body)
@@ -105,6 +120,10 @@ class FakeGoogleHTTP:
                     self._reply(200, fake._alerts_page(url.path, parse_qs(url.query)))
                 elif method == "POST" and route == "entries:write":
                     self._reply(200, {})
+                elif method == "POST" and route == "queries":
+                    self._reply(200, fake._query(body))
+                elif route == "getQueryResults":
+                    self._reply(200, fake._results_page(url.path, parse_qs(url.query)))
                 else:
                     self._reply(
                         404,
@@ -143,6 +162,90 @@ class FakeGoogleHTTP:
         if start + size < len(items):
             body["nextPageToken"] = str(start + size)
         return body
+
+    # -- BigQuery ----------------------------------------------------------------------
+
+    _SCHEMA: ClassVar[dict[str, Any]] = {
+        "fields": [
+            {"name": "project_id", "type": "STRING", "mode": "NULLABLE"},
+            {"name": "endpoint", "type": "STRING", "mode": "NULLABLE"},
+            {"name": "day", "type": "DATE", "mode": "NULLABLE"},
+            {"name": "net_cost", "type": "FLOAT", "mode": "NULLABLE"},
+        ]
+    }
+
+    def _query(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Evaluate the bot's cost query (its WHERE / GROUP BY) over `billing_rows`."""
+        sql = body["query"]
+        assert body.get("useLegacySql") is False and body.get("parameterMode") == "NAMED"
+        params: dict[str, Any] = {}
+        for p in body.get("queryParameters", []):
+            value = p["parameterValue"]
+            if "arrayValues" in value:
+                params[p["name"]] = [v["value"] for v in value["arrayValues"]]
+            else:
+                params[p["name"]] = value["value"]
+        for name in re.findall(r"@(\w+)", sql):
+            assert name in params, f"unbound parameter @{name}"
+        tz = zoneinfo.ZoneInfo(params["tz"])
+        start = datetime.fromisoformat(params["start"])
+        end = datetime.fromisoformat(params["end"])
+        sums: dict[tuple[str, str, str], float] = {}
+        for row in self.billing_rows:
+            if row.get("service") != params["service"] or row["project"] not in params["projects"]:
+                continue
+            if not start <= row["start"] < end:
+                continue
+            key = None
+            for text in (row.get("global_name"), row.get("resource_name")):
+                found = re.search(r"endpoints/([^/]+)$", text or "")
+                if found:
+                    key = found[1]
+                    break
+            if key is None:
+                key = (row.get("labels") or {}).get(params["label"])
+            if key is None or key not in params["keys"]:
+                continue
+            day = row["start"].astimezone(tz).date().isoformat()
+            net = row["cost"] + sum(row.get("credits", []))
+            group = (row["project"], key, day)
+            sums[group] = sums.get(group, 0.0) + net
+        rows = [
+            {"f": [{"v": p}, {"v": k}, {"v": d}, {"v": repr(c)}]}
+            for (p, k, d), c in sorted(sums.items())
+        ]
+        job_id = f"job_{len(self._results) + 1}"
+        self._results[job_id] = rows
+        reference = {"projectId": "q", "jobId": job_id, "location": "US"}
+        if self.queries_incomplete > 0:
+            self.queries_incomplete -= 1
+            return {
+                "kind": "bigquery#queryResponse",
+                "jobReference": reference,
+                "jobComplete": False,
+            }
+        return self._page(job_id, 0)
+
+    def _page(self, job_id: str, start: int) -> dict[str, Any]:
+        rows = self._results[job_id]
+        page = rows[start : start + self.page_size]
+        body: dict[str, Any] = {
+            "kind": "bigquery#queryResponse",
+            "schema": self._SCHEMA,
+            "jobReference": {"projectId": "q", "jobId": job_id, "location": "US"},
+            "totalRows": str(len(rows)),
+            "jobComplete": True,
+        }
+        if page:
+            body["rows"] = page
+        if start + self.page_size < len(rows):
+            body["pageToken"] = str(start + self.page_size)
+        return body
+
+    def _results_page(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
+        job_id = path.rsplit("/", 1)[-1]
+        assert query.get("location") == ["US"], "getQueryResults needs the job's location"
+        return self._page(job_id, int(query.get("pageToken", ["0"])[0]))
 
     @property
     def url(self) -> str:

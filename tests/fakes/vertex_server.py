@@ -1,5 +1,5 @@
-"""A fake Vertex AI (v1) gRPC server on loopback: EndpointService, ModelService and
-google.longrunning Operations on one server, so the real v1 clients talk to it over
+"""A fake Vertex AI (v1) gRPC server on loopback: EndpointService, ModelService, the
+JobService's model-monitoring reads and google.longrunning Operations on one server, so the real v1 clients talk to it over
 their real gRPC transport.
 
 No servicer classes ship for Vertex AI, so the methods are registered with
@@ -28,6 +28,7 @@ from google.rpc import status_pb2
 
 _ENDPOINT_SERVICE = "google.cloud.aiplatform.v1.EndpointService"
 _MODEL_SERVICE = "google.cloud.aiplatform.v1.ModelService"
+_JOB_SERVICE = "google.cloud.aiplatform.v1.JobService"
 
 # The stages a held deploy walks through, one per poll, as the real service reports them.
 _STAGES = (
@@ -89,6 +90,11 @@ class FakeVertex:
     hold_operations: bool = False  # operations stay "not done" until `release()`
     # project id → number: like the real service, answers name projects by number
     project_numbers: dict[str, str] = field(default_factory=dict)
+    monitoring_jobs: dict[str, v1.ModelDeploymentMonitoringJob] = field(default_factory=dict)
+    # (job name, deployed model id) → feature → [(window end, distribution_deviation)]
+    drift_stats: dict[tuple[str, str], dict[str, list[tuple[datetime, float]]]] = field(
+        default_factory=dict
+    )
     _faults: dict[str, deque[Fault]] = field(default_factory=dict)
     _op_faults: dict[str, deque[Fault]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(7000))
@@ -138,6 +144,51 @@ class FakeVertex:
                 traffic_split=traffic,
             )
         return name
+
+    def add_monitoring_job(
+        self,
+        parent: str,
+        endpoint: str,
+        stats: dict[str, dict[str, list[tuple[datetime, float]]]],
+        *,
+        drift_models: list[str] | None = None,
+        state: str = "JOB_STATE_RUNNING",
+    ) -> str:
+        """A ModelDeploymentMonitoringJob on `endpoint` (in `parent`, projects/P/locations/R)
+        with drift stats per deployed model → feature → [(window end, deviation)]. Models in
+        `stats` but not in `drift_models` (default: all) are monitored for skew only."""
+        with self._lock:
+            name = f"{parent}/modelDeploymentMonitoringJobs/{next(self._ids)}"
+            drift = set(stats if drift_models is None else drift_models)
+            configs = []
+            for dm_id in stats:
+                objective = v1.ModelMonitoringObjectiveConfig(
+                    training_prediction_skew_detection_config={
+                        "default_skew_threshold": {"value": 0.3}
+                    }
+                )
+                if dm_id in drift:
+                    objective.prediction_drift_detection_config = (
+                        v1.ModelMonitoringObjectiveConfig.PredictionDriftDetectionConfig(
+                            default_drift_threshold=v1.ThresholdConfig(value=0.1)
+                        )
+                    )
+                configs.append(
+                    v1.ModelDeploymentMonitoringObjectiveConfig(
+                        deployed_model_id=dm_id, objective_config=objective
+                    )
+                )
+            self.monitoring_jobs[name] = v1.ModelDeploymentMonitoringJob(
+                name=self._numbered(name),
+                display_name=f"monitor-{endpoint.rsplit('/', 1)[-1]}",
+                endpoint=self._numbered(endpoint),
+                state=state,
+                model_deployment_monitoring_objective_configs=configs,
+                update_time=_now(),
+            )
+            for dm_id, features in stats.items():
+                self.drift_stats[(self._numbered(name), dm_id)] = features
+        return self._numbered(name)
 
     def _numbered(self, name: str) -> str:
         parts = name.split("/")
@@ -196,6 +247,18 @@ class FakeVertex:
                     self._list_model_versions,
                     v1.ListModelVersionsRequest,
                     v1.ListModelVersionsResponse,
+                ),
+            },
+            _JOB_SERVICE: {
+                "ListModelDeploymentMonitoringJobs": (
+                    self._list_monitoring_jobs,
+                    v1.ListModelDeploymentMonitoringJobsRequest,
+                    v1.ListModelDeploymentMonitoringJobsResponse,
+                ),
+                "SearchModelDeploymentMonitoringStatsAnomalies": (
+                    self._search_stats_anomalies,
+                    v1.SearchModelDeploymentMonitoringStatsAnomaliesRequest,
+                    v1.SearchModelDeploymentMonitoringStatsAnomaliesResponse,
                 ),
             },
         }
@@ -409,6 +472,89 @@ class FakeVertex:
         more = start + size < len(versions)
         return v1.ListModelVersionsResponse(
             models=page, next_page_token=str(start + size) if more else ""
+        )
+
+    # -- JobService (model monitoring reads) -------------------------------------------
+
+    def _list_monitoring_jobs(
+        self, request: v1.ListModelDeploymentMonitoringJobsRequest
+    ) -> v1.ListModelDeploymentMonitoringJobsResponse:
+        if not request.parent.startswith("projects/") or "/locations/" not in request.parent:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "parent must be projects/P/locations/L")
+        parent = self._numbered(request.parent)
+        jobs = [
+            job
+            for name, job in sorted(self.monitoring_jobs.items())
+            if self._numbered(name).startswith(parent + "/")
+        ]
+        start = int(request.page_token or 0)
+        size = request.page_size or 2  # small pages, so that clients must follow the token
+        more = start + size < len(jobs)
+        return v1.ListModelDeploymentMonitoringJobsResponse(
+            model_deployment_monitoring_jobs=jobs[start : start + size],
+            next_page_token=str(start + size) if more else "",
+        )
+
+    def _search_stats_anomalies(
+        self, request: v1.SearchModelDeploymentMonitoringStatsAnomaliesRequest
+    ) -> v1.SearchModelDeploymentMonitoringStatsAnomaliesResponse:
+        job = request.model_deployment_monitoring_job
+        if job not in {j.name for j in self.monitoring_jobs.values()}:
+            raise _Abort(
+                grpc.StatusCode.NOT_FOUND, f"ModelDeploymentMonitoringJob `{job}` not found."
+            )
+        if not request.deployed_model_id or not request.objectives:
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "deployed_model_id and objectives are required."
+            )
+        features = self.drift_stats.get((job, request.deployed_model_id), {})
+        wanted = {o.type_ for o in request.objectives}
+        drift = v1.ModelDeploymentMonitoringObjectiveType.RAW_FEATURE_DRIFT
+        if drift not in wanted:
+            return v1.SearchModelDeploymentMonitoringStatsAnomaliesResponse()
+        start = request.start_time or None
+        end = request.end_time or None
+        feature_stats = []
+        for feature, windows in features.items():
+            kept = [
+                v1.FeatureStatsAnomaly(
+                    distribution_deviation=deviation,
+                    anomaly_detection_threshold=0.1,
+                    # `score` is attribution-only: set to something else to catch misuse
+                    score=0.0,
+                    end_time=at,
+                    anomaly_uri=f"gs://monitoring/{feature}/anomalies",
+                )
+                for at, deviation in windows
+                if (start is None or at >= start) and (end is None or at <= end)
+            ]
+            if kept:
+                feature_stats.append(
+                    v1.ModelMonitoringStatsAnomalies.FeatureHistoricStatsAnomalies(
+                        feature_display_name=feature,
+                        threshold=v1.ThresholdConfig(value=0.1),
+                        prediction_stats=kept,
+                    )
+                )
+        # one feature per page, so that clients must follow the token
+        page = int(request.page_token or 0)
+        more = page + 1 < len(feature_stats)
+        return v1.SearchModelDeploymentMonitoringStatsAnomaliesResponse(
+            monitoring_stats=[
+                v1.ModelMonitoringStatsAnomalies(
+                    objective=drift,
+                    deployed_model_id=request.deployed_model_id,
+                    anomaly_count=sum(
+                        1
+                        for s in feature_stats[page].prediction_stats
+                        if s.distribution_deviation > 0.1
+                    ),
+                    feature_stats=feature_stats[page : page + 1],
+                )
+            ]
+            if feature_stats
+            else [],
+            next_page_token=str(page + 1) if more else "",
         )
 
     # -- operations --------------------------------------------------------------------
