@@ -313,7 +313,7 @@ class CloudMonitoring:
                     h = Histogram.from_distribution(point.value.distribution_value)
                     if h is not None:
                         hist[ep_id][_utc(point.interval.end_time)] = h
-            requests: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
+            counts: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
             errors: dict[str, dict[datetime, int]] = defaultdict(lambda: defaultdict(int))
             for series in self._list(
                 project,
@@ -330,11 +330,11 @@ class CloudMonitoring:
                 code = str(series.metric.labels.get("response_code", ""))
                 for point in series.points:
                     at, n = _utc(point.interval.end_time), int(_number(point.value))
-                    requests[ep_id][at] += n
+                    counts[ep_id][at] += n
                     if code.startswith("5") or code == "429":
                         errors[ep_id][at] += n
             for ep_id, ep in ids.items():
-                times = sorted(set(hist.get(ep_id, {})) | set(requests.get(ep_id, {})))
+                times = sorted(set(hist.get(ep_id, {})) | set(counts.get(ep_id, {})))
                 out[ep.slug] = [
                     SeriesPoint(
                         at=at,
@@ -342,8 +342,8 @@ class CloudMonitoring:
                             hist[ep_id][at].percentile(0.95) if at in hist.get(ep_id, {}) else None
                         ),
                         error_rate=(
-                            round(errors[ep_id][at] / requests[ep_id][at], 5)
-                            if requests.get(ep_id, {}).get(at)
+                            round(errors[ep_id][at] / counts[ep_id][at], 5)
+                            if counts.get(ep_id, {}).get(at)
                             else None
                         ),
                     )
@@ -494,11 +494,11 @@ class CloudMonitoring:
         by_model: dict[str, ModelHealth] = {}
         for dm_id in sorted(dm_ids):
             hist = f.latency.get(dm_id)
-            requests = f.requests.get(dm_id, 0)
+            n_requests = f.requests.get(dm_id, 0)
             by_model[dm_id] = ModelHealth(
                 p95_latency_ms=_round(hist.percentile(0.95) if hist else None),
-                error_rate=round(f.errors.get(dm_id, 0) / requests, 5) if requests else None,
-                request_count=requests,
+                error_rate=round(f.errors.get(dm_id, 0) / n_requests, 5) if n_requests else None,
+                request_count=n_requests,
             )
         total = sum(f.requests.values())
         merged = _merge_all(f.latency.values())

@@ -1,268 +1,63 @@
-# aiops-bot: everything the bot needs in one environment's Google Cloud project.
-#
-# The three roots (envs/dev, envs/staging, envs/prod) share this file word for word; what differs
-# between environments is in variables.tf defaults and the -var / tfvars given at plan time.
-# Every regional resource takes var.region, which variables.tf validates against the approved
-# list (data residency).
+# The prod environment: project var.project_id (default lender-aiops-prod). Everything the bot
+# needs is built by ../../modules/stack; this root holds only prod's own values, its backend and
+# providers (versions.tf), the inputs that come from outside (variables.tf) and the stack's
+# outputs (outputs.tf). A change to this file changes prod only.
 
 locals {
-  labels = {
-    app         = "aiops-bot"
-    environment = var.environment
-    managed-by  = "terraform"
+  environment = "prod"
+
+  # Data residency: where prod's data may live. Code, not a variable, so widening it is a reviewed
+  # change; the stack refuses any region outside it. Keep it equal to allowed_regions in the bot's
+  # config.
+  allowed_regions = ["australia-southeast1"]
+  region          = "australia-southeast1"
+}
+
+module "stack" {
+  source = "../../modules/stack"
+
+  environment     = local.environment
+  project_id      = var.project_id
+  region          = local.region
+  allowed_regions = local.allowed_regions
+  subnet_cidr     = "10.20.0.0/24"
+
+  # Vertex AI endpoints by the slug the bot's config uses; the numeric id becomes vertex_id.
+  endpoints = {
+    "loan-assessor" = {
+      endpoint_id  = "1000000001"
+      display_name = "Loan assessor (production)"
+      description  = "gemma-3-1b-it serving loan assessments. Traffic split managed by aiops-bot."
+    }
   }
-
-  # Roles the stack grants at project level (besides the deployer's own): the only ones the CI
-  # deployer's conditional project-IAM-admin binding may touch.
-  bot_project_roles = [
-    "roles/logging.logWriter",
-    "roles/monitoring.metricWriter",
-    "roles/monitoring.viewer",
-    "roles/cloudsql.client",
-    "roles/bigquery.jobUser",
-  ]
-}
-
-module "project_services" {
-  source = "../../modules/project_services"
-
-  project_id = var.project_id
-  services = toset([
-    "aiplatform.googleapis.com",
-    "appengine.googleapis.com",
-    "appengineflex.googleapis.com",
-    "artifactregistry.googleapis.com",
-    "billingbudgets.googleapis.com",
-    "cloudbuild.googleapis.com",
-    "cloudkms.googleapis.com",
-    "cloudresourcemanager.googleapis.com",
-    "compute.googleapis.com",
-    "iam.googleapis.com",
-    "iamcredentials.googleapis.com",
-    "logging.googleapis.com",
-    "monitoring.googleapis.com",
-    "run.googleapis.com",
-    "secretmanager.googleapis.com",
-    "servicenetworking.googleapis.com",
-    "serviceusage.googleapis.com",
-    "sqladmin.googleapis.com",
-    "storage.googleapis.com",
-    "sts.googleapis.com",
-  ])
-}
-
-# ---------------------------------------------------------------- encryption keys (CMEK)
-module "kms" {
-  source = "../../modules/kms"
-
-  project_id       = var.project_id
-  region           = var.region
-  protection_level = var.kms_protection_level
-  labels           = local.labels
-  keys = {
-    cloudsql  = { agent = "serviceAccount:${module.project_services.service_agents.cloudsql}" }
-    secrets   = { agent = "serviceAccount:${module.project_services.service_agents.secretmanager}" }
-    vertex    = { agent = "serviceAccount:${module.project_services.service_agents.aiplatform}" }
-    storage   = { agent = "serviceAccount:${module.project_services.service_agents.storage}" }
-    artifacts = { agent = "serviceAccount:${module.project_services.service_agents.artifactregistry}" }
-  }
-}
-
-# ---------------------------------------------------------------- network
-module "network" {
-  source = "../../modules/network"
-
-  project_id  = var.project_id
-  region      = var.region
-  subnet_cidr = var.subnet_cidr
-
-  depends_on = [module.project_services]
-}
-
-# ---------------------------------------------------------------- App Engine (flexible) app
-# One per project; its region can never change after creation.
-resource "google_app_engine_application" "this" {
-  project     = var.project_id
-  location_id = var.region
-
-  feature_settings {
-    split_health_checks = true # app.yaml's liveness_check / readiness_check
-  }
-
-  depends_on = [module.project_services]
-}
-
-# ---------------------------------------------------------------- identities
-module "bot_service_account" {
-  source = "../../modules/bot_service_account"
-
-  project_id             = var.project_id
-  managing_bot_members   = var.managing_bot_members
-  billing_export_dataset = var.billing_export_dataset
-
-  depends_on = [module.project_services]
-}
-
-module "ci_service_account" {
-  source = "../../modules/ci_service_account"
-
-  project_id             = var.project_id
-  github_owner           = var.github_owner
-  github_repo            = var.github_repo
-  github_environments    = var.github_environments
-  extra_subjects         = var.host_image_registry ? ["repo:${var.github_owner}/${var.github_repo}:ref:refs/heads/main"] : []
-  bot_service_account_id = module.bot_service_account.id
-  state_bucket           = var.state_bucket
-  extra_roles            = var.host_image_registry ? ["roles/artifactregistry.admin"] : []
-  grantable_roles        = concat(local.bot_project_roles, [module.bot_service_account.custom_role_id])
-
-  depends_on = [module.project_services]
-}
-
-# ---------------------------------------------------------------- secrets
-module "secrets" {
-  source = "../../modules/secrets"
-
-  project_id   = var.project_id
-  region       = var.region
-  kms_key_name = module.kms.key_ids["secrets"]
-  labels       = local.labels
-  secrets = {
-    "aiops-slack-bot-token"      = "Slack bot token (xoxb-...): Slack app > OAuth & Permissions. Added by a person, never by Terraform."
-    "aiops-slack-signing-secret" = "Slack signing secret: Slack app > Basic Information. Added by a person, never by Terraform."
-    "aiops-slack-app-token"      = "Slack app-level token (xapp-...) for Socket Mode only; unused on App Engine (HTTP mode)."
-    "aiops-pii-key"              = "HMAC key for PII tokens. Generated write-only by Terraform; rotate with pii_key_version."
-    "aiops-database-url"         = "DATABASE_URL of the bot's Cloud SQL database. Written write-only by Terraform with the generated password."
-  }
-  accessors = {
-    bot = module.bot_service_account.member
-  }
-  generated = {
-    "aiops-pii-key" = var.pii_key_version
-  }
-}
-
-# ---------------------------------------------------------------- Cloud SQL (audit store)
-module "cloud_sql" {
-  source = "../../modules/cloud_sql"
-
-  project_id             = var.project_id
-  region                 = var.region
-  allowed_regions        = [var.region]
-  network_id             = module.network.network_id
-  kms_key_name           = module.kms.key_ids["cloudsql"]
-  tier                   = var.cloudsql_tier
-  availability_type      = var.cloudsql_availability_type
-  password_version       = var.database_password_version
-  database_url_secret_id = module.secrets.secret_ids["aiops-database-url"]
-  labels                 = local.labels
-
-  depends_on = [module.network]
-}
-
-# `aiops-bot db upgrade`, run by the pipeline inside the VPC before each release takes traffic.
-module "db_migration_job" {
-  source = "../../modules/db_migration_job"
-
-  project_id             = var.project_id
-  region                 = var.region
-  service_account_email  = module.bot_service_account.email
-  network_id             = module.network.network_id
-  subnetwork_id          = module.network.subnetwork_id
-  database_url_secret_id = module.secrets.secret_ids["aiops-database-url"]
-  labels                 = local.labels
-
-  depends_on = [module.cloud_sql]
-}
-
-# ---------------------------------------------------------------- Vertex AI endpoints
-module "endpoint" {
-  source   = "../../modules/vertex_endpoint"
-  for_each = var.endpoints
-
-  project_id          = var.project_id
-  region              = var.region
-  allowed_regions     = [var.region]
-  endpoint_id         = each.value.endpoint_id
-  display_name        = each.value.display_name
-  description         = each.value.description
-  kms_key_name        = module.kms.key_ids["vertex"]
-  labels              = merge(local.labels, { endpoint = each.key })
   traffic_split_owner = var.traffic_split_owner
-  traffic_split       = lookup(var.traffic_split, each.key, {})
+  traffic_split       = var.traffic_split
+  p95_latency_ms      = 2000
+  error_rate          = 0.01
 
-  depends_on = [module.project_services]
-}
+  # Sizes and protection.
+  cloudsql_tier              = "db-custom-1-3840"
+  cloudsql_availability_type = "REGIONAL"
+  kms_protection_level       = "HSM"
+  lock_audit_retention       = true # irreversible: a locked bucket (and its project) cannot be deleted for 7 years
+  database_password_version  = 1    # bump to rotate
+  pii_key_version            = 1    # bump to rotate (plan it: old tokens stop matching)
+  billing_export_dataset     = null
 
-# ---------------------------------------------------------------- monitoring and cost
-module "monitoring" {
-  source = "../../modules/monitoring"
+  # Money.
+  billing_account      = var.billing_account
+  budget_alert_amounts = [50, 100]
+  budget_currency      = "USD"
 
-  project_id          = var.project_id
-  environment         = var.environment
-  endpoints           = { for slug, ep in var.endpoints : slug => ep.endpoint_id }
-  p95_latency_ms      = var.p95_latency_ms
-  error_rate          = var.error_rate
-  notification_emails = var.notification_emails
-  bot_host            = google_app_engine_application.this.default_hostname
-  labels              = local.labels
-
-  depends_on = [module.project_services]
-}
-
-module "budget" {
-  source = "../../modules/budget"
-
-  billing_account       = var.billing_account
-  project_id            = var.project_id
-  project_number        = module.project_services.project_number
-  environment           = var.environment
-  alert_amounts         = var.budget_alert_amounts
-  currency_code         = var.budget_currency
-  notification_channels = slice(module.monitoring.notification_channels, 0, min(5, length(module.monitoring.notification_channels)))
-
-  depends_on = [module.project_services]
-}
-
-# ---------------------------------------------------------------- 7-year audit log
-module "audit_log_sink" {
-  source = "../../modules/audit_log_sink"
-
-  project_id            = var.project_id
-  region                = var.region
-  bucket_name           = "${var.project_id}-aiops-audit"
-  kms_key_name          = module.kms.key_ids["storage"]
-  lock_retention_policy = var.lock_audit_retention
-  readers               = var.audit_readers
-  labels                = local.labels
-
-  depends_on = [module.project_services]
-}
-
-# ---------------------------------------------------------------- container registry
-# One registry for all environments, hosted where var.host_image_registry is true (prod).
-module "artifact_registry" {
-  source = "../../modules/artifact_registry"
-  count  = var.host_image_registry ? 1 : 0
-
-  project_id                  = var.project_id
-  region                      = var.region
-  kms_key_name                = module.kms.key_ids["artifacts"]
-  github_repository           = "${var.github_owner}/${var.github_repo}"
-  workload_identity_pool_name = module.ci_service_account.pool_name
-  labels                      = local.labels
-  readers                     = merge(local.image_readers, var.image_readers)
-}
-
-locals {
-  # Identities that pull the image to run this environment's bot: its runtime service account,
-  # the App Engine flexible and Cloud Run (migration job) service agents, and its deployer.
-  # Other environments pass theirs in var.image_readers of the root that hosts the registry
-  # (their output image_reader_members).
-  image_readers = {
-    "${var.environment}_bot"       = module.bot_service_account.member
-    "${var.environment}_appengine" = "serviceAccount:service-${module.project_services.project_number}@gae-api-prod.google.com.iam.gserviceaccount.com"
-    "${var.environment}_cloudrun"  = "serviceAccount:service-${module.project_services.project_number}@serverless-robot-prod.iam.gserviceaccount.com"
-    "${var.environment}_deployer"  = "serviceAccount:${module.ci_service_account.email}"
-  }
+  # People and delivery.
+  # production-canary: the 10 % canary; production (required reviewers): the promotion
+  github_environments  = ["production-canary", "production"]
+  github_owner         = var.github_owner
+  github_repo          = var.github_repo
+  notification_emails  = var.notification_emails
+  audit_readers        = var.audit_readers
+  managing_bot_members = var.managing_bot_members
+  state_bucket         = var.state_bucket
+  host_image_registry  = true              # the one image registry lives in prod
+  image_readers        = var.image_readers # other environments' image_reader_members output
 }

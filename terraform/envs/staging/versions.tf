@@ -26,24 +26,24 @@ terraform {
 
 provider "google" {
   project               = var.project_id
-  region                = var.region
+  region                = local.region
   user_project_override = true # the Billing Budgets API bills quota to this project
   billing_project       = var.project_id
-  default_labels = {
-    app         = "aiops-bot"
-    environment = var.environment
-    managed-by  = "terraform"
-  }
+  default_labels        = local.default_labels
 }
 
 provider "google-beta" {
   project               = var.project_id
-  region                = var.region
+  region                = local.region
   user_project_override = true
   billing_project       = var.project_id
+  default_labels        = local.default_labels
+}
+
+locals {
   default_labels = {
     app         = "aiops-bot"
-    environment = var.environment
+    environment = local.environment
     managed-by  = "terraform"
   }
 }
