@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench audit", description=__doc__)
     p.add_argument("--quick", action="store_true", help="50,000 rows (SQLite 20,000)")
     p.add_argument(
-        "--full", action="store_true", help="1,000,000 rows on both (about 10 min on 2 cores)"
+        "--full", action="store_true", help="1,000,000 rows on both (about 3-4 min on 2 cores)"
     )
     p.add_argument("--rows", type=int)
     p.add_argument("--day-rows", type=int, default=2_000, help="rows in the incremental day")
@@ -379,12 +379,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--sqlite-rows",
         type=int,
-        help="rows on SQLite (default 200,000: its verify is the slow part; "
-        "pass 1000000 for the full measurement)",
+        help="rows on SQLite (default 100,000: generating and loading the rows is the slow"
+        " part; pass 1000000 for the full measurement)",
     )
     args = p.parse_args(argv)
-    # The default keeps the run near 3 minutes on 2 cores: the verifier's per-row cost
-    # (about 70-200 µs) makes 1,000,000 rows a minute or more per database on its own.
+    # The default keeps the run near 3 minutes on 2 cores: generating the chained rows in
+    # Python (about 80 µs a row) and loading them dominate; the verifier now takes about
+    # 5-10 µs a row.
     rows = args.rows or (1_000_000 if args.full else 50_000 if args.quick else 250_000)
     appends = args.appends or (200 if args.quick else 400)
     sqlite_rows = args.sqlite_rows or (

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 from bot.platforms import make_platform
 from bot.settings import Settings
 from bot.store.canary_store import SqlCanaryStore
-from bot.store.db import make_engine, upgrade
+from bot.store.db import make_engine, upgrade_if_behind
 from bot.store.people import PersonDirectory
 from bot.store.sql_store import SqlStore
 from commands import canary_model
@@ -32,8 +32,9 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Engine:
     engine = make_engine(settings.db_url)
     # SQLite is the embedded default: bring it up to date on start. PostgreSQL is
     # migrated deliberately (`aiops-bot db upgrade`) by whoever owns the schema.
+    # A warm start finds the database at head and skips Alembic altogether.
     if migrate if migrate is not None else engine.dialect.name == "sqlite":
-        upgrade(engine)
+        upgrade_if_behind(engine)
     return engine
 
 

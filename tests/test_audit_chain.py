@@ -16,10 +16,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bot import cli
-from bot.store import audit_chain
+from bot.store import audit_chain, audit_scan
 from bot.store.db import make_engine, upgrade
 from bot.store.people import PersonDirectory
-from bot.store.sql_store import SqlStore, chain_hash
+from bot.store.sql_store import GENESIS, SqlStore, chain_hash
 from commands.audit import Auditor
 from commands.people import ERASED
 from commands.store import AuditEvent, AuditQuery
@@ -293,3 +293,61 @@ def test_verify_reads_a_large_table_in_batches(sqlite_engine: Engine) -> None:
     result = audit_chain.verify(sqlite_engine, batch=64, record=False)
     assert result.ok and result.checked == 250
     assert replace(result, checked=0).message().startswith("audit chain intact")
+
+
+def test_fast_scan_proves_rows_as_append_audit_writes_them(engine: Engine) -> None:
+    """The fast pass builds canonical() from raw columns: it must accept every real row
+    (awkward text, nested parameters, microseconds, no retention), not hand them all to
+    the slow walk. (Times are UTC: SQLite stores an aware datetime's wall time as is, so
+    a non-UTC `at` fails the slow walk too.)"""
+    store = SqlStore(engine)
+    events = [
+        AuditEvent("command", "U0ALICE", "ok", at=NOW, parameters={"b": 1, "a": [1.5, None]}),
+        AuditEvent(
+            "decision",
+            "U0JOSÉ",
+            'refused: "quoted" \\ back\nslash — é ✓',
+            at=datetime(2026, 11, 27, 9, 30, 0, 123456, tzinfo=UTC),
+            environment="prod",
+            target="loan-assessor",
+            parameters={"z": {"y": "ü", "x": True}, "n": 10**20, "f": 1e16},
+            justification="ticket ✓",
+            change_id="CHG-7",
+            request_id="req-1",
+            retain_until=datetime(2033, 11, 26, 23, 0, 59, 999999, tzinfo=UTC),
+        ),
+        AuditEvent("plan", "bot", "ok", at=datetime(2026, 11, 27, 0, 0, tzinfo=UTC)),
+    ]
+    for event in events:
+        store.append_audit(event)
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        fast = audit_scan.scan(engine, raw, 0, GENESIS, workers=1)
+    assert (fast.good, fast.last_id, fast.stopped) == (3, events[-1].id, False)
+    assert fast.last_hash == events[-1].hash
+    assert audit_chain.verify(engine, record=False).checked == 3
+
+
+@pytest.mark.parametrize(
+    "tamper, found",
+    [
+        ("UPDATE audit_event SET outcome = 'approved' WHERE id = 47", ("edited", 47)),
+        ("DELETE FROM audit_event WHERE id = 33", ("deleted", 34)),
+        ("DELETE FROM audit_event WHERE id = 21", ("deleted", 22)),  # a chunk's first row
+    ],
+)
+def test_parallel_scan_finds_what_the_walk_finds(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, tamper: str, found: tuple[str, int]
+) -> None:
+    fill(engine, 60)
+    monkeypatch.setattr(audit_scan, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(audit_scan, "CHUNK", 10)
+    monkeypatch.setattr(audit_scan, "BATCH", 4)
+    whole = audit_chain.verify(engine, from_checkpoint=False, record=False, workers=2)
+    assert whole.ok and whole.checked == 60 and whole.head_id == 60
+    sql(engine, tamper)
+    parallel = audit_chain.verify(engine, from_checkpoint=False, record=False, workers=2)
+    walk = audit_chain.verify(engine, from_checkpoint=False, record=False, workers=1)
+    assert parallel.problem is not None
+    assert (parallel.problem.kind, parallel.problem.row_id) == found
+    assert parallel == walk

@@ -42,6 +42,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, func, or_, text
 from sqlmodel import Session, col, select
 
+from bot.store.audit_scan import scan
 from bot.store.compliance_tables import AuditCheckpointRow
 from bot.store.sql_store import GENESIS, _to_event, chain_hash, utc
 from bot.store.tables import AuditRow
@@ -193,6 +194,7 @@ def verify(
     record: bool = True,
     now: datetime | None = None,
     batch: int = 2000,
+    workers: int | None = None,
 ) -> VerifyResult:
     """Walk the chain; on success (and `record`) append a `verified` checkpoint."""
     with Session(engine) as session:
@@ -246,7 +248,16 @@ def verify(
         start_after = after
         prev_id: int | None = after or None
         checked = 0
-        for row in _rows_after(session, after, batch):
+        # The fast scan (raw cursor, canonical text built from the columns, hashed in
+        # parallel chunks) proves the rows it can; from the first row it cannot, the
+        # row-by-row walk below takes over and says what is wrong, as it always did.
+        raw = session.connection().connection.driver_connection
+        fast = scan(engine, raw, after, expected, workers=workers)
+        checked = fast.good
+        if fast.good:
+            after, prev_id, expected, prev_is_row = fast.last_id, fast.last_id, fast.last_hash, True
+        rows = _rows_after(session, after, batch) if fast.stopped else iter(())
+        for row in rows:
             event = _to_event(row)
             assert event.id is not None
             if event.prev_hash != expected or chain_hash(expected, event) != event.hash:

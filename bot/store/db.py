@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
+
+if TYPE_CHECKING:
+    from alembic.config import Config as AlembicConfig
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_REVISION = re.compile(r"^revision\b[^=]*=\s*['\"]([^'\"]+)['\"]", re.M)
+_DOWN = re.compile(r"^down_revision\b[^=]*=(.*)$", re.M)
 
 
 def default_sqlite_url(data_dir: Path | None = None) -> str:
@@ -52,6 +56,8 @@ def make_engine(url: str, **kw: Any) -> Engine:
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     cfg.attributes["engine"] = engine
@@ -59,7 +65,43 @@ def alembic_config(engine: Engine) -> AlembicConfig:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
+
+
+def head_revisions() -> set[str] | None:
+    """The heads of `migrations/versions`, read from the files' `revision` and
+    `down_revision` lines without importing Alembic (None when a file does not say)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (MIGRATIONS / "versions").glob("*.py"):
+        source = path.read_text(encoding="utf-8")
+        rev, down = _REVISION.search(source), _DOWN.search(source)
+        if rev is None or down is None:
+            return None
+        revisions.add(rev.group(1))
+        parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
+    heads = revisions - parents
+    return heads or None
+
+
+def upgrade_if_behind(engine: Engine) -> bool:
+    """`upgrade(engine)` unless `alembic_version` already names exactly the heads: a warm
+    start then skips importing Alembic and its migration environment. True if it ran."""
+    heads = head_revisions()
+    if heads is not None:
+        try:
+            with engine.connect() as conn:
+                current = {
+                    str(r[0]) for r in conn.execute(text("SELECT version_num FROM alembic_version"))
+                }
+        except Exception:  # no such table yet: a new database
+            current = set()
+        if current == heads:
+            return False
+    upgrade(engine)
+    return True
 
 
 def is_postgres(engine: Engine) -> bool:
