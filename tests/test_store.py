@@ -153,3 +153,19 @@ def test_audit_time_bounds_in_any_zone(engine: Engine) -> None:
     until = (NOW + timedelta(hours=3)).astimezone(sydney)
     rows = store.audit(AuditQuery(since=since, until=until))
     assert [r.at for r in rows] == [NOW + timedelta(hours=2)]
+
+
+def test_times_in_another_zone_are_stored_as_the_same_instant(engine: Engine) -> None:
+    from zoneinfo import ZoneInfo
+
+    from bot.store.audit_chain import verify
+
+    store = SqlStore(engine)
+    sydney = NOW.astimezone(ZoneInfo("Australia/Sydney"))
+    store.append_audit(AuditEvent(action="command", actor_id="U0BOB", outcome="ok", at=sydney))
+    change = new_change()
+    change.created_at = sydney
+    created = store.create_change(change)
+    assert store.audit(AuditQuery())[0].at == NOW
+    assert created.created_at == NOW
+    assert verify(engine).ok

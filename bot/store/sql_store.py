@@ -28,6 +28,10 @@ def utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _utc_values(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+
+
 def change_seq(change_id: str) -> int | None:
     ref = change_id.strip().upper()
     if ref.startswith(_CHANGE_PREFIX):
@@ -119,7 +123,7 @@ class SqlStore:
     # changes -------------------------------------------------------------------------
 
     def create_change(self, change: Change) -> Change:
-        values = {k: v for k, v in change.__dict__.items() if k in _CHANGE_FIELDS}
+        values = _utc_values({k: v for k, v in change.__dict__.items() if k in _CHANGE_FIELDS})
         values["kind"] = str(change.kind)
         values["state"] = str(change.state)
         row = ChangeRow(**values)
@@ -174,7 +178,7 @@ class SqlStore:
             result = session.execute(
                 update(ChangeRow)
                 .where(col(ChangeRow.seq) == seq, col(ChangeRow.state) == str(old))
-                .values(state=str(new), **fields)
+                .values(state=str(new), **_utc_values(fields))
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 session.rollback()
@@ -195,7 +199,9 @@ class SqlStore:
         if seq is None or unknown:
             raise ValueError(f"cannot update {change_id} with {sorted(fields)}")
         with Session(self.engine) as session:
-            session.execute(update(ChangeRow).where(col(ChangeRow.seq) == seq).values(**fields))
+            session.execute(
+                update(ChangeRow).where(col(ChangeRow.seq) == seq).values(**_utc_values(fields))
+            )
             session.commit()
 
     def list_changes(
@@ -272,6 +278,10 @@ class SqlStore:
     # audit ---------------------------------------------------------------------------
 
     def append_audit(self, event: AuditEvent) -> AuditEvent:
+        # Stored as UTC whatever zone the caller used: SQLite keeps the wall-clock digits,
+        # and the hash covers the UTC instant.
+        event.at = utc(event.at) or event.at
+        event.retain_until = utc(event.retain_until)
         with Session(self.engine) as session:
             if self.engine.dialect.name == "postgresql":
                 # Writers from every replica take turns at the chain's head.
