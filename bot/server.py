@@ -27,8 +27,12 @@ from commands.service import Service
 
 if TYPE_CHECKING:
     from bot.scheduler import Scheduler
+    from bot.workers import CommandPool
 
 log = logging.getLogger(__name__)
+
+
+POOL_WARMUP_DELAY = 1.0  # seconds after start-up
 
 
 class ServeError(RuntimeError):
@@ -65,7 +69,14 @@ def make_scheduler(service: Service) -> Scheduler:
     return scheduler
 
 
-def make_asgi(service: Service, bolt: AsyncApp, *, scheduler: Scheduler | None = None) -> Starlette:
+def make_asgi(
+    service: Service,
+    bolt: AsyncApp,
+    *,
+    scheduler: Scheduler | None = None,
+    pool: CommandPool | None = None,
+) -> Starlette:
+    """`pool`: the command worker processes, started and shut down with the app."""
     handler = AsyncSlackRequestHandler(bolt)
     rt = service.rt
 
@@ -92,11 +103,18 @@ def make_asgi(service: Service, bolt: AsyncApp, *, scheduler: Scheduler | None =
             log.info("resumed %d change(s) left running or approved", resumed)
         if scheduler is not None:
             await asyncio.to_thread(scheduler.start)
+        if pool is not None:
+            # Warm the workers once the server answers: spawning them during start-up would
+            # take the cores the server needs to get ready. A command before then starts
+            # them on demand.
+            asyncio.get_running_loop().call_later(POOL_WARMUP_DELAY, pool.start)
         try:
             yield
         finally:
             if scheduler is not None:
                 await asyncio.to_thread(scheduler.shutdown)
+            if pool is not None:
+                await asyncio.to_thread(pool.shutdown)
 
     return Starlette(
         routes=[
@@ -107,7 +125,24 @@ def make_asgi(service: Service, bolt: AsyncApp, *, scheduler: Scheduler | None =
     )
 
 
+# Commands run in worker processes unless AIOPS_COMMAND_WORKERS says otherwise (0 =
+# threads of the server process). Measured with `python -m bench ack` (bench/README.md):
+# on threads each command's CPU (~3 ms) takes the GIL from the event loop that acks.
+DEFAULT_COMMAND_WORKERS = 2
+
+
+def command_pool(settings: Settings) -> CommandPool | None:
+    from bot.workers import CommandPool, WorkersError, workers_from_env
+
+    try:
+        n = workers_from_env(default=DEFAULT_COMMAND_WORKERS)
+    except WorkersError as exc:
+        raise ServeError(str(exc)) from None
+    return CommandPool(settings, n) if n else None
+
+
 def serve(settings: Settings) -> None:
+    import gc
     import sys
 
     import uvicorn
@@ -122,24 +157,32 @@ def serve(settings: Settings) -> None:
         raise ServeError(
             "SLACK_SIGNING_SECRET is not set; HTTP mode cannot verify Slack's requests."
         )
+    pool = command_pool(settings)
     bolt = build_app(
         service,
         bot_token=settings.slack_bot_token or "",
         signing_secret=settings.slack_signing_secret or "unused-in-socket-mode",
         api_base_url=settings.slack_api_base_url,
         socket_mode=socket_mode,
+        runner=pool.run if pool else None,
     )
     scheduler = make_scheduler(service)
     if socket_mode:
-        asyncio.run(_socket_mode(service, bolt, settings, scheduler))
+        asyncio.run(_socket_mode(service, bolt, settings, scheduler, pool))
         return
-    asgi = make_asgi(service, bolt, scheduler=scheduler)
+    asgi = make_asgi(service, bolt, scheduler=scheduler, pool=pool)
     log.info(
-        "serving HTTP on %s:%d (platform %s)",
+        "serving HTTP on %s:%d (platform %s, commands on %s)",
         settings.host,
         settings.port,
         service.rt.platform.name,
+        f"{pool.workers} worker process(es)" if pool else "threads",
     )
+    # Everything built so far (modules, ORM metadata, config) lives as long as the process:
+    # out of the collector's sight, a full collection no longer walks it, which otherwise
+    # stalls the event loop for tens of milliseconds now and then under load.
+    gc.collect()
+    gc.freeze()
     uvicorn.run(asgi, host=settings.host, port=settings.port, log_level="warning", access_log=False)
 
 
@@ -150,14 +193,22 @@ def socket_mode_handler(bolt: AsyncApp, app_token: str) -> Any:
 
 
 async def _socket_mode(
-    service: Service, bolt: AsyncApp, settings: Settings, scheduler: Scheduler | None = None
+    service: Service,
+    bolt: AsyncApp,
+    settings: Settings,
+    scheduler: Scheduler | None = None,
+    pool: CommandPool | None = None,
 ) -> None:
     await asyncio.to_thread(execution.resume, service.rt)
     if scheduler is not None:
         await asyncio.to_thread(scheduler.start)
+    if pool is not None:
+        pool.start()
     log.info("connecting to Slack in Socket Mode (platform %s)", service.rt.platform.name)
     try:
         await socket_mode_handler(bolt, settings.slack_app_token or "").start_async()
     finally:
         if scheduler is not None:
             await asyncio.to_thread(scheduler.shutdown)
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown)

@@ -48,6 +48,9 @@ def parse_since(text: str) -> timedelta:
 class Service:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
+        # Slack id → the name last handed to the person directory by this service, so a
+        # repeat costs no database round trip (`remember` would find it and do nothing).
+        self._remembered: dict[str, str] = {}
 
     def handle(self, inv: Invocation) -> Reply:
         command = inv.command.strip().lower()
@@ -78,11 +81,16 @@ class Service:
 
     def _remember(self, inv: Invocation) -> None:
         """The name behind a Slack id goes to the person directory, never to the audit."""
-        if inv.actor.name and self.rt.people is not None:
+        name = inv.actor.name
+        if name and self.rt.people is not None and self._remembered.get(inv.actor.id) != name:
             try:
-                self.rt.people.remember(inv.actor.id, inv.actor.name, self.rt.clock())
+                self.rt.people.remember(inv.actor.id, name, self.rt.clock())
             except Exception:
                 log.exception("could not record the name of %s", inv.actor.id)
+                return
+            if len(self._remembered) >= 10_000:
+                self._remembered.clear()
+            self._remembered[inv.actor.id] = name
 
     def _audit(self, inv: Invocation, outcome: str, code: str | None) -> None:
         params = {"command": inv.command, "text": inv.text, "channel": inv.channel_id}

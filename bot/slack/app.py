@@ -1,12 +1,15 @@
 """The Bolt app: slash commands and buttons. Every listener acks at once; the command
-runs on a worker thread and answers through `respond`, so a slow platform never holds up
-another request's ack."""
+runs off the event loop (on a worker thread, or in a worker process with
+`AIOPS_COMMAND_WORKERS`, see `bot/workers.py`) and answers through `respond`, so a slow
+platform never holds up another request's ack. The reply is rendered to Block Kit (and
+so redacted) where the command ran, not on the event loop that acks."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -18,12 +21,44 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack.blocks import render_message
 from bot.slack.groups import SlackUserGroups
 from commands.catalog import SLASH_COMMANDS
-from commands.messages import Reply
 from commands.model import Actor
 from commands.requests import Invocation
 from commands.service import Service
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A reply rendered as `respond()`'s arguments (a dict: it pickles)."""
+
+    payload: dict[str, Any]  # text, blocks, response_type[, replace_original]
+
+
+def answer(service: Service, inv: Invocation, click: bool = False) -> Answer:
+    """Run one command and render its reply; called off the event loop. A button's
+    answer is always ephemeral and never replaces the card it came from (the domain
+    updates the card itself, with chat.update); a slash command's follows the reply."""
+    reply = service.handle(inv)
+    if click:
+        return Answer(
+            {"response_type": "ephemeral", "replace_original": False, **render_message(reply)}
+        )
+    kind = "ephemeral" if reply.ephemeral else "in_channel"
+    return Answer({"response_type": kind, **render_message(reply)})
+
+
+# Runs a command off the loop and answers it on its response_url: (invocation, click?,
+# respond) → done.
+Runner = Callable[[Invocation, bool, AsyncRespond], Awaitable[None]]
+
+
+def attach_groups(service: Service, bot_token: str, api_base_url: str | None) -> None:
+    """Approvers may be user groups, read at click time through the Web API."""
+    if service.rt.groups is None:
+        service.rt.groups = SlackUserGroups(
+            WebClient(token=bot_token, base_url=api_base_url or WebClient.BASE_URL)
+        )
 
 
 def _team_of(body: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -52,7 +87,9 @@ def build_app(
     signing_secret: str,
     api_base_url: str | None = None,
     socket_mode: bool = False,
+    runner: Runner | None = None,
 ) -> AsyncApp:
+    """`runner` runs a command off the loop; by default on a thread of this process."""
     client = AsyncWebClient(token=bot_token, base_url=api_base_url or AsyncWebClient.BASE_URL)
     app = AsyncApp(
         client=client,
@@ -60,10 +97,7 @@ def build_app(
         process_before_response=False,
     )
     config = service.rt.config
-    if service.rt.groups is None:  # approvers may be user groups, read at click time
-        service.rt.groups = SlackUserGroups(
-            WebClient(token=bot_token, base_url=api_base_url or WebClient.BASE_URL)
-        )
+    attach_groups(service, bot_token, api_base_url)
 
     @app.middleware
     async def only_our_workspace(
@@ -88,8 +122,11 @@ def build_app(
             user_id, config.display_name(user_id) if config.person_by_id(user_id) else user_name
         )
 
-    async def run(inv: Invocation) -> Reply:
-        return await asyncio.to_thread(service.handle, inv)
+    async def in_thread(inv: Invocation, click: bool, respond: AsyncRespond) -> None:
+        out = await asyncio.to_thread(answer, service, inv, click)
+        await respond(**out.payload)
+
+    run: Runner = runner or in_thread
 
     async def slash(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
@@ -100,10 +137,7 @@ def build_app(
             channel_id=command.get("channel_id"),
             request_id=command.get("trigger_id"),
         )
-        reply = await run(inv)
-        await respond(
-            response_type="ephemeral" if reply.ephemeral else "in_channel", **render_message(reply)
-        )
+        await run(inv, False, respond)
 
     for name in SLASH_COMMANDS:
         app.command(name)(slash)
@@ -119,9 +153,7 @@ def build_app(
             channel_id=(body.get("channel") or {}).get("id"),
             request_id=action.get("action_ts") or body.get("trigger_id"),
         )
-        reply = await run(inv)
-        # The card itself is updated by the domain (chat.update); the clicker hears why.
-        await respond(response_type="ephemeral", replace_original=False, **render_message(reply))
+        await run(inv, True, respond)  # the clicker hears why (ephemeral)
 
     app.action("approve")(decision)
     app.action("reject")(decision)
