@@ -44,7 +44,7 @@ from sqlmodel import Session, col, select
 
 from bot.store.audit_scan import scan
 from bot.store.compliance_tables import AuditCheckpointRow
-from bot.store.sql_store import GENESIS, _to_event, chain_hash, utc
+from bot.store.sql_store import GENESIS, _to_event, audit_row, chain_hash, utc
 from bot.store.tables import AuditRow
 from commands.audit import RETENTION
 from commands.store import AuditEvent
@@ -341,17 +341,7 @@ def purge(
         )
         event.prev_hash = prev
         event.hash = chain_hash(prev, event)
-        row = AuditRow(
-            at=event.at,
-            actor_id=event.actor_id,
-            action=event.action,
-            parameters=event.parameters,
-            justification=event.justification,
-            outcome=event.outcome,
-            retain_until=event.retain_until,
-            prev_hash=prev,
-            hash=event.hash,
-        )
+        row = audit_row(event)
         session.add(row)
         session.flush()
         audit_id = row.id

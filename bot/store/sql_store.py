@@ -97,6 +97,26 @@ def chain_hash(prev_hash: str, event: AuditEvent) -> str:
     return hashlib.sha256((prev_hash + canonical(event)).encode()).hexdigest()
 
 
+def audit_row(event: AuditEvent) -> AuditRow:
+    """The table row for an event whose `prev_hash` and `hash` are already set."""
+    assert event.prev_hash is not None and event.hash is not None
+    return AuditRow(
+        at=event.at,
+        actor_id=event.actor_id,
+        action=event.action,
+        environment=event.environment,
+        target=event.target,
+        parameters=event.parameters,
+        justification=event.justification,
+        outcome=event.outcome,
+        change_id=event.change_id,
+        request_id=event.request_id,
+        retain_until=event.retain_until,
+        prev_hash=event.prev_hash,
+        hash=event.hash,
+    )
+
+
 def _to_event(row: AuditRow) -> AuditEvent:
     return AuditEvent(
         id=row.id,
@@ -292,21 +312,7 @@ class SqlStore:
             prev = last or GENESIS
             event.prev_hash = prev
             event.hash = chain_hash(prev, event)
-            row = AuditRow(
-                at=event.at,
-                actor_id=event.actor_id,
-                action=event.action,
-                environment=event.environment,
-                target=event.target,
-                parameters=event.parameters,
-                justification=event.justification,
-                outcome=event.outcome,
-                change_id=event.change_id,
-                request_id=event.request_id,
-                retain_until=event.retain_until,
-                prev_hash=prev,
-                hash=event.hash,
-            )
+            row = audit_row(event)
             session.add(row)
             session.flush()
             # Read the id before the commit: after it, `row.id` reloads the row in a new
