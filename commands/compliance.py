@@ -213,11 +213,7 @@ def check_approval(
             ) from None
         if dict(state.traffic) != change.split_before:
             labels = {d.id: d.version.version for d in state.deployed}
-            labels |= {
-                k.removeprefix("label:"): v
-                for k, v in change.extra.items()
-                if k.startswith("label:")
-            }
+            labels |= change.labels
             why = (
                 f"`{ep.slug}` changed since the request (planned from"
                 f" {split_text(change.split_before, labels)}, now"

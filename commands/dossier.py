@@ -115,11 +115,7 @@ def build(
             "split_before": change.split_before,
             "split_after": change.split_after,
             "restore_split": change.restore_split,
-            "labels": {
-                k.removeprefix("label:"): v
-                for k, v in change.extra.items()
-                if k.startswith("label:")
-            },
+            "labels": change.labels,
             "health_when_planned": change.extra.get("health"),
             "plan_hash_shown": shown,
             "plan_hash_now": plan_hash(change),

@@ -112,16 +112,28 @@ def _undeploy(rt: Runtime, change: Change, ids: list[str], split: dict[str, int]
         _wait(rt, change, name, f"undeploying {change.extra.get('label:' + dm_id, dm_id)}")
 
 
+def _split_after(change: Change) -> dict[str, int]:
+    """The split after the change, with "0" named by the new deployed model once known."""
+    new = change.new_deployed_model_id or NEW
+    return {new if k == NEW else k: v for k, v in change.split_after.items()}
+
+
 def _run(rt: Runtime, change: Change) -> None:
+    """Run (or, after a restart, go on with) a change from the phase it has reached."""
     ep = _endpoint(rt, change)
     phase = change.extra.get("phase", "")
     undeploy = [i for i in change.extra.get("undeploy", "").split(",") if i]
     try:
-        if change.kind is ChangeKind.DEPLOY or change.extra.get("mode") == "redeploy":
+        if phase.startswith("undeploy:") and change.operation:
+            _wait(rt, change, change.operation, "undeploying")
+            current = phase.split(":", 1)[1]
+            rest = undeploy[undeploy.index(current) + 1 :] if current in undeploy else []
+            _undeploy(rt, change, rest, _split_after(change))
+        elif change.kind is ChangeKind.DEPLOY or change.extra.get("mode") == "redeploy":
             version = ModelVersion.parse(change.version or "")
             if not phase:
                 _check_before(rt, change)
-                name = rt.platform.begin_deploy(ep, version, check_split(change.split_after) | {})
+                name = rt.platform.begin_deploy(ep, version, check_split(change.split_after))
                 change = _phase(rt, change, "deploy", name)
                 phase = "deploy"
             if phase == "deploy":
@@ -135,41 +147,19 @@ def _run(rt: Runtime, change: Change) -> None:
                     new_deployed_model_id=status.deployed_model_id,
                     extra=dict(change.extra),
                 )
-                after = {
-                    (status.deployed_model_id or NEW) if k == NEW else k: v
-                    for k, v in change.split_after.items()
-                }
-                if undeploy:
-                    _undeploy(rt, change, undeploy, after)
-            elif phase.startswith("undeploy:") and change.operation:
-                _wait(rt, change, change.operation, "undeploying")
-                rest = (
-                    undeploy[undeploy.index(phase.split(":", 1)[1]) + 1 :]
-                    if phase.split(":", 1)[1] in undeploy
-                    else []
-                )
-                after = {
-                    (change.new_deployed_model_id or NEW) if k == NEW else k: v
-                    for k, v in change.split_after.items()
-                }
-                _undeploy(rt, change, rest, after)
+                _undeploy(rt, change, undeploy, _split_after(change))
         else:  # promote or rollback by traffic shift
             if not phase:
                 _check_before(rt, change)
                 rt.platform.set_traffic(ep, check_split(change.split_after))
                 change = _phase(rt, change, "traffic")
+                phase = "traffic"
                 thread(
                     rt,
                     change,
-                    f":twisted_rightwards_arrows: traffic now {split_text(change.split_after, _labels(change))}",
+                    f":twisted_rightwards_arrows: traffic now {split_text(change.split_after, change.labels)}",
                 )
-                _undeploy(rt, change, undeploy, change.split_after)
-            elif phase.startswith("undeploy:") and change.operation:
-                _wait(rt, change, change.operation, "undeploying")
-                current = phase.split(":", 1)[1]
-                rest = undeploy[undeploy.index(current) + 1 :] if current in undeploy else []
-                _undeploy(rt, change, rest, change.split_after)
-            elif phase == "traffic":
+            if phase == "traffic":
                 _undeploy(rt, change, undeploy, change.split_after)
     except (_Failed, PlatformError) as exc:
         _finish(rt, change, ok=False, error=str(exc))
@@ -179,10 +169,6 @@ def _run(rt: Runtime, change: Change) -> None:
         _finish(rt, change, ok=False, error=f"unexpected error: {type(exc).__name__}")
         return
     _finish(rt, change, ok=True)
-
-
-def _labels(change: Change) -> dict[str, str]:
-    return {k.removeprefix("label:"): v for k, v in change.extra.items() if k.startswith("label:")}
 
 
 def _finish(rt: Runtime, change: Change, *, ok: bool, error: str | None = None) -> None:

@@ -221,3 +221,10 @@ class Change:
     message_ts: str | None = None
     updated_at: datetime | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Deployed-model id → version, as recorded on the change when it was planned/run."""
+        return {
+            k.removeprefix("label:"): v for k, v in self.extra.items() if k.startswith("label:")
+        }

@@ -33,10 +33,7 @@ def when(at: datetime | None, tz: ZoneInfo) -> str:
 
 
 def _labels(change: Change) -> dict[str, str]:
-    labels = {
-        k.removeprefix("label:"): v for k, v in change.extra.items() if k.startswith("label:")
-    }
-    return labels | ({NEW: change.version.split("@")[-1]} if change.version else {})
+    return change.labels | ({NEW: change.version.split("@")[-1]} if change.version else {})
 
 
 def traffic_line(change: Change) -> str:
