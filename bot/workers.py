@@ -80,10 +80,12 @@ def _init(settings: Settings, nice: int) -> None:
     if nice:
         with contextlib.suppress(OSError):  # not permitted: run at the server's priority
             os.nice(nice)
-    logging.basicConfig(level=settings.log_level)
+    # The server's logging (JSON lines, PII masked), not the default handler.
+    from bot.logs import setup_logging
     from bot.server import make_service
     from bot.slack.app import attach_groups
 
+    setup_logging(settings.log_level)
     global _service
     _service = make_service(settings)
     attach_groups(_service, settings.slack_bot_token or "", settings.slack_api_base_url)
