@@ -118,9 +118,8 @@ def build_app(
         return await next()
 
     def actor(user_id: str, user_name: str | None) -> Actor:
-        return Actor(
-            user_id, config.display_name(user_id) if config.person_by_id(user_id) else user_name
-        )
+        person = config.person_by_id(user_id)
+        return Actor(user_id, person.name if person else user_name)
 
     async def in_thread(inv: Invocation, click: bool, respond: AsyncRespond) -> None:
         out = await asyncio.to_thread(answer, service, inv, click)
