@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 from commands import approvals, execution, steps
 from commands.canary_model import (
@@ -998,6 +999,35 @@ def _require_requester(rt: Runtime, actor: Actor, w: Watch, verb: str) -> Enviro
     return env
 
 
+def _set_by_person(
+    rt: Runtime,
+    actor: Actor,
+    w: Watch,
+    action: str,
+    outcome: str,
+    reason: str | None,
+    line: str,
+    **fields: Any,
+) -> Watch:
+    """A person pauses or resumes a watch: compare-and-set, audit, thread line, card."""
+    moved = _store(rt).update_watch(w.id, w.rev, updated_at=rt.clock(), **fields)
+    if moved is None:
+        raise Refusal(f"{w.ref} moved just now; look again with `/aiops canary {w.endpoint}`")
+    rt.auditor.record(
+        action,
+        actor.id,
+        outcome,
+        environment=w.environment,
+        target=w.endpoint,
+        change_id=w.change_id,
+        justification=reason,
+        parameters={"canary": w.ref},
+    )
+    _thread(rt, moved, line)
+    _refresh(rt, moved)
+    return moved
+
+
 def pause(rt: Runtime, actor: Actor, ref: str | None, reason: str | None) -> Reply:
     w = _watch_of(rt, ref, '/aiops pause <endpoint> [reason="…"]')
     _require_requester(rt, actor, w, "pause")
@@ -1006,25 +1036,16 @@ def pause(rt: Runtime, actor: Actor, ref: str | None, reason: str | None) -> Rep
             f"{w.ref} on `{w.endpoint}` is {w.state.value.replace('_', ' ')}; nothing to pause",
             code="already_decided",
         )
-    moved = _store(rt).update_watch(w.id, w.rev, state=WatchState.PAUSED, updated_at=rt.clock())
-    if moved is None:
-        raise Refusal(f"{w.ref} moved just now; look again with `/aiops canary {w.endpoint}`")
-    rt.auditor.record(
-        "canary_pause",
-        actor.id,
-        "paused",
-        environment=w.environment,
-        target=w.endpoint,
-        change_id=w.change_id,
-        justification=reason,
-        parameters={"canary": w.ref},
-    )
-    _thread(
+    moved = _set_by_person(
         rt,
-        moved,
+        actor,
+        w,
+        "canary_pause",
+        "paused",
+        reason,
         f":double_vertical_bar: {w.ref} paused by {mention(actor.id)}: no scheduled checks, steps or automatic rollback until resumed.",
+        state=WatchState.PAUSED,
     )
-    _refresh(rt, moved)
     return _analysis_reply(rt, moved, f"Paused. Resume with `/aiops resume {w.endpoint}`.")
 
 
@@ -1037,27 +1058,17 @@ def resume(rt: Runtime, actor: Actor, ref: str | None, reason: str | None) -> Re
             code="already_decided",
         )
     settings = canary_settings(rt.config)
-    moved = _store(rt).update_watch(
-        w.id,
-        w.rev,
+    moved = _set_by_person(
+        rt,
+        actor,
+        w,
+        "canary_resume",
+        "watching",
+        reason,
+        f":arrow_forward: {w.ref} resumed by {mention(actor.id)}.",
         state=WatchState.WATCHING,
         next_check_at=rt.clock() + settings.interval,
-        updated_at=rt.clock(),
     )
-    if moved is None:
-        raise Refusal(f"{w.ref} moved just now; look again with `/aiops canary {w.endpoint}`")
-    rt.auditor.record(
-        "canary_resume",
-        actor.id,
-        "watching",
-        environment=w.environment,
-        target=w.endpoint,
-        change_id=w.change_id,
-        justification=reason,
-        parameters={"canary": w.ref},
-    )
-    _thread(rt, moved, f":arrow_forward: {w.ref} resumed by {mention(actor.id)}.")
-    _refresh(rt, moved)
     return _analysis_reply(
         rt, moved, "Resumed: the next window is judged in " + _minutes(settings.interval) + "."
     )
