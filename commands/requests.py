@@ -314,20 +314,17 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
             justification=glass.reason,
             parameters={"break_glass": True, "freeze_overridden": glass.freeze},
         )
-    if (kind is ChangeKind.ROLLBACK and env.needs_approval) or glass:
-        # Announced where approvers look, so a rollback without a second person is seen.
-        card = change_card(
-            change,
-            rt.config,
-            health=health,
-            note=compliance.announce_break_glass(rt, change, glass)
-            if glass
-            else f"Rolled back by {mention(inv.actor.id)} without waiting for approval (policy).",
-        )
-        execution.post_card(rt, change, rt.config.channels.approvals, card)
-    else:
-        card = change_card(change, rt.config, health=health)
-        execution.post_card(rt, change, rt.config.channels.ops, card)
+    # A change that skipped an approval the environment has is announced where approvers
+    # look, so a rollback without a second person (or a break glass) is seen.
+    note = None
+    if glass:
+        note = compliance.announce_break_glass(rt, change, glass)
+    elif kind is ChangeKind.ROLLBACK and env.needs_approval:
+        note = f"Rolled back by {mention(inv.actor.id)} without waiting for approval (policy)."
+    channel = rt.config.channels.approvals if note else rt.config.channels.ops
+    execution.post_card(
+        rt, change, channel, change_card(change, rt.config, health=health, note=note)
+    )
     execution.start(rt, change)  # not before its time, if scheduled
     reply = change_card(change, rt.config, health=health)
     reply.ephemeral = True
