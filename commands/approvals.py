@@ -248,35 +248,27 @@ def cancel(
     env = rt.config.environments[change.environment]
     if actor.id != change.requester_id and not may_approve(env, actor.id, rt.groups):
         raise Refusal("only the requester or an approver may cancel a change", code="not_allowed")
-    for old in (ChangeState.PENDING_APPROVAL, ChangeState.REQUESTED, ChangeState.APPROVED):
-        done = rt.store.transition(
-            change.id,
-            old,
-            ChangeState.CANCELLED,
-            decided_by=actor.id,
-            decided_at=rt.clock(),
-            updated_at=rt.clock(),
-        )
-        if done is not None:
-            rt.auditor.record(
-                "cancel",
-                actor.id,
-                "cancelled",
-                change=done,
-                justification=reason,
-                request_id=request_id,
-            )
-            execution.refresh_card(rt, done)
-            return _ack(rt, done, f"Cancelled {done.id}.")
-    raise _closed(rt, rt.store.get_change(change.id) or change)
+    done = _cancel_unstarted(rt, change, actor.id)
+    if done is None:
+        raise _closed(rt, rt.store.get_change(change.id) or change)
+    rt.auditor.record(
+        "cancel",
+        actor.id,
+        "cancelled",
+        change=done,
+        justification=reason,
+        request_id=request_id,
+    )
+    execution.refresh_card(rt, done)
+    return _ack(rt, done, f"Cancelled {done.id}.")
 
 
-def supersede(rt: Runtime, holder: Change, actor_id: str, why: str) -> Change | None:
-    """Mitigation first: a change that has not started yet gives way to a rollback."""
+def _cancel_unstarted(rt: Runtime, change: Change, actor_id: str) -> Change | None:
+    """Compare-and-set a change that has not started into `cancelled`; None if it had."""
     for old in (ChangeState.PENDING_APPROVAL, ChangeState.REQUESTED, ChangeState.APPROVED):
         now = rt.clock()
         done = rt.store.transition(
-            holder.id,
+            change.id,
             old,
             ChangeState.CANCELLED,
             decided_by=actor_id,
@@ -284,15 +276,22 @@ def supersede(rt: Runtime, holder: Change, actor_id: str, why: str) -> Change | 
             updated_at=now,
         )
         if done is not None:
-            rt.auditor.record("cancel", actor_id, "cancelled", change=done, justification=why)
-            execution.refresh_card(rt, done, note=f"Cancelled: {why}.")
-            execution.tell(
-                rt,
-                done.requester_id,
-                f"{done.id} ({done.kind.value} {done.endpoint}) was cancelled: {why}.",
-            )
             return done
     return None
+
+
+def supersede(rt: Runtime, holder: Change, actor_id: str, why: str) -> Change | None:
+    """Mitigation first: a change that has not started yet gives way to a rollback."""
+    done = _cancel_unstarted(rt, holder, actor_id)
+    if done is not None:
+        rt.auditor.record("cancel", actor_id, "cancelled", change=done, justification=why)
+        execution.refresh_card(rt, done, note=f"Cancelled: {why}.")
+        execution.tell(
+            rt,
+            done.requester_id,
+            f"{done.id} ({done.kind.value} {done.endpoint}) was cancelled: {why}.",
+        )
+    return done
 
 
 def _ack(rt: Runtime, change: Change, text: str) -> Reply:
