@@ -21,8 +21,7 @@ from bench.common import report
 from bot.settings import Settings
 from bot.wiring import build_runtime
 from commands.config import SandboxSettings, load_config
-from commands.model import Actor
-from commands.requests import Invocation
+from commands.model import Actor, Invocation
 from commands.runtime import NullNotifier
 from commands.service import Service
 

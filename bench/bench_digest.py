@@ -35,7 +35,7 @@ from bot.store.db import make_engine, upgrade  # noqa: E402
 from bot.wiring import build_runtime  # noqa: E402
 from commands import digests  # noqa: E402
 from commands.config import Config, load_config, parse_config  # noqa: E402
-from commands.schedule import DigestKind  # noqa: E402
+from commands.digest_schedule import DigestKind  # noqa: E402
 
 # Tuesday 1 December 2026, 08:30 in Sydney
 AT = datetime(2026, 11, 30, 21, 30, tzinfo=UTC)

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, REPO, free_port, report, stop, wait_http
+from bench.common import PYTHON, REPO, cpu_seconds, free_port, report, stop, wait_http
 from bench.wire import BOT_TOKEN, SIGNING_SECRET, sign, slash_body
 
 GOOGLE_MODULES = (
@@ -49,7 +49,9 @@ def serve_env(data_dir: Path, port: int) -> dict[str, str]:
     return env
 
 
-def time_to_ready(data_dir: Path, extra: list[str] | None = None) -> float:
+def time_to_ready(data_dir: Path, extra: list[str] | None = None) -> tuple[float, float]:
+    """Seconds from `Popen` to the first `200` from `/healthz`, and the CPU seconds the
+    server used by then (steadier than the wall time on a shared machine)."""
     port = free_port()
     env = serve_env(data_dir, port)
     t0 = time.monotonic()
@@ -62,9 +64,10 @@ def time_to_ready(data_dir: Path, extra: list[str] | None = None) -> float:
     )
     try:
         ready = wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc, interval=0.002)
+        cpu = cpu_seconds(proc.pid)
     finally:
         stop(proc)
-    return ready - t0
+    return ready - t0, cpu
 
 
 def import_time(module: str) -> float:
@@ -116,10 +119,10 @@ def google_imports_when_serving(tmp: Path) -> list[str]:
 def run(runs: int = 5) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="aiops-bench-start-") as t:
         tmp = Path(t)
-        cold = [time_to_ready(tmp / f"cold{i}") for i in range(runs)]
+        cold, cold_cpu = zip(*(time_to_ready(tmp / f"cold{i}") for i in range(runs)), strict=True)
         warm_dir = tmp / "warm"
         time_to_ready(warm_dir)
-        warm = [time_to_ready(warm_dir) for _ in range(runs)]
+        warm, warm_cpu = zip(*(time_to_ready(warm_dir) for _ in range(runs)), strict=True)
         google = google_imports_when_serving(tmp)
     imports = {m: min(import_time(m) for _ in range(max(1, runs // 2))) for m in GOOGLE_MODULES}
     return {
@@ -127,6 +130,8 @@ def run(runs: int = 5) -> dict[str, Any]:
         "warm_s": [round(x, 3) for x in warm],
         "cold_median_s": round(statistics.median(cold), 3),
         "warm_median_s": round(statistics.median(warm), 3),
+        "cold_cpu_s": [round(x, 3) for x in cold_cpu],
+        "warm_cpu_s": [round(x, 3) for x in warm_cpu],
         "import_s": {k: round(v, 3) for k, v in imports.items()},
         "google_modules_when_serving": google,
     }
@@ -152,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             max(out["warm_s"]),
         ],
     ]
+    for kind in ("cold", "warm"):
+        cpu = out[f"{kind}_cpu_s"]
+        label = "new database" if kind == "cold" else "existing database"
+        rows.append([f"CPU used by then, {label} (s)", statistics.median(cpu), min(cpu), max(cpu)])
     for module, secs in out["import_s"].items():
         rows.append([f"import {module} (s, best)", secs, "", ""])
     report("startup", "Start-up (sandbox, SQLite)", ["what", "median", "min", "max"], rows, out)

@@ -19,9 +19,8 @@ from bot.slack.blocks import render_message
 from bot.wiring import build_runtime
 from commands.config import Config
 from commands.messages import Buttons, Context, Divider, Fields, Header, Post, Reply, Text
-from commands.model import Actor
+from commands.model import Actor, Invocation
 from commands.redaction import redact
-from commands.requests import Invocation
 from commands.runtime import MessageRef
 from commands.service import Service
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from bot.settings import Settings
 from bot.wiring import build_runtime
 from commands import digests
+from commands.digest_schedule import DigestKind, digest_settings
 from commands.model import SCHEDULER
-from commands.schedule import DigestKind, digest_settings
 
 
 def run_digest(settings: Settings, args: argparse.Namespace) -> int:

@@ -39,9 +39,9 @@ from sqlmodel import Session, col, select
 
 from bot.store.schedule_tables import APSCHEDULER_TABLE, SchedulerRunRow
 from commands import approvals, digests, schedule
+from commands.digest_schedule import DigestKind, DigestSettings, digest_settings
 from commands.model import SCHEDULER
 from commands.runtime import Runtime
-from commands.schedule import DigestKind, DigestSettings, digest_settings
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,7 @@
-"""Assembles a runtime from settings: config, database (migrated), platform, audit."""
+"""Assembles a runtime from settings: config, database (migrated), platform, audit.
+
+The store, the platform and the audit machinery are imported by `build_runtime` only: the
+server that acks needs the checked config and a migrated database, nothing more."""
 
 from __future__ import annotations
 
@@ -6,20 +9,19 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
-from bot.platforms import make_platform
 from bot.settings import Settings
-from bot.store.canary_store import SqlCanaryStore
 from bot.store.db import make_engine, upgrade_if_behind
-from bot.store.people import PersonDirectory
-from bot.store.sql_store import SqlStore
 from commands import canary_model
-from commands.audit import Auditor, AuditSink
 from commands.config import Config, load_config
-from commands.runtime import Notifier, NullNotifier, Runtime
-from commands.schedule import digest_settings
+from commands.digest_schedule import digest_settings
+
+if TYPE_CHECKING:
+    from commands.audit import AuditSink
+    from commands.runtime import Notifier, Runtime
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,16 @@ def open_database(settings: Settings, *, migrate: bool | None = None) -> Engine:
     if migrate if migrate is not None else engine.dialect.name == "sqlite":
         upgrade_if_behind(engine)
     return engine
+
+
+def checked_config(settings: Settings, config: Config | None = None) -> Config:
+    """The config (read from the settings unless given), with the tables that are read
+    later checked now: a bad `[canary]` or `[digests]` table stops the bot at start, not
+    at its first canary or digest."""
+    config = config or load_config(settings.config_path)
+    canary_model.validate(config)
+    digest_settings(config)
+    return config
 
 
 def audit_sinks(config: Config) -> list[AuditSink]:
@@ -66,9 +78,14 @@ def build_runtime(
     engine: Engine | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> Runtime:
-    config = config or load_config(settings.config_path)
-    canary_model.validate(config)  # a bad [canary] table stops the bot at start
-    digest_settings(config)  # and so does a bad [digests] table
+    from bot.platforms import make_platform
+    from bot.store.canary_store import SqlCanaryStore
+    from bot.store.people import PersonDirectory
+    from bot.store.sql_store import SqlStore
+    from commands.audit import Auditor
+    from commands.runtime import NullNotifier, Runtime
+
+    config = checked_config(settings, config)
     engine = engine or open_database(settings)
     store = SqlStore(engine)
     platform = make_platform(config, engine, clock)

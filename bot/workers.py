@@ -40,11 +40,11 @@ from slack_bolt.async_app import AsyncRespond
 from slack_sdk.webhook import WebhookClient
 
 from bot.settings import Settings
-from bot.slack.app import Answer, answer
 from commands.messages import Reply
-from commands.requests import Invocation
+from commands.model import Invocation
 
 if TYPE_CHECKING:
+    from bot.slack.answer import Answer
     from commands.service import Service
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def _init(settings: Settings, nice: int) -> None:
     # The server's logging (JSON lines, PII masked), not the default handler.
     from bot.logs import setup_logging
     from bot.server import make_service
-    from bot.slack.app import attach_groups
+    from bot.slack.answer import attach_groups
 
     setup_logging(settings.log_level)
     global _service
@@ -94,6 +94,8 @@ def _init(settings: Settings, nice: int) -> None:
 def run_command(inv: Invocation, click: bool, response_url: str | None) -> Answer | None:
     """In a worker: one command, its reply rendered and posted to `response_url` from
     here, so the server process only acks. Without a URL the answer goes back."""
+    from bot.slack.answer import answer
+
     assert _service is not None, "the worker's initializer did not run"
     out = answer(_service, inv, click)
     if not response_url:
@@ -108,15 +110,25 @@ def run_command(inv: Invocation, click: bool, response_url: str | None) -> Answe
     return None
 
 
+def record_refusal(user: str, team: str | None, enterprise: str | None) -> None:
+    """In a worker: audit a request from another workspace."""
+    from bot.slack.app import record_refusal as record
+
+    assert _service is not None, "the worker's initializer did not run"
+    record(_service, user, team, enterprise)
+
+
 def _ready() -> int:
     return os.getpid()
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    # forkserver: workers fork from a clean server process (no threads, no event loop,
-    # no open connections inherited), which is cheaper than spawn; spawn where absent.
-    methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+def context() -> multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext:
+    """How the workers and the scheduler process start. forkserver: they fork from a clean
+    server process (no threads, no event loop, no open connections inherited), which is
+    cheaper than spawn; spawn where absent."""
+    if "forkserver" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("forkserver")
+    return multiprocessing.get_context("spawn")
 
 
 class CommandPool:
@@ -143,7 +155,7 @@ class CommandPool:
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=self.workers,
-            mp_context=_context(),
+            mp_context=context(),
             initializer=_init,
             initargs=(self.settings, self.nice),
         )
@@ -164,6 +176,11 @@ class CommandPool:
         if out is not None:
             await respond(**out.payload)
 
+    async def refused(self, user: str, team: str | None, enterprise: str | None) -> None:
+        """The Bolt app's `refused`: the audit row is written by a worker."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, record_refusal, user, team, enterprise)
+
     async def _call(self, inv: Invocation, click: bool, url: str | None) -> Answer | None:
         loop = asyncio.get_running_loop()
         pool = self._pool
@@ -180,6 +197,7 @@ class CommandPool:
                 "something went wrong on our side; the command may not have finished",
                 hint="See `/aiops changes` before trying again; the error is logged.",
             )
+            from bot.slack.answer import Answer
             from bot.slack.blocks import render_message
 
             return Answer({"response_type": "ephemeral", **render_message(reply)})

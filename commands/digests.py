@@ -18,6 +18,13 @@ from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from commands.config import Config, Endpoint, Thresholds
+from commands.digest_schedule import (
+    DigestKind,
+    DigestSchedule,
+    DigestSettings,
+    digest_settings,
+    local_time,
+)
 from commands.errors import Refusal
 from commands.messages import (
     Block,
@@ -37,14 +44,7 @@ from commands.model import OPEN_STATES, SCHEDULER, Actor, Change, ChangeState, E
 from commands.platform import Alert, PlatformError
 from commands.redaction import redact
 from commands.runtime import Runtime
-from commands.schedule import (
-    DigestKind,
-    DigestSchedule,
-    DigestSettings,
-    digest_settings,
-    local_time,
-    run_at,
-)
+from commands.schedule import run_at
 from commands.store import AuditEvent, AuditQuery
 from commands.views import breaches, when
 

@@ -190,6 +190,17 @@ BOT = Actor("bot", "aiops-bot")
 SCHEDULER = Actor("scheduler", "scheduler")
 
 
+@dataclass(frozen=True)
+class Invocation:
+    """One typed command: who, what, from where (the edge builds it, the domain runs it)."""
+
+    actor: Actor
+    command: str
+    text: str
+    channel_id: str | None = None
+    request_id: str | None = None
+
+
 @dataclass
 class Change:
     """One requested deploy / promote / rollback, with its plan and state."""

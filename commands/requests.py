@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from commands import approvals, canary, compliance, execution
 from commands.catalog import SLASH_COMMANDS
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
 from commands.messages import Context, Reply, escape, mention
 from commands.model import (
-    Actor,
     Change,
     ChangeKind,
     ChangeState,
     EndpointHealth,
     InvalidModelVersion,
+    Invocation,
     ModelVersion,
 )
 from commands.parsing import Args, ParseError, parse
@@ -26,17 +24,6 @@ from commands.runtime import Runtime
 from commands.schedule import RUN_AT, parse_at
 from commands.store import EndpointLocked
 from commands.views import change_card, health_line, when
-
-
-@dataclass(frozen=True)
-class Invocation:
-    """One typed command: who, what, from where."""
-
-    actor: Actor
-    command: str
-    text: str
-    channel_id: str | None = None
-    request_id: str | None = None
 
 
 def parse_for(command: str, text: str) -> Args:

@@ -11,10 +11,10 @@ from commands import approvals, canary, digests
 from commands.catalog import AIOPS_SUBCOMMANDS, SLASH_COMMANDS
 from commands.errors import Refusal
 from commands.messages import Reply, escape
-from commands.model import OPEN_STATES, Change, ChangeKind, ChangeState
+from commands.model import OPEN_STATES, Change, ChangeKind, ChangeState, Invocation
 from commands.parsing import ParseError, parse
 from commands.platform import PlatformError
-from commands.requests import Invocation, endpoint_of, request_change
+from commands.requests import endpoint_of, request_change
 from commands.runtime import Runtime
 from commands.store import AuditQuery
 from commands.views import audit_reply, changes_reply, help_reply, status_reply

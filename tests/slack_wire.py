@@ -103,6 +103,7 @@ class Served:
     """An ASGI app under uvicorn on loopback, in a thread."""
 
     def __init__(self, app: Any) -> None:
+        self.app = app
         self.port = free_port()
         self.server = uvicorn.Server(
             uvicorn.Config(

@@ -17,8 +17,7 @@ from sqlalchemy import Engine
 from bot.settings import BUNDLED_CONFIG, Settings
 from bot.wiring import build_runtime
 from commands.config import Config, SandboxSettings, load_config
-from commands.model import Actor
-from commands.requests import Invocation
+from commands.model import Actor, Invocation
 from commands.runtime import Notifier, NullNotifier, Runtime
 from commands.service import Service
 

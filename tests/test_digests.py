@@ -21,11 +21,11 @@ from bot.slack.blocks import render_message
 from bot.slack.notifier import SlackNotifier
 from commands import digests
 from commands.config import Config, ConfigError, Endpoint, parse_config
+from commands.digest_schedule import DigestKind, digest_settings, parse_days
 from commands.digests import SeriesPoint
 from commands.model import SCHEDULER, EndpointHealth
 from commands.platform import Alert
 from commands.runtime import NullNotifier, Runtime
-from commands.schedule import DigestKind, digest_settings, parse_days
 from commands.store import AuditQuery
 from tests.support import ALICE, BOB, Bot, FakeClock, SlackStub, example_config, make_runtime
 

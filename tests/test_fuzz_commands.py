@@ -14,8 +14,7 @@ from hypothesis import strategies as st
 from bot.console import TextRenderer
 from bot.slack.blocks import render_message
 from commands.messages import Reply
-from commands.model import Change, ChangeKind, ChangeState
-from commands.requests import Invocation
+from commands.model import Change, ChangeKind, ChangeState, Invocation
 from commands.store import ApprovalRecord, AuditEvent
 from commands.views import audit_reply, change_card, changes_reply, help_reply
 from tests.support import ALICE, BOB, Bot, example_config

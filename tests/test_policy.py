@@ -21,8 +21,7 @@ from bot.slack.groups import SlackUserGroups
 from bot.slack.notifier import SlackNotifier
 from commands.config import Config, ConfigError, parse_config
 from commands.freezes import parse_freezes
-from commands.model import ChangeState, ModelVersion
-from commands.requests import Invocation
+from commands.model import ChangeState, Invocation, ModelVersion
 from commands.runtime import NullNotifier
 from commands.service import Service
 from commands.store import AuditQuery

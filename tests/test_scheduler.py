@@ -13,9 +13,9 @@ from sqlalchemy import Engine, select
 
 from bot.scheduler import RunKeys, Scheduler
 from bot.store.schedule_tables import apscheduler_jobs
+from commands.digest_schedule import DigestKind, digest_settings
 from commands.model import SCHEDULER, ChangeState
 from commands.runtime import NullNotifier
-from commands.schedule import DigestKind, digest_settings
 from commands.store import AuditQuery
 from tests.support import ALICE, BOB, Bot, FakeClock, example_config, make_runtime
 
@@ -329,10 +329,13 @@ def test_serve_starts_the_scheduler_which_catches_up_and_stops(sqlite_engine: En
         service, bot_token="xoxb-test", signing_secret=SIGNING_SECRET, api_base_url=stub.api_url
     )
     scheduler = Scheduler(rt, sqlite_engine, owner="served")
-    server = Served(make_asgi(service, bolt, scheduler=scheduler))
+    server = Served(make_asgi(service, bolt, scheduler=lambda: scheduler))
     try:
+        # The scheduler starts (and catches up) on a thread once the server answers.
+        assert server.app.state.startup.wait(10)
         assert scheduler.aps is not None and scheduler.aps.running
-        assert server.client.get("/healthz").json()["ok"] is True
+        health = server.client.get("/healthz").json()
+        assert health["ok"] is True and health["startup"] == "done"
         digests_posted = [
             c for c in stub.of("chat.postMessage") if "Morning digest" in str(c.body.get("text"))
         ]

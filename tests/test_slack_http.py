@@ -174,9 +174,48 @@ def test_other_workspace_refused(served: tuple[Served, Service], stub: SlackStub
     assert service.rt.store.list_changes() == []
 
 
+def test_start_up_work_runs_after_the_server_answers_and_a_failure_fails_healthz(
+    sqlite_engine: Engine, stub: SlackStub
+) -> None:
+    """Resuming changes and starting the scheduler wait for no ack, but a scheduler that
+    cannot start makes `/healthz` fail (503), so the orchestrator sees it and restarts."""
+    rt = make_runtime(
+        sqlite_engine, FakeClock(), SlackNotifier(WebClient(token="x", base_url=stub.api_url))
+    )
+    service = Service(rt)
+    bolt = build_app(service, bot_token="x", signing_secret=SIGNING_SECRET)
+    release = threading.Event()
+
+    def broken_scheduler() -> None:
+        release.wait(10)
+        raise RuntimeError("job store unreachable")
+
+    server = Served(make_asgi(service, bolt, scheduler=broken_scheduler))
+    try:
+        starting = server.client.get("/healthz")  # answered while the start-up work runs
+        assert starting.status_code == 200 and starting.json()["startup"] == "starting"
+        release.set()
+        assert server.app.state.startup.wait(10)
+        failed = server.client.get("/healthz")
+        assert failed.status_code == 503
+        assert failed.json() == {
+            "ok": False,
+            "platform": "sandbox",
+            "startup": "failed: RuntimeError",
+        }
+    finally:
+        release.set()
+        server.close()
+
+
 def test_status_command_and_healthz(served: tuple[Served, Service], stub: SlackStub) -> None:
     server, _ = served
-    assert server.client.get("/healthz").json() == {"ok": True, "platform": "sandbox"}
+    assert server.app.state.startup.wait(10)
+    assert server.client.get("/healthz").json() == {
+        "ok": True,
+        "platform": "sandbox",
+        "startup": "done",
+    }
     server.post(slash_body("/aiops", "status", "U0DAVE", "dave", stub.url + "/respond/s"))
     stub.wait_for(lambda: len(responses(stub)) == 1)
     blocks = responses(stub)[0]["blocks"]

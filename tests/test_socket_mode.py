@@ -102,7 +102,6 @@ def test_slash_command_over_socket_mode(
         bot_token="xoxb-t",
         signing_secret="unused",
         api_base_url=stub.api_url,
-        socket_mode=True,
     )
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)

@@ -1,64 +1,42 @@
 """The Bolt app: slash commands and buttons. Every listener acks at once; the command
-runs off the event loop (on a worker thread, or in a worker process with
-`AIOPS_COMMAND_WORKERS`, see `bot/workers.py`) and answers through `respond`, so a slow
-platform never holds up another request's ack. The reply is rendered to Block Kit (and
-so redacted) where the command ran, not on the event loop that acks."""
+runs off the event loop (in a worker process, see `bot/workers.py`, or on a thread) and
+answers through `respond`, so a slow platform never holds up another request's ack. The
+reply is rendered to Block Kit (and so redacted) where the command ran
+(`bot/slack/answer.py`), not on the event loop that acks.
+
+`build_bolt` needs only the config: with worker processes the server that acks never
+imports the domain's machinery or the store, which keeps its start-up and its event loop
+light. `build_app` wires it to a `Service` in this process (tests, the console's peers,
+`AIOPS_COMMAND_WORKERS=0`)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk import WebClient
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.slack.blocks import render_message
-from bot.slack.groups import SlackUserGroups
 from commands.catalog import SLASH_COMMANDS
-from commands.model import Actor
-from commands.requests import Invocation
-from commands.service import Service
+from commands.config import Config
+from commands.model import Actor, Invocation
+
+if TYPE_CHECKING:
+    from commands.service import Service
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A reply rendered as `respond()`'s arguments (a dict: it pickles)."""
-
-    payload: dict[str, Any]  # text, blocks, response_type[, replace_original]
-
-
-def answer(service: Service, inv: Invocation, click: bool = False) -> Answer:
-    """Run one command and render its reply; called off the event loop. A button's
-    answer is always ephemeral and never replaces the card it came from (the domain
-    updates the card itself, with chat.update); a slash command's follows the reply."""
-    reply = service.handle(inv)
-    if click:
-        return Answer(
-            {"response_type": "ephemeral", "replace_original": False, **render_message(reply)}
-        )
-    kind = "ephemeral" if reply.ephemeral else "in_channel"
-    return Answer({"response_type": kind, **render_message(reply)})
 
 
 # Runs a command off the loop and answers it on its response_url: (invocation, click?,
 # respond) → done.
 Runner = Callable[[Invocation, bool, AsyncRespond], Awaitable[None]]
 
-
-def attach_groups(service: Service, bot_token: str, api_base_url: str | None) -> None:
-    """Approvers may be user groups, read at click time through the Web API."""
-    if service.rt.groups is None:
-        service.rt.groups = SlackUserGroups(
-            WebClient(token=bot_token, base_url=api_base_url or WebClient.BASE_URL)
-        )
+# Records a request refused because it came from another workspace: (user, team, org).
+Refusal = Callable[[str, str | None, str | None], Awaitable[None]]
 
 
 def _team_of(body: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -86,18 +64,61 @@ def build_app(
     bot_token: str,
     signing_secret: str,
     api_base_url: str | None = None,
-    socket_mode: bool = False,
     runner: Runner | None = None,
 ) -> AsyncApp:
-    """`runner` runs a command off the loop; by default on a thread of this process."""
+    """The Bolt app over a service in this process. `runner` runs a command off the loop;
+    by default on a thread of this process."""
+    from bot.slack.answer import answer, attach_groups
+
+    attach_groups(service, bot_token, api_base_url)
+
+    async def in_thread(inv: Invocation, click: bool, respond: AsyncRespond) -> None:
+        out = await asyncio.to_thread(answer, service, inv, click)
+        await respond(**out.payload)
+
+    async def record(user: str, team: str | None, enterprise: str | None) -> None:
+        await asyncio.to_thread(record_refusal, service, user, team, enterprise)
+
+    return build_bolt(
+        service.rt.config,
+        bot_token=bot_token,
+        signing_secret=signing_secret,
+        api_base_url=api_base_url,
+        runner=runner or in_thread,
+        refused=record,
+    )
+
+
+def record_refusal(service: Service, user: str, team: str | None, enterprise: str | None) -> None:
+    """The audit row of a request from another workspace."""
+    service.rt.auditor.record(
+        "workspace_refused",
+        user,
+        "refused: request from another workspace",
+        parameters={"team_id": team, "enterprise_id": enterprise},
+    )
+
+
+def build_bolt(
+    config: Config,
+    *,
+    bot_token: str,
+    signing_secret: str,
+    api_base_url: str | None,
+    runner: Runner,
+    refused: Refusal,
+) -> AsyncApp:
+    """The listeners: they ack, check the workspace, name the actor and hand the command to
+    `runner`; `refused` records a request from another workspace."""
     client = AsyncWebClient(token=bot_token, base_url=api_base_url or AsyncWebClient.BASE_URL)
     app = AsyncApp(
+        # Without a name Bolt takes its caller's file name from `inspect.stack()`, which
+        # resolves the source of every loaded module: ~0.15 s of start-up (bench startup).
+        name="aiops-bot",
         client=client,
         signing_secret=signing_secret,
         process_before_response=False,
     )
-    config = service.rt.config
-    attach_groups(service, bot_token, api_base_url)
 
     @app.middleware
     async def only_our_workspace(
@@ -107,13 +128,7 @@ def build_app(
         if not workspace_allowed(config.team_id, config.enterprise_id, team, enterprise):
             log.warning("refused a request from workspace %s (enterprise %s)", team, enterprise)
             user = req.body.get("user_id") or (req.body.get("user") or {}).get("id")
-            await asyncio.to_thread(
-                service.rt.auditor.record,
-                "workspace_refused",
-                str(user or "unknown"),
-                "refused: request from another workspace",
-                parameters={"team_id": team, "enterprise_id": enterprise},
-            )
+            await refused(str(user or "unknown"), team, enterprise)
             return BoltResponse(status=403, body="this bot serves only its own workspace")
         return await next()
 
@@ -121,11 +136,7 @@ def build_app(
         person = config.person_by_id(user_id)
         return Actor(user_id, person.name if person else user_name)
 
-    async def in_thread(inv: Invocation, click: bool, respond: AsyncRespond) -> None:
-        out = await asyncio.to_thread(answer, service, inv, click)
-        await respond(**out.payload)
-
-    run: Runner = runner or in_thread
+    run = runner
 
     async def slash(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()

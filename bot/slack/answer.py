@@ -1,0 +1,44 @@
+"""Where a command runs (a worker process, or a thread of the server): the service
+handles it and the reply is rendered to Block Kit, and so redacted, before it leaves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from slack_sdk import WebClient
+
+from bot.slack.blocks import render_message
+from bot.slack.groups import SlackUserGroups
+from commands.model import Invocation
+
+if TYPE_CHECKING:
+    from commands.service import Service
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A reply rendered as `respond()`'s arguments (a dict: it pickles)."""
+
+    payload: dict[str, Any]  # text, blocks, response_type[, replace_original]
+
+
+def answer(service: Service, inv: Invocation, click: bool = False) -> Answer:
+    """Run one command and render its reply; called off the event loop. A button's
+    answer is always ephemeral and never replaces the card it came from (the domain
+    updates the card itself, with chat.update); a slash command's follows the reply."""
+    reply = service.handle(inv)
+    if click:
+        return Answer(
+            {"response_type": "ephemeral", "replace_original": False, **render_message(reply)}
+        )
+    kind = "ephemeral" if reply.ephemeral else "in_channel"
+    return Answer({"response_type": kind, **render_message(reply)})
+
+
+def attach_groups(service: Service, bot_token: str, api_base_url: str | None) -> None:
+    """Approvers may be user groups, read at click time through the Web API."""
+    if service.rt.groups is None:
+        service.rt.groups = SlackUserGroups(
+            WebClient(token=bot_token, base_url=api_base_url or WebClient.BASE_URL)
+        )
