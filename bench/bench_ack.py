@@ -35,6 +35,7 @@ from bench.common import (
     rss_kb,
     stop,
     summary_ms,
+    tree_memory_kb,
     wait_http,
 )
 from bench.wire import BOT_TOKEN, SIGNING_SECRET, action_body, sign, slash_body
@@ -242,8 +243,9 @@ def run(
         procs = Processes(Path(tmp), operation_seconds)
         try:
             bot, floor = procs.start()
-            time.sleep(1.0)
+            time.sleep(3.0)  # the workers start 1 s after the server answers
             idle = rss_kb(bot.pid)
+            tree_idle = tree_memory_kb(bot.pid)
             floor_idle = rss_kb(floor.pid)
             levels_out = asyncio.run(
                 _measure(procs, levels, count, warmup, {"bot": bot.pid, "floor": floor.pid})
@@ -256,6 +258,7 @@ def run(
                 time.sleep(0.2)
             stats = procs.stats()
             settled = rss_kb(bot.pid)
+            tree_settled = tree_memory_kb(bot.pid)
             if bot.poll() is not None:
                 raise RuntimeError("the bot exited:\n" + procs.log_tail("bot.log"))
         finally:
@@ -272,6 +275,12 @@ def run(
         "bot_settled_rss_mb": round(settled.get("VmRSS", 0) / 1024, 1),
         "bot_peak_rss_mb": round(settled.get("VmHWM", 0) / 1024, 1),
         "floor_idle_rss_mb": round(floor_idle.get("VmRSS", 0) / 1024, 1),
+        # serve and every process under it (workers, scheduler, forkserver, tracker)
+        "tree_processes": tree_idle["processes"],
+        "tree_idle_rss_mb": round(tree_idle["Rss"] / 1024, 1),
+        "tree_idle_pss_mb": round(tree_idle["Pss"] / 1024, 1),
+        "tree_settled_rss_mb": round(tree_settled["Rss"] / 1024, 1),
+        "tree_settled_pss_mb": round(tree_settled["Pss"] / 1024, 1),
     }
     return {
         "levels": rows,
@@ -332,15 +341,30 @@ def main(argv: list[str] | None = None) -> int:
     report(
         "memory",
         "Resident memory of `aiops-bot serve` (MB, /proc/PID/status)",
-        ["bot idle", "bot after ack bench", "bot settled", "bot peak (VmHWM)", "floor idle"],
+        ["process", "idle", "after ack bench", "settled", "peak (VmHWM)"],
         [
             [
+                "server (acks)",
                 m["bot_idle_rss_mb"],
                 m["bot_after_rss_mb"],
                 m["bot_settled_rss_mb"],
                 m["bot_peak_rss_mb"],
-                m["floor_idle_rss_mb"],
-            ]
+            ],
+            [
+                f"serve and its {m['tree_processes'] - 1} child processes, RSS",
+                m["tree_idle_rss_mb"],
+                "",
+                m["tree_settled_rss_mb"],
+                "",
+            ],
+            [
+                "the same, PSS (shared pages split)",
+                m["tree_idle_pss_mb"],
+                "",
+                m["tree_settled_pss_mb"],
+                "",
+            ],
+            ["floor (bare Bolt app)", m["floor_idle_rss_mb"], "", "", ""],
         ],
         {"memory": m},
     )

@@ -118,6 +118,41 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def descendants(pid: int) -> set[int]:
+    """Every process below `pid` (from /proc): `serve`'s workers, scheduler, forkserver."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat[1])
+    found: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def tree_memory_kb(pid: int) -> dict[str, int]:
+    """RSS and PSS (shared pages split between the processes that share them) summed over
+    `pid` and its descendants, in kB, from /proc/PID/smaps_rollup; `processes`: how many."""
+    total = {"Rss": 0, "Pss": 0, "processes": 0}
+    for p in {pid} | descendants(pid):
+        try:
+            lines = Path(f"/proc/{p}/smaps_rollup").read_text().splitlines()
+        except OSError:
+            continue
+        total["processes"] += 1
+        for line in lines:
+            key, _, rest = line.partition(":")
+            if key in ("Rss", "Pss"):
+                total[key] += int(rest.split()[0])
+    return total
+
+
 def rss_kb(pid: int) -> dict[str, int]:
     """VmRSS and VmHWM (peak) of a process, in kB, from /proc/PID/status."""
     out: dict[str, int] = {}

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
+from bench.common import descendants
 from bot.scheduler_process import SchedulerProcess, SchedulerProcessError
 from bot.server import StartUp
 from bot.settings import Settings
@@ -62,23 +63,6 @@ def wait_healthy(base: str, proc: subprocess.Popen[Any], timeout: float = 60) ->
             pass
         time.sleep(0.05)
     raise AssertionError("serve did not get ready")
-
-
-def children(pid: int) -> set[int]:
-    """Every descendant of `pid` (from /proc)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[1])
-    found, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
 
 
 def running(pids: set[int]) -> dict[int, str]:
@@ -140,7 +124,7 @@ def test_serve_acks_in_one_process_and_works_in_others(tmp_path: Path, stub: Sla
         engine.dispose()
         assert "digest:morning:prod" in jobs
 
-        workers_and_scheduler = children(proc.pid)
+        workers_and_scheduler = descendants(proc.pid)
         assert len(workers_and_scheduler) >= 3  # forkserver, the worker, the scheduler
     finally:
         proc.send_signal(signal.SIGTERM)
