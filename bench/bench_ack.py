@@ -2,8 +2,9 @@
 
 Starts, each in its own process on loopback: a Slack stub (`bench.slack_stub`), the bot
 (`aiops-bot serve` in HTTP mode, sandbox platform, SQLite in a temp dir, deploys that
-take seconds) and the floor (`bench.floor_app`: a bare Bolt AsyncApp that only acks).
-Then fires a fixed number of signed slash commands and button clicks at 1, 8, 32 and 128
+take seconds) and two floors (`bench.floor_app`: a bare Bolt AsyncApp that only acks,
+with Bolt's default `process_before_response=False`, the floor the issue names, and with
+`True`, as the bot acks: "floor-inline"). Then fires a fixed number of signed slash commands and button clicks at 1, 8, 32 and 128
 concurrent clients (aiohttp) at each and measures the time to the HTTP ack.
 
     python -m bench ack [--quick] [--count N] [--levels 1,8,32,128] [--operation-seconds S]
@@ -150,7 +151,8 @@ class Processes:
 
     def __init__(self, workdir: Path, operation_seconds: float) -> None:
         self.workdir = workdir
-        self.stub_port, self.bot_port, self.floor_port = free_port(), free_port(), free_port()
+        self.stub_port, self.bot_port = free_port(), free_port()
+        self.floor_port, self.inline_port = free_port(), free_port()
         self.stub_url = f"http://127.0.0.1:{self.stub_port}"
         config = workdir / "config.toml"
         text = BUNDLED.read_text()
@@ -178,7 +180,7 @@ class Processes:
         self.procs.append(proc)
         return proc
 
-    def start(self) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    def start(self) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], int]:
         stub = self._start([PYTHON, "-m", "bench.slack_stub", str(self.stub_port)], "stub.log")
         wait_http(self.stub_url + "/healthz", proc=stub)
         bot = self._start([PYTHON, "-m", "bot.cli", "serve"], "bot.log")
@@ -186,9 +188,17 @@ class Processes:
             [PYTHON, "-m", "bench.floor_app", str(self.floor_port), self.stub_url + "/api/"],
             "floor.log",
         )
+        inline = self._start(
+            [
+                *(PYTHON, "-m", "bench.floor_app", str(self.inline_port)),
+                *(self.stub_url + "/api/", "--inline"),
+            ],
+            "floor-inline.log",
+        )
         wait_http(f"http://127.0.0.1:{self.bot_port}/healthz", 60, bot)
         wait_http(f"http://127.0.0.1:{self.floor_port}/healthz", 60, floor)
-        return bot, floor
+        wait_http(f"http://127.0.0.1:{self.inline_port}/healthz", 60, inline)
+        return bot, floor, inline.pid
 
     def stats(self) -> dict[str, Any]:
         return _get_json(self.stub_url + "/stats")
@@ -207,6 +217,8 @@ async def _measure(
 ) -> list[Level]:
     bot_url = f"http://127.0.0.1:{procs.bot_port}/slack/events"
     floor_url = f"http://127.0.0.1:{procs.floor_port}/slack/events"
+    inline_url = f"http://127.0.0.1:{procs.inline_port}/slack/events"
+    targets = ((floor_url, "floor"), (inline_url, "floor-inline"), (bot_url, "bot"))
     respond = procs.stub_url + "/respond"
     # A production change waiting for approval, so the clicks have something to decide.
     async with aiohttp.ClientSession() as session:
@@ -218,11 +230,11 @@ async def _measure(
         )
         async with session.post(bot_url, data=body, headers=sign(body)) as resp:
             await resp.read()
-    for url, name in ((floor_url, "floor"), (bot_url, "bot")):
+    for url, name in targets:
         await fire(url, respond, 4, warmup, name)
     results = []
     for c in levels:
-        for url, name in ((floor_url, "floor"), (bot_url, "bot")):
+        for url, name in targets:
             results.append(await fire(url, respond, c, count, name, pids[name]))
     return results
 
@@ -242,13 +254,19 @@ def run(
     with tempfile.TemporaryDirectory(prefix="aiops-bench-ack-") as tmp:
         procs = Processes(Path(tmp), operation_seconds)
         try:
-            bot, floor = procs.start()
+            bot, floor, inline_pid = procs.start()
             time.sleep(3.0)  # the workers start 1 s after the server answers
             idle = rss_kb(bot.pid)
             tree_idle = tree_memory_kb(bot.pid)
             floor_idle = rss_kb(floor.pid)
             levels_out = asyncio.run(
-                _measure(procs, levels, count, warmup, {"bot": bot.pid, "floor": floor.pid})
+                _measure(
+                    procs,
+                    levels,
+                    count,
+                    warmup,
+                    {"bot": bot.pid, "floor": floor.pid, "floor-inline": inline_pid},
+                )
             )
             after = rss_kb(bot.pid)
             # Every bot command answers on its response_url: wait (bounded) until they have.
@@ -269,6 +287,8 @@ def run(
         if r["target"] == "bot":
             floor_p99 = by[("floor", r["concurrency"])]["p99_ms"]
             r["p99_vs_floor"] = round(r["p99_ms"] / floor_p99, 2) if floor_p99 else None
+            inline_p99 = by[("floor-inline", r["concurrency"])]["p99_ms"]
+            r["p99_vs_inline"] = round(r["p99_ms"] / inline_p99, 2) if inline_p99 else None
     memory = {
         "bot_idle_rss_mb": round(idle.get("VmRSS", 0) / 1024, 1),
         "bot_after_rss_mb": round(after.get("VmRSS", 0) / 1024, 1),
@@ -312,6 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             r["max_ms"],
             r["req_s"],
             r.get("p99_vs_floor", ""),
+            r.get("p99_vs_inline", ""),
             r["cpu_ms_per_req"],
             r["errors"],
         ]
@@ -331,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             "max",
             "req/s",
             "p99/floor",
+            "p99/inline floor",
             "cpu ms/req",
             "errors",
         ],

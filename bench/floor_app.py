@@ -1,6 +1,10 @@
 """The floor: a bare Bolt `AsyncApp` whose listeners only ack, behind the async
 Starlette adapter under uvicorn (the fastest stack in FACTS.md), in its own process:
-`python -m bench.floor_app PORT API_BASE_URL`."""
+`python -m bench.floor_app PORT API_BASE_URL [--inline]`.
+
+Bolt's default (`process_before_response=False`) runs the listener as a task and polls
+for the ack every 10 ms; `--inline` sets `process_before_response=True`, as the bot does,
+so the response goes as soon as the listener has acked: the floor for that choice."""
 
 from __future__ import annotations
 
@@ -19,10 +23,11 @@ from starlette.routing import Route
 from bench.wire import BOT_TOKEN, SIGNING_SECRET
 
 
-def build(api_base_url: str) -> Starlette:
+def build(api_base_url: str, inline: bool = False) -> Starlette:
     app = AsyncApp(
         client=AsyncWebClient(token=BOT_TOKEN, base_url=api_base_url),
         signing_secret=SIGNING_SECRET,
+        process_before_response=inline,
     )
 
     async def only_ack(ack: AsyncAck, **_: Any) -> None:
@@ -50,7 +55,7 @@ def build(api_base_url: str) -> Starlette:
 
 if __name__ == "__main__":
     uvicorn.run(
-        build(sys.argv[2]),
+        build(sys.argv[2], inline="--inline" in sys.argv[3:]),
         host="127.0.0.1",
         port=int(sys.argv[1]),
         log_level="warning",

@@ -17,6 +17,7 @@ from bot.slack.app import build_app
 from bot.slack.notifier import SlackNotifier
 from commands.model import ChangeState
 from commands.service import Service
+from commands.store import AuditQuery
 from tests.slack_wire import SIGNING_SECRET, Served, action_body, sign, slash_body
 from tests.support import FakeClock, SlackStub, make_runtime
 
@@ -221,3 +222,36 @@ def test_status_command_and_healthz(served: tuple[Served, Service], stub: SlackS
     blocks = responses(stub)[0]["blocks"]
     assert blocks[0]["type"] == "header" and len(blocks) <= 50
     assert "loan-assessor" in json.dumps(blocks)
+
+
+def test_every_button_the_bot_renders_is_routed_and_others_are_not(
+    served: tuple[Served, Service], stub: SlackStub
+) -> None:
+    """The digests' Open status / Open changes (value `all`), a canary's Rollback and
+    Promote anyway and a card's Approve / Reject all reach the domain; a button the bot
+    never rendered gets Bolt's 404 and runs nothing."""
+    server, service = served
+    clicks = {
+        "status": "all",
+        "changes": "all",
+        "canary-rollback": "CHG-404",
+        "canary-promote": "CHG-404",
+        "approve": "CHG-404",
+        "reject": "CHG-404",
+    }
+    for action_id, value in clicks.items():
+        body = action_body(action_id, value, "U0BOB", "bob", f"{stub.url}/respond/{action_id}")
+        assert server.post(body).status_code == 200, action_id
+        stub.wait_for(lambda a=action_id: bool(stub.responded(f"/respond/{a}")))  # type: ignore[misc]
+        [reply] = stub.responded(f"/respond/{action_id}")
+        assert reply["response_type"] == "ephemeral" and reply["replace_original"] is False
+    assert "loan-assessor" in json.dumps(stub.responded("/respond/status")[0]["blocks"])
+    for action_id in ("approve", "canary-promote"):
+        assert "CHG-404" in stub.responded(f"/respond/{action_id}")[0]["text"]
+
+    unknown = action_body("frobnicate", "CHG-1", "U0BOB", "bob", stub.url + "/respond/x")
+    assert server.post(unknown).status_code == 404
+    service.rt.background.wait_idle(10)
+    assert stub.responded("/respond/x") == []
+    commands = [e for e in service.rt.store.audit(AuditQuery()) if e.action == "command"]
+    assert len(commands) == len(clicks)

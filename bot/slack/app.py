@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
@@ -33,7 +35,7 @@ log = logging.getLogger(__name__)
 
 # Runs a command off the loop and answers it on its response_url: (invocation, click?,
 # respond) → done.
-Runner = Callable[[Invocation, bool, AsyncRespond], Awaitable[None]]
+Runner = Callable[[Invocation, bool, AsyncRespond], Coroutine[Any, Any, None]]
 
 # Records a request refused because it came from another workspace: (user, team, org).
 Refusal = Callable[[str, str | None, str | None], Awaitable[None]]
@@ -99,6 +101,38 @@ def record_refusal(service: Service, user: str, team: str | None, enterprise: st
     )
 
 
+# A change card's Approve / Reject, a breaching canary's Rollback / Promote anyway, and
+# the digests' Open status / Open changes.
+DECISION_BUTTONS = ("approve", "reject", "canary-rollback", "canary-promote")
+VIEW_BUTTONS = ("status", "changes")
+BUTTONS = DECISION_BUTTONS + VIEW_BUTTONS
+
+
+class WorkspaceCheck(AsyncMiddleware):
+    """Refuses (403, audited through `refused`) a request from another workspace. A class,
+    not an `@app.middleware` function, which Bolt would call through a keyword-argument
+    lookup on every request."""
+
+    def __init__(self, config: Config, refused: Refusal) -> None:
+        self.config = config
+        self.refused = refused
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse:
+        team, enterprise = _team_of(req.body)
+        if workspace_allowed(self.config.team_id, self.config.enterprise_id, team, enterprise):
+            return await next()
+        log.warning("refused a request from workspace %s (enterprise %s)", team, enterprise)
+        user = req.body.get("user_id") or (req.body.get("user") or {}).get("id")
+        await self.refused(str(user or "unknown"), team, enterprise)
+        return BoltResponse(status=403, body="this bot serves only its own workspace")
+
+
 def build_bolt(
     config: Config,
     *,
@@ -117,26 +151,30 @@ def build_bolt(
         name="aiops-bot",
         client=client,
         signing_secret=signing_secret,
-        process_before_response=False,
+        # The listener runs before the response is sent, and the response is the ack: with
+        # the default (False) Bolt runs the listener as a task and polls every 10 ms for
+        # the ack. Our listeners only ack and hand the command on (`later`), so they are
+        # done in well under a millisecond.
+        process_before_response=True,
     )
+    pending: set[asyncio.Task[None]] = set()
 
-    @app.middleware
-    async def only_our_workspace(
-        req: AsyncBoltRequest, resp: BoltResponse, next: Callable[[], Awaitable[BoltResponse]]
-    ) -> BoltResponse:
-        team, enterprise = _team_of(req.body)
-        if not workspace_allowed(config.team_id, config.enterprise_id, team, enterprise):
-            log.warning("refused a request from workspace %s (enterprise %s)", team, enterprise)
-            user = req.body.get("user_id") or (req.body.get("user") or {}).get("id")
-            await refused(str(user or "unknown"), team, enterprise)
-            return BoltResponse(status=403, body="this bot serves only its own workspace")
-        return await next()
+    def finished(task: asyncio.Task[None]) -> None:
+        pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a command failed after its ack", exc_info=task.exception())
+
+    def later(inv: Invocation, click: bool, respond: AsyncRespond) -> None:
+        """Run the command once the ack has gone (a task the loop holds until it ends)."""
+        task = asyncio.get_running_loop().create_task(runner(inv, click, respond))
+        pending.add(task)
+        task.add_done_callback(finished)
+
+    app.use(WorkspaceCheck(config, refused))
 
     def actor(user_id: str, user_name: str | None) -> Actor:
         person = config.person_by_id(user_id)
         return Actor(user_id, person.name if person else user_name)
-
-    run = runner
 
     async def slash(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
@@ -147,36 +185,27 @@ def build_bolt(
             channel_id=command.get("channel_id"),
             request_id=command.get("trigger_id"),
         )
-        await run(inv, False, respond)
+        later(inv, False, respond)
 
-    for name in SLASH_COMMANDS:
-        app.command(name)(slash)
+    # One listener for the commands and one for the buttons: Bolt tries each listener's
+    # matchers in turn, with a keyword-argument lookup each, on every request.
+    app.command(re.compile("^(?:" + "|".join(map(re.escape, SLASH_COMMANDS)) + ")$"))(slash)
 
     async def decision(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
         await ack()
         action = body["actions"][0]
+        value = action.get("value", "")
+        if action["action_id"] in VIEW_BUTTONS and value == "all":
+            value = ""  # the digests' "Open status" / "Open changes": no argument
         user = body["user"]
         inv = Invocation(
             actor=actor(user["id"], user.get("username") or user.get("name")),
             command="/aiops",
-            text=f"{action['action_id']} {action.get('value', '')}",
+            text=f"{action['action_id']} {value}",
             channel_id=(body.get("channel") or {}).get("id"),
             request_id=action.get("action_ts") or body.get("trigger_id"),
         )
-        await run(inv, True, respond)  # the clicker hears why (ephemeral)
+        later(inv, True, respond)  # the clicker hears why (ephemeral)
 
-    app.action("approve")(decision)
-    app.action("reject")(decision)
-    app.action("canary-rollback")(decision)  # a breaching canary's Rollback / Promote-anyway
-    app.action("canary-promote")(decision)
-
-    async def open_view(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        """The digests' "Open status" / "Open changes" buttons (value `all`: no argument)."""
-        action = body["actions"][0]
-        if action.get("value") == "all":
-            action["value"] = ""
-        await decision(ack, body, respond)
-
-    app.action("status")(open_view)
-    app.action("changes")(open_view)
+    app.action(re.compile("^(?:" + "|".join(map(re.escape, BUTTONS)) + ")$"))(decision)
     return app
