@@ -70,6 +70,34 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     command.upgrade(alembic_config(engine), revision)
 
 
+def model_metadata() -> Any:
+    """Every table the bot defines (SQLModel's metadata, all table modules imported)."""
+    from sqlmodel import SQLModel
+
+    import bot.platforms.sandbox_tables
+    import bot.store.canary_tables
+    import bot.store.compliance_tables
+    import bot.store.schedule_tables
+    import bot.store.tables  # noqa: F401
+
+    return SQLModel.metadata
+
+
+def schema_drift(engine: Engine) -> list[Any]:
+    """Differences between the migrated schema in `engine` and the table models (Alembic's
+    `compare_metadata`): empty when the migrations and the models agree. Column types are
+    compared on PostgreSQL only: SQLite enforces no lengths, and 0003 widens
+    `change.decided_by` only where they are enforced."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    opts = {"compare_type": engine.dialect.name == "postgresql"}
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts=opts)
+        diff: list[Any] = compare_metadata(context, model_metadata())
+    return diff
+
+
 def head_revisions() -> set[str] | None:
     """The heads of `migrations/versions`, read from the files' `revision` and
     `down_revision` lines without importing Alembic (None when a file does not say)."""
