@@ -3,6 +3,8 @@
 - `aiops-bot serve` (HTTP, sandbox, SQLite): from process start to the first `200` from
   `/healthz`, cold (a new database: migrations run) and warm (the database exists);
 - the import time of Google's client libraries, each in a fresh interpreter;
+- the floor of the ack benchmark (a bare Bolt `AsyncApp` under uvicorn) the same way,
+  interleaved with the warm starts: what any Bolt app on this stack needs here and now;
 - which `google.*` modules a serving sandbox bot has imported: started with
   `python -X importtime`, asked `/healthz` and one `/aiops status`, then stopped; its
   import log is searched for `google`. The goal is none.
@@ -21,7 +23,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import PYTHON, REPO, cpu_seconds, free_port, report, stop, wait_http
+from bench.common import (
+    PYTHON,
+    REPO,
+    cpu_seconds,
+    descendants,
+    free_port,
+    report,
+    stop,
+    wait_http,
+)
 from bench.wire import BOT_TOKEN, SIGNING_SECRET, sign, slash_body
 
 GOOGLE_MODULES = (
@@ -53,20 +64,35 @@ def time_to_ready(data_dir: Path, extra: list[str] | None = None) -> tuple[float
     """Seconds from `Popen` to the first `200` from `/healthz`, and the CPU seconds the
     server used by then (steadier than the wall time on a shared machine)."""
     port = free_port()
-    env = serve_env(data_dir, port)
+    return _ready(
+        [PYTHON, *(extra or []), "-m", "bot.cli", "serve"], serve_env(data_dir, port), port
+    )
+
+
+def floor_time_to_ready() -> tuple[float, float]:
+    """The same for the floor of the ack benchmark (`bench.floor_app`: a bare Bolt
+    `AsyncApp` under uvicorn): what any Bolt app on this stack needs, on this machine at
+    this moment."""
+    port = free_port()
+    args = [PYTHON, "-m", "bench.floor_app", str(port), "http://127.0.0.1:9/api/"]
+    return _ready(args, dict(os.environ), port)
+
+
+def _ready(args: list[str], env: dict[str, str], port: int) -> tuple[float, float]:
     t0 = time.monotonic()
     proc = subprocess.Popen(
-        [PYTHON, *(extra or []), "-m", "bot.cli", "serve"],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         ready = wait_http(f"http://127.0.0.1:{port}/healthz", 60, proc, interval=0.002)
         cpu = cpu_seconds(proc.pid)
+        children = descendants(proc.pid)
     finally:
         stop(proc)
+    # The next start must not share the cores with this one's workers on their way out.
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{p}").exists() for p in children) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return ready - t0, cpu
 
 
@@ -122,16 +148,22 @@ def run(runs: int = 5) -> dict[str, Any]:
         cold, cold_cpu = zip(*(time_to_ready(tmp / f"cold{i}") for i in range(runs)), strict=True)
         warm_dir = tmp / "warm"
         time_to_ready(warm_dir)
-        warm, warm_cpu = zip(*(time_to_ready(warm_dir) for _ in range(runs)), strict=True)
+        pairs = [(time_to_ready(warm_dir), floor_time_to_ready()) for _ in range(runs)]
+        (warm, warm_cpu), (floor, floor_cpu) = (
+            zip(*(p[i] for p in pairs), strict=True) for i in (0, 1)
+        )
         google = google_imports_when_serving(tmp)
     imports = {m: min(import_time(m) for _ in range(max(1, runs // 2))) for m in GOOGLE_MODULES}
     return {
         "cold_s": [round(x, 3) for x in cold],
         "warm_s": [round(x, 3) for x in warm],
+        "floor_s": [round(x, 3) for x in floor],
         "cold_median_s": round(statistics.median(cold), 3),
         "warm_median_s": round(statistics.median(warm), 3),
+        "floor_median_s": round(statistics.median(floor), 3),
         "cold_cpu_s": [round(x, 3) for x in cold_cpu],
         "warm_cpu_s": [round(x, 3) for x in warm_cpu],
+        "floor_cpu_s": [round(x, 3) for x in floor_cpu],
         "import_s": {k: round(v, 3) for k, v in imports.items()},
         "google_modules_when_serving": google,
     }
@@ -157,9 +189,13 @@ def main(argv: list[str] | None = None) -> int:
             max(out["warm_s"]),
         ],
     ]
-    for kind in ("cold", "warm"):
+    floor = out["floor_s"]
+    rows.append(
+        ["floor (bare Bolt app) → /healthz (s)", out["floor_median_s"], min(floor), max(floor)]
+    )
+    labels = {"cold": "new database", "warm": "existing database", "floor": "floor"}
+    for kind, label in labels.items():
         cpu = out[f"{kind}_cpu_s"]
-        label = "new database" if kind == "cold" else "existing database"
         rows.append([f"CPU used by then, {label} (s)", statistics.median(cpu), min(cpu), max(cpu)])
     for module, secs in out["import_s"].items():
         rows.append([f"import {module} (s, best)", secs, "", ""])
