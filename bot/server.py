@@ -203,6 +203,7 @@ def asgi(
         loop = asyncio.get_running_loop()
         started = loop.run_in_executor(None, startup.run)
         if pool is not None:
+            pool.attach(loop)
             # Warm the workers once the server answers: spawning them during start-up would
             # take the cores the server needs to get ready. A command before then starts
             # them on demand.
@@ -213,7 +214,7 @@ def asgi(
             await started
             await asyncio.to_thread(startup.shutdown)
             if pool is not None:
-                await asyncio.to_thread(pool.shutdown)
+                await pool.aclose()
 
     app = Starlette(
         routes=[
@@ -372,4 +373,4 @@ async def _socket_mode(server: Server) -> None:
         await started
         await asyncio.to_thread(server.startup.shutdown)
         if server.pool is not None:
-            await asyncio.to_thread(server.pool.shutdown)
+            await server.pool.aclose()

@@ -4,7 +4,10 @@ builds its own runtime from the same settings and answers on the response_url it
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import pytest
 from bot.server import ServeError, command_pool, make_asgi, make_service
 from bot.settings import Settings
 from bot.slack.app import build_app
-from bot.workers import ENV, CommandPool, WorkersError, workers_from_env
+from bot.workers import ENV, CommandPool, WorkerDied, WorkersError, workers_from_env
 from commands.model import ChangeState
 from commands.service import Service
 from commands.store import AuditQuery
@@ -109,5 +112,58 @@ def test_slash_command_and_click_run_in_a_worker_process(
         assert actions == ["/deploy", "/aiops", "/aiops"]
     finally:
         server.close()  # the lifespan shuts the pool down
-    with pytest.raises(RuntimeError):  # and it takes no more work
+    with pytest.raises(WorkerDied, match="stopping"):  # and it takes no more work
+        asyncio.run(pool.call(os.getpid))
+
+
+def test_a_dead_worker_fails_only_its_own_jobs_and_is_replaced(
+    tmp_path: Path, stub: SlackStub
+) -> None:
+    settings = Settings(
+        data_dir=tmp_path, slack_bot_token="xoxb-test", slack_api_base_url=stub.api_url
+    )
+
+    async def scenario() -> None:
+        pool = CommandPool(settings, 2, nice=0)
         pool.start()
+        try:
+            first = await pool.ready()
+            assert len(first) == 2 and os.getpid() not in first
+            # both workers busy; the one running the long job is killed mid-job
+            doomed = asyncio.ensure_future(pool.call(time.sleep, 30))
+            survivor = asyncio.ensure_future(pool.call(time.sleep, 0.5))
+            await asyncio.sleep(1.0)
+            [victim] = [w for w in pool._slots if any(j.args == (30,) for j in w.held.values())]
+            os.kill(victim.proc.pid, signal.SIGKILL)
+            with pytest.raises(WorkerDied):
+                await asyncio.wait_for(doomed, 10)
+            assert await asyncio.wait_for(survivor, 10) is None  # the other worker's job ran
+            # a replacement takes work; the pool is whole again
+            deadline = time.monotonic() + 60
+            while len(await pool.ready()) < 2 or victim.proc.pid in await pool.ready():
+                assert time.monotonic() < deadline, "the dead worker was not replaced"
+                await asyncio.sleep(0.2)
+            assert await pool.call(os.getpid) not in {victim.proc.pid, os.getpid()}
+        finally:
+            await pool.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_closing_runs_every_job_already_taken(tmp_path: Path, stub: SlackStub) -> None:
+    """Commands acked before a shutdown still run (and answer); nothing new is taken."""
+    settings = Settings(
+        data_dir=tmp_path, slack_bot_token="xoxb-test", slack_api_base_url=stub.api_url
+    )
+
+    async def scenario() -> list[object]:
+        pool = CommandPool(settings, 1, nice=0)
+        jobs = [asyncio.ensure_future(pool.call(time.sleep, 0.2)) for _ in range(5)]
+        await asyncio.sleep(0)  # taken: queued in the server or sent to the worker
+        await pool.aclose()
+        assert all(j.done() for j in jobs)
+        with pytest.raises(WorkerDied):
+            await pool.call(os.getpid)
+        return [j.result() for j in jobs]
+
+    assert asyncio.run(scenario()) == [None] * 5
