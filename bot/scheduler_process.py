@@ -10,10 +10,7 @@ uvicorn has stopped taking requests, and a change it is polling is finished firs
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import signal
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -28,33 +25,20 @@ STOP_TIMEOUT = 120.0  # seconds to finish a digest or a change's polling before 
 
 
 def _main(settings: Settings, report: Connection, stop: Any, nice: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if nice:
-        with contextlib.suppress(OSError):
-            os.nice(nice)
-    from bot.logs import setup_logging
-
-    setup_logging(settings.log_level)
     try:
-        from bot.server import make_scheduler, make_service
-        from bot.slack.answer import attach_groups
-        from commands import execution
+        from bot.server import make_scheduler, resume_then_schedule
+        from bot.workers import child_service
 
-        service = make_service(settings)
-        attach_groups(service, settings.slack_bot_token or "", settings.slack_api_base_url)
-        resumed = execution.resume(service.rt)
-        if resumed:
-            log.info("resumed %d change(s) left running or approved", resumed)
-        scheduler = make_scheduler(service)
-        scheduler.start()
+        service = child_service(settings, nice)
+        scheduler = resume_then_schedule(service, lambda: make_scheduler(service))
     except Exception as exc:
         log.exception("the scheduler process could not start")
         report.send(f"failed: {type(exc).__name__}")
         return
     report.send("done")
     stop.wait()
-    scheduler.shutdown()
+    if scheduler is not None:
+        scheduler.shutdown()
     try:  # a change this process started or resumed finishes polling first
         service.rt.background.wait_idle(STOP_TIMEOUT)
     except Exception:

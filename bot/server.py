@@ -87,6 +87,22 @@ def make_scheduler(service: Service) -> Scheduler:
     return scheduler
 
 
+def resume_then_schedule(
+    service: Service, make: Callable[[], Scheduler | None] | None
+) -> Scheduler | None:
+    """Resume the changes a stop left running or approved, then build (`make`) and start
+    the scheduler, whose catch-up may post a late digest."""
+    from commands import execution
+
+    resumed = execution.resume(service.rt)
+    if resumed:
+        log.info("resumed %d change(s) left running or approved", resumed)
+    scheduler = make() if make is not None else None
+    if scheduler is not None:
+        scheduler.start()
+    return scheduler
+
+
 class Background(Protocol):
     """What starts after the server answers: `start` blocks until it runs (raises if it
     cannot), `alive` says it still does, `stop` ends it."""
@@ -107,15 +123,7 @@ class InProcessScheduler:
         self.scheduler: Scheduler | None = None
 
     def start(self) -> None:
-        from commands import execution
-
-        resumed = execution.resume(self.service.rt)
-        if resumed:
-            log.info("resumed %d change(s) left running or approved", resumed)
-        if self.make is not None:
-            self.scheduler = self.make()
-            if self.scheduler is not None:
-                self.scheduler.start()
+        self.scheduler = resume_then_schedule(self.service, self.make)
 
     def alive(self) -> bool:
         return self.scheduler is None or self.scheduler.aps is not None

@@ -96,22 +96,29 @@ def workers_from_env(env: dict[str, str] | None = None, default: int = 0) -> int
     return n
 
 
-def _init(settings: Settings, nice: int) -> None:
-    """Runs once in each worker: build the service the commands will use."""
+def child_service(settings: Settings, nice: int) -> Service:
+    """In a worker or the scheduler process: ignore the signals the server handles (it
+    stops its children itself), lower the priority, log as the server does (JSON lines,
+    PII masked), and build the service with its Slack clients."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if nice:
         with contextlib.suppress(OSError):  # not permitted: run at the server's priority
             os.nice(nice)
-    # The server's logging (JSON lines, PII masked), not the default handler.
     from bot.logs import setup_logging
     from bot.server import make_service
     from bot.slack.answer import attach_groups
 
     setup_logging(settings.log_level)
+    service = make_service(settings)
+    attach_groups(service, settings.slack_bot_token or "", settings.slack_api_base_url)
+    return service
+
+
+def _init(settings: Settings, nice: int) -> None:
+    """Runs once in each worker: build the service the commands will use."""
     global _service
-    _service = make_service(settings)
-    attach_groups(_service, settings.slack_bot_token or "", settings.slack_api_base_url)
+    _service = child_service(settings, nice)
 
 
 def run_command(inv: Invocation, click: bool, response_url: str | None) -> Answer | None:
