@@ -233,10 +233,24 @@ async def _measure(
     for url, name in targets:
         await fire(url, respond, 4, warmup, name)
     results = []
+    done: list[int] = []
     for c in levels:
+        # Every level starts with the bot idle: the commands of the levels before it all
+        # answered, so no level is measured against another's backlog in the workers.
+        await _answered(procs, _bot_requests(tuple(done), count, warmup))
         for url, name in targets:
             results.append(await fire(url, respond, c, count, name, pids[name]))
+        done.append(c)
     return results
+
+
+async def _answered(procs: Processes, n: int, timeout: float = 120.0) -> None:
+    """Wait (bounded) until the stub has seen `n` answers on response URLs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (await asyncio.to_thread(procs.stats)).get("response_url", 0) >= n:
+            return
+        await asyncio.sleep(0.2)
 
 
 def _bot_requests(levels: tuple[int, ...], count: int, warmup: int) -> int:

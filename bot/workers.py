@@ -3,8 +3,8 @@
 Why: acks run on the event loop, and a command costs several times the CPU of an ack
 (ORM work, rendering, redaction). On threads of the same interpreter every command takes
 the GIL from the loop that must ack; in another process it takes a core the operating
-system shares fairly, and the workers run at a lower priority (`nice`), so an ack never
-waits behind queued commands.
+system shares fairly, and the workers run at idle priority (`nice`, and on Linux
+SCHED_IDLE), so an ack never waits behind queued commands.
 
 Each worker builds its own runtime and service once (the same settings and environment
 as the server: config, database, platform, Slack notifier and user groups) and then runs
@@ -71,7 +71,7 @@ PRELOAD = (
     "bot.scheduler",
     "commands.service",
 )
-NICE: int = 10  # workers yield the CPU to the server process, which acks
+NICE: int = 10  # children yield the CPU to the server process, which acks (0: they do not)
 DEPTH: int = 2  # jobs sent to a worker at a time: one running, one ready behind it
 STOP_TIMEOUT: float = 120.0  # seconds for acked commands and changes' polling at shutdown
 
@@ -96,15 +96,19 @@ def workers_from_env(env: dict[str, str] | None = None, default: int = 0) -> int
     return n
 
 
-def child_service(settings: Settings, nice: int) -> Service:
+def child_service(settings: Settings, nice: int, *, idle: bool = False) -> Service:
     """In a worker or the scheduler process: ignore the signals the server handles (it
-    stops its children itself), lower the priority, log as the server does (JSON lines,
-    PII masked), and build the service with its Slack clients."""
+    stops its children itself), lower the priority (`idle`: Linux's SCHED_IDLE, CPU only
+    when nothing else wants it), log as the server does (JSON lines, PII masked), and
+    build the service with its Slack clients."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if nice:
         with contextlib.suppress(OSError):  # not permitted: run at the server's priority
             os.nice(nice)
+    if idle and hasattr(os, "SCHED_IDLE"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     from bot.logs import setup_logging
     from bot.server import make_service
     from bot.slack.answer import attach_groups
@@ -118,7 +122,10 @@ def child_service(settings: Settings, nice: int) -> Service:
 def _init(settings: Settings, nice: int) -> None:
     """Runs once in each worker: build the service the commands will use."""
     global _service
-    _service = child_service(settings, nice)
+    # Commands wait for idle CPU: an ack has Slack's 3 s, a command's reply 30 minutes
+    # (its response_url), and on two cores a busy worker slowed the acks by a third
+    # (bench ack: p99 / floor 1.57–1.62 at 128 clients at nice 10, 0.80–1.11 idle).
+    _service = child_service(settings, nice, idle=bool(nice))
 
 
 def run_command(inv: Invocation, click: bool, response_url: str | None) -> Answer | None:
