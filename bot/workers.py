@@ -35,7 +35,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -179,6 +178,8 @@ def _worker_main(conn: Connection, settings: Settings, nice: int) -> None:
             conn.send(reply)
         except OSError:
             break
+        except Exception as exc:  # a result that does not pickle
+            conn.send((job_id, False, f"unsendable result: {type(exc).__name__}"))
     if _service is not None:  # a change this worker started finishes polling first
         try:
             _service.rt.background.wait_idle(STOP_TIMEOUT)
@@ -217,7 +218,6 @@ class _Job:
 class _Worker:
     proc: BaseProcess
     conn: Connection
-    started: float
     held: dict[int, _Job] = field(default_factory=dict)
     alive: bool = True
     done: int = 0
@@ -265,7 +265,7 @@ class CommandPool:
         )
         proc.start()
         child.close()
-        worker = _Worker(proc, parent, time.monotonic())
+        worker = _Worker(proc, parent)
         self._loop.add_reader(parent.fileno(), self._readable, worker)
         self._loop.add_reader(proc.sentinel, self._died, worker)
         return worker
@@ -319,7 +319,10 @@ class CommandPool:
 
     async def refused(self, user: str, team: str | None, enterprise: str | None) -> None:
         """The Bolt app's `refused`: the audit row is written by a worker."""
-        await self.call(record_refusal, user, team, enterprise)
+        try:
+            await self.call(record_refusal, user, team, enterprise)
+        except (WorkerDied, WorkerFailed) as exc:  # still refused; the row is missing
+            log.error("could not audit a refused workspace (%s, %s): %s", team, enterprise, exc)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` (a module-level function) in a worker."""
@@ -358,7 +361,7 @@ class CommandPool:
                 continue
             try:
                 self._send(w, job)
-            except OSError:  # the worker just died; its sentinel will say so
+            except OSError:  # the worker is gone: fail what it held, replace it
                 w.held.pop(job.id, None)
                 self._waiting.appendleft(job)
                 self._died(w)
@@ -376,8 +379,9 @@ class CommandPool:
                     job.future.set_result(value)
                 else:
                     job.future.set_exception(WorkerFailed(value))
-        except (EOFError, OSError):
-            self._died(w)
+        except (EOFError, OSError):  # it is exiting: its sentinel calls _died
+            assert self._loop is not None
+            self._loop.remove_reader(w.conn.fileno())
             return
         self._pump()
 
@@ -385,7 +389,7 @@ class CommandPool:
         if not w.alive:
             return
         self._forget(w)
-        w.proc.join(1)
+        w.proc.join(0)  # its sentinel fired: it has exited
         log.error(
             "a command worker (pid %s) died with exit code %s holding %d job(s)",
             w.proc.pid,

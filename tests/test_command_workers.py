@@ -16,7 +16,14 @@ import pytest
 from bot.server import ServeError, command_pool, make_asgi, make_service
 from bot.settings import Settings
 from bot.slack.app import build_app
-from bot.workers import ENV, CommandPool, WorkerDied, WorkersError, workers_from_env
+from bot.workers import (
+    ENV,
+    CommandPool,
+    WorkerDied,
+    WorkerFailed,
+    WorkersError,
+    workers_from_env,
+)
 from commands.model import ChangeState
 from commands.service import Service
 from commands.store import AuditQuery
@@ -147,6 +154,11 @@ def test_a_dead_worker_fails_only_its_own_jobs_and_is_replaced(
                 assert time.monotonic() < deadline, "the dead worker was not replaced"
                 await asyncio.sleep(0.2)
             assert await pool.call(os.getpid) not in {victim.proc.pid, os.getpid()}
+            # a job that raises fails alone: the worker lives on
+            before = await pool.ready()
+            with pytest.raises(WorkerFailed, match="ValueError"):
+                await pool.call(int, "not a number")
+            assert await pool.ready() == before
         finally:
             await pool.aclose()
 
