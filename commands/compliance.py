@@ -77,6 +77,15 @@ def _freeze_refusal(rt: Runtime, env: Environment, kind: ChangeKind) -> Refusal 
     )
 
 
+def frozen_now(rt: Runtime, change: Change) -> Refusal | None:
+    """The freeze that stops `change` now: checked when it is requested, approved, and
+    (scheduled with `at=`) started. A break-glass change was let through deliberately."""
+    env = rt.config.environments.get(change.environment)
+    if env is None or change.extra.get("break_glass"):
+        return None
+    return _freeze_refusal(rt, env, change.kind)
+
+
 def check_request(
     rt: Runtime,
     env: Environment,
@@ -192,12 +201,10 @@ def check_approval(
 ) -> str | None:
     """Before an approval counts: no freeze now, the plan is the one shown, the endpoint
     has not moved. Returns the plan hash the approval is bound to."""
-    env = rt.config.environments[change.environment]
-    if not change.extra.get("break_glass"):
-        refusal = _freeze_refusal(rt, env, change.kind)
-        if refusal:
-            refusal.message = f"{change.id} cannot be approved now: {refusal.message}"
-            raise refusal
+    refusal = frozen_now(rt, change)
+    if refusal:
+        refusal.message = f"{change.id} cannot be approved now: {refusal.message}"
+        raise refusal
     shown = change.extra.get("plan_hash")
     if shown is not None and shown != plan_hash(change):
         raise _void(rt, change, actor, "the plan was altered after it was shown", request_id)

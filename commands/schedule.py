@@ -14,7 +14,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from commands import execution
+from commands import compliance, execution
 from commands.errors import Refusal
 from commands.messages import escape
 from commands.model import OPEN_STATES, SCHEDULER, Change, ChangeState
@@ -160,6 +160,15 @@ def start_due_changes(rt: Runtime, grace: timedelta = timedelta(hours=2)) -> lis
             )
             if _fail_scheduled(rt, change, ChangeState.APPROVED, ChangeState.FAILED, why):
                 out.append((change.id, "failed"))
+            continue
+        frozen = compliance.frozen_now(rt, change)
+        if frozen is not None:
+            why = (
+                f"{change.id} was scheduled for {stamp} but did not run: {frozen.message}."
+                " Plan it again for after the freeze."
+            )
+            if _fail_scheduled(rt, change, ChangeState.APPROVED, ChangeState.FAILED, why):
+                out.append((change.id, "frozen"))
             continue
         holder = rt.store.open_change(change.endpoint)
         if holder is not None and holder.id != change.id:

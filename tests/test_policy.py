@@ -413,3 +413,35 @@ def test_typed_text_cannot_ping_or_forge_links_anywhere(sqlite_engine: Engine) -
         assert_inert(render_message(post.reply))
     audit_text = text_of(bot.run(DAVE, "/aiops audit since=1h limit=200"))
     assert "&lt;!everyone&gt;" in audit_text  # shown, as text
+
+
+def test_a_freeze_that_begins_before_a_scheduled_change_runs_stops_it(
+    sqlite_engine: Engine,
+) -> None:
+    """Approved on Thursday for Friday 10:00, inside the Friday freeze: at its time it
+    fails, clearly and audited, and the endpoint is untouched."""
+    from bot.scheduler import Scheduler
+
+    clock = FakeClock(datetime(2026, 11, 25, 23, 0, tzinfo=UTC))  # Thu 10:00 Sydney
+    bot = make_bot(sqlite_engine, clock, frozen_config(WEEKLY))
+    reply = bot.run(ALICE, DEPLOY + ' at="2026-11-27 10:00"')
+    assert reply.ok, reply.text
+    change_id = open_id(bot)
+    assert bot.run(BOB, f"/aiops approve {change_id}").ok  # Thursday: no freeze
+    assert bot.change(change_id).state is ChangeState.APPROVED
+    before = bot.split("loan-assessor")
+
+    clock.advance(days=1, minutes=1)  # Fri 10:01 Sydney: in the freeze
+    Scheduler(bot.rt, sqlite_engine, owner="x").fire("every:housekeeping", clock())
+    bot.rt.background.wait_idle(30)
+    change = bot.change(change_id)
+    assert change.state is ChangeState.FAILED
+    assert "change freeze `friday-close`" in (change.error or "")
+    assert bot.split("loan-assessor") == before  # nothing ran
+    runs = [
+        e
+        for e in bot.rt.store.audit(AuditQuery(change_id=change_id))
+        if e.action == "scheduled_run"
+    ]
+    assert [e.outcome for e in runs] == ["failed"]
+    assert "execution_started" not in actions(bot, change_id)
