@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, create_engine, inspect, text
 
-from bot.store.db import schema_drift
+from bot.store.db import (
+    SQLITE_SCHEMA,
+    make_engine,
+    schema_drift,
+    sqlite_schema,
+    upgrade,
+    upgrade_if_behind,
+)
 from tests.conftest import _PG_PROBLEM, PG_URL
 
 
@@ -68,11 +75,14 @@ def test_the_migrations_build_the_schema_the_models_describe(engine: Engine) -> 
 
 
 def test_a_first_start_migrates_without_importing_the_models(tmp_path: Path) -> None:
+    """A new SQLite database is made from `bot/store/sqlite_schema.sql`: no Alembic, no
+    table model; an existing one at the heads is left alone."""
     code = (
         "import sys\n"
         "from bot.store.db import make_engine, upgrade_if_behind\n"
         f"engine = make_engine('sqlite:///{tmp_path / 'new.db'}')\n"
         "assert upgrade_if_behind(engine)\n"
+        "assert not upgrade_if_behind(engine)\n"
         "print(' '.join(sorted(sys.modules)))\n"
     )
     out = subprocess.run(
@@ -80,5 +90,40 @@ def test_a_first_start_migrates_without_importing_the_models(tmp_path: Path) -> 
     )
     assert out.returncode == 0, out.stderr
     loaded = set(out.stdout.split())
-    assert "alembic" in loaded
-    assert not {"sqlmodel", "bot.store.tables", "sqlalchemy.orm"} & loaded
+    assert not {"alembic", "sqlmodel", "bot.store.tables", "sqlalchemy.orm"} & loaded
+
+
+def test_the_sqlite_schema_script_is_what_the_migrations_build(tmp_path: Path) -> None:
+    """Regenerate with `python -m bot.store.db sqlite-schema > bot/store/sqlite_schema.sql`
+    after adding a migration; until then a new database goes through Alembic."""
+    migrated = make_engine(f"sqlite:///{tmp_path / 'migrated.db'}")
+    upgrade(migrated)
+    assert sqlite_schema(migrated) == SQLITE_SCHEMA.read_text(encoding="utf-8")
+
+    scripted = make_engine(f"sqlite:///{tmp_path / 'scripted.db'}")
+    assert upgrade_if_behind(scripted)
+    assert sqlite_schema(scripted) == sqlite_schema(migrated)
+    assert schema_drift(scripted) == []
+    with scripted.begin() as conn:  # the audit table's append-only triggers came too
+        conn.execute(
+            text(
+                "INSERT INTO audit_event (at, actor_id, action, parameters, outcome,"
+                " prev_hash, hash) VALUES ('2026-11-27 00:00:00', 'u', 'a', '{}', 'ok',"
+                " 'p', 'h')"
+            )
+        )
+    with pytest.raises(Exception, match="append-only"), scripted.begin() as conn:
+        conn.execute(text("UPDATE audit_event SET outcome = 'edited'"))
+    migrated.dispose()
+    scripted.dispose()
+
+
+def test_a_database_that_is_not_empty_goes_through_alembic(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'odd.db'}")
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE leftover (x INTEGER)"))
+    assert upgrade_if_behind(engine)  # Alembic ran: the script is for empty files only
+    tables = set(inspect(engine).get_table_names())
+    assert {"leftover", "audit_event", "alembic_version"} <= tables
+    assert [d[0] for d in schema_drift(engine)] == ["remove_table"]  # only `leftover`
+    engine.dispose()
