@@ -306,13 +306,10 @@ class SandboxPlatform:
             0.02 + rng.uniform(0, 0.05),
         )
 
-    def health(
-        self, endpoints: Sequence[Endpoint], window: timedelta = timedelta(hours=1)
-    ) -> dict[str, EndpointHealth]:
-        self.calls += 1  # one "query" for every endpoint, as the real platform does per metric
-        now = self.clock()
-        bucket = int(now.timestamp() // 300)
-        slugs = [e.slug for e in endpoints]
+    def rows_for(
+        self, slugs: list[str]
+    ) -> tuple[dict[str, SandboxEndpointRow], dict[str, list[SandboxDeployedModelRow]]]:
+        """The endpoints' rows by slug and their deployed models, in two queries."""
         with Session(self.engine) as session:
             rows = {
                 r.slug: r
@@ -327,6 +324,15 @@ class SandboxPlatform:
                 )
             ).all():
                 models.setdefault(m.endpoint, []).append(m)
+        return rows, models
+
+    def health(
+        self, endpoints: Sequence[Endpoint], window: timedelta = timedelta(hours=1)
+    ) -> dict[str, EndpointHealth]:
+        self.calls += 1  # one "query" for every endpoint, as the real platform does per metric
+        now = self.clock()
+        bucket = int(now.timestamp() // 300)
+        rows, models = self.rows_for([e.slug for e in endpoints])
         local = now.astimezone(self.config.timezone)
         hours_today = local.hour + local.minute / 60
         shape = 0.35 + 0.65 * max(0.0, 1 - abs(local.hour + local.minute / 60 - 13) / 9)

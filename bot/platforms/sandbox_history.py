@@ -12,36 +12,14 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlmodel import Session, col, select
-
 from commands.config import Endpoint
 from commands.digests import SeriesPoint
 from commands.model import ModelVersion
-
-from .sandbox_tables import SandboxDeployedModelRow, SandboxEndpointRow
 
 if TYPE_CHECKING:
     from .sandbox import SandboxPlatform
 
 REPLICA_HOUR_USD = 1.31
-
-
-def _rows(
-    platform: SandboxPlatform, slugs: list[str]
-) -> tuple[dict[str, SandboxEndpointRow], dict[str, list[SandboxDeployedModelRow]]]:
-    with Session(platform.engine) as session:
-        endpoints = {
-            r.slug: r
-            for r in session.exec(
-                select(SandboxEndpointRow).where(col(SandboxEndpointRow.slug).in_(slugs))
-            ).all()
-        }
-        models: dict[str, list[SandboxDeployedModelRow]] = {}
-        for m in session.exec(
-            select(SandboxDeployedModelRow).where(col(SandboxDeployedModelRow.endpoint).in_(slugs))
-        ).all():
-            models.setdefault(m.endpoint, []).append(m)
-    return endpoints, models
 
 
 def health_series(
@@ -52,7 +30,7 @@ def health_series(
     step: timedelta,
 ) -> dict[str, list[SeriesPoint]]:
     platform.calls += 1
-    rows, models = _rows(platform, [e.slug for e in endpoints])
+    rows, models = platform.rows_for([e.slug for e in endpoints])
     step_s = max(300, int(step.total_seconds()))
     out: dict[str, list[SeriesPoint]] = {}
     for ep in endpoints:
@@ -85,7 +63,7 @@ def daily_costs(
 ) -> dict[str, list[float]]:
     """Each of the last `days` whole days (in the config's zone), oldest first."""
     platform.calls += 1
-    _, models = _rows(platform, [e.slug for e in endpoints])
+    _, models = platform.rows_for([e.slug for e in endpoints])
     today = platform.clock().astimezone(platform.config.timezone).date()
     out: dict[str, list[float]] = {}
     for ep in endpoints:
