@@ -1,5 +1,5 @@
-"""Slack's wire format, minimal: signed slash commands and button clicks (as in
-`tests/slack_wire.py`, copied so the benchmarks do not import the tests)."""
+"""Slack's wire format: signed slash commands and button clicks, as Slack sends them.
+The benchmarks and the tests (`tests/slack_wire.py`) both build their requests here."""
 
 from __future__ import annotations
 
@@ -15,21 +15,31 @@ BOT_TOKEN = "xoxb-bench"  # likewise
 TEAM = "T0AIOPS"
 
 
-def sign(body: str, secret: str = SIGNING_SECRET) -> dict[str, str]:
-    ts = str(int(time.time()))
+def signature(body: str, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's request signature headers for `body` (v0, HMAC-SHA256 of the timestamp and
+    the body with the signing secret)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
     digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
-    return {
-        "content-type": "application/x-www-form-urlencoded",
-        "x-slack-request-timestamp": ts,
-        "x-slack-signature": f"v0={digest}",
-    }
+    return {"x-slack-request-timestamp": ts, "x-slack-signature": f"v0={digest}"}
 
 
-def slash_body(command: str, text: str, user_id: str, user_name: str, response_url: str) -> str:
+def sign(body: str, secret: str = SIGNING_SECRET) -> dict[str, str]:
+    """All the headers of a signed form post (what a load generator sends)."""
+    return {"content-type": "application/x-www-form-urlencoded", **signature(body, secret)}
+
+
+def slash_body(
+    command: str,
+    text: str,
+    user_id: str,
+    user_name: str,
+    response_url: str,
+    team_id: str = TEAM,
+) -> str:
     return urlencode(
         {
             "token": "legacy-verification-token",
-            "team_id": TEAM,
+            "team_id": team_id,
             "team_domain": "lender",
             "channel_id": "C0OPS",
             "channel_name": "ml-ops",
@@ -45,24 +55,33 @@ def slash_body(command: str, text: str, user_id: str, user_name: str, response_u
     )
 
 
-def action_body(action_id: str, value: str, user_id: str, user_name: str, response_url: str) -> str:
+def action_body(
+    action_id: str,
+    value: str,
+    user_id: str,
+    user_name: str,
+    response_url: str,
+    channel: str = "C0APPROVALS",
+    message_ts: str = "1001.000100",
+    team_id: str = TEAM,
+) -> str:
     payload: dict[str, Any] = {
         "type": "block_actions",
-        "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": TEAM},
+        "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},
         "api_app_id": "A0AIOPS",
         "token": "legacy-verification-token",
         "container": {
             "type": "message",
-            "message_ts": "1001.000100",
-            "channel_id": "C0APPROVALS",
+            "message_ts": message_ts,
+            "channel_id": channel,
             "is_ephemeral": False,
         },
         "trigger_id": f"{time.time_ns()}.trigger",
-        "team": {"id": TEAM, "domain": "lender"},
+        "team": {"id": team_id, "domain": "lender"},
         "enterprise": None,
         "is_enterprise_install": False,
-        "channel": {"id": "C0APPROVALS", "name": "approvals"},
-        "message": {"type": "message", "ts": "1001.000100", "text": "plan", "blocks": []},
+        "channel": {"id": channel, "name": "approvals"},
+        "message": {"type": "message", "ts": message_ts, "text": "plan", "blocks": []},
         "response_url": response_url,
         "actions": [
             {
