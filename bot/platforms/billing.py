@@ -33,7 +33,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
-from typing import Any, cast
+from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
@@ -41,7 +41,7 @@ from google.api_core.retry import Retry
 from commands.config import Config, Endpoint
 from commands.platform import PlatformError
 
-from .monitoring import platform_error
+from .monitoring import fetch_json, platform_error
 from .vertex_settings import VertexSettings
 
 log = logging.getLogger(__name__)
@@ -204,16 +204,15 @@ class BillingExport:
         return {slug: [round(v, 2) for v in values] for slug, values in out.items()}
 
     def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        def fetch() -> dict[str, Any]:
-            response = self.session.request(
-                method, url, timeout=self.settings.read_timeout_s + 10, **kwargs
-            )
-            if response.status_code >= 400:
-                raise gexc.from_http_response(response)  # type: ignore[no-untyped-call]
-            return cast(dict[str, Any], response.json())
-
         try:
-            result: dict[str, Any] = self.retry(fetch)()
+            return fetch_json(
+                self.session,
+                self.retry,
+                method,
+                url,
+                timeout=self.settings.read_timeout_s + 10,
+                **kwargs,
+            )
         except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
             error = platform_error(
                 exc, "read costs from the BigQuery billing export", project=self.query_project
@@ -228,4 +227,3 @@ class BillingExport:
                     kind="permission",
                 )
             raise error from exc
-        return result

@@ -83,6 +83,22 @@ _PERMISSION = (gexc.PermissionDenied, gexc.Unauthenticated, gexc.Forbidden, gexc
 _PRECONDITION = (gexc.FailedPrecondition, gexc.Conflict, gexc.Aborted, gexc.PreconditionFailed)
 
 
+def fetch_json(
+    session: Any, retry: Retry, method: str, url: str, *, timeout: float, **kwargs: Any
+) -> dict[str, Any]:
+    """One Google REST call through an authorised session, retried; an HTTP error status
+    becomes google.api_core's exception for it (which `platform_error` explains)."""
+
+    def fetch() -> dict[str, Any]:
+        response = session.request(method, url, timeout=timeout, **kwargs)
+        if response.status_code >= 400:
+            raise gexc.from_http_response(response)  # type: ignore[no-untyped-call]
+        return cast(dict[str, Any], response.json())
+
+    result: dict[str, Any] = retry(fetch)()
+    return result
+
+
 def platform_error(exc: Exception, doing: str, *, project: str | None = None) -> PlatformError:
     """A Google API error as a PlatformError that says what failed and what to do."""
     detail = str(getattr(exc, "message", None) or exc)
@@ -583,17 +599,17 @@ class CloudMonitoring:
                     return items  # newest first: the rest opened before `since`
 
     def _get_json(self, url: str, query: dict[str, str], project: str) -> dict[str, Any]:
-        def fetch() -> dict[str, Any]:
-            response = self.session.get(url, params=query, timeout=self.settings.read_timeout_s)
-            if response.status_code >= 400:
-                raise gexc.from_http_response(response)  # type: ignore[no-untyped-call]
-            return cast(dict[str, Any], response.json())
-
         try:
-            result: dict[str, Any] = self.retry(fetch)()
+            return fetch_json(
+                self.session,
+                self.retry,
+                "GET",
+                url,
+                timeout=self.settings.read_timeout_s,
+                params=query,
+            )
         except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
             raise platform_error(exc, "list alerts from Cloud Monitoring", project=project) from exc
-        return result
 
     def _parse_alert(self, item: dict[str, Any], vertex_ids: dict[str, str]) -> Alert | None:
         opened = _parse_time(item.get("openTime"))
