@@ -28,16 +28,16 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 
 from bench.common import report
+from bench.pg import migrated_schema, postgres_problem
 from bot.store.db import make_engine, upgrade
 from bot.store.sql_store import GENESIS, SqlStore, chain_hash
 from bot.store.tables import AuditRow
@@ -87,34 +87,6 @@ def sqlite_db() -> Iterator[Engine]:
             yield engine
         finally:
             engine.dispose()
-
-
-def postgres_problem() -> str | None:
-    try:
-        eng = create_engine(PG_URL, connect_args={"connect_timeout": 2})
-        with eng.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        eng.dispose()
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
-
-
-@contextmanager
-def postgres_db() -> Iterator[Engine]:
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
-    try:
-        upgrade(engine)
-        yield engine
-    finally:
-        engine.dispose()
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
 
 
 # --- append ----------------------------------------------------------------------------
@@ -359,9 +331,9 @@ def run(
     results = []
     with sqlite_db() as engine:
         results.append(run_one(engine, sqlite_rows or rows, day_rows, appends))
-    problem = postgres_problem() if postgres else "skipped (--no-postgres)"
+    problem = postgres_problem(PG_URL) if postgres else "skipped (--no-postgres)"
     if problem is None:
-        with postgres_db() as engine:
+        with migrated_schema(PG_URL, "bench") as engine:
             results.append(run_one(engine, rows, day_rows, appends))
     return {"results": results, "postgres": problem or "available"}
 

@@ -1,30 +1,19 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine
 
+from bench.pg import migrated_schema, postgres_problem
 from bot.store.db import make_engine, upgrade
 from tests.support import Bot, FakeClock, make_runtime
 
 PG_URL = os.environ.get("AIOPS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def _pg_available() -> str | None:
-    try:
-        eng = create_engine(PG_URL, connect_args={"connect_timeout": 2})
-        with eng.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        eng.dispose()
-        return None
-    except Exception as exc:
-        return f"{type(exc).__name__}: {exc}".splitlines()[0]
-
-
-_PG_PROBLEM = _pg_available()
+_PG_PROBLEM = postgres_problem(PG_URL)
 
 
 def pytest_report_header() -> str:
@@ -47,17 +36,8 @@ def pg_engine() -> Iterator[Engine]:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL must be available in CI: {_PG_PROBLEM}")
         pytest.skip(f"needs PostgreSQL at 127.0.0.1:5432 ({_PG_PROBLEM})")
-    schema = f"t_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_URL)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
-    upgrade(engine)
-    yield engine
-    engine.dispose()
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-    admin.dispose()
+    with migrated_schema(PG_URL, "t") as engine:
+        yield engine
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
