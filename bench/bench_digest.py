@@ -33,9 +33,9 @@ from bot.settings import BUNDLED_CONFIG, Settings  # noqa: E402
 from bot.slack.blocks import render_message  # noqa: E402
 from bot.store.db import make_engine, upgrade  # noqa: E402
 from bot.wiring import build_runtime  # noqa: E402
-from commands import digests  # noqa: E402
 from commands.config import Config, load_config, parse_config  # noqa: E402
-from commands.digest_schedule import DigestKind  # noqa: E402
+from commands.digests.render import compose  # noqa: E402
+from commands.digests.schedule import DigestKind  # noqa: E402
 
 # Tuesday 1 December 2026, 08:30 in Sydney
 AT = datetime(2026, 11, 30, 21, 30, tzinfo=UTC)
@@ -72,13 +72,13 @@ def measure(n: int, repeat: int, tmp: Path) -> dict[str, Any]:
         statements += 1
 
     event.listen(engine, "before_cursor_execute", count)
-    digests.compose(rt, DigestKind.MORNING, "prod")  # warm-up: imports, caches
+    compose(rt, DigestKind.MORNING, "prod")  # warm-up: imports, caches
     times, calls, sql = [], [], []
     digest = None
     for _ in range(repeat):
         before_calls, before_sql = rt.platform.calls, statements  # type: ignore[attr-defined]
         t0 = time.perf_counter()
-        digest = digests.compose(rt, DigestKind.MORNING, "prod")
+        digest = compose(rt, DigestKind.MORNING, "prod")
         times.append(time.perf_counter() - t0)
         calls.append(rt.platform.calls - before_calls)  # type: ignore[attr-defined]
         sql.append(statements - before_sql)

@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackRequestError
 
-from commands.digests import CHART_COLOURS, Chart, SeriesPoint
+from commands.digests.render import CHART_COLOURS
+from commands.ports import Chart, SeriesPoint
 
 log = logging.getLogger(__name__)
 

@@ -58,7 +58,7 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
     from bot.store.sql_store import SqlStore
     from bot.wiring import open_database
     from commands.config import load_config
-    from commands.store import AuditQuery
+    from commands.ports import AuditQuery
 
     config = load_config(settings.config_path)
     store = SqlStore(open_database(settings))

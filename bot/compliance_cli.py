@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from bot.settings import Settings
 from commands.config import Config
-from commands.store import Store
+from commands.ports import Store
 
 
 def _open(settings: Settings) -> tuple[Config, Engine]:
@@ -65,9 +65,9 @@ def cmd_audit_dossier(settings: Settings, args: argparse.Namespace) -> int:
     from bot.store.audit_chain import verify
     from bot.store.people import PersonDirectory
     from bot.store.sql_store import SqlStore, chain_hash
-    from commands import dossier
     from commands.errors import Refusal
-    from commands.store import AuditEvent
+    from commands.ports import AuditEvent
+    from commands.reports.dossier import build, to_json, to_markdown
 
     config, engine = _open(settings)
 
@@ -83,7 +83,7 @@ def cmd_audit_dossier(settings: Settings, args: argparse.Namespace) -> int:
         "from": result.started_from,
     }
     try:
-        data = dossier.build(
+        data = build(
             SqlStore(engine),
             config,
             args.change,
@@ -94,7 +94,7 @@ def cmd_audit_dossier(settings: Settings, args: argparse.Namespace) -> int:
     except Refusal as exc:
         print(f"aiops-bot: {exc.message}", file=sys.stderr)
         return 1
-    text = dossier.to_json(data) if args.format == "json" else dossier.to_markdown(data)
+    text = to_json(data) if args.format == "json" else to_markdown(data)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
             fh.write(text)

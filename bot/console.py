@@ -20,8 +20,8 @@ from bot.wiring import build_runtime
 from commands.config import Config
 from commands.messages import Buttons, Context, Divider, Fields, Header, Post, Reply, Text
 from commands.model import Actor, Invocation
+from commands.ports import MessageRef
 from commands.redaction import redact
-from commands.runtime import MessageRef
 from commands.service import Service
 
 _EMOJI = {
@@ -161,7 +161,7 @@ class Console:
         self.notifier.renderer = self.renderer
         self.service = Service(self.rt)
         self.user = self._resolve(user) or user
-        from commands.execution import resume
+        from commands.changes.execute import resume
 
         resume(self.rt)
 

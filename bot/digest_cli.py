@@ -9,8 +9,9 @@ from pathlib import Path
 
 from bot.settings import Settings
 from bot.wiring import build_runtime
-from commands import digests
-from commands.digest_schedule import DigestKind, digest_settings
+from commands.digests.post import environments, post
+from commands.digests.render import chart_comment, compose
+from commands.digests.schedule import DigestKind, digest_settings
 from commands.model import SCHEDULER
 
 
@@ -36,13 +37,13 @@ def run_digest(settings: Settings, args: argparse.Namespace) -> int:
     else:
         rt = build_runtime(settings)
     config = digest_settings(rt.config)
-    envs = [args.environment] if args.environment else digests.environments(rt, config)
+    envs = [args.environment] if args.environment else environments(rt, config)
     for env in envs:
         if args.post:
-            posted = digests.post(rt, kind, env, actor=SCHEDULER, settings=config)
+            posted = post(rt, kind, env, actor=SCHEDULER, settings=config)
             print(f"posted the {kind.heading.lower()} for {posted.environment} to {posted.channel}")
             continue
-        digest = digests.compose(rt, kind, env, settings=config)
+        digest = compose(rt, kind, env, settings=config)
         if args.json:
             from bot.slack.blocks import render_message
 
@@ -59,5 +60,5 @@ def run_digest(settings: Settings, args: argparse.Namespace) -> int:
             if len(envs) > 1:
                 path = path.with_name(f"{path.stem}-{env}{path.suffix}")
             path.write_bytes(data)
-            print(f"chart: {path} ({digests.chart_comment(digest.chart)} {note})")
+            print(f"chart: {path} ({chart_comment(digest.chart)} {note})")
     return 0

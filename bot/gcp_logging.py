@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from commands.ports import AuditEvent
 from commands.redaction import redact, redact_value
-from commands.store import AuditEvent
 
 AUDIT_LOG = "aiops-audit"
 APP_LOG = "aiops-bot"

@@ -38,8 +38,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.store.schedule_tables import APSCHEDULER_TABLE, SchedulerRunRow
-from commands import approvals, digests, schedule
-from commands.digest_schedule import DigestKind, DigestSettings, digest_settings
+from commands.changes.approve import expire_due
+from commands.changes.schedule import describe_runs, start_due_changes
+from commands.digests.post import post
+from commands.digests.schedule import DigestKind, DigestSettings, digest_settings
 from commands.model import SCHEDULER
 from commands.runtime import Runtime
 
@@ -252,17 +254,17 @@ class Scheduler:
         return job_id
 
     def _digest(self, kind: DigestKind, env: str, scheduled_for: datetime, late: bool) -> str:
-        digest = digests.post(
+        digest = post(
             self.rt, kind, env, scheduled_for=scheduled_for, late=late, settings=self.settings
         )
         c = digest.counts
         return f"posted: {c['breaching']} of {c['endpoints']} breaching, {c['alerts']} alert(s)"
 
     def _housekeeping(self, rt: Runtime) -> str:
-        started = schedule.start_due_changes(rt, self.settings.misfire_grace)
-        expired = approvals.expire_due(rt)
+        started = start_due_changes(rt, self.settings.misfire_grace)
+        expired = expire_due(rt)
         self.keys.prune("every:", self.clock() - INTERVAL_KEYS_KEPT)
-        return f"{schedule.describe_runs(started)}; {len(expired)} expired"
+        return f"{describe_runs(started)}; {len(expired)} expired"
 
     # running once ----------------------------------------------------------------------
 

@@ -78,12 +78,12 @@ def make_scheduler(service: Service) -> Scheduler:
     engine = getattr(service.rt.store, "engine", None)
     if engine is None:
         raise ServeError("the scheduler needs the SQL store (its run keys live in the database)")
-    from commands import canary
+    from commands.canary.loop import check_due
 
     scheduler = Scheduler(service.rt, engine)
     # The canary watch: every 30 s it runs the checks that are due; each canary is judged
     # every `[canary] interval` (default 5 min), claimed by compare-and-set in its watch row.
-    scheduler.add_interval("canary", 30, canary.check_due)
+    scheduler.add_interval("canary", 30, check_due)
     return scheduler
 
 
@@ -92,9 +92,9 @@ def resume_then_schedule(
 ) -> Scheduler | None:
     """Resume the changes a stop left running or approved, then build (`make`) and start
     the scheduler, whose catch-up may post a late digest."""
-    from commands import execution
+    from commands.changes.execute import resume
 
-    resumed = execution.resume(service.rt)
+    resumed = resume(service.rt)
     if resumed:
         log.info("resumed %d change(s) left running or approved", resumed)
     scheduler = make() if make is not None else None

@@ -15,13 +15,13 @@ from sqlalchemy import Engine
 
 from bot.settings import Settings
 from bot.store.db import make_engine, upgrade_if_behind
-from commands import canary_model
+from commands.canary.model import validate
 from commands.config import Config, load_config
-from commands.digest_schedule import digest_settings
+from commands.digests.schedule import digest_settings
 
 if TYPE_CHECKING:
-    from commands.audit import AuditSink
-    from commands.runtime import Notifier, Runtime
+    from commands.ports import AuditSink, Notifier
+    from commands.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def checked_config(settings: Settings, config: Config | None = None) -> Config:
     later checked now: a bad `[canary]` or `[digests]` table stops the bot at start, not
     at its first canary or digest."""
     config = config or load_config(settings.config_path)
-    canary_model.validate(config)
+    validate(config)
     digest_settings(config)
     return config
 

@@ -1,22 +1,17 @@
-"""Writes audit events: redacted, stamped in UTC, with their retention date."""
+"""Writes audit events: redacted, stamped in UTC, with their retention date; and the one
+list of audit actions every writer and reader uses."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from commands.model import Change
+from commands.ports import AuditEvent, AuditSink, Store
 from commands.redaction import redact, redact_value
-from commands.store import AuditEvent, Store
 
 RETENTION = timedelta(days=7 * 365 + 2)  # seven years, leap days included
-
-
-class AuditSink(Protocol):
-    """A second copy of every row (Cloud Logging's `aiops-audit` in production)."""
-
-    def write(self, event: AuditEvent) -> None: ...
 
 
 class Auditor:

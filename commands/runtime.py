@@ -10,30 +10,13 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
 
 from commands.audit import Auditor
-from commands.canary_model import CanaryStore
 from commands.config import Config
 from commands.messages import Post
-from commands.people import People
-from commands.platform import Platform
-from commands.policy import GroupResolver
-from commands.store import Store
+from commands.ports import CanaryStore, GroupResolver, MessageRef, Notifier, People, Platform, Store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class MessageRef:
-    channel: str
-    ts: str
-
-
-class Notifier(Protocol):
-    """Delivers the domain's posts: Slack messages, or lines in the console."""
-
-    def post(self, post: Post) -> MessageRef | None: ...
 
 
 class NullNotifier:

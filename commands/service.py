@@ -7,17 +7,23 @@ import logging
 import re
 from datetime import timedelta
 
-from commands import approvals, canary, digests
+from commands.canary.commands import canary_command, decide_promote, decide_rollback, pause, resume
 from commands.catalog import AIOPS_SUBCOMMANDS, SLASH_COMMANDS
+from commands.changes import approve as changes_approve
+from commands.changes.approve import cancel
+from commands.changes.request import request_change
+from commands.digests.post import on_demand
 from commands.errors import Refusal
+from commands.lookup import endpoint_of
 from commands.messages import Reply, escape
 from commands.model import OPEN_STATES, Change, ChangeKind, ChangeState, Invocation
 from commands.parsing import ParseError, parse
-from commands.platform import PlatformError
-from commands.requests import endpoint_of, request_change
+from commands.ports import AuditQuery, PlatformError
+from commands.reports.audit import audit_reply
+from commands.reports.changes import changes_reply
+from commands.reports.help import help_reply
+from commands.reports.status import status_reply
 from commands.runtime import Runtime
-from commands.store import AuditQuery
-from commands.views import audit_reply, changes_reply, help_reply, status_reply
 
 log = logging.getLogger(__name__)
 
@@ -162,23 +168,21 @@ class Service:
                 args.integer("limit", 50, 1, 500) if "limit" in args.options else 50,
             )
         if sub in ("approve", "reject"):
-            return approvals.decide(
+            return changes_approve.decide(
                 self.rt, inv.actor, pos, sub, args.options.get("reason"), inv.request_id
             )
         if sub == "cancel":
-            return approvals.cancel(
-                self.rt, inv.actor, pos, args.options.get("reason"), inv.request_id
-            )
+            return cancel(self.rt, inv.actor, pos, args.options.get("reason"), inv.request_id)
         if sub == "canary":
-            return canary.canary_command(self.rt, inv.actor, pos)
+            return canary_command(self.rt, inv.actor, pos)
         if sub in ("pause", "resume"):
-            act = canary.pause if sub == "pause" else canary.resume
+            act = pause if sub == "pause" else resume
             return act(self.rt, inv.actor, pos, args.options.get("reason"))
         if sub in ("canary-rollback", "canary-promote"):
-            decide = canary.decide_rollback if sub == "canary-rollback" else canary.decide_promote
+            decide = decide_rollback if sub == "canary-rollback" else decide_promote
             return decide(self.rt, inv.actor, pos, args.options.get("reason"), inv.request_id)
         if sub == "digest":
-            return digests.on_demand(self.rt, inv.actor, args.positionals, inv.request_id)
+            return on_demand(self.rt, inv.actor, args.positionals, inv.request_id)
         raise Refusal(f"`{sub}` is not available yet", code="unknown_command")
 
     def status(self, slug: str | None) -> Reply:

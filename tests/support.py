@@ -18,7 +18,8 @@ from bot.settings import BUNDLED_CONFIG, Settings
 from bot.wiring import build_runtime
 from commands.config import Config, SandboxSettings, load_config
 from commands.model import Actor, Invocation
-from commands.runtime import Notifier, NullNotifier, Runtime
+from commands.ports import Notifier
+from commands.runtime import NullNotifier, Runtime
 from commands.service import Service
 
 ALICE = Actor("U0ALICE", "alice")

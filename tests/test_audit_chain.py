@@ -21,8 +21,7 @@ from bot.store.db import make_engine, upgrade
 from bot.store.people import PersonDirectory
 from bot.store.sql_store import GENESIS, SqlStore, chain_hash
 from commands.audit import Auditor
-from commands.people import ERASED
-from commands.store import AuditEvent, AuditQuery
+from commands.ports import ERASED, AuditEvent, AuditQuery
 
 NOW = datetime(2026, 11, 26, 23, 0, tzinfo=UTC)
 LONG_AGO = datetime(2015, 3, 1, tzinfo=UTC)  # rows written then expired in 2022

@@ -12,7 +12,7 @@ from bench.common import percentile, summary_ms
 from bench.wire import SIGNING_SECRET, sign, slash_body
 from bot.store import audit_chain
 from bot.store.sql_store import SqlStore
-from commands.store import AuditQuery
+from commands.ports import AuditQuery
 
 
 def test_percentiles_are_nearest_rank() -> None:

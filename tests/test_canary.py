@@ -11,13 +11,15 @@ import pytest
 from sqlalchemy import Engine
 
 from bot.settings import BUNDLED_CONFIG
-from commands import canary
-from commands.canary_model import Check, Verdict, Watch, WatchState
+from commands.canary.judge import judge
+from commands.canary.loop import check_due
+from commands.canary.model import Check, Verdict, Watch, WatchState
+from commands.canary.watch import FORCED_PROMOTE
 from commands.config import Config, load_config, parse_config
 from commands.messages import Buttons, Post
 from commands.model import BOT, ChangeKind, ChangeState
+from commands.ports import AuditEvent, AuditQuery
 from commands.runtime import NullNotifier
-from commands.store import AuditEvent, AuditQuery
 from tests.support import ALICE, BOB, CAROL, DAVE, Bot, FakeClock, make_runtime, text_of
 
 PROD = "loan-assessor"
@@ -53,7 +55,7 @@ def cbot(sqlite_engine: Engine, clock: FakeClock) -> Iterator[Bot]:
 def tick(bot: Bot, minutes: float = 1.0) -> list[Check]:
     """One scheduler tick after `minutes` of fake time; waits for the work it started."""
     bot.clock.advance(minutes=minutes)
-    checks = canary.check_due(bot.rt)
+    checks = check_due(bot.rt)
     bot.rt.background.wait_idle(30)
     return checks
 
@@ -254,7 +256,7 @@ def test_promote_anyway_is_a_forced_promote_by_an_approver(
     reply = bot.run(CAROL, f"/aiops canary-promote {w.ref}")
     assert reply.ok, text_of(reply)
     assert bot.split(PROD) == {"1.3.0-rc1": 100}
-    [row] = audit(bot, canary.FORCED_PROMOTE)
+    [row] = audit(bot, FORCED_PROMOTE)
     assert row.actor_id == CAROL.id and "breached 3" in row.parameters["overrode"]
 
 
@@ -271,7 +273,7 @@ def test_forced_promote_in_prod_is_audited(cbot: Bot) -> None:
     assert reply.ok, text_of(reply)
     change = cbot.rt.store.open_change(PROD)
     assert change is not None and change.state is ChangeState.PENDING_APPROVAL
-    [row] = audit(cbot, canary.FORCED_PROMOTE)
+    [row] = audit(cbot, FORCED_PROMOTE)
     assert row.actor_id == ALICE.id and row.change_id == change.id
     assert row.justification == "risk accepted by CRO"
     assert "failing" in row.parameters["overrode"]
@@ -336,8 +338,8 @@ def test_restart_mid_analysis_resumes_without_repeating_or_losing_a_step(
     assert watch_of(after, STG).id == w.id
     for _ in range(40):
         after.clock.advance(minutes=1)
-        canary.check_due(after.rt)
-        canary.check_due(bot.rt)
+        check_due(after.rt)
+        check_due(bot.rt)
         after.rt.background.wait_idle(30)
         bot.rt.background.wait_idle(30)
     assert after.split(STG) == {"1.2.1": 100}
@@ -357,7 +359,7 @@ def test_restart_mid_analysis_resumes_without_repeating_or_losing_a_step(
 
 
 def test_bad_canary_config_stops_the_bot(sqlite_engine: Engine, clock: FakeClock) -> None:
-    from commands.canary_model import validate
+    from commands.canary.model import validate
     from commands.config import ConfigError
 
     raw = copy.deepcopy(load_config(BUNDLED_CONFIG).raw)
@@ -371,28 +373,26 @@ def test_bad_canary_config_stops_the_bot(sqlite_engine: Engine, clock: FakeClock
 
 
 def test_judge_against_thresholds_and_baseline() -> None:
-    from commands.canary_model import CanarySettings, Figures
+    from commands.canary.model import CanarySettings, Figures
     from commands.config import Thresholds
 
     th, s = Thresholds(), CanarySettings()
     base = Figures(800.0, 0.002, 5000)
-    assert canary.judge(Figures(900.0, 0.003, 500), base, th, s) == (Verdict.PASS, [])
-    verdict, why = canary.judge(Figures(1300.0, 0.003, 500), base, th, s)  # 1.625× baseline
+    assert judge(Figures(900.0, 0.003, 500), base, th, s) == (Verdict.PASS, [])
+    verdict, why = judge(Figures(1300.0, 0.003, 500), base, th, s)  # 1.625× baseline
     assert verdict is Verdict.BREACH and why == ["P95 1300 ms > 1.5× baseline 800 ms"]
-    verdict, why = canary.judge(Figures(900.0, 0.008, 500), base, th, s)  # errors 4× baseline
+    verdict, why = judge(Figures(900.0, 0.008, 500), base, th, s)  # errors 4× baseline
     assert verdict is Verdict.BREACH and "baseline 0.20%" in why[0]
-    verdict, why = canary.judge(Figures(2100.0, 0.02, 500), base, th, s)
+    verdict, why = judge(Figures(2100.0, 0.02, 500), base, th, s)
     assert verdict is Verdict.BREACH and why[:2] == [
         "P95 2100 ms > 2000 ms",
         "errors 2.00% > 1.00%",
     ]
     # a baseline with too little traffic is not compared against; absolute limits still hold
-    assert (
-        canary.judge(Figures(1300.0, 0.003, 500), Figures(800.0, 0.0, 20), th, s)[0] is Verdict.PASS
-    )
+    assert judge(Figures(1300.0, 0.003, 500), Figures(800.0, 0.0, 20), th, s)[0] is Verdict.PASS
     # too little canary traffic is never a pass, however good the figures
-    assert canary.judge(Figures(100.0, 0.0, 99), base, th, s)[0] is Verdict.NOT_ENOUGH_DATA
-    assert canary.judge(Figures(None, None, 500), base, th, s)[0] is Verdict.NOT_ENOUGH_DATA
+    assert judge(Figures(100.0, 0.0, 99), base, th, s)[0] is Verdict.NOT_ENOUGH_DATA
+    assert judge(Figures(None, None, 500), base, th, s)[0] is Verdict.NOT_ENOUGH_DATA
 
 
 def test_the_scheduler_runs_the_canary_watch(cbot: Bot) -> None:

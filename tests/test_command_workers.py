@@ -25,8 +25,8 @@ from bot.workers import (
     workers_from_env,
 )
 from commands.model import ChangeState
+from commands.ports import AuditQuery
 from commands.service import Service
-from commands.store import AuditQuery
 from tests.slack_wire import SIGNING_SECRET, Served, action_body, slash_body
 from tests.support import SlackStub
 

@@ -19,14 +19,13 @@ from sqlalchemy import Engine
 from bot.charts import render as render_chart
 from bot.slack.blocks import render_message
 from bot.slack.notifier import SlackNotifier
-from commands import digests
 from commands.config import Config, ConfigError, Endpoint, parse_config
-from commands.digest_schedule import DigestKind, digest_settings, parse_days
-from commands.digests import SeriesPoint
+from commands.digests.post import post
+from commands.digests.render import compose
+from commands.digests.schedule import DigestKind, digest_settings, parse_days
 from commands.model import SCHEDULER, EndpointHealth
-from commands.platform import Alert
+from commands.ports import Alert, AuditQuery, Chart, SeriesPoint
 from commands.runtime import NullNotifier, Runtime
-from commands.store import AuditQuery
 from tests.support import ALICE, BOB, Bot, FakeClock, SlackStub, example_config, make_runtime
 
 # Tuesday 1 December 2026, 08:30 in Sydney (AEDT, UTC+11)
@@ -156,7 +155,7 @@ def test_morning_digest_on_the_sandbox_covers_the_checklist(
     sqlite_engine: Engine, clock: FakeClock
 ) -> None:
     rt = runtime(sqlite_engine, clock)
-    digest = digests.compose(rt, DigestKind.MORNING, "prod")
+    digest = compose(rt, DigestKind.MORNING, "prod")
     out = texts(digest.reply)
     for words in (
         "Morning digest · prod · Tue 01 Dec",
@@ -188,7 +187,7 @@ def test_breaching_first_worst_first_against_thresholds(
     figures["ep-0003"] = healthy("ep-0003", p95_latency_ms=th.p95_latency_ms)  # at: not over
     figures["ep-0004"] = healthy("ep-0004", drift=0.1)  # at: not over
     rt.platform = Figures(rt.platform, figures)  # type: ignore[assignment]
-    digest = digests.compose(rt, DigestKind.MORNING, "prod")
+    digest = compose(rt, DigestKind.MORNING, "prod")
     assert digest.counts["breaching"] == 2
     health = next(
         b for b in render_message(digest.reply)["blocks"] if "Model health" in json.dumps(b)
@@ -222,7 +221,7 @@ def test_300_endpoints_fit_slack_limits(
     rt.platform = Figures(rt.platform, figures, alerts)  # type: ignore[assignment]
     for slug in pending:
         Bot(rt, clock).run(ALICE, f'/deploy {slug} gemma-3-1b-it@1.2.1 reason="batch"')
-    digest = digests.compose(rt, DigestKind.MORNING, "prod")
+    digest = compose(rt, DigestKind.MORNING, "prod")
     message = render_message(digest.reply)
     check_limits(message)
     out = json.dumps(message)
@@ -265,7 +264,7 @@ def test_alerts_since_last_eod_p1_p2_first_open_or_resolved(
     ]
     fig = Figures(rt.platform, {"loan-assessor": healthy("loan-assessor")}, alerts)
     rt.platform = fig  # type: ignore[assignment]
-    digest = digests.compose(rt, DigestKind.MORNING, "prod")
+    digest = compose(rt, DigestKind.MORNING, "prod")
     # Tuesday morning: since Monday's end-of-day digest (17:30 Sydney = 06:30 UTC)
     assert fig.alerts_since == datetime(2026, 11, 30, 6, 30, tzinfo=UTC)
     out = texts(digest.reply)
@@ -281,7 +280,7 @@ def test_monday_morning_looks_back_to_friday_evening(sqlite_engine: Engine) -> N
     rt = runtime(sqlite_engine, monday)
     fig = Figures(rt.platform, {})
     rt.platform = fig  # type: ignore[assignment]
-    digests.compose(rt, DigestKind.MORNING, "prod")
+    compose(rt, DigestKind.MORNING, "prod")
     assert fig.alerts_since == datetime(2026, 11, 27, 6, 30, tzinfo=UTC)  # Fri 17:30
 
 
@@ -297,7 +296,7 @@ def test_cost_budget_spike_and_idle(sqlite_engine: Engine, clock: FakeClock) -> 
         "ep-0002": [25.0] * 8,
     }
     rt.platform = Figures(rt.platform, figures, costs=costs)  # type: ignore[assignment]
-    out = texts(digests.compose(rt, DigestKind.MORNING, "prod").reply)
+    out = texts(compose(rt, DigestKind.MORNING, "prod").reply)
     assert "$115.00 yesterday / $100.00 budget :warning:" in out
     assert "over the daily budget by $15.00" in out
     assert "*ep-0000* $40.00 vs 7-day average $10.00 (4.0×)" in out
@@ -319,7 +318,7 @@ def test_eod_interventions_by_person_and_next_days_changes(
     bot.run(BOB, f"/aiops approve {change_id}")
     bot.run(BOB, "/aiops status")  # a read: not an intervention
     friday.advance(hours=7, minutes=30)  # 17:30
-    digest = digests.compose(bot.rt, DigestKind.EOD, "prod")
+    digest = compose(bot.rt, DigestKind.EOD, "prod")
     out = texts(digest.reply)
     assert "End-of-day digest · prod · Fri 27 Nov" in out
     assert "Changes scheduled Mon 30 Nov" in out  # the next digest day, not Saturday
@@ -334,7 +333,7 @@ def test_post_writes_one_audit_row_as_scheduler(sqlite_engine: Engine, clock: Fa
     notifier = NullNotifier()
     rt = runtime(sqlite_engine, clock, notifier=notifier)
     due = MORNING - timedelta(minutes=5)
-    digest = digests.post(rt, DigestKind.MORNING, "prod", scheduled_for=due, late=True)
+    digest = post(rt, DigestKind.MORNING, "prod", scheduled_for=due, late=True)
     assert notifier.posts[-1].channel == rt.config.channels.ops
     assert "late" in notifier.posts[-1].reply.blocks[0].text  # type: ignore[union-attr]
     assert "Posted late" in texts(digest.reply)
@@ -378,7 +377,7 @@ def test_platform_calls_do_not_grow_with_endpoints(sqlite_engine: Engine, clock:
         figures = {s: healthy(s, p95_latency_ms=2500.0) for s in config.endpoints}
         fig = Figures(rt.platform, figures)
         rt.platform = fig  # type: ignore[assignment]
-        digests.compose(rt, DigestKind.MORNING, "prod")
+        compose(rt, DigestKind.MORNING, "prod")
         counts.append(fig.calls)
     assert counts[0] == counts[1] == 4  # health, alerts, costs, history
 
@@ -419,7 +418,7 @@ def test_chart_is_uploaded_to_the_digests_thread(
     bot = Bot(rt, clock)
     # A faulty canary breaches latency and errors on the sandbox: a real chart to draw.
     bot.run(ALICE, "/deploy loan-assessor-stg gemma-3-1b-it@1.3.0-rc1 canary=50")
-    digest = digests.post(rt, DigestKind.MORNING, "staging")
+    digest = post(rt, DigestKind.MORNING, "staging")
     assert digest.counts["breaching"] == 1 and digest.chart is not None
     posted = [c for c in stub.of("chat.postMessage") if "Morning digest" in json.dumps(c.body)]
     assert len(posted) == 1
@@ -443,7 +442,7 @@ def test_chart_is_uploaded_to_the_digests_thread(
 
 def test_chart_png_without_breaches_in_the_window() -> None:
     since = datetime(2026, 12, 1, tzinfo=UTC)
-    chart = digests.Chart(
+    chart = Chart(
         "t",
         "t.png",
         since,
@@ -506,11 +505,11 @@ def test_overrides_since_the_last_digest_are_flagged_for_review(
         "break_glass", "U0CAROL", "ran", environment="staging", target="loan-assessor-stg"
     )
     clock.advance(hours=10)
-    out = texts(digests.compose(rt, DigestKind.MORNING, "prod").reply)
+    out = texts(compose(rt, DigestKind.MORNING, "prod").reply)
     flagged = out.split("Flagged for review")[1]
     assert "break glass `loan-assessor` [CHG-7] by <@U0CAROL>" in flagged
     assert "forced promote `loan-assessor` [CHG-8] by <@U0ALICE>" in flagged
     assert "risk accepted by CRO" in flagged
     assert "loan-assessor-stg" not in out  # staging's overrides go in staging's digest
-    quiet = texts(digests.compose(rt, DigestKind.MORNING, "staging").reply)
+    quiet = texts(compose(rt, DigestKind.MORNING, "staging").reply)
     assert "Flagged for review" in quiet and "loan-assessor-stg" in quiet

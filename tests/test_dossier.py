@@ -13,9 +13,9 @@ from bot import cli
 from bot.store.db import make_engine, upgrade
 from bot.store.people import PersonDirectory
 from bot.store.sql_store import SqlStore, chain_hash
-from commands import dossier
 from commands.errors import Refusal
-from commands.store import AuditEvent
+from commands.ports import AuditEvent
+from commands.reports.dossier import build, to_json, to_markdown
 from tests.support import ALICE, BOB, Bot, FakeClock, make_runtime
 
 DEPLOY = (
@@ -47,7 +47,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-u
 
 def test_dossier_holds_the_whole_story(setup) -> None:  # type: ignore[no-untyped-def]
     bot, engine, change_id = setup
-    d = dossier.build(
+    d = build(
         SqlStore(engine),
         bot.rt.config,
         change_id,
@@ -68,11 +68,11 @@ def test_dossier_holds_the_whole_story(setup) -> None:  # type: ignore[no-untype
     assert ex["operation"] and ex["new_deployed_model_id"]
     assert [r["action"] for r in ex["audit"]] == ["execution_started", "execution_finished"]
     assert d["audit_rows"] and all(r["hash_ok"] for r in d["audit_rows"])
-    md = dossier.to_markdown(d)
+    md = to_markdown(d)
     for section in ("## Request", "## Plan", "## Decisions", "## Execution", "## Canary"):
         assert section in md
     assert d["audit_rows"][0]["hash"] in md
-    assert json.loads(dossier.to_json(d))["change"] == change_id
+    assert json.loads(to_json(d))["change"] == change_id
 
 
 def test_dossier_cli_and_a_tampered_row(setup, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -96,4 +96,4 @@ def test_dossier_cli_and_a_tampered_row(setup, capsys) -> None:  # type: ignore[
 def test_unknown_change_is_a_clear_refusal(setup) -> None:  # type: ignore[no-untyped-def]
     bot, engine, _ = setup
     with pytest.raises(Refusal, match="no change"):
-        dossier.build(SqlStore(engine), bot.rt.config, "CHG-404")
+        build(SqlStore(engine), bot.rt.config, "CHG-404")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import itertools
 import threading
 
-from commands import approvals, canary
+from commands.canary.loop import check_due
+from commands.changes.approve import expire_due
 from commands.model import ChangeState
+from commands.ports import AuditQuery
 from commands.runtime import NullNotifier
-from commands.store import AuditQuery
 from tests.support import ALICE, BOB, CAROL, DAVE, Bot, text_of
 
 DEPLOY = '/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"'
@@ -17,7 +18,7 @@ DEPLOY = '/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokeni
 def passing_window(bot: Bot) -> None:
     """Five minutes of a healthy canary, judged by the canary analysis."""
     bot.clock.advance(minutes=5)
-    canary.check_due(bot.rt)
+    check_due(bot.rt)
     bot.rt.background.wait_idle(30)
 
 
@@ -154,9 +155,9 @@ def test_expiry(bot: Bot) -> None:
     bot.run(ALICE, DEPLOY)
     change_id = pending_id(bot)
     bot.clock.advance(hours=3, seconds=59 * 60)
-    assert approvals.expire_due(bot.rt) == []
+    assert expire_due(bot.rt) == []
     bot.clock.advance(seconds=61)
-    expired = approvals.expire_due(bot.rt)
+    expired = expire_due(bot.rt)
     assert [c.id for c in expired] == [change_id]
     reply = bot.run(BOB, f"/aiops approve {change_id}")
     assert not reply.ok and "expired" in reply.text

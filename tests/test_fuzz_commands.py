@@ -13,10 +13,13 @@ from hypothesis import strategies as st
 
 from bot.console import TextRenderer
 from bot.slack.blocks import render_message
+from commands.changes.card import change_card
 from commands.messages import Reply
 from commands.model import Change, ChangeKind, ChangeState, Invocation
-from commands.store import ApprovalRecord, AuditEvent
-from commands.views import audit_reply, change_card, changes_reply, help_reply
+from commands.ports import ApprovalRecord, AuditEvent
+from commands.reports.audit import audit_reply
+from commands.reports.changes import changes_reply
+from commands.reports.help import help_reply
 from tests.support import ALICE, BOB, Bot, example_config
 
 FORGED = ("<!everyone>", "<!here", "<!channel>", "<@U0MALLORY>", "<http://evil", "<#C0SECRET>")

@@ -14,7 +14,7 @@ from google.cloud.logging.handlers.transports import SyncTransport
 from google.cloud.logging_v2.resource import Resource
 
 from bot.gcp_logging import AUDIT_LOG, AuditLogSink, setup_cloud_logging
-from commands.store import AuditEvent
+from commands.ports import AuditEvent
 from tests.fakes.http_fakes import FakeGoogleHTTP
 
 PROJECT = "lender-aiops-prod"

@@ -31,7 +31,7 @@ from bot.platforms.monitoring import (
 )
 from bot.platforms.vertex_settings import parse_vertex_settings
 from commands.config import Config, parse_config
-from commands.platform import PlatformError
+from commands.ports import PlatformError
 from tests.fakes.http_fakes import FakeGoogleHTTP
 from tests.fakes.monitoring_server import FakeMonitoring, distribution
 

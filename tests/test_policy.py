@@ -22,9 +22,9 @@ from bot.slack.notifier import SlackNotifier
 from commands.config import Config, ConfigError, parse_config
 from commands.freezes import parse_freezes
 from commands.model import ChangeState, Invocation, ModelVersion
+from commands.ports import AuditQuery
 from commands.runtime import NullNotifier
 from commands.service import Service
-from commands.store import AuditQuery
 from tests.slack_wire import Served, action_body, slash_body
 from tests.support import (
     ALICE,

@@ -13,10 +13,10 @@ from sqlalchemy import Engine, select
 
 from bot.scheduler import RunKeys, Scheduler
 from bot.store.schedule_tables import apscheduler_jobs
-from commands.digest_schedule import DigestKind, digest_settings
+from commands.digests.schedule import DigestKind, digest_settings
 from commands.model import SCHEDULER, ChangeState
+from commands.ports import AuditQuery
 from commands.runtime import NullNotifier
-from commands.store import AuditQuery
 from tests.support import ALICE, BOB, Bot, FakeClock, example_config, make_runtime
 
 SYDNEY = example_config().timezone

@@ -172,7 +172,7 @@ def test_the_server_that_acks_loads_neither_store_nor_domain(tmp_path: Path) -> 
     assert {"slack_bolt.async_app", "commands.config", "sqlalchemy"} <= loaded
     heavy = {
         "commands.service",
-        "commands.execution",
+        "commands.changes.execute",
         "bot.store.sql_store",
         "sqlmodel",
         "sqlalchemy.orm",

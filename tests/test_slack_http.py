@@ -16,8 +16,8 @@ from bot.server import make_asgi
 from bot.slack.app import build_app
 from bot.slack.notifier import SlackNotifier
 from commands.model import ChangeState
+from commands.ports import AuditQuery
 from commands.service import Service
-from commands.store import AuditQuery
 from tests.slack_wire import SIGNING_SECRET, Served, action_body, sign, slash_body
 from tests.support import FakeClock, SlackStub, make_runtime
 
@@ -121,7 +121,7 @@ def test_double_click_and_concurrent_clicks_execute_once(
     stub.wait_for(lambda: len(responses(stub)) >= 5)
     service.rt.background.wait_idle()
     stub.wait_for(lambda: service.rt.store.get_change(change_id).state is ChangeState.SUCCEEDED)  # type: ignore[union-attr]
-    from commands.store import AuditQuery
+    from commands.ports import AuditQuery
 
     started = [
         e

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from bot.store.sql_store import GENESIS, SqlStore, chain_hash
 from commands.model import Change, ChangeKind, ChangeState
-from commands.store import ApprovalRecord, AuditEvent, AuditQuery, EndpointLocked
+from commands.ports import ApprovalRecord, AuditEvent, AuditQuery, EndpointLocked
 
 NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
 

@@ -29,9 +29,8 @@ from bot.platforms.monitoring import LATENCY, RESPONSES, CloudMonitoring, read_r
 from bot.platforms.vertex import VertexPlatform
 from bot.platforms.vertex_settings import parse_vertex_settings
 from commands.config import ConfigError, parse_config
-from commands.digests import CostHistory, MetricHistory
-from commands.platform import PlatformError
-from commands.views import breaches
+from commands.formats import breaches
+from commands.ports import CostHistory, MetricHistory, PlatformError
 from tests.fakes.http_fakes import FakeGoogleHTTP
 from tests.fakes.monitoring_server import FakeMonitoring, distribution
 from tests.fakes.vertex_server import FakeVertex

@@ -18,11 +18,11 @@ from sqlalchemy import Engine
 
 from bot.platforms.monitoring import read_retry
 from bot.platforms.vertex import VertexPlatform
-from commands import execution
+from commands.changes.execute import resume
 from commands.config import Config
 from commands.model import ChangeState
+from commands.ports import AuditQuery
 from commands.runtime import Runtime
-from commands.store import AuditQuery
 from tests.fakes.vertex_server import FakeVertex
 from tests.support import ALICE, BOB, CAROL, Bot, FakeClock, example_config, make_runtime
 
@@ -177,7 +177,7 @@ def test_a_restarted_bot_resumes_the_stored_operation(
 
     fake.release()  # the deploy finishes while the bot is down
     second = Bot(vertex_runtime(sqlite_engine, clock, fake), clock)
-    assert execution.resume(second.rt) == 1
+    assert resume(second.rt) == 1
     second.rt.background.wait_idle(30)
     done = second.change(running.id)
     assert done.state is ChangeState.SUCCEEDED, done.error

@@ -21,7 +21,7 @@ from bot.platforms.vertex import VertexPlatform, regional_clients
 from bot.platforms.vertex_settings import alias_version, parse_vertex_settings, version_alias
 from commands.config import Config, ConfigError, parse_config
 from commands.model import ModelVersion
-from commands.platform import PlatformError, UnknownVersion
+from commands.ports import PlatformError, UnknownVersion
 from tests.fakes.vertex_server import FakeVertex
 
 PROJECT, REGION = "lender-aiops-prod", "australia-southeast1"

@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from commands.config import Config
-from commands.platform import Platform
+from commands.ports import Platform
 
 
 def make_platform(config: Config, engine: Engine, clock: Callable[[], datetime]) -> Platform:

@@ -39,7 +39,7 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry
 
 from commands.config import Config, Endpoint
-from commands.platform import PlatformError
+from commands.ports import PlatformError
 
 from .monitoring import fetch_json, platform_error
 from .vertex_settings import VertexSettings

@@ -41,9 +41,8 @@ from google.api_core.retry import Retry, if_exception_type
 from google.cloud import monitoring_v3
 
 from commands.config import Config, Endpoint
-from commands.digests import SeriesPoint
 from commands.model import EndpointHealth, ModelHealth
-from commands.platform import Alert, PlatformError
+from commands.ports import Alert, PlatformError, SeriesPoint
 
 from .vertex_settings import VertexSettings
 

@@ -30,12 +30,12 @@ from commands.model import (
     TrafficSplit,
     check_split,
 )
-from commands.platform import Alert, OperationStatus, PlatformError, UnknownVersion
+from commands.ports import Alert, OperationStatus, PlatformError, UnknownVersion
 
 from .sandbox_tables import SandboxDeployedModelRow, SandboxEndpointRow, SandboxOperationRow
 
 if TYPE_CHECKING:
-    from commands.digests import SeriesPoint
+    from commands.ports import SeriesPoint
 
 Clock = Callable[[], datetime]
 

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from commands.config import Endpoint
-from commands.digests import SeriesPoint
 from commands.model import ModelVersion
+from commands.ports import SeriesPoint
 
 if TYPE_CHECKING:
     from .sandbox import SandboxPlatform

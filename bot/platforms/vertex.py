@@ -38,7 +38,6 @@ from google.cloud import aiplatform_v1 as v1
 from google.protobuf import field_mask_pb2
 
 from commands.config import Config, ConfigError, Endpoint
-from commands.digests import SeriesPoint
 from commands.model import (
     DeployedModel,
     EndpointHealth,
@@ -49,7 +48,7 @@ from commands.model import (
     TrafficSplit,
     check_split,
 )
-from commands.platform import Alert, OperationStatus, PlatformError, UnknownVersion
+from commands.ports import Alert, OperationStatus, PlatformError, SeriesPoint, UnknownVersion
 
 from .billing import BillingExport
 from .drift import ModelMonitoringDrift

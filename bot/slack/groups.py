@@ -12,7 +12,7 @@ log = logging.getLogger(__name__)
 
 
 class SlackUserGroups:
-    """`commands.policy.GroupResolver`: a user-group id → its members' Slack ids."""
+    """`commands.ports.GroupResolver`: a user-group id → its members' Slack ids."""
 
     def __init__(self, client: WebClient) -> None:
         self.client = client

@@ -8,9 +8,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.slack.blocks import render_message
-from commands.digests import Chart
 from commands.messages import Post
-from commands.runtime import MessageRef
+from commands.ports import Chart, MessageRef
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ class SlackNotifier:
         return MessageRef(channel, ts) if ts else None
 
     def attach_chart(self, channel: str, thread_ts: str, chart: Chart, comment: str) -> bool:
-        """Upload a digest's chart (PNG) into its thread (`commands.digests.ChartAttacher`)."""
+        """Upload a digest's chart (PNG) into its thread (`commands.ports.ChartAttacher`)."""
         from bot.charts import upload
 
         return upload(self.client, channel, thread_ts, chart, comment)

@@ -47,7 +47,7 @@ from bot.store.compliance_tables import AuditCheckpointRow
 from bot.store.sql_store import GENESIS, _to_event, audit_row, chain_hash, utc
 from bot.store.tables import AuditRow
 from commands.audit import RETENTION
-from commands.store import AuditEvent
+from commands.ports import AuditEvent
 
 VERIFIED = "verified"
 PURGED = "purged"

@@ -1,4 +1,4 @@
-"""`commands.canary_model.CanaryStore` on SQLModel: watches move by compare-and-set."""
+"""`commands.ports.CanaryStore` on SQLModel: watches move by compare-and-set."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from commands.canary_model import Check, Figures, Verdict, Watch, WatchState
+from commands.canary.model import Check, Figures, Verdict, Watch, WatchState
 
 from .canary_tables import CanaryCheckRow, CanaryWatchRow
 from .sql_store import utc

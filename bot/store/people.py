@@ -1,4 +1,4 @@
-"""`commands.people.People` on the `person` table."""
+"""`commands.ports.People` on the `person` table."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from bot.store.compliance_tables import PersonRow
-from commands.people import ERASED
+from commands.ports import ERASED
 
 
 class PersonDirectory:

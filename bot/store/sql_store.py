@@ -1,4 +1,4 @@
-"""`commands.store.Store` on SQLModel. Every state change is a compare-and-set."""
+"""`commands.ports.Store` on SQLModel. Every state change is a compare-and-set."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from commands.model import Change, ChangeKind, ChangeState
-from commands.store import ApprovalRecord, AuditEvent, AuditQuery, EndpointLocked
+from commands.ports import ApprovalRecord, AuditEvent, AuditQuery, EndpointLocked
 
 from .tables import ApprovalRow, AuditRow, ChangeRow, EndpointLockRow
 

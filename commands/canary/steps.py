@@ -3,7 +3,7 @@
 A step plan (`/promote <endpoint> steps=10,25,50,100`, or the environment's
 `promote_steps` with `steps=default`) lives on the canary's watch: the shares, the last
 step reached, and at most one action in flight. Every step is an ordinary promote change
-(planned, audited, run by `commands.execution`), so it shows in `/aiops changes` and the
+(planned, audited, run by `commands.changes.execute`), so it shows in `/aiops changes` and the
 audit like any other. Exactly once: the watch row is claimed first by compare-and-set
 (`action_key` = `CAN-7:step:50`), the change carries the same key in its `extra`, and the
 endpoint's one-open-change lock makes a second creator find the first one's change. A bot
@@ -15,16 +15,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from commands import execution
-from commands.canary_model import EnvCanaryPolicy, Watch, check_steps
+from commands.canary.model import EnvCanaryPolicy, Watch, check_steps
+from commands.changes.card import change_card
+from commands.changes.execute import post_card, start
+from commands.changes.plan import Plan, plan_promote, plan_rollback
 from commands.config import ConfigError, Endpoint
 from commands.errors import Refusal
 from commands.messages import escape
 from commands.model import Actor, Change, ChangeKind, ChangeState
-from commands.planning import Plan, plan_promote, plan_rollback
+from commands.ports import EndpointLocked
 from commands.runtime import Runtime
-from commands.store import EndpointLocked
-from commands.views import change_card
 
 KEY = "canary_key"  # in `change.extra`: which watch action the change fulfils
 
@@ -182,6 +182,6 @@ def make_change(
     change = moved
     channel = rt.config.channels.approvals if env.needs_approval else rt.config.channels.ops
     card = change_card(change, rt.config, note=note)
-    execution.post_card(rt, change, channel, card)
-    execution.start(rt, change)
+    post_card(rt, change, channel, card)
+    start(rt, change)
     return Made(change)

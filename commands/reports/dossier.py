@@ -15,12 +15,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from commands.compliance import plan_hash
+from commands.changes.rules import plan_hash
 from commands.config import Config
 from commands.errors import Refusal
-from commands.people import People
+from commands.ports import AuditEvent, AuditQuery, People, Store
 from commands.redaction import redact
-from commands.store import AuditEvent, AuditQuery, Store
 
 DECISIONS = frozenset(
     {

@@ -1,11 +1,19 @@
-"""`/deploy`, `/promote`, `/rollback`: parse → plan → policy → persist → (approve) → run."""
+"""`/deploy`, `/promote`, `/rollback`: parse → plan → policy → open the change."""
 
 from __future__ import annotations
 
-from commands import approvals, canary, compliance, execution
+from commands.canary.gate import after_promote_created, before_promote
 from commands.catalog import SLASH_COMMANDS
+from commands.changes.approve import supersede
+from commands.changes.card import change_card
+from commands.changes.execute import post_card, start
+from commands.changes.plan import Plan, plan_deploy, plan_promote, plan_rollback
+from commands.changes.rules import announce_break_glass, check_request, may_request, plan_hash
+from commands.changes.schedule import RUN_AT, parse_at
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
+from commands.formats import health_line, when
+from commands.lookup import endpoint_of
 from commands.messages import Context, Reply, escape, mention
 from commands.model import (
     Change,
@@ -17,13 +25,8 @@ from commands.model import (
     ModelVersion,
 )
 from commands.parsing import Args, ParseError, parse
-from commands.planning import Plan, plan_deploy, plan_promote, plan_rollback
-from commands.platform import PlatformError
-from commands.policy import may_request
+from commands.ports import EndpointLocked, PlatformError
 from commands.runtime import Runtime
-from commands.schedule import RUN_AT, parse_at
-from commands.store import EndpointLocked
-from commands.views import change_card, health_line, when
 
 
 def parse_for(command: str, text: str) -> Args:
@@ -32,20 +35,6 @@ def parse_for(command: str, text: str) -> Args:
         return parse(text, set(spec.options), spec.positionals)
     except ParseError as exc:
         raise Refusal(str(exc), f"Usage: `{spec.usage}`", code="malformed") from None
-
-
-def endpoint_of(rt: Runtime, slug: str | None, usage: str) -> Endpoint:
-    if not slug:
-        raise Refusal("which endpoint?", f"Usage: `{usage}`", code="malformed")
-    ep = rt.config.endpoints.get(slug)
-    if ep is None:
-        known = ", ".join(f"`{s}`" for s in rt.config.endpoints) or "none"
-        raise Refusal(
-            f"unknown endpoint `{escape(slug)}`",
-            f"Known endpoints: {known}.",
-            code="unknown_endpoint",
-        )
-    return ep
 
 
 def _check_requester(rt: Runtime, env: Environment, inv: Invocation) -> None:
@@ -181,7 +170,7 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     ep = endpoint_of(rt, args.positionals[0] if args.positionals else None, usage)
     env = rt.config.environment_of(ep)
     _check_requester(rt, env, inv)
-    glass = compliance.check_request(rt, env, ep, kind, args, inv.actor, inv.channel_id)
+    glass = check_request(rt, env, ep, kind, args, inv.actor, inv.channel_id)
     needs_approval = (
         glass is None
         and env.needs_approval
@@ -201,15 +190,13 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     ):
         # Mitigation first: a rollback never waits behind a change that has not started.
         why = f"superseded by {mention(inv.actor.id)}'s rollback of `{ep.slug}`"
-        if approvals.supersede(rt, holder, inv.actor.id, why) is not None:
+        if supersede(rt, holder, inv.actor.id, why) is not None:
             holder = None
         else:
             holder = rt.store.open_change(ep.slug)
     if holder is not None:  # say so before planning; the insert below is what enforces it
         raise _locked(ep, holder)
-    gate = (
-        canary.before_promote(rt, ep, env, args, inv.actor) if kind is ChangeKind.PROMOTE else None
-    )
+    gate = before_promote(rt, ep, env, args, inv.actor) if kind is ChangeKind.PROMOTE else None
     _, change = _plan(rt, kind, ep, args)
     if gate is not None:
         change.extra.update(gate.extra)
@@ -217,7 +204,7 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     change.reason = reason
     if at is not None:  # scheduled: the scheduler starts it at its time, if approved
         change.extra[RUN_AT] = at.isoformat()
-    change.extra["plan_hash"] = compliance.plan_hash(change)  # what approvers are shown
+    change.extra["plan_hash"] = plan_hash(change)  # what approvers are shown
     if glass:
         change.extra["break_glass"] = "true"
     health = _health(rt, ep)
@@ -242,7 +229,7 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
         },
     )
     if gate is not None:
-        canary.after_promote_created(rt, change, gate, inv.actor, inv.request_id)
+        after_promote_created(rt, change, gate, inv.actor, inv.request_id)
     if needs_approval:
         expires = at or rt.clock() + env.approval_ttl  # a scheduled change: until its time
         moved = rt.store.transition(
@@ -251,7 +238,7 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
         assert moved is not None
         change = moved
         card = change_card(change, rt.config, health=health, buttons=True)
-        execution.post_card(rt, change, rt.config.channels.approvals, card)
+        post_card(rt, change, rt.config.channels.approvals, card)
         rt.auditor.record(
             "approval_requested",
             inv.actor.id,
@@ -305,14 +292,12 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     # look, so a rollback without a second person (or a break glass) is seen.
     note = None
     if glass:
-        note = compliance.announce_break_glass(rt, change, glass)
+        note = announce_break_glass(rt, change, glass)
     elif kind is ChangeKind.ROLLBACK and env.needs_approval:
         note = f"Rolled back by {mention(inv.actor.id)} without waiting for approval (policy)."
     channel = rt.config.channels.approvals if note else rt.config.channels.ops
-    execution.post_card(
-        rt, change, channel, change_card(change, rt.config, health=health, note=note)
-    )
-    execution.start(rt, change)  # not before its time, if scheduled
+    post_card(rt, change, channel, change_card(change, rt.config, health=health, note=note))
+    start(rt, change)  # not before its time, if scheduled
     reply = change_card(change, rt.config, health=health)
     reply.ephemeral = True
     reply.text = f"{change.id} is running"

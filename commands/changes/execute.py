@@ -1,6 +1,6 @@
-"""Running an approved change: one compare-and-set into `running`, platform calls, polling
-of long-running operations (whose names are stored, so a restart resumes them), and one
-compare-and-set out. A failed step leaves the endpoint's traffic as it was or restores it."""
+"""Running an approved change on the platform: deploy / shift traffic / undeploy, its
+long-running operations polled and stored so a restarted bot resumes them; and how a
+change tells people (its card, its thread, the requester)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ import functools
 import logging
 from datetime import datetime
 
+from commands.changes.card import change_card
+from commands.changes.plan import NEW, split_text
 from commands.config import Endpoint
 from commands.messages import Post, Reply, Text, mention
 from commands.model import BOT, Change, ChangeKind, ChangeState, ModelVersion, check_split
-from commands.planning import NEW, split_text
-from commands.platform import OperationStatus, PlatformError
+from commands.ports import OperationStatus, PlatformError
 from commands.runtime import Runtime
-from commands.views import change_card
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class _Failed(Exception):
 
 def start(rt: Runtime, change: Change) -> None:
     """Run an approved change after the ack (a scheduled one waits for the scheduler)."""
-    run_at = change.extra.get("run_at")  # commands.schedule.RUN_AT
+    run_at = change.extra.get("run_at")  # commands.changes.schedule.RUN_AT
     if run_at and datetime.fromisoformat(run_at) > rt.clock():
         return
     rt.background.submit(lambda: execute(rt, change.id))

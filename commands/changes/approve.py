@@ -1,37 +1,19 @@
-"""Decisions on pending changes: approve, reject, cancel, expire. Each is a compare-and-set,
-so a double click, a retry or two people clicking at once decide a change once."""
+"""Decisions on a pending change: approve, reject, cancel, expire, supersede."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from commands import compliance, execution
+from commands.changes.card import change_card
+from commands.changes.execute import refresh_card, start, tell
+from commands.changes.rules import check_approval, may_approve
 from commands.errors import Refusal
+from commands.formats import when
+from commands.lookup import find_change
 from commands.messages import Reply, escape, mention
 from commands.model import SCHEDULER, Actor, Change, ChangeState
-from commands.policy import may_approve
+from commands.ports import ApprovalRecord
 from commands.runtime import Runtime
-from commands.store import ApprovalRecord
-from commands.views import change_card, when
-
-
-def find_change(rt: Runtime, ref: str | None, usage: str) -> Change:
-    if not ref:
-        raise Refusal(
-            "which change?",
-            f"Usage: `{usage}` — a change id like `CHG-12`, or an endpoint.",
-            code="malformed",
-        )
-    change = rt.store.get_change(ref)
-    if change is None and ref in rt.config.endpoints:
-        change = rt.store.open_change(ref)
-        if change is None:
-            raise Refusal(f"`{ref}` has no open change", "See `/aiops changes`.", code="not_found")
-    if change is None:
-        raise Refusal(
-            f"no change `{escape(ref)}`", "See `/aiops changes` for change ids.", code="not_found"
-        )
-    return change
 
 
 def _closed(rt: Runtime, change: Change) -> Refusal:
@@ -74,12 +56,12 @@ def expire_if_due(rt: Runtime, change: Change) -> Change:
                 change=expired,
                 parameters={"expires_at": change.expires_at.isoformat()},
             )
-            execution.refresh_card(
+            refresh_card(
                 rt,
                 expired,
                 note="Unanswered: this request expired. Plan it again if it is still needed.",
             )
-            execution.tell(
+            tell(
                 rt,
                 expired.requester_id,
                 f"{expired.id} ({expired.kind.value} {expired.endpoint}) expired without a decision.",
@@ -152,7 +134,7 @@ def decide(
         )
     # An approval counts only for the plan that was shown, on the endpoint as it was then.
     bound = (
-        compliance.check_approval(rt, change, actor, request_id)
+        check_approval(rt, change, actor, request_id)
         if decision == "approve"
         else change.extra.get("plan_hash")
     )
@@ -183,8 +165,8 @@ def decide(
             request_id=request_id,
             parameters=params,
         )
-        execution.refresh_card(rt, done)
-        execution.tell(
+        refresh_card(rt, done)
+        tell(
             rt,
             done.requester_id,
             f"{done.id} ({done.kind.value} {done.endpoint}) was rejected by {mention(actor.id)}"
@@ -202,7 +184,7 @@ def decide(
             request_id=request_id,
             parameters=params,
         )
-        execution.refresh_card(rt, change)
+        refresh_card(rt, change)
         return _ack(
             rt, change, f"Approval recorded ({len(approvers)} of {env.approvals_required})."
         )
@@ -225,19 +207,19 @@ def decide(
         request_id=request_id,
         parameters=params | {"approvers": sorted(approvers)},
     )
-    execution.refresh_card(rt, done)
+    refresh_card(rt, done)
     scheduled = done.extra.get("run_at")  # a scheduled change runs at its time, not now
     then = (
         f"it runs at {when(datetime.fromisoformat(scheduled), rt.config.timezone)}"
         if scheduled and datetime.fromisoformat(scheduled) > now
         else "running now"
     )
-    execution.tell(
+    tell(
         rt,
         done.requester_id,
         f"{done.id} ({done.kind.value} {done.endpoint}) was approved by {mention(actor.id)}; {then}.",
     )
-    execution.start(rt, done)
+    start(rt, done)
     return _ack(rt, done, f"Approved {done.id}; {then}.")
 
 
@@ -259,7 +241,7 @@ def cancel(
         justification=reason,
         request_id=request_id,
     )
-    execution.refresh_card(rt, done)
+    refresh_card(rt, done)
     return _ack(rt, done, f"Cancelled {done.id}.")
 
 
@@ -285,8 +267,8 @@ def supersede(rt: Runtime, holder: Change, actor_id: str, why: str) -> Change | 
     done = _cancel_unstarted(rt, holder, actor_id)
     if done is not None:
         rt.auditor.record("cancel", actor_id, "cancelled", change=done, justification=why)
-        execution.refresh_card(rt, done, note=f"Cancelled: {why}.")
-        execution.tell(
+        refresh_card(rt, done, note=f"Cancelled: {why}.")
+        tell(
             rt,
             done.requester_id,
             f"{done.id} ({done.kind.value} {done.endpoint}) was cancelled: {why}.",

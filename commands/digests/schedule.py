@@ -1,7 +1,7 @@
 """When digests are due: the `[digests]` table (per-environment channel, zone, days and
 times, late and missed windows), read and checked once at start.
 
-Kept apart from `commands.schedule` (changes scheduled with `at=`), so that the config can
+Kept apart from `commands.changes.schedule` (changes scheduled with `at=`), so that the config can
 be checked without the execution machinery.
 """
 

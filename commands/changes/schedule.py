@@ -1,9 +1,4 @@
-"""Changes scheduled with `at=`: parsed in the configured zone, approved before their
-time, started at it. (When digests are due is `commands.digest_schedule`.)
-
-The scheduler in `bot/scheduler.py` decides *that* a job runs once; this module decides
-*what* the job means.
-"""
+"""Changes scheduled with `at=`: parsing the time, and starting those that fall due."""
 
 from __future__ import annotations
 
@@ -14,12 +9,13 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from commands import compliance, execution
+from commands.changes.execute import execute, refresh_card, tell, thread
+from commands.changes.rules import frozen_now
 from commands.errors import Refusal
+from commands.formats import when
 from commands.messages import escape
 from commands.model import OPEN_STATES, SCHEDULER, Change, ChangeState
 from commands.runtime import Runtime
-from commands.views import when
 
 RUN_AT = "run_at"  # the key in `change.extra` holding a scheduled change's time (UTC, ISO)
 
@@ -124,9 +120,9 @@ def _fail_scheduled(
         change=done,
         parameters={RUN_AT: change.extra.get(RUN_AT), "state_before": old.value, "why": why},
     )
-    execution.refresh_card(rt, done)
-    execution.thread(rt, done, f":x: {why}")
-    execution.tell(rt, done.requester_id, f"{done.id} ({done.kind.value} {done.endpoint}): {why}")
+    refresh_card(rt, done)
+    thread(rt, done, f":x: {why}")
+    tell(rt, done.requester_id, f"{done.id} ({done.kind.value} {done.endpoint}): {why}")
     return done
 
 
@@ -134,7 +130,7 @@ def start_due_changes(rt: Runtime, grace: timedelta = timedelta(hours=2)) -> lis
     """Start scheduled changes whose time has come, if approved; fail the rest, clearly.
 
     Returns (change id, what happened) pairs. Safe to call from every replica: every move
-    is a compare-and-set, and the run itself is `execution.execute`'s approved → running.
+    is a compare-and-set, and the run itself is `execute`'s approved → running.
     """
     now = rt.clock()
     out: list[tuple[str, str]] = []
@@ -161,7 +157,7 @@ def start_due_changes(rt: Runtime, grace: timedelta = timedelta(hours=2)) -> lis
             if _fail_scheduled(rt, change, ChangeState.APPROVED, ChangeState.FAILED, why):
                 out.append((change.id, "failed"))
             continue
-        frozen = compliance.frozen_now(rt, change)
+        frozen = frozen_now(rt, change)
         if frozen is not None:
             why = (
                 f"{change.id} was scheduled for {stamp} but did not run: {frozen.message}."
@@ -186,8 +182,8 @@ def start_due_changes(rt: Runtime, grace: timedelta = timedelta(hours=2)) -> lis
                 "late_by_s": int((now - at).total_seconds()),
             },
         )
-        execution.thread(rt, change, f":alarm_clock: {stamp}: starting {change.id} as scheduled.")
-        rt.background.submit(functools.partial(execution.execute, rt, change.id))
+        thread(rt, change, f":alarm_clock: {stamp}: starting {change.id} as scheduled.")
+        rt.background.submit(functools.partial(execute, rt, change.id))
         out.append((change.id, "started"))
     return out
 

@@ -1,11 +1,6 @@
-"""Policy written as code, checked when a change is requested and when it is approved.
-
-At request time (`check_request`): the channel the command came from, the ticket, data
-residency, change freezes and break glass. At approval time (`check_approval`): the
-freeze again, and the binding of the approval to the exact plan that was shown — if the
-plan was altered, or the endpoint's traffic moved since the request, the approval is
-void, the change is closed, and it must be planned again.
-"""
+"""The rules a change must pass: who may request, approve or break glass (per
+environment), data residency, change tickets, freeze windows, and the plan hash that
+binds an approval to the plan that was shown."""
 
 from __future__ import annotations
 
@@ -14,18 +9,39 @@ import json
 import re
 from dataclasses import dataclass
 
-from commands import execution
+from commands.changes.execute import refresh_card, tell
+from commands.changes.plan import split_text
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
+from commands.formats import when
 from commands.freezes import active_freeze
 from commands.messages import escape, mention
 from commands.model import Actor, Change, ChangeKind, ChangeState
 from commands.parsing import Args, ParseError
-from commands.planning import split_text
-from commands.platform import PlatformError
-from commands.policy import may_break_glass
+from commands.ports import GroupResolver, PlatformError
 from commands.runtime import Runtime
-from commands.views import when
+
+
+def _member(actor_id: str, allowed: tuple[str, ...], groups: GroupResolver | None) -> bool:
+    if actor_id in allowed:
+        return True
+    for entry in allowed:
+        if entry.startswith("S") and groups is not None and actor_id in groups(entry):
+            return True
+    return False
+
+
+def may_request(env: Environment, actor_id: str, groups: GroupResolver | None = None) -> bool:
+    return not env.requesters or _member(actor_id, env.requesters, groups)
+
+
+def may_approve(env: Environment, actor_id: str, groups: GroupResolver | None = None) -> bool:
+    return _member(actor_id, env.approvers, groups)
+
+
+def may_break_glass(env: Environment, actor_id: str, groups: GroupResolver | None = None) -> bool:
+    return _member(actor_id, env.break_glass, groups)
+
 
 TICKET_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,15}-?[0-9]{1,12}$")
 FROZEN_KINDS = (ChangeKind.DEPLOY, ChangeKind.PROMOTE)
@@ -183,8 +199,8 @@ def _void(rt: Runtime, change: Change, actor: Actor, why: str, request_id: str |
     )
     if done is not None:
         note = f"Approval by {mention(actor.id)} void: {why}. Plan it again if still needed."
-        execution.refresh_card(rt, done, note=note)
-        execution.tell(
+        refresh_card(rt, done, note=note)
+        tell(
             rt,
             done.requester_id,
             f"{done.id} ({done.kind.value} {done.endpoint}) was closed: {why}. Plan it again.",

@@ -1,31 +1,32 @@
-"""The morning and end-of-day digests: the team's daily checklist as one message each.
-
-Composed from a constant number of platform calls (health of every endpoint at once,
-alerts, and — when the platform keeps them — metric history and daily costs), the store
-and the audit table. The reply is renderer-neutral, reads well on a phone (a header, one
-line per endpoint with a status mark, details in fields) and always fits Slack's limits:
-at most 50 blocks, 3000 characters a section, 10 fields; with hundreds of endpoints the
-breaching ones come first and the rest are summarised as "N healthy".
-"""
+"""Rendering a digest as Block Kit that reads well on a phone and fits Slack's limits."""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, time, timedelta
-from typing import Protocol, runtime_checkable
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from commands.config import Config, Endpoint, Thresholds
-from commands.digest_schedule import (
+from commands.changes.schedule import run_at
+from commands.config import Config, Thresholds
+from commands.digests.gather import (
+    MAX_BLOCKS,
+    MAX_BREACHING_LINES,
+    MAX_FIELDS,
+    MAX_LINES,
+    SECTION_CHARS,
+    Digest,
+    DigestData,
+    _ranked_breaching,
+    _score,
+    gather,
+    schedule_for,
+)
+from commands.digests.schedule import (
     DigestKind,
-    DigestSchedule,
     DigestSettings,
     digest_settings,
-    local_time,
 )
-from commands.errors import Refusal
+from commands.formats import breaches, when
 from commands.messages import (
     Block,
     Button,
@@ -34,282 +35,15 @@ from commands.messages import (
     Divider,
     Fields,
     Header,
-    Post,
     Reply,
     Text,
     escape,
     mention,
 )
-from commands.model import OPEN_STATES, SCHEDULER, Actor, Change, ChangeState, EndpointHealth
-from commands.platform import Alert, PlatformError
+from commands.model import Change, ChangeState, EndpointHealth
+from commands.ports import Alert, Chart
 from commands.redaction import redact
 from commands.runtime import Runtime
-from commands.schedule import run_at
-from commands.store import AuditEvent, AuditQuery
-from commands.views import breaches, when
-
-MAX_BLOCKS = 50
-SECTION_CHARS = 2900  # under Slack's 3000, with room for a "…and N more" line
-MAX_FIELDS = 10
-MAX_LINES = 12  # per list (alerts, approvals, …) before "…and N more"
-MAX_BREACHING_LINES = 60
-CHART_ENDPOINTS = 6
-SYSTEM_ACTORS = {"scheduler", "bot"}
-
-
-# --- what a platform may offer beyond the port (optional capabilities) ----------------
-
-
-@dataclass(frozen=True)
-class SeriesPoint:
-    at: datetime
-    p95_latency_ms: float | None
-    error_rate: float | None
-
-
-@runtime_checkable
-class MetricHistory(Protocol):
-    def health_series(
-        self, endpoints: Sequence[Endpoint], since: datetime, until: datetime, step: timedelta
-    ) -> dict[str, list[SeriesPoint]]:
-        """P95 latency and error rate per endpoint over time: one query per metric."""
-        ...
-
-
-@runtime_checkable
-class CostHistory(Protocol):
-    def daily_costs(self, endpoints: Sequence[Endpoint], days: int) -> dict[str, list[float]]:
-        """Cost (USD) of each of the last `days` complete days in the config's zone,
-        oldest first: the last value is yesterday's. One query for all endpoints."""
-        ...
-
-
-@dataclass(frozen=True)
-class Chart:
-    """A chart the edge draws (PNG) and attaches to the digest's thread."""
-
-    title: str
-    filename: str
-    since: datetime
-    until: datetime
-    series: dict[str, list[SeriesPoint]]
-    p95_threshold_ms: float
-    error_threshold: float
-
-
-@runtime_checkable
-class ChartAttacher(Protocol):
-    def attach_chart(self, channel: str, thread_ts: str, chart: Chart, comment: str) -> bool: ...
-
-
-# --- gathering --------------------------------------------------------------------------
-
-
-@dataclass
-class DigestData:
-    kind: DigestKind
-    environment: str
-    schedule: DigestSchedule
-    now: datetime
-    endpoints: list[Endpoint]
-    health: dict[str, EndpointHealth]
-    alerts: list[Alert]
-    alerts_since: datetime
-    open_changes: list[Change]
-    scheduled: list[Change]
-    scheduled_label: str
-    costs: dict[str, list[float]] | None = None
-    series: dict[str, list[SeriesPoint]] | None = None
-    interventions: dict[str, list[str]] = field(default_factory=dict)
-    flagged: list[str] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-
-
-@dataclass
-class Digest:
-    kind: DigestKind
-    environment: str
-    reply: Reply
-    chart: Chart | None
-    channel: str
-    late: bool
-    scheduled_for: datetime | None
-    counts: dict[str, int]
-
-
-def _score(h: EndpointHealth, th: Thresholds) -> float:
-    """How close to (or past) its worst threshold an endpoint is: > 1 breaches."""
-    ratios = [0.0]
-    if h.p95_latency_ms is not None:
-        ratios.append(h.p95_latency_ms / th.p95_latency_ms)
-    if h.error_rate is not None:
-        ratios.append(h.error_rate / th.error_rate if th.error_rate else 0.0)
-    if h.drift is not None:
-        ratios.append(h.drift / th.drift if th.drift else 0.0)
-    return max(ratios)
-
-
-def schedule_for(
-    rt: Runtime, environment: str | None, settings: DigestSettings | None = None
-) -> DigestSchedule:
-    settings = settings or digest_settings(rt.config)
-    if environment is None:
-        if len(settings.schedules) == 1:
-            return next(iter(settings.schedules.values()))
-        environment = next(iter(settings.schedules), None)
-    if environment in settings.schedules:
-        return settings.schedules[environment]
-    if environment in rt.config.environments:  # digests off for it: still composable on demand
-        return DigestSchedule(
-            environment, rt.config.channels.ops, rt.config.timezone, tuple(range(5)), None, None
-        )
-    known = ", ".join(f"`{e}`" for e in rt.config.environments)
-    raise Refusal(
-        f"unknown environment `{escape(str(environment))}`",
-        f"Environments: {known}.",
-        code="unknown_environment",
-    )
-
-
-def gather(
-    rt: Runtime,
-    kind: DigestKind,
-    schedule: DigestSchedule,
-    *,
-    now: datetime | None = None,
-    settings: DigestSettings | None = None,
-) -> DigestData:
-    settings = settings or digest_settings(rt.config)
-    cfg = rt.config
-    now = now or rt.clock()
-    env = schedule.environment
-    tz = schedule.timezone
-    endpoints = [ep for ep in cfg.endpoints.values() if ep.environment == env]
-    problems: list[str] = []
-    local = now.astimezone(tz)
-
-    # Alerts since the last end-of-day digest (morning) or since this morning (EOD).
-    if kind is DigestKind.MORNING:
-        since = schedule.previous(DigestKind.EOD, now) or (now - timedelta(hours=24))
-    else:
-        since = schedule.previous(DigestKind.MORNING, now) or local_time(
-            local.date(), schedule.morning or time(0, 0), tz
-        )
-        since = min(since, now)
-    health: dict[str, EndpointHealth] = {}
-    alerts: list[Alert] = []
-    try:
-        health = rt.platform.health(endpoints, timedelta(hours=24)) if endpoints else {}
-    except PlatformError as exc:
-        problems.append(f"health figures unavailable: {exc}")
-    try:
-        slugs = {ep.slug for ep in endpoints}
-        alerts = [a for a in rt.platform.alerts(since) if a.endpoint is None or a.endpoint in slugs]
-    except PlatformError as exc:
-        problems.append(f"alerts unavailable: {exc}")
-
-    open_changes = [
-        c
-        for c in rt.store.list_changes(states=sorted(OPEN_STATES), limit=1000)
-        if c.environment == env
-    ]
-    # Scheduled changes: today's (morning), the next digest day's (EOD).
-    if kind is DigestKind.MORNING:
-        day = local.date()
-        label = "Changes scheduled today"
-    else:
-        day = schedule.next_day(local.date())
-        label = (
-            "Changes scheduled tomorrow"
-            if day == local.date() + timedelta(days=1)
-            else f"Changes scheduled {day:%a %d %b}"
-        )
-    start = local_time(day, time(0, 0), tz)
-    end = local_time(day + timedelta(days=1), time(0, 0), tz)
-    if kind is DigestKind.MORNING:
-        start = min(start, now)
-    scheduled = sorted(
-        (c for c in open_changes if (at := run_at(c)) is not None and start <= at < end),
-        key=lambda c: run_at(c) or c.created_at,
-    )
-
-    data = DigestData(
-        kind=kind,
-        environment=env,
-        schedule=schedule,
-        now=now,
-        endpoints=endpoints,
-        health=health,
-        alerts=alerts,
-        alerts_since=since,
-        open_changes=open_changes,
-        scheduled=scheduled,
-        scheduled_label=label,
-        problems=problems,
-    )
-    if kind is DigestKind.MORNING and endpoints:
-        if isinstance(rt.platform, CostHistory):
-            try:
-                data.costs = rt.platform.daily_costs(endpoints, 8)
-            except PlatformError as exc:
-                problems.append(f"costs unavailable: {exc}")
-        breaching = _ranked_breaching(data, cfg.thresholds)[:CHART_ENDPOINTS]
-        if settings.chart and breaching and isinstance(rt.platform, MetricHistory):
-            try:
-                data.series = rt.platform.health_series(
-                    [cfg.endpoints[s] for s in breaching],
-                    now - timedelta(hours=24),
-                    now,
-                    timedelta(minutes=15),
-                )
-            except PlatformError as exc:
-                problems.append(f"metric history unavailable: {exc}")
-    data.flagged = [
-        _flag_line(e, tz)
-        for e in rt.store.audit(AuditQuery(since=since, environment=env, limit=5000))
-        if e.action in FLAGGED_ACTIONS
-    ]
-    if kind is DigestKind.EOD:
-        day_start = local_time(local.date(), time(0, 0), tz)
-        events = rt.store.audit(
-            AuditQuery(since=day_start.astimezone(UTC), environment=env, limit=5000)
-        )
-        by_person: dict[str, list[str]] = defaultdict(list)
-        for e in events:
-            if e.actor_id in SYSTEM_ACTORS or e.action == "command":
-                continue
-            what = e.action.replace("_", " ")
-            what += f" {e.target}" if e.target else ""
-            what += f" [{e.change_id}]" if e.change_id else ""
-            stamp = e.at.astimezone(tz).strftime("%H:%M")
-            why = f" — _{escape(redact(e.justification))}_" if e.justification else ""
-            by_person[e.actor_id].append(f"`{stamp}` {escape(what)}{why}")
-        data.interventions = dict(by_person)
-    return data
-
-
-# Actions that bypassed or overrode a control: every digest names them for review.
-FLAGGED_ACTIONS = {
-    "break_glass": ":rotating_light: break glass",
-    "forced_promote": ":warning: forced promote",
-    "canary_rollback": ":rewind: automatic rollback",
-    "approval_void": ":no_entry_sign: approval void",
-    "workspace_refused": ":no_entry: request from another workspace",
-}
-
-
-def _flag_line(e: AuditEvent, tz: ZoneInfo) -> str:
-    what = FLAGGED_ACTIONS[e.action]
-    where = f" `{e.target}`" if e.target else ""
-    ref = f" [{e.change_id}]" if e.change_id else ""
-    why = f" — _{escape(redact(e.justification))}_" if e.justification else ""
-    return f"`{e.at.astimezone(tz):%a %H:%M}` {what}{where}{ref} by {mention(e.actor_id)}{why}"
-
-
-def _ranked_breaching(data: DigestData, th: Thresholds) -> list[str]:
-    found = [(s, _score(h, th)) for s, h in data.health.items() if breaches(h, th)]
-    return [s for s, _ in sorted(found, key=lambda x: (-x[1], x[0]))]
-
 
 # --- rendering --------------------------------------------------------------------------
 
@@ -720,80 +454,3 @@ def chart_comment(chart: Chart) -> str:
         f"Last 24 h, breaching endpoints: P95 latency (top, dashed red = {chart.p95_threshold_ms / 1000:g} s)"
         f" and error rate (bottom, dashed red = {chart.error_threshold:.0%}). {legend}"
     )
-
-
-def post(
-    rt: Runtime,
-    kind: DigestKind,
-    environment: str | None = None,
-    *,
-    actor: Actor = SCHEDULER,
-    scheduled_for: datetime | None = None,
-    late: bool = False,
-    request_id: str | None = None,
-    settings: DigestSettings | None = None,
-) -> Digest:
-    """Compose, post to the environment's digest channel, attach the chart, audit."""
-    digest = compose(
-        rt, kind, environment, scheduled_for=scheduled_for, late=late, settings=settings
-    )
-    ref = rt.notifier.post(Post(digest.channel, digest.reply))
-    attached = False
-    if ref is not None and digest.chart is not None and isinstance(rt.notifier, ChartAttacher):
-        try:
-            attached = rt.notifier.attach_chart(
-                ref.channel, ref.ts, digest.chart, chart_comment(digest.chart)
-            )
-        except Exception:  # a lost chart never loses the digest
-            attached = False
-    outcome = ("posted late" if late else "posted") if ref is not None else "post failed"
-    rt.auditor.record(
-        "digest_posted",
-        actor.id,
-        outcome,
-        environment=digest.environment,
-        request_id=request_id,
-        parameters={
-            "kind": kind.value,
-            "channel": digest.channel,
-            "ts": ref.ts if ref else None,
-            "scheduled_for": scheduled_for.isoformat() if scheduled_for else None,
-            "late": late,
-            "chart": attached,
-            **{k: v for k, v in digest.counts.items() if k != "blocks"},
-        },
-    )
-    return digest
-
-
-def environments(rt: Runtime, settings: DigestSettings | None = None) -> list[str]:
-    return list((settings or digest_settings(rt.config)).schedules)
-
-
-def on_demand(
-    rt: Runtime, actor: Actor, words: Sequence[str], request_id: str | None = None
-) -> Reply:
-    """`/aiops digest morning|eod [environment]`: post it now, to the digest channel."""
-    usage = "/aiops digest <morning|eod> [environment]"
-    kind_word = words[0].lower() if words else ""
-    aliases = {"morning": DigestKind.MORNING, "eod": DigestKind.EOD, "evening": DigestKind.EOD}
-    if kind_word not in aliases:
-        raise Refusal(
-            f"which digest? `{escape(kind_word)}` is not one" if kind_word else "which digest?",
-            f"Usage: `{usage}` — `morning` or `eod`.",
-            code="malformed",
-        )
-    settings = digest_settings(rt.config)
-    envs = (
-        [words[1]]
-        if len(words) > 1
-        else (environments(rt, settings) or list(rt.config.environments)[:1])
-    )
-    posted = []
-    for env in envs:
-        digest = post(
-            rt, aliases[kind_word], env, actor=actor, request_id=request_id, settings=settings
-        )
-        posted.append(f"{digest.environment} in <#{digest.channel}>")
-    heading = aliases[kind_word].heading
-    return Reply.info(f"Posted the {heading.lower()} for " + ", ".join(posted) + ".")

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from commands.config import Config, ConfigError, Environment, _duration
 
@@ -224,29 +224,3 @@ class Check:
     reasons: list[str]
     consecutive_breaches: int
     id: int | None = None
-
-
-class CanaryStore(Protocol):
-    def create_watch(self, watch: Watch) -> Watch | None:
-        """Insert; None when a watch for that deploy change exists already (assigns `id`)."""
-        ...
-
-    def get_watch(self, watch_id: int) -> Watch | None: ...
-
-    def watch_for_change(self, change_id: str) -> Watch | None: ...
-
-    def latest_watch(self, endpoint: str) -> Watch | None: ...
-
-    def list_watches(self, states: frozenset[WatchState] | None = None) -> list[Watch]: ...
-
-    def update_watch(self, watch_id: int, rev: int, **fields: Any) -> Watch | None:
-        """Compare-and-set on `rev` (which it bumps); None when someone moved it first."""
-        ...
-
-    def add_check(self, check: Check) -> bool:
-        """False when that (watch, seq) is recorded already."""
-        ...
-
-    def checks(self, watch_id: int, limit: int = 100) -> list[Check]:
-        """Oldest first; the last `limit` checks."""
-        ...

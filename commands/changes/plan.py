@@ -1,4 +1,5 @@
-"""Plans: the before → after of a change, worked out from what the endpoint serves now."""
+"""Plans: the before → after of a change's traffic split (and what a rollback restores),
+computed from the endpoint's state before anything is touched."""
 
 from __future__ import annotations
 

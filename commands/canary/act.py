@@ -1,0 +1,346 @@
+"""Acting on the analysis: rolling back, asking people, taking the next step of a plan."""
+
+from __future__ import annotations
+
+from commands.canary.model import (
+    CanarySettings,
+    Verdict,
+    Watch,
+    WatchState,
+    canary_settings,
+    env_policy,
+)
+from commands.canary.records import store_of
+from commands.canary.steps import KEY, make_change, next_step, plan_text, rollback_key, step_key
+from commands.canary.text import post_thread, refresh_summary
+from commands.canary.watch import canary_gone, end_watch, update_watch
+from commands.changes.approve import supersede
+from commands.changes.execute import tell
+from commands.messages import (
+    Block,
+    Button,
+    Buttons,
+    Context,
+    Header,
+    Post,
+    Reply,
+    Text,
+    escape,
+    mention,
+)
+from commands.model import BOT, SCHEDULER, Actor, Change, ChangeKind, ChangeState
+from commands.runtime import Runtime
+
+# --- acting on the analysis -----------------------------------------------------------
+
+
+def _cancel_for_rollback(rt: Runtime, holder: Change, w: Watch) -> bool:
+    why = f"superseded by the rollback of canary {w.canary_version} ({w.ref})"
+    return supersede(rt, holder, BOT.id, why) is not None
+
+
+def breach_reason(rt: Runtime, w: Watch, settings: CanarySettings) -> str:
+    checks = [
+        c for c in store_of(rt).checks(w.id, settings.consecutive_breaches) if c.reasons
+    ] or store_of(rt).checks(w.id, 1)
+    figures = "; ".join(
+        f"check {c.seq} at {c.canary_share}%: {c.canary.text()} ({', '.join(c.reasons)})"
+        for c in checks
+    )
+    return (
+        f"canary {w.canary_version} breached {w.consecutive_breaches} analysis windows in a row"
+        f" against {w.stable_version}: {figures}"
+    )
+
+
+def start_rollback(
+    rt: Runtime, w: Watch, *, actor: Actor, decided_by: str, reason: str, page: bool
+) -> Change | None:
+    """Claim the watch for a rollback, then make (or find) the rollback change."""
+    claimed = store_of(rt).update_watch(
+        w.id,
+        w.rev,
+        state=WatchState.ROLLING_BACK,
+        action="rollback",
+        action_key=rollback_key(w),
+        action_change_id=None,
+        note=None,
+        updated_at=rt.clock(),
+    )
+    if claimed is None:
+        return None
+    rt.auditor.record(
+        "canary_rollback",
+        actor.id,
+        "rolling back",
+        environment=w.environment,
+        target=w.endpoint,
+        change_id=w.change_id,
+        justification=reason,
+        parameters={"canary": w.ref, "decided_by": decided_by, "page": page},
+    )
+    post_thread(rt, claimed, f":rewind: {w.ref}: rolling back — {escape(reason)}")
+    if page:
+        text = (
+            f"<!here> :rotating_light: The bot is rolling back the canary on `{w.endpoint}`"
+            f" ({w.environment}): {escape(reason)}"
+        )
+        rt.notifier.post(
+            Post(
+                rt.config.channels.ops,
+                Reply(text=text, blocks=[Text(text)], ephemeral=False),
+                change_id=w.change_id,
+            )
+        )
+    deploy = rt.store.get_change(w.change_id)
+    if deploy is not None:
+        tell(
+            rt,
+            deploy.requester_id,
+            f"Your canary {w.canary_version} on {w.endpoint} is being rolled back: {reason}",
+        )
+    return fulfil(rt, claimed, actor=actor, decided_by=decided_by, reason=reason)
+
+
+def fulfil(
+    rt: Runtime,
+    w: Watch,
+    *,
+    actor: Actor = BOT,
+    decided_by: str | None = None,
+    reason: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> Change | None:
+    """Make (or find) the change for the watch's claimed action; record its id."""
+    assert w.action and w.action_key
+    if w.action == "rollback":
+        holder = rt.store.open_change(w.endpoint)
+        if (
+            holder is not None
+            and holder.extra.get(KEY) != w.action_key
+            and (holder.state is ChangeState.RUNNING or not _cancel_for_rollback(rt, holder, w))
+        ):
+            return None  # a change is running: roll back once it has finished
+        made = make_change(
+            rt,
+            w,
+            kind=ChangeKind.ROLLBACK,
+            key=w.action_key,
+            requester=actor,
+            decided_by=decided_by or f"policy: canary {w.ref} rollback",
+            reason=reason or f"canary {w.ref} rollback",
+            note=f"Rollback of canary {w.ref} by {mention(actor.id)}.",
+        )
+    else:
+        target = int(w.action_key.rsplit(":", 1)[1])
+        position = f"step to {target}%"
+        if target in w.steps:
+            position = f"step {w.steps.index(target) + 1} of {len(w.steps)} ({target}%)"
+        made = make_change(
+            rt,
+            w,
+            kind=ChangeKind.PROMOTE,
+            key=w.action_key,
+            requester=actor,
+            decided_by=decided_by
+            or f"policy: {position} of the plan approved in {w.plan_change_id or 'its promote'}",
+            reason=reason or f"canary {w.ref} passed its analysis window; {position}",
+            target=target,
+            note=f"Canary {w.ref}: {position}, after a passing analysis window.",
+            extra=extra,
+        )
+    if made.nothing_to_do:
+        update_watch(rt, w, action=None, action_key=None, action_change_id=None)
+        return None
+    if made.change is None:
+        return None  # blocked by another open change; tried again on the next tick
+    update_watch(rt, w, action_change_id=made.change.id)
+    return made.change
+
+
+def settle(rt: Runtime, w: Watch) -> Watch:
+    """See the watch's action through: make its change if it is missing (a restart between
+    the claim and the change), and book the result once the change has finished."""
+    if w.action is None:
+        return w
+    if w.action_change_id is None:
+        fulfil(rt, w)
+        fresh = store_of(rt).get_watch(w.id)
+        assert fresh is not None
+        return fresh
+    change = rt.store.get_change(w.action_change_id)
+    if change is None or change.state.is_open:
+        return w
+    settings = canary_settings(rt.config)
+    finished = change.updated_at or rt.clock()
+    if w.action == "rollback":
+        if change.state is ChangeState.SUCCEEDED:
+            return end_watch(rt, w, WatchState.ROLLED_BACK, f"rolled back by {change.id}")
+        w = update_watch(
+            rt,
+            w,
+            state=WatchState.AWAITING_DECISION,
+            action=None,
+            action_key=None,
+            action_change_id=None,
+            note=f"the rollback {change.id} {change.state.value}: {change.error or 'see its thread'}",
+        )
+        _ask(rt, w, settings, already_claimed=True)
+        return w
+    target = change.canary_percent or 0
+    if change.state is ChangeState.SUCCEEDED:
+        index = w.steps.index(target) if target in w.steps else w.step_index
+        w = update_watch(
+            rt,
+            w,
+            action=None,
+            action_key=None,
+            action_change_id=None,
+            step_index=index,
+            last_verdict=None,  # the next step needs a passing window at this share
+            next_check_at=finished + settings.interval,
+            note=None,
+            updated_at=rt.clock(),
+        )
+        rt.auditor.record(
+            "canary_step",
+            SCHEDULER.id,
+            f"canary at {target}%",
+            environment=w.environment,
+            target=w.endpoint,
+            change_id=change.id,
+            parameters={"canary": w.ref, "share": target, "plan": w.steps, "step": index + 1},
+        )
+        post_thread(
+            rt,
+            w,
+            f":arrow_up: {w.ref}: canary now at {target}% ({change.id})"
+            + (f" · plan {plan_text(w.steps, target)}" if w.steps else ""),
+        )
+        if target >= 100:
+            return canary_gone(rt, w) or w
+        refresh_summary(rt, w)
+        return w
+    w = update_watch(
+        rt,
+        w,
+        action=None,
+        action_key=None,
+        action_change_id=None,
+        steps=[],
+        note=("plan stopped: " if w.steps else "")
+        + f"{change.id} {change.state.value.replace('_', ' ')}",
+    )
+    post_thread(rt, w, f":octagonal_sign: {w.ref}: {w.note}")
+    refresh_summary(rt, w)
+    return w
+
+
+def _ask(rt: Runtime, w: Watch, settings: CanarySettings, *, already_claimed: bool = False) -> None:
+    """Post Rollback and Promote-anyway buttons where the environment's approvers look."""
+    if not already_claimed:
+        claimed = store_of(rt).update_watch(
+            w.id, w.rev, state=WatchState.AWAITING_DECISION, updated_at=rt.clock()
+        )
+        if claimed is None:
+            return
+        w = claimed
+    env = rt.config.environments[w.environment]
+    reason = breach_reason(rt, w, settings)
+    if w.note:
+        reason = f"{w.note}. {reason}"
+    deciders = ", ".join(mention(a) for a in env.approvers) or "anyone who may change it"
+    blocks: list[Block] = [
+        Header(f":warning: {w.ref} · canary on {w.endpoint} needs a decision"[:150]),
+        Text(escape(reason)[:2900]),
+        Context(
+            (
+                f'Policy in `{env.name}`: ask (`canary_auto_rollback = "ask"`).'
+                f" Decide: {deciders}. Promote anyway is audited as a forced promote.",
+            )
+        ),
+        Buttons(
+            (
+                Button(
+                    "Roll back",
+                    "canary-rollback",
+                    w.ref,
+                    f"/aiops canary-rollback {w.endpoint}",
+                    "danger",
+                ),
+                Button(
+                    "Promote anyway",
+                    "canary-promote",
+                    w.ref,
+                    f'/aiops canary-promote {w.endpoint} reason="…"',
+                    "primary",
+                ),
+            )
+        ),
+    ]
+    channel = rt.config.channels.approvals if env.needs_approval else rt.config.channels.ops
+    ref = rt.notifier.post(
+        Post(
+            channel,
+            Reply(text=f"{w.ref} needs a decision", blocks=blocks, ephemeral=False),
+            change_id=w.change_id,
+        )
+    )
+    if ref is not None:
+        w = update_watch(rt, w, decision_channel=ref.channel, decision_ts=ref.ts)
+    rt.auditor.record(
+        "canary_decision_requested",
+        BOT.id,
+        "awaiting decision",
+        environment=w.environment,
+        target=w.endpoint,
+        change_id=w.change_id,
+        justification=reason,
+        parameters={"canary": w.ref, "channel": channel},
+    )
+    post_thread(
+        rt,
+        w,
+        f":raised_hand: {w.ref}: {w.consecutive_breaches} breaches in a row; asked for a decision in <#{channel}>.",
+    )
+    refresh_summary(rt, w)
+
+
+def act_on_breaches(rt: Runtime, w: Watch) -> None:
+    """After a check (or on any tick): roll back, ask, or move one step."""
+    if w.state is not WatchState.WATCHING:
+        return
+    settings = canary_settings(rt.config)
+    env = rt.config.environments[w.environment]
+    policy = env_policy(rt.config, env)
+    if w.consecutive_breaches >= settings.consecutive_breaches:
+        if policy.auto_rollback == "ask":
+            _ask(rt, w, settings)
+            return
+        start_rollback(
+            rt,
+            w,
+            actor=BOT,
+            decided_by=(
+                f"policy: canary_auto_rollback = {policy.auto_rollback} in {env.name}"
+                f" after {w.consecutive_breaches} breaches in a row"
+            ),
+            reason=breach_reason(rt, w, settings),
+            page=policy.auto_rollback == "page",
+        )
+        return
+    if w.action is None and w.steps and w.last_verdict is Verdict.PASS:
+        state = rt.platform.endpoint_state(rt.config.endpoints[w.endpoint])
+        target = next_step(w.steps, state.traffic.get(w.canary_id, 0))
+        if target is None:
+            return
+        claimed = store_of(rt).update_watch(
+            w.id,
+            w.rev,
+            action="step",
+            action_key=step_key(w, target),
+            action_change_id=None,
+            updated_at=rt.clock(),
+        )
+        if claimed is not None:
+            fulfil(rt, claimed)

@@ -1,0 +1,320 @@
+"""`/aiops canary | pause | resume | canary-rollback | canary-promote`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from commands.canary.act import act_on_breaches, breach_reason, fulfil, start_rollback
+from commands.canary.check import run_check
+from commands.canary.loop import busy_with
+from commands.canary.model import (
+    Watch,
+    WatchState,
+    canary_settings,
+)
+from commands.canary.records import store_of
+from commands.canary.steps import next_step, step_key
+from commands.canary.text import check_line, minutes, post_thread, refresh_summary, summary
+from commands.canary.watch import FORCED_PROMOTE, ensure_watch
+from commands.changes.rules import may_approve, may_request
+from commands.config import Environment
+from commands.errors import Refusal
+from commands.formats import when
+from commands.messages import (
+    Block,
+    Context,
+    Header,
+    Post,
+    Reply,
+    Text,
+    escape,
+    mention,
+)
+from commands.model import BOT, Actor
+from commands.runtime import Runtime
+
+# --- /aiops canary | pause | resume | canary-rollback | canary-promote -----------------------
+
+
+def _watch_of(rt: Runtime, ref: str | None, usage: str) -> Watch:
+    if not ref:
+        raise Refusal("which canary?", f"Usage: `{usage}`", code="malformed")
+    cs = store_of(rt)
+    if ref.upper().startswith("CAN-") and ref[4:].isdigit():
+        found = cs.get_watch(int(ref[4:]))
+        if found is None:
+            raise Refusal(f"no canary `{escape(ref)}`", code="not_found")
+        return found
+    ep = rt.config.endpoints.get(ref)
+    if ep is None:
+        known = ", ".join(f"`{s}`" for s in rt.config.endpoints) or "none"
+        raise Refusal(
+            f"unknown endpoint `{escape(ref)}`",
+            f"Known endpoints: {known}.",
+            code="unknown_endpoint",
+        )
+    found = ensure_watch(rt, ep) or cs.latest_watch(ep.slug)
+    if found is None:
+        raise Refusal(
+            f"`{ep.slug}` has no canary",
+            f"Deploy one: `/deploy {ep.slug} {ep.model}@<version> canary=10`.",
+            code="not_found",
+        )
+    return found
+
+
+def _analysis_reply(rt: Runtime, w: Watch, extra: str | None = None) -> Reply:
+    settings = canary_settings(rt.config)
+    checks = store_of(rt).checks(w.id, 500)
+    blocks: list[Block] = [
+        Header(f"Canary {w.ref} · {w.endpoint} · {w.canary_version} vs {w.stable_version}"[:150]),
+        Text(summary(w, checks, settings, rt)[:2900]),
+    ]
+    recent = checks[-10:]
+    if recent:
+        blocks.append(Text("\n".join(check_line(w, c, settings) for c in recent)[:2900]))
+    if w.state.is_active:
+        blocks.append(
+            Context(
+                (
+                    f"Next scheduled check {when(w.next_check_at, rt.config.timezone)}"
+                    + (" (paused)" if w.state is WatchState.PAUSED else "")
+                    + f" · every {minutes(settings.interval)}, at least"
+                    f" {settings.min_requests:,} requests, P95 ≤ {settings.baseline_p95_ratio:g}× baseline",
+                )
+            )
+        )
+    if extra:
+        blocks.append(Context((extra,)))
+    return Reply(text=f"{w.ref}: {len(checks)} check(s)", blocks=blocks)
+
+
+def canary_command(rt: Runtime, actor: Actor, ref: str | None) -> Reply:
+    """`/aiops canary <endpoint>`: the analysis so far, after one check run now."""
+    w = _watch_of(rt, ref, "/aiops canary <endpoint>")
+    env = rt.config.environments[w.environment]
+    extra = None
+    if not w.state.is_active:
+        extra = "This canary is no longer watched."
+    elif not may_request(env, actor.id, rt.groups):
+        extra = f"View only: {mention(actor.id)} may not run checks in `{env.name}`."
+    elif (busy := busy_with(rt, w)) is not None:
+        extra = f"No check now: {busy}."
+    else:
+        check = run_check(rt, w, actor.id)
+        fresh = store_of(rt).get_watch(w.id)
+        assert fresh is not None
+        w = fresh
+        if check is None:
+            extra = "Another check was running at the same moment; its result is above."
+        if w.state is WatchState.WATCHING:
+            act_on_breaches(rt, w)
+            fresh = store_of(rt).get_watch(w.id)
+            assert fresh is not None
+            w = fresh
+    return _analysis_reply(rt, w, extra)
+
+
+def _require_requester(rt: Runtime, actor: Actor, w: Watch, verb: str) -> Environment:
+    env = rt.config.environments[w.environment]
+    if not may_request(env, actor.id, rt.groups):
+        raise Refusal(
+            f"{mention(actor.id)} may not {verb} canaries in `{env.name}`",
+            "Ask someone on the environment's requesters list.",
+            code="not_allowed",
+        )
+    return env
+
+
+def _set_by_person(
+    rt: Runtime,
+    actor: Actor,
+    w: Watch,
+    action: str,
+    outcome: str,
+    reason: str | None,
+    line: str,
+    **fields: Any,
+) -> Watch:
+    """A person pauses or resumes a watch: compare-and-set, audit, thread line, card."""
+    moved = store_of(rt).update_watch(w.id, w.rev, updated_at=rt.clock(), **fields)
+    if moved is None:
+        raise Refusal(f"{w.ref} moved just now; look again with `/aiops canary {w.endpoint}`")
+    rt.auditor.record(
+        action,
+        actor.id,
+        outcome,
+        environment=w.environment,
+        target=w.endpoint,
+        change_id=w.change_id,
+        justification=reason,
+        parameters={"canary": w.ref},
+    )
+    post_thread(rt, moved, line)
+    refresh_summary(rt, moved)
+    return moved
+
+
+def pause(rt: Runtime, actor: Actor, ref: str | None, reason: str | None) -> Reply:
+    w = _watch_of(rt, ref, '/aiops pause <endpoint> [reason="…"]')
+    _require_requester(rt, actor, w, "pause")
+    if w.state not in (WatchState.WATCHING, WatchState.AWAITING_DECISION):
+        raise Refusal(
+            f"{w.ref} on `{w.endpoint}` is {w.state.value.replace('_', ' ')}; nothing to pause",
+            code="already_decided",
+        )
+    moved = _set_by_person(
+        rt,
+        actor,
+        w,
+        "canary_pause",
+        "paused",
+        reason,
+        f":double_vertical_bar: {w.ref} paused by {mention(actor.id)}: no scheduled checks, steps or automatic rollback until resumed.",
+        state=WatchState.PAUSED,
+    )
+    return _analysis_reply(rt, moved, f"Paused. Resume with `/aiops resume {w.endpoint}`.")
+
+
+def resume(rt: Runtime, actor: Actor, ref: str | None, reason: str | None) -> Reply:
+    w = _watch_of(rt, ref, '/aiops resume <endpoint> [reason="…"]')
+    _require_requester(rt, actor, w, "resume")
+    if w.state is not WatchState.PAUSED:
+        raise Refusal(
+            f"{w.ref} on `{w.endpoint}` is not paused ({w.state.value.replace('_', ' ')})",
+            code="already_decided",
+        )
+    settings = canary_settings(rt.config)
+    moved = _set_by_person(
+        rt,
+        actor,
+        w,
+        "canary_resume",
+        "watching",
+        reason,
+        f":arrow_forward: {w.ref} resumed by {mention(actor.id)}.",
+        state=WatchState.WATCHING,
+        next_check_at=rt.clock() + settings.interval,
+    )
+    return _analysis_reply(
+        rt, moved, "Resumed: the next window is judged in " + minutes(settings.interval) + "."
+    )
+
+
+def _close_decision(rt: Runtime, w: Watch, text: str) -> None:
+    if w.decision_channel and w.decision_ts:
+        rt.notifier.post(
+            Post(
+                w.decision_channel,
+                Reply(text=text, blocks=[Text(text)], ephemeral=False),
+                change_id=w.change_id,
+                update=True,
+                ts=w.decision_ts,
+            )
+        )
+
+
+def decide_rollback(
+    rt: Runtime, actor: Actor, ref: str | None, reason: str | None, request_id: str | None
+) -> Reply:
+    """The Rollback button (or `/aiops canary-rollback <endpoint>`): mitigation first, so
+    anyone who may request changes in the environment may press it."""
+    w = _watch_of(rt, ref, '/aiops canary-rollback <endpoint> [reason="…"]')
+    _require_requester(rt, actor, w, "roll back")
+    if w.state not in (WatchState.WATCHING, WatchState.AWAITING_DECISION, WatchState.PAUSED):
+        raise Refusal(
+            f"{w.ref} on `{w.endpoint}` is {w.state.value.replace('_', ' ')}; nothing was done",
+            code="already_decided",
+        )
+    settings = canary_settings(rt.config)
+    why = reason or breach_reason(rt, w, settings)
+    change = start_rollback(rt, w, actor=actor, decided_by=actor.id, reason=why, page=False)
+    _close_decision(rt, w, f":rewind: {w.ref}: {mention(actor.id)} chose to roll back.")
+    fresh = store_of(rt).get_watch(w.id)
+    assert fresh is not None
+    if change is None and fresh.state is not WatchState.ROLLING_BACK:
+        raise Refusal(f"{w.ref} moved just now; look again with `/aiops canary {w.endpoint}`")
+    note = f"Rolling back: {change.id}." if change else "Rolling back once the running change ends."
+    return _analysis_reply(rt, fresh, note)
+
+
+def decide_promote(
+    rt: Runtime, actor: Actor, ref: str | None, reason: str | None, request_id: str | None
+) -> Reply:
+    """The Promote-anyway button: an approver overrides the analysis; audited as a forced
+    promote. The canary moves to the plan's next step (or to 100 % without a plan)."""
+    w = _watch_of(rt, ref, '/aiops canary-promote <endpoint> [reason="…"]')
+    env = rt.config.environments[w.environment]
+    allowed = (
+        may_approve(env, actor.id, rt.groups)
+        if env.approvers
+        else may_request(env, actor.id, rt.groups)
+    )
+    if not allowed:
+        raise Refusal(
+            f"{mention(actor.id)} may not override the canary analysis in `{env.name}`",
+            f"Approvers: {', '.join(mention(a) for a in env.approvers) or 'none'}.",
+            code="not_allowed",
+        )
+    if w.state is not WatchState.AWAITING_DECISION:
+        raise Refusal(
+            f"{w.ref} on `{w.endpoint}` is not waiting for a decision"
+            f" ({w.state.value.replace('_', ' ')})",
+            f"To promote, use `/promote {w.endpoint}`.",
+            code="already_decided",
+        )
+    state = rt.platform.endpoint_state(rt.config.endpoints[w.endpoint])
+    share = state.traffic.get(w.canary_id, 0)
+    target = next_step(w.steps, share) if w.steps else None
+    target = target or 100
+    why = (
+        reason
+        or f"promote anyway, decided by {rt.config.display_name(actor.id)} on the breach alert"
+    )
+    claimed = store_of(rt).update_watch(
+        w.id,
+        w.rev,
+        state=WatchState.WATCHING,
+        consecutive_breaches=0,
+        last_verdict=None,
+        action="step",
+        action_key=step_key(w, target),
+        action_change_id=None,
+        note=None,
+        updated_at=rt.clock(),
+    )
+    if claimed is None:
+        raise Refusal(f"{w.ref} moved just now; look again with `/aiops canary {w.endpoint}`")
+    overrode = breach_reason(rt, w, canary_settings(rt.config))
+    change = fulfil(
+        rt,
+        claimed,
+        actor=BOT,
+        decided_by=actor.id,
+        reason=why,
+        extra={"forced_promote": overrode},
+    )
+    rt.auditor.record(
+        FORCED_PROMOTE,
+        actor.id,
+        "promote despite the canary analysis",
+        environment=w.environment,
+        target=w.endpoint,
+        change_id=change.id if change else w.change_id,
+        request_id=request_id,
+        justification=why,
+        parameters={"overrode": overrode, "canary": w.ref, "to": target},
+    )
+    _close_decision(
+        rt,
+        w,
+        f":fast_forward: {w.ref}: {mention(actor.id)} chose to promote anyway (to {target}%).",
+    )
+    fresh = store_of(rt).get_watch(w.id)
+    assert fresh is not None
+    note = (
+        f"Promoting anyway to {target}%: {change.id}."
+        if change
+        else f"Promoting to {target}% once the endpoint is free."
+    )
+    return _analysis_reply(rt, fresh, note)

@@ -1,0 +1,144 @@
+"""Canary watches: one per canary, started when a deploy leaves a canary beside the
+serving version, ended when the canary goes away."""
+
+from __future__ import annotations
+
+from commands.canary.model import (
+    Watch,
+    WatchState,
+    canary_settings,
+    env_policy,
+)
+from commands.canary.records import store_of
+from commands.canary.text import minutes, post_thread, refresh_summary
+from commands.changes.plan import find_canary
+from commands.config import Endpoint
+from commands.messages import (
+    escape,
+)
+from commands.model import SCHEDULER, ChangeKind
+from commands.runtime import Runtime
+
+FORCED_PROMOTE = "forced_promote"  # the audit action a digest looks for
+
+
+# --- watches -------------------------------------------------------------------------
+
+
+def update_watch(rt: Runtime, w: Watch, **fields: object) -> Watch:
+    """Apply `fields` whatever else moved the watch meanwhile (re-read and retry)."""
+    cs = store_of(rt)
+    current = w
+    for _ in range(20):
+        moved = cs.update_watch(current.id, current.rev, **fields)
+        if moved is not None:
+            return moved
+        fresh = cs.get_watch(w.id)
+        assert fresh is not None
+        current = fresh
+    raise RuntimeError(f"{w.ref} keeps moving; gave up updating it")
+
+
+def ensure_watch(rt: Runtime, ep: Endpoint) -> Watch | None:
+    """The watch of the endpoint's current canary, started if the bot has not seen it yet."""
+    cs = store_of(rt)
+    deploy = rt.store.last_succeeded(ep.slug, kinds=[ChangeKind.DEPLOY.value])
+    if deploy is None or not deploy.new_deployed_model_id:
+        return None
+    existing = cs.watch_for_change(deploy.id)
+    if existing is not None:
+        return existing
+    state = rt.platform.endpoint_state(ep)
+    pair = find_canary(state, deploy.new_deployed_model_id)
+    settings = canary_settings(rt.config)
+    started = deploy.updated_at or rt.clock()
+    labels = {d.id: d.version.version for d in state.deployed}
+    is_canary = pair is not None and pair[1] == deploy.new_deployed_model_id
+    stable_id = pair[0] if pair and is_canary else ""
+    watch = Watch(
+        id=0,
+        endpoint=ep.slug,
+        environment=ep.environment,
+        change_id=deploy.id,
+        canary_id=deploy.new_deployed_model_id,
+        stable_id=stable_id,
+        canary_version=(deploy.version or "").split("@")[-1],
+        stable_version=labels.get(stable_id, ""),
+        state=WatchState.WATCHING if is_canary else WatchState.ENDED,
+        started_at=started,
+        next_check_at=started + settings.interval,
+        note=None if is_canary else "it served alone (or was gone) when first seen",
+        updated_at=rt.clock(),
+    )
+    created = cs.create_watch(watch)
+    if created is None:  # another replica, or tick, started it first
+        return cs.watch_for_change(deploy.id)
+    if created.state is WatchState.WATCHING:
+        policy = env_policy(rt.config, rt.config.environment_of(ep))
+        rt.auditor.record(
+            "canary_watch",
+            SCHEDULER.id,
+            "watching",
+            change=deploy,
+            parameters={
+                "canary": created.ref,
+                "canary_version": created.canary_version,
+                "stable_version": created.stable_version,
+                "interval_s": int(settings.interval.total_seconds()),
+                "min_requests": settings.min_requests,
+                "consecutive_breaches": settings.consecutive_breaches,
+                "auto_rollback": policy.auto_rollback,
+            },
+        )
+        post_thread(
+            rt,
+            created,
+            f":mag: Canary analysis {created.ref}: {escape(created.canary_version)} against"
+            f" {escape(created.stable_version)} every {minutes(settings.interval)}; fewer than"
+            f" {settings.min_requests:,} requests is not enough data;"
+            f" {settings.consecutive_breaches} breaches in a row → "
+            + {
+                "yes": "the bot rolls back",
+                "page": "the bot rolls back and pages the ops channel",
+                "ask": "the bot asks for a decision",
+            }[policy.auto_rollback]
+            + ".",
+        )
+    return created
+
+
+def end_watch(rt: Runtime, w: Watch, state: WatchState, why: str) -> Watch:
+    ended = update_watch(
+        rt,
+        w,
+        state=state,
+        action=None,
+        action_key=None,
+        action_change_id=None,
+        note=why,
+        updated_at=rt.clock(),
+    )
+    rt.auditor.record(
+        "canary_watch_ended",
+        SCHEDULER.id,
+        state.value,
+        environment=w.environment,
+        target=w.endpoint,
+        change_id=w.change_id,
+        parameters={"canary": w.ref, "checks": ended.checks},
+        justification=why,
+    )
+    post_thread(rt, ended, f":checkered_flag: {w.ref} {state.value.replace('_', ' ')}: {why}")
+    refresh_summary(rt, ended)
+    return ended
+
+
+def canary_gone(rt: Runtime, w: Watch) -> Watch | None:
+    """End the watch if its canary serves alone or is no longer deployed."""
+    ep = rt.config.endpoints[w.endpoint]
+    state = rt.platform.endpoint_state(ep)
+    if state.model(w.canary_id) is None:
+        return end_watch(rt, w, WatchState.ROLLED_BACK, f"{w.canary_version} is no longer deployed")
+    if state.model(w.stable_id) is None or len(state.deployed) == 1:
+        return end_watch(rt, w, WatchState.PROMOTED, f"{w.canary_version} serves all traffic")
+    return None

@@ -1,0 +1,159 @@
+"""The change card: what a change does, shown to requesters and approvers."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from commands.changes.plan import NEW, split_text
+from commands.config import Config
+from commands.formats import health_line, when
+from commands.messages import (
+    Block,
+    Button,
+    Buttons,
+    Context,
+    Fields,
+    Header,
+    Reply,
+    Text,
+    escape,
+    mention,
+)
+from commands.model import Change, ChangeKind, ChangeState, EndpointHealth
+from commands.ports import ApprovalRecord
+
+
+def _labels(change: Change) -> dict[str, str]:
+    return change.labels | ({NEW: change.version.split("@")[-1]} if change.version else {})
+
+
+def traffic_line(change: Change) -> str:
+    labels = _labels(change)
+    return f"{split_text(change.split_before, labels)}  →  {split_text(change.split_after, labels)}"
+
+
+def what_line(change: Change) -> str:
+    if change.kind is ChangeKind.DEPLOY:
+        return f"Deploy *{escape(change.version or '')}* to `{change.endpoint}` as a canary"
+    if change.kind is ChangeKind.PROMOTE:
+        return f"Promote the canary on `{change.endpoint}` to {change.canary_percent}%"
+    return f"Roll back `{change.endpoint}`"
+
+
+def change_card(
+    change: Change,
+    config: Config,
+    *,
+    health: EndpointHealth | None = None,
+    approvals: Sequence[ApprovalRecord] = (),
+    buttons: bool = False,
+    note: str | None = None,
+) -> Reply:
+    """The change's one message: the plan answering the six questions, then its state."""
+    env = config.environments[change.environment]
+    th = config.thresholds
+    title = (
+        f"{change.state.mark} {change.id} · {change.kind.value} · {change.endpoint} ({env.name})"
+    )
+    approvers = ", ".join(mention(a) for a in env.approvers) or "no approval needed"
+    rollback_to = _labels(change).get(change.extra.get("stable_id", ""), "")
+    if change.kind is ChangeKind.ROLLBACK:
+        how_back = "this is the rollback"
+    elif change.kind is ChangeKind.DEPLOY:
+        how_back = f"`/rollback {change.endpoint}`: {rollback_to or 'the serving version'} stays deployed and ready"
+    else:
+        how_back = f"`/rollback {change.endpoint}` restores {split_text(change.restore_split, _labels(change))}"
+    blocks: list[Block] = [
+        Header(title[:150]),
+        Text(f"*What:* {what_line(change)}\n*Traffic:* {traffic_line(change)}"),
+        Fields(
+            (
+                ("Who asked", mention(change.requester_id)),
+                ("Who may approve", approvers if env.needs_approval else "no approval needed"),
+                (
+                    "How",
+                    f"canary {change.canary_percent}%"
+                    if change.kind is ChangeKind.DEPLOY
+                    else change.extra.get("mode", "traffic shift"),
+                ),
+                (
+                    "Could go wrong",
+                    "health when planned: "
+                    + (
+                        health_line(health, th)
+                        if health
+                        else change.extra.get("health", "no figures")
+                    ),
+                ),
+                (
+                    "How we'll know",
+                    f"P95 > {th.p95_latency_ms / 1000:g} s · errors > {th.error_rate:.0%} ·"
+                    f" drift > {th.drift:g}",
+                ),
+                ("How we roll back", how_back),
+            )
+        ),
+    ]
+    if change.reason:
+        blocks.append(Text(f"*Why:* {escape(change.reason)}"))
+    state_line = f"*State:* {change.state.mark} {change.state.value.replace('_', ' ')}"
+    if change.extra.get("run_at"):  # scheduled with `at=` (commands/schedule.py)
+        state_line += f" · :alarm_clock: scheduled for {when(datetime.fromisoformat(change.extra['run_at']), config.timezone)}"
+    if change.state is ChangeState.PENDING_APPROVAL and change.expires_at:
+        state_line += f" · expires {when(change.expires_at, config.timezone)}"
+    if change.decided_by:
+        verb = {
+            ChangeState.REJECTED: "rejected",
+            ChangeState.EXPIRED: "expired",
+            ChangeState.CANCELLED: "cancelled",
+        }.get(change.state, "approved")
+        if change.decided_by.startswith("policy:"):
+            state_line += f" · {change.decided_by.removeprefix('policy:').strip()}"
+        else:
+            state_line += f" · {verb} by {mention(change.decided_by)} at {when(change.decided_at, config.timezone)}"
+    if change.error:
+        state_line += f"\n:x: {escape(change.error)}"
+    blocks.append(Text(state_line))
+    for a in approvals:
+        if a.approver_id == change.decided_by and len(approvals) == 1:
+            continue  # already said on the state line
+        why = f": {escape(a.reason)}" if a.reason else ""
+        blocks.append(
+            Context(
+                (
+                    f"{a.decision}d by {mention(a.approver_id)} at {when(a.at, config.timezone)}{why}",
+                )
+            )
+        )
+    if change.extra.get("forced_promote"):
+        blocks.append(
+            Text(
+                f":warning: *Forced promote* over the canary analysis: {change.extra['forced_promote']}"
+            )
+        )
+    if change.extra.get("canary") and change.kind is ChangeKind.PROMOTE:
+        blocks.append(Context((f"When requested: {change.extra['canary']}",)))
+    if note:
+        blocks.append(Context((note,)))
+    if buttons and change.state is ChangeState.PENDING_APPROVAL:
+        blocks.append(
+            Buttons(
+                (
+                    Button(
+                        "Approve", "approve", change.id, f"/aiops approve {change.id}", "primary"
+                    ),
+                    Button(
+                        "Reject",
+                        "reject",
+                        change.id,
+                        f'/aiops reject {change.id} reason="…"',
+                        "danger",
+                    ),
+                )
+            )
+        )
+    text = (
+        f"{change.id} {change.kind.value} {change.endpoint}: {change.state.value.replace('_', ' ')}"
+    )
+    return Reply(text=text, blocks=blocks, ephemeral=False)

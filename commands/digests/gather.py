@@ -1,0 +1,255 @@
+"""Gathering a digest: the figures, alerts, changes and audit rows it reports on."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from commands.changes.schedule import run_at
+from commands.config import Endpoint, Thresholds
+from commands.digests.schedule import (
+    DigestKind,
+    DigestSchedule,
+    DigestSettings,
+    digest_settings,
+    local_time,
+)
+from commands.errors import Refusal
+from commands.formats import breaches
+from commands.messages import (
+    Reply,
+    escape,
+    mention,
+)
+from commands.model import OPEN_STATES, Change, EndpointHealth
+from commands.ports import (
+    Alert,
+    AuditEvent,
+    AuditQuery,
+    Chart,
+    CostHistory,
+    MetricHistory,
+    PlatformError,
+    SeriesPoint,
+)
+from commands.redaction import redact
+from commands.runtime import Runtime
+
+MAX_BLOCKS = 50
+SECTION_CHARS = 2900  # under Slack's 3000, with room for a "…and N more" line
+MAX_FIELDS = 10
+MAX_LINES = 12  # per list (alerts, approvals, …) before "…and N more"
+MAX_BREACHING_LINES = 60
+CHART_ENDPOINTS = 6
+SYSTEM_ACTORS = {"scheduler", "bot"}
+
+
+# --- gathering --------------------------------------------------------------------------
+
+
+@dataclass
+class DigestData:
+    kind: DigestKind
+    environment: str
+    schedule: DigestSchedule
+    now: datetime
+    endpoints: list[Endpoint]
+    health: dict[str, EndpointHealth]
+    alerts: list[Alert]
+    alerts_since: datetime
+    open_changes: list[Change]
+    scheduled: list[Change]
+    scheduled_label: str
+    costs: dict[str, list[float]] | None = None
+    series: dict[str, list[SeriesPoint]] | None = None
+    interventions: dict[str, list[str]] = field(default_factory=dict)
+    flagged: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Digest:
+    kind: DigestKind
+    environment: str
+    reply: Reply
+    chart: Chart | None
+    channel: str
+    late: bool
+    scheduled_for: datetime | None
+    counts: dict[str, int]
+
+
+def _score(h: EndpointHealth, th: Thresholds) -> float:
+    """How close to (or past) its worst threshold an endpoint is: > 1 breaches."""
+    ratios = [0.0]
+    if h.p95_latency_ms is not None:
+        ratios.append(h.p95_latency_ms / th.p95_latency_ms)
+    if h.error_rate is not None:
+        ratios.append(h.error_rate / th.error_rate if th.error_rate else 0.0)
+    if h.drift is not None:
+        ratios.append(h.drift / th.drift if th.drift else 0.0)
+    return max(ratios)
+
+
+def schedule_for(
+    rt: Runtime, environment: str | None, settings: DigestSettings | None = None
+) -> DigestSchedule:
+    settings = settings or digest_settings(rt.config)
+    if environment is None:
+        if len(settings.schedules) == 1:
+            return next(iter(settings.schedules.values()))
+        environment = next(iter(settings.schedules), None)
+    if environment in settings.schedules:
+        return settings.schedules[environment]
+    if environment in rt.config.environments:  # digests off for it: still composable on demand
+        return DigestSchedule(
+            environment, rt.config.channels.ops, rt.config.timezone, tuple(range(5)), None, None
+        )
+    known = ", ".join(f"`{e}`" for e in rt.config.environments)
+    raise Refusal(
+        f"unknown environment `{escape(str(environment))}`",
+        f"Environments: {known}.",
+        code="unknown_environment",
+    )
+
+
+def gather(
+    rt: Runtime,
+    kind: DigestKind,
+    schedule: DigestSchedule,
+    *,
+    now: datetime | None = None,
+    settings: DigestSettings | None = None,
+) -> DigestData:
+    settings = settings or digest_settings(rt.config)
+    cfg = rt.config
+    now = now or rt.clock()
+    env = schedule.environment
+    tz = schedule.timezone
+    endpoints = [ep for ep in cfg.endpoints.values() if ep.environment == env]
+    problems: list[str] = []
+    local = now.astimezone(tz)
+
+    # Alerts since the last end-of-day digest (morning) or since this morning (EOD).
+    if kind is DigestKind.MORNING:
+        since = schedule.previous(DigestKind.EOD, now) or (now - timedelta(hours=24))
+    else:
+        since = schedule.previous(DigestKind.MORNING, now) or local_time(
+            local.date(), schedule.morning or time(0, 0), tz
+        )
+        since = min(since, now)
+    health: dict[str, EndpointHealth] = {}
+    alerts: list[Alert] = []
+    try:
+        health = rt.platform.health(endpoints, timedelta(hours=24)) if endpoints else {}
+    except PlatformError as exc:
+        problems.append(f"health figures unavailable: {exc}")
+    try:
+        slugs = {ep.slug for ep in endpoints}
+        alerts = [a for a in rt.platform.alerts(since) if a.endpoint is None or a.endpoint in slugs]
+    except PlatformError as exc:
+        problems.append(f"alerts unavailable: {exc}")
+
+    open_changes = [
+        c
+        for c in rt.store.list_changes(states=sorted(OPEN_STATES), limit=1000)
+        if c.environment == env
+    ]
+    # Scheduled changes: today's (morning), the next digest day's (EOD).
+    if kind is DigestKind.MORNING:
+        day = local.date()
+        label = "Changes scheduled today"
+    else:
+        day = schedule.next_day(local.date())
+        label = (
+            "Changes scheduled tomorrow"
+            if day == local.date() + timedelta(days=1)
+            else f"Changes scheduled {day:%a %d %b}"
+        )
+    start = local_time(day, time(0, 0), tz)
+    end = local_time(day + timedelta(days=1), time(0, 0), tz)
+    if kind is DigestKind.MORNING:
+        start = min(start, now)
+    scheduled = sorted(
+        (c for c in open_changes if (at := run_at(c)) is not None and start <= at < end),
+        key=lambda c: run_at(c) or c.created_at,
+    )
+
+    data = DigestData(
+        kind=kind,
+        environment=env,
+        schedule=schedule,
+        now=now,
+        endpoints=endpoints,
+        health=health,
+        alerts=alerts,
+        alerts_since=since,
+        open_changes=open_changes,
+        scheduled=scheduled,
+        scheduled_label=label,
+        problems=problems,
+    )
+    if kind is DigestKind.MORNING and endpoints:
+        if isinstance(rt.platform, CostHistory):
+            try:
+                data.costs = rt.platform.daily_costs(endpoints, 8)
+            except PlatformError as exc:
+                problems.append(f"costs unavailable: {exc}")
+        breaching = _ranked_breaching(data, cfg.thresholds)[:CHART_ENDPOINTS]
+        if settings.chart and breaching and isinstance(rt.platform, MetricHistory):
+            try:
+                data.series = rt.platform.health_series(
+                    [cfg.endpoints[s] for s in breaching],
+                    now - timedelta(hours=24),
+                    now,
+                    timedelta(minutes=15),
+                )
+            except PlatformError as exc:
+                problems.append(f"metric history unavailable: {exc}")
+    data.flagged = [
+        _flag_line(e, tz)
+        for e in rt.store.audit(AuditQuery(since=since, environment=env, limit=5000))
+        if e.action in FLAGGED_ACTIONS
+    ]
+    if kind is DigestKind.EOD:
+        day_start = local_time(local.date(), time(0, 0), tz)
+        events = rt.store.audit(
+            AuditQuery(since=day_start.astimezone(UTC), environment=env, limit=5000)
+        )
+        by_person: dict[str, list[str]] = defaultdict(list)
+        for e in events:
+            if e.actor_id in SYSTEM_ACTORS or e.action == "command":
+                continue
+            what = e.action.replace("_", " ")
+            what += f" {e.target}" if e.target else ""
+            what += f" [{e.change_id}]" if e.change_id else ""
+            stamp = e.at.astimezone(tz).strftime("%H:%M")
+            why = f" — _{escape(redact(e.justification))}_" if e.justification else ""
+            by_person[e.actor_id].append(f"`{stamp}` {escape(what)}{why}")
+        data.interventions = dict(by_person)
+    return data
+
+
+# Actions that bypassed or overrode a control: every digest names them for review.
+FLAGGED_ACTIONS = {
+    "break_glass": ":rotating_light: break glass",
+    "forced_promote": ":warning: forced promote",
+    "canary_rollback": ":rewind: automatic rollback",
+    "approval_void": ":no_entry_sign: approval void",
+    "workspace_refused": ":no_entry: request from another workspace",
+}
+
+
+def _flag_line(e: AuditEvent, tz: ZoneInfo) -> str:
+    what = FLAGGED_ACTIONS[e.action]
+    where = f" `{e.target}`" if e.target else ""
+    ref = f" [{e.change_id}]" if e.change_id else ""
+    why = f" — _{escape(redact(e.justification))}_" if e.justification else ""
+    return f"`{e.at.astimezone(tz):%a %H:%M}` {what}{where}{ref} by {mention(e.actor_id)}{why}"
+
+
+def _ranked_breaching(data: DigestData, th: Thresholds) -> list[str]:
+    found = [(s, _score(h, th)) for s, h in data.health.items() if breaches(h, th)]
+    return [s for s, _ in sorted(found, key=lambda x: (-x[1], x[0]))]

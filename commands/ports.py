@@ -1,0 +1,315 @@
+"""The interfaces the domain depends on, each with its contract.
+
+`commands/` never imports an adapter: the edge (`bot/`) hands it objects that satisfy
+these protocols. Implementations: `bot/store/` (Store, CanaryStore, People on SQLModel),
+`bot/platforms/` (Platform and its optional histories: the embedded sandbox, Vertex AI
+with Cloud Monitoring), `bot/slack/` (Notifier, ChartAttacher, GroupResolver) and the
+console's stand-ins. A method that may find nothing says what its `None` means; a method
+that must be atomic says so."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol, runtime_checkable
+
+from commands.canary.model import Check, Watch, WatchState
+from commands.config import Endpoint
+from commands.messages import Post
+from commands.model import (
+    Change,
+    ChangeState,
+    EndpointHealth,
+    EndpointState,
+    ModelVersion,
+    TrafficSplit,
+)
+
+
+class EndpointLocked(Exception):
+    def __init__(self, endpoint: str, holder: Change) -> None:
+        super().__init__(f"{endpoint} is locked by {holder.id}")
+        self.endpoint = endpoint
+        self.holder = holder
+
+
+@dataclass(frozen=True)
+class ApprovalRecord:
+    change_id: str
+    approver_id: str
+    decision: str  # approve | reject
+    at: datetime
+    reason: str | None = None
+    plan_hash: str | None = None
+
+
+@dataclass
+class AuditEvent:
+    """One append-only record of something that happened."""
+
+    action: str
+    actor_id: str
+    outcome: str
+    at: datetime
+    environment: str | None = None
+    target: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    justification: str | None = None
+    change_id: str | None = None
+    request_id: str | None = None
+    id: int | None = None
+    prev_hash: str | None = None
+    hash: str | None = None
+    retain_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    since: datetime | None = None
+    until: datetime | None = None
+    endpoint: str | None = None
+    environment: str | None = None
+    actor_id: str | None = None
+    change_id: str | None = None
+    limit: int | None = None
+
+
+class Store(Protocol):
+    def create_change(self, change: Change) -> Change:
+        """Insert a change and take its endpoint's lock; assigns `change.id`.
+
+        Raises `EndpointLocked` naming the open change that holds the endpoint.
+        """
+        ...
+
+    def get_change(self, change_id: str) -> Change | None: ...
+
+    def open_change(self, endpoint: str) -> Change | None: ...
+
+    def transition(
+        self, change_id: str, old: ChangeState, new: ChangeState, **fields: Any
+    ) -> Change | None:
+        """Compare-and-set `old → new` (and `fields`); None when the change was not in `old`.
+
+        A terminal state releases the endpoint's lock in the same transaction.
+        """
+        ...
+
+    def update_change(self, change_id: str, **fields: Any) -> None: ...
+
+    def list_changes(
+        self,
+        *,
+        states: Sequence[ChangeState] | None = None,
+        endpoint: str | None = None,
+        limit: int = 20,
+    ) -> list[Change]: ...
+
+    def last_succeeded(
+        self, endpoint: str, kinds: Sequence[str] | None = None
+    ) -> Change | None: ...
+
+    def add_approval(self, record: ApprovalRecord) -> bool:
+        """False when this person already decided on this change."""
+        ...
+
+    def approvals(self, change_id: str) -> list[ApprovalRecord]: ...
+
+    def append_audit(self, event: AuditEvent) -> AuditEvent: ...
+
+    def audit(self, query: AuditQuery) -> list[AuditEvent]: ...
+
+
+class PlatformError(Exception):
+    """A fault from the platform, already turned into words a person can act on."""
+
+    def __init__(self, message: str, *, kind: str = "error", retryable: bool = False) -> None:
+        super().__init__(message)
+        self.kind = kind  # quota | permission | not_found | precondition | operation | unavailable
+        self.retryable = retryable
+
+
+class UnknownVersion(PlatformError):
+    def __init__(self, version: ModelVersion, known: Sequence[str]) -> None:
+        super().__init__(
+            f"`{version}` is not in the model registry; known versions of `{version.model}`:"
+            f" {', '.join(known) or 'none'}",
+            kind="not_found",
+        )
+        self.known = tuple(known)
+
+
+@dataclass(frozen=True)
+class OperationStatus:
+    name: str
+    done: bool
+    progress: int = 0  # percent, best effort
+    error: str | None = None
+    deployed_model_id: str | None = None  # a finished deploy's new deployed-model id
+
+
+@dataclass(frozen=True)
+class Alert:
+    policy: str
+    severity: str  # P1 | P2 | P3
+    state: str  # open | closed
+    opened_at: datetime
+    closed_at: datetime | None
+    endpoint: str | None
+    summary: str
+
+
+class Platform(Protocol):
+    name: str
+
+    def endpoint_state(self, endpoint: Endpoint) -> EndpointState:
+        """What the endpoint serves now (deployed models and traffic split)."""
+        ...
+
+    def model_versions(self, model: str) -> list[str]:
+        """The versions the registry holds for a model."""
+        ...
+
+    def begin_deploy(
+        self, endpoint: Endpoint, version: ModelVersion, traffic_split: TrafficSplit
+    ) -> str:
+        """Start deploying a version; `traffic_split` uses "0" for the new model.
+
+        Returns the long-running operation's name.
+        """
+        ...
+
+    def begin_undeploy(
+        self, endpoint: Endpoint, deployed_model_id: str, traffic_split: TrafficSplit
+    ) -> str:
+        """Start undeploying a model that has 0 % in `traffic_split` (the split after)."""
+        ...
+
+    def operation(self, name: str) -> OperationStatus:
+        """Poll a long-running operation (also after a restart, by its stored name)."""
+        ...
+
+    def set_traffic(self, endpoint: Endpoint, traffic_split: TrafficSplit) -> None:
+        """Replace the traffic split; it must sum to 100."""
+        ...
+
+    def health(
+        self, endpoints: Sequence[Endpoint], window: timedelta = timedelta(hours=1)
+    ) -> dict[str, EndpointHealth]:
+        """Health of many endpoints at once: one query per metric, never one per endpoint."""
+        ...
+
+    def alerts(self, since: datetime) -> list[Alert]:
+        """Alerts open now or opened since `since`."""
+        ...
+
+
+ERASED = "[erased]"
+
+
+class People(Protocol):
+    def remember(self, slack_id: str, name: str, at: datetime) -> None:
+        """Record the name Slack gave for this id (not once it has been erased)."""
+        ...
+
+    def name(self, slack_id: str) -> str | None:
+        """The remembered name; `ERASED` once erased; None when never seen."""
+        ...
+
+    def erase(self, slack_id: str, at: datetime) -> bool:
+        """Forget the name; False when the id was never seen."""
+        ...
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    channel: str
+    ts: str
+
+
+class Notifier(Protocol):
+    """Delivers the domain's posts: Slack messages, or lines in the console."""
+
+    def post(self, post: Post) -> MessageRef | None: ...
+
+
+# Resolves a Slack user-group id to its members at decision time (the edge supplies it).
+GroupResolver = Callable[[str], set[str]]
+
+
+class AuditSink(Protocol):
+    """A second copy of every row (Cloud Logging's `aiops-audit` in production)."""
+
+    def write(self, event: AuditEvent) -> None: ...
+
+
+class CanaryStore(Protocol):
+    def create_watch(self, watch: Watch) -> Watch | None:
+        """Insert; None when a watch for that deploy change exists already (assigns `id`)."""
+        ...
+
+    def get_watch(self, watch_id: int) -> Watch | None: ...
+
+    def watch_for_change(self, change_id: str) -> Watch | None: ...
+
+    def latest_watch(self, endpoint: str) -> Watch | None: ...
+
+    def list_watches(self, states: frozenset[WatchState] | None = None) -> list[Watch]: ...
+
+    def update_watch(self, watch_id: int, rev: int, **fields: Any) -> Watch | None:
+        """Compare-and-set on `rev` (which it bumps); None when someone moved it first."""
+        ...
+
+    def add_check(self, check: Check) -> bool:
+        """False when that (watch, seq) is recorded already."""
+        ...
+
+    def checks(self, watch_id: int, limit: int = 100) -> list[Check]:
+        """Oldest first; the last `limit` checks."""
+        ...
+
+
+# --- what a platform may offer beyond the port (optional capabilities) ----------------
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    at: datetime
+    p95_latency_ms: float | None
+    error_rate: float | None
+
+
+@runtime_checkable
+class MetricHistory(Protocol):
+    def health_series(
+        self, endpoints: Sequence[Endpoint], since: datetime, until: datetime, step: timedelta
+    ) -> dict[str, list[SeriesPoint]]:
+        """P95 latency and error rate per endpoint over time: one query per metric."""
+        ...
+
+
+@runtime_checkable
+class CostHistory(Protocol):
+    def daily_costs(self, endpoints: Sequence[Endpoint], days: int) -> dict[str, list[float]]:
+        """Cost (USD) of each of the last `days` complete days in the config's zone,
+        oldest first: the last value is yesterday's. One query for all endpoints."""
+        ...
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A chart the edge draws (PNG) and attaches to the digest's thread."""
+
+    title: str
+    filename: str
+    since: datetime
+    until: datetime
+    series: dict[str, list[SeriesPoint]]
+    p95_threshold_ms: float
+    error_threshold: float
+
+
+@runtime_checkable
+class ChartAttacher(Protocol):
+    def attach_chart(self, channel: str, thread_ts: str, chart: Chart, comment: str) -> bool: ...

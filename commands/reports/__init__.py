@@ -1,0 +1,1 @@
+"""The read-only answers: status, changes, audit, dossier, help."""

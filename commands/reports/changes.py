@@ -1,0 +1,45 @@
+"""`/aiops changes`: open and recent changes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from commands.config import Config
+from commands.formats import when
+from commands.messages import (
+    Block,
+    Header,
+    Reply,
+    Text,
+    escape,
+    mention,
+)
+from commands.model import Change, ChangeKind
+
+
+def changes_reply(changes: Sequence[Change], config: Config) -> Reply:
+    if not changes:
+        return Reply.info("No changes yet. Start one with `/deploy`.")
+    lines = [
+        f"{c.state.mark} *{c.id}* {c.kind.value} `{c.endpoint}`"
+        + (f" {escape(c.version)}" if c.version and c.kind is ChangeKind.DEPLOY else "")
+        + (f" to {c.canary_percent}%" if c.kind is ChangeKind.PROMOTE else "")
+        + f" · {c.state.value.replace('_', ' ')} · by {mention(c.requester_id)} · {when(c.created_at, config.timezone)}"
+        + (
+            f" · :alarm_clock: at {when(datetime.fromisoformat(c.extra['run_at']), config.timezone)}"
+            if c.extra.get("run_at")
+            else ""
+        )
+        for c in changes
+    ]
+    blocks: list[Block] = [Header("Changes")]
+    chunk: list[str] = []
+    for line in lines:
+        if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
+            blocks.append(Text("\n".join(chunk)))
+            chunk = []
+        chunk.append(line)
+    if chunk:
+        blocks.append(Text("\n".join(chunk)))
+    return Reply(text=f"{len(changes)} change(s)", blocks=blocks[:50])
