@@ -20,7 +20,7 @@ def _since(text: str | None) -> datetime | None:
         return datetime.fromisoformat(text).astimezone(UTC) if "-" in text else None
     except ValueError:
         pass
-    from commands.service import parse_since
+    from commands.reports.audit import parse_since
 
     return datetime.now(UTC) - parse_since(text)
 

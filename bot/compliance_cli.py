@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bot.settings import Settings
+from commands.audit import AuditAction
 from commands.config import Config
 from commands.ports import Store
 
@@ -110,7 +111,7 @@ def cmd_person_erase(settings: Settings, args: argparse.Namespace) -> int:
     now = datetime.now(UTC)
     known = PersonDirectory(engine).erase(args.slack_id, now)
     _auditor(config, engine).record(
-        "person_erased",
+        AuditAction.PERSON_ERASED,
         args.by or "cli",
         "erased" if known else "erased (never seen; kept from being collected)",
         target=args.slack_id,

@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.store.schedule_tables import APSCHEDULER_TABLE, SchedulerRunRow
+from commands.audit import AuditAction
 from commands.changes.approve import expire_due
 from commands.changes.schedule import describe_runs, start_due_changes
 from commands.digests.post import post
@@ -293,7 +294,9 @@ class Scheduler:
             )
             if self.keys.claim(job_id, key, self.owner, now, late=True, outcome=outcome):
                 self.rt.auditor.record(
-                    "digest_missed" if job_id.startswith("digest:") else "job_missed",
+                    AuditAction.DIGEST_MISSED
+                    if job_id.startswith("digest:")
+                    else AuditAction.JOB_MISSED,
                     SCHEDULER.id,
                     "missed",
                     environment=job_id.split(":")[-1] if job_id.startswith("digest:") else None,

@@ -5,11 +5,75 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from commands.model import Change
 from commands.ports import AuditEvent, AuditSink, Store
 from commands.redaction import redact, redact_value
+
+
+class AuditAction(StrEnum):
+    """Every action an audit row can record. Writers pass a member; readers (the digests'
+    flags, the dossier, exports) match members, never bare strings. Stored as the value,
+    so renaming a member is free and changing a value is a migration of meaning."""
+
+    COMMAND = "command"
+    PLAN = "plan"
+    APPROVAL_REQUESTED = "approval_requested"
+    APPROVE = "approve"
+    REJECT = "reject"
+    CANCEL = "cancel"
+    EXPIRED = "expired"
+    APPROVAL_VOID = "approval_void"
+    BREAK_GLASS = "break_glass"
+    EXECUTION_STARTED = "execution_started"
+    EXECUTION_RESUMED = "execution_resumed"
+    EXECUTION_FINISHED = "execution_finished"
+    SCHEDULED_RUN = "scheduled_run"
+    CANARY_WATCH = "canary_watch"
+    CANARY_WATCH_ENDED = "canary_watch_ended"
+    CANARY_CHECK = "canary_check"
+    CANARY_STEP = "canary_step"
+    CANARY_ROLLBACK = "canary_rollback"
+    CANARY_DECISION_REQUESTED = "canary_decision_requested"
+    CANARY_PAUSE = "canary_pause"
+    CANARY_RESUME = "canary_resume"
+    FORCED_PROMOTE = "forced_promote"
+    DIGEST_POSTED = "digest_posted"
+    DIGEST_MISSED = "digest_missed"
+    JOB_MISSED = "job_missed"
+    WORKSPACE_REFUSED = "workspace_refused"
+    PERSON_ERASED = "person_erased"
+    AUDIT_PURGE = "audit_purge"
+
+
+# Actions that bypassed or overrode a control: the digests name them for review.
+OVERRIDES = frozenset(
+    {
+        AuditAction.BREAK_GLASS,
+        AuditAction.FORCED_PROMOTE,
+        AuditAction.CANARY_ROLLBACK,
+        AuditAction.APPROVAL_VOID,
+        AuditAction.WORKSPACE_REFUSED,
+    }
+)
+# Decisions on a change (the dossier's "approvals" section).
+DECISIONS = frozenset(
+    {
+        AuditAction.APPROVAL_REQUESTED,
+        AuditAction.APPROVE,
+        AuditAction.REJECT,
+        AuditAction.CANCEL,
+        AuditAction.EXPIRED,
+        AuditAction.APPROVAL_VOID,
+        AuditAction.BREAK_GLASS,
+    }
+)
+EXECUTION = frozenset(
+    {AuditAction.EXECUTION_STARTED, AuditAction.EXECUTION_RESUMED, AuditAction.EXECUTION_FINISHED}
+)
+
 
 RETENTION = timedelta(days=7 * 365 + 2)  # seven years, leap days included
 
@@ -29,7 +93,7 @@ class Auditor:
 
     def record(
         self,
-        action: str,
+        action: AuditAction,
         actor_id: str,
         outcome: str,
         *,

@@ -1,8 +1,10 @@
-"""The commands the bot answers: one place for their usage, help and manifest entries."""
+"""The commands the bot answers: one place for their usage, help, buttons and manifest
+entries. `commands.service.HANDLERS` holds one handler per entry here (a test holds the
+two equal); the Slack edge registers its buttons from `BUTTONS`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -14,6 +16,9 @@ class CommandSpec:
     positionals: int
     examples: tuple[str, ...] = ()
     details: str = ""
+    # A Block Kit button runs this subcommand: its `action_id` is the subcommand's name and
+    # its `value` the argument; "view" buttons send the value `all` for "no argument".
+    button: str | None = None  # None | "decision" | "view"
 
 
 SLASH_COMMANDS: dict[str, CommandSpec] = {
@@ -56,7 +61,7 @@ SLASH_COMMANDS: dict[str, CommandSpec] = {
     "/aiops": CommandSpec(
         "/aiops",
         "Status, changes, audit, approvals and help",
-        "/aiops <status|changes|audit|approve|reject|cancel|digest|help> …",
+        "/aiops <subcommand> …",  # replaced below by the list of subcommands
         (),
         0,
         ("/aiops status", "/aiops audit loan-assessor since=7d", "/aiops approve CHG-12"),
@@ -70,9 +75,15 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         "/aiops status [endpoint]",
         (),
         1,
+        button="view",
     ),
     "changes": CommandSpec(
-        "changes", "Open and recent changes", "/aiops changes [endpoint] [limit=N]", ("limit",), 1
+        "changes",
+        "Open and recent changes",
+        "/aiops changes [endpoint] [limit=N]",
+        ("limit",),
+        1,
+        button="view",
     ),
     "audit": CommandSpec(
         "audit",
@@ -87,6 +98,7 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         "/aiops approve <change|endpoint>",
         (),
         1,
+        button="decision",
     ),
     "reject": CommandSpec(
         "reject",
@@ -94,6 +106,7 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         '/aiops reject <change|endpoint> [reason="…"]',
         ("reason",),
         1,
+        button="decision",
     ),
     "cancel": CommandSpec(
         "cancel",
@@ -136,6 +149,7 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         '/aiops canary-rollback <endpoint> [reason="…"]',
         ("reason",),
         1,
+        button="decision",
     ),
     "canary-promote": CommandSpec(
         "canary-promote",
@@ -143,6 +157,17 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         '/aiops canary-promote <endpoint> [reason="…"]',
         ("reason",),
         1,
+        button="decision",
     ),
     "help": CommandSpec("help", "This help", "/aiops help [command]", (), 1),
+}
+
+
+SLASH_COMMANDS["/aiops"] = replace(
+    SLASH_COMMANDS["/aiops"], usage="/aiops <" + "|".join(AIOPS_SUBCOMMANDS) + "> …"
+)
+
+# Block Kit buttons: action_id → what it runs (`/aiops <action_id> <value>`).
+BUTTONS: dict[str, str] = {
+    name: spec.button for name, spec in AIOPS_SUBCOMMANDS.items() if spec.button is not None
 }

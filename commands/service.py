@@ -1,54 +1,103 @@
 """The one entry point the edges call: a typed command in, a reply out. Every command is
-audited, refused ones too."""
+audited, refused ones too.
+
+Dispatch is one table per command family, bound to the catalog: `CHANGE_COMMANDS` for the
+slash commands that open a change, `HANDLERS` for the `/aiops` subcommands. Adding a
+subcommand is one spec in `commands.catalog`, one handler, one entry here; a test holds
+the tables and the catalog equal.
+"""
 
 from __future__ import annotations
 
 import logging
-import re
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from commands.canary.commands import canary_command, decide_promote, decide_rollback, pause, resume
+from commands.audit import AuditAction
+from commands.canary.commands import (
+    canary_command,
+    decide_promote,
+    decide_rollback,
+    pause,
+    resume,
+)
 from commands.catalog import AIOPS_SUBCOMMANDS, SLASH_COMMANDS
-from commands.changes import approve as changes_approve
-from commands.changes.approve import cancel
+from commands.changes.approve import cancel, decide
 from commands.changes.request import request_change
 from commands.digests.post import on_demand
 from commands.errors import Refusal
-from commands.lookup import endpoint_of
 from commands.messages import Reply, escape
-from commands.model import OPEN_STATES, Change, ChangeKind, ChangeState, Invocation
-from commands.parsing import ParseError, parse
-from commands.ports import AuditQuery, PlatformError
-from commands.reports.audit import audit_reply
-from commands.reports.changes import changes_reply
+from commands.model import ChangeKind, ChangeState, Invocation
+from commands.parsing import Args, ParseError, parse
+from commands.ports import PlatformError
+from commands.reports import audit, changes, status
 from commands.reports.help import help_reply
-from commands.reports.status import status_reply
 from commands.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-_KINDS = {
+# Slash commands that open a change: the command → the kind of change.
+CHANGE_COMMANDS: dict[str, ChangeKind] = {
     "/deploy": ChangeKind.DEPLOY,
     "/promote": ChangeKind.PROMOTE,
     "/rollback": ChangeKind.ROLLBACK,
 }
 
 
-def parse_since(text: str) -> timedelta:
-    match = re.fullmatch(r"(\d{1,5})([mhdw])", text.strip().lower())
-    if not match:
-        raise Refusal(
-            f"`since={escape(text)}` is not a duration",
-            "Write e.g. `since=30m`, `24h`, `7d` or `2w`.",
-            code="malformed",
-        )
-    n = int(match[1])
-    return {
-        "m": timedelta(minutes=n),
-        "h": timedelta(hours=n),
-        "d": timedelta(days=n),
-        "w": timedelta(weeks=n),
-    }[match[2]]
+@dataclass(frozen=True)
+class Call:
+    """One parsed `/aiops` subcommand, as its handler gets it."""
+
+    rt: Runtime
+    inv: Invocation
+    args: Args
+
+    @property
+    def target(self) -> str | None:
+        """The first positional (an endpoint, a change id, a topic…), if any."""
+        return self.args.positionals[0] if self.args.positionals else None
+
+    def option(self, key: str) -> str | None:
+        return self.args.options.get(key)
+
+    def integer(self, key: str, default: int, low: int, high: int) -> int:
+        try:
+            return self.args.integer(key, default, low, high)
+        except ParseError as exc:
+            raise Refusal(str(exc), code="malformed") from None
+
+
+Handler = Callable[[Call], Reply]
+
+HANDLERS: dict[str, Handler] = {
+    "status": lambda c: status.status(c.rt, c.target),
+    "changes": lambda c: changes.changes(c.rt, c.target, c.integer("limit", 20, 1, 100)),
+    "audit": lambda c: audit.audit(
+        c.rt,
+        c.target,
+        c.option("since") or "24h",
+        c.option("change"),
+        c.integer("limit", 50, 1, 500),
+    ),
+    "approve": lambda c: decide(
+        c.rt, c.inv.actor, c.target, "approve", c.option("reason"), c.inv.request_id
+    ),
+    "reject": lambda c: decide(
+        c.rt, c.inv.actor, c.target, "reject", c.option("reason"), c.inv.request_id
+    ),
+    "cancel": lambda c: cancel(c.rt, c.inv.actor, c.target, c.option("reason"), c.inv.request_id),
+    "digest": lambda c: on_demand(c.rt, c.inv.actor, c.args.positionals, c.inv.request_id),
+    "canary": lambda c: canary_command(c.rt, c.inv.actor, c.target),
+    "pause": lambda c: pause(c.rt, c.inv.actor, c.target, c.option("reason")),
+    "resume": lambda c: resume(c.rt, c.inv.actor, c.target, c.option("reason")),
+    "canary-rollback": lambda c: decide_rollback(
+        c.rt, c.inv.actor, c.target, c.option("reason"), c.inv.request_id
+    ),
+    "canary-promote": lambda c: decide_promote(
+        c.rt, c.inv.actor, c.target, c.option("reason"), c.inv.request_id
+    ),
+    "help": lambda c: help_reply(c.target),
+}
 
 
 class Service:
@@ -106,7 +155,7 @@ class Service:
         target = first if first in self.rt.config.endpoints else None
         env = self.rt.config.endpoints[target].environment if target else None
         self.rt.auditor.record(
-            "command",
+            AuditAction.COMMAND,
             inv.actor.id,
             outcome,
             parameters=params,
@@ -117,17 +166,16 @@ class Service:
 
     def _dispatch(self, command: str, inv: Invocation) -> Reply:
         words = inv.text.split()
-        if command in _KINDS:
-            if words[:1] in (["help"], []):
-                return (
-                    help_reply(command)
-                    if words
-                    else Reply.refusal(
-                        f"`{command}` needs arguments",
-                        hint=f"Usage: `{SLASH_COMMANDS[command].usage}`",
-                    )
+        if command in CHANGE_COMMANDS:
+            if words[:1] == ["help"]:
+                return help_reply(command)
+            if not words:
+                raise Refusal(
+                    f"`{command}` needs arguments",
+                    f"Usage: `{SLASH_COMMANDS[command].usage}`",
+                    code="malformed",
                 )
-            return request_change(self.rt, _KINDS[command], inv)
+            return request_change(self.rt, CHANGE_COMMANDS[command], inv)
         if command != "/aiops":
             raise Refusal(
                 f"unknown command `{escape(command)}`", "Try `/aiops help`.", code="unknown_command"
@@ -135,7 +183,8 @@ class Service:
         sub = words[0].lower() if words else "help"
         rest = inv.text.strip()[len(words[0]) :] if words else ""
         spec = AIOPS_SUBCOMMANDS.get(sub)
-        if spec is None:
+        handler = HANDLERS.get(sub)
+        if spec is None or handler is None:
             raise Refusal(
                 f"unknown subcommand `{escape(sub)}`",
                 "Try one of: " + ", ".join(f"`{s}`" for s in AIOPS_SUBCOMMANDS) + ".",
@@ -145,71 +194,7 @@ class Service:
             args = parse(rest, set(spec.options), spec.positionals)
         except ParseError as exc:
             raise Refusal(str(exc), f"Usage: `{spec.usage}`", code="malformed") from None
-        pos = args.positionals[0] if args.positionals else None
-        if sub == "help":
-            return help_reply(pos)
-        if sub == "status":
-            return self.status(pos)
-        if sub == "changes":
-            try:
-                limit = args.integer("limit", 20, 1, 100)
-            except ParseError as exc:
-                raise Refusal(str(exc), code="malformed") from None
-            if pos:
-                endpoint_of(self.rt, pos, spec.usage)
-            changes = self.rt.store.list_changes(endpoint=pos, limit=limit)
-            changes.sort(key=lambda c: (c.state not in OPEN_STATES, -int(c.id.split("-")[1])))
-            return changes_reply(changes, self.rt.config)
-        if sub == "audit":
-            return self.audit(
-                pos,
-                args.options.get("since", "24h"),
-                args.options.get("change"),
-                args.integer("limit", 50, 1, 500) if "limit" in args.options else 50,
-            )
-        if sub in ("approve", "reject"):
-            return changes_approve.decide(
-                self.rt, inv.actor, pos, sub, args.options.get("reason"), inv.request_id
-            )
-        if sub == "cancel":
-            return cancel(self.rt, inv.actor, pos, args.options.get("reason"), inv.request_id)
-        if sub == "canary":
-            return canary_command(self.rt, inv.actor, pos)
-        if sub in ("pause", "resume"):
-            act = pause if sub == "pause" else resume
-            return act(self.rt, inv.actor, pos, args.options.get("reason"))
-        if sub in ("canary-rollback", "canary-promote"):
-            decide = decide_rollback if sub == "canary-rollback" else decide_promote
-            return decide(self.rt, inv.actor, pos, args.options.get("reason"), inv.request_id)
-        if sub == "digest":
-            return on_demand(self.rt, inv.actor, args.positionals, inv.request_id)
-        raise Refusal(f"`{sub}` is not available yet", code="unknown_command")
-
-    def status(self, slug: str | None) -> Reply:
-        cfg = self.rt.config
-        eps = (
-            [endpoint_of(self.rt, slug, "/aiops status [endpoint]")]
-            if slug
-            else list(cfg.endpoints.values())
-        )
-        states = {ep.slug: self.rt.platform.endpoint_state(ep) for ep in eps}
-        health = self.rt.platform.health(eps)
-        open_changes: dict[str, Change] = {}
-        for change in self.rt.store.list_changes(states=sorted(OPEN_STATES), limit=500):
-            open_changes.setdefault(change.endpoint, change)
-        return status_reply(cfg, states, health, open_changes)
-
-    def audit(self, slug: str | None, since: str, change_id: str | None, limit: int) -> Reply:
-        if slug:
-            endpoint_of(self.rt, slug, "/aiops audit [endpoint] [since=24h]")
-        start = self.rt.clock() - parse_since(since)
-        events = self.rt.store.audit(
-            AuditQuery(
-                since=None if change_id else start, endpoint=slug, change_id=change_id, limit=limit
-            )
-        )
-        title = (change_id or slug or "all endpoints") + ("" if change_id else f", last {since}")
-        return audit_reply(events, self.rt.config, title)
+        return handler(Call(self.rt, inv, args))
 
     def pending(self) -> list[str]:
         return [c.id for c in self.rt.store.list_changes(states=[ChangeState.PENDING_APPROVAL])]

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import Engine
 
 from bot.settings import BUNDLED_CONFIG
+from commands.audit import AuditAction
 from commands.canary.judge import judge
 from commands.canary.loop import check_due
 from commands.canary.model import Check, Verdict, Watch, WatchState
-from commands.canary.watch import FORCED_PROMOTE
 from commands.config import Config, load_config, parse_config
 from commands.messages import Buttons, Post
 from commands.model import BOT, ChangeKind, ChangeState
@@ -256,7 +256,7 @@ def test_promote_anyway_is_a_forced_promote_by_an_approver(
     reply = bot.run(CAROL, f"/aiops canary-promote {w.ref}")
     assert reply.ok, text_of(reply)
     assert bot.split(PROD) == {"1.3.0-rc1": 100}
-    [row] = audit(bot, FORCED_PROMOTE)
+    [row] = audit(bot, AuditAction.FORCED_PROMOTE)
     assert row.actor_id == CAROL.id and "breached 3" in row.parameters["overrode"]
 
 
@@ -273,7 +273,7 @@ def test_forced_promote_in_prod_is_audited(cbot: Bot) -> None:
     assert reply.ok, text_of(reply)
     change = cbot.rt.store.open_change(PROD)
     assert change is not None and change.state is ChangeState.PENDING_APPROVAL
-    [row] = audit(cbot, FORCED_PROMOTE)
+    [row] = audit(cbot, AuditAction.FORCED_PROMOTE)
     assert row.actor_id == ALICE.id and row.change_id == change.id
     assert row.justification == "risk accepted by CRO"
     assert "failing" in row.parameters["overrode"]

@@ -23,7 +23,8 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 from slack_sdk.web.async_client import AsyncWebClient
 
-from commands.catalog import SLASH_COMMANDS
+from commands.audit import AuditAction
+from commands.catalog import BUTTONS, SLASH_COMMANDS
 from commands.config import Config
 from commands.model import Actor, Invocation
 
@@ -94,7 +95,7 @@ def build_app(
 def record_refusal(service: Service, user: str, team: str | None, enterprise: str | None) -> None:
     """The audit row of a request from another workspace."""
     service.rt.auditor.record(
-        "workspace_refused",
+        AuditAction.WORKSPACE_REFUSED,
         user,
         "refused: request from another workspace",
         parameters={"team_id": team, "enterprise_id": enterprise},
@@ -103,9 +104,8 @@ def record_refusal(service: Service, user: str, team: str | None, enterprise: st
 
 # A change card's Approve / Reject, a breaching canary's Rollback / Promote anyway, and
 # the digests' Open status / Open changes.
-DECISION_BUTTONS = ("approve", "reject", "canary-rollback", "canary-promote")
-VIEW_BUTTONS = ("status", "changes")
-BUTTONS = DECISION_BUTTONS + VIEW_BUTTONS
+# The buttons come from the catalog: a "view" button's value `all` means no argument.
+VIEW_BUTTONS = tuple(name for name, kind in BUTTONS.items() if kind == "view")
 
 
 class WorkspaceCheck(AsyncMiddleware):

@@ -46,7 +46,7 @@ from bot.store.audit_scan import scan
 from bot.store.compliance_tables import AuditCheckpointRow
 from bot.store.sql_store import GENESIS, _to_event, audit_row, chain_hash, utc
 from bot.store.tables import AuditRow
-from commands.audit import RETENTION
+from commands.audit import RETENTION, AuditAction
 from commands.ports import AuditEvent
 
 VERIFIED = "verified"
@@ -174,7 +174,7 @@ def _check_anchor(session: Session, anchor: AuditCheckpointRow) -> ChainProblem 
         )
     params = dict(row.parameters)
     if (
-        row.action != "audit_purge"
+        row.action != AuditAction.AUDIT_PURGE
         or params.get("through_id") != anchor.last_id
         or params.get("through_hash") != anchor.last_hash
     ):
@@ -325,7 +325,7 @@ def purge(
         # past every removed row (SQLite reuses the ids of deleted rows at the end).
         prev = head.hash if head is not None else GENESIS
         event = AuditEvent(
-            action="audit_purge",
+            action=AuditAction.AUDIT_PURGE,
             actor_id=actor_id,
             outcome=f"purged {to_purge} row(s)",
             at=now,

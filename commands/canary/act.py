@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from commands.audit import AuditAction
 from commands.canary.model import (
     CanarySettings,
     Verdict,
@@ -70,7 +71,7 @@ def start_rollback(
     if claimed is None:
         return None
     rt.auditor.record(
-        "canary_rollback",
+        AuditAction.CANARY_ROLLBACK,
         actor.id,
         "rolling back",
         environment=w.environment,
@@ -203,7 +204,7 @@ def settle(rt: Runtime, w: Watch) -> Watch:
             updated_at=rt.clock(),
         )
         rt.auditor.record(
-            "canary_step",
+            AuditAction.CANARY_STEP,
             SCHEDULER.id,
             f"canary at {target}%",
             environment=w.environment,
@@ -289,7 +290,7 @@ def _ask(rt: Runtime, w: Watch, settings: CanarySettings, *, already_claimed: bo
     if ref is not None:
         w = update_watch(rt, w, decision_channel=ref.channel, decision_ts=ref.ts)
     rt.auditor.record(
-        "canary_decision_requested",
+        AuditAction.CANARY_DECISION_REQUESTED,
         BOT.id,
         "awaiting decision",
         environment=w.environment,

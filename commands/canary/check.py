@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from commands.audit import AuditAction
 from commands.canary.judge import figures_of, judge
 from commands.canary.model import (
     Check,
@@ -73,7 +74,7 @@ def run_check(rt: Runtime, w: Watch, source: str) -> Check | None:
     )
     cs.add_check(check)
     rt.auditor.record(
-        "canary_check",
+        AuditAction.CANARY_CHECK,
         source,
         verdict.value,
         environment=w.environment,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from commands.audit import AuditAction
 from commands.canary.act import act_on_breaches, breach_reason, fulfil, start_rollback
 from commands.canary.check import run_check
 from commands.canary.loop import busy_with
@@ -15,7 +16,7 @@ from commands.canary.model import (
 from commands.canary.records import store_of
 from commands.canary.steps import next_step, step_key
 from commands.canary.text import check_line, minutes, post_thread, refresh_summary, summary
-from commands.canary.watch import FORCED_PROMOTE, ensure_watch
+from commands.canary.watch import ensure_watch
 from commands.changes.rules import may_approve, may_request
 from commands.config import Environment
 from commands.errors import Refusal
@@ -130,7 +131,7 @@ def _set_by_person(
     rt: Runtime,
     actor: Actor,
     w: Watch,
-    action: str,
+    action: AuditAction,
     outcome: str,
     reason: str | None,
     line: str,
@@ -167,7 +168,7 @@ def pause(rt: Runtime, actor: Actor, ref: str | None, reason: str | None) -> Rep
         rt,
         actor,
         w,
-        "canary_pause",
+        AuditAction.CANARY_PAUSE,
         "paused",
         reason,
         f":double_vertical_bar: {w.ref} paused by {mention(actor.id)}: no scheduled checks, steps or automatic rollback until resumed.",
@@ -189,7 +190,7 @@ def resume(rt: Runtime, actor: Actor, ref: str | None, reason: str | None) -> Re
         rt,
         actor,
         w,
-        "canary_resume",
+        AuditAction.CANARY_RESUME,
         "watching",
         reason,
         f":arrow_forward: {w.ref} resumed by {mention(actor.id)}.",
@@ -295,7 +296,7 @@ def decide_promote(
         extra={"forced_promote": overrode},
     )
     rt.auditor.record(
-        FORCED_PROMOTE,
+        AuditAction.FORCED_PROMOTE,
         actor.id,
         "promote despite the canary analysis",
         environment=w.environment,

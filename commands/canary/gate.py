@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from commands.audit import AuditAction
 from commands.canary.act import settle
 from commands.canary.model import (
     Check,
@@ -18,7 +19,7 @@ from commands.canary.model import (
 from commands.canary.records import store_of
 from commands.canary.steps import KEY, next_step, parse_steps, plan_text, step_key
 from commands.canary.text import summary
-from commands.canary.watch import FORCED_PROMOTE, ensure_watch, update_watch
+from commands.canary.watch import ensure_watch, update_watch
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
 from commands.model import Actor, Change
@@ -137,7 +138,7 @@ def after_promote_created(
     w = gate.watch
     if gate.overridden is not None:
         rt.auditor.record(
-            FORCED_PROMOTE,
+            AuditAction.FORCED_PROMOTE,
             actor.id,
             "promote despite the canary analysis",
             change=change,

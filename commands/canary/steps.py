@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from commands.audit import AuditAction
 from commands.canary.model import EnvCanaryPolicy, Watch, check_steps
 from commands.changes.card import change_card
 from commands.changes.execute import post_card, start
@@ -158,7 +159,7 @@ def make_change(
             return Made(locked.holder)
         return Made(None, blocked_by=locked.holder)
     rt.auditor.record(
-        "plan",
+        AuditAction.PLAN,
         requester.id,
         "planned",
         change=change,

@@ -3,6 +3,7 @@ serving version, ended when the canary goes away."""
 
 from __future__ import annotations
 
+from commands.audit import AuditAction
 from commands.canary.model import (
     Watch,
     WatchState,
@@ -18,9 +19,6 @@ from commands.messages import (
 )
 from commands.model import SCHEDULER, ChangeKind
 from commands.runtime import Runtime
-
-FORCED_PROMOTE = "forced_promote"  # the audit action a digest looks for
-
 
 # --- watches -------------------------------------------------------------------------
 
@@ -76,7 +74,7 @@ def ensure_watch(rt: Runtime, ep: Endpoint) -> Watch | None:
     if created.state is WatchState.WATCHING:
         policy = env_policy(rt.config, rt.config.environment_of(ep))
         rt.auditor.record(
-            "canary_watch",
+            AuditAction.CANARY_WATCH,
             SCHEDULER.id,
             "watching",
             change=deploy,
@@ -119,7 +117,7 @@ def end_watch(rt: Runtime, w: Watch, state: WatchState, why: str) -> Watch:
         updated_at=rt.clock(),
     )
     rt.auditor.record(
-        "canary_watch_ended",
+        AuditAction.CANARY_WATCH_ENDED,
         SCHEDULER.id,
         state.value,
         environment=w.environment,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from commands.audit import AuditAction
 from commands.changes.card import change_card
 from commands.changes.execute import refresh_card, start, tell
 from commands.changes.rules import check_approval, may_approve
@@ -50,7 +51,7 @@ def expire_if_due(rt: Runtime, change: Change) -> Change:
         )
         if expired is not None:
             rt.auditor.record(
-                "expired",
+                AuditAction.EXPIRED,
                 SCHEDULER.id,
                 "expired",
                 change=expired,
@@ -93,10 +94,11 @@ def decide(
     change = expire_if_due(rt, find_change(rt, ref, usage))
     env = rt.config.environments[change.environment]
     params = {"decision": decision}
+    action = AuditAction(decision)  # approve | reject
     if change.state is not ChangeState.PENDING_APPROVAL:
         refusal = _closed(rt, change)
         rt.auditor.record(
-            decision,
+            action,
             actor.id,
             f"refused: {refusal.message}",
             change=change,
@@ -106,7 +108,7 @@ def decide(
         raise refusal
     if actor.id == change.requester_id:
         rt.auditor.record(
-            decision,
+            action,
             actor.id,
             "refused: requester may not decide own change",
             change=change,
@@ -120,7 +122,7 @@ def decide(
         )
     if not may_approve(env, actor.id, rt.groups):
         rt.auditor.record(
-            decision,
+            action,
             actor.id,
             "refused: not an approver",
             change=change,
@@ -157,7 +159,7 @@ def decide(
         if done is None:
             raise _closed(rt, rt.store.get_change(change.id) or change)
         rt.auditor.record(
-            "reject",
+            AuditAction.REJECT,
             actor.id,
             "rejected",
             change=done,
@@ -177,7 +179,7 @@ def decide(
     approvers.discard(change.requester_id)
     if len(approvers) < env.approvals_required:
         rt.auditor.record(
-            "approve",
+            AuditAction.APPROVE,
             actor.id,
             f"approval {len(approvers)} of {env.approvals_required}",
             change=change,
@@ -199,7 +201,7 @@ def decide(
     if done is None:
         raise _closed(rt, rt.store.get_change(change.id) or change)
     rt.auditor.record(
-        "approve",
+        AuditAction.APPROVE,
         actor.id,
         "approved",
         change=done,
@@ -234,7 +236,7 @@ def cancel(
     if done is None:
         raise _closed(rt, rt.store.get_change(change.id) or change)
     rt.auditor.record(
-        "cancel",
+        AuditAction.CANCEL,
         actor.id,
         "cancelled",
         change=done,
@@ -266,7 +268,7 @@ def supersede(rt: Runtime, holder: Change, actor_id: str, why: str) -> Change | 
     """Mitigation first: a change that has not started yet gives way to a rollback."""
     done = _cancel_unstarted(rt, holder, actor_id)
     if done is not None:
-        rt.auditor.record("cancel", actor_id, "cancelled", change=done, justification=why)
+        rt.auditor.record(AuditAction.CANCEL, actor_id, "cancelled", change=done, justification=why)
         refresh_card(rt, done, note=f"Cancelled: {why}.")
         tell(
             rt,

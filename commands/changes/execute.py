@@ -8,6 +8,7 @@ import functools
 import logging
 from datetime import datetime
 
+from commands.audit import AuditAction
 from commands.changes.card import change_card
 from commands.changes.plan import NEW, split_text
 from commands.config import Endpoint
@@ -38,7 +39,7 @@ def execute(rt: Runtime, change_id: str) -> None:
     if change is None:
         return  # someone else runs it, or it is no longer approved: never twice
     rt.auditor.record(
-        "execution_started",
+        AuditAction.EXECUTION_STARTED,
         BOT.id,
         "running",
         change=change,
@@ -54,7 +55,7 @@ def resume(rt: Runtime) -> int:
     for change in rt.store.list_changes(states=[ChangeState.RUNNING], limit=1000):
         count += 1
         rt.auditor.record(
-            "execution_resumed",
+            AuditAction.EXECUTION_RESUMED,
             BOT.id,
             "resumed after restart",
             change=change,
@@ -187,7 +188,7 @@ def _finish(rt: Runtime, change: Change, *, ok: bool, error: str | None = None) 
     except PlatformError as exc:
         state_after = f"unknown ({exc})"
     rt.auditor.record(
-        "execution_finished",
+        AuditAction.EXECUTION_FINISHED,
         BOT.id,
         "succeeded" if ok else f"failed: {error}",
         change=done,

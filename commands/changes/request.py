@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from commands.audit import AuditAction
 from commands.canary.gate import after_promote_created, before_promote
 from commands.catalog import SLASH_COMMANDS
 from commands.changes.approve import supersede
@@ -214,7 +215,7 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     except EndpointLocked as locked:
         raise _locked(ep, locked.holder) from None
     rt.auditor.record(
-        "plan",
+        AuditAction.PLAN,
         inv.actor.id,
         "planned",
         change=change,
@@ -240,7 +241,7 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
         card = change_card(change, rt.config, health=health, buttons=True)
         post_card(rt, change, rt.config.channels.approvals, card)
         rt.auditor.record(
-            "approval_requested",
+            AuditAction.APPROVAL_REQUESTED,
             inv.actor.id,
             "pending_approval",
             change=change,
@@ -280,7 +281,7 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     change = moved
     if glass:
         rt.auditor.record(
-            "break_glass",
+            AuditAction.BREAK_GLASS,
             inv.actor.id,
             "ran without approval",
             change=change,

@@ -9,6 +9,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from commands.audit import AuditAction
 from commands.changes.execute import refresh_card, tell
 from commands.changes.plan import split_text
 from commands.config import Endpoint, Environment
@@ -190,7 +191,7 @@ def _void(rt: Runtime, change: Change, actor: Actor, why: str, request_id: str |
         updated_at=now,
     )
     rt.auditor.record(
-        "approval_void",
+        AuditAction.APPROVAL_VOID,
         actor.id,
         f"void: {why}",
         change=done or change,

@@ -9,6 +9,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from commands.audit import AuditAction
 from commands.changes.execute import execute, refresh_card, tell, thread
 from commands.changes.rules import frozen_now
 from commands.errors import Refusal
@@ -114,7 +115,7 @@ def _fail_scheduled(
     if done is None:
         return None
     rt.auditor.record(
-        "scheduled_run",
+        AuditAction.SCHEDULED_RUN,
         SCHEDULER.id,
         new.value,
         change=done,
@@ -173,7 +174,7 @@ def start_due_changes(rt: Runtime, grace: timedelta = timedelta(hours=2)) -> lis
                 out.append((change.id, "failed"))
             continue
         rt.auditor.record(
-            "scheduled_run",
+            AuditAction.SCHEDULED_RUN,
             SCHEDULER.id,
             "starting",
             change=change,

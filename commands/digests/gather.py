@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from commands.audit import OVERRIDES, AuditAction
 from commands.changes.schedule import run_at
 from commands.config import Endpoint, Thresholds
 from commands.digests.schedule import (
@@ -220,7 +221,7 @@ def gather(
         )
         by_person: dict[str, list[str]] = defaultdict(list)
         for e in events:
-            if e.actor_id in SYSTEM_ACTORS or e.action == "command":
+            if e.actor_id in SYSTEM_ACTORS or e.action == AuditAction.COMMAND:
                 continue
             what = e.action.replace("_", " ")
             what += f" {e.target}" if e.target else ""
@@ -232,14 +233,15 @@ def gather(
     return data
 
 
-# Actions that bypassed or overrode a control: every digest names them for review.
-FLAGGED_ACTIONS = {
-    "break_glass": ":rotating_light: break glass",
-    "forced_promote": ":warning: forced promote",
-    "canary_rollback": ":rewind: automatic rollback",
-    "approval_void": ":no_entry_sign: approval void",
-    "workspace_refused": ":no_entry: request from another workspace",
+# Actions that bypassed or overrode a control (`OVERRIDES`): every digest names them.
+FLAGGED_ACTIONS: dict[str, str] = {
+    AuditAction.BREAK_GLASS: ":rotating_light: break glass",
+    AuditAction.FORCED_PROMOTE: ":warning: forced promote",
+    AuditAction.CANARY_ROLLBACK: ":rewind: automatic rollback",
+    AuditAction.APPROVAL_VOID: ":no_entry_sign: approval void",
+    AuditAction.WORKSPACE_REFUSED: ":no_entry: request from another workspace",
 }
+assert set(FLAGGED_ACTIONS) == OVERRIDES, "every override has its digest wording"
 
 
 def _flag_line(e: AuditEvent, tz: ZoneInfo) -> str:

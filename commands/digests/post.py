@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from commands.audit import AuditAction
 from commands.digests.gather import Digest
 from commands.digests.render import chart_comment, compose
 from commands.digests.schedule import (
@@ -49,7 +50,7 @@ def post(
             attached = False
     outcome = ("posted late" if late else "posted") if ref is not None else "post failed"
     rt.auditor.record(
-        "digest_posted",
+        AuditAction.DIGEST_POSTED,
         actor.id,
         outcome,
         environment=digest.environment,

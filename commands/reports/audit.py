@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from datetime import timedelta
 
 from commands.config import Config
+from commands.errors import Refusal
 from commands.formats import when
+from commands.lookup import endpoint_of
 from commands.messages import (
     Block,
     Context,
@@ -15,7 +19,8 @@ from commands.messages import (
     escape,
     mention,
 )
-from commands.ports import AuditEvent
+from commands.ports import AuditEvent, AuditQuery
+from commands.runtime import Runtime
 
 
 def audit_reply(events: Sequence[AuditEvent], config: Config, title: str) -> Reply:
@@ -51,3 +56,35 @@ def audit_reply(events: Sequence[AuditEvent], config: Config, title: str) -> Rep
             ),
         ]
     return Reply(text=f"{len(events)} audit event(s)", blocks=blocks)
+
+
+def parse_since(text: str) -> timedelta:
+    match = re.fullmatch(r"(\d{1,5})([mhdw])", text.strip().lower())
+    if not match:
+        raise Refusal(
+            f"`since={escape(text)}` is not a duration",
+            "Write e.g. `since=30m`, `24h`, `7d` or `2w`.",
+            code="malformed",
+        )
+    n = int(match[1])
+    return {
+        "m": timedelta(minutes=n),
+        "h": timedelta(hours=n),
+        "d": timedelta(days=n),
+        "w": timedelta(weeks=n),
+    }[match[2]]
+
+
+def audit(rt: Runtime, slug: str | None, since: str, change_id: str | None, limit: int) -> Reply:
+    """The audit rows of the last `since` (all rows of a change when `change_id` is given),
+    newest first, at most `limit`."""
+    if slug:
+        endpoint_of(rt, slug, "/aiops audit [endpoint] [since=24h]")
+    start = rt.clock() - parse_since(since)
+    events = rt.store.audit(
+        AuditQuery(
+            since=None if change_id else start, endpoint=slug, change_id=change_id, limit=limit
+        )
+    )
+    title = (change_id or slug or "all endpoints") + ("" if change_id else f", last {since}")
+    return audit_reply(events, rt.config, title)

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from commands.config import Config
 from commands.formats import when
+from commands.lookup import endpoint_of
 from commands.messages import (
     Block,
     Header,
@@ -15,7 +16,8 @@ from commands.messages import (
     escape,
     mention,
 )
-from commands.model import Change, ChangeKind
+from commands.model import OPEN_STATES, Change, ChangeKind
+from commands.runtime import Runtime
 
 
 def changes_reply(changes: Sequence[Change], config: Config) -> Reply:
@@ -43,3 +45,12 @@ def changes_reply(changes: Sequence[Change], config: Config) -> Reply:
     if chunk:
         blocks.append(Text("\n".join(chunk)))
     return Reply(text=f"{len(changes)} change(s)", blocks=blocks[:50])
+
+
+def changes(rt: Runtime, slug: str | None, limit: int) -> Reply:
+    """Open changes first, then the most recent, at most `limit`."""
+    if slug:
+        endpoint_of(rt, slug, "/aiops changes [endpoint] [limit=N]")
+    found = rt.store.list_changes(endpoint=slug, limit=limit)
+    found.sort(key=lambda c: (c.state not in OPEN_STATES, -int(c.id.split("-")[1])))
+    return changes_reply(found, rt.config)

@@ -15,24 +15,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
+from commands.audit import DECISIONS, EXECUTION
 from commands.changes.rules import plan_hash
 from commands.config import Config
 from commands.errors import Refusal
 from commands.ports import AuditEvent, AuditQuery, People, Store
 from commands.redaction import redact
-
-DECISIONS = frozenset(
-    {
-        "approval_requested",
-        "approve",
-        "reject",
-        "cancel",
-        "expired",
-        "approval_void",
-        "break_glass",
-    }
-)
-EXECUTION = frozenset({"execution_started", "execution_resumed", "execution_finished"})
 
 
 def _text(value: str | None) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from commands.config import Config
 from commands.formats import breaches
+from commands.lookup import endpoint_of
 from commands.messages import (
     Block,
     Context,
@@ -13,7 +14,8 @@ from commands.messages import (
     Reply,
     Text,
 )
-from commands.model import Change, EndpointHealth, EndpointState
+from commands.model import OPEN_STATES, Change, EndpointHealth, EndpointState
+from commands.runtime import Runtime
 
 
 def status_reply(
@@ -79,3 +81,20 @@ def status_reply(
         )
     )
     return Reply(text=f"Status: {summary}", blocks=blocks[:50])
+
+
+def status(rt: Runtime, slug: str | None) -> Reply:
+    """Every endpoint (or the one named): its state and health from the platform, and its
+    open change from the store."""
+    cfg = rt.config
+    eps = (
+        [endpoint_of(rt, slug, "/aiops status [endpoint]")]
+        if slug
+        else list(cfg.endpoints.values())
+    )
+    states = {ep.slug: rt.platform.endpoint_state(ep) for ep in eps}
+    health = rt.platform.health(eps)
+    open_changes: dict[str, Change] = {}
+    for change in rt.store.list_changes(states=sorted(OPEN_STATES), limit=500):
+        open_changes.setdefault(change.endpoint, change)
+    return status_reply(cfg, states, health, open_changes)
