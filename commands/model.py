@@ -98,6 +98,16 @@ def can_move(old: ChangeState, new: ChangeState) -> bool:
     return new in TRANSITIONS.get(old, frozenset())
 
 
+class IllegalTransition(ValueError):
+    """A move the state table does not allow: a bug in the caller, never a race (a race is
+    a compare-and-set that finds another state and returns None)."""
+
+    def __init__(self, what: str, old: str, new: str) -> None:
+        super().__init__(f"{what} may not move {old} → {new}")
+        self.old = old
+        self.new = new
+
+
 TrafficSplit = dict[str, int]
 """Deployed-model id → percent; always sums to 100 (or is empty for an empty endpoint)."""
 

@@ -92,7 +92,9 @@ class Store(Protocol):
     ) -> Change | None:
         """Compare-and-set `old → new` (and `fields`); None when the change was not in `old`.
 
-        A terminal state releases the endpoint's lock in the same transaction.
+        A terminal state releases the endpoint's lock in the same transaction. A move that
+        `commands.model.TRANSITIONS` does not allow raises `IllegalTransition` and writes
+        nothing.
         """
         ...
 
@@ -258,7 +260,10 @@ class CanaryStore(Protocol):
     def list_watches(self, states: frozenset[WatchState] | None = None) -> list[Watch]: ...
 
     def update_watch(self, watch_id: int, rev: int, **fields: Any) -> Watch | None:
-        """Compare-and-set on `rev` (which it bumps); None when someone moved it first."""
+        """Compare-and-set on `rev` (which it bumps); None when someone moved it first.
+
+        A `state` the watch may not move to (`commands.canary.model.WATCH_TRANSITIONS`)
+        raises `IllegalTransition` and writes nothing."""
         ...
 
     def add_check(self, check: Check) -> bool:

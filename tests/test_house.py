@@ -4,17 +4,43 @@ audit actions, one change state table enforced by the store."""
 from __future__ import annotations
 
 import ast
+from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col
+
+from bot.store.canary_store import SqlCanaryStore
+from bot.store.sql_store import SqlStore, change_seq
+from bot.store.tables import ChangeRow
 from commands.audit import OVERRIDES, AuditAction
+from commands.canary.model import TERMINAL_STATES, Watch, WatchState, can_move_watch
 from commands.catalog import AIOPS_SUBCOMMANDS, BUTTONS, SLASH_COMMANDS
 from commands.digests.gather import FLAGGED_ACTIONS
+from commands.model import ChangeState, IllegalTransition, can_move
 from commands.ports import AuditQuery
 from commands.reports.help import help_reply
 from commands.service import CHANGE_COMMANDS, HANDLERS
 from tests.support import ALICE, Bot
+from tests.test_store import new_change
 
 REPO = Path(__file__).resolve().parents[1]
+NOW = datetime(2026, 11, 27, 1, 0, tzinfo=UTC)
+WATCH = Watch(
+    id=0,
+    endpoint="loan-assessor",
+    environment="prod",
+    change_id="CHG-1",
+    canary_id="2",
+    stable_id="1",
+    canary_version="1.2.1",
+    stable_version="1.2.0",
+    state=WatchState.WATCHING,
+    started_at=NOW,
+    next_check_at=NOW,
+)
 
 
 def test_dispatch_tables_and_catalog_hold_the_same_commands() -> None:
@@ -57,3 +83,46 @@ def test_audit_rows_are_written_with_members_of_the_one_action_list(bot: Bot) ->
     actions = {e.action for e in bot.rt.store.audit(AuditQuery())}
     assert {"command", "plan", "execution_started", "execution_finished"} <= actions
     assert actions <= {a.value for a in AuditAction}
+
+
+@pytest.mark.parametrize("old", list(ChangeState))
+def test_the_store_makes_exactly_the_moves_the_change_table_allows(
+    engine: Engine, old: ChangeState
+) -> None:
+    store = SqlStore(engine)
+    for new in ChangeState:
+        change = store.create_change(new_change(f"ep-{old.value}-{new.value}"))
+        with Session(engine) as session:  # put it in `old` whatever the path there
+            session.execute(
+                update(ChangeRow)
+                .where(col(ChangeRow.seq) == change_seq(change.id))
+                .values(state=str(old))
+            )
+            session.commit()
+        if can_move(old, new):
+            moved = store.transition(change.id, old, new)
+            assert moved is not None and moved.state is new
+        else:
+            with pytest.raises(IllegalTransition):
+                store.transition(change.id, old, new)
+            after = store.get_change(change.id)
+            assert after is not None and after.state is old
+
+
+def test_the_watch_table_ends_in_terminal_states(engine: Engine) -> None:
+    store = SqlCanaryStore(engine)
+    pairs = [(old, new) for old in WatchState for new in WatchState]
+    for n, (old, new) in enumerate(pairs):
+        w = store.create_watch(
+            replace(WATCH, endpoint=f"ep-{old}-{new}", change_id=f"CHG-{n}", state=old)
+        )
+        assert w is not None
+        if can_move_watch(old, new):
+            moved = store.update_watch(w.id, w.rev, state=new)
+            assert moved is not None and moved.state is new
+        else:
+            assert old in TERMINAL_STATES
+            with pytest.raises(IllegalTransition):
+                store.update_watch(w.id, w.rev, state=new)
+            again = store.get_watch(w.id)
+            assert again is not None and again.state is old and again.rev == w.rev

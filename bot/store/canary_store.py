@@ -9,7 +9,8 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from commands.canary.model import Check, Figures, Verdict, Watch, WatchState
+from commands.canary.model import Check, Figures, Verdict, Watch, WatchState, can_move_watch
+from commands.model import IllegalTransition
 
 from .canary_tables import CanaryCheckRow, CanaryWatchRow
 from .sql_store import utc
@@ -125,6 +126,12 @@ class SqlCanaryStore:
             raise ValueError(f"unknown watch fields {sorted(unknown)}")
         values = {k: _db(v) for k, v in fields.items()}
         with Session(self.engine) as session:
+            if "state" in fields:
+                current = session.get(CanaryWatchRow, watch_id)
+                if current is not None and current.rev == rev:
+                    old, new = WatchState(current.state), WatchState(fields["state"])
+                    if not can_move_watch(old, new):
+                        raise IllegalTransition(f"watch {watch_id}", old, new)
             result = session.execute(
                 update(CanaryWatchRow)
                 .where(col(CanaryWatchRow.id) == watch_id, col(CanaryWatchRow.rev) == rev)

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, delete, func, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from commands.model import Change, ChangeKind, ChangeState
+from commands.model import Change, ChangeKind, ChangeState, IllegalTransition, can_move
 from commands.ports import ApprovalRecord, AuditEvent, AuditQuery, EndpointLocked
 
 from .tables import ApprovalRow, AuditRow, ChangeRow, EndpointLockRow
@@ -188,6 +188,8 @@ class SqlStore:
     def transition(
         self, change_id: str, old: ChangeState, new: ChangeState, **fields: Any
     ) -> Change | None:
+        if not can_move(old, new):
+            raise IllegalTransition(change_id, old, new)
         seq = change_seq(change_id)
         if seq is None:
             return None

@@ -53,6 +53,21 @@ ACTIVE_STATES = frozenset(
     }
 )
 
+TERMINAL_STATES = frozenset(WatchState) - ACTIVE_STATES
+
+# The moves a watch may make: between its active states as people and the analysis
+# decide, from any of them to an end; an ended watch never moves again.
+WATCH_TRANSITIONS: dict[WatchState, frozenset[WatchState]] = {
+    **{s: frozenset(WatchState) - {s} for s in ACTIVE_STATES},
+    **{s: frozenset() for s in TERMINAL_STATES},
+}
+
+
+def can_move_watch(old: WatchState, new: WatchState) -> bool:
+    """Staying in a state is not a move (a watch's other fields change under its `rev`)."""
+    return old == new or new in WATCH_TRANSITIONS[old]
+
+
 AUTO_ROLLBACK = ("yes", "page", "ask")
 
 
