@@ -164,7 +164,7 @@ class Authorisations:
                 self._cache[change_id] = {
                     "authorised_by": by,
                     "authorised_at": at,
-                    "ticket": change.extra.get("ticket"),
+                    "ticket": change.plan.ticket,
                 }
         return self._cache[change_id]
 

@@ -212,6 +212,88 @@ class Invocation:
 
 
 @dataclass
+class ChangePlan:
+    """What a change carries beyond its columns, typed: how it runs, what it names, what
+    it was shown with, where its execution got to.
+
+    Stored as the flat string map it replaced (`to_extra` / `from_extra`, one JSON
+    column), key for key, so rows written before it load unchanged and an approval's plan
+    hash (`commands.changes.rules.plan_hash`) stays byte-identical. Keys it does not know
+    are kept in `other` and written back as they were.
+    """
+
+    mode: str | None = None  # deploy | shift | redeploy: what the executor does
+    labels: dict[str, str] = field(default_factory=dict)  # deployed-model id → version
+    stable_id: str | None = None
+    canary_id: str | None = None
+    undeploy: tuple[str, ...] = ()  # deployed models undeployed after the traffic move
+    redeploy_version: str | None = None  # a rollback after a full promote redeploys this
+    replaced_version: str | None = None  # a promote to 100 %: the version it replaced
+    ticket: str | None = None
+    run_at: datetime | None = None  # scheduled with `at=` (UTC)
+    break_glass: bool = False
+    plan_hash: str | None = None  # what approvers were shown
+    health: str | None = None  # the endpoint's health line when it was planned
+    canary: str | None = None  # the canary analysis summary when it was requested
+    canary_steps: tuple[int, ...] = ()  # a step plan's shares
+    canary_key: str | None = None  # the watch action this change fulfils
+    forced_promote: str | None = None  # why the promote gate was overridden
+    phase: str | None = None  # where the execution got to (deploy, traffic, undeploy, done)
+    other: dict[str, str] = field(default_factory=dict)
+
+    _TEXT = (
+        "mode",
+        "stable_id",
+        "canary_id",
+        "redeploy_version",
+        "replaced_version",
+        "ticket",
+        "plan_hash",
+        "health",
+        "canary",
+        "canary_key",
+        "forced_promote",
+        "phase",
+    )
+
+    def to_extra(self) -> dict[str, str]:
+        out = {f"label:{k}": v for k, v in self.labels.items()}
+        for key in self._TEXT:
+            value = getattr(self, key)
+            if value is not None:
+                out[key] = value
+        if self.undeploy:
+            out["undeploy"] = ",".join(self.undeploy)
+        if self.run_at is not None:
+            out["run_at"] = self.run_at.isoformat()
+        if self.break_glass:
+            out["break_glass"] = "true"
+        if self.canary_steps:
+            out["canary_steps"] = ",".join(map(str, self.canary_steps))
+        return out | self.other
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, str]) -> ChangePlan:
+        plan = cls()
+        for key, value in extra.items():
+            if key.startswith("label:"):
+                plan.labels[key.removeprefix("label:")] = value
+            elif key in cls._TEXT:
+                setattr(plan, key, value)
+            elif key == "undeploy":
+                plan.undeploy = tuple(i for i in value.split(",") if i)
+            elif key == "run_at":
+                plan.run_at = datetime.fromisoformat(value)
+            elif key == "break_glass":
+                plan.break_glass = bool(value)
+            elif key == "canary_steps":
+                plan.canary_steps = tuple(int(s) for s in value.split(",") if s)
+            else:
+                plan.other[key] = value
+        return plan
+
+
+@dataclass
 class Change:
     """One requested deploy / promote / rollback, with its plan and state."""
 
@@ -241,11 +323,9 @@ class Change:
     channel: str | None = None  # where its approval message lives, once posted
     message_ts: str | None = None
     updated_at: datetime | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    plan: ChangePlan = field(default_factory=lambda: ChangePlan())
 
     @property
     def labels(self) -> dict[str, str]:
         """Deployed-model id → version, as recorded on the change when it was planned/run."""
-        return {
-            k.removeprefix("label:"): v for k, v in self.extra.items() if k.startswith("label:")
-        }
+        return self.plan.labels

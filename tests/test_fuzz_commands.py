@@ -15,7 +15,7 @@ from bot.console import TextRenderer
 from bot.slack.blocks import render_message
 from commands.changes.card import change_card
 from commands.messages import Reply
-from commands.model import Change, ChangeKind, ChangeState, Invocation
+from commands.model import Change, ChangeKind, ChangePlan, ChangeState, Invocation
 from commands.ports import ApprovalRecord, AuditEvent
 from commands.reports.audit import audit_reply
 from commands.reports.changes import changes_reply
@@ -130,7 +130,7 @@ def a_change(reason: str, version: str, error: str, ticket: str) -> Change:
         decided_by="U0BOB",
         decided_at=NOW,
         error=error,
-        extra={"ticket": ticket, "health": "P95 758 ms", "label:1": version.split("@")[-1]},
+        plan=ChangePlan(ticket=ticket, health="P95 758 ms", labels={"1": version.split("@")[-1]}),
     )
 
 

@@ -4,12 +4,13 @@ audit actions, one change state table enforced by the store."""
 from __future__ import annotations
 
 import ast
+import json
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from sqlmodel import Session, col
 
 from bot.store.canary_store import SqlCanaryStore
@@ -18,6 +19,7 @@ from bot.store.tables import ChangeRow
 from commands.audit import OVERRIDES, AuditAction
 from commands.canary.model import TERMINAL_STATES, Watch, WatchState, can_move_watch
 from commands.catalog import AIOPS_SUBCOMMANDS, BUTTONS, SLASH_COMMANDS
+from commands.changes.rules import plan_hash
 from commands.digests.gather import FLAGGED_ACTIONS
 from commands.model import ChangeState, IllegalTransition, can_move
 from commands.ports import AuditQuery
@@ -126,3 +128,53 @@ def test_the_watch_table_ends_in_terminal_states(engine: Engine) -> None:
                 store.update_watch(w.id, w.rev, state=new)
             again = store.get_watch(w.id)
             assert again is not None and again.state is old and again.rev == w.rev
+
+
+def test_changes_stored_before_the_plan_was_typed_keep_their_plan_hash(engine: Engine) -> None:
+    """Rows written by the code that kept the plan as a flat string map (a console run of a
+    prod deploy, forced promote, rollback after a full promote, a staging step plan and a
+    scheduled deploy): loaded by today's code, each hashes to the hash its approvers were
+    shown, and writing it back stores the same map."""
+    fixture = json.loads((REPO / "tests/fixtures/changes_before_typed_plan.json").read_text())
+    with engine.begin() as conn:
+        for row in fixture["change"]:
+            conn.execute(ChangeRow.__table__.insert().values(**_typed(row)))
+    store = SqlStore(engine)
+    approved = {a["change_seq"]: a["plan_hash"] for a in fixture["approval"]}
+    assert len(fixture["change"]) == 6 and len(approved) == 2
+    for row in fixture["change"]:
+        extra = json.loads(row["extra"])
+        change = store.get_change(f"CHG-{row['seq']}")
+        assert change is not None
+        assert plan_hash(change) == extra["plan_hash"]
+        if row["seq"] in approved:
+            assert plan_hash(change) == approved[row["seq"]]
+        assert change.plan.to_extra() == extra
+        store.update_change(change.id, plan=change.plan)
+        with engine.connect() as conn:
+            stored = conn.execute(
+                select(ChangeRow.__table__.c.extra).where(ChangeRow.__table__.c.seq == row["seq"])
+            ).scalar_one()
+        assert stored == extra
+    rollback = store.get_change("CHG-3")
+    assert rollback is not None and rollback.plan.undeploy == ("2194120019002",)
+    assert rollback.plan.redeploy_version == "gemma-3-1b-it@1.2.0"
+    scheduled = store.get_change("CHG-6")
+    assert scheduled is not None and scheduled.plan.run_at == datetime(2026, 12, 24, tzinfo=UTC)
+    steps = store.get_change("CHG-5")
+    assert steps is not None and steps.plan.canary_steps == (25, 50, 100)
+
+
+def _typed(row: dict[str, object]) -> dict[str, object]:
+    """A fixture row (SQLite's text) as the table's Python values."""
+    out: dict[str, object] = {}
+    for key, value in row.items():
+        if key in ("split_before", "split_after", "restore_split", "extra") and isinstance(
+            value, str
+        ):
+            out[key] = json.loads(value)
+        elif key.endswith("_at") and isinstance(value, str):
+            out[key] = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        else:
+            out[key] = value
+    return out

@@ -89,7 +89,7 @@ def test_two_distinct_approvers_requester_never_counts(sqlite_engine: Engine) ->
     assert bot.change(change_id).state is ChangeState.SUCCEEDED
     records = bot.rt.store.approvals(change_id)
     assert [r.approver_id for r in records] == [BOB.id, CAROL.id]
-    shown = bot.change(change_id).extra["plan_hash"]
+    shown = bot.change(change_id).plan.plan_hash
     assert all(r.plan_hash == shown for r in records)  # bound to the plan shown
 
 
@@ -196,7 +196,7 @@ def test_ticket_required_and_well_formed(sqlite_engine: Engine) -> None:
     assert not forged.ok and "<!channel>" not in text_of(forged)
     ok = bot.run(ALICE, DEPLOY + " ticket=CHG-1234")
     assert ok.ok, text_of(ok)
-    assert bot.change(open_id(bot)).extra["ticket"] == "CHG-1234"
+    assert bot.change(open_id(bot)).plan.ticket == "CHG-1234"
     assert bot.run(ALICE, "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1").ok  # not staging
 
 
@@ -287,7 +287,7 @@ def test_break_glass_runs_without_approval_announced_and_flagged(sqlite_engine: 
     reply = bot.run(BOB, glass)
     assert reply.ok, text_of(reply)
     change = bot.rt.store.list_changes(limit=1)[0]
-    assert change.state is ChangeState.SUCCEEDED and change.extra["break_glass"] == "true"
+    assert change.state is ChangeState.SUCCEEDED and change.plan.break_glass is True
     assert bot.split("loan-assessor") == {"1.2.0": 90, "1.2.1": 10}
     events = bot.rt.store.audit(AuditQuery(change_id=change.id))
     flagged = [e for e in events if e.action == "break_glass"]

@@ -12,7 +12,14 @@ from sqlalchemy import Engine, delete, func, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from commands.model import Change, ChangeKind, ChangeState, IllegalTransition, can_move
+from commands.model import (
+    Change,
+    ChangeKind,
+    ChangePlan,
+    ChangeState,
+    IllegalTransition,
+    can_move,
+)
 from commands.ports import ApprovalRecord, AuditEvent, AuditQuery, EndpointLocked
 
 from .tables import ApprovalRow, AuditRow, ChangeRow, EndpointLockRow
@@ -64,11 +71,19 @@ def _to_change(row: ChangeRow) -> Change:
         error=row.error,
         channel=row.channel,
         message_ts=row.message_ts,
-        extra=dict(row.extra),
+        plan=ChangePlan.from_extra(dict(row.extra)),
     )
 
 
-_CHANGE_FIELDS = set(ChangeRow.model_fields) - {"seq"}
+# Columns a caller may set, by the domain's names (`plan` is stored as the `extra` map).
+_CHANGE_FIELDS = set(ChangeRow.model_fields) - {"seq", "extra"} | {"plan"}
+
+
+def _columns(fields: dict[str, Any]) -> dict[str, Any]:
+    values = _utc_values(fields)
+    if "plan" in values:
+        values["extra"] = values.pop("plan").to_extra()
+    return values
 
 
 def canonical(event: AuditEvent) -> str:
@@ -143,7 +158,7 @@ class SqlStore:
     # changes -------------------------------------------------------------------------
 
     def create_change(self, change: Change) -> Change:
-        values = _utc_values({k: v for k, v in change.__dict__.items() if k in _CHANGE_FIELDS})
+        values = _columns({k: v for k, v in change.__dict__.items() if k in _CHANGE_FIELDS})
         values["kind"] = str(change.kind)
         values["state"] = str(change.state)
         row = ChangeRow(**values)
@@ -200,7 +215,7 @@ class SqlStore:
             result = session.execute(
                 update(ChangeRow)
                 .where(col(ChangeRow.seq) == seq, col(ChangeRow.state) == str(old))
-                .values(state=str(new), **_utc_values(fields))
+                .values(state=str(new), **_columns(fields))
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 session.rollback()
@@ -222,7 +237,7 @@ class SqlStore:
             raise ValueError(f"cannot update {change_id} with {sorted(fields)}")
         with Session(self.engine) as session:
             session.execute(
-                update(ChangeRow).where(col(ChangeRow.seq) == seq).values(**_utc_values(fields))
+                update(ChangeRow).where(col(ChangeRow.seq) == seq).values(**_columns(fields))
             )
             session.commit()
 

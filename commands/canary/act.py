@@ -12,7 +12,7 @@ from commands.canary.model import (
     env_policy,
 )
 from commands.canary.records import store_of
-from commands.canary.steps import KEY, make_change, next_step, plan_text, rollback_key, step_key
+from commands.canary.steps import make_change, next_step, plan_text, rollback_key, step_key
 from commands.canary.text import post_thread, refresh_summary
 from commands.canary.watch import canary_gone, end_watch, update_watch
 from commands.changes.approve import supersede
@@ -110,7 +110,7 @@ def fulfil(
     actor: Actor = BOT,
     decided_by: str | None = None,
     reason: str | None = None,
-    extra: dict[str, str] | None = None,
+    forced_promote: str | None = None,
 ) -> Change | None:
     """Make (or find) the change for the watch's claimed action; record its id."""
     assert w.action and w.action_key
@@ -118,7 +118,7 @@ def fulfil(
         holder = rt.store.open_change(w.endpoint)
         if (
             holder is not None
-            and holder.extra.get(KEY) != w.action_key
+            and holder.plan.canary_key != w.action_key
             and (holder.state is ChangeState.RUNNING or not _cancel_for_rollback(rt, holder, w))
         ):
             return None  # a change is running: roll back once it has finished
@@ -148,7 +148,7 @@ def fulfil(
             reason=reason or f"canary {w.ref} passed its analysis window; {position}",
             target=target,
             note=f"Canary {w.ref}: {position}, after a passing analysis window.",
-            extra=extra,
+            forced_promote=forced_promote,
         )
     if made.nothing_to_do:
         update_watch(rt, w, action=None, action_key=None, action_change_id=None)

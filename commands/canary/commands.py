@@ -293,7 +293,7 @@ def decide_promote(
         actor=BOT,
         decided_by=actor.id,
         reason=why,
-        extra={"forced_promote": overrode},
+        forced_promote=overrode,
     )
     rt.auditor.record(
         AuditAction.FORCED_PROMOTE,

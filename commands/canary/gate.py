@@ -3,7 +3,7 @@ says so, refuses a canary that is failing or has not enough data unless forced."
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from commands.audit import AuditAction
 from commands.canary.act import settle
@@ -17,12 +17,12 @@ from commands.canary.model import (
     env_policy,
 )
 from commands.canary.records import store_of
-from commands.canary.steps import KEY, next_step, parse_steps, plan_text, step_key
+from commands.canary.steps import next_step, parse_steps, plan_text, step_key
 from commands.canary.text import summary
 from commands.canary.watch import ensure_watch, update_watch
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
-from commands.model import Actor, Change
+from commands.model import Actor, Change, ChangePlan
 from commands.parsing import Args, ParseError
 from commands.runtime import Runtime
 
@@ -37,7 +37,18 @@ class PromoteGate:
     summary: str
     steps: tuple[int, ...] = ()
     overridden: str | None = None  # why the gate would have refused, when force=true overrode it
-    extra: dict[str, str] = field(default_factory=dict)
+    analysis: str | None = None  # the analysis summary when the promote was requested
+    step_key: str | None = None  # a step plan's first step: the watch action it fulfils
+
+    def mark(self, plan: ChangePlan) -> None:
+        """Record on the promote change what the gate saw and decided."""
+        if self.steps:
+            plan.canary_steps = self.steps
+            plan.canary_key = self.step_key
+        if self.overridden is not None:
+            plan.forced_promote = self.overridden
+        if self.analysis is not None:
+            plan.canary = self.analysis
 
 
 def _failing(w: Watch | None, checks: list[Check]) -> str | None:
@@ -112,8 +123,7 @@ def before_promote(
                 code="malformed",
             )
         args.options["to"] = str(first)
-        gate.extra["canary_steps"] = ",".join(map(str, plan))
-        gate.extra[KEY] = step_key(w, first)
+        gate.step_key = step_key(w, first)
     why = _failing(w, checks) if policy.promote_gate else None
     if why is not None:
         if not forced:
@@ -125,9 +135,8 @@ def before_promote(
                 code="canary_gate",
             )
         gate.overridden = why
-        gate.extra["forced_promote"] = why
     if w is not None:
-        gate.extra["canary"] = text
+        gate.analysis = text
     return gate
 
 
@@ -159,7 +168,7 @@ def after_promote_created(
             steps=list(gate.steps),
             plan_change_id=change.id,
             action="step",
-            action_key=change.extra.get(KEY),
+            action_key=change.plan.canary_key,
             action_change_id=change.id,
             note=None,
             updated_at=rt.clock(),

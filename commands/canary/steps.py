@@ -5,7 +5,7 @@ A step plan (`/promote <endpoint> steps=10,25,50,100`, or the environment's
 step reached, and at most one action in flight. Every step is an ordinary promote change
 (planned, audited, run by `commands.changes.execute`), so it shows in `/aiops changes` and the
 audit like any other. Exactly once: the watch row is claimed first by compare-and-set
-(`action_key` = `CAN-7:step:50`), the change carries the same key in its `extra`, and the
+(`action_key` = `CAN-7:step:50`), the change carries the same key in its plan (`canary_key`), and the
 endpoint's one-open-change lock makes a second creator find the first one's change. A bot
 that dies between the claim and the change finds its key unfulfilled on the next tick and
 creates the change then, once.
@@ -15,19 +15,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from commands.audit import AuditAction
 from commands.canary.model import EnvCanaryPolicy, Watch, check_steps
-from commands.changes.card import change_card
-from commands.changes.execute import post_card, start
-from commands.changes.plan import Plan, plan_promote, plan_rollback
+from commands.changes.lifecycle import Opening, open_change
+from commands.changes.plan import plan_promote, plan_rollback
 from commands.config import ConfigError, Endpoint
 from commands.errors import Refusal
 from commands.messages import escape
 from commands.model import Actor, Change, ChangeKind, ChangeState
 from commands.ports import EndpointLocked
 from commands.runtime import Runtime
-
-KEY = "canary_key"  # in `change.extra`: which watch action the change fulfils
 
 
 def parse_steps(text: str, policy: EnvCanaryPolicy) -> tuple[int, ...]:
@@ -69,22 +65,9 @@ def rollback_key(watch: Watch) -> str:
 def find_keyed(rt: Runtime, endpoint: str, key: str) -> Change | None:
     """The change that fulfils a watch action, if one was made (also by another replica)."""
     for change in rt.store.list_changes(endpoint=endpoint, limit=50):
-        if change.extra.get(KEY) == key:
+        if change.plan.canary_key == key:
             return change
     return None
-
-
-def _extra(plan: Plan, key: str) -> dict[str, str]:
-    extra = {f"label:{k}": v for k, v in plan.labels.items()}
-    extra["mode"] = plan.mode
-    if plan.stable_id:
-        extra["stable_id"] = plan.stable_id
-    if plan.canary_id:
-        extra["canary_id"] = plan.canary_id
-    if plan.undeploy:
-        extra["undeploy"] = ",".join(plan.undeploy)
-    extra[KEY] = key
-    return extra
 
 
 @dataclass(frozen=True)
@@ -107,7 +90,7 @@ def make_change(
     reason: str,
     target: int | None = None,
     note: str | None = None,
-    extra: dict[str, str] | None = None,
+    forced_promote: str | None = None,
 ) -> Made:
     """Plan, record, approve (by policy or by the person who decided) and start a change
     on the watch's canary: a promote to `target`, or a rollback. Idempotent by `key`."""
@@ -115,7 +98,7 @@ def make_change(
     env = rt.config.environment_of(ep)
     holder = rt.store.open_change(ep.slug)
     if holder is not None:
-        if holder.extra.get(KEY) == key:
+        if holder.plan.canary_key == key:
             return Made(holder)
         return Made(None, blocked_by=holder)
     done = find_keyed(rt, ep.slug, key)
@@ -134,9 +117,9 @@ def make_change(
             plan = plan_rollback(state, watch.canary_id, None)
     except Refusal:
         return Made(None, nothing_to_do=True)
-    fields = _extra(plan, key) | (extra or {})
-    if kind is ChangeKind.PROMOTE and target == 100 and plan.stable_id:
-        fields["replaced_version"] = plan.labels.get(plan.stable_id, "")
+    recorded = plan.recorded(full_promote=kind is ChangeKind.PROMOTE and target == 100)
+    recorded.canary_key = key
+    recorded.forced_promote = forced_promote
     change = Change(
         id="",
         kind=kind,
@@ -150,39 +133,19 @@ def make_change(
         split_before=plan.before,
         split_after=plan.after,
         restore_split=plan.restore,
-        extra=fields,
+        plan=recorded,
     )
+    channel = rt.config.channels.approvals if env.needs_approval else rt.config.channels.ops
     try:
-        change = rt.store.create_change(change)
+        change = open_change(
+            rt,
+            change,
+            requester.id,
+            Opening(channel=channel, decided_by=decided_by, note=note),
+            parameters={"canary": watch.ref, "key": key},
+        )
     except EndpointLocked as locked:
-        if locked.holder.extra.get(KEY) == key:
+        if locked.holder.plan.canary_key == key:
             return Made(locked.holder)
         return Made(None, blocked_by=locked.holder)
-    rt.auditor.record(
-        AuditAction.PLAN,
-        requester.id,
-        "planned",
-        change=change,
-        justification=reason,
-        parameters={
-            "kind": kind.value,
-            "split_before": change.split_before,
-            "split_after": change.split_after,
-            "canary": watch.ref,
-            "key": key,
-        },
-    )
-    moved = rt.store.transition(
-        change.id,
-        ChangeState.REQUESTED,
-        ChangeState.APPROVED,
-        decided_by=decided_by,
-        decided_at=rt.clock(),
-    )
-    assert moved is not None
-    change = moved
-    channel = rt.config.channels.approvals if env.needs_approval else rt.config.channels.ops
-    card = change_card(change, rt.config, note=note)
-    post_card(rt, change, channel, card)
-    start(rt, change)
     return Made(change)

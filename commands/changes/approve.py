@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from commands.audit import AuditAction
 from commands.changes.card import change_card
 from commands.changes.execute import refresh_card, start, tell
@@ -138,7 +136,7 @@ def decide(
     bound = (
         check_approval(rt, change, actor, request_id)
         if decision == "approve"
-        else change.extra.get("plan_hash")
+        else change.plan.plan_hash
     )
     if bound:
         params["plan_hash"] = bound
@@ -210,10 +208,10 @@ def decide(
         parameters=params | {"approvers": sorted(approvers)},
     )
     refresh_card(rt, done)
-    scheduled = done.extra.get("run_at")  # a scheduled change runs at its time, not now
+    scheduled = done.plan.run_at  # a scheduled change runs at its time, not now
     then = (
-        f"it runs at {when(datetime.fromisoformat(scheduled), rt.config.timezone)}"
-        if scheduled and datetime.fromisoformat(scheduled) > now
+        f"it runs at {when(scheduled, rt.config.timezone)}"
+        if scheduled and scheduled > now
         else "running now"
     )
     tell(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 from commands.changes.plan import NEW, split_text
 from commands.config import Config
@@ -57,7 +56,7 @@ def change_card(
         f"{change.state.mark} {change.id} · {change.kind.value} · {change.endpoint} ({env.name})"
     )
     approvers = ", ".join(mention(a) for a in env.approvers) or "no approval needed"
-    rollback_to = _labels(change).get(change.extra.get("stable_id", ""), "")
+    rollback_to = _labels(change).get(change.plan.stable_id or "", "")
     if change.kind is ChangeKind.ROLLBACK:
         how_back = "this is the rollback"
     elif change.kind is ChangeKind.DEPLOY:
@@ -75,16 +74,12 @@ def change_card(
                     "How",
                     f"canary {change.canary_percent}%"
                     if change.kind is ChangeKind.DEPLOY
-                    else change.extra.get("mode", "traffic shift"),
+                    else change.plan.mode or "traffic shift",
                 ),
                 (
                     "Could go wrong",
                     "health when planned: "
-                    + (
-                        health_line(health, th)
-                        if health
-                        else change.extra.get("health", "no figures")
-                    ),
+                    + (health_line(health, th) if health else change.plan.health or "no figures"),
                 ),
                 (
                     "How we'll know",
@@ -98,8 +93,8 @@ def change_card(
     if change.reason:
         blocks.append(Text(f"*Why:* {escape(change.reason)}"))
     state_line = f"*State:* {change.state.mark} {change.state.value.replace('_', ' ')}"
-    if change.extra.get("run_at"):  # scheduled with `at=` (commands/schedule.py)
-        state_line += f" · :alarm_clock: scheduled for {when(datetime.fromisoformat(change.extra['run_at']), config.timezone)}"
+    if change.plan.run_at:  # scheduled with `at=`
+        state_line += f" · :alarm_clock: scheduled for {when(change.plan.run_at, config.timezone)}"
     if change.state is ChangeState.PENDING_APPROVAL and change.expires_at:
         state_line += f" · expires {when(change.expires_at, config.timezone)}"
     if change.decided_by:
@@ -126,14 +121,14 @@ def change_card(
                 )
             )
         )
-    if change.extra.get("forced_promote"):
+    if change.plan.forced_promote:
         blocks.append(
             Text(
-                f":warning: *Forced promote* over the canary analysis: {change.extra['forced_promote']}"
+                f":warning: *Forced promote* over the canary analysis: {change.plan.forced_promote}"
             )
         )
-    if change.extra.get("canary") and change.kind is ChangeKind.PROMOTE:
-        blocks.append(Context((f"When requested: {change.extra['canary']}",)))
+    if change.plan.canary and change.kind is ChangeKind.PROMOTE:
+        blocks.append(Context((f"When requested: {change.plan.canary}",)))
     if note:
         blocks.append(Context((note,)))
     if buttons and change.state is ChangeState.PENDING_APPROVAL:

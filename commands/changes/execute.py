@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from datetime import datetime
+from dataclasses import replace
 
 from commands.audit import AuditAction
 from commands.changes.card import change_card
@@ -26,8 +26,8 @@ class _Failed(Exception):
 
 def start(rt: Runtime, change: Change) -> None:
     """Run an approved change after the ack (a scheduled one waits for the scheduler)."""
-    run_at = change.extra.get("run_at")  # commands.changes.schedule.RUN_AT
-    if run_at and datetime.fromisoformat(run_at) > rt.clock():
+    run_at = change.plan.run_at
+    if run_at and run_at > rt.clock():
         return
     rt.background.submit(lambda: execute(rt, change.id))
 
@@ -59,7 +59,7 @@ def resume(rt: Runtime) -> int:
             BOT.id,
             "resumed after restart",
             change=change,
-            parameters={"operation": change.operation, "phase": change.extra.get("phase")},
+            parameters={"operation": change.operation, "phase": change.plan.phase},
         )
         rt.background.submit(functools.partial(_run, rt, change))
     for change in rt.store.list_changes(states=[ChangeState.APPROVED], limit=1000):
@@ -73,9 +73,9 @@ def _endpoint(rt: Runtime, change: Change) -> Endpoint:
 
 
 def _phase(rt: Runtime, change: Change, phase: str, operation: str | None = None) -> Change:
-    change.extra["phase"] = phase
+    change.plan.phase = phase
     change.operation = operation
-    rt.store.update_change(change.id, extra=dict(change.extra), operation=operation)
+    rt.store.update_change(change.id, plan=change.plan, operation=operation)
     return change
 
 
@@ -110,7 +110,7 @@ def _undeploy(rt: Runtime, change: Change, ids: list[str], split: dict[str, int]
     for dm_id in ids:
         name = rt.platform.begin_undeploy(ep, dm_id, split)
         _phase(rt, change, f"undeploy:{dm_id}", name)
-        _wait(rt, change, name, f"undeploying {change.extra.get('label:' + dm_id, dm_id)}")
+        _wait(rt, change, name, f"undeploying {change.labels.get(dm_id, dm_id)}")
 
 
 def _split_after(change: Change) -> dict[str, int]:
@@ -122,15 +122,15 @@ def _split_after(change: Change) -> dict[str, int]:
 def _run(rt: Runtime, change: Change) -> None:
     """Run (or, after a restart, go on with) a change from the phase it has reached."""
     ep = _endpoint(rt, change)
-    phase = change.extra.get("phase", "")
-    undeploy = [i for i in change.extra.get("undeploy", "").split(",") if i]
+    phase = change.plan.phase or ""
+    undeploy = list(change.plan.undeploy)
     try:
         if phase.startswith("undeploy:") and change.operation:
             _wait(rt, change, change.operation, "undeploying")
             current = phase.split(":", 1)[1]
             rest = undeploy[undeploy.index(current) + 1 :] if current in undeploy else []
             _undeploy(rt, change, rest, _split_after(change))
-        elif change.kind is ChangeKind.DEPLOY or change.extra.get("mode") == "redeploy":
+        elif change.kind is ChangeKind.DEPLOY or change.plan.mode == "redeploy":
             version = ModelVersion.parse(change.version or "")
             if not phase:
                 _check_before(rt, change)
@@ -142,11 +142,11 @@ def _run(rt: Runtime, change: Change) -> None:
                 status = _wait(rt, change, change.operation, f"deploying {version}")
                 change.new_deployed_model_id = status.deployed_model_id
                 if status.deployed_model_id:
-                    change.extra[f"label:{status.deployed_model_id}"] = version.version
+                    change.plan.labels[status.deployed_model_id] = version.version
                 rt.store.update_change(
                     change.id,
                     new_deployed_model_id=status.deployed_model_id,
-                    extra=dict(change.extra),
+                    plan=change.plan,
                 )
                 _undeploy(rt, change, undeploy, _split_after(change))
         else:  # promote or rollback by traffic shift
@@ -174,10 +174,9 @@ def _run(rt: Runtime, change: Change) -> None:
 
 def _finish(rt: Runtime, change: Change, *, ok: bool, error: str | None = None) -> None:
     new = ChangeState.SUCCEEDED if ok else ChangeState.FAILED
-    extra = dict(change.extra)
-    extra["phase"] = "done"
+    plan = replace(change.plan, phase="done")
     done = rt.store.transition(
-        change.id, ChangeState.RUNNING, new, error=error, updated_at=rt.clock(), extra=extra
+        change.id, ChangeState.RUNNING, new, error=error, updated_at=rt.clock(), plan=plan
     )
     if done is None:
         return

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from commands.errors import Refusal
-from commands.model import EndpointState, ModelVersion, TrafficSplit, check_split
+from commands.model import ChangePlan, EndpointState, ModelVersion, TrafficSplit, check_split
 
 NEW = "0"  # in a deploy's split, the model being deployed (as Vertex AI reads it)
 
@@ -22,6 +22,21 @@ class Plan:
     mode: str = "shift"  # deploy | shift | redeploy
     redeploy_version: str | None = None
     labels: dict[str, str] = field(default_factory=dict)  # deployed-model id → version
+
+    def recorded(self, *, full_promote: bool = False) -> ChangePlan:
+        """What the change keeps of this plan. `full_promote`: a promote to 100 % records
+        the version it replaces, so a later rollback can redeploy it."""
+        return ChangePlan(
+            mode=self.mode,
+            labels=dict(self.labels),
+            stable_id=self.stable_id or None,
+            canary_id=self.canary_id or None,
+            undeploy=tuple(self.undeploy),
+            redeploy_version=self.redeploy_version or None,
+            replaced_version=(
+                self.labels.get(self.stable_id, "") if full_promote and self.stable_id else None
+            ),
+        )
 
 
 def _labels(state: EndpointState) -> dict[str, str]:

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from commands.audit import AuditAction
 from commands.canary.gate import after_promote_created, before_promote
 from commands.catalog import SLASH_COMMANDS
 from commands.changes.approve import supersede
 from commands.changes.card import change_card
-from commands.changes.execute import post_card, start
+from commands.changes.lifecycle import Opening, open_change
 from commands.changes.plan import Plan, plan_deploy, plan_promote, plan_rollback
-from commands.changes.rules import announce_break_glass, check_request, may_request, plan_hash
-from commands.changes.schedule import RUN_AT, parse_at
+from commands.changes.rules import (
+    BreakGlass,
+    announce_break_glass,
+    check_request,
+    may_request,
+    plan_hash,
+)
+from commands.changes.schedule import parse_at
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
 from commands.formats import health_line, when
@@ -73,8 +81,8 @@ def _canary_hint(rt: Runtime, slug: str) -> str | None:
 def _previous_version(rt: Runtime, ep: Endpoint) -> ModelVersion | None:
     """The version a full promote replaced, for a rollback after the canary is gone."""
     for change in rt.store.list_changes(endpoint=ep.slug, limit=50):
-        if change.state is ChangeState.SUCCEEDED and change.extra.get("replaced_version"):
-            return ModelVersion(ep.model, change.extra["replaced_version"])
+        if change.state is ChangeState.SUCCEEDED and change.plan.replaced_version:
+            return ModelVersion(ep.model, change.plan.replaced_version)
     return None
 
 
@@ -123,20 +131,8 @@ def _plan(rt: Runtime, kind: ChangeKind, ep: Endpoint, args: Args) -> tuple[Plan
         plan = plan_promote(state, _canary_hint(rt, ep.slug), percent)
     else:
         plan = plan_rollback(state, _canary_hint(rt, ep.slug), _previous_version(rt, ep))
-    extra = {f"label:{k}": v for k, v in plan.labels.items()}
-    extra["mode"] = plan.mode
-    if plan.stable_id:
-        extra["stable_id"] = plan.stable_id
-    if plan.canary_id:
-        extra["canary_id"] = plan.canary_id
-    if plan.undeploy:
-        extra["undeploy"] = ",".join(plan.undeploy)
-    if plan.redeploy_version:
-        extra["redeploy_version"] = plan.redeploy_version
-    if kind is ChangeKind.PROMOTE and percent == 100 and plan.stable_id:
-        extra["replaced_version"] = plan.labels.get(plan.stable_id, "")
-    if args.options.get("ticket"):
-        extra["ticket"] = args.options["ticket"]
+    recorded = plan.recorded(full_promote=kind is ChangeKind.PROMOTE and percent == 100)
+    recorded.ticket = args.options.get("ticket") or None
     change = Change(
         id="",
         kind=kind,
@@ -150,7 +146,7 @@ def _plan(rt: Runtime, kind: ChangeKind, ep: Endpoint, args: Args) -> tuple[Plan
         split_before=plan.before,
         split_after=plan.after,
         restore_split=plan.restore,
-        extra=extra,
+        plan=recorded,
     )
     return plan, change
 
@@ -200,59 +196,59 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     gate = before_promote(rt, ep, env, args, inv.actor) if kind is ChangeKind.PROMOTE else None
     _, change = _plan(rt, kind, ep, args)
     if gate is not None:
-        change.extra.update(gate.extra)
+        gate.mark(change.plan)
     change.requester_id = inv.actor.id
     change.reason = reason
     if at is not None:  # scheduled: the scheduler starts it at its time, if approved
-        change.extra[RUN_AT] = at.isoformat()
-    change.extra["plan_hash"] = plan_hash(change)  # what approvers are shown
+        change.plan.run_at = at
+    change.plan.plan_hash = plan_hash(change)  # what approvers are shown
     if glass:
-        change.extra["break_glass"] = "true"
+        change.plan.break_glass = True
     health = _health(rt, ep)
-    change.extra["health"] = health_line(health, rt.config.thresholds)
+    change.plan.health = health_line(health, rt.config.thresholds)
+    if needs_approval:
+        opening = Opening(
+            channel=rt.config.channels.approvals,
+            expires_at=at or rt.clock() + env.approval_ttl,  # scheduled: until its time
+            approval={"approvers": list(env.approvers), "required": env.approvals_required},
+            health=health,
+        )
+    else:
+        decided = "policy: no approval needed in " + env.name
+        note = None
+        if kind is ChangeKind.ROLLBACK and env.needs_approval:
+            decided = "policy: rollback runs at once (mitigation first)"
+            note = f"Rolled back by {mention(inv.actor.id)} without waiting for approval (policy)."
+        if glass:
+            decided = "policy: break glass"
+        # A change that skipped an approval the environment has is announced where
+        # approvers look, so a rollback without a second person (or a break glass) is seen.
+        opening = Opening(
+            channel=rt.config.channels.approvals if glass or note else rt.config.channels.ops,
+            decided_by=decided,
+            note=note,
+            health=health,
+            on_approved=(lambda c: _break_glass(rt, c, glass, inv)) if glass else None,
+        )
+    if gate is not None:
+        opening = replace(
+            opening,
+            on_created=lambda c: after_promote_created(rt, c, gate, inv.actor, inv.request_id),
+        )
     try:
-        change = rt.store.create_change(change)
+        change = open_change(
+            rt,
+            change,
+            inv.actor.id,
+            opening,
+            request_id=inv.request_id,
+            parameters={"version": change.version, "ticket": change.plan.ticket},
+        )
     except EndpointLocked as locked:
         raise _locked(ep, locked.holder) from None
-    rt.auditor.record(
-        AuditAction.PLAN,
-        inv.actor.id,
-        "planned",
-        change=change,
-        request_id=inv.request_id,
-        justification=reason,
-        parameters={
-            "kind": kind.value,
-            "version": change.version,
-            "split_before": change.split_before,
-            "split_after": change.split_after,
-            "ticket": change.extra.get("ticket"),
-        },
-    )
-    if gate is not None:
-        after_promote_created(rt, change, gate, inv.actor, inv.request_id)
+    reply = change_card(change, rt.config, health=health)
+    reply.ephemeral = True
     if needs_approval:
-        expires = at or rt.clock() + env.approval_ttl  # a scheduled change: until its time
-        moved = rt.store.transition(
-            change.id, ChangeState.REQUESTED, ChangeState.PENDING_APPROVAL, expires_at=expires
-        )
-        assert moved is not None
-        change = moved
-        card = change_card(change, rt.config, health=health, buttons=True)
-        post_card(rt, change, rt.config.channels.approvals, card)
-        rt.auditor.record(
-            AuditAction.APPROVAL_REQUESTED,
-            inv.actor.id,
-            "pending_approval",
-            change=change,
-            parameters={
-                "approvers": list(env.approvers),
-                "required": env.approvals_required,
-                "expires_at": expires.isoformat(),
-            },
-        )
-        reply = change_card(change, rt.config, health=health)
-        reply.ephemeral = True
         reply.blocks.append(
             Context(
                 (
@@ -262,51 +258,29 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
             )
         )
         reply.text = f"{change.id} is waiting for approval"
-        if gate is not None:
-            reply.blocks.append(Context((gate.summary,)))
-        return reply
-    decided = "policy: no approval needed in " + env.name
-    if kind is ChangeKind.ROLLBACK and env.needs_approval:
-        decided = "policy: rollback runs at once (mitigation first)"
-    if glass:
-        decided = "policy: break glass"
-    moved = rt.store.transition(
-        change.id,
-        ChangeState.REQUESTED,
-        ChangeState.APPROVED,
-        decided_by=decided,
-        decided_at=rt.clock(),
-    )
-    assert moved is not None
-    change = moved
-    if glass:
-        rt.auditor.record(
-            AuditAction.BREAK_GLASS,
-            inv.actor.id,
-            "ran without approval",
-            change=change,
-            request_id=inv.request_id,
-            justification=glass.reason,
-            parameters={"break_glass": True, "freeze_overridden": glass.freeze},
-        )
-    # A change that skipped an approval the environment has is announced where approvers
-    # look, so a rollback without a second person (or a break glass) is seen.
-    note = None
-    if glass:
-        note = announce_break_glass(rt, change, glass)
-    elif kind is ChangeKind.ROLLBACK and env.needs_approval:
-        note = f"Rolled back by {mention(inv.actor.id)} without waiting for approval (policy)."
-    channel = rt.config.channels.approvals if note else rt.config.channels.ops
-    post_card(rt, change, channel, change_card(change, rt.config, health=health, note=note))
-    start(rt, change)  # not before its time, if scheduled
-    reply = change_card(change, rt.config, health=health)
-    reply.ephemeral = True
-    reply.text = f"{change.id} is running"
-    note = "Running now; progress goes to the change's thread."
-    if at is not None:
-        reply.text = f"{change.id} is scheduled for {when(at, rt.config.timezone)}"
-        note = f"Runs at {when(at, rt.config.timezone)}; cancel with `/aiops cancel {change.id}`."
-    reply.blocks.append(Context((note,)))
+    else:
+        reply.text = f"{change.id} is running"
+        line = "Running now; progress goes to the change's thread."
+        if at is not None:
+            reply.text = f"{change.id} is scheduled for {when(at, rt.config.timezone)}"
+            line = (
+                f"Runs at {when(at, rt.config.timezone)}; cancel with `/aiops cancel {change.id}`."
+            )
+        reply.blocks.append(Context((line,)))
     if gate is not None:
         reply.blocks.append(Context((gate.summary,)))
     return reply
+
+
+def _break_glass(rt: Runtime, change: Change, glass: BreakGlass, inv: Invocation) -> str:
+    """Audit a change run without approval by break glass; the card's note announces it."""
+    rt.auditor.record(
+        AuditAction.BREAK_GLASS,
+        inv.actor.id,
+        "ran without approval",
+        change=change,
+        request_id=inv.request_id,
+        justification=glass.reason,
+        parameters={"break_glass": True, "freeze_overridden": glass.freeze},
+    )
+    return announce_break_glass(rt, change, glass)

@@ -67,8 +67,9 @@ def plan_hash(change: Change) -> str:
         "split_before": change.split_before,
         "split_after": change.split_after,
         "restore_split": change.restore_split,
-        "undeploy": change.extra.get("undeploy"),
-        "redeploy_version": change.extra.get("redeploy_version"),
+        # as stored before the plan was typed: a comma list, absent when empty
+        "undeploy": ",".join(change.plan.undeploy) or None,
+        "redeploy_version": change.plan.redeploy_version,
     }
     return hashlib.sha256(
         json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
@@ -98,7 +99,7 @@ def frozen_now(rt: Runtime, change: Change) -> Refusal | None:
     """The freeze that stops `change` now: checked when it is requested, approved, and
     (scheduled with `at=`) started. A break-glass change was let through deliberately."""
     env = rt.config.environments.get(change.environment)
-    if env is None or change.extra.get("break_glass"):
+    if env is None or change.plan.break_glass:
         return None
     return _freeze_refusal(rt, env, change.kind)
 
@@ -196,7 +197,7 @@ def _void(rt: Runtime, change: Change, actor: Actor, why: str, request_id: str |
         f"void: {why}",
         change=done or change,
         request_id=request_id,
-        parameters={"plan_hash": change.extra.get("plan_hash"), "why": why},
+        parameters={"plan_hash": change.plan.plan_hash, "why": why},
     )
     if done is not None:
         note = f"Approval by {mention(actor.id)} void: {why}. Plan it again if still needed."
@@ -222,7 +223,7 @@ def check_approval(
     if refusal:
         refusal.message = f"{change.id} cannot be approved now: {refusal.message}"
         raise refusal
-    shown = change.extra.get("plan_hash")
+    shown = change.plan.plan_hash
     if shown is not None and shown != plan_hash(change):
         raise _void(rt, change, actor, "the plan was altered after it was shown", request_id)
     ep = rt.config.endpoints.get(change.endpoint)

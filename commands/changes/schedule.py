@@ -18,8 +18,6 @@ from commands.messages import escape
 from commands.model import OPEN_STATES, SCHEDULER, Change, ChangeState
 from commands.runtime import Runtime
 
-RUN_AT = "run_at"  # the key in `change.extra` holding a scheduled change's time (UTC, ISO)
-
 # --- scheduled changes -----------------------------------------------------------------
 
 
@@ -77,8 +75,11 @@ def parse_at(text: str, tz: ZoneInfo, now: datetime) -> datetime:
 
 
 def run_at(change: Change) -> datetime | None:
-    value = change.extra.get(RUN_AT)
-    return datetime.fromisoformat(value) if value else None
+    return change.plan.run_at
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
 
 
 def is_later(change: Change, now: datetime) -> bool:
@@ -119,7 +120,7 @@ def _fail_scheduled(
         SCHEDULER.id,
         new.value,
         change=done,
-        parameters={RUN_AT: change.extra.get(RUN_AT), "state_before": old.value, "why": why},
+        parameters={"run_at": _iso(run_at(change)), "state_before": old.value, "why": why},
     )
     refresh_card(rt, done)
     thread(rt, done, f":x: {why}")
@@ -179,7 +180,7 @@ def start_due_changes(rt: Runtime, grace: timedelta = timedelta(hours=2)) -> lis
             "starting",
             change=change,
             parameters={
-                RUN_AT: change.extra.get(RUN_AT),
+                "run_at": _iso(run_at(change)),
                 "late_by_s": int((now - at).total_seconds()),
             },
         )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 
 from commands.config import Config
 from commands.formats import when
@@ -28,11 +27,7 @@ def changes_reply(changes: Sequence[Change], config: Config) -> Reply:
         + (f" {escape(c.version)}" if c.version and c.kind is ChangeKind.DEPLOY else "")
         + (f" to {c.canary_percent}%" if c.kind is ChangeKind.PROMOTE else "")
         + f" · {c.state.value.replace('_', ' ')} · by {mention(c.requester_id)} · {when(c.created_at, config.timezone)}"
-        + (
-            f" · :alarm_clock: at {when(datetime.fromisoformat(c.extra['run_at']), config.timezone)}"
-            if c.extra.get("run_at")
-            else ""
-        )
+        + (f" · :alarm_clock: at {when(c.plan.run_at, config.timezone)}" if c.plan.run_at else "")
         for c in changes
     ]
     blocks: list[Block] = [Header("Changes")]

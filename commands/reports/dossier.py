@@ -64,7 +64,7 @@ def build(
         return {"id": slack_id, "name": name}
 
     events = store.audit(AuditQuery(change_id=change.id))
-    shown = change.extra.get("plan_hash")
+    shown = change.plan.plan_hash
     approvals = store.approvals(change.id)
     rows = [
         {
@@ -92,18 +92,18 @@ def build(
             "requester": who(change.requester_id),
             "at": stamp(change.created_at),
             "reason": _text(change.reason),
-            "ticket": change.extra.get("ticket"),
-            "break_glass": bool(change.extra.get("break_glass")),
+            "ticket": change.plan.ticket,
+            "break_glass": change.plan.break_glass,
         },
         "plan": {
             "version": change.version,
             "canary_percent": change.canary_percent,
-            "mode": change.extra.get("mode"),
+            "mode": change.plan.mode,
             "split_before": change.split_before,
             "split_after": change.split_after,
             "restore_split": change.restore_split,
             "labels": change.labels,
-            "health_when_planned": change.extra.get("health"),
+            "health_when_planned": change.plan.health,
             "plan_hash_shown": shown,
             "plan_hash_now": plan_hash(change),
             "plan_unchanged": shown is None or shown == plan_hash(change),

@@ -1,0 +1,109 @@
+"""Opening a change: the one path every change takes from plan to running, whoever asks.
+
+People's `/deploy`, `/promote` and `/rollback` and the bot's own canary steps and
+rollbacks both call `open_change`: create (which takes the endpoint's lock) → audit the
+plan → wait for approval, or approve by policy → post the card → start. What differs
+between them (the approval rule, the channel, a note, a break-glass record) is an
+argument, so a rule added here holds for both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from commands.audit import AuditAction
+from commands.changes.card import change_card
+from commands.changes.execute import post_card, start
+from commands.model import Change, ChangeState, EndpointHealth
+from commands.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class Opening:
+    """How a change is opened.
+
+    `decided_by` approves it by policy (`policy: …`, or the person who decided on the
+    bot's request); None leaves it pending approval until `expires_at`, its card with
+    Approve / Reject buttons in `channel`.
+    """
+
+    channel: str
+    decided_by: str | None = None
+    expires_at: datetime | None = None
+    approval: dict[str, Any] = field(default_factory=dict)  # audited with the request
+    note: str | None = None  # a line on the card (why it skipped an approval, …)
+    health: EndpointHealth | None = None
+    on_created: Callable[[Change], None] | None = None  # after the plan row, before approval
+    # After approval, before the card; a text it returns replaces `note` on the card.
+    on_approved: Callable[[Change], str | None] | None = None
+
+
+def open_change(
+    rt: Runtime,
+    change: Change,
+    actor_id: str,
+    opening: Opening,
+    *,
+    request_id: str | None = None,
+    parameters: dict[str, Any] | None = None,
+) -> Change:
+    """Create `change` (state `requested`), audit its plan, then approve it by policy and
+    start it, or put it up for approval. Returns the change as stored.
+
+    Raises `commands.ports.EndpointLocked` when another open change holds the endpoint
+    (nothing is written then).
+    """
+    change = rt.store.create_change(change)
+    rt.auditor.record(
+        AuditAction.PLAN,
+        actor_id,
+        "planned",
+        change=change,
+        request_id=request_id,
+        justification=change.reason,
+        parameters={
+            "kind": change.kind.value,
+            "split_before": change.split_before,
+            "split_after": change.split_after,
+        }
+        | (parameters or {}),
+    )
+    if opening.on_created is not None:
+        opening.on_created(change)
+    if opening.decided_by is None:
+        assert opening.expires_at is not None, "a change that waits for approval expires"
+        moved = rt.store.transition(
+            change.id,
+            ChangeState.REQUESTED,
+            ChangeState.PENDING_APPROVAL,
+            expires_at=opening.expires_at,
+        )
+        assert moved is not None  # nobody else knows the change yet
+        card = change_card(moved, rt.config, health=opening.health, buttons=True)
+        post_card(rt, moved, opening.channel, card)
+        rt.auditor.record(
+            AuditAction.APPROVAL_REQUESTED,
+            actor_id,
+            "pending_approval",
+            change=moved,
+            parameters=opening.approval | {"expires_at": opening.expires_at.isoformat()},
+        )
+        return moved
+    moved = rt.store.transition(
+        change.id,
+        ChangeState.REQUESTED,
+        ChangeState.APPROVED,
+        decided_by=opening.decided_by,
+        decided_at=rt.clock(),
+    )
+    assert moved is not None  # nobody else knows the change yet
+    note = opening.note
+    if opening.on_approved is not None:
+        note = opening.on_approved(moved) or note
+    card = change_card(moved, rt.config, health=opening.health, note=note)
+    post_card(rt, moved, opening.channel, card)
+    start(rt, moved)  # not before its time, if scheduled
+    return moved
