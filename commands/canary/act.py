@@ -13,10 +13,10 @@ from commands.canary.model import (
 )
 from commands.canary.records import store_of
 from commands.canary.steps import make_change, next_step, plan_text, rollback_key, step_key
-from commands.canary.text import post_thread, refresh_summary
+from commands.canary.text import announce, post_thread, refresh_summary
 from commands.canary.watch import canary_gone, end_watch, update_watch
 from commands.changes.approve import supersede
-from commands.changes.execute import tell
+from commands.changes.tell import tell
 from commands.messages import (
     Block,
     Button,
@@ -289,22 +289,16 @@ def _ask(rt: Runtime, w: Watch, settings: CanarySettings, *, already_claimed: bo
     )
     if ref is not None:
         w = update_watch(rt, w, decision_channel=ref.channel, decision_ts=ref.ts)
-    rt.auditor.record(
+    announce(
+        rt,
+        w,
         AuditAction.CANARY_DECISION_REQUESTED,
         BOT.id,
         "awaiting decision",
-        environment=w.environment,
-        target=w.endpoint,
-        change_id=w.change_id,
+        line=f":raised_hand: {w.ref}: {w.consecutive_breaches} breaches in a row; asked for a decision in <#{channel}>.",
         justification=reason,
         parameters={"canary": w.ref, "channel": channel},
     )
-    post_thread(
-        rt,
-        w,
-        f":raised_hand: {w.ref}: {w.consecutive_breaches} breaches in a row; asked for a decision in <#{channel}>.",
-    )
-    refresh_summary(rt, w)
 
 
 def act_on_breaches(rt: Runtime, w: Watch) -> None:

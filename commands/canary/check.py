@@ -11,7 +11,7 @@ from commands.canary.model import (
     canary_settings,
 )
 from commands.canary.records import store_of
-from commands.canary.text import check_line, post_thread, refresh_summary
+from commands.canary.text import announce, check_line
 from commands.canary.watch import canary_gone
 from commands.runtime import Runtime
 
@@ -73,13 +73,13 @@ def run_check(rt: Runtime, w: Watch, source: str) -> Check | None:
         consecutive_breaches=current.consecutive_breaches,
     )
     cs.add_check(check)
-    rt.auditor.record(
+    announce(
+        rt,
+        current,
         AuditAction.CANARY_CHECK,
         source,
         verdict.value,
-        environment=w.environment,
-        target=w.endpoint,
-        change_id=w.change_id,
+        line=check_line(current, check, settings),
         parameters={
             "canary": w.ref,
             "seq": seq,
@@ -99,6 +99,4 @@ def run_check(rt: Runtime, w: Watch, source: str) -> Check | None:
             "consecutive_breaches": check.consecutive_breaches,
         },
     )
-    post_thread(rt, current, check_line(current, check, settings))
-    refresh_summary(rt, current)
     return check

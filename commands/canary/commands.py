@@ -15,7 +15,12 @@ from commands.canary.model import (
 )
 from commands.canary.records import store_of
 from commands.canary.steps import next_step, step_key
-from commands.canary.text import check_line, minutes, post_thread, refresh_summary, summary
+from commands.canary.text import (
+    announce,
+    check_line,
+    minutes,
+    summary,
+)
 from commands.canary.watch import ensure_watch
 from commands.changes.rules import may_approve, may_request
 from commands.config import Environment
@@ -141,18 +146,16 @@ def _set_by_person(
     moved = store_of(rt).update_watch(w.id, w.rev, updated_at=rt.clock(), **fields)
     if moved is None:
         raise Refusal(f"{w.ref} moved just now; look again with `/aiops canary {w.endpoint}`")
-    rt.auditor.record(
+    announce(
+        rt,
+        moved,
         action,
         actor.id,
         outcome,
-        environment=w.environment,
-        target=w.endpoint,
-        change_id=w.change_id,
+        line=line,
         justification=reason,
         parameters={"canary": w.ref},
     )
-    post_thread(rt, moved, line)
-    refresh_summary(rt, moved)
     return moved
 
 

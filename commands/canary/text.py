@@ -4,7 +4,9 @@ card, the thread."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+from commands.audit import AuditAction
 from commands.canary.model import (
     CanarySettings,
     Check,
@@ -14,7 +16,7 @@ from commands.canary.model import (
 )
 from commands.canary.records import store_of
 from commands.canary.steps import plan_text
-from commands.changes.execute import refresh_card, thread
+from commands.changes.tell import refresh_card, thread
 from commands.formats import when
 from commands.messages import (
     escape,
@@ -76,3 +78,32 @@ def post_thread(rt: Runtime, w: Watch, text: str) -> None:
     deploy = rt.store.get_change(w.change_id)
     if deploy is not None:
         thread(rt, deploy, text)
+
+
+def announce(
+    rt: Runtime,
+    w: Watch,
+    action: AuditAction,
+    actor_id: str,
+    outcome: str,
+    *,
+    line: str | None = None,
+    refresh: bool = True,
+    **audit: Any,
+) -> None:
+    """Audit `action` on the watch's canary, post `line` in the deploy's thread and refresh
+    the summary on its card: one call, so auditing without telling is a visible choice.
+    `audit` goes to `Auditor.record` (parameters, justification, request id)."""
+    rt.auditor.record(
+        action,
+        actor_id,
+        outcome,
+        environment=w.environment,
+        target=w.endpoint,
+        change_id=w.change_id,
+        **audit,
+    )
+    if line:
+        post_thread(rt, w, line)
+    if refresh:
+        refresh_summary(rt, w)

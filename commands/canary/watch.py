@@ -11,7 +11,7 @@ from commands.canary.model import (
     env_policy,
 )
 from commands.canary.records import store_of
-from commands.canary.text import minutes, post_thread, refresh_summary
+from commands.canary.text import announce, minutes, post_thread
 from commands.changes.plan import find_canary
 from commands.config import Endpoint
 from commands.messages import (
@@ -116,18 +116,16 @@ def end_watch(rt: Runtime, w: Watch, state: WatchState, why: str) -> Watch:
         note=why,
         updated_at=rt.clock(),
     )
-    rt.auditor.record(
+    announce(
+        rt,
+        ended,
         AuditAction.CANARY_WATCH_ENDED,
         SCHEDULER.id,
         state.value,
-        environment=w.environment,
-        target=w.endpoint,
-        change_id=w.change_id,
+        line=f":checkered_flag: {w.ref} {state.value.replace('_', ' ')}: {why}",
         parameters={"canary": w.ref, "checks": ended.checks},
         justification=why,
     )
-    post_thread(rt, ended, f":checkered_flag: {w.ref} {state.value.replace('_', ' ')}: {why}")
-    refresh_summary(rt, ended)
     return ended
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from commands.audit import AuditAction
 from commands.changes.card import change_card
-from commands.changes.execute import refresh_card, start, tell
+from commands.changes.execute import start
 from commands.changes.rules import check_approval, may_approve
+from commands.changes.tell import announce, tell
 from commands.errors import Refusal
 from commands.formats import when
 from commands.lookup import find_change
@@ -48,17 +49,14 @@ def expire_if_due(rt: Runtime, change: Change) -> Change:
             updated_at=rt.clock(),
         )
         if expired is not None:
-            rt.auditor.record(
+            announce(
+                rt,
+                expired,
                 AuditAction.EXPIRED,
                 SCHEDULER.id,
                 "expired",
-                change=expired,
-                parameters={"expires_at": change.expires_at.isoformat()},
-            )
-            refresh_card(
-                rt,
-                expired,
                 note="Unanswered: this request expired. Plan it again if it is still needed.",
+                parameters={"expires_at": change.expires_at.isoformat()},
             )
             tell(
                 rt,
@@ -156,16 +154,16 @@ def decide(
         )
         if done is None:
             raise _closed(rt, rt.store.get_change(change.id) or change)
-        rt.auditor.record(
+        announce(
+            rt,
+            done,
             AuditAction.REJECT,
             actor.id,
             "rejected",
-            change=done,
             justification=reason,
             request_id=request_id,
             parameters=params,
         )
-        refresh_card(rt, done)
         tell(
             rt,
             done.requester_id,
@@ -176,15 +174,15 @@ def decide(
     approvers = {a.approver_id for a in rt.store.approvals(change.id) if a.decision == "approve"}
     approvers.discard(change.requester_id)
     if len(approvers) < env.approvals_required:
-        rt.auditor.record(
+        announce(
+            rt,
+            change,
             AuditAction.APPROVE,
             actor.id,
             f"approval {len(approvers)} of {env.approvals_required}",
-            change=change,
             request_id=request_id,
             parameters=params,
         )
-        refresh_card(rt, change)
         return _ack(
             rt, change, f"Approval recorded ({len(approvers)} of {env.approvals_required})."
         )
@@ -198,16 +196,16 @@ def decide(
     )
     if done is None:
         raise _closed(rt, rt.store.get_change(change.id) or change)
-    rt.auditor.record(
+    announce(
+        rt,
+        done,
         AuditAction.APPROVE,
         actor.id,
         "approved",
-        change=done,
         justification=reason,
         request_id=request_id,
         parameters=params | {"approvers": sorted(approvers)},
     )
-    refresh_card(rt, done)
     scheduled = done.plan.run_at  # a scheduled change runs at its time, not now
     then = (
         f"it runs at {when(scheduled, rt.config.timezone)}"
@@ -233,15 +231,15 @@ def cancel(
     done = _cancel_unstarted(rt, change, actor.id)
     if done is None:
         raise _closed(rt, rt.store.get_change(change.id) or change)
-    rt.auditor.record(
+    announce(
+        rt,
+        done,
         AuditAction.CANCEL,
         actor.id,
         "cancelled",
-        change=done,
         justification=reason,
         request_id=request_id,
     )
-    refresh_card(rt, done)
     return _ack(rt, done, f"Cancelled {done.id}.")
 
 
@@ -266,8 +264,15 @@ def supersede(rt: Runtime, holder: Change, actor_id: str, why: str) -> Change | 
     """Mitigation first: a change that has not started yet gives way to a rollback."""
     done = _cancel_unstarted(rt, holder, actor_id)
     if done is not None:
-        rt.auditor.record(AuditAction.CANCEL, actor_id, "cancelled", change=done, justification=why)
-        refresh_card(rt, done, note=f"Cancelled: {why}.")
+        announce(
+            rt,
+            done,
+            AuditAction.CANCEL,
+            actor_id,
+            "cancelled",
+            note=f"Cancelled: {why}.",
+            justification=why,
+        )
         tell(
             rt,
             done.requester_id,

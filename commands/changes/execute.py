@@ -9,10 +9,9 @@ import logging
 from dataclasses import replace
 
 from commands.audit import AuditAction
-from commands.changes.card import change_card
 from commands.changes.plan import NEW, split_text
+from commands.changes.tell import announce, tell, thread
 from commands.config import Endpoint
-from commands.messages import Post, Reply, Text, mention
 from commands.model import BOT, Change, ChangeKind, ChangeState, ModelVersion, check_split
 from commands.ports import OperationStatus, PlatformError
 from commands.runtime import Runtime
@@ -38,14 +37,14 @@ def execute(rt: Runtime, change_id: str) -> None:
     )
     if change is None:
         return  # someone else runs it, or it is no longer approved: never twice
-    rt.auditor.record(
+    announce(
+        rt,
+        change,
         AuditAction.EXECUTION_STARTED,
         BOT.id,
         "running",
-        change=change,
         parameters={"plan": change.split_after, "kind": change.kind.value},
     )
-    refresh_card(rt, change)
     _run(rt, change)
 
 
@@ -186,14 +185,14 @@ def _finish(rt: Runtime, change: Change, *, ok: bool, error: str | None = None) 
         state_after = state.describe()
     except PlatformError as exc:
         state_after = f"unknown ({exc})"
-    rt.auditor.record(
+    announce(
+        rt,
+        done,
         AuditAction.EXECUTION_FINISHED,
         BOT.id,
         "succeeded" if ok else f"failed: {error}",
-        change=done,
         parameters={"traffic_now": state_after, "operation": done.operation},
     )
-    refresh_card(rt, done)
     verdict = ":white_check_mark: succeeded" if ok else f":x: failed: {error}"
     thread(rt, done, f"{verdict}. `{done.endpoint}` now serves {state_after}.")
     tell(
@@ -201,48 +200,3 @@ def _finish(rt: Runtime, change: Change, *, ok: bool, error: str | None = None) 
         done.requester_id,
         f"{done.id} ({done.kind.value} {done.endpoint}) {verdict}. Now: {state_after}.",
     )
-
-
-def post_card(rt: Runtime, change: Change, channel: str, card: Reply) -> None:
-    """Post the change's one message and remember where, so it can be updated later."""
-    ref = rt.notifier.post(Post(channel, card, change_id=change.id))
-    if ref:
-        rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
-        change.channel, change.message_ts = ref.channel, ref.ts
-
-
-def refresh_card(rt: Runtime, change: Change, note: str | None = None) -> None:
-    """Re-render the change's message where it was posted (buttons go once it is decided)."""
-    if not (change.channel and change.message_ts):
-        return
-    reply = change_card(
-        change,
-        rt.config,
-        approvals=rt.store.approvals(change.id),
-        buttons=change.state is ChangeState.PENDING_APPROVAL,
-        note=note,
-    )
-    rt.notifier.post(
-        Post(change.channel, reply, change_id=change.id, update=True, ts=change.message_ts)
-    )
-
-
-def thread(rt: Runtime, change: Change, text: str) -> None:
-    if change.channel and change.message_ts:
-        rt.notifier.post(
-            Post(
-                change.channel,
-                Reply(text=text, blocks=[Text(text)], ephemeral=False),
-                change_id=change.id,
-                thread_ts=change.message_ts,
-            )
-        )
-
-
-def tell(rt: Runtime, user_id: str, text: str) -> None:
-    """A direct message to a person (the requester, usually)."""
-    if user_id.startswith(("U", "W")):
-        rt.notifier.post(Post(user_id, Reply(text=text, blocks=[Text(text)], ephemeral=False)))
-
-
-__all__ = ["execute", "mention", "refresh_card", "resume", "start", "tell", "thread"]

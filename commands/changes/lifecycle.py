@@ -16,7 +16,8 @@ from typing import Any
 
 from commands.audit import AuditAction
 from commands.changes.card import change_card
-from commands.changes.execute import post_card, start
+from commands.changes.execute import start
+from commands.changes.tell import post_card
 from commands.model import Change, ChangeState, EndpointHealth
 from commands.runtime import Runtime
 

@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 
 from commands.audit import AuditAction
-from commands.changes.execute import refresh_card, tell
 from commands.changes.plan import split_text
+from commands.changes.tell import refresh_card, tell
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
 from commands.formats import when

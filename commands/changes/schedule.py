@@ -10,8 +10,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from commands.audit import AuditAction
-from commands.changes.execute import execute, refresh_card, tell, thread
+from commands.changes.execute import execute
 from commands.changes.rules import frozen_now
+from commands.changes.tell import announce, tell, thread
 from commands.errors import Refusal
 from commands.formats import when
 from commands.messages import escape
@@ -115,15 +116,15 @@ def _fail_scheduled(
     done = rt.store.transition(change.id, old, new, **fields)
     if done is None:
         return None
-    rt.auditor.record(
+    announce(
+        rt,
+        done,
         AuditAction.SCHEDULED_RUN,
         SCHEDULER.id,
         new.value,
-        change=done,
+        line=f":x: {why}",
         parameters={"run_at": _iso(run_at(change)), "state_before": old.value, "why": why},
     )
-    refresh_card(rt, done)
-    thread(rt, done, f":x: {why}")
     tell(rt, done.requester_id, f"{done.id} ({done.kind.value} {done.endpoint}): {why}")
     return done
 
