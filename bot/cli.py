@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
-        from bot.server import ServeError
+        from bot.wiring import ServeError
 
         if isinstance(exc, ServeError):
             print(f"aiops-bot: {exc}", file=sys.stderr)

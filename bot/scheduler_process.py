@@ -3,7 +3,7 @@
 loop that acks, and the server that acks never imports them.
 
 The process builds its own service (as a command worker does), resumes the changes a stop
-left running or approved, starts the scheduler (`bot.server.make_scheduler`), reports
+left running or approved, starts the scheduler (`bot.wiring.make_scheduler`), reports
 `done` or `failed: …` on a pipe, and runs until the server sets its stop event. It runs
 at the workers' lower priority and ignores SIGINT / SIGTERM: the server stops it after
 uvicorn has stopped taking requests, and a change it is polling is finished first."""
@@ -26,7 +26,7 @@ STOP_TIMEOUT = 120.0  # seconds to finish a digest or a change's polling before 
 
 def _main(settings: Settings, report: Connection, stop: Any, nice: int) -> None:
     try:
-        from bot.server import make_scheduler, resume_then_schedule
+        from bot.wiring import make_scheduler, resume_then_schedule
         from bot.workers import child_service
 
         service = child_service(settings, nice)

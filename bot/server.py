@@ -30,6 +30,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot.settings import Settings
+from bot.wiring import ServeError, make_scheduler, make_service, require_token, resume_then_schedule
 
 if TYPE_CHECKING:
     from bot.scheduler import Scheduler
@@ -40,67 +41,6 @@ log = logging.getLogger(__name__)
 
 
 POOL_WARMUP_DELAY = 1.0  # seconds after start-up
-
-
-class ServeError(RuntimeError):
-    pass
-
-
-def _require_token(settings: Settings) -> str:
-    if not settings.slack_bot_token:
-        raise ServeError(
-            "SLACK_BOT_TOKEN is not set. `aiops-bot serve` talks to Slack; to try the bot"
-            " without Slack, run `aiops-bot console`."
-        )
-    return settings.slack_bot_token
-
-
-def make_service(settings: Settings, **kw: Any) -> Service:
-    """The whole runtime (store, platform, Slack notifier): where commands and jobs run."""
-    from slack_sdk import WebClient
-
-    from bot.slack.notifier import SlackNotifier
-    from bot.wiring import build_runtime
-    from commands.service import Service
-
-    client = WebClient(
-        token=_require_token(settings),
-        base_url=settings.slack_api_base_url or WebClient.BASE_URL,
-    )
-    rt = build_runtime(settings, SlackNotifier(client), **kw)
-    return Service(rt)
-
-
-def make_scheduler(service: Service) -> Scheduler:
-    """Digests, approval expiry and scheduled changes, once across replicas (bot/scheduler.py)."""
-    from bot.scheduler import Scheduler
-
-    engine = getattr(service.rt.store, "engine", None)
-    if engine is None:
-        raise ServeError("the scheduler needs the SQL store (its run keys live in the database)")
-    from commands import canary
-
-    scheduler = Scheduler(service.rt, engine)
-    # The canary watch: every 30 s it runs the checks that are due; each canary is judged
-    # every `[canary] interval` (default 5 min), claimed by compare-and-set in its watch row.
-    scheduler.add_interval("canary", 30, canary.check_due)
-    return scheduler
-
-
-def resume_then_schedule(
-    service: Service, make: Callable[[], Scheduler | None] | None
-) -> Scheduler | None:
-    """Resume the changes a stop left running or approved, then build (`make`) and start
-    the scheduler, whose catch-up may post a late digest."""
-    from commands import execution
-
-    resumed = execution.resume(service.rt)
-    if resumed:
-        log.info("resumed %d change(s) left running or approved", resumed)
-    scheduler = make() if make is not None else None
-    if scheduler is not None:
-        scheduler.start()
-    return scheduler
 
 
 class Background(Protocol):
@@ -292,7 +232,7 @@ class Server:
 
 
 def build_server(settings: Settings) -> Server:
-    token = _require_token(settings)
+    token = require_token(settings)
     if not settings.slack_app_token and not settings.slack_signing_secret:
         raise ServeError(
             "SLACK_SIGNING_SECRET is not set; HTTP mode cannot verify Slack's requests."

@@ -109,8 +109,8 @@ def child_service(settings: Settings, nice: int, *, idle: bool = False) -> Servi
         with contextlib.suppress(OSError):
             os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     from bot.logs import setup_logging
-    from bot.server import make_service
     from bot.slack.answer import attach_groups
+    from bot.wiring import make_service
 
     setup_logging(settings.log_level)
     service = make_service(settings)

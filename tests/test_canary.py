@@ -396,7 +396,7 @@ def test_judge_against_thresholds_and_baseline() -> None:
 
 
 def test_the_scheduler_runs_the_canary_watch(cbot: Bot) -> None:
-    from bot.server import make_scheduler
+    from bot.wiring import make_scheduler
     from commands.service import Service
 
     scheduler = make_scheduler(Service(cbot.rt))

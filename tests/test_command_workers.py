@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.server import ServeError, command_pool, make_asgi, make_service
+from bot.server import command_pool, make_asgi
 from bot.settings import Settings
 from bot.slack.app import build_app
+from bot.wiring import ServeError, make_service
 from bot.workers import (
     ENV,
     CommandPool,
