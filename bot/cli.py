@@ -26,7 +26,7 @@ def _since(text: str | None) -> datetime | None:
 
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
-    from bot.server import serve
+    from bot.serve.server import serve
 
     serve(settings)
     return 0

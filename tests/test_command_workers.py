@@ -1,4 +1,4 @@
-"""Commands in worker processes (`AIOPS_COMMAND_WORKERS`, bot/workers.py): serve's ASGI
+"""Commands in worker processes (`AIOPS_COMMAND_WORKERS`, bot/serve/workers.py): serve's ASGI
 app with a process pool, driven through signed Slack requests end to end. The worker
 builds its own runtime from the same settings and answers on the response_url itself."""
 
@@ -13,11 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.server import command_pool, make_asgi
-from bot.settings import Settings
-from bot.slack.app import build_app
-from bot.wiring import ServeError, make_service
-from bot.workers import (
+from bot.serve.server import command_pool, make_asgi
+from bot.serve.workers import (
     ENV,
     CommandPool,
     WorkerDied,
@@ -25,6 +22,9 @@ from bot.workers import (
     WorkersError,
     workers_from_env,
 )
+from bot.settings import Settings
+from bot.slack.app import build_app
+from bot.wiring import ServeError, make_service
 from commands.model import ChangeState
 from commands.service import Service
 from commands.store import AuditQuery

@@ -14,7 +14,7 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import Engine
 
-from bot.server import make_asgi
+from bot.serve.server import make_asgi
 from bot.slack.app import build_app, workspace_allowed
 from bot.slack.blocks import render_message
 from bot.slack.groups import SlackUserGroups

@@ -312,7 +312,7 @@ def test_bad_at_is_refused(sqlite_engine: Engine) -> None:
 def test_serve_starts_the_scheduler_which_catches_up_and_stops(sqlite_engine: Engine) -> None:
     from slack_sdk import WebClient
 
-    from bot.server import make_asgi
+    from bot.serve.server import make_asgi
     from bot.slack.app import build_app
     from bot.slack.notifier import SlackNotifier
     from commands.service import Service

@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bench.common import descendants
-from bot.scheduler_process import SchedulerProcess, SchedulerProcessError
-from bot.server import StartUp
+from bot.serve.scheduler_process import SchedulerProcess, SchedulerProcessError
+from bot.serve.server import StartUp
 from bot.settings import Settings
 from tests.slack_wire import SIGNING_SECRET, free_port, sign, slash_body
 from tests.support import SlackStub
@@ -153,7 +153,7 @@ def test_the_server_that_acks_loads_neither_store_nor_domain(tmp_path: Path) -> 
         "import sys\n"
         "from pathlib import Path\n"
         "from bot.settings import Settings\n"
-        "from bot.server import build_server\n"
+        "from bot.serve.server import build_server\n"
         f"s = build_server(Settings(data_dir=Path({str(tmp_path)!r}), slack_bot_token='xoxb-t',"
         " slack_signing_secret='s'))\n"
         "assert s.pool is not None and s.pool.workers == 2\n"

@@ -12,7 +12,7 @@ import pytest
 from slack_sdk import WebClient
 from sqlalchemy import Engine
 
-from bot.server import make_asgi
+from bot.serve.server import make_asgi
 from bot.slack.app import build_app
 from bot.slack.notifier import SlackNotifier
 from commands.model import ChangeState

@@ -15,7 +15,7 @@ from aiohttp import WSMsgType, web
 from slack_sdk import WebClient
 from sqlalchemy import Engine
 
-from bot.server import socket_mode_handler
+from bot.serve.server import socket_mode_handler
 from bot.slack.app import build_app
 from bot.slack.notifier import SlackNotifier
 from commands.model import ChangeState

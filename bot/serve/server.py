@@ -4,8 +4,9 @@ Mode when an app token is set.
 With command workers (`AIOPS_COMMAND_WORKERS`, default 2) the bot is three kinds of
 process: this server, which only acks (it holds the config, the Bolt app and a database
 connection for `/healthz`, and never imports the domain's machinery or the store); the
-command workers (`bot/workers.py`); and one scheduler process (`bot/scheduler_process.py`).
-With `AIOPS_COMMAND_WORKERS=0` all of it runs in this process, on threads.
+command workers (`bot/serve/workers.py`); and one scheduler process
+(`bot/serve/scheduler_process.py`). With `AIOPS_COMMAND_WORKERS=0` all of it runs in this
+process, on threads.
 
 What can wait for the first ack does: the scheduler (and resuming the changes a stop left
 running) starts once the server answers, and `/healthz` reports how that went.
@@ -34,7 +35,7 @@ from bot.wiring import ServeError, make_scheduler, make_service, require_token, 
 
 if TYPE_CHECKING:
     from bot.scheduler import Scheduler
-    from bot.workers import CommandPool
+    from bot.serve.workers import CommandPool
     from commands.service import Service
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ DEFAULT_COMMAND_WORKERS = 2
 
 
 def command_pool(settings: Settings) -> CommandPool | None:
-    from bot.workers import CommandPool, WorkersError, workers_from_env
+    from bot.serve.workers import CommandPool, WorkersError, workers_from_env
 
     try:
         n = workers_from_env(default=DEFAULT_COMMAND_WORKERS)
@@ -252,7 +253,7 @@ def build_server(settings: Settings) -> Server:
         background = InProcessScheduler(service, lambda: make_scheduler(service))
         engine = getattr(service.rt.store, "engine", None)
         return Server(settings, bolt, engine, service.rt.platform.name, StartUp(background), None)
-    from bot.scheduler_process import SchedulerProcess
+    from bot.serve.scheduler_process import SchedulerProcess
     from bot.slack.app import build_bolt
     from bot.wiring import checked_config, open_database
 

@@ -26,8 +26,8 @@ STOP_TIMEOUT = 120.0  # seconds to finish a digest or a change's polling before 
 
 def _main(settings: Settings, report: Connection, stop: Any, nice: int) -> None:
     try:
+        from bot.serve.workers import child_service
         from bot.wiring import make_scheduler, resume_then_schedule
-        from bot.workers import child_service
 
         service = child_service(settings, nice)
         scheduler = resume_then_schedule(service, lambda: make_scheduler(service))
@@ -56,7 +56,7 @@ class SchedulerProcess:
 
     def start(self, timeout: float = 300.0) -> None:
         """Start it and wait until it has started its scheduler; raise if it could not."""
-        from bot.workers import context
+        from bot.serve.workers import context
 
         ctx = context()
         receive, send = ctx.Pipe(duplex=False)

@@ -60,7 +60,7 @@ ENV: str = "AIOPS_COMMAND_WORKERS"
 # Imported once by the forkserver, before it forks any worker or the scheduler process:
 # each starts with them loaded and shares their pages (bench ack: memory).
 PRELOAD = (
-    "bot.server",
+    "bot.serve.server",
     "bot.wiring",
     "bot.slack.answer",
     "bot.store.sql_store",
