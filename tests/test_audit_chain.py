@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from bot import cli
+from bot.cli import main as cli
 from bot.store import audit_chain, audit_scan
 from bot.store.db import make_engine, upgrade
 from bot.store.people import PersonDirectory

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bot import cli
+from bot.cli import main as cli
 from bot.store.db import make_engine, upgrade
 from bot.store.people import PersonDirectory
 from bot.store.sql_store import SqlStore, chain_hash

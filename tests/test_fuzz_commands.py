@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot.console import TextRenderer
+from bot.cli.console import TextRenderer
 from bot.slack.blocks import render_message
 from commands.messages import Reply
 from commands.model import Change, ChangeKind, ChangeState, Invocation

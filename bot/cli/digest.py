@@ -48,7 +48,7 @@ def run_digest(settings: Settings, args: argparse.Namespace) -> int:
 
             print(json.dumps(render_message(digest.reply)))
         else:
-            from bot.console import TextRenderer
+            from bot.cli.console import TextRenderer
 
             print(TextRenderer(rt.config).reply(digest.reply) + "\n")
         if args.chart and digest.chart is not None:

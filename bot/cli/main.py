@@ -33,7 +33,7 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def cmd_console(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.console import run_console
+    from bot.cli.console import run_console
 
     return run_console(settings, args.user, args.command or [], args.json)
 
@@ -70,7 +70,7 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
         actor_id=config.resolve_person(args.person) if args.person else None,
     )
     events = store.audit(query)
-    from bot.compliance_cli import Authorisations
+    from bot.cli.compliance import Authorisations
     from bot.store.people import PersonDirectory
 
     authorised = Authorisations(store)  # the approval that authorised each row's change
@@ -130,7 +130,7 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.digest_cli import run_digest
+    from bot.cli.digest import run_digest
 
     return run_digest(settings, args)
 
@@ -181,7 +181,7 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--person", help="a config name or Slack id")
     ex.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
     ex.set_defaults(fn=cmd_audit_export)
-    from bot.compliance_cli import register as register_compliance
+    from bot.cli.compliance import register as register_compliance
 
     register_compliance(asub, sub)  # audit verify | purge | dossier, person erase
     r = sub.add_parser("redact", help="mask PII in standard input, line by line")
