@@ -266,7 +266,7 @@ def test_export_has_both_zones_and_the_authorising_approval(
     monkeypatch: pytest.MonkeyPatch,
     capsys,  # type: ignore[no-untyped-def]
 ) -> None:
-    from tests.support import ALICE, BOB, Bot, FakeClock, make_runtime
+    from tests.support.harness import ALICE, BOB, Bot, FakeClock, make_runtime
 
     monkeypatch.setenv("AIOPS_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("DATABASE_URL", raising=False)

@@ -9,10 +9,10 @@ from sqlalchemy import Engine
 
 from bench import bench_audit
 from bench.common import percentile, summary_ms
-from bench.wire import SIGNING_SECRET, sign, slash_body
 from bot.store import audit_chain
 from bot.store.sql_store import SqlStore
 from commands.store import AuditQuery
+from tests.support.wire import SIGNING_SECRET, sign, slash_body
 
 
 def test_percentiles_are_nearest_rank() -> None:

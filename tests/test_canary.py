@@ -18,7 +18,7 @@ from commands.messages import Buttons, Post
 from commands.model import BOT, ChangeKind, ChangeState
 from commands.runtime import NullNotifier
 from commands.store import AuditEvent, AuditQuery
-from tests.support import ALICE, BOB, CAROL, DAVE, Bot, FakeClock, make_runtime, text_of
+from tests.support.harness import ALICE, BOB, CAROL, DAVE, Bot, FakeClock, make_runtime, text_of
 
 PROD = "loan-assessor"
 STG = "loan-assessor-stg"

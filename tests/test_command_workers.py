@@ -28,8 +28,8 @@ from bot.wiring import ServeError, make_service
 from commands.model import ChangeState
 from commands.service import Service
 from commands.store import AuditQuery
-from tests.slack_wire import SIGNING_SECRET, Served, action_body, slash_body
-from tests.support import SlackStub
+from tests.support.harness import SlackStub
+from tests.support.slack_wire import SIGNING_SECRET, Served, action_body, slash_body
 
 
 @pytest.fixture

@@ -27,7 +27,15 @@ from commands.model import SCHEDULER, EndpointHealth
 from commands.platform import Alert
 from commands.runtime import NullNotifier, Runtime
 from commands.store import AuditQuery
-from tests.support import ALICE, BOB, Bot, FakeClock, SlackStub, example_config, make_runtime
+from tests.support.harness import (
+    ALICE,
+    BOB,
+    Bot,
+    FakeClock,
+    SlackStub,
+    example_config,
+    make_runtime,
+)
 
 # Tuesday 1 December 2026, 08:30 in Sydney (AEDT, UTC+11)
 MORNING = datetime(2026, 11, 30, 21, 30, tzinfo=UTC)

@@ -16,7 +16,7 @@ from bot.store.sql_store import SqlStore, chain_hash
 from commands import dossier
 from commands.errors import Refusal
 from commands.store import AuditEvent
-from tests.support import ALICE, BOB, Bot, FakeClock, make_runtime
+from tests.support.harness import ALICE, BOB, Bot, FakeClock, make_runtime
 
 DEPLOY = (
     "/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 ticket=CHG-77"

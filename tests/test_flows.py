@@ -9,7 +9,7 @@ from commands import approvals, canary
 from commands.model import ChangeState
 from commands.runtime import NullNotifier
 from commands.store import AuditQuery
-from tests.support import ALICE, BOB, CAROL, DAVE, Bot, text_of
+from tests.support.harness import ALICE, BOB, CAROL, DAVE, Bot, text_of
 
 DEPLOY = '/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"'
 

@@ -17,7 +17,7 @@ from commands.messages import Reply
 from commands.model import Change, ChangeKind, ChangeState, Invocation
 from commands.store import ApprovalRecord, AuditEvent
 from commands.views import audit_reply, change_card, changes_reply, help_reply
-from tests.support import ALICE, BOB, Bot, example_config
+from tests.support.harness import ALICE, BOB, Bot, example_config
 
 FORGED = ("<!everyone>", "<!here", "<!channel>", "<@U0MALLORY>", "<http://evil", "<#C0SECRET>")
 FRAGMENTS = [

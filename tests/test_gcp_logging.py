@@ -15,7 +15,7 @@ from google.cloud.logging_v2.resource import Resource
 
 from bot.gcp_logging import AUDIT_LOG, AuditLogSink, setup_cloud_logging
 from commands.store import AuditEvent
-from tests.fakes.http_fakes import FakeGoogleHTTP
+from tests.support.fakes.http_fakes import FakeGoogleHTTP
 
 PROJECT = "lender-aiops-prod"
 GLOBAL = Resource(type="global", labels={"project_id": PROJECT})  # no metadata-server probing

@@ -32,8 +32,8 @@ from bot.platforms.monitoring import (
 from bot.platforms.vertex_settings import parse_vertex_settings
 from commands.config import Config, parse_config
 from commands.platform import PlatformError
-from tests.fakes.http_fakes import FakeGoogleHTTP
-from tests.fakes.monitoring_server import FakeMonitoring, distribution
+from tests.support.fakes.http_fakes import FakeGoogleHTTP
+from tests.support.fakes.monitoring_server import FakeMonitoring, distribution
 
 PROD, STG = "lender-aiops-prod", "lender-aiops-staging"
 # 02:00 UTC is 13:00 in Sydney (AEDT): 13 hours of today so far.

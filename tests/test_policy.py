@@ -25,8 +25,7 @@ from commands.model import ChangeState, Invocation, ModelVersion
 from commands.runtime import NullNotifier
 from commands.service import Service
 from commands.store import AuditQuery
-from tests.slack_wire import Served, action_body, slash_body
-from tests.support import (
+from tests.support.harness import (
     ALICE,
     BOB,
     CAROL,
@@ -38,6 +37,7 @@ from tests.support import (
     make_runtime,
     text_of,
 )
+from tests.support.slack_wire import Served, action_body, slash_body
 
 DEPLOY = '/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"'
 GROUP = "S0APPROVERS"

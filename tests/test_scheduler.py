@@ -17,7 +17,7 @@ from commands.digest_schedule import DigestKind, digest_settings
 from commands.model import SCHEDULER, ChangeState
 from commands.runtime import NullNotifier
 from commands.store import AuditQuery
-from tests.support import ALICE, BOB, Bot, FakeClock, example_config, make_runtime
+from tests.support.harness import ALICE, BOB, Bot, FakeClock, example_config, make_runtime
 
 SYDNEY = example_config().timezone
 # Tuesday 1 December 2026, 08:30 in Sydney
@@ -316,8 +316,8 @@ def test_serve_starts_the_scheduler_which_catches_up_and_stops(sqlite_engine: En
     from bot.slack.app import build_app
     from bot.slack.notifier import SlackNotifier
     from commands.service import Service
-    from tests.slack_wire import SIGNING_SECRET, Served
-    from tests.support import SlackStub
+    from tests.support.harness import SlackStub
+    from tests.support.slack_wire import SIGNING_SECRET, Served
 
     stub = SlackStub()
     clock = FakeClock(MORNING + timedelta(minutes=10))  # started at 08:40: 08:30 was missed

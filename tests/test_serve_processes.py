@@ -17,12 +17,12 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from bench.common import descendants
 from bot.serve.scheduler_process import SchedulerProcess, SchedulerProcessError
 from bot.serve.server import StartUp
 from bot.settings import Settings
-from tests.slack_wire import SIGNING_SECRET, free_port, sign, slash_body
-from tests.support import SlackStub
+from tests.support.harness import SlackStub
+from tests.support.processes import descendants
+from tests.support.slack_wire import SIGNING_SECRET, free_port, sign, slash_body
 
 REPO = Path(__file__).resolve().parent.parent
 

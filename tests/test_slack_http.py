@@ -18,8 +18,8 @@ from bot.slack.notifier import SlackNotifier
 from commands.model import ChangeState
 from commands.service import Service
 from commands.store import AuditQuery
-from tests.slack_wire import SIGNING_SECRET, Served, action_body, sign, slash_body
-from tests.support import FakeClock, SlackStub, make_runtime
+from tests.support.harness import FakeClock, SlackStub, make_runtime
+from tests.support.slack_wire import SIGNING_SECRET, Served, action_body, sign, slash_body
 
 
 @pytest.fixture

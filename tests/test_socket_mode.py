@@ -20,8 +20,8 @@ from bot.slack.app import build_app
 from bot.slack.notifier import SlackNotifier
 from commands.model import ChangeState
 from commands.service import Service
-from tests.slack_wire import free_port
-from tests.support import FakeClock, SlackStub, make_runtime
+from tests.support.harness import FakeClock, SlackStub, make_runtime
+from tests.support.slack_wire import free_port
 
 
 class FakeSocketSlack:

@@ -32,9 +32,9 @@ from commands.config import ConfigError, parse_config
 from commands.digests import CostHistory, MetricHistory
 from commands.platform import PlatformError
 from commands.views import breaches
-from tests.fakes.http_fakes import FakeGoogleHTTP
-from tests.fakes.monitoring_server import FakeMonitoring, distribution
-from tests.fakes.vertex_server import FakeVertex
+from tests.support.fakes.http_fakes import FakeGoogleHTTP
+from tests.support.fakes.monitoring_server import FakeMonitoring, distribution
+from tests.support.fakes.vertex_server import FakeVertex
 
 PROD, STG, REGION = "lender-aiops-prod", "lender-aiops-staging", "australia-southeast1"
 # 02:00 UTC is 13:00 in Sydney (AEDT): "yesterday" is 2026-11-15 13:00 → 11-16 13:00 UTC.

@@ -23,8 +23,8 @@ from commands.config import Config
 from commands.model import ChangeState
 from commands.runtime import Runtime
 from commands.store import AuditQuery
-from tests.fakes.vertex_server import FakeVertex
-from tests.support import ALICE, BOB, CAROL, Bot, FakeClock, example_config, make_runtime
+from tests.support.fakes.vertex_server import FakeVertex
+from tests.support.harness import ALICE, BOB, CAROL, Bot, FakeClock, example_config, make_runtime
 
 REGION = "australia-southeast1"
 PROJECTS = {"loan-assessor": "lender-aiops-prod", "loan-assessor-stg": "lender-aiops-staging"}

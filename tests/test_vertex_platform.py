@@ -22,7 +22,7 @@ from bot.platforms.vertex_settings import alias_version, parse_vertex_settings, 
 from commands.config import Config, ConfigError, parse_config
 from commands.model import ModelVersion
 from commands.platform import PlatformError, UnknownVersion
-from tests.fakes.vertex_server import FakeVertex
+from tests.support.fakes.vertex_server import FakeVertex
 
 PROJECT, REGION = "lender-aiops-prod", "australia-southeast1"
 REGISTRY = f"projects/{PROJECT}/locations/{REGION}/models/gemma-3-1b-it"

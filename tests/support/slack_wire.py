@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import uvicorn
 
-from bench.common import free_port
-from bench.wire import action_body, signature, slash_body
+from tests.support.processes import free_port
+from tests.support.wire import action_body, signature, slash_body
 
 __all__ = ["SIGNING_SECRET", "Served", "action_body", "free_port", "sign", "slash_body"]
 

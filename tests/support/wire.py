@@ -1,5 +1,5 @@
 """Slack's wire format: signed slash commands and button clicks, as Slack sends them.
-The benchmarks and the tests (`tests/slack_wire.py`) both build their requests here."""
+The tests (`tests/support/slack_wire.py`) and the benchmarks both build their requests here."""
 
 from __future__ import annotations
 
