@@ -24,7 +24,7 @@ from tests.support.harness import SlackStub
 from tests.support.processes import descendants
 from tests.support.slack_wire import SIGNING_SECRET, free_port, sign, slash_body
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

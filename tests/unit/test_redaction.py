@@ -32,7 +32,7 @@ from commands.redaction import (
     tfn_valid,
 )
 
-CORPUS = Path(__file__).parent / "corpus"
+CORPUS = Path(__file__).parents[1] / "corpus"
 KEY = b"unit-test-key-not-a-secret"
 R = Redactor(KEY)
 TOKEN = re.compile(r"\[([A-Z_]+):[0-9a-f]{8}\]")
