@@ -1,4 +1,4 @@
-"""`aiops-bot audit verify | purge | dossier` and `aiops-bot person erase` (issue 6)."""
+"""`aiops-bot audit verify | purge | dossier` and `aiops-bot person erase`."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from commands.config import ConfigError, load_config, parse_config
 from commands.parsing import ParseError, parse
 
 
-def test_bundled_config_is_what_the_issue_describes() -> None:
+def test_bundled_config_is_the_example_workspace() -> None:
     config = load_config(BUNDLED_CONFIG)
     assert set(config.environments) == {"dev", "staging", "prod"}
     assert config.environments["prod"].needs_approval

@@ -1,4 +1,4 @@
-"""PII redaction (issue 6, "PII never leaves unmasked").
+"""PII redaction ("PII never leaves unmasked").
 
 Corpus tests report recall on sentences full of PII and false positives on operational
 text (printed even under capture); unit tests pin the rules; hypothesis fuzzes it.
@@ -148,7 +148,7 @@ def test_credit_score_bands(score: int, band: int) -> None:
 # ------------------------------------------------------------------------ masking rules
 
 
-def test_examples_from_the_issue() -> None:
+def test_income_credit_score_and_email_examples() -> None:
     assert R.redact("income $85,000") == "income [INCOME_BAND_3]"
     assert R.redact("credit score 720") == "credit score [CREDIT_SCORE_BAND_4]"
     assert re.fullmatch(r"contact \[EMAIL:[0-9a-f]{8}\]", R.redact("contact jane@example.com"))
