@@ -31,7 +31,6 @@ from bench.common import (
     PYTHON,
     REPO,
     cpu_seconds,
-    free_port,
     report,
     rss_kb,
     stop,
@@ -39,7 +38,8 @@ from bench.common import (
     tree_memory_kb,
     wait_http,
 )
-from bench.wire import BOT_TOKEN, SIGNING_SECRET, action_body, sign, slash_body
+from tests.support.processes import free_port
+from tests.support.wire import BOT_TOKEN, SIGNING_SECRET, action_body, sign, slash_body
 
 LEVELS = (1, 8, 32, 128)
 BUNDLED = REPO / "bot" / "config" / "example.toml"

@@ -37,12 +37,12 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from bench.common import report
-from bench.pg import migrated_schema, postgres_problem
 from bot.store.db import make_engine, upgrade
 from bot.store.sql_store import GENESIS, SqlStore, chain_hash
 from bot.store.tables import AuditRow
 from commands.audit import RETENTION, Auditor
 from commands.ports import AuditEvent, AuditQuery
+from tests.support.pg import migrated_schema, postgres_problem
 
 PG_URL = os.environ.get("AIOPS_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 ENDPOINTS = [f"endpoint-{i:02d}" for i in range(20)]

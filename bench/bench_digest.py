@@ -28,10 +28,10 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import event, update  # noqa: E402
 
 from bench.common import report  # noqa: E402
-from bot.platforms.sandbox_tables import SandboxDeployedModelRow  # noqa: E402
 from bot.settings import BUNDLED_CONFIG, Settings  # noqa: E402
 from bot.slack.blocks import render_message  # noqa: E402
 from bot.store.db import make_engine, upgrade  # noqa: E402
+from bot.store.sandbox_tables import SandboxDeployedModelRow  # noqa: E402
 from bot.wiring import build_runtime  # noqa: E402
 from commands.config import Config, load_config, parse_config  # noqa: E402
 from commands.digests.render import compose  # noqa: E402

@@ -27,13 +27,12 @@ from bench.common import (
     PYTHON,
     REPO,
     cpu_seconds,
-    descendants,
-    free_port,
     report,
     stop,
     wait_http,
 )
-from bench.wire import BOT_TOKEN, SIGNING_SECRET, sign, slash_body
+from tests.support.processes import descendants, free_port
+from tests.support.wire import BOT_TOKEN, SIGNING_SECRET, sign, slash_body
 
 GOOGLE_MODULES = (
     "google.cloud.aiplatform_v1",

@@ -6,13 +6,14 @@ import json
 import math
 import os
 import platform
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from tests.support.processes import descendants
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -110,30 +111,6 @@ def report(
     line = {"bench": name, "machine": machine(), **data}
     print(json.dumps(line, default=str), flush=True)
     return line
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def descendants(pid: int) -> set[int]:
-    """Every process below `pid` (from /proc): `serve`'s workers, scheduler, forkserver."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            parents[int(entry.name)] = int(stat[1])
-    found: set[int] = set()
-    frontier = {pid}
-    while frontier:
-        frontier = {p for p, parent in parents.items() if parent in frontier} - found
-        found |= frontier
-    return found
 
 
 def tree_memory_kb(pid: int) -> dict[str, int]:

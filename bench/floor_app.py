@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from bench.wire import BOT_TOKEN, SIGNING_SECRET
+from tests.support.wire import BOT_TOKEN, SIGNING_SECRET
 
 
 def build(api_base_url: str, inline: bool = False) -> Starlette:

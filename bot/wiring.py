@@ -1,7 +1,10 @@
-"""Assembles a runtime from settings: config, database (migrated), platform, audit.
+"""The composition root: settings → config and database (migrated) → runtime (store,
+platform, audit) → service → scheduler, for every process (`serve`'s server, command
+workers and scheduler process, the console and the other CLI subcommands).
 
-The store, the platform and the audit machinery are imported by `build_runtime` only: the
-server that acks needs the checked config and a migrated database, nothing more."""
+The store, the platform, the audit machinery and the scheduler are imported by the
+functions that build them only: the server that acks needs the checked config and a
+migrated database, nothing more."""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
@@ -20,8 +23,10 @@ from commands.config import Config, load_config
 from commands.digests.schedule import digest_settings
 
 if TYPE_CHECKING:
+    from bot.scheduler import Scheduler
     from commands.ports import AuditSink, Notifier
     from commands.runtime import Runtime
+    from commands.service import Service
 
 log = logging.getLogger(__name__)
 
@@ -100,3 +105,63 @@ def build_runtime(
         canary=SqlCanaryStore(engine),
         people=PersonDirectory(engine),
     )
+
+
+class ServeError(RuntimeError):
+    """`serve` cannot run as configured (a Slack credential missing, say)."""
+
+
+def require_token(settings: Settings) -> str:
+    if not settings.slack_bot_token:
+        raise ServeError(
+            "SLACK_BOT_TOKEN is not set. `aiops-bot serve` talks to Slack; to try the bot"
+            " without Slack, run `aiops-bot console`."
+        )
+    return settings.slack_bot_token
+
+
+def make_service(settings: Settings, **kw: Any) -> Service:
+    """The whole runtime (store, platform, Slack notifier): where commands and jobs run."""
+    from slack_sdk import WebClient
+
+    from bot.slack.notifier import SlackNotifier
+    from commands.service import Service
+
+    client = WebClient(
+        token=require_token(settings),
+        base_url=settings.slack_api_base_url or WebClient.BASE_URL,
+    )
+    rt = build_runtime(settings, SlackNotifier(client), **kw)
+    return Service(rt)
+
+
+def make_scheduler(service: Service) -> Scheduler:
+    """Digests, approval expiry and scheduled changes, once across replicas (bot/scheduler.py)."""
+    from bot.scheduler import Scheduler
+
+    engine = getattr(service.rt.store, "engine", None)
+    if engine is None:
+        raise ServeError("the scheduler needs the SQL store (its run keys live in the database)")
+    from commands.canary.loop import check_due
+
+    scheduler = Scheduler(service.rt, engine)
+    # The canary watch: every 30 s it runs the checks that are due; each canary is judged
+    # every `[canary] interval` (default 5 min), claimed by compare-and-set in its watch row.
+    scheduler.add_interval("canary", 30, check_due)
+    return scheduler
+
+
+def resume_then_schedule(
+    service: Service, make: Callable[[], Scheduler | None] | None
+) -> Scheduler | None:
+    """Resume the changes a stop left running or approved, then build (`make`) and start
+    the scheduler, whose catch-up may post a late digest."""
+    from commands.changes.execute import resume
+
+    resumed = resume(service.rt)
+    if resumed:
+        log.info("resumed %d change(s) left running or approved", resumed)
+    scheduler = make() if make is not None else None
+    if scheduler is not None:
+        scheduler.start()
+    return scheduler

@@ -6,9 +6,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine
 
-from bench.pg import migrated_schema, postgres_problem
 from bot.store.db import make_engine, upgrade
-from tests.support import Bot, FakeClock, make_runtime
+from tests.support.harness import Bot, FakeClock, make_runtime
+from tests.support.pg import migrated_schema, postgres_problem
 
 PG_URL = os.environ.get("AIOPS_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

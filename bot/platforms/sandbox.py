@@ -19,6 +19,11 @@ from sqlalchemy import Engine, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from bot.store.sandbox_tables import (
+    SandboxDeployedModelRow,
+    SandboxEndpointRow,
+    SandboxOperationRow,
+)
 from commands.config import Config, Endpoint
 from commands.model import (
     DeployedModel,
@@ -31,8 +36,6 @@ from commands.model import (
     check_split,
 )
 from commands.ports import Alert, OperationStatus, PlatformError, UnknownVersion
-
-from .sandbox_tables import SandboxDeployedModelRow, SandboxEndpointRow, SandboxOperationRow
 
 if TYPE_CHECKING:
     from commands.ports import SeriesPoint

@@ -8,18 +8,35 @@ and versions are today's: the sandbox keeps no history of past deployments.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from commands.config import Endpoint
+from commands.config import Config, Endpoint
 from commands.model import ModelVersion
 from commands.ports import SeriesPoint
 
 if TYPE_CHECKING:
-    from .sandbox import SandboxPlatform
+    from bot.store.sandbox_tables import SandboxDeployedModelRow, SandboxEndpointRow
 
 REPLICA_HOUR_USD = 1.31
+
+
+class SandboxPlatform(Protocol):
+    """What the history reads of `bot.platforms.sandbox.SandboxPlatform`, which calls it
+    (so this module does not import it back)."""
+
+    calls: int
+    config: Config
+    clock: Callable[[], datetime]
+
+    def rows_for(
+        self, slugs: list[str]
+    ) -> tuple[dict[str, SandboxEndpointRow], dict[str, list[SandboxDeployedModelRow]]]: ...
+
+    def _model_figures(
+        self, slug: str, version: ModelVersion, bucket: int
+    ) -> tuple[float, float, float]: ...
 
 
 def health_series(

@@ -1,5 +1,5 @@
 """The Bolt app: slash commands and buttons. Every listener acks at once; the command
-runs off the event loop (in a worker process, see `bot/workers.py`, or on a thread) and
+runs off the event loop (in a worker process, see `bot/serve/workers.py`, or on a thread) and
 answers through `respond`, so a slow platform never holds up another request's ack. The
 reply is rendered to Block Kit (and so redacted) where the command ran
 (`bot/slack/answer.py`), not on the event loop that acks.

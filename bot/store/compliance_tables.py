@@ -1,6 +1,6 @@
-"""Tables for issue 6 (compliance): verification checkpoints / purge anchors, and people.
+"""Tables for compliance: verification checkpoints / purge anchors, and people.
 
-Kept apart from `tables.py` so the audit row itself stays exactly as the slice defined it;
+Kept apart from `tables.py` so the audit row itself stays exactly as first defined;
 `migrations/versions/0003_compliance.py` creates these tables (and the guards around
 `audit_event`).
 """

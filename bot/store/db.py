@@ -78,9 +78,9 @@ def model_metadata() -> Any:
     """Every table the bot defines (SQLModel's metadata, all table modules imported)."""
     from sqlmodel import SQLModel
 
-    import bot.platforms.sandbox_tables
     import bot.store.canary_tables
     import bot.store.compliance_tables
+    import bot.store.sandbox_tables
     import bot.store.schedule_tables
     import bot.store.tables  # noqa: F401
 

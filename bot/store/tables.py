@@ -1,4 +1,4 @@
-"""SQLModel tables. Column names are the audit vocabulary of DESIGN.md."""
+"""SQLModel tables. Column names are the bot's vocabulary: change, approval, audit event."""
 
 from __future__ import annotations
 

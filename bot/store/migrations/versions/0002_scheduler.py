@@ -1,4 +1,4 @@
-"""run keys and scheduled jobs for the scheduler (issue 4)
+"""run keys and scheduled jobs for the scheduler
 
 Revision ID: 0002
 Revises: 0001

@@ -1,4 +1,4 @@
-"""person table, audit trigger and checkpoints (issue 6)
+"""person table, audit trigger and checkpoints
 
 Revision ID: 0003
 Revises: 0002

@@ -1,4 +1,4 @@
-"""canary analysis checks and step plans (issue 5)
+"""canary analysis checks and step plans
 
 Revision ID: 0004
 Revises: 0003

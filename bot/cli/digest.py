@@ -1,0 +1,64 @@
+"""`aiops-bot digest morning|eod [--post]`: a digest in the terminal, or posted to Slack."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bot.settings import Settings
+from bot.wiring import build_runtime
+from commands.digests.post import environments, post
+from commands.digests.render import chart_comment, compose
+from commands.digests.schedule import DigestKind, digest_settings
+from commands.model import SCHEDULER
+
+
+def run_digest(settings: Settings, args: argparse.Namespace) -> int:
+    kind = DigestKind(args.kind)
+    if args.post:
+        if not settings.slack_bot_token:
+            print(
+                "aiops-bot: --post needs SLACK_BOT_TOKEN (and the digest channel in [digests]);"
+                " without --post the digest is printed here.",
+                file=sys.stderr,
+            )
+            return 2
+        from slack_sdk import WebClient
+
+        from bot.slack.notifier import SlackNotifier
+
+        client = WebClient(
+            token=settings.slack_bot_token,
+            base_url=settings.slack_api_base_url or WebClient.BASE_URL,
+        )
+        rt = build_runtime(settings, SlackNotifier(client))
+    else:
+        rt = build_runtime(settings)
+    config = digest_settings(rt.config)
+    envs = [args.environment] if args.environment else environments(rt, config)
+    for env in envs:
+        if args.post:
+            posted = post(rt, kind, env, actor=SCHEDULER, settings=config)
+            print(f"posted the {kind.heading.lower()} for {posted.environment} to {posted.channel}")
+            continue
+        digest = compose(rt, kind, env, settings=config)
+        if args.json:
+            from bot.slack.blocks import render_message
+
+            print(json.dumps(render_message(digest.reply)))
+        else:
+            from bot.cli.console import TextRenderer
+
+            print(TextRenderer(rt.config).reply(digest.reply) + "\n")
+        if args.chart and digest.chart is not None:
+            from bot.charts import render
+
+            data, note = render(digest.chart)
+            path = Path(args.chart)
+            if len(envs) > 1:
+                path = path.with_name(f"{path.stem}-{env}{path.suffix}")
+            path.write_bytes(data)
+            print(f"chart: {path} ({chart_comment(digest.chart)} {note})")
+    return 0

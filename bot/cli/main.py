@@ -1,0 +1,229 @@
+"""`aiops-bot`: serve, console, manifest, db, audit, redact."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.settings import Settings
+from commands.config import ConfigError
+
+
+def _since(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC) if "-" in text else None
+    except ValueError:
+        pass
+    from commands.reports.audit import parse_since
+
+    return datetime.now(UTC) - parse_since(text)
+
+
+def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
+    from bot.serve.server import serve
+
+    serve(settings)
+    return 0
+
+
+def cmd_console(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.console import run_console
+
+    return run_console(settings, args.user, args.command or [], args.json)
+
+
+def cmd_manifest(_: Settings, args: argparse.Namespace) -> int:
+    from bot.slack.manifest import manifest
+
+    print(json.dumps(manifest(args.url, socket_mode=args.socket_mode), indent=2))
+    return 0
+
+
+def cmd_db(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.store.db import make_engine, upgrade
+
+    engine = make_engine(settings.db_url)
+    upgrade(engine, args.revision)
+    print(f"database at revision {args.revision} ({engine.dialect.name})")
+    return 0
+
+
+def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.store.sql_store import SqlStore
+    from bot.wiring import open_database
+    from commands.config import load_config
+    from commands.ports import AuditQuery
+
+    config = load_config(settings.config_path)
+    store = SqlStore(open_database(settings))
+    query = AuditQuery(
+        since=_since(args.since),
+        until=_since(args.until),
+        endpoint=args.endpoint,
+        environment=args.environment,
+        actor_id=config.resolve_person(args.person) if args.person else None,
+    )
+    events = store.audit(query)
+    from bot.cli.compliance import Authorisations
+    from bot.store.people import PersonDirectory
+
+    authorised = Authorisations(store)  # the approval that authorised each row's change
+    people = PersonDirectory(store.engine)  # names live apart from the audit (erasable)
+    fields = [
+        "id",
+        "at",
+        "at_local",
+        "actor_id",
+        "actor",
+        "action",
+        "environment",
+        "target",
+        "change_id",
+        "outcome",
+        "justification",
+        "parameters",
+        "request_id",
+        "retain_until",
+        "prev_hash",
+        "hash",
+        "authorised_by",
+        "authorised_at",
+        "ticket",
+    ]
+
+    def row(e: Any) -> dict[str, Any]:
+        return {
+            "id": e.id,
+            "at": e.at.isoformat(),
+            "at_local": e.at.astimezone(config.timezone).isoformat(),
+            "actor_id": e.actor_id,
+            "actor": people.name(e.actor_id) or config.display_name(e.actor_id),
+            "action": e.action,
+            "environment": e.environment,
+            "target": e.target,
+            "change_id": e.change_id,
+            "outcome": e.outcome,
+            "justification": e.justification,
+            "parameters": json.dumps(e.parameters, sort_keys=True),
+            "request_id": e.request_id,
+            "retain_until": e.retain_until.isoformat() if e.retain_until else None,
+            "prev_hash": e.prev_hash,
+            "hash": e.hash,
+            **authorised(e.change_id),
+        }
+
+    if args.format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=fields)
+        writer.writeheader()
+        for e in events:
+            writer.writerow(row(e))
+    else:
+        for e in events:
+            print(json.dumps(row(e)))
+    return 0
+
+
+def cmd_digest(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.cli.digest import run_digest
+
+    return run_digest(settings, args)
+
+
+def cmd_redact(_: Settings, __: argparse.Namespace) -> int:
+    from commands import redaction
+
+    stream = getattr(redaction, "redact_stream", None)
+    if stream is not None:
+        stream(sys.stdin, sys.stdout)
+        return 0
+    for line in sys.stdin:
+        sys.stdout.write(redaction.redact(line))
+        sys.stdout.flush()
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="aiops-bot", description="ChatOps for models on Vertex AI.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser(
+        "serve", help="run the Slack bot (Socket Mode if SLACK_APP_TOKEN, else HTTP on PORT)"
+    )
+    s.set_defaults(fn=cmd_serve)
+    c = sub.add_parser("console", help="the bot in a terminal, on the embedded default")
+    c.add_argument("--user", default="alice", help="who you are (a config name or Slack id)")
+    c.add_argument("-c", "--command", action="append", help="run this line, then exit (repeatable)")
+    c.add_argument("--json", action="store_true", help="print each reply's text and blocks as JSON")
+    c.set_defaults(fn=cmd_console)
+    m = sub.add_parser("manifest", help="print the Slack app manifest")
+    m.add_argument(
+        "--url", default="https://aiops-bot.example.com", help="the bot's public base URL"
+    )
+    m.add_argument("--socket-mode", action="store_true")
+    m.set_defaults(fn=cmd_manifest)
+    d = sub.add_parser("db", help="database migrations")
+    dsub = d.add_subparsers(dest="dbcmd", required=True)
+    up = dsub.add_parser("upgrade", help="run migrations (SQLite is migrated on start anyway)")
+    up.add_argument("revision", nargs="?", default="head")
+    up.set_defaults(fn=cmd_db)
+    a = sub.add_parser("audit", help="audit trail")
+    asub = a.add_subparsers(dest="auditcmd", required=True)
+    ex = asub.add_parser("export", help="print audit rows as CSV or JSON Lines")
+    ex.add_argument("--since", help="ISO time or a duration like 24h, 7d")
+    ex.add_argument("--until", help="ISO time or a duration ago")
+    ex.add_argument("--endpoint")
+    ex.add_argument("--environment")
+    ex.add_argument("--person", help="a config name or Slack id")
+    ex.add_argument("--format", choices=["csv", "jsonl"], default="jsonl")
+    ex.set_defaults(fn=cmd_audit_export)
+    from bot.cli.compliance import register as register_compliance
+
+    register_compliance(asub, sub)  # audit verify | purge | dossier, person erase
+    r = sub.add_parser("redact", help="mask PII in standard input, line by line")
+    r.set_defaults(fn=cmd_redact)
+    g = sub.add_parser("digest", help="render the morning or end-of-day digest (or post it)")
+    g.add_argument("kind", choices=["morning", "eod"])
+    g.add_argument("--environment", help="one environment (default: every digest environment)")
+    g.add_argument("--post", action="store_true", help="post it to Slack (needs SLACK_BOT_TOKEN)")
+    g.add_argument("--json", action="store_true", help="print the Block Kit JSON instead of text")
+    g.add_argument("--chart", metavar="PNG", help="also write the morning chart to this file")
+    g.set_defaults(fn=cmd_digest)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from bot.secrets import SecretError, resolve_secrets
+
+    try:
+        resolve_secrets()
+    except SecretError as exc:
+        print(f"aiops-bot: {exc}", file=sys.stderr)
+        return 2
+    settings = Settings.from_env()
+    from bot.logs import setup_logging
+
+    setup_logging(settings.log_level)
+    try:
+        return int(args.fn(settings, args))
+    except ConfigError as exc:
+        print(f"aiops-bot: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from bot.wiring import ServeError
+
+        if isinstance(exc, ServeError):
+            print(f"aiops-bot: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""The scheduler in its own process, beside the command workers (`AIOPS_COMMAND_WORKERS`
+≥ 1): digests, housekeeping and the canary watch then never take the GIL from the event
+loop that acks, and the server that acks never imports them.
+
+The process builds its own service (as a command worker does), resumes the changes a stop
+left running or approved, starts the scheduler (`bot.wiring.make_scheduler`), reports
+`done` or `failed: …` on a pipe, and runs until the server sets its stop event. It runs
+at the workers' lower priority and ignores SIGINT / SIGTERM: the server stops it after
+uvicorn has stopped taking requests, and a change it is polling is finished first."""
+
+from __future__ import annotations
+
+import logging
+from multiprocessing.connection import Connection
+from typing import TYPE_CHECKING, Any
+
+from bot.settings import Settings
+
+if TYPE_CHECKING:
+    from multiprocessing.process import BaseProcess
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 120.0  # seconds to finish a digest or a change's polling before it is killed
+
+
+def _main(settings: Settings, report: Connection, stop: Any, nice: int) -> None:
+    try:
+        from bot.serve.workers import child_service
+        from bot.wiring import make_scheduler, resume_then_schedule
+
+        service = child_service(settings, nice)
+        scheduler = resume_then_schedule(service, lambda: make_scheduler(service))
+    except Exception as exc:
+        log.exception("the scheduler process could not start")
+        report.send(f"failed: {type(exc).__name__}")
+        return
+    report.send("done")
+    stop.wait()
+    if scheduler is not None:
+        scheduler.shutdown()
+    try:  # a change this process started or resumed finishes polling first
+        service.rt.background.wait_idle(STOP_TIMEOUT)
+    except Exception:
+        log.exception("background work failed while the scheduler process stopped")
+
+
+class SchedulerProcess:
+    """Start, watch and stop the scheduler process."""
+
+    def __init__(self, settings: Settings, *, nice: int = 10) -> None:
+        self.settings = settings
+        self.nice = nice
+        self._proc: BaseProcess | None = None
+        self._stop: Any = None
+
+    def start(self, timeout: float = 300.0) -> None:
+        """Start it and wait until it has started its scheduler; raise if it could not."""
+        from bot.serve.workers import context
+
+        ctx = context()
+        receive, send = ctx.Pipe(duplex=False)
+        self._stop = ctx.Event()
+        self._proc = ctx.Process(
+            target=_main,
+            args=(self.settings, send, self._stop, self.nice),
+            name="aiops-scheduler",
+        )
+        self._proc.start()
+        send.close()
+        try:
+            state = receive.recv() if receive.poll(timeout) else "failed: no answer"
+        except EOFError:  # it died before it could say
+            self._proc.join(5)
+            state = f"failed: exit code {self._proc.exitcode}"
+        finally:
+            receive.close()
+        if state != "done":
+            self._proc.join(10)  # it returns once it has reported
+            raise SchedulerProcessError(state.removeprefix("failed: "))
+
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        self._stop.set()
+        self._proc.join(STOP_TIMEOUT)
+        if self._proc.is_alive():
+            log.error("the scheduler process did not stop in %.0f s; killing it", STOP_TIMEOUT)
+            self._proc.kill()
+            self._proc.join(5)
+
+
+class SchedulerProcessError(RuntimeError):
+    """The scheduler process could not start; `reason` is what it reported."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the scheduler process could not start: {reason}")
+        self.reason = reason

@@ -1,0 +1,325 @@
+"""`aiops-bot serve`: HTTP (`POST /slack/events`, `GET /healthz`) under uvicorn, or Socket
+Mode when an app token is set.
+
+With command workers (`AIOPS_COMMAND_WORKERS`, default 2) the bot is three kinds of
+process: this server, which only acks (it holds the config, the Bolt app and a database
+connection for `/healthz`, and never imports the domain's machinery or the store); the
+command workers (`bot/serve/workers.py`); and one scheduler process
+(`bot/serve/scheduler_process.py`). With `AIOPS_COMMAND_WORKERS=0` all of it runs in this
+process, on threads.
+
+What can wait for the first ack does: the scheduler (and resuming the changes a stop left
+running) starts once the server answers, and `/healthz` reports how that went.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
+from slack_bolt.async_app import AsyncApp
+from sqlalchemy import Engine, text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.settings import Settings
+from bot.wiring import ServeError, make_scheduler, make_service, require_token, resume_then_schedule
+
+if TYPE_CHECKING:
+    from bot.scheduler import Scheduler
+    from bot.serve.workers import CommandPool
+    from commands.service import Service
+
+log = logging.getLogger(__name__)
+
+
+POOL_WARMUP_DELAY = 1.0  # seconds after start-up
+
+
+class Background(Protocol):
+    """What starts after the server answers: `start` blocks until it runs (raises if it
+    cannot), `alive` says it still does, `stop` ends it."""
+
+    def start(self) -> None: ...
+
+    def alive(self) -> bool: ...
+
+    def stop(self) -> None: ...
+
+
+class InProcessScheduler:
+    """`Background` on threads of this process: resume, then the scheduler."""
+
+    def __init__(self, service: Service, make: Callable[[], Scheduler | None] | None) -> None:
+        self.service = service
+        self.make = make
+        self.scheduler: Scheduler | None = None
+
+    def start(self) -> None:
+        self.scheduler = resume_then_schedule(self.service, self.make)
+
+    def alive(self) -> bool:
+        return self.scheduler is None or self.scheduler.aps is not None
+
+    def stop(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
+
+
+class StartUp:
+    """Runs a `Background`'s start on a thread once the server answers; its state is
+    `starting`, `done`, `failed: <error>` or `stopped` (it ended on its own). `/healthz`
+    fails on the last two, so a broken start is still seen and the instance replaced."""
+
+    def __init__(self, background: Background | None) -> None:
+        self.background = background
+        self._state = "starting" if background else "done"
+        self._done = threading.Event()
+        if background is None:
+            self._done.set()
+
+    @property
+    def state(self) -> str:
+        if self._state == "done" and self.background and not self.background.alive():
+            return "stopped"
+        return self._state
+
+    def run(self) -> None:
+        if self.background is None:
+            return
+        try:
+            self.background.start()
+            self._state = "done"
+        except Exception as exc:
+            log.exception("start-up work failed")
+            # the error's name, or the `reason` a scheduler process reported
+            self._state = f"failed: {getattr(exc, 'reason', None) or type(exc).__name__}"
+        finally:
+            self._done.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._done.wait(timeout)
+
+    def shutdown(self) -> None:
+        """After the server stops taking requests: let a start in progress finish (a
+        half-started scheduler would run on), then stop it."""
+        self._done.wait()
+        if self.background is not None:
+            self.background.stop()
+
+
+def asgi(
+    bolt: AsyncApp,
+    *,
+    engine: Engine | None,
+    platform: str,
+    startup: StartUp,
+    pool: CommandPool | None = None,
+) -> Starlette:
+    """The HTTP app. `engine`: the database `/healthz` checks; `pool`: the command worker
+    processes, started and shut down with the app."""
+    handler = AsyncSlackRequestHandler(bolt)
+
+    async def events(request: Request) -> Response:
+        return await handler.handle(request)
+
+    async def healthz(_: Request) -> Response:
+        def probe() -> None:
+            if engine is not None:
+                with engine.connect() as conn:
+                    conn.execute(text("SELECT 1"))
+
+        try:
+            await asyncio.to_thread(probe)
+        except Exception as exc:
+            return JSONResponse({"ok": False, "database": type(exc).__name__}, status_code=503)
+        state = startup.state
+        ok = not (state.startswith("failed") or state == "stopped")
+        body = {"ok": ok, "platform": platform, "startup": state}
+        return JSONResponse(body, status_code=200 if ok else 503)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        # uvicorn takes requests once this yields: the work that can wait starts after.
+        loop = asyncio.get_running_loop()
+        started = loop.run_in_executor(None, startup.run)
+        if pool is not None:
+            pool.attach(loop)
+            # Warm the workers once the server answers: spawning them during start-up would
+            # take the cores the server needs to get ready. A command before then starts
+            # them on demand.
+            loop.call_later(POOL_WARMUP_DELAY, pool.start)
+        try:
+            yield
+        finally:
+            await started
+            await asyncio.to_thread(startup.shutdown)
+            if pool is not None:
+                await pool.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/slack/events", events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.startup = startup
+    return app
+
+
+def make_asgi(
+    service: Service,
+    bolt: AsyncApp,
+    *,
+    scheduler: Callable[[], Scheduler | None] | None = None,
+    pool: CommandPool | None = None,
+) -> Starlette:
+    """The HTTP app over a service in this process; `scheduler` builds the scheduler on
+    the start-up thread."""
+    return asgi(
+        bolt,
+        engine=getattr(service.rt.store, "engine", None),
+        platform=service.rt.platform.name,
+        startup=StartUp(InProcessScheduler(service, scheduler)),
+        pool=pool,
+    )
+
+
+# Commands run in worker processes unless AIOPS_COMMAND_WORKERS says otherwise (0 =
+# threads of the server process). Measured with `python -m bench ack` (bench/README.md):
+# on threads each command's CPU (~3 ms) takes the GIL from the event loop that acks.
+DEFAULT_COMMAND_WORKERS = 2
+
+
+def command_pool(settings: Settings) -> CommandPool | None:
+    from bot.serve.workers import CommandPool, WorkersError, workers_from_env
+
+    try:
+        n = workers_from_env(default=DEFAULT_COMMAND_WORKERS)
+    except WorkersError as exc:
+        raise ServeError(str(exc)) from None
+    return CommandPool(settings, n) if n else None
+
+
+@dataclass
+class Server:
+    """What `serve` runs: the Bolt app, the database `/healthz` checks, the platform's name,
+    the start-up work and the command workers."""
+
+    settings: Settings
+    bolt: AsyncApp
+    engine: Engine | None
+    platform: str
+    startup: StartUp
+    pool: CommandPool | None
+
+    def asgi(self) -> Starlette:
+        return asgi(
+            self.bolt,
+            engine=self.engine,
+            platform=self.platform,
+            startup=self.startup,
+            pool=self.pool,
+        )
+
+
+def build_server(settings: Settings) -> Server:
+    token = require_token(settings)
+    if not settings.slack_app_token and not settings.slack_signing_secret:
+        raise ServeError(
+            "SLACK_SIGNING_SECRET is not set; HTTP mode cannot verify Slack's requests."
+        )
+    signing_secret = settings.slack_signing_secret or "unused-in-socket-mode"
+    pool = command_pool(settings)
+    if pool is None:
+        from bot.slack.app import build_app
+
+        service = make_service(settings)
+        bolt = build_app(
+            service,
+            bot_token=token,
+            signing_secret=signing_secret,
+            api_base_url=settings.slack_api_base_url,
+        )
+        background = InProcessScheduler(service, lambda: make_scheduler(service))
+        engine = getattr(service.rt.store, "engine", None)
+        return Server(settings, bolt, engine, service.rt.platform.name, StartUp(background), None)
+    from bot.serve.scheduler_process import SchedulerProcess
+    from bot.slack.app import build_bolt
+    from bot.wiring import checked_config, open_database
+
+    config = checked_config(settings)
+    engine = open_database(settings)  # migrated before any worker starts
+    bolt = build_bolt(
+        config,
+        bot_token=token,
+        signing_secret=signing_secret,
+        api_base_url=settings.slack_api_base_url,
+        runner=pool.run,
+        refused=pool.refused,
+    )
+    startup = StartUp(SchedulerProcess(settings))
+    return Server(settings, bolt, engine, config.platform, startup, pool)
+
+
+def serve(settings: Settings) -> None:
+    import gc
+    import signal
+    import sys
+
+    import uvicorn
+
+    # Acks run on the event loop while start-up work (and, without worker processes,
+    # commands) run on threads. With the default 5 ms switch interval the loop, which gives
+    # up the GIL at every socket call, waits up to 5 ms to get it back each time.
+    sys.setswitchinterval(0.0005)
+    server = build_server(settings)
+    if settings.slack_app_token:
+        asyncio.run(_socket_mode(server))
+        return
+    log.info(
+        "serving HTTP on %s:%d (platform %s, commands on %s)",
+        settings.host,
+        settings.port,
+        server.platform,
+        f"{server.pool.workers} worker process(es)" if server.pool else "threads",
+    )
+    app = server.asgi()
+    # uvicorn shuts down gracefully on SIGTERM, then raises the signal again under the
+    # handler it found: a clean exit (0, finalizers run) rather than death by signal.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Everything built so far (modules, config, metadata) lives as long as the process:
+    # out of the collector's sight, a full collection no longer walks it, which otherwise
+    # stalls the event loop for tens of milliseconds now and then under load.
+    gc.collect()
+    gc.freeze()
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="warning", access_log=False)
+
+
+def socket_mode_handler(bolt: AsyncApp, app_token: str) -> Any:
+    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+
+    return AsyncSocketModeHandler(bolt, app_token)
+
+
+async def _socket_mode(server: Server) -> None:
+    started = asyncio.get_running_loop().run_in_executor(None, server.startup.run)
+    if server.pool is not None:
+        server.pool.start()
+    log.info("connecting to Slack in Socket Mode (platform %s)", server.platform)
+    try:
+        await socket_mode_handler(server.bolt, server.settings.slack_app_token or "").start_async()
+    finally:
+        await started
+        await asyncio.to_thread(server.startup.shutdown)
+        if server.pool is not None:
+            await server.pool.aclose()

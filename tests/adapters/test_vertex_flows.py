@@ -1,0 +1,186 @@
+"""The product's flows (deploy → approve → run, promote, rollback, faults, restart) through
+the domain service, with VertexPlatform talking to the fake Vertex AI over gRPC."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from google.api_core.future.polling import DEFAULT_POLLING
+from google.cloud import aiplatform_v1 as v1
+from google.cloud.aiplatform_v1.services.endpoint_service.transports import (
+    EndpointServiceGrpcTransport,
+)
+from google.cloud.aiplatform_v1.services.model_service.transports import ModelServiceGrpcTransport
+from sqlalchemy import Engine
+
+from bot.platforms.monitoring import read_retry
+from bot.platforms.vertex import VertexPlatform
+from commands.changes.execute import resume
+from commands.config import Config
+from commands.model import ChangeState
+from commands.ports import AuditQuery
+from commands.runtime import Runtime
+from tests.support.fakes.vertex_server import FakeVertex
+from tests.support.harness import ALICE, BOB, CAROL, Bot, FakeClock, example_config, make_runtime
+
+REGION = "australia-southeast1"
+PROJECTS = {"loan-assessor": "lender-aiops-prod", "loan-assessor-stg": "lender-aiops-staging"}
+IDS = {"loan-assessor": "1111", "loan-assessor-stg": "2222"}
+VERSIONS = ["1.0.0", "1.1.0", "1.2.0", "1.2.1", "1.3.0-rc1", "1.3.0-rc2"]  # version ids 1–6
+DEPLOY = '/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"'
+
+
+def endpoint_name(slug: str) -> str:
+    return f"projects/{PROJECTS[slug]}/locations/{REGION}/endpoints/{IDS[slug]}"
+
+
+def vertex_config() -> Config:
+    config = example_config()
+    endpoints = {
+        slug: dataclasses.replace(ep, vertex_id=IDS[slug]) for slug, ep in config.endpoints.items()
+    }
+    return dataclasses.replace(config, endpoints=endpoints)
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeVertex]:
+    server = FakeVertex()
+    for slug, project in PROJECTS.items():
+        registry = f"projects/{project}/locations/{REGION}/models/gemma-3-1b-it"
+        server.add_model(registry, VERSIONS)
+        dm = "5" + IDS[slug][:2]
+        server.add_endpoint(endpoint_name(slug), [(dm, registry, "3")], {dm: 100})  # 1.2.0
+    server.serve()
+    yield server
+    server.stop()
+
+
+def vertex_runtime(engine: Engine, clock: FakeClock, fake: FakeVertex) -> Runtime:
+    """The service's runtime with the Vertex platform on a fresh channel to the fake."""
+    config = vertex_config()
+    rt = make_runtime(engine, clock, config=config)
+    channel = grpc.insecure_channel(fake.address)
+    rt.platform = VertexPlatform(
+        config,
+        endpoint_client=v1.EndpointServiceClient(
+            transport=EndpointServiceGrpcTransport(channel=channel)
+        ),
+        model_client=v1.ModelServiceClient(transport=ModelServiceGrpcTransport(channel=channel)),
+        retry=read_retry(timeout=2.0).with_delay(initial=0.01, maximum=0.05),
+        polling=DEFAULT_POLLING.with_delay(initial=0.01, maximum=0.05),
+    )
+    return rt
+
+
+@pytest.fixture
+def vbot(sqlite_engine: Engine, clock: FakeClock, fake: FakeVertex) -> Iterator[Bot]:
+    bot = Bot(vertex_runtime(sqlite_engine, clock, fake), clock)
+    yield bot
+    bot.rt.background.wait_idle(30)
+
+
+def pending_id(bot: Bot, slug: str = "loan-assessor") -> str:
+    change = bot.rt.store.open_change(slug)
+    assert change is not None
+    return change.id
+
+
+def test_prod_deploy_approve_promote_to_100_on_vertex(vbot: Bot, fake: FakeVertex) -> None:
+    assert vbot.run(ALICE, DEPLOY).ok
+    change_id = pending_id(vbot)
+    assert fake.calls["DeployModel"] == 0  # nothing runs before approval
+    assert vbot.run(BOB, f"/aiops approve {change_id}").ok
+    done = vbot.change(change_id)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    assert done.operation and done.operation.startswith(endpoint_name("loan-assessor"))
+    assert vbot.split("loan-assessor") == {"1.2.0": 90, "1.2.1": 10}
+    new_id = done.new_deployed_model_id
+    assert new_id and fake.traffic(endpoint_name("loan-assessor"))[new_id] == 10
+
+    # No Monitoring fake here, so no canary analysis: prod needs the override.
+    assert vbot.run(ALICE, '/promote loan-assessor to=50 force=true reason="canary healthy"').ok
+    vbot.run(CAROL, f"/aiops approve {pending_id(vbot)}")
+    assert vbot.split("loan-assessor") == {"1.2.0": 50, "1.2.1": 50}
+
+    vbot.run(ALICE, '/promote loan-assessor force=true reason="all good"')
+    vbot.run(BOB, "/aiops approve loan-assessor")
+    assert vbot.split("loan-assessor") == {"1.2.1": 100}
+    assert fake.deployed_ids(endpoint_name("loan-assessor")) == [new_id]  # old one undeployed
+
+
+def test_rollback_on_vertex_restores_in_one_call_then_undeploys(
+    vbot: Bot, fake: FakeVertex
+) -> None:
+    vbot.run(ALICE, "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 canary=25")
+    assert vbot.split("loan-assessor-stg") == {"1.2.0": 75, "1.2.1": 25}
+    updates, undeploys = fake.calls["UpdateEndpoint"], fake.calls["UndeployModel"]
+    reply = vbot.run(ALICE, "/rollback loan-assessor-stg")
+    assert reply.ok
+    assert vbot.split("loan-assessor-stg") == {"1.2.0": 100}
+    assert fake.calls["UpdateEndpoint"] == updates + 1
+    assert fake.calls["UndeployModel"] == undeploys + 1
+
+
+def test_a_failed_deploy_operation_fails_the_change_and_keeps_traffic(
+    vbot: Bot, fake: FakeVertex
+) -> None:
+    fake.fail_operation(
+        "DeployModel",
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        "The following quota metrics exceed quota limits: custom_model_serving_nvidia_l4_gpus",
+    )
+    vbot.run(ALICE, "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 canary=25")
+    change = vbot.rt.store.list_changes(limit=1)[0]
+    assert change.state is ChangeState.FAILED
+    assert change.error and "quota" in change.error
+    assert vbot.split("loan-assessor-stg") == {"1.2.0": 100}
+    finished = [
+        e
+        for e in vbot.rt.store.audit(AuditQuery(change_id=change.id))
+        if e.action == "execution_finished"
+    ]
+    assert finished and "quota" in finished[0].outcome
+
+
+def test_a_refused_write_fails_the_change_with_the_reason(vbot: Bot, fake: FakeVertex) -> None:
+    fake.fail("DeployModel", grpc.StatusCode.PERMISSION_DENIED, "aiplatform.endpoints.deploy")
+    vbot.run(ALICE, "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 canary=25")
+    change = vbot.rt.store.list_changes(limit=1)[0]
+    assert change.state is ChangeState.FAILED
+    assert change.error and "roles/aiplatform.user" in change.error
+    assert fake.calls["DeployModel"] == 1
+    assert vbot.split("loan-assessor-stg") == {"1.2.0": 100}
+
+
+class _Stopped(BaseException):
+    """The bot's process ends mid-poll (not an Exception: nothing may catch it)."""
+
+
+def test_a_restarted_bot_resumes_the_stored_operation(
+    sqlite_engine: Engine, clock: FakeClock, fake: FakeVertex
+) -> None:
+    fake.hold_operations = True
+    first = Bot(vertex_runtime(sqlite_engine, clock, fake), clock)
+
+    def stop(_seconds: float) -> None:
+        raise _Stopped
+
+    first.rt.sleep = stop
+    with pytest.raises(_Stopped):
+        first.run(ALICE, "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 canary=25")
+    running = first.rt.store.list_changes(limit=1)[0]
+    assert running.state is ChangeState.RUNNING
+    assert running.operation and running.operation in fake.operations
+
+    fake.release()  # the deploy finishes while the bot is down
+    second = Bot(vertex_runtime(sqlite_engine, clock, fake), clock)
+    assert resume(second.rt) == 1
+    second.rt.background.wait_idle(30)
+    done = second.change(running.id)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    assert second.split("loan-assessor-stg") == {"1.2.0": 75, "1.2.1": 25}
+    actions = [e.action for e in second.rt.store.audit(AuditQuery(change_id=running.id))]
+    assert "execution_resumed" in actions

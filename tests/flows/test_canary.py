@@ -1,0 +1,421 @@
+"""Canary analysis with controlled time and the sandbox's per-model metrics: checks judged
+against the baseline, step plans, automatic rollback, asking, forced promotes, restarts."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from bot.settings import BUNDLED_CONFIG
+from commands.audit import AuditAction
+from commands.canary.judge import judge
+from commands.canary.loop import check_due
+from commands.canary.model import Check, Verdict, Watch, WatchState
+from commands.config import Config, load_config, parse_config
+from commands.messages import Buttons, Post
+from commands.model import BOT, ChangeKind, ChangeState
+from commands.ports import AuditEvent, AuditQuery
+from commands.runtime import NullNotifier
+from tests.support.harness import ALICE, BOB, CAROL, DAVE, Bot, FakeClock, make_runtime, text_of
+
+PROD = "loan-assessor"
+STG = "loan-assessor-stg"
+DEV = "loan-assessor-dev"
+
+
+def config_with(**env_overrides: dict[str, Any]) -> Config:
+    """The bundled config plus a dev endpoint, with per-environment overrides."""
+    raw = copy.deepcopy(load_config(BUNDLED_CONFIG).raw)
+    raw["environments"]["dev"] = raw["environments"].get("dev") or {
+        "project": "lender-aiops-dev",
+        "region": "australia-southeast1",
+        "requesters": ["alice", "bob", "carol"],
+    }
+    raw["endpoints"][DEV] = {"environment": "dev", "model": "gemma-3-1b-it"}
+    for env, values in env_overrides.items():
+        raw["environments"][env].update(values)
+    return parse_config(raw, source="test")
+
+
+def new_bot(engine: Engine, clock: FakeClock, config: Config | None = None) -> Bot:
+    return Bot(make_runtime(engine, clock, config=config or config_with()), clock)
+
+
+@pytest.fixture
+def cbot(sqlite_engine: Engine, clock: FakeClock) -> Iterator[Bot]:
+    b = new_bot(sqlite_engine, clock)
+    yield b
+    b.rt.background.wait_idle(30)
+
+
+def tick(bot: Bot, minutes: float = 1.0) -> list[Check]:
+    """One scheduler tick after `minutes` of fake time; waits for the work it started."""
+    bot.clock.advance(minutes=minutes)
+    checks = check_due(bot.rt)
+    bot.rt.background.wait_idle(30)
+    return checks
+
+
+def run_for(bot: Bot, minutes: int) -> list[Check]:
+    out: list[Check] = []
+    for _ in range(minutes):
+        out += tick(bot)
+    return out
+
+
+def watch_of(bot: Bot, slug: str) -> Watch:
+    assert bot.rt.canary is not None
+    w = bot.rt.canary.latest_watch(slug)
+    assert w is not None
+    return w
+
+
+def audit(bot: Bot, action: str) -> list[AuditEvent]:
+    return [e for e in bot.rt.store.audit(AuditQuery(limit=5000)) if e.action == action]
+
+
+def posts(bot: Bot) -> list[Post]:
+    notifier = bot.rt.notifier
+    assert isinstance(notifier, NullNotifier)
+    return notifier.posts
+
+
+def deploy(bot: Bot, slug: str, version: str, canary_pct: int) -> str:
+    reply = bot.run(
+        ALICE, f'/deploy {slug} gemma-3-1b-it@{version} canary={canary_pct} reason="try it"'
+    )
+    assert reply.ok, text_of(reply)
+    change = bot.rt.store.list_changes(endpoint=slug, limit=1)[0]
+    if change.state is ChangeState.PENDING_APPROVAL:
+        assert bot.run(BOB, f"/aiops approve {change.id}").ok
+    done = bot.change(change.id)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    return done.id
+
+
+def promotes(bot: Bot, slug: str) -> list[Any]:
+    return sorted(
+        (
+            c
+            for c in bot.rt.store.list_changes(endpoint=slug, limit=100)
+            if c.kind is ChangeKind.PROMOTE
+        ),
+        key=lambda c: int(c.id.split("-")[1]),
+    )
+
+
+# --- the analysis itself ---------------------------------------------------------------
+
+
+def test_healthy_canary_is_promoted_step_by_step_to_100(cbot: Bot) -> None:
+    deploy_id = deploy(cbot, PROD, "1.2.1", 10)
+    first = tick(cbot, 5)  # the first window closes 5 min after the deploy finished
+    assert [c.verdict for c in first] == [Verdict.PASS], [c.reasons for c in first]
+    assert first[0].canary.requests >= 100 and first[0].stable.requests > first[0].canary.requests
+
+    reply = cbot.run(ALICE, f'/promote {PROD} steps=10,25,50,100 reason="canary healthy"')
+    assert reply.ok, text_of(reply)
+    assert "Canary analysis CAN-" in text_of(reply) and "1 pass" in text_of(reply)
+    step1 = promotes(cbot, PROD)[-1]
+    assert step1.canary_percent == 25 and step1.state is ChangeState.PENDING_APPROVAL
+    assert cbot.run(CAROL, f"/aiops approve {step1.id}").ok
+    assert cbot.split(PROD) == {"1.2.0": 75, "1.2.1": 25}
+
+    run_for(cbot, 40)
+    assert cbot.split(PROD) == {"1.2.1": 100}
+    steps = promotes(cbot, PROD)
+    assert [c.canary_percent for c in steps] == [25, 50, 100]
+    assert [c.requester_id for c in steps] == [ALICE.id, BOT.id, BOT.id]
+    assert all(c.state is ChangeState.SUCCEEDED for c in steps)
+    assert all("plan approved in " + step1.id in (c.decided_by or "") for c in steps[1:])
+
+    w = watch_of(cbot, PROD)
+    assert w.state is WatchState.PROMOTED and w.change_id == deploy_id
+    assert cbot.rt.canary is not None
+    checks = cbot.rt.canary.checks(w.id)
+    assert [c.seq for c in checks] == list(range(1, len(checks) + 1))
+    # every step came after a passing window at the share before it
+    for before, after in ((10, 25), (25, 50), (50, 100)):
+        assert any(c.verdict is Verdict.PASS and c.canary_share == before for c in checks), after
+    assert [e.outcome for e in audit(cbot, "canary_step")] == [
+        "canary at 25%",
+        "canary at 50%",
+        "canary at 100%",
+    ]
+    # each check: one short line in the deploy's thread; the summary on its message
+    deploy_change = cbot.change(deploy_id)
+    lines = [
+        p.reply.text
+        for p in posts(cbot)
+        if p.thread_ts == deploy_change.message_ts and "check " in p.reply.text
+    ]
+    assert len(lines) == len(checks) and lines[0].startswith(":white_check_mark: check 1 ·")
+    card = [p for p in posts(cbot) if p.update and p.ts == deploy_change.message_ts][-1]
+    assert "Canary analysis CAN-" in text_of(card.reply) and "promoted" in text_of(card.reply)
+
+
+def test_faulty_canary_is_rolled_back_after_three_breaches(cbot: Bot) -> None:
+    deploy(cbot, STG, "1.3.0-rc1", 25)
+    found = tick(cbot, 5) + tick(cbot, 5)
+    assert [(c.verdict, c.consecutive_breaches) for c in found] == [
+        (Verdict.BREACH, 1),
+        (Verdict.BREACH, 2),
+    ]
+    assert any("P95" in r for r in found[0].reasons)
+    assert cbot.split(STG) == {"1.2.0": 75, "1.3.0-rc1": 25}  # two is not yet three
+
+    third = tick(cbot, 5)
+    assert third[0].consecutive_breaches == 3
+    assert cbot.split(STG) == {"1.2.0": 100}
+    rollback = cbot.rt.store.list_changes(endpoint=STG, limit=1)[0]
+    assert rollback.kind is ChangeKind.ROLLBACK and rollback.state is ChangeState.SUCCEEDED
+    assert rollback.requester_id == BOT.id
+    assert "canary_auto_rollback = yes" in (rollback.decided_by or "")
+    [row] = audit(cbot, "canary_rollback")
+    assert row.actor_id == BOT.id and row.justification
+    assert "3 analysis windows in a row" in row.justification and "ms" in row.justification
+    tick(cbot)
+    assert watch_of(cbot, STG).state is WatchState.ROLLED_BACK
+    assert tick(cbot, 10) == []  # a finished canary is not checked again
+
+
+def test_prod_rollback_pages_the_ops_channel(cbot: Bot) -> None:
+    deploy(cbot, PROD, "1.3.0-rc1", 10)
+    for _ in range(3):
+        tick(cbot, 5)
+    assert cbot.split(PROD) == {"1.2.0": 100}
+    pages = [p for p in posts(cbot) if "<!here>" in p.reply.text]
+    assert len(pages) == 1 and pages[0].channel == cbot.rt.config.channels.ops
+
+
+def test_low_traffic_never_passes(sqlite_engine: Engine, clock: FakeClock) -> None:
+    bot = new_bot(sqlite_engine, clock, config_with(dev={"canary_promote_gate": True}))
+    deploy(bot, DEV, "1.2.1", 1)
+    checks = run_for(bot, 30)
+    assert len(checks) == 6
+    assert {c.verdict for c in checks} == {Verdict.NOT_ENOUGH_DATA}
+    assert all(c.canary.requests < 100 and c.consecutive_breaches == 0 for c in checks)
+    refused = bot.run(ALICE, f"/promote {DEV}")
+    assert not refused.ok and "not enough data" in refused.text
+
+    # a plan started anyway never moves past its first step on too little traffic
+    assert bot.run(ALICE, f'/promote {DEV} steps=10,50,100 force=true reason="dev try"').ok
+    assert bot.split(DEV) == {"1.2.0": 90, "1.2.1": 10}
+    later = run_for(bot, 30)
+    assert later and {c.verdict for c in later} == {Verdict.NOT_ENOUGH_DATA}
+    assert bot.split(DEV) == {"1.2.0": 90, "1.2.1": 10}
+
+
+def test_prod_canary_with_policy_ask_posts_buttons_and_waits(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    bot = new_bot(sqlite_engine, clock, config_with(prod={"canary_auto_rollback": "ask"}))
+    deploy(bot, PROD, "1.3.0-rc1", 10)
+    for _ in range(3):
+        tick(bot, 5)
+    w = watch_of(bot, PROD)
+    assert w.state is WatchState.AWAITING_DECISION
+    [ask] = [p for p in posts(bot) if p.reply.text == f"{w.ref} needs a decision"]
+    assert ask.channel == bot.rt.config.channels.approvals
+    [buttons] = [b for b in ask.reply.blocks if isinstance(b, Buttons)]
+    assert [(b.action_id, b.value) for b in buttons.buttons] == [
+        ("canary-rollback", w.ref),
+        ("canary-promote", w.ref),
+    ]
+    run_for(bot, 20)  # it waits: checks go on, nothing moves, nobody is asked twice
+    assert bot.split(PROD) == {"1.2.0": 90, "1.3.0-rc1": 10}
+    assert len([p for p in posts(bot) if p.reply.text == f"{w.ref} needs a decision"]) == 1
+    assert watch_of(bot, PROD).state is WatchState.AWAITING_DECISION
+
+    assert not bot.run(DAVE, f"/aiops canary-rollback {w.ref}").ok  # a reader may not
+    assert not bot.run(ALICE, f"/aiops canary-promote {w.ref}").ok  # only approvers override
+    reply = bot.run(BOB, f"/aiops canary-rollback {w.ref}")  # the button's click, typed
+    assert reply.ok, text_of(reply)
+    assert bot.split(PROD) == {"1.2.0": 100}
+    [row] = audit(bot, "canary_rollback")
+    assert row.actor_id == BOB.id
+    assert w.decision_ts
+    [closed] = [p for p in posts(bot) if p.update and p.ts == w.decision_ts]
+    assert "chose to roll back" in closed.reply.text  # the buttons are gone
+    again = bot.run(CAROL, f"/aiops canary-rollback {w.ref}")
+    assert not again.ok  # decided once
+
+
+def test_promote_anyway_is_a_forced_promote_by_an_approver(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    bot = new_bot(sqlite_engine, clock, config_with(prod={"canary_auto_rollback": "ask"}))
+    deploy(bot, PROD, "1.3.0-rc1", 10)
+    for _ in range(3):
+        tick(bot, 5)
+    w = watch_of(bot, PROD)
+    reply = bot.run(CAROL, f"/aiops canary-promote {w.ref}")
+    assert reply.ok, text_of(reply)
+    assert bot.split(PROD) == {"1.3.0-rc1": 100}
+    [row] = audit(bot, AuditAction.FORCED_PROMOTE)
+    assert row.actor_id == CAROL.id and "breached 3" in row.parameters["overrode"]
+
+
+def test_forced_promote_in_prod_is_audited(cbot: Bot) -> None:
+    deploy(cbot, PROD, "1.3.0-rc1", 10)
+    tick(cbot, 5)  # one breach
+    refused = cbot.run(ALICE, f'/promote {PROD} to=50 reason="looks fine to me"')
+    assert not refused.ok and "failing" in refused.text
+    no_reason = cbot.run(ALICE, f"/promote {PROD} to=50 force=true")
+    assert not no_reason.ok and "needs a reason" in no_reason.text
+    assert cbot.rt.store.open_change(PROD) is None
+
+    reply = cbot.run(ALICE, f'/promote {PROD} to=50 force=true reason="risk accepted by CRO"')
+    assert reply.ok, text_of(reply)
+    change = cbot.rt.store.open_change(PROD)
+    assert change is not None and change.state is ChangeState.PENDING_APPROVAL
+    [row] = audit(cbot, AuditAction.FORCED_PROMOTE)
+    assert row.actor_id == ALICE.id and row.change_id == change.id
+    assert row.justification == "risk accepted by CRO"
+    assert "failing" in row.parameters["overrode"]
+    card = next(p for p in posts(cbot) if p.change_id == change.id)
+    assert "Forced promote" in text_of(card.reply)
+
+    # mitigation first: two more breaches, and the pending promote gives way to the rollback
+    tick(cbot, 5)
+    tick(cbot, 5)
+    assert cbot.change(change.id).state is ChangeState.CANCELLED
+    assert cbot.split(PROD) == {"1.2.0": 100}
+
+
+def test_pause_resume_and_a_check_run_now(cbot: Bot) -> None:
+    deploy(cbot, STG, "1.2.1", 25)
+    reply = cbot.run(ALICE, f"/aiops canary {STG}")  # runs one check now, counted
+    assert reply.ok and "check 1" in text_of(reply)
+    assert cbot.run(ALICE, f'/aiops pause {STG} reason="load test"').ok
+    assert run_for(cbot, 20) == []  # paused: no scheduled checks
+    assert not cbot.run(ALICE, f"/aiops pause {STG}").ok  # already paused
+    assert cbot.run(ALICE, f"/aiops resume {STG}").ok
+    assert len(run_for(cbot, 5)) == 1
+    w = watch_of(cbot, STG)
+    assert w.checks == 2
+    viewer = cbot.run(DAVE, f"/aiops canary {STG}")
+    assert viewer.ok and "View only" in text_of(viewer)
+    assert watch_of(cbot, STG).checks == 2  # a reader's look runs nothing
+    assert [e.action for e in audit(cbot, "canary_pause")] == ["canary_pause"]
+
+
+# --- restarts and replicas ---------------------------------------------------------------
+
+
+def test_restart_mid_analysis_resumes_without_repeating_or_losing_a_step(
+    engine: Engine, clock: FakeClock
+) -> None:
+    sqlite_engine = engine  # SQLite and PostgreSQL
+    bot = new_bot(sqlite_engine, clock)
+    deploy(bot, STG, "1.2.1", 25)
+    tick(bot, 5)
+    assert bot.run(ALICE, f"/promote {STG} steps=25,50,75,100").ok
+    assert bot.split(STG) == {"1.2.0": 50, "1.2.1": 50}
+
+    # the bot dies after claiming the next step and before its change exists
+    real_create = bot.rt.store.create_change
+
+    def power_cut(change: Any) -> Any:
+        raise RuntimeError("power cut")
+
+    bot.rt.store.create_change = power_cut  # type: ignore[method-assign]
+    for _ in range(20):
+        tick(bot)
+        if watch_of(bot, STG).action == "step":
+            break
+    w = watch_of(bot, STG)
+    assert w.action == "step" and w.action_key == f"{w.ref}:step:75"
+    assert w.action_change_id is None
+    bot.rt.store.create_change = real_create  # type: ignore[method-assign]
+
+    # a new runtime on the same database (and the old one, as a second replica)
+    after = new_bot(sqlite_engine, clock)
+    assert watch_of(after, STG).id == w.id
+    for _ in range(40):
+        after.clock.advance(minutes=1)
+        check_due(after.rt)
+        check_due(bot.rt)
+        after.rt.background.wait_idle(30)
+        bot.rt.background.wait_idle(30)
+    assert after.split(STG) == {"1.2.1": 100}
+    assert [c.canary_percent for c in promotes(after, STG)] == [50, 75, 100]
+    done = watch_of(after, STG)
+    assert done.state is WatchState.PROMOTED and done.id == w.id
+    assert after.rt.canary is not None
+    seqs = [c.seq for c in after.rt.canary.checks(done.id)]
+    assert seqs == list(range(1, len(seqs) + 1))  # no check recorded twice
+    assert [e.outcome for e in audit(after, "canary_step")] == [
+        "canary at 50%",
+        "canary at 75%",
+        "canary at 100%",
+    ]
+    starts = audit(after, "execution_started")
+    assert len(starts) == len({e.change_id for e in starts})  # each change ran once
+
+
+def test_bad_canary_config_stops_the_bot(sqlite_engine: Engine, clock: FakeClock) -> None:
+    from commands.canary.model import validate
+    from commands.config import ConfigError
+
+    raw = copy.deepcopy(load_config(BUNDLED_CONFIG).raw)
+    raw["environments"]["prod"]["canary_auto_rollback"] = "sometimes"
+    with pytest.raises(ConfigError, match="canary_auto_rollback"):
+        validate(parse_config(raw))
+    raw = copy.deepcopy(load_config(BUNDLED_CONFIG).raw)
+    raw["environments"]["prod"]["promote_steps"] = [50, 25]
+    with pytest.raises(ConfigError, match="promote_steps"):
+        validate(parse_config(raw))
+
+
+def test_judge_against_thresholds_and_baseline() -> None:
+    from commands.canary.model import CanarySettings, Figures
+    from commands.config import Thresholds
+
+    th, s = Thresholds(), CanarySettings()
+    base = Figures(800.0, 0.002, 5000)
+    assert judge(Figures(900.0, 0.003, 500), base, th, s) == (Verdict.PASS, [])
+    verdict, why = judge(Figures(1300.0, 0.003, 500), base, th, s)  # 1.625× baseline
+    assert verdict is Verdict.BREACH and why == ["P95 1300 ms > 1.5× baseline 800 ms"]
+    verdict, why = judge(Figures(900.0, 0.008, 500), base, th, s)  # errors 4× baseline
+    assert verdict is Verdict.BREACH and "baseline 0.20%" in why[0]
+    verdict, why = judge(Figures(2100.0, 0.02, 500), base, th, s)
+    assert verdict is Verdict.BREACH and why[:2] == [
+        "P95 2100 ms > 2000 ms",
+        "errors 2.00% > 1.00%",
+    ]
+    # a baseline with too little traffic is not compared against; absolute limits still hold
+    assert judge(Figures(1300.0, 0.003, 500), Figures(800.0, 0.0, 20), th, s)[0] is Verdict.PASS
+    # too little canary traffic is never a pass, however good the figures
+    assert judge(Figures(100.0, 0.0, 99), base, th, s)[0] is Verdict.NOT_ENOUGH_DATA
+    assert judge(Figures(None, None, 500), base, th, s)[0] is Verdict.NOT_ENOUGH_DATA
+
+
+def test_the_scheduler_runs_the_canary_watch(cbot: Bot) -> None:
+    from bot.wiring import make_scheduler
+    from commands.service import Service
+
+    scheduler = make_scheduler(Service(cbot.rt))
+    assert "every:canary" in scheduler.jobs
+    deploy(cbot, STG, "1.2.1", 25)
+    cbot.clock.advance(minutes=5)
+    result = scheduler.fire("every:canary", cbot.clock.now)
+    assert result.ran and result.outcome == "ok (1)"
+    again = scheduler.fire("every:canary", cbot.clock.now)  # the same slot runs once
+    assert not again.ran
+    assert watch_of(cbot, STG).checks == 1
+
+
+def test_steps_default_uses_the_environments_plan(cbot: Bot) -> None:
+    deploy(cbot, STG, "1.2.1", 10)
+    assert cbot.run(ALICE, f"/promote {STG} steps=default").ok
+    assert cbot.split(STG) == {"1.2.0": 75, "1.2.1": 25}  # staging's plan: 25, 50, 100
+    assert watch_of(cbot, STG).steps == [25, 50, 100]
+    bad = cbot.run(ALICE, f"/promote {STG} steps=50,25")
+    assert not bad.ok and "not a step plan" in bad.text
+    both = cbot.run(ALICE, f"/promote {STG} to=50 steps=50,100")
+    assert not both.ok and "not both" in both.text

@@ -1,0 +1,97 @@
+"""Slack's wire format: signed slash commands and button clicks, as Slack sends them.
+The tests (`tests/support/slack_wire.py`) and the benchmarks both build their requests here."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+SIGNING_SECRET = "bench-signing-secret"  # a benchmark value, not a credential
+BOT_TOKEN = "xoxb-bench"  # likewise
+TEAM = "T0AIOPS"
+
+
+def signature(body: str, secret: str, timestamp: int | None = None) -> dict[str, str]:
+    """Slack's request signature headers for `body` (v0, HMAC-SHA256 of the timestamp and
+    the body with the signing secret)."""
+    ts = str(int(time.time()) if timestamp is None else timestamp)
+    digest = hmac.new(secret.encode(), f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+    return {"x-slack-request-timestamp": ts, "x-slack-signature": f"v0={digest}"}
+
+
+def sign(body: str, secret: str = SIGNING_SECRET) -> dict[str, str]:
+    """All the headers of a signed form post (what a load generator sends)."""
+    return {"content-type": "application/x-www-form-urlencoded", **signature(body, secret)}
+
+
+def slash_body(
+    command: str,
+    text: str,
+    user_id: str,
+    user_name: str,
+    response_url: str,
+    team_id: str = TEAM,
+) -> str:
+    return urlencode(
+        {
+            "token": "legacy-verification-token",
+            "team_id": team_id,
+            "team_domain": "lender",
+            "channel_id": "C0OPS",
+            "channel_name": "ml-ops",
+            "user_id": user_id,
+            "user_name": user_name,
+            "command": command,
+            "text": text,
+            "api_app_id": "A0AIOPS",
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": f"{time.time_ns()}.trigger",
+        }
+    )
+
+
+def action_body(
+    action_id: str,
+    value: str,
+    user_id: str,
+    user_name: str,
+    response_url: str,
+    channel: str = "C0APPROVALS",
+    message_ts: str = "1001.000100",
+    team_id: str = TEAM,
+) -> str:
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},
+        "api_app_id": "A0AIOPS",
+        "token": "legacy-verification-token",
+        "container": {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel,
+            "is_ephemeral": False,
+        },
+        "trigger_id": f"{time.time_ns()}.trigger",
+        "team": {"id": team_id, "domain": "lender"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "channel": {"id": channel, "name": "approvals"},
+        "message": {"type": "message", "ts": message_ts, "text": "plan", "blocks": []},
+        "response_url": response_url,
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "change_actions",
+                "value": value,
+                "type": "button",
+                "text": {"type": "plain_text", "text": action_id.title()},
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
