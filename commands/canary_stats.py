@@ -255,7 +255,7 @@ class ArmTotals:
 class Evidence:
     """What the judge keeps between looks; `to_json` / `from_json` round-trip it."""
 
-    windows: tuple[tuple[datetime, datetime], ...] = ()  # counted, sorted by start
+    windows: tuple[tuple[datetime, datetime], ...] = ()  # counted, sorted
     canary: ArmTotals = field(default_factory=ArmTotals)
     stable: ArmTotals = field(default_factory=ArmTotals)
     p_worse: Mapping[str, float] = field(default_factory=dict)  # running minimum, per test
@@ -263,13 +263,7 @@ class Evidence:
 
     def overlaps(self, start: datetime, end: datetime) -> bool:
         """True when [start, end) meets a counted window (the same one included)."""
-        i = bisect.bisect_left(self.windows, (start, end))
-        for j in (i - 1, i):
-            if 0 <= j < len(self.windows):
-                s, e = self.windows[j]
-                if s < end and start < e:
-                    return True
-        return False
+        return any(s < end and start < e for s, e in self.windows)
 
     def to_json(self) -> dict[str, Any]:
         def arm(a: ArmTotals) -> dict[str, Any]:
@@ -360,10 +354,11 @@ class Judgement:
         if self.verdict is Verdict.NO_REGRESSION:
             return [_phrase(self.tests[n]) for n in WITHIN_TESTS]
         missing = [f"{_LABEL[t.name]}: {t.missing}" for t in self.tests.values() if t.missing]
-        return missing or ["not enough evidence either way yet"]
+        return missing or [_phrase(self.tests[n]) for n in WITHIN_TESTS if not self.tests[n].within]
 
     def text(self) -> str:
-        """One line for a Slack thread: the verdict, the two comparisons, the sample sizes."""
+        """One line for a Slack thread: the verdict, the two comparisons (and a guard that
+        fired), the sample sizes."""
         f = self.figures
         parts = [
             f"{self.verdict.words}",
@@ -375,8 +370,6 @@ class Judgement:
             f"{f.canary_requests:,} canary / {f.stable_requests:,} stable requests"
             f" in {f.windows} windows"
         )
-        if self.verdict is Verdict.UNDECIDED:
-            parts += [f"{_LABEL[t.name]}: {t.missing}" for t in self.tests.values() if t.missing]
         return " · ".join(parts)
 
 
@@ -391,11 +384,11 @@ _LABEL = {
 def _pct(ratio: float | None) -> str:
     if ratio is None or math.isinf(ratio):
         return "∞"
-    return f"{(ratio - 1) * 100:+.0f} %"
+    return f"{round((ratio - 1) * 100) + 0:+d} %"
 
 
 def _pts(diff: float | None) -> str:
-    return "∞" if diff is None or math.isinf(diff) else f"{diff * 100:+.2f} pts"
+    return "∞" if diff is None or math.isinf(diff) else f"{round(diff * 100, 2) + 0.0:+.2f} pts"
 
 
 def _ms(value: float | None) -> str:

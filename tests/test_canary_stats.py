@@ -169,6 +169,13 @@ def test_a_window_counts_once() -> None:
     batch = judge(settings, first.evidence, [w, w, shifted, window(1)])
     assert (batch.counted, batch.ignored) == (1, 3)
     assert batch.evidence.canary.errors == 0  # the overlapping window's errors are not in
+    # a long window, then a short one inside it and one after it
+    long = CanaryWindow(
+        WindowSample(T0, T0 + 12 * STEP, 10, 0), WindowSample(T0, T0 + 12 * STEP, 10, 0)
+    )
+    state = judge(settings, Evidence(), [long, window(1)]).evidence
+    later = judge(settings, state, [window(3), window(12)])
+    assert (later.counted, later.ignored) == (1, 1)
     # order of arrival does not matter; neither does batching
     ws = [window(k, canary=DOUBLED) for k in range(6)]
     one_by_one = run(ws)[-1].evidence
