@@ -19,8 +19,9 @@ BENCHES = {
     "audit": "bench.bench_audit",
     "startup": "bench.bench_startup",
     "commands": "bench.bench_commands",
+    "canary": "bench.bench_canary",
 }
-DEFAULT = ("startup", "commands", "ack", "digest", "audit")
+DEFAULT = ("startup", "commands", "ack", "digest", "audit", "canary")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,439 @@
+"""Canary judges on simulated traffic: false rollbacks on A/A, time to detect on A/B.
+
+    python -m bench canary [--quick] [--runs N] [--hours H] [--rates 500,5000,50000]
+
+Traffic (`bot.platforms.sandbox_traffic`): seeded per-request draws, stable P95 800 ms
+(lognormal, σ = 0.5 in log ms), 0.1 % errors, Poisson requests at 500, 5,000 and 50,000 an
+hour, 10 % to the canary, binned into exponential buckets (growth 1.4) per 5-minute window.
+Scenarios: A/A (identical versions) and A/B with the canary's latencies × 1.2, 1.5, 2 or its
+error rate + 0.5, + 1, + 3 points. Each run feeds the same windows (common random numbers) to
+four judges until it rolls back or the horizon (6 h = 72 windows) ends it:
+
+(a) today  — `commands/canary.py`'s `judge`, restated here (a test holds it to the original):
+    per window, fewer than 100 canary requests is not enough data (neither a pass nor a
+    breach); a breach is P95 > 2000 ms, errors > 1 %, or (stable ≥ 100 requests) P95 > 1.5 ×
+    stable's or errors > stable's + 0.5 points; 3 breaches in a row roll back.
+(b) flagger — Flagger's analysis: per window, the same four thresholds with no minimum of
+    requests; a window without canary requests is a failed check too (Flagger fails a check
+    whose query returns no values); failed checks add up over the analysis (a pass does not
+    reset them) and the 5th rolls back (`analysis.threshold: 5`).
+(c) kayenta — Kayenta's Mann-Whitney judge per window (interval analysis): latency is "high"
+    when a one-sided Mann-Whitney U (normal approximation with the tie correction, on the
+    binned latencies) gives p < 0.01 (Kayenta's 98 % two-sided confidence) and the Hodges-
+    Lehmann estimate of the latency ratio exceeds 1.5 (the effect-size bound); errors are
+    "high" when Fisher's exact test gives p < 0.01 and the rate difference exceeds 0.5
+    points. A window with a high metric scores 50 < the marginal 75: roll back at once.
+(d) new     — `commands.canary_stats.judge` (sequential: always-valid p-values over all
+    windows so far). It also passes canaries (`no_regression`); a pass ends the run as a
+    promotion would. At the horizon an undecided canary is neither rolled back nor passed:
+    counted "never" here, handed to a person by the bot.
+
+Reported per rate and scenario: false rollbacks (A/A), and for each judge the median and
+90th percentile time to roll back over all runs (runs that never roll back count as ∞, so a
+median of "never" means more than half never did) and how many never did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+
+from bench.common import report
+from bot.platforms.sandbox_traffic import Traffic, draw_window
+from commands.canary_stats import (
+    CanaryWindow,
+    Evidence,
+    JudgeSettings,
+    Verdict,
+    WindowSample,
+    judge,
+)
+
+WINDOW = timedelta(minutes=5)
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+SCENARIOS: dict[str, tuple[float, float]] = {  # name → (P95 factor, error points)
+    "A/A": (1.0, 0.0),
+    "P95 ×1.2": (1.2, 0.0),
+    "P95 ×1.5": (1.5, 0.0),
+    "P95 ×2": (2.0, 0.0),
+    "errors +0.5 pt": (1.0, 0.005),
+    "errors +1 pt": (1.0, 0.01),
+    "errors +3 pt": (1.0, 0.03),
+}
+# beyond the tolerance (ratio 1.5, margin 0.5 points): the ones a judge should catch
+BEYOND = ("P95 ×2", "errors +1 pt", "errors +3 pt")
+RATES = (500, 5_000, 50_000)
+JUDGES = ("today", "flagger", "kayenta", "new")
+
+# today's settings (`[canary]` and `[thresholds]` defaults)
+MIN_REQUESTS = 100
+MAX_P95_MS = 2000.0
+MAX_ERROR_RATE = 0.01
+RATIO = 1.5
+MARGIN = 0.005
+CONSECUTIVE = 3
+FLAGGER_THRESHOLD = 5
+KAYENTA_P = 0.01
+
+
+# --- figures as the Monitoring adapter computes them ------------------------------------------
+
+
+def monitoring_p95(s: WindowSample) -> float | None:
+    """`bot.platforms.monitoring.Histogram.percentile(0.95)`, rounded as `_round` does."""
+    counts, edges = s.latency_counts, s.latency_bounds_ms
+    total = sum(counts)
+    if not counts or total == 0:
+        return None
+    rank = 0.95 * total
+    seen = 0
+    for i, n in enumerate(counts):
+        if n and seen + n >= rank:
+            if i == 0:
+                return round(edges[0], 1)
+            if i > len(edges) - 1:
+                return round(edges[-1], 1)
+            lo, hi = edges[i - 1], edges[i]
+            return round(lo + (hi - lo) * (rank - seen) / n, 1)
+        seen += n
+    return round(edges[-1], 1)
+
+
+def error_rate(s: WindowSample) -> float | None:
+    return round(s.errors / s.requests, 5) if s.requests else None
+
+
+@dataclass(frozen=True)
+class Fig:
+    """`commands.canary_model.Figures`: P95 ms, error rate, requests."""
+
+    p95_latency_ms: float | None
+    error_rate: float | None
+    requests: int
+
+
+def figures(s: WindowSample) -> Fig:
+    if s.requests == 0:  # the adapter reports no ModelHealth for a silent model
+        return Fig(None, None, 0)
+    return Fig(monitoring_p95(s), error_rate(s), s.requests)
+
+
+def today_verdict(canary: Fig, stable: Fig) -> str:
+    """`commands.canary.judge` with the default settings: pass, breach or not_enough_data."""
+    if canary.requests < MIN_REQUESTS:
+        return "not_enough_data"
+    if canary.p95_latency_ms is None or canary.error_rate is None:
+        return "not_enough_data"
+    breach = canary.p95_latency_ms > MAX_P95_MS or canary.error_rate > MAX_ERROR_RATE
+    baseline = stable.requests >= MIN_REQUESTS
+    if baseline and stable.p95_latency_ms is not None:
+        breach |= canary.p95_latency_ms > RATIO * stable.p95_latency_ms
+    if baseline and stable.error_rate is not None:
+        breach |= canary.error_rate > stable.error_rate + MARGIN
+    return "breach" if breach else "pass"
+
+
+# --- the judges: feed windows, say when they roll back -----------------------------------------
+
+
+class Today:
+    def __init__(self) -> None:
+        self.consecutive = 0
+
+    def step(self, w: CanaryWindow) -> str | None:
+        v = today_verdict(figures(w.canary), figures(w.stable))
+        if v == "breach":
+            self.consecutive += 1
+        elif v == "pass":
+            self.consecutive = 0
+        return "rollback" if self.consecutive >= CONSECUTIVE else None
+
+
+class Flagger:
+    def __init__(self) -> None:
+        self.failed = 0
+
+    def step(self, w: CanaryWindow) -> str | None:
+        c, s = figures(w.canary), figures(w.stable)
+        if c.requests == 0 or c.p95_latency_ms is None or c.error_rate is None:
+            ok = False  # no values: the check fails
+        else:
+            ok = c.p95_latency_ms <= MAX_P95_MS and c.error_rate <= MAX_ERROR_RATE
+            if s.p95_latency_ms is not None:
+                ok &= c.p95_latency_ms <= RATIO * s.p95_latency_ms
+            if s.error_rate is not None:
+                ok &= c.error_rate <= s.error_rate + MARGIN
+        if not ok:
+            self.failed += 1
+        return "rollback" if self.failed >= FLAGGER_THRESHOLD else None
+
+
+def mann_whitney_greater(c: WindowSample, s: WindowSample) -> float:
+    """One-sided p that the canary's latencies are stochastically greater: U from the bucket
+    counts (ties within a bucket count ½), normal approximation with tie correction and
+    continuity (Mann & Whitney 1947; the correction as in `scipy.stats.mannwhitneyu`)."""
+    cc = np.asarray(c.latency_counts, dtype=float)
+    sc = np.asarray(s.latency_counts, dtype=float)
+    n1, n2 = cc.sum(), sc.sum()
+    if n1 == 0 or n2 == 0:
+        return 1.0
+    below = np.cumsum(sc) - sc  # stable observations in lower buckets
+    u = float(np.sum(cc * (below + 0.5 * sc)))
+    t = cc + sc
+    n = n1 + n2
+    tie = float(np.sum(t**3 - t)) / (n * (n - 1)) if n > 1 else 0.0
+    var = n1 * n2 / 12 * ((n + 1) - tie)
+    if var <= 0:
+        return 1.0
+    z = (u - n1 * n2 / 2 - 0.5) / math.sqrt(var)
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def hodges_lehmann_ratio(c: WindowSample, s: WindowSample) -> float:
+    """exp of the median of pairwise differences of log latencies (bucket geometric
+    midpoints), weighted by the bucket counts: the Hodges-Lehmann shift as a ratio."""
+    b = np.asarray(c.latency_bounds_ms)
+    edges = np.concatenate(([b[0] / 1.4], b, [b[-1] * 1.4]))
+    mids = np.log(np.sqrt(edges[:-1] * edges[1:]))
+    cc = np.asarray(c.latency_counts, dtype=float)
+    sc = np.asarray(s.latency_counts, dtype=float)
+    ic, is_ = np.nonzero(cc)[0], np.nonzero(sc)[0]
+    diffs = (mids[ic][:, None] - mids[is_][None, :]).ravel()
+    weights = (cc[ic][:, None] * sc[is_][None, :]).ravel()
+    order = np.argsort(diffs)
+    cum = np.cumsum(weights[order])
+    k = int(np.searchsorted(cum, cum[-1] / 2))
+    return float(math.exp(diffs[order][k]))
+
+
+class Kayenta:
+    def step(self, w: CanaryWindow) -> str | None:
+        from scipy.stats import fisher_exact
+
+        c, s = w.canary, w.stable
+        high = False
+        if c.has_latency and s.has_latency:
+            p = mann_whitney_greater(c, s)
+            high = p < KAYENTA_P and hodges_lehmann_ratio(c, s) > RATIO
+        if not high and c.requests and s.requests:
+            diff = c.errors / c.requests - s.errors / s.requests
+            if diff > MARGIN:
+                table = [[c.errors, c.requests - c.errors], [s.errors, s.requests - s.errors]]
+                high = float(fisher_exact(table, alternative="greater").pvalue) < KAYENTA_P
+        return "rollback" if high else None
+
+
+class New:
+    def __init__(self, settings: JudgeSettings) -> None:
+        self.settings = settings
+        self.evidence = Evidence()
+
+    def step(self, w: CanaryWindow) -> str | None:
+        j = judge(self.settings, self.evidence, [w])
+        self.evidence = j.evidence
+        if j.verdict is Verdict.REGRESSION:
+            return "rollback"
+        if j.verdict is Verdict.NO_REGRESSION:
+            return "pass"
+        return None
+
+
+# --- runs ----------------------------------------------------------------------------------
+
+
+def one_run(
+    seed: int,
+    rate: float,
+    factor: float,
+    points: float,
+    windows: int,
+    settings: JudgeSettings,
+) -> dict[str, tuple[str, float]]:
+    """Each judge's outcome ('rollback' | 'pass' | 'never') and its time in minutes."""
+    rng = np.random.default_rng(seed)
+    stable = Traffic()
+    canary = stable.regressed(factor, points)
+    judges: dict[str, Any] = {
+        "today": Today(),
+        "flagger": Flagger(),
+        "kayenta": Kayenta(),
+        "new": New(settings),
+    }
+    out: dict[str, tuple[str, float]] = {}
+    for k in range(windows):
+        w = draw_window(rng, stable, canary, rate, 0.1, START + k * WINDOW)
+        minutes = (k + 1) * WINDOW.total_seconds() / 60
+        for name, j in judges.items():
+            if name in out:
+                continue
+            result = j.step(w)
+            if result:
+                out[name] = (result, minutes)
+        if len(out) == len(judges):
+            break
+    for name in judges:
+        out.setdefault(name, ("never", math.inf))
+    return out
+
+
+def quantile_minutes(times: Sequence[float], q: float) -> float:
+    """Nearest-rank quantile with ∞ for runs that never rolled back."""
+    ordered = sorted(times)
+    rank = max(1, math.ceil(q * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarise(outcomes: list[dict[str, tuple[str, float]]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name in JUDGES:
+        times = [o[name][1] if o[name][0] == "rollback" else math.inf for o in outcomes]
+        passes = [o[name][1] for o in outcomes if o[name][0] == "pass"]
+        n = len(times)
+        rolled = sum(1 for t in times if math.isfinite(t))
+        out[name] = {
+            "runs": n,
+            "rollbacks": rolled,
+            "rollback_rate": rolled / n if n else math.nan,
+            "median_min": quantile_minutes(times, 0.5) if n else math.nan,
+            "p90_min": quantile_minutes(times, 0.9) if n else math.nan,
+            "never": n - rolled,
+            "passes": len(passes),
+            "median_pass_min": statistics.median(passes) if passes else None,
+        }
+    return out
+
+
+def run(
+    runs: int,
+    rates: Sequence[float] = RATES,
+    hours: float = 6.0,
+    scenarios: Sequence[str] = tuple(SCENARIOS),
+    settings: JudgeSettings | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    settings = settings or JudgeSettings()
+    windows = int(hours * 3600 // WINDOW.total_seconds())
+    results: dict[str, Any] = {}
+    for rate in rates:
+        for name in scenarios:
+            factor, points = SCENARIOS[name]
+            # seeds differ per cell, never tuned: cell index × 1,000,003 + run
+            cell = list(SCENARIOS).index(name) + 10 * list(RATES).index(rate)
+            outcomes = [
+                one_run(cell * 1_000_003 + r, rate, factor, points, windows, settings)
+                for r in range(runs)
+            ]
+            results[f"{rate:g}/{name}"] = {
+                "rate_per_hour": rate,
+                "scenario": name,
+                **summarise(outcomes),
+            }
+            if progress:
+                progress(f"{rate:g} req/h {name}: done")
+    return {"runs": runs, "hours": hours, "canary_share": 0.1, "results": results}
+
+
+def _cell(s: dict[str, Any], aa: bool) -> str:
+    if aa:
+        return f"{s['rollback_rate']:.1%} false"
+    med = "never" if math.isinf(s["median_min"]) else f"{s['median_min']:.0f}"
+    p90 = "never" if math.isinf(s["p90_min"]) else f"{s['p90_min']:.0f}"
+    return f"{med} / {p90} (never {s['never']})"
+
+
+def goals(data: dict[str, Any]) -> list[str]:
+    """The goal lines: false rollbacks ≤ 1 %, median time to detect ≤ ½ the best baseline."""
+    lines = []
+    for rate in sorted({r["rate_per_hour"] for r in data["results"].values()}):
+        cells = {r["scenario"]: r for r in data["results"].values() if r["rate_per_hour"] == rate}
+        if "A/A" in cells:
+            fr = {j: cells["A/A"][j]["rollback_rate"] for j in JUDGES}
+            lines.append(
+                f"{rate:g} req/h A/A false rollbacks: "
+                + ", ".join(f"{j} {fr[j]:.1%}" for j in JUDGES)
+                + (" (goal ≤ 1 %: met)" if fr["new"] <= 0.01 else " (goal ≤ 1 %: NOT met)")
+            )
+        else:
+            fr = {}
+        for name in BEYOND:
+            if name not in cells:
+                continue
+            best = min(cells[name][j]["median_min"] for j in ("today", "flagger", "kayenta"))
+            honest = [
+                cells[name][j]["median_min"]
+                for j in ("today", "flagger", "kayenta")
+                if fr.get(j, 1.0) <= 0.01
+            ]
+            new = cells[name]["new"]["median_min"]
+            verdict = "met" if new <= best / 2 else "NOT met"
+            lines.append(
+                f"{rate:g} req/h {name}: new median {_m(new)} vs best of (a)-(c) {_m(best)}"
+                f" → goal ≤ ½: {verdict}; vs the best with ≤ 1 % false rollbacks"
+                f" {_m(min(honest)) if honest else 'none qualifies'}"
+            )
+    return lines
+
+
+def _jsonable(value: Any) -> Any:
+    """∞ ("never") as null, so the JSON line is strict JSON."""
+    if isinstance(value, float) and math.isinf(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def _m(minutes: float) -> str:
+    return "never" if math.isinf(minutes) else f"{minutes:.0f} min"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench canary", description=__doc__)
+    p.add_argument("--quick", action="store_true", help="30 runs a cell instead of 200")
+    p.add_argument("--runs", type=int)
+    p.add_argument("--hours", type=float, default=6.0, help="the horizon (default 6 h)")
+    p.add_argument("--rates", default=",".join(str(r) for r in RATES))
+    args = p.parse_args(argv)
+    runs = args.runs or (30 if args.quick else 200)
+    rates = [float(r) for r in args.rates.split(",")]
+    data = run(runs, rates, args.hours, progress=lambda m: print(m, flush=True))
+    rows = []
+    for r in data["results"].values():
+        aa = r["scenario"] == "A/A"
+        new = r["new"]
+        passed = f"{new['passes']}" + (
+            f" (median {new['median_pass_min']:.0f})" if new["median_pass_min"] else ""
+        )
+        rows.append(
+            [f"{r['rate_per_hour']:g}", r["scenario"]]
+            + [_cell(r[j], aa) for j in JUDGES]
+            + [passed]
+        )
+    headers = [
+        "req/h",
+        "scenario",
+        "(a) today",
+        "(b) flagger",
+        "(c) kayenta",
+        "(d) new",
+        "new passed",
+    ]
+    title = (
+        f"Canary judges, {runs} runs a cell, horizon {args.hours:g} h: A/A false rollbacks;"
+        " A/B median / p90 minutes to roll back (runs that never did)"
+    )
+    report("canary", title, headers, rows, _jsonable(data))
+    for line in goals(data):
+        print(line)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
