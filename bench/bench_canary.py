@@ -23,7 +23,7 @@ four judges until it rolls back or the horizon (6 h = 72 windows) ends it:
     Lehmann estimate of the latency ratio exceeds 1.5 (the effect-size bound); errors are
     "high" when Fisher's exact test gives p < 0.01 and the rate difference exceeds 0.5
     points. A window with a high metric scores 50 < the marginal 75: roll back at once.
-(d) new     — `commands.canary_stats.judge` (sequential: always-valid p-values over all
+(d) new     — `commands.canary.stats.judge` (sequential: always-valid p-values over all
     windows so far). It also passes canaries (`no_regression`); a pass ends the run as a
     promotion would. At the horizon an undecided canary is neither rolled back nor passed:
     counted "never" here, handed to a person by the bot.
@@ -47,7 +47,7 @@ import numpy as np
 
 from bench.common import report
 from bot.platforms.sandbox_traffic import Traffic, draw_window
-from commands.canary_stats import (
+from commands.canary.stats import (
     CanaryWindow,
     Evidence,
     JudgeSettings,

@@ -1,5 +1,5 @@
 """Simulated prediction traffic: seeded per-request draws, reported as Cloud Monitoring
-reports them (`commands.canary_stats.WindowSample`: request and error counts and a DELTA
+reports them (`commands.canary.stats.WindowSample`: request and error counts and a DELTA
 latency distribution in exponential buckets).
 
 - Latency per request: lognormal, `exp(N(μ, σ²))` ms, with μ set so that the P95 is
@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from commands.canary_stats import CanaryWindow, WindowSample
+from commands.canary.stats import CanaryWindow, WindowSample
 
 if TYPE_CHECKING:
     import numpy as np

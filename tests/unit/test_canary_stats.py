@@ -1,4 +1,4 @@
-"""The sequential canary judge (`commands/canary_stats.py`): verdicts on hand-built windows,
+"""The sequential canary judge (`commands/canary/stats.py`): verdicts on hand-built windows,
 its error rates under many looks, detection at low traffic, interval coverage."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from bot.platforms.sandbox_traffic import Traffic, draw_window
-from commands.canary_stats import (
+from commands.canary.stats import (
     ERROR_MARGIN,
     LATENCY_GUARD,
     LATENCY_RATIO,

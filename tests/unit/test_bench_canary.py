@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import json
 import random
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -14,27 +13,11 @@ from bench import bench_canary
 
 
 def _today_judge() -> tuple[Any, Any]:
-    """`judge` and `CanarySettings` from wherever the canary package keeps them."""
-    judge: Any = None
-    for name in ("commands.canary.judge", "commands.canary"):
-        try:
-            module = importlib.import_module(name)
-        except ImportError:
-            continue
-        judge = getattr(module, "judge", None)
-        if isinstance(judge, ModuleType):
-            judge = getattr(judge, "judge", None)
-        if callable(judge):
-            break
-    settings: Any = None
-    for name in ("commands.canary.model", "commands.canary_model"):
-        try:
-            settings = importlib.import_module(name).CanarySettings
-            break
-        except (ImportError, AttributeError):
-            continue
-    assert callable(judge) and settings is not None, "today's canary judge moved: update here"
-    return judge, settings
+    """`judge` and `CanarySettings` of the per-window judge the bench calls (a)."""
+    from commands.canary.judge import judge
+    from commands.canary.model import CanarySettings
+
+    return judge, CanarySettings
 
 
 def test_baseline_a_is_todays_judge() -> None:

@@ -86,7 +86,7 @@ Verdicts
   person; the promote gate stays shut); the judge never turns "no evidence yet" into a pass.
 
 The normal approximation is asymptotic (Waudby-Smith et al., "Time-uniform central limit
-theory", 2021, give the always-valid version of the CLT); `tests/test_canary_stats.py` and
+theory", 2021, give the always-valid version of the CLT); `tests/unit/test_canary_stats.py` and
 `bench/bench_canary.py` measure the false-alarm rate on simulated traffic rather than take it
 on trust. The interval variance for the latency ratio is exact at the boundary when the
 canary is a scaled copy of stable; a canary whose shape differs is judged approximately.
