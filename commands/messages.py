@@ -5,7 +5,15 @@ or terminal text. Text is Slack mrkdwn; anything a person typed goes through `es
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+from zoneinfo import ZoneInfo
+
+from commands.model import NEW, TrafficSplit
+
+if TYPE_CHECKING:
+    from commands.config import Thresholds
+    from commands.model import EndpointHealth
 
 
 def escape(text: str) -> str:
@@ -94,3 +102,50 @@ class Post:
     thread_ts: str | None = None  # reply in this message's thread
     update: bool = False  # replace the message at `ts` rather than post a new one
     ts: str | None = None
+
+
+# --- how times and health figures are written, wherever they appear --------------------
+
+
+def when(at: datetime | None, tz: ZoneInfo) -> str:
+    if at is None:
+        return "—"
+    return at.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z")
+
+
+def health_line(h: EndpointHealth | None, th: Thresholds) -> str:
+    if h is None:
+        return "no figures yet"
+    parts = []
+    for label, value, limit, fmt in (
+        ("P95", h.p95_latency_ms, th.p95_latency_ms, "{:.0f} ms"),
+        ("errors", h.error_rate, th.error_rate, "{:.2%}"),
+        ("drift", h.drift, th.drift, "{:.3f}"),
+    ):
+        if value is None:
+            parts.append(f"{label} n/a")
+        else:
+            mark = " :warning:" if value > limit else ""
+            parts.append(f"{label} {fmt.format(value)}{mark}")
+    return " · ".join(parts)
+
+
+def breaches(h: EndpointHealth, th: Thresholds) -> list[str]:
+    out = []
+    if h.p95_latency_ms is not None and h.p95_latency_ms > th.p95_latency_ms:
+        out.append(f"P95 {h.p95_latency_ms:.0f} ms > {th.p95_latency_ms:.0f} ms")
+    if h.error_rate is not None and h.error_rate > th.error_rate:
+        out.append(f"error rate {h.error_rate:.2%} > {th.error_rate:.0%}")
+    if h.drift is not None and h.drift > th.drift:
+        out.append(f"drift {h.drift:.3f} > {th.drift}")
+    return out
+
+
+def split_text(split: TrafficSplit, labels: dict[str, str], new_label: str | None = None) -> str:
+    if not split:
+        return "nothing"
+    parts = []
+    for key, share in sorted(split.items(), key=lambda kv: (-kv[1], kv[0])):
+        label = new_label if key == NEW and new_label else labels.get(key, key)
+        parts.append(f"{label} {share}%")
+    return " · ".join(parts)

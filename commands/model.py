@@ -1,4 +1,5 @@
-"""The vocabulary of DESIGN.md as plain types."""
+"""The domain's vocabulary as plain types: model versions, changes and their states,
+traffic splits, deployed models, health, actors."""
 
 from __future__ import annotations
 
@@ -109,6 +110,7 @@ class IllegalTransition(ValueError):
 
 
 TrafficSplit = dict[str, int]
+NEW = "0"  # in a deploy's split, the model being deployed (as Vertex AI reads it)
 """Deployed-model id → percent; always sums to 100 (or is empty for an empty endpoint)."""
 
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from commands.audit import Auditor
-from commands.config import Config
-from commands.messages import Post
+from commands.config import Config, Endpoint
+from commands.errors import Refusal
+from commands.messages import Post, escape
+from commands.model import Change
 from commands.ports import CanaryStore, GroupResolver, MessageRef, Notifier, People, Platform, Store
 
 log = logging.getLogger(__name__)
@@ -81,3 +83,40 @@ class Runtime:
     groups: GroupResolver | None = None  # Slack user-group members, resolved at click time
     people: People | None = None  # Slack id → name, erasable (the audit keeps only ids)
     canary: CanaryStore | None = None  # canary analysis records (commands/canary.py)
+
+    def endpoint(self, slug: str | None, usage: str) -> Endpoint:
+        """The endpoint a command names; a refusal naming the known ones otherwise."""
+        if not slug:
+            raise Refusal("which endpoint?", f"Usage: `{usage}`", code="malformed")
+        ep = self.config.endpoints.get(slug)
+        if ep is None:
+            known = ", ".join(f"`{s}`" for s in self.config.endpoints) or "none"
+            raise Refusal(
+                f"unknown endpoint `{escape(slug)}`",
+                f"Known endpoints: {known}.",
+                code="unknown_endpoint",
+            )
+        return ep
+
+    def find_change(self, ref: str | None, usage: str) -> Change:
+        """The change a command names, by its id (`CHG-12`) or by its endpoint's open one."""
+        if not ref:
+            raise Refusal(
+                "which change?",
+                f"Usage: `{usage}` — a change id like `CHG-12`, or an endpoint.",
+                code="malformed",
+            )
+        change = self.store.get_change(ref)
+        if change is None and ref in self.config.endpoints:
+            change = self.store.open_change(ref)
+            if change is None:
+                raise Refusal(
+                    f"`{ref}` has no open change", "See `/aiops changes`.", code="not_found"
+                )
+        if change is None:
+            raise Refusal(
+                f"no change `{escape(ref)}`",
+                "See `/aiops changes` for change ids.",
+                code="not_found",
+            )
+        return change

@@ -25,7 +25,6 @@ from commands.canary.watch import ensure_watch
 from commands.changes.rules import may_approve, may_request
 from commands.config import Environment
 from commands.errors import Refusal
-from commands.formats import when
 from commands.messages import (
     Block,
     Context,
@@ -35,6 +34,7 @@ from commands.messages import (
     Text,
     escape,
     mention,
+    when,
 )
 from commands.model import BOT, Actor
 from commands.runtime import Runtime

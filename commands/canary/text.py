@@ -17,9 +17,9 @@ from commands.canary.model import (
 from commands.canary.records import store_of
 from commands.canary.steps import plan_text
 from commands.changes.tell import refresh_card, thread
-from commands.formats import when
 from commands.messages import (
     escape,
+    when,
 )
 from commands.runtime import Runtime
 

@@ -8,9 +8,7 @@ from commands.changes.execute import start
 from commands.changes.rules import check_approval, may_approve
 from commands.changes.tell import announce, tell
 from commands.errors import Refusal
-from commands.formats import when
-from commands.lookup import find_change
-from commands.messages import Reply, escape, mention
+from commands.messages import Reply, escape, mention, when
 from commands.model import SCHEDULER, Actor, Change, ChangeState
 from commands.ports import ApprovalRecord
 from commands.runtime import Runtime
@@ -87,7 +85,7 @@ def decide(
     request_id: str | None = None,
 ) -> Reply:
     usage = f"/aiops {decision} <change|endpoint>"
-    change = expire_if_due(rt, find_change(rt, ref, usage))
+    change = expire_if_due(rt, rt.find_change(ref, usage))
     env = rt.config.environments[change.environment]
     params = {"decision": decision}
     action = AuditAction(decision)  # approve | reject
@@ -224,7 +222,7 @@ def decide(
 def cancel(
     rt: Runtime, actor: Actor, ref: str | None, reason: str | None, request_id: str | None = None
 ) -> Reply:
-    change = expire_if_due(rt, find_change(rt, ref, "/aiops cancel <change|endpoint>"))
+    change = expire_if_due(rt, rt.find_change(ref, "/aiops cancel <change|endpoint>"))
     env = rt.config.environments[change.environment]
     if actor.id != change.requester_id and not may_approve(env, actor.id, rt.groups):
         raise Refusal("only the requester or an approver may cancel a change", code="not_allowed")

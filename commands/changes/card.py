@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from commands.changes.plan import NEW, split_text
 from commands.config import Config
-from commands.formats import health_line, when
 from commands.messages import (
     Block,
     Button,
@@ -17,9 +15,12 @@ from commands.messages import (
     Reply,
     Text,
     escape,
+    health_line,
     mention,
+    split_text,
+    when,
 )
-from commands.model import Change, ChangeKind, ChangeState, EndpointHealth
+from commands.model import NEW, Change, ChangeKind, ChangeState, EndpointHealth
 from commands.ports import ApprovalRecord
 
 

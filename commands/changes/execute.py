@@ -9,10 +9,10 @@ import logging
 from dataclasses import replace
 
 from commands.audit import AuditAction
-from commands.changes.plan import NEW, split_text
 from commands.changes.tell import announce, tell, thread
 from commands.config import Endpoint
-from commands.model import BOT, Change, ChangeKind, ChangeState, ModelVersion, check_split
+from commands.messages import split_text
+from commands.model import BOT, NEW, Change, ChangeKind, ChangeState, ModelVersion, check_split
 from commands.ports import OperationStatus, PlatformError
 from commands.runtime import Runtime
 

@@ -17,7 +17,7 @@ from typing import Any
 from commands.audit import AuditAction
 from commands.changes.card import change_card
 from commands.changes.execute import start
-from commands.changes.tell import post_card
+from commands.messages import Post, Reply
 from commands.model import Change, ChangeState, EndpointHealth
 from commands.runtime import Runtime
 
@@ -108,3 +108,11 @@ def open_change(
     post_card(rt, moved, opening.channel, card)
     start(rt, moved)  # not before its time, if scheduled
     return moved
+
+
+def post_card(rt: Runtime, change: Change, channel: str, card: Reply) -> None:
+    """Post the change's one message and remember where, so it can be updated later."""
+    ref = rt.notifier.post(Post(channel, card, change_id=change.id))
+    if ref:
+        rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
+        change.channel, change.message_ts = ref.channel, ref.ts

@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from commands.errors import Refusal
-from commands.model import ChangePlan, EndpointState, ModelVersion, TrafficSplit, check_split
-
-NEW = "0"  # in a deploy's split, the model being deployed (as Vertex AI reads it)
+from commands.model import NEW, ChangePlan, EndpointState, ModelVersion, TrafficSplit, check_split
 
 
 @dataclass
@@ -41,16 +39,6 @@ class Plan:
 
 def _labels(state: EndpointState) -> dict[str, str]:
     return {d.id: d.version.version for d in state.deployed}
-
-
-def split_text(split: TrafficSplit, labels: dict[str, str], new_label: str | None = None) -> str:
-    if not split:
-        return "nothing"
-    parts = []
-    for key, share in sorted(split.items(), key=lambda kv: (-kv[1], kv[0])):
-        label = new_label if key == NEW and new_label else labels.get(key, key)
-        parts.append(f"{label} {share}%")
-    return " · ".join(parts)
 
 
 def find_canary(state: EndpointState, hint_id: str | None) -> tuple[str, str] | None:

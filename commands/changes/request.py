@@ -15,15 +15,12 @@ from commands.changes.rules import (
     BreakGlass,
     announce_break_glass,
     check_request,
-    may_request,
     plan_hash,
 )
 from commands.changes.schedule import parse_at
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
-from commands.formats import health_line, when
-from commands.lookup import endpoint_of
-from commands.messages import Context, Reply, escape, mention
+from commands.messages import Context, Reply, escape, health_line, mention, when
 from commands.model import (
     Change,
     ChangeKind,
@@ -44,15 +41,6 @@ def parse_for(command: str, text: str) -> Args:
         return parse(text, set(spec.options), spec.positionals)
     except ParseError as exc:
         raise Refusal(str(exc), f"Usage: `{spec.usage}`", code="malformed") from None
-
-
-def _check_requester(rt: Runtime, env: Environment, inv: Invocation) -> None:
-    if not may_request(env, inv.actor.id, rt.groups):
-        raise Refusal(
-            f"{mention(inv.actor.id)} may not request changes in `{env.name}`",
-            "Ask someone on the environment's requesters list, or the platform lead to add you.",
-            code="not_allowed",
-        )
 
 
 def _reason(args: Args, env: Environment, kind: str, required: bool | None = None) -> str | None:
@@ -164,9 +152,8 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     command = f"/{kind.value}"
     usage = SLASH_COMMANDS[command].usage
     args = parse_for(command, inv.text)
-    ep = endpoint_of(rt, args.positionals[0] if args.positionals else None, usage)
+    ep = rt.endpoint(args.positionals[0] if args.positionals else None, usage)
     env = rt.config.environment_of(ep)
-    _check_requester(rt, env, inv)
     glass = check_request(rt, env, ep, kind, args, inv.actor, inv.channel_id)
     needs_approval = (
         glass is None

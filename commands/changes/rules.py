@@ -10,13 +10,11 @@ import re
 from dataclasses import dataclass
 
 from commands.audit import AuditAction
-from commands.changes.plan import split_text
 from commands.changes.tell import refresh_card, tell
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
-from commands.formats import when
 from commands.freezes import active_freeze
-from commands.messages import escape, mention
+from commands.messages import escape, mention, split_text, when
 from commands.model import Actor, Change, ChangeKind, ChangeState
 from commands.parsing import Args, ParseError
 from commands.ports import GroupResolver, PlatformError
@@ -113,7 +111,14 @@ def check_request(
     actor: Actor,
     channel_id: str | None,
 ) -> BreakGlass | None:
-    """Refuse a request the environment's policy does not allow; say whether it breaks glass."""
+    """Refuse a request the environment's policy does not allow (who may request, from
+    which channel, tickets, residency, freezes); say whether it breaks glass."""
+    if not may_request(env, actor.id, rt.groups):
+        raise Refusal(
+            f"{mention(actor.id)} may not request changes in `{env.name}`",
+            "Ask someone on the environment's requesters list, or the platform lead to add you.",
+            code="not_allowed",
+        )
     if env.request_channels and channel_id not in env.request_channels:
         where = ", ".join(f"<#{c}>" for c in env.request_channels)
         raise Refusal(

@@ -14,8 +14,7 @@ from commands.changes.execute import execute
 from commands.changes.rules import frozen_now
 from commands.changes.tell import announce, tell, thread
 from commands.errors import Refusal
-from commands.formats import when
-from commands.messages import escape
+from commands.messages import escape, when
 from commands.model import OPEN_STATES, SCHEDULER, Change, ChangeState
 from commands.runtime import Runtime
 

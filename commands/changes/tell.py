@@ -34,14 +34,6 @@ def announce(
         thread(rt, change, line)
 
 
-def post_card(rt: Runtime, change: Change, channel: str, card: Reply) -> None:
-    """Post the change's one message and remember where, so it can be updated later."""
-    ref = rt.notifier.post(Post(channel, card, change_id=change.id))
-    if ref:
-        rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
-        change.channel, change.message_ts = ref.channel, ref.ts
-
-
 def refresh_card(rt: Runtime, change: Change, note: str | None = None) -> None:
     """Re-render the change's message where it was posted (buttons go once it is decided)."""
     if not (change.channel and change.message_ts):

@@ -18,9 +18,9 @@ from commands.digests.schedule import (
     local_time,
 )
 from commands.errors import Refusal
-from commands.formats import breaches
 from commands.messages import (
     Reply,
+    breaches,
     escape,
     mention,
 )

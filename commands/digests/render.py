@@ -26,7 +26,6 @@ from commands.digests.schedule import (
     DigestSettings,
     digest_settings,
 )
-from commands.formats import breaches, when
 from commands.messages import (
     Block,
     Button,
@@ -37,8 +36,10 @@ from commands.messages import (
     Header,
     Reply,
     Text,
+    breaches,
     escape,
     mention,
+    when,
 )
 from commands.model import Change, ChangeState, EndpointHealth
 from commands.ports import Alert, Chart

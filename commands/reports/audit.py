@@ -8,8 +8,6 @@ from datetime import timedelta
 
 from commands.config import Config
 from commands.errors import Refusal
-from commands.formats import when
-from commands.lookup import endpoint_of
 from commands.messages import (
     Block,
     Context,
@@ -18,6 +16,7 @@ from commands.messages import (
     Text,
     escape,
     mention,
+    when,
 )
 from commands.ports import AuditEvent, AuditQuery
 from commands.runtime import Runtime
@@ -79,7 +78,7 @@ def audit(rt: Runtime, slug: str | None, since: str, change_id: str | None, limi
     """The audit rows of the last `since` (all rows of a change when `change_id` is given),
     newest first, at most `limit`."""
     if slug:
-        endpoint_of(rt, slug, "/aiops audit [endpoint] [since=24h]")
+        rt.endpoint(slug, "/aiops audit [endpoint] [since=24h]")
     start = rt.clock() - parse_since(since)
     events = rt.store.audit(
         AuditQuery(

@@ -5,8 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from commands.config import Config
-from commands.formats import when
-from commands.lookup import endpoint_of
 from commands.messages import (
     Block,
     Header,
@@ -14,6 +12,7 @@ from commands.messages import (
     Text,
     escape,
     mention,
+    when,
 )
 from commands.model import OPEN_STATES, Change, ChangeKind
 from commands.runtime import Runtime
@@ -45,7 +44,7 @@ def changes_reply(changes: Sequence[Change], config: Config) -> Reply:
 def changes(rt: Runtime, slug: str | None, limit: int) -> Reply:
     """Open changes first, then the most recent, at most `limit`."""
     if slug:
-        endpoint_of(rt, slug, "/aiops changes [endpoint] [limit=N]")
+        rt.endpoint(slug, "/aiops changes [endpoint] [limit=N]")
     found = rt.store.list_changes(endpoint=slug, limit=limit)
     found.sort(key=lambda c: (c.state not in OPEN_STATES, -int(c.id.split("-")[1])))
     return changes_reply(found, rt.config)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 from commands.config import Config
-from commands.formats import breaches
-from commands.lookup import endpoint_of
 from commands.messages import (
     Block,
     Context,
@@ -13,6 +11,7 @@ from commands.messages import (
     Header,
     Reply,
     Text,
+    breaches,
 )
 from commands.model import OPEN_STATES, Change, EndpointHealth, EndpointState
 from commands.runtime import Runtime
@@ -87,11 +86,7 @@ def status(rt: Runtime, slug: str | None) -> Reply:
     """Every endpoint (or the one named): its state and health from the platform, and its
     open change from the store."""
     cfg = rt.config
-    eps = (
-        [endpoint_of(rt, slug, "/aiops status [endpoint]")]
-        if slug
-        else list(cfg.endpoints.values())
-    )
+    eps = [rt.endpoint(slug, "/aiops status [endpoint]")] if slug else list(cfg.endpoints.values())
     states = {ep.slug: rt.platform.endpoint_state(ep) for ep in eps}
     health = rt.platform.health(eps)
     open_changes: dict[str, Change] = {}

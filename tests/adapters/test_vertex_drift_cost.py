@@ -29,7 +29,7 @@ from bot.platforms.monitoring import LATENCY, RESPONSES, CloudMonitoring, read_r
 from bot.platforms.vertex import VertexPlatform
 from bot.platforms.vertex_settings import parse_vertex_settings
 from commands.config import ConfigError, parse_config
-from commands.formats import breaches
+from commands.messages import breaches
 from commands.ports import CostHistory, MetricHistory, PlatformError
 from tests.support.fakes.http_fakes import FakeGoogleHTTP
 from tests.support.fakes.monitoring_server import FakeMonitoring, distribution

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import ast
 import json
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, update
@@ -21,7 +23,7 @@ from commands.canary.model import TERMINAL_STATES, Watch, WatchState, can_move_w
 from commands.catalog import AIOPS_SUBCOMMANDS, BUTTONS, SLASH_COMMANDS
 from commands.changes.rules import plan_hash
 from commands.digests.gather import FLAGGED_ACTIONS
-from commands.model import ChangeState, IllegalTransition, can_move
+from commands.model import ChangeState, IllegalTransition, Invocation, can_move
 from commands.ports import AuditQuery
 from commands.reports.help import help_reply
 from commands.service import CHANGE_COMMANDS, HANDLERS
@@ -178,3 +180,57 @@ def _typed(row: dict[str, object]) -> dict[str, object]:
         else:
             out[key] = value
     return out
+
+
+LEAVES = {
+    "commands/model.py",
+    "commands/messages.py",
+    "commands/errors.py",
+    "commands/parsing.py",
+    "commands/freezes.py",
+    "commands/redaction.py",
+    "commands/catalog.py",
+    "commands/config.py",
+}
+
+
+def test_a_deploy_crosses_few_modules_and_enters_each_at_most_twice(bot: Bot) -> None:
+    """The path of a prod `/deploy` from the service to its audit rows (docs/architecture.md):
+    at most 18 modules of the project run (19 before the feature packages), and no
+    module of `commands/` but the leaves is called into from another module more than
+    twice — except the auditor, called once per audit row the request writes."""
+    modules: set[str] = set()
+    calls: dict[str, int] = {}
+
+    def profile(frame: Any, event: str, arg: Any) -> None:
+        if event != "call":
+            return
+        path = Path(frame.f_code.co_filename)
+        if REPO not in path.parents or path.relative_to(REPO).parts[0] not in ("bot", "commands"):
+            return
+        callee = path.relative_to(REPO).as_posix()
+        modules.add(callee)
+        back = frame.f_back
+        caller = Path(back.f_code.co_filename).as_posix() if back else ""
+        if not caller.endswith(callee) and callee.startswith("commands/"):
+            calls[callee] = calls.get(callee, 0) + 1
+
+    before = len(bot.rt.store.audit(AuditQuery()))
+    sys.setprofile(profile)
+    try:
+        reply = bot.service.handle(
+            Invocation(
+                ALICE,
+                "/deploy",
+                'loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"',
+                channel_id="C0TEST",
+            )
+        )
+    finally:
+        sys.setprofile(None)
+    rows = len(bot.rt.store.audit(AuditQuery())) - before
+    assert reply.ok and "waiting for approval" in reply.text
+    assert len(modules) <= 18, sorted(modules)
+    assert calls.pop("commands/audit.py") == rows == 3  # plan, approval request, command
+    crossed = {m: n for m, n in calls.items() if m not in LEAVES}
+    assert crossed and max(crossed.values()) <= 2, crossed
