@@ -2,7 +2,10 @@
 what is past retention without breaking it.
 
 The chain. Every row stores `prev_hash` (the hash of the row before it, `GENESIS` for
-the first) and `hash = sha256(prev_hash + canonical(row))` (`bot.store.sql_store`).
+the first), its `chain_version` and `hash`, computed as that version says
+(`bot.store.audit_canon`; version 2 is SHA-256 over the RFC 8785 form of the row, which
+docs/audit-verification.md spells out for auditors). A row verifies under the version it
+was written with, so rows from before a change of form keep verifying.
 Changing any field of a row breaks its own hash; deleting, inserting or reordering rows
 breaks the link of the row after the gap. `verify` walks the rows in id order and
 reports the first one that does not fit, and says which of these happened:
@@ -42,6 +45,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, delete, func, or_, text
 from sqlmodel import Session, col, select
 
+from bot.store.audit_canon import CURRENT, normalise
 from bot.store.audit_scan import scan
 from bot.store.compliance_tables import AuditCheckpointRow
 from bot.store.sql_store import GENESIS, _to_event, audit_row, chain_hash, utc
@@ -339,6 +343,8 @@ def purge(
             justification=reason,
             retain_until=now + retention,
         )
+        normalise(event)
+        event.chain_version = CURRENT
         event.prev_hash = prev
         event.hash = chain_hash(prev, event)
         row = audit_row(event)
