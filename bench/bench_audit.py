@@ -39,6 +39,7 @@ from sqlalchemy import Engine, text
 from bench.common import report
 from bench.pg import migrated_schema, postgres_problem
 from bot.store.db import make_engine, upgrade
+from bot.store.audit_canon import CURRENT
 from bot.store.sql_store import GENESIS, SqlStore, chain_hash
 from bot.store.tables import AuditRow
 from commands.audit import RETENTION, Auditor
@@ -72,6 +73,7 @@ COLUMNS = (
     "retain_until",
     "prev_hash",
     "hash",
+    "chain_version",
 )
 
 
@@ -170,6 +172,7 @@ def generate(
                 event.retain_until,
                 prev,
                 h,
+                CURRENT,
             )
         )
         prev = h
