@@ -38,8 +38,8 @@ from sqlalchemy import Engine, text
 
 from bench.common import report
 from bench.pg import migrated_schema, postgres_problem
-from bot.store.db import make_engine, upgrade
 from bot.store.audit_canon import CURRENT
+from bot.store.db import make_engine, upgrade
 from bot.store.sql_store import GENESIS, SqlStore, chain_hash
 from bot.store.tables import AuditRow
 from commands.audit import RETENTION, Auditor
