@@ -123,6 +123,7 @@ class DigestData:
     interventions: dict[str, list[str]] = field(default_factory=dict)
     flagged: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    audit_checks: list[str] = field(default_factory=list)  # the scheduler's weekly verify
 
 
 @dataclass
@@ -269,6 +270,12 @@ def gather(
         for e in rt.store.audit(AuditQuery(since=since, environment=env, limit=5000))
         if e.action in FLAGGED_ACTIONS
     ]
+    if kind is DigestKind.MORNING:
+        data.audit_checks = [
+            _audit_check_line(e, tz)
+            for e in rt.store.audit(AuditQuery(since=since, actor_id=SCHEDULER.id, limit=5000))
+            if e.action == AUDIT_VERIFIED
+        ]
     if kind is DigestKind.EOD:
         day_start = local_time(local.date(), time(0, 0), tz)
         events = rt.store.audit(
@@ -296,6 +303,24 @@ FLAGGED_ACTIONS = {
     "approval_void": ":no_entry_sign: approval void",
     "workspace_refused": ":no_entry: request from another workspace",
 }
+
+
+AUDIT_VERIFIED = "audit_verified"  # the weekly full verify's row (bot/audit_weekly.py)
+
+
+def _audit_check_line(e: AuditEvent, tz: ZoneInfo) -> str:
+    p = e.parameters
+    stamp = e.at.astimezone(tz).strftime("%a %H:%M")
+    if e.outcome == "intact":
+        head = str(p.get("head_hash") or "")[:12]
+        return (
+            f":white_check_mark: Full verify {stamp}: chain intact, {p.get('checked', 0)} row(s),"
+            f" head row {p.get('head_id')} `{head}…`"
+        )
+    return (
+        f":red_circle: Full verify {stamp}: chain *broken* at row {p.get('problem_row')}"
+        f" ({p.get('problem')}) — {escape(str(p.get('detail') or ''))[:300]}"
+    )
 
 
 def _flag_line(e: AuditEvent, tz: ZoneInfo) -> str:
@@ -583,6 +608,8 @@ def render(
         sections.append(("Cost", cost_lines))
     if data.flagged:
         sections.append(("Flagged for review", _capped(data.flagged, 10)))
+    if data.audit_checks:
+        sections.append(("Audit trail", _capped(data.audit_checks, 4)))
     pending_lines = _capped([_change_line(c, tz) for c in pending])
     if pending_lines:
         sections.append(
