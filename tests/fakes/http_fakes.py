@@ -8,7 +8,9 @@
   `GET …/queries/JOB` (getQueryResults) over rows of a billing export table
   (`billing_rows`): the bot's cost query is evaluated here in Python from the request's
   named parameters, and answered as BigQuery does (schema + `f`/`v` rows, paged, and
-  optionally "not complete yet" first). Routes are "queries" and "getQueryResults".
+  optionally "not complete yet" first), plus `GET …/jobs/JOB` (jobs.get, the job done), as
+  google-cloud-bigquery's `query_and_wait` calls them. Routes are "queries",
+  "getQueryResults" and "getJob".
 
 Any route can be told to answer with an error status for its next calls.
 """
@@ -98,7 +100,7 @@ class FakeGoogleHTTP:
                 body = json.loads(raw) if raw else None
                 route = url.path.rsplit("/", 1)[-1]
                 if "/bigquery/v2/" in url.path and method == "GET":
-                    route = "getQueryResults"
+                    route = "getJob" if "/jobs/" in url.path else "getQueryResults"
                 with fake._lock:
                     fake.requests.append(
                         Recorded(method, url.path, parse_qs(url.query), dict(self.headers), body)
@@ -128,6 +130,8 @@ class FakeGoogleHTTP:
                     self._reply(200, fake._query(body))
                 elif route == "getQueryResults":
                     self._reply(200, fake._results_page(url.path, parse_qs(url.query)))
+                elif route == "getJob":
+                    self._reply(200, fake._job(url.path))
                 else:
                     self._reply(
                         404,
@@ -270,6 +274,19 @@ class FakeGoogleHTTP:
         if start + self.page_size < len(rows):
             body["pageToken"] = str(start + self.page_size)
         return body
+
+    def _job(self, path: str) -> dict[str, Any]:
+        """jobs.get of a query job: done (the fake evaluates queries at once)."""
+        job_id = path.rsplit("/", 1)[-1]
+        reference = {"projectId": "q", "jobId": job_id, "location": "US"}
+        return {
+            "kind": "bigquery#job",
+            "id": f"q:US.{job_id}",
+            "jobReference": reference,
+            "status": {"state": "DONE"},
+            "configuration": {"query": {"query": "…", "useLegacySql": False}},
+            "statistics": {"query": {"schema": self._SCHEMA}},
+        }
 
     def _results_page(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
         job_id = path.rsplit("/", 1)[-1]
