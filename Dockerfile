@@ -6,7 +6,8 @@
 # Run:    docker run --rm -p 3000:3000 -e SLACK_BOT_TOKEN=... -e SLACK_SIGNING_SECRET=... aiops-bot
 #
 # Two stages: `build` turns the source into a wheel and installs it with the pinned runtime
-# dependencies (requirements.lock) into a virtualenv at /opt/venv; `runtime` copies only that
+# dependencies (requirements.lock, every distribution's sha256 required: the same lock `make`
+# installs) into a virtualenv at /opt/venv; `runtime` copies only that
 # virtualenv. No compiler, pip cache, source tree, test code or secret reaches the final image:
 # secrets are read at start from the environment / Secret Manager (docs/deploy.md).
 #
@@ -24,7 +25,7 @@ WORKDIR /src
 # Dependencies first, so that a code-only change reuses this layer.
 COPY requirements.lock ./
 RUN python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-cache-dir --requirement requirements.lock
+ && /opt/venv/bin/pip install --no-cache-dir --require-hashes --requirement requirements.lock
 
 # The project itself, as a wheel (README* matches nothing harmlessly when there is no README).
 COPY pyproject.toml README* ./

@@ -37,6 +37,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 
 from bench.common import report
+from bot.store.audit_canon import CURRENT
 from bot.store.db import make_engine, upgrade
 from bot.store.sql_store import GENESIS, SqlStore, chain_hash
 from bot.store.tables import AuditRow
@@ -72,6 +73,7 @@ COLUMNS = (
     "retain_until",
     "prev_hash",
     "hash",
+    "chain_version",
 )
 
 
@@ -170,6 +172,7 @@ def generate(
                 event.retain_until,
                 prev,
                 h,
+                CURRENT,
             )
         )
         prev = h

@@ -4,7 +4,10 @@
   entries (severity, labels, `json_fields` from `extra=`, trace when set) through
   google-cloud-logging's `CloudLoggingHandler`. Locally the bot logs JSON lines on stderr.
 - `AuditLogSink` writes every audit row, as a structured entry, to the dedicated log
-  `aiops-audit`, which the Terraform log sink copies into a locked 7-year bucket.
+  `aiops-audit`, which the Terraform log sink copies into a locked 7-year bucket; and the
+  head of every successful verification (`write_checkpoint`), so that rows cut from the
+  table's end and re-appended are caught by comparing the two (`checkpoints` reads them
+  back; `aiops-bot audit verify --against-log`).
 
 google-cloud-logging is imported inside the functions, so importing this module is cheap.
 """
@@ -14,7 +17,8 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from commands.ports import AuditEvent
@@ -26,6 +30,11 @@ APP_LOG = "aiops-bot"
 # The client's own loggers: their records must not be fed back into Cloud Logging, or one
 # failed write would log an error that triggers another write.
 _INTERNAL = ("google.cloud", "google.auth", "google.api_core", "urllib3", "requests", "grpc")
+
+CHECKPOINT = "audit_checkpoint"  # jsonPayload.type of a verification checkpoint entry
+# How far back `checkpoints` looks: the audit retention. (Without a timestamp term the
+# library reads only the last 24 hours.)
+_LOOKBACK = timedelta(days=7 * 365 + 2)
 
 # Outcomes that deserve more than NOTICE in the audit log.
 _SEVERITY = {"failed": "ERROR", "error": "ERROR", "denied": "WARNING", "rejected": "NOTICE"}
@@ -83,6 +92,17 @@ def _jsonable(value: Any) -> Any:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class LoggedCheckpoint:
+    """A verification checkpoint as the `aiops-audit` log holds it."""
+
+    head_id: int
+    head_hash: str
+    at: str | None = None
+    rows: int | None = None
+    full: bool | None = None
 
 
 class AuditLogSink:
@@ -146,3 +166,61 @@ class AuditLogSink:
             timestamp=_utc(event.at),
             insert_id=insert_id,
         )
+
+    def write_checkpoint(
+        self, *, head_id: int, head_hash: str, rows: int, at: datetime, full: bool
+    ) -> None:
+        """The head of a chain that was just verified: the outside witness of the table's
+        newest rows. Same head written twice is stored once (the insert id)."""
+        self.logger.log_struct(
+            {
+                "type": CHECKPOINT,
+                "head_id": head_id,
+                "head_hash": head_hash,
+                "rows_checked": rows,
+                "full": full,
+                "at": _utc(at).isoformat(),
+            },
+            severity="NOTICE",
+            labels={**self.labels, "action": CHECKPOINT},
+            timestamp=_utc(at),
+            insert_id=f"checkpoint-{head_id}-{head_hash}",
+        )
+
+    def checkpoints(
+        self, *, limit: int = 50, resource: str | None = None, now: datetime | None = None
+    ) -> list[LoggedCheckpoint]:
+        """The newest `limit` checkpoints in the log, newest first. `resource`: where to
+        read (default `projects/<the client's project>`; a log view
+        `projects/P/locations/L/buckets/B/views/V` for a bucket of its own)."""
+        from google.cloud.logging import DESCENDING
+
+        project = self.client.project
+        since = (now or datetime.now(UTC)) - _LOOKBACK
+        query = (
+            f'logName="projects/{project}/logs/{self.logger.name}"'
+            f' AND jsonPayload.type="{CHECKPOINT}"'
+            f' AND timestamp>="{since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}"'
+        )
+        found: list[LoggedCheckpoint] = []
+        for entry in self.client.list_entries(
+            resource_names=[resource or f"projects/{project}"],
+            filter_=query,
+            order_by=DESCENDING,
+            max_results=limit,
+            page_size=min(limit, 1000),
+        ):
+            payload = entry.payload if isinstance(entry.payload, dict) else {}
+            try:
+                found.append(
+                    LoggedCheckpoint(
+                        head_id=int(payload["head_id"]),
+                        head_hash=str(payload["head_hash"]),
+                        at=payload.get("at"),
+                        rows=payload.get("rows_checked"),
+                        full=payload.get("full"),
+                    )
+                )
+            except (KeyError, TypeError, ValueError):
+                continue  # not one of ours
+        return found

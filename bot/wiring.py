@@ -148,6 +148,9 @@ def make_scheduler(service: Service) -> Scheduler:
     # The canary watch: every 30 s it runs the checks that are due; each canary is judged
     # every `[canary] interval` (default 5 min), claimed by compare-and-set in its watch row.
     scheduler.add_interval("canary", 30, check_due)
+    from bot.audit_weekly import add_weekly_verify
+
+    add_weekly_verify(scheduler)  # the whole audit chain, Sundays 03:00, once across replicas
     return scheduler
 
 

@@ -46,6 +46,7 @@ class AuditAction(StrEnum):
     WORKSPACE_REFUSED = "workspace_refused"
     PERSON_ERASED = "person_erased"
     AUDIT_PURGE = "audit_purge"
+    AUDIT_VERIFIED = "audit_verified"
 
 
 # Actions that bypassed or overrode a control: the digests name them for review.

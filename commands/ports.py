@@ -62,6 +62,7 @@ class AuditEvent:
     prev_hash: str | None = None
     hash: str | None = None
     retain_until: datetime | None = None
+    chain_version: int | None = None  # how `hash` was computed; set by the store
 
 
 @dataclass(frozen=True)

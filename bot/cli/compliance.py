@@ -29,13 +29,54 @@ def _auditor(config: Config, engine: Engine) -> Any:
     return Auditor(SqlStore(engine), lambda: datetime.now(UTC), retention=config.audit_retention)
 
 
-def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.store.audit_chain import verify
+def _witness(config: Config) -> Any:
+    """The `aiops-audit` log on Google Cloud (the platform `vertex`), else None."""
+    if config.platform != "vertex":
+        return None
+    import os
 
-    _, engine = _open(settings)
+    from bot.gcp_logging import AuditLogSink
+
+    project = (
+        config.raw.get("vertex", {}).get("logging_project")
+        or os.environ.get("GOOGLE_CLOUD_PROJECT")
+        or next(iter(config.environments.values())).project
+    )
+    return AuditLogSink(project=str(project))
+
+
+def cmd_audit_verify(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.store.audit_chain import compare_with_log, verify, witness
+
+    config, engine = _open(settings)
     result = verify(engine, from_checkpoint=not args.full, record=not args.no_record)
     print(result.message(), file=sys.stdout if result.ok else sys.stderr)
-    return 0 if result.ok else 1
+    sink = _witness(config) if result.ok and (not args.no_record or args.against_log) else None
+    if sink is not None and not args.no_record:
+        try:  # the head, witnessed outside the database
+            witness(result, sink, at=datetime.now(UTC), full=bool(args.full))
+        except Exception as exc:
+            print(
+                f"aiops-bot: checkpoint not written to the aiops-audit log: {exc}", file=sys.stderr
+            )
+    if not result.ok:
+        return 1
+    if args.against_log:
+        if sink is None:
+            print(
+                "aiops-bot: --against-log needs the platform `vertex` (the aiops-audit log)",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            logged = sink.checkpoints(resource=args.log_view)
+        except Exception as exc:
+            print(f"aiops-bot: cannot read the aiops-audit log: {exc}", file=sys.stderr)
+            return 2
+        comparison = compare_with_log(engine, logged)
+        print(comparison.message(), file=sys.stdout if comparison.ok else sys.stderr)
+        return 0 if comparison.ok else 1
+    return 0
 
 
 def cmd_audit_purge(settings: Settings, args: argparse.Namespace) -> int:
@@ -177,6 +218,15 @@ def register(audit_sub: Any, root_sub: Any) -> None:
     v.add_argument("--full", action="store_true", help="re-read every row, not only new ones")
     v.add_argument(
         "--no-record", action="store_true", help="do not append a verification checkpoint"
+    )
+    v.add_argument(
+        "--against-log",
+        action="store_true",
+        help="also compare the table with the checkpoints in the aiops-audit log",
+    )
+    v.add_argument(
+        "--log-view",
+        help="read checkpoints from this log view (projects/P/locations/L/buckets/B/views/V)",
     )
     v.set_defaults(fn=cmd_audit_verify)
     p = audit_sub.add_parser("purge", help="remove audit rows past retain_until (audited)")

@@ -92,6 +92,7 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
         "retain_until",
         "prev_hash",
         "hash",
+        "chain_version",
         "authorised_by",
         "authorised_at",
         "ticket",
@@ -100,7 +101,9 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
     def row(e: Any) -> dict[str, Any]:
         return {
             "id": e.id,
-            "at": e.at.isoformat(),
+            # UTC to the microsecond: the exact text the row's hash covers (chain version
+            # 2, docs/audit-verification.md); tools/verify_audit.py checks this file.
+            "at": e.at.isoformat(timespec="microseconds"),
             "at_local": e.at.astimezone(config.timezone).isoformat(),
             "actor_id": e.actor_id,
             "actor": people.name(e.actor_id) or config.display_name(e.actor_id),
@@ -112,9 +115,12 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
             "justification": e.justification,
             "parameters": json.dumps(e.parameters, sort_keys=True),
             "request_id": e.request_id,
-            "retain_until": e.retain_until.isoformat() if e.retain_until else None,
+            "retain_until": (
+                e.retain_until.isoformat(timespec="microseconds") if e.retain_until else None
+            ),
             "prev_hash": e.prev_hash,
             "hash": e.hash,
+            "chain_version": e.chain_version,
             **authorised(e.change_id),
         }
 

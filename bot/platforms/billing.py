@@ -1,5 +1,7 @@
 """Daily cost per endpoint from the Cloud Billing detailed (resource-level) export in
-BigQuery, read with ONE `jobs.query` (REST, over an authorised session) for all endpoints.
+BigQuery, read with ONE parameterised query for all endpoints through google-cloud-bigquery
+(`Client.query_and_wait`: `jobs.query`, then the library's own polling and paging of
+`getQueryResults` when the query takes longer or the result spans pages).
 
 The table is `[vertex] billing_export_table` (`project.dataset.gcp_billing_export_resource_v1_…`).
 Rows are Vertex AI's (`service.description = "Vertex AI"`) in the config's projects
@@ -22,14 +24,17 @@ against BigQuery's id syntax when the config is parsed, and is back-quoted.
 `_PARTITIONTIME` (export time) bounds the scan from below: a day's usage is exported on
 that day or later, never before. Results are cached for `billing_cache_seconds` (default
 an hour): health checks, status cards and digests share one query.
+
+The client runs over the bot's authorised session (its credentials and connection pool)
+and `[vertex] bigquery_url`; requests retry with the platform's read retry (UNAVAILABLE,
+DEADLINE_EXCEEDED), and the library's request id makes a retried query the same query.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import threading
-import time
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as dtime
@@ -41,7 +46,7 @@ from google.api_core.retry import Retry
 from commands.config import Config, Endpoint
 from commands.ports import PlatformError
 
-from .monitoring import fetch_json, platform_error
+from .monitoring import platform_error
 from .vertex_settings import VertexSettings
 
 log = logging.getLogger(__name__)
@@ -70,18 +75,6 @@ HAVING endpoint IN UNNEST(@keys)
 """
 
 
-def _param(name: str, kind: str, value: str) -> dict[str, Any]:
-    return {"name": name, "parameterType": {"type": kind}, "parameterValue": {"value": value}}
-
-
-def _array(name: str, values: Sequence[str]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "parameterType": {"type": "ARRAY", "arrayType": {"type": "STRING"}},
-        "parameterValue": {"arrayValues": [{"value": v} for v in values]},
-    }
-
-
 class BillingExport:
     def __init__(
         self,
@@ -102,9 +95,23 @@ class BillingExport:
         self.retry = retry
         self.clock = clock
         self.where = where
-        self.queries = 0  # jobs.query calls made (tests, and a cheap sanity check)
+        self.queries = 0  # queries started (tests, and a cheap sanity check)
+        self._client: Any = None
         self._cache: tuple[float, date, int, dict[str, list[float]]] | None = None
         self._lock = threading.Lock()
+
+    def client(self) -> Any:
+        """google-cloud-bigquery's client over the authorised session (made once)."""
+        if self._client is None:
+            from google.cloud import bigquery
+
+            self._client = bigquery.Client(
+                project=self.query_project,
+                credentials=getattr(self.session, "credentials", None),
+                _http=self.session,
+                client_options={"api_endpoint": self.settings.bigquery_url},
+            )
+        return self._client
 
     @property
     def query_project(self) -> str:
@@ -142,88 +149,79 @@ class BillingExport:
             project = self.where(ep)[0]
             by_key[(project, str(ep.vertex_id).rsplit("/", 1)[-1])] = ep.slug
             by_key[(project, ep.slug)] = ep.slug
+        from google.cloud import bigquery
+
         tz = self.config.timezone
         first = today - timedelta(days=days)
         start = datetime.combine(first, dtime(0), tz).astimezone(UTC)
         end = datetime.combine(today, dtime(0), tz).astimezone(UTC)
-        body = {
-            "query": _SQL.format(table=self.table),
-            "useLegacySql": False,
-            "parameterMode": "NAMED",
-            "queryParameters": [
-                _param("service", "STRING", SERVICE),
-                _param("label", "STRING", self.settings.billing_label),
-                _param("tz", "STRING", str(getattr(tz, "key", tz))),
-                _param("start", "TIMESTAMP", start.strftime("%Y-%m-%d %H:%M:%S+00:00")),
-                _param("end", "TIMESTAMP", end.strftime("%Y-%m-%d %H:%M:%S+00:00")),
-                _array("projects", sorted({p for p, _ in by_key})),
-                _array("keys", sorted({k for _, k in by_key})),
+        job_config = bigquery.QueryJobConfig(
+            query_parameters=[
+                bigquery.ScalarQueryParameter("service", "STRING", SERVICE),
+                bigquery.ScalarQueryParameter("label", "STRING", self.settings.billing_label),
+                bigquery.ScalarQueryParameter("tz", "STRING", str(getattr(tz, "key", tz))),
+                bigquery.ScalarQueryParameter("start", "TIMESTAMP", start),
+                bigquery.ScalarQueryParameter("end", "TIMESTAMP", end),
+                bigquery.ArrayQueryParameter("projects", "STRING", sorted({p for p, _ in by_key})),
+                bigquery.ArrayQueryParameter("keys", "STRING", sorted({k for _, k in by_key})),
             ],
-            "timeoutMs": int(self.settings.read_timeout_s * 1000),
-            "maxResults": 10000,
-            "requestId": str(uuid.uuid4()),  # a retried POST is the same query, not a second
-            "labels": {"app": "aiops-bot"},
-        }
-        base = f"{self.settings.bigquery_url}/bigquery/v2/projects/{self.query_project}/queries"
+            use_legacy_sql=False,
+            labels={"app": "aiops-bot"},
+        )
+        timeout = self.settings.read_timeout_s
         self.queries += 1
-        page = self._call("POST", base, json=body)
-        deadline = time.monotonic() + self.settings.read_timeout_s
-        rows: list[Any] = []
-        while True:
-            if page.get("jobComplete", True) and "rows" in page:
-                rows += page["rows"]
-            token = str(page.get("pageToken") or "")
-            if page.get("jobComplete", True) and not token:
-                break
-            if time.monotonic() > deadline:
-                raise PlatformError(
-                    f"Could not read costs from BigQuery: the query did not finish within"
-                    f" {self.settings.read_timeout_s:g} s",
-                    kind="unavailable",
-                    retryable=True,
+        try:
+            rows = list(
+                self.client().query_and_wait(
+                    _SQL.format(table=self.table),
+                    job_config=job_config,
+                    project=self.query_project,
+                    api_timeout=timeout + 10,
+                    wait_timeout=timeout,
+                    retry=self.retry,
+                    job_retry=None,  # a failed query is reported, not run again
+                    max_results=10000,
                 )
-            job = page.get("jobReference") or {}
-            params = {"timeoutMs": str(int(self.settings.read_timeout_s * 1000))}
-            if job.get("location"):
-                params["location"] = str(job["location"])
-            if token and page.get("jobComplete", True):
-                params["pageToken"] = token
-            page = self._call("GET", f"{base}/{job.get('jobId', '')}", params=params)
+            )
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise self._error(exc) from exc
+        except concurrent.futures.TimeoutError as exc:
+            raise PlatformError(
+                f"Could not read costs from BigQuery: the query did not finish within {timeout:g} s",
+                kind="unavailable",
+                retryable=True,
+            ) from exc
 
         out: dict[str, list[float]] = {}
         for row in rows:
-            project, key, day_text, cost = (cell.get("v") for cell in row["f"])
+            project, key, day, cost = (
+                row["project_id"],
+                row["endpoint"],
+                row["day"],
+                row["net_cost"],
+            )
             slug = by_key.get((str(project), str(key)))
-            if slug is None or day_text is None:
+            if slug is None or day is None:
                 continue
-            back = (today - date.fromisoformat(str(day_text))).days
+            day = day if isinstance(day, date) else date.fromisoformat(str(day))
+            back = (today - day).days
             if not 1 <= back <= days:
                 continue
             values = out.setdefault(slug, [0.0] * days)
             values[days - back] += float(cost or 0.0)
         return {slug: [round(v, 2) for v in values] for slug, values in out.items()}
 
-    def _call(self, method: str, url: str, **kwargs: Any) -> dict[str, Any]:
-        try:
-            return fetch_json(
-                self.session,
-                self.retry,
-                method,
-                url,
-                timeout=self.settings.read_timeout_s + 10,
-                **kwargs,
+    def _error(self, exc: Exception) -> PlatformError:
+        error = platform_error(
+            exc, "read costs from the BigQuery billing export", project=self.query_project
+        )
+        if error.kind == "permission":
+            error = PlatformError(
+                str(error).replace(
+                    "roles/aiplatform.user and roles/monitoring.viewer on the project",
+                    "roles/bigquery.jobUser on the query project and"
+                    " roles/bigquery.dataViewer on the billing dataset",
+                ),
+                kind="permission",
             )
-        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
-            error = platform_error(
-                exc, "read costs from the BigQuery billing export", project=self.query_project
-            )
-            if error.kind == "permission":
-                error = PlatformError(
-                    str(error).replace(
-                        "roles/aiplatform.user and roles/monitoring.viewer on the project",
-                        "roles/bigquery.jobUser on the query project and"
-                        " roles/bigquery.dataViewer on the billing dataset",
-                    ),
-                    kind="permission",
-                )
-            raise error from exc
+        return error

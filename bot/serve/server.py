@@ -1,5 +1,5 @@
-"""`aiops-bot serve`: HTTP (`POST /slack/events`, `GET /healthz`) under uvicorn, or Socket
-Mode when an app token is set.
+"""`aiops-bot serve`: HTTP (`POST /slack/events`, `GET /healthz` for readiness, `GET /livez`
+for liveness) under uvicorn, or Socket Mode when an app token is set.
 
 With command workers (`AIOPS_COMMAND_WORKERS`, default 2) the bot is three kinds of
 process: this server, which only acks (it holds the config, the Bolt app and a database
@@ -131,6 +131,11 @@ def asgi(
     async def events(request: Request) -> Response:
         return await handler.handle(request)
 
+    async def livez(_: Request) -> Response:
+        # Liveness: the process answers. No database, no scheduler: a Cloud SQL failover
+        # must make the instance unready (`/healthz`), never get it restarted.
+        return JSONResponse({"ok": True})
+
     async def healthz(_: Request) -> Response:
         def probe() -> None:
             if engine is not None:
@@ -169,6 +174,7 @@ def asgi(
         routes=[
             Route("/slack/events", events, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
+            Route("/livez", livez, methods=["GET"]),
         ],
         lifespan=lifespan,
     )

@@ -2,7 +2,10 @@
 what is past retention without breaking it.
 
 The chain. Every row stores `prev_hash` (the hash of the row before it, `GENESIS` for
-the first) and `hash = sha256(prev_hash + canonical(row))` (`bot.store.sql_store`).
+the first), its `chain_version` and `hash`, computed as that version says
+(`bot.store.audit_canon`; version 2 is SHA-256 over the RFC 8785 form of the row, which
+docs/audit-verification.md spells out for auditors). A row verifies under the version it
+was written with, so rows from before a change of form keep verifying.
 Changing any field of a row breaks its own hash; deleting, inserting or reordering rows
 breaks the link of the row after the gap. `verify` walks the rows in id order and
 reports the first one that does not fit, and says which of these happened:
@@ -28,20 +31,23 @@ same transaction) that repeats the anchor's id and hash, so the anchor is covere
 chain it anchors: a forged or altered anchor fails verify.
 
 What a chain in the same database cannot prove: that the newest rows were not cut off
-and re-appended by someone who can write the table. The checkpoint (its hash is printed
-by verify) and the second copy in Cloud Logging (`commands.audit.AuditSink`) are the
-witnesses for that.
+and re-appended by someone who can write the table. The witnesses for that live outside
+the database: every audit row's second copy in Cloud Logging (`commands.audit.AuditSink`)
+and the head of every successful verification (`witness`, written to the same
+`aiops-audit` log). `compare_with_log` checks the table against those heads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy import Engine, delete, func, or_, text
 from sqlmodel import Session, col, select
 
+from bot.store.audit_canon import CURRENT, normalise
 from bot.store.audit_scan import scan
 from bot.store.compliance_tables import AuditCheckpointRow
 from bot.store.sql_store import GENESIS, _to_event, audit_row, chain_hash, utc
@@ -339,6 +345,8 @@ def purge(
             justification=reason,
             retain_until=now + retention,
         )
+        normalise(event)
+        event.chain_version = CURRENT
         event.prev_hash = prev
         event.hash = chain_hash(prev, event)
         row = audit_row(event)
@@ -379,3 +387,98 @@ def purge(
             kept_expired=kept_expired,
             audit_id=audit_id,
         )
+
+
+# -- the outside witness ------------------------------------------------------------------
+
+
+class Witness(Protocol):
+    """Where verification heads are kept outside the database (the `aiops-audit` log)."""
+
+    def write_checkpoint(
+        self, *, head_id: int, head_hash: str, rows: int, at: datetime, full: bool
+    ) -> None: ...
+
+
+class LoggedHead(Protocol):
+    @property
+    def head_id(self) -> int: ...
+
+    @property
+    def head_hash(self) -> str: ...
+
+    @property
+    def at(self) -> str | None: ...
+
+
+def witness(result: VerifyResult, sink: Witness, *, at: datetime, full: bool) -> bool:
+    """Write a successful verify's head to the witness; False when there was nothing to
+    write (an empty chain, or a broken one)."""
+    if not result.ok or result.head_id is None:
+        return False
+    sink.write_checkpoint(
+        head_id=result.head_id, head_hash=result.head_hash, rows=result.checked, at=at, full=full
+    )
+    return True
+
+
+@dataclass(frozen=True)
+class LogComparison:
+    ok: bool
+    compared: int  # logged heads checked against the table
+    skipped: int  # logged heads at or before a purge anchor (removed past retention)
+    newest: int | None  # the newest logged head id
+    table_head: int | None
+    problem: ChainProblem | None = None
+
+    def message(self) -> str:
+        if self.problem:
+            return f"audit table does not match the aiops-audit log: {self.problem.detail}"
+        if not self.compared:
+            return (
+                "the aiops-audit log holds no checkpoint after the purge anchor: compared nothing"
+            )
+        return (
+            f"audit table matches the aiops-audit log: {self.compared} checkpoint(s) compared,"
+            f" newest row {self.newest}; table head row {self.table_head}"
+        )
+
+
+def compare_with_log(engine: Engine, logged: Sequence[LoggedHead]) -> LogComparison:
+    """Each head the log witnessed must still be in the table with the same hash, and the
+    table must not end before the newest one: else rows were cut from the end (and maybe
+    forged ones appended after). Heads at or before the purge anchor were removed past
+    their retention and are skipped."""
+    with Session(engine) as session:
+        anchor = _latest(session, PURGED)
+        floor = anchor.last_id if anchor is not None else 0
+        table_head = session.exec(select(func.max(AuditRow.id))).one()
+        compared = skipped = 0
+        newest: int | None = None
+        for head in sorted(logged, key=lambda h: h.head_id, reverse=True):
+            if head.head_id <= floor:
+                skipped += 1
+                continue
+            newest = head.head_id if newest is None else newest
+            compared += 1
+            row = session.get(AuditRow, head.head_id)
+            when = f" (verified {head.at})" if head.at else ""
+            if row is None:
+                end = f"the table ends at row {table_head}" if table_head else "the table is empty"
+                problem = ChainProblem(
+                    "deleted",
+                    head.head_id,
+                    f"row {head.head_id}{when} is in the log but not in the table; {end}:"
+                    " the newest rows were cut",
+                )
+            elif row.hash != head.head_hash:
+                problem = ChainProblem(
+                    "edited",
+                    head.head_id,
+                    f"row {head.head_id}{when} has hash {row.hash[:16]}… in the table but"
+                    f" {head.head_hash[:16]}… in the log: rows up to it were rewritten",
+                )
+            else:
+                continue
+            return LogComparison(False, compared, skipped, newest, table_head, problem)
+        return LogComparison(True, compared, skipped, newest, table_head)

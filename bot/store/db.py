@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -56,7 +57,12 @@ def make_engine(url: str, **kw: Any) -> Engine:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kw)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, **kw)
+    if os.environ.get("AIOPS_DB_IAM_AUTH") == "1":  # Cloud SQL IAM login (bot.store.iam_auth)
+        from bot.store.iam_auth import attach
+
+        attach(engine)
+    return engine
 
 
 def alembic_config(engine: Engine) -> AlembicConfig:

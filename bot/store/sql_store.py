@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +20,10 @@ from commands.model import (
 )
 from commands.ports import ApprovalRecord, AuditEvent, AuditQuery, EndpointLocked
 
+from .audit_canon import CURRENT, chain_hash, normalise
 from .tables import ApprovalRow, AuditRow, ChangeRow, EndpointLockRow
+
+__all__ = ["GENESIS", "SqlStore", "audit_row", "chain_hash", "utc"]
 
 GENESIS = "0" * 64
 _CHANGE_PREFIX = "CHG-"
@@ -86,32 +87,6 @@ def _columns(fields: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
-def canonical(event: AuditEvent) -> str:
-    """The bytes a row's hash covers: every field but the id and the hashes themselves."""
-    body = {
-        "at": (utc(event.at) or event.at).isoformat(timespec="microseconds"),
-        "actor_id": event.actor_id,
-        "action": event.action,
-        "environment": event.environment,
-        "target": event.target,
-        "parameters": event.parameters,
-        "justification": event.justification,
-        "outcome": event.outcome,
-        "change_id": event.change_id,
-        "request_id": event.request_id,
-        "retain_until": (
-            utc(event.retain_until).isoformat(timespec="seconds")  # type: ignore[union-attr]
-            if event.retain_until
-            else None
-        ),
-    }
-    return json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def chain_hash(prev_hash: str, event: AuditEvent) -> str:
-    return hashlib.sha256((prev_hash + canonical(event)).encode()).hexdigest()
-
-
 def audit_row(event: AuditEvent) -> AuditRow:
     """The table row for an event whose `prev_hash` and `hash` are already set."""
     assert event.prev_hash is not None and event.hash is not None
@@ -129,6 +104,7 @@ def audit_row(event: AuditEvent) -> AuditRow:
         retain_until=event.retain_until,
         prev_hash=event.prev_hash,
         hash=event.hash,
+        chain_version=event.chain_version or CURRENT,
     )
 
 
@@ -148,6 +124,7 @@ def _to_event(row: AuditRow) -> AuditEvent:
         retain_until=utc(row.retain_until),
         prev_hash=row.prev_hash,
         hash=row.hash,
+        chain_version=row.chain_version,
     )
 
 
@@ -319,6 +296,8 @@ class SqlStore:
         # and the hash covers the UTC instant.
         event.at = utc(event.at) or event.at
         event.retain_until = utc(event.retain_until)
+        normalise(event)  # what is stored is exactly what is hashed
+        event.chain_version = CURRENT
         with Session(self.engine) as session:
             if self.engine.dialect.name == "postgresql":
                 # Writers from every replica take turns at the chain's head.

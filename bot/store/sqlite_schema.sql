@@ -1,4 +1,4 @@
--- heads: 0004
+-- heads: 0006
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -17,7 +17,7 @@ CREATE TABLE audit_event (
 	request_id VARCHAR(64), 
 	retain_until DATETIME, 
 	prev_hash VARCHAR(64) NOT NULL, 
-	hash VARCHAR(64) NOT NULL, 
+	hash VARCHAR(64) NOT NULL, chain_version INTEGER DEFAULT '1' NOT NULL, 
 	PRIMARY KEY (id), 
 	UNIQUE (hash)
 );

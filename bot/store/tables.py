@@ -96,3 +96,6 @@ class AuditRow(SQLModel, table=True):
     retain_until: datetime | None = _ts(nullable=True)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)
+    # How `hash` was computed (bot/store/audit_canon.py). Rows written before versions
+    # existed are 1 (the column's default, also for a previous release still writing).
+    chain_version: int = Field(default=1, sa_column_kwargs={"server_default": "1"})

@@ -24,7 +24,7 @@ from commands.messages import (
     escape,
     mention,
 )
-from commands.model import OPEN_STATES, Change, EndpointHealth
+from commands.model import OPEN_STATES, SCHEDULER, Change, EndpointHealth
 from commands.ports import (
     Alert,
     AuditEvent,
@@ -68,6 +68,7 @@ class DigestData:
     interventions: dict[str, list[str]] = field(default_factory=dict)
     flagged: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    audit_checks: list[str] = field(default_factory=list)  # the scheduler's weekly verify
 
 
 @dataclass
@@ -214,6 +215,12 @@ def gather(
         for e in rt.store.audit(AuditQuery(since=since, environment=env, limit=5000))
         if e.action in FLAGGED_ACTIONS
     ]
+    if kind is DigestKind.MORNING:
+        data.audit_checks = [
+            _audit_check_line(e, tz)
+            for e in rt.store.audit(AuditQuery(since=since, actor_id=SCHEDULER.id, limit=5000))
+            if e.action == AuditAction.AUDIT_VERIFIED
+        ]
     if kind is DigestKind.EOD:
         day_start = local_time(local.date(), time(0, 0), tz)
         events = rt.store.audit(
@@ -242,6 +249,22 @@ FLAGGED_ACTIONS: dict[str, str] = {
     AuditAction.WORKSPACE_REFUSED: ":no_entry: request from another workspace",
 }
 assert set(FLAGGED_ACTIONS) == OVERRIDES, "every override has its digest wording"
+
+
+def _audit_check_line(e: AuditEvent, tz: ZoneInfo) -> str:
+    """The weekly full verify's result (`bot/audit_weekly.py`) as one digest line."""
+    p = e.parameters
+    stamp = e.at.astimezone(tz).strftime("%a %H:%M")
+    if e.outcome == "intact":
+        head = str(p.get("head_hash") or "")[:12]
+        return (
+            f":white_check_mark: Full verify {stamp}: chain intact, {p.get('checked', 0)} row(s),"
+            f" head row {p.get('head_id')} `{head}…`"
+        )
+    return (
+        f":red_circle: Full verify {stamp}: chain *broken* at row {p.get('problem_row')}"
+        f" ({p.get('problem')}) — {escape(str(p.get('detail') or ''))[:300]}"
+    )
 
 
 def _flag_line(e: AuditEvent, tz: ZoneInfo) -> str:

@@ -318,6 +318,8 @@ def render(
         sections.append(("Cost", cost_lines))
     if data.flagged:
         sections.append(("Flagged for review", _capped(data.flagged, 10)))
+    if data.audit_checks:
+        sections.append(("Audit trail", _capped(data.audit_checks, 4)))
     pending_lines = _capped([_change_line(c, tz) for c in pending])
     if pending_lines:
         sections.append(

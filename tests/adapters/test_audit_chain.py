@@ -136,8 +136,8 @@ def test_inserted_row_is_found(engine: Engine) -> None:
         conn.execute(
             text(
                 "INSERT INTO audit_event (id, at, actor_id, action, parameters, outcome,"
-                " prev_hash, hash) VALUES (6, :at, 'U0MALLORY', 'approve', '{}', 'approved',"
-                " :prev, :hash)"
+                " prev_hash, hash, chain_version) VALUES (6, :at, 'U0MALLORY', 'approve', '{}',"
+                " 'approved', :prev, :hash, 2)"
             ),
             {"at": forged.at, "prev": after.hash, "hash": forged.hash},
         )

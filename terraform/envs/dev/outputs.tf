@@ -15,3 +15,4 @@ output "audit" { value = module.stack.audit }
 output "alert_policies" { value = module.stack.alert_policies }
 output "github" { value = module.stack.github }
 output "image_reader_members" { value = module.stack.image_reader_members }
+output "dashboard_url" { value = module.stack.dashboard_url }

@@ -56,7 +56,8 @@ locals {
   }
 
   runtime_roles = concat(
-    ["roles/logging.logWriter", "roles/monitoring.metricWriter"],
+    # cloudsql.instanceUser: log in to Cloud SQL as its IAM database user (no password)
+    ["roles/logging.logWriter", "roles/monitoring.metricWriter", "roles/cloudsql.instanceUser"],
     var.grant_cloudsql_client ? ["roles/cloudsql.client"] : [],
     var.billing_export_dataset != null ? ["roles/bigquery.jobUser"] : [],
   )

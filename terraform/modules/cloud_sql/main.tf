@@ -7,8 +7,13 @@
 # - CMEK encryption; the flags a security review asks for (connection, lock-wait, checkpoint
 #   and error logging, pgAudit for DDL and role changes, no statement text in logs because
 #   statements can carry PII).
-# - The application user's password is generated write-only: it goes to Cloud SQL and into the
-#   DATABASE_URL secret in the same apply and is never stored in the plan or the state.
+# - Two logins. The migration owner (`aiops_owner`, built-in, in Cloud SQL's superuser role)
+#   owns every table; its password is generated write-only and goes only to Cloud SQL and to
+#   the owner's DSN secret, which only the migration job's identity may read. The bot runs as
+#   the Cloud SQL IAM user of its service account: no password (a token per connection), no
+#   privilege of its own; the migrations make it a member of `aiops_runtime`, which holds only
+#   SELECT and INSERT on the audit tables (docs/cloud-sql-roles.md), so append-only holds
+#   against the bot's own credentials.
 
 resource "google_sql_database_instance" "this" {
   # checkov:skip=CKV_GCP_6:TLS is required on every connection (ssl_mode = ENCRYPTED_ONLY, the issue's requirement). TRUSTED_CLIENT_CERTIFICATE_REQUIRED would add client certificates, whose long-lived private key Terraform would have to store in state and ship to the app; the bot authenticates with a write-only generated password over TLS on a private IP instead.
@@ -146,11 +151,11 @@ resource "google_sql_database" "this" {
   deletion_policy = "ABANDON"
 }
 
-# The application's login. Its password is ephemeral: generated at apply time, written to Cloud
-# SQL and to the DATABASE_URL secret, and forgotten. Bump var.password_version to rotate both.
+# The migration owner. Its password is ephemeral: generated at apply time, written to Cloud SQL
+# and to the owner's DSN secret, and forgotten. Bump var.password_version to rotate both.
 # Only URL-unreserved punctuation, so the password needs no escaping inside the DSN; the mix
 # satisfies the instance's password policy (COMPLEXITY_DEFAULT).
-ephemeral "random_password" "app" {
+ephemeral "random_password" "owner" {
   length           = 40
   special          = true
   override_special = "-_.~"
@@ -160,18 +165,41 @@ ephemeral "random_password" "app" {
   min_special      = 2
 }
 
-resource "google_sql_user" "app" {
+resource "google_sql_user" "owner" {
   project             = var.project_id
-  name                = var.user_name
+  name                = var.owner_user_name
   instance            = google_sql_database_instance.this.name
   type                = "BUILT_IN"
-  password_wo         = ephemeral.random_password.app.result
+  password_wo         = ephemeral.random_password.owner.result
   password_wo_version = var.password_version
   deletion_policy     = "ABANDON"
 }
 
+resource "google_secret_manager_secret_version" "owner_database_url" {
+  secret                 = var.owner_database_url_secret_id
+  secret_data_wo         = "postgresql+psycopg://${google_sql_user.owner.name}:${ephemeral.random_password.owner.result}@${google_sql_database_instance.this.private_ip_address}:5432/${google_sql_database.this.name}?sslmode=require"
+  secret_data_wo_version = var.password_version
+}
+
+# The bot's login: the IAM database user of its service account (user name = the email without
+# `.gserviceaccount.com`). Cloud SQL creates the PostgreSQL role with no privileges; the
+# migrations grant it `aiops_runtime` (AIOPS_DB_RUNTIME_ROLE on the migration job).
+resource "google_sql_user" "runtime" {
+  project         = var.project_id
+  name            = local.runtime_user
+  instance        = google_sql_database_instance.this.name
+  type            = "CLOUD_IAM_SERVICE_ACCOUNT"
+  deletion_policy = "ABANDON"
+}
+
+locals {
+  runtime_user = trimsuffix(var.runtime_service_account_email, ".gserviceaccount.com")
+}
+
+# The bot's DATABASE_URL: no password in it (AIOPS_DB_IAM_AUTH=1 makes the bot present an
+# access token per connection), so nothing secret; kept in Secret Manager beside the others.
 resource "google_secret_manager_secret_version" "database_url" {
   secret                 = var.database_url_secret_id
-  secret_data_wo         = "postgresql+psycopg://${google_sql_user.app.name}:${ephemeral.random_password.app.result}@${google_sql_database_instance.this.private_ip_address}:5432/${google_sql_database.this.name}?sslmode=require"
+  secret_data_wo         = "postgresql+psycopg://${urlencode(google_sql_user.runtime.name)}@${google_sql_database_instance.this.private_ip_address}:5432/${google_sql_database.this.name}?sslmode=require"
   secret_data_wo_version = var.password_version
 }

@@ -19,6 +19,11 @@ output "database_name" {
 }
 
 output "user_name" {
-  description = "The bot's login."
-  value       = google_sql_user.app.name
+  description = "The bot's login (the Cloud SQL IAM user of its service account)."
+  value       = google_sql_user.runtime.name
+}
+
+output "owner_user_name" {
+  description = "The migration owner's login."
+  value       = google_sql_user.owner.name
 }

@@ -88,20 +88,30 @@ variable "database_name" {
   default     = "aiops"
 }
 
-variable "user_name" {
-  description = "The bot's login."
+variable "owner_user_name" {
+  description = "The migration owner's login (owns every table; used by the migration job only)."
   type        = string
-  default     = "aiops_bot"
+  default     = "aiops_owner"
+}
+
+variable "runtime_service_account_email" {
+  description = "The bot's service account: its Cloud SQL IAM user is the bot's login."
+  type        = string
 }
 
 variable "password_version" {
-  description = "Bump to generate a new password for the bot's login and a new DATABASE_URL secret version in the same apply."
+  description = "Bump to generate a new password for the migration owner (and new DSN secret versions) in the same apply."
   type        = number
   default     = 1
 }
 
 variable "database_url_secret_id" {
-  description = "Secret Manager secret (projects/P/secrets/S) that receives the DATABASE_URL."
+  description = "Secret Manager secret (projects/P/secrets/S) that receives the bot's DATABASE_URL (IAM login, no password)."
+  type        = string
+}
+
+variable "owner_database_url_secret_id" {
+  description = "Secret Manager secret that receives the migration owner's DSN (read by the migration job only)."
   type        = string
 }
 

@@ -14,8 +14,20 @@ variable "name" {
   default     = "aiops-bot-db-upgrade"
 }
 
-variable "service_account_email" {
-  description = "Identity the job runs as: the bot's service account (it may read the DATABASE_URL secret)."
+variable "migrator_account_id" {
+  description = "Account id of the job's own identity (it reads the owner's DSN; the bot cannot)."
+  type        = string
+  default     = "aiops-db-migrator"
+}
+
+variable "deployer_member" {
+  description = "The CI deployer (serviceAccount:...), which updates and runs the job; null for none."
+  type        = string
+  default     = null
+}
+
+variable "runtime_role" {
+  description = "The bot's database login, made a member of aiops_runtime by the migrations (AIOPS_DB_RUNTIME_ROLE)."
   type        = string
 }
 
@@ -29,8 +41,8 @@ variable "subnetwork_id" {
   type        = string
 }
 
-variable "database_url_secret_id" {
-  description = "Secret holding DATABASE_URL (projects/P/secrets/S)."
+variable "owner_database_url_secret_id" {
+  description = "Secret holding the migration owner's DSN (projects/P/secrets/S), the job's DATABASE_URL."
   type        = string
 }
 

@@ -12,3 +12,8 @@ output "alert_policies" {
     }
   }
 }
+
+output "dashboard_url" {
+  description = "The environment's endpoint dashboard in the Cloud console (for the bot's config and the runbooks)."
+  value       = "https://console.cloud.google.com/monitoring/dashboards/custom/${basename(google_monitoring_dashboard.endpoints.id)}?project=${var.project_id}"
+}

@@ -30,13 +30,14 @@ resource "google_secret_manager_secret" "this" {
   }
 }
 
-# Read access for the bot (and only these secrets: no project-wide accessor role).
+# Read access for the bot (and only these secrets, less var.not_for_accessors: no project-wide
+# accessor role).
 resource "google_secret_manager_secret_iam_member" "accessors" {
   for_each = {
     for pair in setproduct(keys(var.secrets), keys(var.accessors)) : "${pair[0]}/${pair[1]}" => {
       secret = pair[0]
       member = var.accessors[pair[1]]
-    }
+    } if !contains(var.not_for_accessors, pair[0])
   }
 
   project   = var.project_id

@@ -40,3 +40,9 @@ variable "labels" {
   type        = map(string)
   default     = {}
 }
+
+variable "not_for_accessors" {
+  description = "Secret ids the accessors do not get (e.g. the migration owner's DSN, read only by the migration job's identity, granted where that identity is made)."
+  type        = set(string)
+  default     = []
+}

@@ -19,6 +19,7 @@ locals {
     "roles/monitoring.metricWriter",
     "roles/monitoring.viewer",
     "roles/cloudsql.client",
+    "roles/cloudsql.instanceUser",
     "roles/bigquery.jobUser",
   ]
 }
@@ -132,11 +133,13 @@ module "secrets" {
     "aiops-slack-signing-secret" = "Slack signing secret: Slack app > Basic Information. Added by a person, never by Terraform."
     "aiops-slack-app-token"      = "Slack app-level token (xapp-...) for Socket Mode only; unused on App Engine (HTTP mode)."
     "aiops-pii-key"              = "HMAC key for PII tokens. Generated write-only by Terraform; rotate with pii_key_version."
-    "aiops-database-url"         = "DATABASE_URL of the bot's Cloud SQL database. Written write-only by Terraform with the generated password."
+    "aiops-database-url"         = "DATABASE_URL of the bot's Cloud SQL database: its IAM login, no password (AIOPS_DB_IAM_AUTH=1). Written by Terraform."
+    "aiops-database-owner-url"   = "DSN of the migration owner (aiops_owner). Written write-only by Terraform; read only by the migration job's identity."
   }
   accessors = {
     bot = module.bot_service_account.member
   }
+  not_for_accessors = ["aiops-database-owner-url"]
   generated = {
     "aiops-pii-key" = var.pii_key_version
   }
@@ -146,16 +149,18 @@ module "secrets" {
 module "cloud_sql" {
   source = "../cloud_sql"
 
-  project_id             = var.project_id
-  region                 = var.region
-  allowed_regions        = var.allowed_regions
-  network_id             = module.network.network_id
-  kms_key_name           = module.kms.key_ids["cloudsql"]
-  tier                   = var.cloudsql_tier
-  availability_type      = var.cloudsql_availability_type
-  password_version       = var.database_password_version
-  database_url_secret_id = module.secrets.secret_ids["aiops-database-url"]
-  labels                 = local.labels
+  project_id                    = var.project_id
+  region                        = var.region
+  allowed_regions               = var.allowed_regions
+  network_id                    = module.network.network_id
+  kms_key_name                  = module.kms.key_ids["cloudsql"]
+  tier                          = var.cloudsql_tier
+  availability_type             = var.cloudsql_availability_type
+  password_version              = var.database_password_version
+  database_url_secret_id        = module.secrets.secret_ids["aiops-database-url"]
+  owner_database_url_secret_id  = module.secrets.secret_ids["aiops-database-owner-url"]
+  runtime_service_account_email = module.bot_service_account.email
+  labels                        = local.labels
 
   depends_on = [module.network]
 }
@@ -164,13 +169,14 @@ module "cloud_sql" {
 module "db_migration_job" {
   source = "../db_migration_job"
 
-  project_id             = var.project_id
-  region                 = var.region
-  service_account_email  = module.bot_service_account.email
-  network_id             = module.network.network_id
-  subnetwork_id          = module.network.subnetwork_id
-  database_url_secret_id = module.secrets.secret_ids["aiops-database-url"]
-  labels                 = local.labels
+  project_id                   = var.project_id
+  region                       = var.region
+  network_id                   = module.network.network_id
+  subnetwork_id                = module.network.subnetwork_id
+  owner_database_url_secret_id = module.secrets.secret_ids["aiops-database-owner-url"]
+  runtime_role                 = module.cloud_sql.user_name
+  deployer_member              = "serviceAccount:${module.ci_service_account.email}"
+  labels                       = local.labels
 
   depends_on = [module.cloud_sql]
 }

@@ -71,6 +71,8 @@ output "cloud_sql" {
     private_ip      = module.cloud_sql.private_ip_address
     database        = module.cloud_sql.database_name
     user            = module.cloud_sql.user_name
+    owner           = module.cloud_sql.owner_user_name
+    migrator        = module.db_migration_job.service_account_email
   }
 }
 
@@ -110,4 +112,9 @@ output "github" {
 output "image_reader_members" {
   description = "Identities of this environment that pull the bot's image: give them to image_readers of the root that hosts the registry."
   value       = local.image_readers
+}
+
+output "dashboard_url" {
+  description = "The environment's endpoint dashboard (P95, error rate, requests by deployed model, replicas, duty cycle, thresholds drawn)."
+  value       = module.monitoring.dashboard_url
 }

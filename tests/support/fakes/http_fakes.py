@@ -1,12 +1,16 @@
 """A small threaded HTTP server on loopback for Google's REST APIs the bot uses:
 
 - Cloud Monitoring's alerts list, `GET /v3/projects/P/alerts` (paged, filter on state);
-- Cloud Logging's `POST /v2/entries:write`, whose bodies are recorded;
+- Cloud Logging's `POST /v2/entries:write`, whose bodies are recorded, and
+  `POST /v2/entries:list` over what was written (the filter's `logName="…"`,
+  `jsonPayload.K="…"` and `timestamp>="…"` terms, newest first on `timestamp desc`, paged);
 - BigQuery's `POST /bigquery/v2/projects/P/queries` (jobs.query) and
   `GET …/queries/JOB` (getQueryResults) over rows of a billing export table
   (`billing_rows`): the bot's cost query is evaluated here in Python from the request's
   named parameters, and answered as BigQuery does (schema + `f`/`v` rows, paged, and
-  optionally "not complete yet" first). Routes are "queries" and "getQueryResults".
+  optionally "not complete yet" first), plus `GET …/jobs/JOB` (jobs.get, the job done), as
+  google-cloud-bigquery's `query_and_wait` calls them. Routes are "queries",
+  "getQueryResults" and "getJob".
 
 Any route can be told to answer with an error status for its next calls.
 """
@@ -96,7 +100,7 @@ class FakeGoogleHTTP:
                 body = json.loads(raw) if raw else None
                 route = url.path.rsplit("/", 1)[-1]
                 if "/bigquery/v2/" in url.path and method == "GET":
-                    route = "getQueryResults"
+                    route = "getJob" if "/jobs/" in url.path else "getQueryResults"
                 with fake._lock:
                     fake.requests.append(
                         Recorded(method, url.path, parse_qs(url.query), dict(self.headers), body)
@@ -120,10 +124,14 @@ class FakeGoogleHTTP:
                     self._reply(200, fake._alerts_page(url.path, parse_qs(url.query)))
                 elif method == "POST" and route == "entries:write":
                     self._reply(200, {})
+                elif method == "POST" and route == "entries:list":
+                    self._reply(200, fake._list_entries(body or {}))
                 elif method == "POST" and route == "queries":
                     self._reply(200, fake._query(body))
                 elif route == "getQueryResults":
                     self._reply(200, fake._results_page(url.path, parse_qs(url.query)))
+                elif route == "getJob":
+                    self._reply(200, fake._job(url.path))
                 else:
                     self._reply(
                         404,
@@ -162,6 +170,31 @@ class FakeGoogleHTTP:
         if start + size < len(items):
             body["nextPageToken"] = str(start + size)
         return body
+
+    def _list_entries(self, body: dict[str, Any]) -> dict[str, Any]:
+        query = body.get("filter", "")
+        items = self.entries
+        for key, value in re.findall(r'([\w.]+)\s*=\s*"([^"]*)"', query):
+            if key == "logName":
+                items = [e for e in items if e.get("logName") == value]
+            elif key.startswith("jsonPayload."):
+                field_name = key.removeprefix("jsonPayload.")
+                items = [e for e in items if str(e.get("jsonPayload", {}).get(field_name)) == value]
+        since = re.search(r'timestamp\s*>=\s*"([^"]+)"', query)
+        if since:
+            floor = datetime.fromisoformat(since.group(1).replace("Z", "+00:00"))
+            items = [
+                e
+                for e in items
+                if datetime.fromisoformat(e["timestamp"].replace("Z", "+00:00")) >= floor
+            ]
+        items.sort(key=lambda e: e["timestamp"], reverse="desc" in body.get("orderBy", ""))
+        size = int(body.get("pageSize") or 50)
+        start = int(body.get("pageToken") or 0)
+        page: dict[str, Any] = {"entries": items[start : start + size]}
+        if start + size < len(items):
+            page["nextPageToken"] = str(start + size)
+        return page
 
     # -- BigQuery ----------------------------------------------------------------------
 
@@ -241,6 +274,19 @@ class FakeGoogleHTTP:
         if start + self.page_size < len(rows):
             body["pageToken"] = str(start + self.page_size)
         return body
+
+    def _job(self, path: str) -> dict[str, Any]:
+        """jobs.get of a query job: done (the fake evaluates queries at once)."""
+        job_id = path.rsplit("/", 1)[-1]
+        reference = {"projectId": "q", "jobId": job_id, "location": "US"}
+        return {
+            "kind": "bigquery#job",
+            "id": f"q:US.{job_id}",
+            "jobReference": reference,
+            "status": {"state": "DONE"},
+            "configuration": {"query": {"query": "…", "useLegacySql": False}},
+            "statistics": {"query": {"schema": self._SCHEMA}},
+        }
 
     def _results_page(self, path: str, query: dict[str, list[str]]) -> dict[str, Any]:
         job_id = path.rsplit("/", 1)[-1]
