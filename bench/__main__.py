@@ -19,8 +19,9 @@ BENCHES = {
     "audit": "bench.bench_audit",
     "startup": "bench.bench_startup",
     "commands": "bench.bench_commands",
+    "redaction": "bench.bench_redaction",
 }
-DEFAULT = ("startup", "commands", "ack", "digest", "audit")
+DEFAULT = ("startup", "commands", "ack", "digest", "audit", "redaction")
 
 
 def main(argv: list[str] | None = None) -> int:
