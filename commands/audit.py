@@ -1,4 +1,6 @@
-"""Writes audit events: redacted, stamped in UTC, with their retention date."""
+"""Writes audit events: redacted, stamped in UTC, with their retention date. Every text
+field goes through `commands.text.outbound`: PII masked and invisible characters made
+visible, whatever the caller passed (a refused command's raw text included)."""
 
 from __future__ import annotations
 
@@ -7,8 +9,8 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from commands.model import Change
-from commands.redaction import redact, redact_value
 from commands.store import AuditEvent, Store
+from commands.text import outbound, outbound_value
 
 RETENTION = timedelta(days=7 * 365 + 2)  # seven years, leap days included
 
@@ -50,12 +52,12 @@ class Auditor:
         event = AuditEvent(
             action=action,
             actor_id=actor_id,
-            outcome=redact(outcome),
+            outcome=outbound(outcome),
             at=now,
             environment=environment or (change.environment if change else None),
-            target=target or (change.endpoint if change else None),
-            parameters=redact_value(parameters or {}),
-            justification=redact(justification) if justification else None,
+            target=outbound(target) if target else (change.endpoint if change else None),
+            parameters=outbound_value(parameters or {}),
+            justification=outbound(justification) if justification else None,
             change_id=change_id or (change.id if change else None),
             request_id=request_id,
             retain_until=now + self.retention,

@@ -10,13 +10,14 @@ from datetime import timedelta
 from commands import approvals, canary, digests
 from commands.catalog import AIOPS_SUBCOMMANDS, SLASH_COMMANDS
 from commands.errors import Refusal
-from commands.messages import Reply, escape
+from commands.messages import Reply, escape, unescape
 from commands.model import OPEN_STATES, Change, ChangeKind, ChangeState, Invocation
 from commands.parsing import ParseError, parse
 from commands.platform import PlatformError
 from commands.requests import endpoint_of, request_change
 from commands.runtime import Runtime
 from commands.store import AuditQuery
+from commands.text import admit
 from commands.views import audit_reply, changes_reply, help_reply, status_reply
 
 log = logging.getLogger(__name__)
@@ -56,12 +57,13 @@ class Service:
         command = inv.command.strip().lower()
         self._remember(inv)
         try:
+            inv = admit(inv)  # limits checked, PII masked: all the domain ever sees
             reply = self._dispatch(command, inv)
         except Refusal as refusal:
-            self._audit(inv, f"refused: {refusal.message}", refusal.code)
+            self._audit(inv, f"refused: {unescape(refusal.message)}", refusal.code)
             return Reply.refusal(refusal.message, hint=refusal.hint)
         except ParseError as exc:  # a malformed option no command caught (already escaped)
-            self._audit(inv, f"refused: {exc}", "malformed")
+            self._audit(inv, f"refused: {unescape(str(exc))}", "malformed")
             return Reply.refusal(str(exc), hint="See `/aiops help`.")
         except PlatformError as exc:
             self._audit(inv, f"failed: {exc}", exc.kind)
@@ -204,7 +206,9 @@ class Service:
                 since=None if change_id else start, endpoint=slug, change_id=change_id, limit=limit
             )
         )
-        title = (change_id or slug or "all endpoints") + ("" if change_id else f", last {since}")
+        title = escape(change_id or slug or "all endpoints") + (
+            "" if change_id else f", last {escape(since)}"
+        )
         return audit_reply(events, self.rt.config, title)
 
     def pending(self) -> list[str]:

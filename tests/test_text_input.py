@@ -1,0 +1,427 @@
+"""Typed text: decoded once where it enters, checked and masked before anything reads it,
+escaped once where it leaves, and never unmasked at any exit (replies, cards, threads,
+audit rows, stored columns, logs, exports, dossiers) — on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from slack_sdk import WebClient
+from sqlalchemy import Engine, MetaData, select
+
+from bot.logs import JsonFormatter
+from bot.server import make_asgi
+from bot.slack.app import build_app
+from bot.slack.blocks import render_message
+from bot.slack.notifier import SlackNotifier
+from commands import dossier
+from commands.errors import Refusal
+from commands.messages import Reply, Text, escape, unescape
+from commands.model import Invocation
+from commands.parsing import ParseError, parse
+from commands.redaction import RedactingFilter
+from commands.runtime import NullNotifier
+from commands.service import Service
+from commands.store import AuditQuery
+from commands.text import MAX_TEXT, check, cut, from_slack, visible
+from tests.slack_wire import SIGNING_SECRET, Served, slash_body
+from tests.support import ALICE, BOB, CAROL, Bot, FakeClock, SlackStub, make_runtime, text_of
+
+# ------------------------------------------------------------------------ decoding
+
+
+@pytest.mark.parametrize(
+    ("sent", "typed"),
+    [
+        ("p95 &lt; 2s &amp; errors ok", "p95 < 2s & errors ok"),
+        ("&amp;lt; is how you write &lt;", "&lt; is how you write <"),  # exactly once
+        ("&amp;amp;", "&amp;"),
+        ("ask <@U0BOB|bob>", "ask @bob"),
+        ("ask <@U0BOB>", "ask @U0BOB"),
+        ("in <#C0OPS|ops>", "in #ops"),
+        ("in <#C0OPS>", "in #C0OPS"),
+        ("<!here> look", "@here look"),
+        ("<!channel> <!everyone> <!here|here>", "@channel @everyone @here"),
+        ("<!subteam^S0ONCALL|@oncall>", "@oncall"),
+        ("<!date^1392734382^{date_short}|Feb 18, 2014>", "Feb 18, 2014"),
+        ("see <https://runbook.example/lat|the runbook>", "see the runbook (https://runbook.example/lat)"),
+        ("<https://runbook.example/a?x=1&amp;y=2>", "https://runbook.example/a?x=1&y=2"),
+        ("<http://example.com|example.com>", "example.com"),
+        ("<mailto:a@example.com|a@example.com>", "a@example.com"),
+        ("<https://x.example|a &amp; b>", "a & b (https://x.example)"),
+        ("no markup at all", "no markup at all"),
+    ],
+)  # fmt: skip
+def test_slack_encoding_is_undone_exactly_once(sent: str, typed: str) -> None:
+    assert from_slack(sent) == typed
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=80))
+def test_decoding_what_slack_encodes_gives_back_what_was_typed(typed: str) -> None:
+    assert from_slack(escape(typed)) == typed
+    assert unescape(escape(typed)) == typed
+
+
+# ----------------------------------------------------------------- refused characters
+
+
+@pytest.mark.parametrize(
+    ("char", "code"),
+    [
+        ("\x00", "control_character"),
+        ("\x1b", "control_character"),
+        ("\r", "control_character"),
+        ("\x7f", "control_character"),
+        ("\x85", "control_character"),  # C1: next line
+        ("\x9b", "control_character"),  # C1: control sequence introducer
+        ("\u202e", "bidi_character"),  # right-to-left override
+        ("\u2066", "bidi_character"),  # left-to-right isolate
+        ("\u200f", "bidi_character"),  # right-to-left mark
+    ],
+)
+def test_control_and_bidi_characters_are_refused(char: str, code: str) -> None:
+    with pytest.raises(Refusal) as refused:
+        check(f"reason=ab{char}cd")
+    assert refused.value.code == code
+    assert f"U+{ord(char):04X}" in refused.value.message
+    assert "at character 10" in refused.value.message
+
+
+def test_tab_newline_and_unicode_text_pass() -> None:
+    check('reason="line one\nline two\twith a tab, Nguyễn, 東京, emoji 🚀"')
+
+
+def test_length_is_stated_and_enforced_first() -> None:
+    check("x" * MAX_TEXT)
+    with pytest.raises(Refusal) as refused:
+        check('reason="' + "x" * MAX_TEXT + "\x00")  # too long wins over the NUL
+    assert refused.value.code == "too_long"
+    assert f"{MAX_TEXT:,}" in refused.value.message
+
+
+def test_visible_makes_invisible_characters_visible() -> None:
+    assert visible("a\x00b\u202ec\td\n") == "a[U+0000]b[U+202E]c\td\n"
+
+
+# ------------------------------------------------------------------------------ cuts
+
+UNITS = ["word ", "&amp;", "&lt;", "&gt;", "<@U0ALICE>", "<!here>", "<#C0OPS|ops>",
+         "<https://runbook.example/x|a label>", "é", "e\u0301", " "]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(UNITS), min_size=1, max_size=40), st.integers(1, 400))
+def test_a_cut_never_splits_an_entity_a_mention_or_a_link(parts: list[str], limit: int) -> None:
+    whole = "".join(parts)
+    out = cut(whole, limit)
+    assert len(out) <= limit
+    if out == whole:
+        return
+    body = out.removesuffix("…")
+    assert whole.startswith(body)
+    rest = re.sub(r"&(?:amp|lt|gt);|<[^<>]*>", "", body)
+    assert "<" not in rest and ">" not in rest and "&" not in rest, body
+    assert not whole[len(body) :].startswith("\u0301"), "a combining mark left behind"
+
+
+def test_slack_blocks_are_cut_on_a_safe_boundary() -> None:
+    long = "x" * 2993 + " <@U0BOB> &amp; more"
+    message = render_message(Reply(text=long, blocks=[Text(long)]))
+    section = message["blocks"][0]["text"]["text"]
+    assert len(section) <= 3000 and section.endswith("x …")
+    assert "<@U0B" not in section
+
+
+# ---------------------------------------------------------------------------- parsing
+
+
+def test_an_apostrophe_in_an_unquoted_value_is_a_character(bot: Bot) -> None:
+    reply = bot.run(ALICE, "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 reason=can't")
+    assert reply.ok, text_of(reply)
+    assert bot.rt.store.list_changes(limit=1)[0].reason == "can't"
+    args = parse("x reason=O'Brien's ticket=CHG-1", {"reason", "ticket"}, 1)
+    assert args.options == {"reason": "O'Brien's", "ticket": "CHG-1"}
+    assert parse("reason='it's fine'", {"reason"}, 0).options["reason"] == "it's fine"
+
+
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [
+        ("reason=can't deploy today", '`reason="can\'t deploy today"`'),
+        ('reason="unclosed', 'the `"` that opens `reason="unclosed` is never closed'),
+        ("reason='90s kit", 'quote it with `"`'),
+    ],
+)
+def test_a_lone_quote_or_spaces_get_a_message_that_says_how_to_write_it(
+    typed: str, says: str
+) -> None:
+    with pytest.raises(ParseError) as error:
+        parse(typed, {"reason"}, 0)
+    assert says in unescape(str(error.value))
+    assert "close every quote" not in str(error.value)
+
+
+# ------------------------------------------------------------------ over Slack (Bolt)
+
+
+@pytest.fixture
+def stub() -> Iterator[SlackStub]:
+    s = SlackStub()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def served(sqlite_engine: Engine, stub: SlackStub) -> Iterator[tuple[Served, Service]]:
+    rt = make_runtime(
+        sqlite_engine, FakeClock(), SlackNotifier(WebClient(token="x", base_url=stub.api_url))
+    )
+    service = Service(rt)
+    bolt = build_app(
+        service, bot_token="x", signing_secret=SIGNING_SECRET, api_base_url=stub.api_url
+    )
+    server = Served(make_asgi(service, bolt))
+    yield server, service
+    rt.background.wait_idle(30)
+    server.close()
+
+
+def slash(server: Served, stub: SlackStub, command: str, sent: str, n: int) -> dict[str, Any]:
+    """`sent` is the text as Slack sends it (encoded); returns the answer."""
+    path = f"/respond/{n}"
+    assert (
+        server.post(slash_body(command, sent, "U0ALICE", "alice", stub.url + path)).status_code
+        == 200
+    )
+    stub.wait_for(lambda: bool(stub.responded(path)))
+    return stub.responded(path)[0]
+
+
+def test_a_reason_with_lt_and_amp_is_stored_once_decoded_and_shown_once_escaped(
+    served: tuple[Served, Service], stub: SlackStub
+) -> None:
+    server, service = served
+    sent = 'loan-assessor gemma-3-1b-it@1.2.1 reason="p95 &lt; 2s &amp; errors ok"'
+    answer = slash(server, stub, "/deploy", sent, 1)
+    assert "waiting for approval" in answer["text"]
+    change = service.rt.store.list_changes(limit=1)[0]
+    assert change.reason == "p95 < 2s & errors ok"
+    card = next(c.body for c in stub.of("chat.postMessage") if c.body["channel"] == "C0APPROVALS")
+    shown = json.dumps(card["blocks"])
+    assert "p95 &lt; 2s &amp; errors ok" in shown
+    assert "&amp;lt;" not in shown and "&amp;amp;" not in shown
+    plan = [
+        e for e in service.rt.store.audit(AuditQuery(change_id=change.id)) if e.action == "plan"
+    ]
+    assert plan[0].justification == "p95 < 2s & errors ok"
+    audit = json.dumps(slash(server, stub, "/aiops", f"audit change={change.id}", 2))
+    assert "p95 &lt; 2s &amp; errors ok" in audit and "&amp;lt;" not in audit
+
+
+def test_audit_change_here_is_echoed_as_text_never_as_a_ping(
+    served: tuple[Served, Service], stub: SlackStub
+) -> None:
+    server, service = served
+    mention = json.dumps(slash(server, stub, "/aiops", "audit change=<!here>", 1))
+    assert "<!here" not in mention and "@here" in mention
+    typed = json.dumps(slash(server, stub, "/aiops", "audit change=&lt;!here&gt;", 2))
+    assert "<!here" not in typed and "&lt;!here&gt;" in typed  # shown as typed, inert
+    rows = service.rt.store.audit(AuditQuery())
+    assert [r.parameters["text"] for r in rows] == ["audit change=@here", "audit change=<!here>"]
+
+
+def test_mentions_and_links_arrive_as_plain_readable_text(
+    served: tuple[Served, Service], stub: SlackStub
+) -> None:
+    server, service = served
+    sent = (
+        'loan-assessor-stg gemma-3-1b-it@1.2.1 reason="ask <@U0BOB|bob> in <#C0OPS|ops>, see'
+        ' <https://runbook.example/lat|the runbook> &amp; <!subteam^S0ONCALL|@oncall>"'
+    )
+    answer = slash(server, stub, "/deploy", sent, 1)
+    assert "running" in answer["text"], answer
+    change = service.rt.store.list_changes(limit=1)[0]
+    assert change.reason == (
+        "ask @bob in #ops, see the runbook (https://runbook.example/lat) & @oncall"
+    )
+    everything = json.dumps([c.body for c in stub.calls])
+    for live in ("<@U0BOB", "<#C0OPS", "<https://runbook", "<!subteam"):
+        assert live not in everything
+
+
+def test_a_nul_over_slack_is_refused_clearly_and_audited(
+    served: tuple[Served, Service], stub: SlackStub
+) -> None:
+    server, service = served
+    answer = slash(
+        server, stub, "/deploy", 'loan-assessor-stg gemma-3-1b-it@1.2.1 reason="a\x00b"', 1
+    )
+    assert "control character (U+0000 NUL)" in answer["text"]
+    assert "something went wrong" not in json.dumps(answer)
+    (row,) = service.rt.store.audit(AuditQuery())
+    assert row.parameters["code"] == "control_character"
+    assert "[U+0000]" in row.parameters["text"] and "\x00" not in json.dumps(row.parameters)
+    assert service.rt.store.list_changes() == []
+
+
+# ------------------------------------------- refusals of PII-bearing text, every exit
+
+PII = {
+    "dob": ("DOB 04/06/1980", ["04/06/1980"]),
+    "address": ("12 Example St Sydney NSW 2000", ["Example St", "NSW 2000"]),
+    "name": ("customer Jane Citizen", ["Jane Citizen", "Citizen"]),
+    "email": ("jane.citizen@example.com", ["jane.citizen@example.com", "@example.com"]),
+    "phone": ("mobile 0412 345 678", ["0412 345 678", "345 678", "0412"]),
+    "tfn": ("TFN 123 456 782", ["123 456 782", "456 782"]),
+}
+DEPLOY_STG = "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1"
+TEMPLATES = [
+    # quoted, in commands that succeed: the reason columns and the cards
+    (ALICE, '/deploy loan-assessor gemma-3-1b-it@1.2.1 reason="{p}"'),
+    (CAROL, '/aiops reject loan-assessor reason="{p}"'),
+    (ALICE, '/deploy loan-assessor gemma-3-1b-it@1.2.1 reason="{p}"'),
+    (ALICE, '/aiops cancel loan-assessor reason="{p}"'),
+    # unquoted
+    (ALICE, DEPLOY_STG + " reason={p}"),
+    (BOB, "/aiops reject CHG-1 reason={p}"),
+    (ALICE, "/aiops pause loan-assessor-stg reason={p}"),
+    # after any option
+    (ALICE, DEPLOY_STG + " canary=10 {p}"),
+    (ALICE, DEPLOY_STG + " ticket={p}"),
+    (ALICE, DEPLOY_STG + ' at="{p}"'),
+    (ALICE, DEPLOY_STG + " break_glass={p}"),
+    (ALICE, DEPLOY_STG + " canary={p}"),
+    (ALICE, "/promote loan-assessor-stg to={p}"),
+    (ALICE, "/promote loan-assessor-stg steps={p}"),
+    (ALICE, "/aiops audit since={p}"),
+    (ALICE, "/aiops audit change={p}"),
+    (ALICE, "/aiops changes limit={p}"),
+    (ALICE, "/aiops status {p}=1"),
+    # as a positional
+    (ALICE, "/deploy {p}"),
+    (ALICE, "/deploy loan-assessor-stg {p}"),
+    (ALICE, "/rollback {p}"),
+    (ALICE, "/aiops approve {p}"),
+    (ALICE, "/aiops {p}"),
+    (ALICE, "/aiops help {p}"),
+    (ALICE, "/aiops digest {p}"),
+    (ALICE, "/aiops canary {p}"),
+    (ALICE, "/aiops status {p}"),
+    # an unclosed quote, a control character, too long
+    (ALICE, DEPLOY_STG + ' reason="{p}'),
+    (ALICE, DEPLOY_STG + " reason='{p}"),
+    (ALICE, '/aiops audit change="{p}\x00"'),
+    (ALICE, DEPLOY_STG + ' reason="{p} \u202e"'),
+    (ALICE, DEPLOY_STG + ' reason="{p} ' + "x" * MAX_TEXT + '"'),
+]
+
+
+def _database_text(engine: Engine) -> str:
+    """Every row of every table the bot writes, as text (the job store's pickles aside)."""
+    out = []
+    meta = MetaData()
+    meta.reflect(engine)
+    with engine.connect() as conn:
+        for name, table in meta.tables.items():
+            if name in ("alembic_version", "apscheduler_jobs"):
+                continue
+            out += [f"{name}: {tuple(row)!r}" for row in conn.execute(select(table))]
+    return "\n".join(out)
+
+
+def test_no_secret_survives_any_refusal_or_any_exit(engine: Engine) -> None:
+    clock = FakeClock()
+    notifier = NullNotifier()
+    bot = Bot(make_runtime(engine, clock, notifier), clock)
+    logs = io.StringIO()
+    handler = logging.StreamHandler(logs)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RedactingFilter(drop_exc_info=False))  # as bot/logs.py installs it
+    root = logging.getLogger()
+    root.addHandler(handler)
+    seen: list[str] = []
+    passed: list[str] = []
+    try:
+        for pii, _ in PII.values():
+            for who, template in TEMPLATES:
+                reply = bot.run(who, template.format(p=pii))
+                if reply.ok:
+                    passed.append(template.format(p=pii))
+                assert "something went wrong" not in reply.text, (template, pii, reply.text)
+                seen.append(text_of(reply))
+    finally:
+        root.removeHandler(handler)
+    # all refused but the four that are meant to succeed, and a one-word secret (an
+    # e-mail address) where one word is a valid value
+    assert len(passed) <= 4 * len(PII) + 4, passed
+    seen += [json.dumps(render_message(p.reply)) for p in notifier.posts]
+    assert len(notifier.posts) >= 2 * len(PII)  # approval cards and their updates
+    changes = bot.rt.store.list_changes(limit=100)
+    for change in changes:
+        d = dossier.build(bot.rt.store, bot.rt.config, change.id)
+        seen += [dossier.to_markdown(d), dossier.to_json(d)]
+    seen.append(logs.getvalue())
+    database = _database_text(engine)
+    seen.append(database)
+    everything = "\n".join(seen)
+    for _, secrets in PII.values():
+        for secret in secrets:
+            where = [s[:300] for s in seen if secret in s]
+            assert not where, f"{secret!r} survived in: {where[:3]}"
+    assert "\x00" not in everything and "\u202e" not in everything
+    # the stored reasons hold the masks, and every refusal was audited
+    reasons = {c.reason for c in changes if c.reason}
+    assert {r.split("[")[1].split(":")[0] for r in reasons} >= {"DOB", "ADDRESS", "NAME"}
+    approvals = [a for c in changes for a in bot.rt.store.approvals(c.id)]
+    assert approvals and all("[" in (a.reason or "[") for a in approvals)
+    commands = [e for e in bot.rt.store.audit(AuditQuery()) if e.action == "command"]
+    assert len(commands) == len(PII) * len(TEMPLATES)
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x1b[31m", "\u202e", "\x85"])
+def test_invisible_characters_are_refused_and_audited_on_every_store(
+    engine: Engine, char: str
+) -> None:
+    clock = FakeClock()
+    bot = Bot(make_runtime(engine, clock), clock)
+    reply = bot.run(ALICE, f'{DEPLOY_STG} reason="fix {char} tokenizer"')
+    assert not reply.ok
+    assert "something went wrong" not in reply.text
+    assert "character" in reply.text and f"U+{ord(char[0]):04X}" in reply.text
+    (row,) = bot.rt.store.audit(AuditQuery())
+    assert row.outcome.startswith("refused: ")
+    assert f"[U+{ord(char[0]):04X}]" in row.parameters["text"]
+    assert bot.rt.store.list_changes() == []
+    assert char[0] not in _database_text(engine)
+
+
+def test_the_console_echo_and_notes_are_masked(sqlite_engine: Engine, tmp_path: Any) -> None:
+    from bot.console import Console
+    from bot.settings import Settings
+
+    out = io.StringIO()
+    console = Console(Settings(data_dir=tmp_path), "alice", out=out)
+    console.run_line("as customer Jane Citizen")
+    console.run_line('/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 reason="DOB 04/06/1980"')
+    console.run_line("/aiops audit change=<!here>\x00")
+    console.rt.background.wait_idle(30)
+    shown = out.getvalue()
+    for secret in ("Jane Citizen", "04/06/1980", "\x00"):
+        assert secret not in shown
+    assert "[NAME:" in shown and "[DOB:" in shown and "U+0000" in shown
+
+
+def test_a_refused_invocation_is_audited_with_its_text_masked(bot: Bot) -> None:
+    inv = Invocation(ALICE, "/deploy", "DOB 04/06/1980 \x00", channel_id="C0TEST")
+    assert not bot.service.handle(inv).ok
+    (row,) = bot.rt.store.audit(AuditQuery())
+    assert row.parameters["text"].startswith("DOB [DOB:") and "[U+0000]" in row.parameters["text"]
