@@ -62,6 +62,7 @@ from commands.planning import find_canary
 from commands.platform import PlatformError
 from commands.policy import may_approve, may_request
 from commands.runtime import Runtime
+from commands.text import cut
 from commands.views import when
 
 log = logging.getLogger(__name__)
@@ -607,7 +608,7 @@ def _ask(rt: Runtime, w: Watch, settings: CanarySettings, *, already_claimed: bo
     deciders = ", ".join(mention(a) for a in env.approvers) or "anyone who may change it"
     blocks: list[Block] = [
         Header(f":warning: {w.ref} · canary on {w.endpoint} needs a decision"[:150]),
-        Text(escape(reason)[:2900]),
+        Text(cut(escape(reason), 2900)),
         Context(
             (
                 f'Policy in `{env.name}`: ask (`canary_auto_rollback = "ask"`).'

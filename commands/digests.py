@@ -46,6 +46,7 @@ from commands.redaction import redact
 from commands.runtime import Runtime
 from commands.schedule import run_at
 from commands.store import AuditEvent, AuditQuery
+from commands.text import cut
 from commands.views import breaches, when
 
 MAX_BLOCKS = 50
@@ -321,7 +322,7 @@ def _chunks(title: str, lines: Sequence[str], limit_blocks: int) -> list[Block]:
     chunk: list[str] = [f"*{title}*"] if title else []
     size = sum(len(x) + 1 for x in chunk)
     for i, raw in enumerate(lines):
-        line = raw if len(raw) <= 500 else raw[:499] + "…"
+        line = cut(raw, 500)  # never inside an entity or a mention
         if size + len(line) + 1 > SECTION_CHARS:
             if len(blocks) + 1 >= limit_blocks:
                 chunk.append(f"…and {len(lines) - i} more")

@@ -24,6 +24,7 @@ from commands.messages import (
 from commands.model import Change, ChangeKind, ChangeState, EndpointHealth, EndpointState
 from commands.planning import NEW, split_text
 from commands.store import ApprovalRecord, AuditEvent
+from commands.text import cut
 
 
 def when(at: datetime | None, tz: ZoneInfo) -> str:
@@ -300,10 +301,10 @@ def audit_reply(events: Sequence[AuditEvent], config: Config, title: str) -> Rep
         )
         why = f" — _{escape(e.justification)}_" if e.justification else ""
         lines.append(f"`{when(e.at, config.timezone)}` {who} {what}: {escape(e.outcome)}{why}")
-    blocks: list[Block] = [Header(f"Audit: {title}"[:150])]
+    blocks: list[Block] = [Header(cut(f"Audit: {title}", 150))]
     chunk: list[str] = []
     for line in lines:
-        line = line[:2900]
+        line = cut(line, 2900)  # never inside an entity or a mention
         if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
             blocks.append(Text("\n".join(chunk)))
             chunk = []

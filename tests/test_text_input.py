@@ -141,6 +141,25 @@ def test_slack_blocks_are_cut_on_a_safe_boundary() -> None:
     assert "<@U0B" not in section
 
 
+def test_a_long_typed_reason_in_the_audit_view_is_cut_between_entities() -> None:
+    from datetime import UTC, datetime
+
+    from commands.store import AuditEvent
+    from commands.views import audit_reply
+    from tests.support import example_config
+
+    at = datetime(2026, 11, 27, tzinfo=UTC)
+    for pad in range(5):  # move the cut across every position of an entity
+        why = "x" * pad + "a & b <c> " * 400
+        event = AuditEvent("command", "U0ALICE", "ok", at, justification=why)
+        blocks = render_message(audit_reply([event], example_config(), "all"))["blocks"]
+        for block in blocks[1:]:
+            body = block["text"]["text"]
+            assert len(body) <= 3000
+            rest = re.sub(r"&(?:amp|lt|gt);|<@U0ALICE>", "", body)
+            assert "&" not in rest and "<" not in rest, body[-20:]
+
+
 # ---------------------------------------------------------------------------- parsing
 
 
