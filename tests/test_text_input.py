@@ -444,3 +444,124 @@ def test_a_refused_invocation_is_audited_with_its_text_masked(bot: Bot) -> None:
     assert not bot.service.handle(inv).ok
     (row,) = bot.rt.store.audit(AuditQuery())
     assert row.parameters["text"].startswith("DOB [DOB:") and "[U+0000]" in row.parameters["text"]
+
+
+# ------------------------------------------------------------- the issue's examples
+
+
+def test_an_unquoted_date_of_birth_after_reason_is_quoted_only_masked(bot: Bot) -> None:
+    reply = bot.run(ALICE, DEPLOY_STG + " reason=DOB 04/06/1980")
+    assert not reply.ok
+    token = re.search(r"\[DOB:[0-9a-f]{8}\]", reply.text)
+    assert token, reply.text
+    assert reply.text == (
+        f"`{token[0]}` comes after `reason=DOB`: a value with spaces needs quotes,"
+        f' e.g. `reason="DOB {token[0]}"`'
+    )
+    (row,) = bot.rt.store.audit(AuditQuery())
+    assert row.outcome == f"refused: {reply.text}"
+    assert row.parameters["text"] == f"loan-assessor-stg gemma-3-1b-it@1.2.1 reason=DOB {token[0]}"
+    assert "04/06/1980" not in text_of(reply) + json.dumps(row.parameters)
+
+
+def test_the_store_masks_free_text_whoever_writes_it(engine: Engine) -> None:
+    """The store's own write path: a reason, an error and an approval's reason written
+    directly (not through a command) are stored masked, with invisible characters visible."""
+    from datetime import UTC, datetime
+
+    from bot.store.sql_store import SqlStore
+    from commands.model import Change, ChangeKind, ChangeState
+    from commands.store import ApprovalRecord
+
+    store = SqlStore(engine)
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    change = store.create_change(
+        Change(
+            id="",
+            kind=ChangeKind.DEPLOY,
+            endpoint="loan-assessor",
+            environment="prod",
+            requester_id="U0ALICE",
+            state=ChangeState.REQUESTED,
+            created_at=now,
+            reason="customer Jane Citizen of 12 Example St Sydney NSW 2000\x00",
+            version="gemma-3-1b-it@1.2.1",
+            extra={"ticket": "DOB 04/06/1980", "label:4111111111111111": "1.2.0"},
+        )
+    )
+    store.add_approval(ApprovalRecord(change.id, "U0BOB", "reject", now, "TFN 123 456 782"))
+    store.transition(
+        change.id, ChangeState.REQUESTED, ChangeState.CANCELLED, error="mobile 0412 345 678"
+    )
+    stored = store.get_change(change.id)
+    assert stored is not None and stored.reason is not None
+    assert re.fullmatch(r"customer \[NAME:\w{8}\] of \[ADDRESS:\w{8}\]\[U\+0000\]", stored.reason)
+    assert stored.error is not None and stored.error.startswith("mobile [PHONE:")
+    assert stored.extra == {
+        "ticket": stored.extra["ticket"],
+        "label:4111111111111111": "1.2.0",  # ids round-trip exactly
+    }
+    assert stored.extra["ticket"].startswith("DOB [DOB:")
+    (approval,) = store.approvals(change.id)
+    assert approval.reason is not None and approval.reason.startswith("TFN [TFN:")
+    database = _database_text(engine)
+    for secret in ("Jane", "Example St", "04/06/1980", "123 456 782", "0412 345 678", "\x00"):
+        assert secret not in database
+
+
+def test_the_end_of_day_digest_shows_a_typed_reason_escaped_once_and_masked(
+    bot: Bot,
+) -> None:
+    reason = "p95 < 2s & <!here> for customer Jane Citizen"
+    assert bot.run(ALICE, f'/deploy loan-assessor gemma-3-1b-it@1.2.1 reason="{reason}"').ok
+    assert bot.run(ALICE, "/aiops digest eod prod").ok
+    notifier = bot.rt.notifier
+    assert isinstance(notifier, NullNotifier)
+    digest = json.dumps(render_message(notifier.posts[-1].reply))
+    assert "End-of-day digest" in digest
+    assert "p95 &lt; 2s &amp; &lt;!here&gt; for customer [NAME:" in digest
+    assert "<!here" not in digest and "&amp;lt;" not in digest and "Jane" not in digest
+
+
+def test_socket_mode_text_is_decoded_once_like_http(sqlite_engine: Engine) -> None:
+    import asyncio
+    import threading
+
+    from bot.server import socket_mode_handler
+    from tests.test_socket_mode import FakeSocketSlack
+
+    fake = FakeSocketSlack()
+    stub = SlackStub()
+    stub.answers["apps.connections.open"] = {"ok": True, "url": fake.url}
+    rt = make_runtime(
+        sqlite_engine, FakeClock(), SlackNotifier(WebClient(token="x", base_url=stub.api_url))
+    )
+    bolt = build_app(Service(rt), bot_token="x", signing_secret="unused", api_base_url=stub.api_url)
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    async def make() -> Any:
+        return socket_mode_handler(bolt, "xapp-test")
+
+    handler = asyncio.run_coroutine_threadsafe(make(), loop).result(5)
+    try:
+        asyncio.run_coroutine_threadsafe(handler.connect_async(), loop).result(15)
+        assert fake.connected.wait(10)
+        payload = {"team_id": "T0AIOPS", "channel_id": "C0OPS"}
+        payload |= {
+            "user_id": "U0ALICE",
+            "user_name": "alice",
+            "command": "/deploy",
+            "text": 'loan-assessor-stg gemma-3-1b-it@1.2.1 reason="p95 &lt; 2s &amp; <@U0BOB|bob>"',
+            "response_url": stub.url + "/respond/sm",
+            "trigger_id": "1.trigger",
+        }
+        fake.send({"envelope_id": "e1", "type": "slash_commands", "payload": payload})
+        stub.wait_for(lambda: bool(stub.responded("respond/sm")))
+        rt.background.wait_idle()
+        assert rt.store.list_changes(limit=1)[0].reason == "p95 < 2s & @bob"
+    finally:
+        asyncio.run_coroutine_threadsafe(handler.close_async(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        stub.close()
+        fake.close()
