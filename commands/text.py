@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final
 
@@ -39,6 +40,9 @@ MAX_TEXT: Final = 2000
 paragraph fits; longer belongs in the change ticket."""
 MAX_COMMAND: Final = 40
 """Characters of the command word itself (`/deploy`)."""
+STORED_MAX: Final = 10 * MAX_TEXT
+"""Characters of one stored text field; more (a refused, over-long text's audit copy) is
+cut, saying how much was left out."""
 
 # --------------------------------------------------------------------------------- in
 
@@ -165,24 +169,29 @@ def visible(text: str) -> str:
     return _FORBIDDEN.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)
 
 
+def _capped(text: str) -> str:
+    if len(text) <= STORED_MAX:
+        return text
+    return text[:STORED_MAX] + f"… [{len(text) - STORED_MAX:,} more characters]"
+
+
 def outbound(text: str) -> str:
-    """Text as it may be stored or exported: PII masked, invisible characters visible."""
+    """Text as it may be stored or exported: PII masked, invisible characters visible,
+    at most `STORED_MAX` characters (cut after the masking, so no cut splits a value)."""
     from commands.redaction import redact
 
-    return redact(visible(text))
+    return _capped(redact(visible(text)))
 
 
-def _visible_value(obj: Any) -> Any:
+def _each_string(obj: Any, fn: Callable[[str], str]) -> Any:
     if isinstance(obj, str):
-        return visible(obj)
+        return fn(obj)
     if isinstance(obj, dict):
-        return {
-            (visible(k) if isinstance(k, str) else k): _visible_value(v) for k, v in obj.items()
-        }
+        return {(fn(k) if isinstance(k, str) else k): _each_string(v, fn) for k, v in obj.items()}
     if isinstance(obj, list):
-        return [_visible_value(v) for v in obj]
+        return [_each_string(v, fn) for v in obj]
     if isinstance(obj, tuple):
-        return tuple(_visible_value(v) for v in obj)
+        return tuple(_each_string(v, fn) for v in obj)
     return obj
 
 
@@ -190,7 +199,7 @@ def outbound_value(obj: Any) -> Any:
     """`outbound` for a JSON-like value; a dict key labels its value for the masking."""
     from commands.redaction import redact_value
 
-    return redact_value(_visible_value(obj))
+    return _each_string(redact_value(_each_string(obj, visible)), _capped)
 
 
 _ENTITY_AT = re.compile(r"&(?:amp|lt|gt|#?[0-9A-Za-z]{1,8});")

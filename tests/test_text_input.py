@@ -439,6 +439,20 @@ def test_the_console_echo_and_notes_are_masked(sqlite_engine: Engine, tmp_path: 
     assert "[NAME:" in shown and "[DOB:" in shown and "U+0000" in shown
 
 
+def test_a_huge_text_is_refused_unread_and_its_audit_copy_is_bounded(bot: Bot) -> None:
+    from commands.text import STORED_MAX
+
+    huge = 'DOB 04/06/1980 reason="' + "&lt;x " * 20_000
+    inv = Invocation(ALICE, "/deploy", from_slack(huge), channel_id="C0TEST")
+    assert inv.text == huge  # far over the limit: not even decoded
+    reply = bot.service.handle(inv)
+    assert not reply.ok and f"{len(huge):,} characters long" in reply.text
+    (row,) = bot.rt.store.audit(AuditQuery())
+    stored = row.parameters["text"]
+    assert len(stored) < STORED_MAX + 40 and stored.endswith("more characters]")
+    assert stored.startswith("DOB [DOB:")
+
+
 def test_a_refused_invocation_is_audited_with_its_text_masked(bot: Bot) -> None:
     inv = Invocation(ALICE, "/deploy", "DOB 04/06/1980 \x00", channel_id="C0TEST")
     assert not bot.service.handle(inv).ok
