@@ -152,8 +152,8 @@ def parse(text: str, allowed: set[str], max_positionals: int) -> Args:
                             break
                         rest.append(word)
                     raise ParseError(
-                        f"`{_show(token)}` comes after `{k}={_show(v)}`: a value with spaces"
-                        f' needs quotes, e.g. `{k}="{_show(" ".join(rest), 60)}"`'
+                        f"`{_show(token)}` comes after an option, `{k}={_show(v)}`: a value"
+                        f' with spaces needs quotes, e.g. `{k}="{_show(" ".join(rest), 60)}"`'
                     )
                 raise ParseError(
                     f"`{_show(token)}` comes after an option; put it before the `key=value` pairs"

@@ -469,8 +469,8 @@ def test_an_unquoted_date_of_birth_after_reason_is_quoted_only_masked(bot: Bot) 
     token = re.search(r"\[DOB:[0-9a-f]{8}\]", reply.text)
     assert token, reply.text
     assert reply.text == (
-        f"`{token[0]}` comes after `reason=DOB`: a value with spaces needs quotes,"
-        f' e.g. `reason="DOB {token[0]}"`'
+        f"`{token[0]}` comes after an option, `reason=DOB`: a value with spaces needs"
+        f' quotes, e.g. `reason="DOB {token[0]}"`'
     )
     (row,) = bot.rt.store.audit(AuditQuery())
     assert row.outcome == f"refused: {reply.text}"
