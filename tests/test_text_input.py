@@ -579,3 +579,18 @@ def test_socket_mode_text_is_decoded_once_like_http(sqlite_engine: Engine) -> No
         loop.call_soon_threadsafe(loop.stop)
         stub.close()
         fake.close()
+
+
+def test_bench_redaction_prints_recall_false_positives_and_throughput(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from bench import bench_redaction
+
+    assert bench_redaction.main(["--seconds", "0.01"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["quality"]["ADDRESS"]["recall"] == 1.0
+    assert result["quality"]["NAME"]["recall"] == 1.0
+    assert result["quality"]["operational"]["false_positives"] == 0
+    assert result["results"]["generated"]["lines_per_s"] > 0
+    assert "false positives" in out
