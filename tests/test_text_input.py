@@ -33,7 +33,7 @@ from commands.service import Service
 from commands.store import AuditQuery
 from commands.text import MAX_TEXT, check, cut, from_slack, visible
 from tests.slack_wire import SIGNING_SECRET, Served, slash_body
-from tests.support import ALICE, BOB, CAROL, Bot, FakeClock, SlackStub, make_runtime, text_of
+from tests.support import ALICE, BOB, CAROL, DAVE, Bot, FakeClock, SlackStub, make_runtime, text_of
 
 # ------------------------------------------------------------------------ decoding
 
@@ -306,6 +306,13 @@ DEPLOY_STG = "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1"
 TEMPLATES = [
     # quoted, in commands that succeed: the reason columns and the cards
     (ALICE, '/deploy loan-assessor gemma-3-1b-it@1.2.1 reason="{p}"'),
+    # refused by policy, with the text quoted or not
+    (CAROL, '/deploy loan-assessor gemma-3-1b-it@1.1.0 reason="{p}"'),  # locked
+    (DAVE, DEPLOY_STG + ' reason="{p}"'),  # may not request
+    (ALICE, '/aiops reject loan-assessor reason="{p}"'),  # own change
+    (BOB, '/aiops approve loan-assessor reason="{p}"'),  # approve takes no reason
+    (ALICE, '/promote loan-assessor-stg force=true reason="{p}"'),  # no canary
+    (ALICE, '/aiops canary-promote loan-assessor reason="{p}"'),
     (CAROL, '/aiops reject loan-assessor reason="{p}"'),
     (ALICE, '/deploy loan-assessor gemma-3-1b-it@1.2.1 reason="{p}"'),
     (ALICE, '/aiops cancel loan-assessor reason="{p}"'),
@@ -379,9 +386,10 @@ def test_no_secret_survives_any_refusal_or_any_exit(engine: Engine) -> None:
                 seen.append(text_of(reply))
     finally:
         root.removeHandler(handler)
-    # all refused but the four that are meant to succeed, and a one-word secret (an
-    # e-mail address) where one word is a valid value
-    assert len(passed) <= 4 * len(PII) + 4, passed
+    # refused, but for the four meant to succeed and a few where masking made one word
+    # of the secret (`reason=[ADDRESS:…]` is a valid value; a canary it deployed can be
+    # promoted): the refusal paths were driven
+    assert len(passed) <= 6 * len(PII), "\n".join(passed)
     seen += [json.dumps(render_message(p.reply)) for p in notifier.posts]
     assert len(notifier.posts) >= 2 * len(PII)  # approval cards and their updates
     changes = bot.rt.store.list_changes(limit=100)
