@@ -299,7 +299,7 @@ PII = {
     "address": ("12 Example St Sydney NSW 2000", ["Example St", "NSW 2000"]),
     "name": ("customer Jane Citizen", ["Jane Citizen", "Citizen"]),
     "email": ("jane.citizen@example.com", ["jane.citizen@example.com", "@example.com"]),
-    "phone": ("mobile 0412 345 678", ["0412 345 678", "345 678", "0412"]),
+    "phone": ("mobile 0412 345 678", ["0412 345 678", "345 678"]),
     "tfn": ("TFN 123 456 782", ["123 456 782", "456 782"]),
 }
 DEPLOY_STG = "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1"
