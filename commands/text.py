@@ -3,7 +3,8 @@
 Why: people type free text (reasons, ids, names of things) and Slack hands it over
 encoded — `&`, `<`, `>` as `&amp;`, `&lt;`, `&gt;`, mentions as `<@U1|alice>`, links as
 `<https://x|label>`. Decoding it in one place, exactly once, is what keeps `p95 < 2s &
-errors ok` from being shown and audited as `&amp;lt;`; checking it in one place is what
+errors ok` from being stored as `p95 &lt; 2s &amp; errors ok` and shown double-encoded;
+checking it in one place is what
 keeps a NUL byte, an escape sequence or a right-to-left override out of the database, the
 audit and every reply; masking it as it comes in is what keeps a date of birth typed
 where a reason was expected out of an error message that quotes it.
