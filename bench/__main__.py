@@ -20,8 +20,9 @@ BENCHES = {
     "startup": "bench.bench_startup",
     "commands": "bench.bench_commands",
     "canary": "bench.bench_canary",
+    "redaction": "bench.bench_redaction",
 }
-DEFAULT = ("startup", "commands", "ack", "digest", "audit", "canary")
+DEFAULT = ("startup", "commands", "ack", "digest", "audit", "canary", "redaction")
 
 
 def main(argv: list[str] | None = None) -> int:

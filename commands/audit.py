@@ -1,5 +1,7 @@
 """Writes audit events: redacted, stamped in UTC, with their retention date; and the one
-list of audit actions every writer and reader uses."""
+list of audit actions every writer and reader uses. Every text field goes through
+`commands.text.outbound`: PII masked and invisible characters made visible, whatever the
+caller passed (a refused command's raw text included)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from typing import Any
 
 from commands.model import Change
 from commands.ports import AuditEvent, AuditSink, Store
-from commands.redaction import redact, redact_value
+from commands.text import outbound, outbound_value
 
 
 class AuditAction(StrEnum):
@@ -110,12 +112,12 @@ class Auditor:
         event = AuditEvent(
             action=action,
             actor_id=actor_id,
-            outcome=redact(outcome),
+            outcome=outbound(outcome),
             at=now,
             environment=environment or (change.environment if change else None),
-            target=target or (change.endpoint if change else None),
-            parameters=redact_value(parameters or {}),
-            justification=redact(justification) if justification else None,
+            target=outbound(target) if target else (change.endpoint if change else None),
+            parameters=outbound_value(parameters or {}),
+            justification=outbound(justification) if justification else None,
             change_id=change_id or (change.id if change else None),
             request_id=request_id,
             retain_until=now + self.retention,

@@ -4,6 +4,7 @@ or terminal text. Text is Slack mrkdwn; anything a person typed goes through `es
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -19,6 +20,16 @@ if TYPE_CHECKING:
 def escape(text: str) -> str:
     """Make typed text inert in mrkdwn: no `@channel`, mentions or forged links."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+_ESCAPED = re.compile(r"&(amp|lt|gt);")
+_UNESCAPED = {"amp": "&", "lt": "<", "gt": ">"}
+
+
+def unescape(text: str) -> str:
+    """The inverse of `escape`, in one pass: a message composed as mrkdwn (a refusal that
+    quotes what was typed) back as plain text, to be stored and escaped again when shown."""
+    return _ESCAPED.sub(lambda m: _UNESCAPED[m[1]], text)
 
 
 def mention(slack_id: str) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass, field
 
 from commands.messages import escape
@@ -51,31 +50,116 @@ class Args:
 _QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
 
 
+def _show(fragment: str, width: int = 40) -> str:
+    return fragment if len(fragment) <= width else fragment[: width - 1] + "…"
+
+
+def _closing(text: str, quote: str, start: int) -> int:
+    """Where the quote opened before `start` closes: the first `quote` followed by a space
+    or the end (so `reason='it's fine'` keeps its apostrophe), else the first at all."""
+    first = -1
+    i = text.find(quote, start)
+    while i != -1:
+        if quote == '"' and text[i - 1] == "\\" and i - 1 >= start:
+            i = text.find(quote, i + 1)
+            continue
+        if first == -1:
+            first = i
+        if i + 1 == len(text) or text[i + 1].isspace():
+            return i
+        i = text.find(quote, i + 1)
+    return first
+
+
+def tokens(text: str) -> list[str]:
+    """The words of `text` (see `_words`)."""
+    return [word for word, _ in _words(text)]
+
+
+def _words(text: str) -> list[tuple[str, bool]]:
+    """Words separated by spaces; a value may be quoted with `"` or `'`.
+
+    A quote opens a quoted part only at the start of a word or of a value (`reason="…"`):
+    elsewhere it is a character like any other, so `reason=can't` and `O'Brien` need no
+    quoting. Inside double quotes `\\"` is a quote. An opened quote that is never closed is
+    a `ParseError` that says how to write the value.
+    """
+    text = text.translate(_QUOTES)
+    out: list[tuple[str, bool]] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        start, word, quoted = i, [], False
+        while i < n and not text[i].isspace():
+            ch = text[i]
+            opens = ch in "\"'" and (
+                i == start or (text[i - 1] == "=" and "=" not in text[start : i - 1])
+            )
+            if not opens:
+                word.append(ch)
+                i += 1
+                continue
+            close = _closing(text, ch, i + 1)
+            if close == -1:
+                key = text[start:i]
+                typed = _show(text[start:].split("\n")[0])
+                other = "'" if ch == '"' else '"'
+                raise ParseError(
+                    f"the `{ch}` that opens `{typed}` is never closed; end the value with"
+                    f" `{ch}`, e.g. `{key}{ch}…{ch}`"
+                    + (
+                        f" (an apostrophe at the start of a value: quote it with `{other}`)"
+                        if ch == "'"
+                        else ""
+                    )
+                )
+            inner = text[i + 1 : close]
+            if ch == '"':
+                inner = inner.replace('\\"', '"')
+            word.append(inner)
+            quoted = True
+            i = close + 1
+        out.append(("".join(word), quoted))
+    return out
+
+
 def parse(text: str, allowed: set[str], max_positionals: int) -> Args:
-    try:
-        tokens = shlex.split(text.translate(_QUOTES))
-    except ValueError as exc:
-        raise ParseError(f"cannot read the arguments ({exc}); close every quote") from None
     args = Args()
-    for token in tokens:
+    words = _words(text)
+    last: tuple[str, str, bool] | None = None  # the last option: key, value, was it quoted
+    for at, (token, quoted) in enumerate(words):
         key, sep, value = token.partition("=")
         if sep:
             key = key.strip().lower()
             if not key:
-                raise ParseError(f"`{token}` has no name before `=`")
+                raise ParseError(f"`{_show(token)}` has no name before `=`")
             if key not in allowed:
                 names = ", ".join(f"`{a}=`" for a in sorted(allowed)) or "none"
-                raise ParseError(f"unknown option `{key}=`; this command takes {names}")
+                raise ParseError(f"unknown option `{_show(key)}=`; this command takes {names}")
             if key in args.options:
                 raise ParseError(f"`{key}=` is given twice")
             args.options[key] = value.strip()
+            last = (key, value, quoted)
         else:
-            if args.options:
+            if last is not None:
+                k, v, was_quoted = last
+                if not was_quoted:  # `reason=can't deploy today`: the rest of the value
+                    rest = [v]
+                    for word, _ in words[at:]:
+                        if "=" in word:
+                            break
+                        rest.append(word)
+                    raise ParseError(
+                        f"`{_show(token)}` comes after an option, `{k}={_show(v)}`: a value"
+                        f' with spaces needs quotes, e.g. `{k}="{_show(" ".join(rest), 60)}"`'
+                    )
                 raise ParseError(
-                    f"`{token}` comes after an option; put it before the `key=value` pairs"
+                    f"`{_show(token)}` comes after an option; put it before the `key=value` pairs"
                 )
             args.positionals.append(token)
     if len(args.positionals) > max_positionals:
         extra = " ".join(args.positionals[max_positionals:])
-        raise ParseError(f'unexpected `{extra}`; quote a reason, e.g. `reason="…"`')
+        raise ParseError(f'unexpected `{_show(extra)}`; quote a reason, e.g. `reason="…"`')
     return args

@@ -36,6 +36,14 @@ Each value below becomes a token ``[KIND:xxxxxxxx]``; the label before it stays.
   `Dr` … (`Nguyễn Thị Lan`, `O'Brien-Walsh`, `McDonald`, `van Beethoven`); up to four
   words in any case after `full name:`, `customer name:`, `surname:` …. Honorifics and
   a possessive `'s` stay outside the token.
+- ADDRESS: a street address, whole, as one token: an optional unit or level (`Unit 4/`,
+  `Level 3,`, `Flat 2,`, `Apt 5B,`), a house number (`12`, `221B`, `12-14`), one to four
+  capitalised words of street name, a street type (`St`, `Street`, `Rd`, `Ave`, `Dr`,
+  `Pde`, `Tce`, `Way` …), then what follows of a directional (`NW`), suburb and city,
+  state (AU and US codes) and postcode (AU/NZ 4 digits, US ZIP and ZIP+4, UK
+  `SW1A 2AA`); `PO Box 123` with its locality and postcode. AU, NZ, UK and US shapes.
+  Addresses are matched before names, so `12 Example Dr Sydney` is a street, not a
+  doctor.
 
 Labels may be written `TFN: `, `tfn=`, `"tfn": "…"`, `*TFN:* `, `card no. `,
 `date_of_birth`, `dateOfBirth`.
@@ -63,7 +71,8 @@ number starting 0 is Australian, other 10-digit numbers are North American); ide
 card and account numbers as digits (Medicare: the 10-digit card number, without the
 individual reference number); dates of birth as ISO dates (`14/03/1985`, `14 March
 1985` agree; numeric dates are read day first, as in Australia, unless impossible;
-two-digit years up to 25 are 20xx); names case-folded, spaces collapsed.
+two-digit years up to 25 are 20xx); names case-folded, spaces collapsed; addresses case-folded, commas and full stops
+dropped, spaces collapsed.
 
 The key is the environment variable ``AIOPS_PII_KEY`` (any string; use 32+ random
 bytes, e.g. ``openssl rand -hex 32``), read when a `Redactor` is made (the default one
@@ -101,7 +110,8 @@ Speed: every pattern is compiled once; cheap tests on the whole text (an `@`, a 
 running, so most operational lines run none. `bench/bench_redaction.py` measures it.
 
 Known limits: unlabelled names and dates, lower-case names after a bare `name:` or
-`customer`, 8-digit (pre-1990s) TFNs without a label, postal addresses, driver-licence
+`customer`, 8-digit (pre-1990s) TFNs without a label, an address without a house number and
+street type (`Sydney NSW 2000` alone), driver-licence
 and passport numbers pass. `redact_value` returns unknown objects unchanged (serialise
 them first) and `RedactingFilter` does not touch fields passed with `extra=`.
 """
@@ -149,6 +159,7 @@ KINDS: Final = (
     "BANK_ACCOUNT",
     "DOB",
     "NAME",
+    "ADDRESS",
 )
 
 # (band, lowest annual amount in the band); a band runs up to the next one's lowest.
@@ -800,6 +811,61 @@ _WEAK_GAP = rf"{_Q}{_SP}*(?:[:=]{_SP}*|(?i:is){_SP}+)?{_Q}{_SP}*"
 _ACCOUNT_VALUE = r"(?:[0-9]{4}[ -][0-9]{4}|[0-9]{3}[ -][0-9]{3}[ -][0-9]{3}|[0-9]{6,10})(?![0-9])"
 _NUM_SEP = r"[ \u00a0-]"
 
+# Street addresses (AU, NZ, UK, US): a number (with a unit or level before it, `4/12`,
+# `12-14`, `221B`), one to four capitalised words of street name, a street type, then
+# what follows of a directional, suburb or city, state and postcode. `PO Box 12` with a
+# locality, state or postcode too. The whole address is one token.
+_STREET_TYPE = (
+    r"(?i:street|st|road|rd|avenue|ave|av|drive|dr|drv|court|ct|place|pl|crescent|cres|crs"
+    r"|lane|ln|way|wy|boulevard|blvd|bvd|highway|hwy|parade|pde|terrace|tce|close|cl"
+    r"|circuit|cct|esplanade|esp|grove|gr|gve|square|sq|parkway|pkwy|circle|cir|trail|trl"
+    r"|mews|rise|walk|promenade|quay|wharf|gardens|gdns|heights|hts|ridge|alley"
+    r"|broadway|strand|glade|grange)"
+)
+_STREET_TYPE_WORDS: Final = (
+    "street st road rd avenue ave av drive dr drv court ct place pl crescent cres crs lane"
+    " ln way wy boulevard blvd bvd highway hwy parade pde terrace tce close cl circuit cct"
+    " esplanade esp grove gr gve square sq parkway pkwy circle cir trail trl mews rise walk"
+    " promenade quay wharf gardens gdns heights hts ridge alley broadway strand glade"
+    " grange box"
+)
+_UNIT_PREFIX = (
+    rf"(?:(?i:unit|apt|apartment|flat|suite|ste|shop|level|lvl|lot)\.?{_SP}*"
+    rf"(?:[0-9]{{1,4}}[A-Za-z]?,?{_SP}+)?)"
+)
+_HOUSE_NUMBER = r"[0-9]{1,5}[A-Za-z]?(?:[/-][0-9]{1,5}[A-Za-z]?)?"
+_STREET_WORD = r"(?:[A-Z][A-Za-z'’-]*|[0-9]{1,3}(?i:st|nd|rd|th))"
+_PLACE_WORD = r"(?:[A-Z][a-z'’.-]+|St\.?)"
+_STATE = (
+    r"(?:NSW|VIC|Vic|QLD|Qld|SA|WA|TAS|Tas|NT|ACT|A\.C\.T\.|"
+    r"A[KLRZ]|C[AOT]|D[CE]|FL|GA|HI|I[ADLN]|K[SY]|LA|M[ADEINOST]|N[CDEHJMVY]|O[HKR]|PA|RI"
+    r"|S[CD]|T[NX]|UT|V[AT]|W[AIVY])(?![A-Za-z])"
+)
+_POSTCODE = (
+    r"(?:[0-9]{5}(?:-[0-9]{4})?|[0-9]{4}"
+    rf"|[A-Z]{{1,2}}[0-9][A-Z0-9]?{_SP}?[0-9][A-Z]{{2}})(?![0-9A-Za-z])"
+)
+_LOCALITY = (  # suburb, then city (NZ: `Ponsonby, Auckland 1011`)
+    rf"(?:,?{_SP}+{_PLACE_WORD}(?:{_SP}+{_PLACE_WORD}){{0,3}}){{0,2}}"
+    rf"(?:,?{_SP}+{_STATE})?(?:,?{_SP}+{_POSTCODE})?"
+)
+_ADDRESS = (
+    rf"(?<![\w/.#@:+-])(?P<v>{_UNIT_PREFIX}?{_HOUSE_NUMBER}{_SP}+"
+    rf"(?:{_STREET_WORD}{_SP}+){{1,4}}?{_STREET_TYPE}\.?(?![A-Za-z0-9])"
+    rf"(?:{_SP}+(?:N|S|E|W|NE|NW|SE|SW)(?![A-Za-z]))?{_LOCALITY}"
+    rf"|(?i:p\.?{_SP}?o\.?{_SP}*box){_SP}*[0-9]{{1,6}}"
+    rf"(?:,?{_SP}+{_PLACE_WORD}(?:{_SP}+{_PLACE_WORD}){{0,3}})?"
+    rf"(?:,?{_SP}+{_STATE})?,?{_SP}+{_POSTCODE})"
+)
+_ADDRESS_PUNCT = re.compile(r"[,.]")
+
+
+def _h_address(r: Redactor, m: re.Match[str]) -> str | None:
+    value = m["v"].rstrip(",. ")
+    norm = " ".join(_ADDRESS_PUNCT.sub(" ", value).casefold().split())
+    return _swap(m, m.start("v"), m.start("v") + len(value), r.token("ADDRESS", norm))
+
+
 _RULES: Final[tuple[_Rule, ...]] = (
     _Rule(
         "email",
@@ -886,6 +952,13 @@ _RULES: Final[tuple[_Rule, ...]] = (
         _h_credit,
         "words",
         "credit bureau equifax experian illion veda vedascore fico creditscore",
+    ),
+    _Rule(  # before the names: `12 Example Dr` is a street, not a doctor
+        "address",
+        _ADDRESS,
+        _h_address,
+        "words",
+        _STREET_TYPE_WORDS,
     ),
     _Rule(
         "name_strong",

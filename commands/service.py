@@ -26,13 +26,14 @@ from commands.changes.approve import cancel, decide
 from commands.changes.request import request_change
 from commands.digests.post import on_demand
 from commands.errors import Refusal
-from commands.messages import Reply, escape
+from commands.messages import Reply, escape, unescape
 from commands.model import ChangeKind, ChangeState, Invocation
 from commands.parsing import Args, ParseError, parse
 from commands.ports import PlatformError
 from commands.reports import audit, changes, status
 from commands.reports.help import help_reply
 from commands.runtime import Runtime
+from commands.text import admit
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,13 @@ class Service:
         command = inv.command.strip().lower()
         self._remember(inv)
         try:
+            inv = admit(inv)  # limits checked, PII masked: all the domain ever sees
             reply = self._dispatch(command, inv)
         except Refusal as refusal:
-            self._audit(inv, f"refused: {refusal.message}", refusal.code)
+            self._audit(inv, f"refused: {unescape(refusal.message)}", refusal.code)
             return Reply.refusal(refusal.message, hint=refusal.hint)
         except ParseError as exc:  # a malformed option no command caught (already escaped)
-            self._audit(inv, f"refused: {exc}", "malformed")
+            self._audit(inv, f"refused: {unescape(str(exc))}", "malformed")
             return Reply.refusal(str(exc), hint="See `/aiops help`.")
         except PlatformError as exc:
             self._audit(inv, f"failed: {exc}", exc.kind)

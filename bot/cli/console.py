@@ -18,11 +18,11 @@ from bot.settings import Settings
 from bot.slack.blocks import render_message
 from bot.wiring import build_runtime
 from commands.config import Config
-from commands.messages import Buttons, Context, Divider, Fields, Header, Post, Reply, Text
+from commands.messages import Buttons, Context, Divider, Fields, Header, Post, Reply, Text, unescape
 from commands.model import Actor, Invocation
 from commands.ports import MessageRef
-from commands.redaction import redact
 from commands.service import Service
+from commands.text import outbound
 
 _EMOJI = {
     ":no_entry:": "⛔",
@@ -70,8 +70,7 @@ class TextRenderer:
         text = re.sub(r"<#(\w+)>", lambda m: "#" + self.channel_names.get(m[1], m[1]), text)
         for code, char in _EMOJI.items():
             text = text.replace(code, char)
-        text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
-        return redact(text)
+        return outbound(unescape(text))
 
     def reply(self, reply: Reply) -> str:
         out: list[str] = []
@@ -209,7 +208,7 @@ class Console:
                     {
                         "kind": "reply",
                         "user": self.who,
-                        "command": line,
+                        "command": outbound(line),  # as the audit keeps it: masked
                         "ok": reply.ok,
                         **render_message(reply),
                     }
@@ -217,11 +216,12 @@ class Console:
                 + "\n"
             )
         else:
-            self.out.write(f"\n{self.who}> {line}\n{self.renderer.reply(reply)}\n")
+            self.out.write(f"\n{self.who}> {outbound(line)}\n{self.renderer.reply(reply)}\n")
         self.out.flush()
         return True
 
     def _say(self, text: str) -> None:
+        text = outbound(text)  # it may echo what was typed
         if self.as_json:
             self.out.write(json.dumps({"kind": "note", "text": text}) + "\n")
         else:

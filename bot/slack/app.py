@@ -27,6 +27,7 @@ from commands.audit import AuditAction
 from commands.catalog import BUTTONS, SLASH_COMMANDS
 from commands.config import Config
 from commands.model import Actor, Invocation
+from commands.text import from_slack
 
 if TYPE_CHECKING:
     from commands.service import Service
@@ -181,7 +182,9 @@ def build_bolt(
         inv = Invocation(
             actor=actor(command["user_id"], command.get("user_name")),
             command=command["command"],
-            text=command.get("text", ""),
+            # Slack's encoding (`&lt;`, `<@U1|alice>`, `<!here>`) undone once, here; the
+            # service checks and masks the result (`commands.text`).
+            text=from_slack(command.get("text", "")),
             channel_id=command.get("channel_id"),
             request_id=command.get("trigger_id"),
         )
@@ -201,7 +204,7 @@ def build_bolt(
         inv = Invocation(
             actor=actor(user["id"], user.get("username") or user.get("name")),
             command="/aiops",
-            text=f"{action['action_id']} {value}",
+            text=f"{action['action_id']} {value}",  # JSON, not Slack-encoded: nothing to undo
             channel_id=(body.get("channel") or {}).get("id"),
             request_id=action.get("action_ts") or body.get("trigger_id"),
         )

@@ -1,4 +1,5 @@
-"""Renders domain replies as Block Kit, inside Slack's limits, with PII masked."""
+"""Renders domain replies as Block Kit, inside Slack's limits, with PII masked. Texts are
+cut with `commands.text.cut`, which never splits an entity, a mention or a link."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Any
 
 from commands.messages import Block, Button, Buttons, Context, Divider, Fields, Header, Reply, Text
 from commands.redaction import redact, redact_value
+from commands.text import cut, visible
 
 MAX_BLOCKS = 50
 SECTION_TEXT = 3000
@@ -16,8 +18,7 @@ FALLBACK_TEXT = 3000
 
 
 def _cut(text: str, limit: int) -> str:
-    text = redact(text)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return cut(redact(visible(text)), limit)
 
 
 def _block(block: Block) -> dict[str, Any]:

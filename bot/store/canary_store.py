@@ -11,6 +11,7 @@ from sqlmodel import Session, col, select
 
 from commands.canary.model import Check, Figures, Verdict, Watch, WatchState, can_move_watch
 from commands.model import IllegalTransition
+from commands.text import outbound
 
 from .canary_tables import CanaryCheckRow, CanaryWatchRow
 from .sql_store import utc
@@ -74,12 +75,20 @@ def _db(value: Any) -> Any:
     return str(value) if isinstance(value, Verdict | WatchState) else value
 
 
+def _row_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """Column values: enums as text, the free-text `note` through `outbound` (PII masked,
+    invisible characters visible), as every stored free text is."""
+    return {
+        k: outbound(v) if k == "note" and isinstance(v, str) else _db(v) for k, v in fields.items()
+    }
+
+
 class SqlCanaryStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
     def create_watch(self, watch: Watch) -> Watch | None:
-        values = {k: _db(v) for k, v in asdict(watch).items() if k in _WATCH_FIELDS}
+        values = _row_values({k: v for k, v in asdict(watch).items() if k in _WATCH_FIELDS})
         row = CanaryWatchRow(**values)
         with Session(self.engine) as session:
             session.add(row)
@@ -124,7 +133,7 @@ class SqlCanaryStore:
         unknown = set(fields) - _WATCH_FIELDS
         if unknown:
             raise ValueError(f"unknown watch fields {sorted(unknown)}")
-        values = {k: _db(v) for k, v in fields.items()}
+        values = _row_values(fields)
         with Session(self.engine) as session:
             if "state" in fields:
                 current = session.get(CanaryWatchRow, watch_id)

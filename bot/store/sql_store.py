@@ -1,4 +1,10 @@
-"""`commands.ports.Store` on SQLModel. Every state change is a compare-and-set."""
+"""`commands.ports.Store` on SQLModel. Every state change is a compare-and-set.
+
+Free text (a change's `reason` and `error`, the typed entries of its plan, an approval's
+`reason`) is written through `commands.text.outbound`: whoever the caller, PII is masked
+and invisible characters are made visible before a row holds them (PostgreSQL refuses
+NUL in text).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,7 @@ from commands.model import (
     can_move,
 )
 from commands.ports import ApprovalRecord, AuditEvent, AuditQuery, EndpointLocked
+from commands.text import outbound
 
 from .audit_canon import CURRENT, chain_hash, normalise
 from .tables import ApprovalRow, AuditRow, ChangeRow, EndpointLockRow
@@ -36,8 +43,22 @@ def utc(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+_FREE_TEXT = frozenset({"reason", "error"})
+# The entries of a change's stored plan that hold typed text; the rest are ids, versions
+# and hashes that must round-trip exactly (a deployed model's id is a digit run).
+_FREE_EXTRA = frozenset({"forced_promote", "ticket"})
+
+
 def _utc_values(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+    """A change's values as stored: times in UTC, free text through `outbound`."""
+    out: dict[str, Any] = {}
+    for k, v in values.items():
+        if isinstance(v, datetime):
+            v = utc(v)
+        elif k in _FREE_TEXT and isinstance(v, str):
+            v = outbound(v)
+        out[k] = v
+    return out
 
 
 def change_seq(change_id: str) -> int | None:
@@ -83,7 +104,10 @@ _CHANGE_FIELDS = set(ChangeRow.model_fields) - {"seq", "extra"} | {"plan"}
 def _columns(fields: dict[str, Any]) -> dict[str, Any]:
     values = _utc_values(fields)
     if "plan" in values:
-        values["extra"] = values.pop("plan").to_extra()
+        values["extra"] = {
+            e: outbound(x) if e in _FREE_EXTRA else x
+            for e, x in values.pop("plan").to_extra().items()
+        }
     return values
 
 
@@ -258,7 +282,7 @@ class SqlStore:
                     approver_id=record.approver_id,
                     decision=record.decision,
                     at=record.at,
-                    reason=record.reason,
+                    reason=outbound(record.reason) if record.reason else record.reason,
                     plan_hash=record.plan_hash,
                 )
             )

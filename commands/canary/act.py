@@ -31,6 +31,7 @@ from commands.messages import (
 )
 from commands.model import BOT, SCHEDULER, Actor, Change, ChangeKind, ChangeState
 from commands.runtime import Runtime
+from commands.text import cut
 
 # --- acting on the analysis -----------------------------------------------------------
 
@@ -253,7 +254,7 @@ def _ask(rt: Runtime, w: Watch, settings: CanarySettings, *, already_claimed: bo
     deciders = ", ".join(mention(a) for a in env.approvers) or "anyone who may change it"
     blocks: list[Block] = [
         Header(f":warning: {w.ref} · canary on {w.endpoint} needs a decision"[:150]),
-        Text(escape(reason)[:2900]),
+        Text(cut(escape(reason), 2900)),
         Context(
             (
                 f'Policy in `{env.name}`: ask (`canary_auto_rollback = "ask"`).'

@@ -5,31 +5,13 @@ from __future__ import annotations
 from commands.audit import AuditAction
 from commands.changes.card import change_card
 from commands.changes.execute import start
-from commands.changes.rules import check_approval, may_approve
+from commands.changes.rules import check_approval, closed, may_approve
 from commands.changes.tell import announce, tell
 from commands.errors import Refusal
 from commands.messages import Reply, escape, mention, when
 from commands.model import SCHEDULER, Actor, Change, ChangeState
 from commands.ports import ApprovalRecord
 from commands.runtime import Runtime
-
-
-def _closed(rt: Runtime, change: Change) -> Refusal:
-    state = change.state.value.replace("_", " ")
-    by = ""
-    if change.decided_by and not change.decided_by.startswith("policy:"):
-        verb = {
-            ChangeState.REJECTED: "rejected",
-            ChangeState.CANCELLED: "cancelled",
-            ChangeState.EXPIRED: "expired",
-        }.get(change.state, "approved")
-        who = (
-            "unanswered"
-            if change.state is ChangeState.EXPIRED
-            else f"by {mention(change.decided_by)}"
-        )
-        by = f" ({verb} {who} at {when(change.decided_at, rt.config.timezone)})"
-    return Refusal(f"{change.id} is already {state}{by}; nothing was done", code="already_decided")
 
 
 def expire_if_due(rt: Runtime, change: Change) -> Change:
@@ -90,7 +72,7 @@ def decide(
     params = {"decision": decision}
     action = AuditAction(decision)  # approve | reject
     if change.state is not ChangeState.PENDING_APPROVAL:
-        refusal = _closed(rt, change)
+        refusal = closed(rt, change)
         rt.auditor.record(
             action,
             actor.id,
@@ -151,7 +133,7 @@ def decide(
             updated_at=now,
         )
         if done is None:
-            raise _closed(rt, rt.store.get_change(change.id) or change)
+            raise closed(rt, rt.store.get_change(change.id) or change)
         announce(
             rt,
             done,
@@ -193,7 +175,7 @@ def decide(
         updated_at=now,
     )
     if done is None:
-        raise _closed(rt, rt.store.get_change(change.id) or change)
+        raise closed(rt, rt.store.get_change(change.id) or change)
     announce(
         rt,
         done,
@@ -228,7 +210,7 @@ def cancel(
         raise Refusal("only the requester or an approver may cancel a change", code="not_allowed")
     done = _cancel_unstarted(rt, change, actor.id)
     if done is None:
-        raise _closed(rt, rt.store.get_change(change.id) or change)
+        raise closed(rt, rt.store.get_change(change.id) or change)
     announce(
         rt,
         done,

@@ -186,6 +186,25 @@ def check_request(
     return None
 
 
+def closed(rt: Runtime, change: Change) -> Refusal:
+    """The answer to a decision on a change that is no longer pending: who decided it, when."""
+    state = change.state.value.replace("_", " ")
+    by = ""
+    if change.decided_by and not change.decided_by.startswith("policy:"):
+        verb = {
+            ChangeState.REJECTED: "rejected",
+            ChangeState.CANCELLED: "cancelled",
+            ChangeState.EXPIRED: "expired",
+        }.get(change.state, "approved")
+        who = (
+            "unanswered"
+            if change.state is ChangeState.EXPIRED
+            else f"by {mention(change.decided_by)}"
+        )
+        by = f" ({verb} {who} at {when(change.decided_at, rt.config.timezone)})"
+    return Refusal(f"{change.id} is already {state}{by}; nothing was done", code="already_decided")
+
+
 def _void(rt: Runtime, change: Change, actor: Actor, why: str, request_id: str | None) -> Refusal:
     now = rt.clock()
     done = rt.store.transition(
@@ -196,22 +215,25 @@ def _void(rt: Runtime, change: Change, actor: Actor, why: str, request_id: str |
         decided_at=now,
         updated_at=now,
     )
+    if done is None:
+        # Someone decided first (the endpoint moved because the change ran): nothing was
+        # voided, and the clicker hears who decided, as for any late click.
+        return closed(rt, rt.store.get_change(change.id) or change)
     rt.auditor.record(
         AuditAction.APPROVAL_VOID,
         actor.id,
         f"void: {why}",
-        change=done or change,
+        change=done,
         request_id=request_id,
         parameters={"plan_hash": change.plan.plan_hash, "why": why},
     )
-    if done is not None:
-        note = f"Approval by {mention(actor.id)} void: {why}. Plan it again if still needed."
-        refresh_card(rt, done, note=note)
-        tell(
-            rt,
-            done.requester_id,
-            f"{done.id} ({done.kind.value} {done.endpoint}) was closed: {why}. Plan it again.",
-        )
+    note = f"Approval by {mention(actor.id)} void: {why}. Plan it again if still needed."
+    refresh_card(rt, done, note=note)
+    tell(
+        rt,
+        done.requester_id,
+        f"{done.id} ({done.kind.value} {done.endpoint}) was closed: {why}. Plan it again.",
+    )
     return Refusal(
         f"your approval of {change.id} is void: {why}",
         f"Nothing was run. The change is closed; plan it again with `/{change.kind.value}`.",

@@ -45,6 +45,7 @@ from commands.model import Change, ChangeState, EndpointHealth
 from commands.ports import Alert, Chart
 from commands.redaction import redact
 from commands.runtime import Runtime
+from commands.text import cut
 
 # --- rendering --------------------------------------------------------------------------
 
@@ -56,7 +57,7 @@ def _chunks(title: str, lines: Sequence[str], limit_blocks: int) -> list[Block]:
     chunk: list[str] = [f"*{title}*"] if title else []
     size = sum(len(x) + 1 for x in chunk)
     for i, raw in enumerate(lines):
-        line = raw if len(raw) <= 500 else raw[:499] + "…"
+        line = cut(raw, 500)  # never inside an entity or a mention
         if size + len(line) + 1 > SECTION_CHARS:
             if len(blocks) + 1 >= limit_blocks:
                 chunk.append(f"…and {len(lines) - i} more")

@@ -20,6 +20,7 @@ from commands.messages import (
 )
 from commands.ports import AuditEvent, AuditQuery
 from commands.runtime import Runtime
+from commands.text import cut
 
 
 def audit_reply(events: Sequence[AuditEvent], config: Config, title: str) -> Reply:
@@ -35,10 +36,10 @@ def audit_reply(events: Sequence[AuditEvent], config: Config, title: str) -> Rep
         )
         why = f" — _{escape(e.justification)}_" if e.justification else ""
         lines.append(f"`{when(e.at, config.timezone)}` {who} {what}: {escape(e.outcome)}{why}")
-    blocks: list[Block] = [Header(f"Audit: {title}"[:150])]
+    blocks: list[Block] = [Header(cut(f"Audit: {title}", 150))]
     chunk: list[str] = []
     for line in lines:
-        line = line[:2900]
+        line = cut(line, 2900)  # never inside an entity or a mention
         if sum(len(x) + 1 for x in chunk) + len(line) > 2900:
             blocks.append(Text("\n".join(chunk)))
             chunk = []
@@ -85,5 +86,7 @@ def audit(rt: Runtime, slug: str | None, since: str, change_id: str | None, limi
             since=None if change_id else start, endpoint=slug, change_id=change_id, limit=limit
         )
     )
-    title = (change_id or slug or "all endpoints") + ("" if change_id else f", last {since}")
+    title = escape(change_id or slug or "all endpoints") + (
+        "" if change_id else f", last {escape(since)}"
+    )
     return audit_reply(events, rt.config, title)

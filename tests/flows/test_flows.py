@@ -206,7 +206,7 @@ def test_refusals_are_clear(bot: Bot) -> None:
         "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 canary=0": "out of range",
         "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 canary=ten": "not a whole number",
         "/deploy loan-assessor gemma-3-1b-it@1.2.1": "needs a reason",
-        '/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 reason="unclosed': "close every quote",
+        '/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 reason="unclosed': "is never closed",
         "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 colour=blue": "unknown option",
         "/deploy loan-assessor-stg other-model@1.0.0": "serves `gemma-3-1b-it`",
         "/promote loan-assessor-stg": "no canary",

@@ -19,7 +19,10 @@ from bot.slack.app import build_app, workspace_allowed
 from bot.slack.blocks import render_message
 from bot.slack.groups import SlackUserGroups
 from bot.slack.notifier import SlackNotifier
+from commands.audit import AuditAction
+from commands.changes.rules import check_approval
 from commands.config import Config, ConfigError, parse_config
+from commands.errors import Refusal
 from commands.freezes import parse_freezes
 from commands.model import ChangeState, Invocation, ModelVersion
 from commands.ports import AuditQuery
@@ -445,3 +448,22 @@ def test_a_freeze_that_begins_before_a_scheduled_change_runs_stops_it(
     ]
     assert [e.outcome for e in runs] == ["failed"]
     assert "execution_started" not in actions(bot, change_id)
+
+
+def test_a_late_click_on_a_change_that_ran_is_told_who_decided_not_voided(bot: Bot) -> None:
+    """A click that read the change while it was pending, and is checked after another
+    approver's click ran it (the endpoint's traffic has moved), voids nothing: it hears
+    that the change is already approved, and no `approval_void` row is written."""
+    reply = bot.run(ALICE, '/deploy loan-assessor gemma-3-1b-it@1.2.1 reason="fix"')
+    change_id = reply.text.split()[0]
+    stale = bot.change(change_id)
+    assert stale.state is ChangeState.PENDING_APPROVAL
+    assert bot.run(BOB, f"/aiops approve {change_id}").ok
+    assert bot.change(change_id).state is ChangeState.SUCCEEDED
+    with pytest.raises(Refusal) as refused:
+        check_approval(bot.rt, stale, CAROL)
+    assert "already succeeded" in refused.value.message
+    assert "approved by" in refused.value.message
+    actions = [e.action for e in bot.rt.store.audit(AuditQuery(change_id=change_id))]
+    assert AuditAction.APPROVAL_VOID not in actions
+    assert bot.change(change_id).state is ChangeState.SUCCEEDED

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from bench import redaction_corpus
 from commands import redaction
 from commands.redaction import (
     RedactingFilter,
@@ -105,6 +106,69 @@ def test_no_false_positives_on_operational_text(capsys: pytest.CaptureFixture[st
     with capsys.disabled():
         print(f"\nredaction false positives: {len(changed)}/{len(OPS)} operational lines changed")
     assert not changed, "\n".join(f"{a!r}\n -> {b!r}" for a, b in changed)
+
+
+def test_generated_addresses_and_names_all_masked_operational_text_untouched(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Street addresses (AU, NZ, UK, US shapes) and labelled names drawn from their shapes
+    (bench/redaction_corpus.py, also printed by `python -m bench redaction`): recall 100 %,
+    and no operational line (slugs, versions, change ids, figures, times, options)
+    changed."""
+    results = redaction_corpus.measure(R.redact)
+    ops = results.pop("operational")
+    with capsys.disabled():
+        print(
+            "\ngenerated corpus: "
+            + ", ".join(f"{k} {m.recalled}/{m.total}" for k, m in results.items())
+            + f"; operational false positives {ops.false_positives}/{ops.operational}"
+        )
+    assert {"ADDRESS", "NAME"} <= set(results)
+    assert all(m.total >= 200 for m in results.values())
+    shapes = {s.text for s in redaction_corpus.addresses()}
+    assert len(shapes) >= 200  # distinct lines, not one line repeated
+    misses = [x for m in results.values() for x in m.misses]
+    assert not misses, "\n".join(misses[:20])
+    assert all(m.recall == 1.0 for m in results.values())
+    assert ops.operational >= 300 and ops.false_positives == 0, "\n".join(ops.changed[:20])
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("12 Example St Sydney NSW 2000", "12 Example St Sydney NSW 2000"),
+        ("reason: 12 Example St Sydney NSW 2000 asked", "Example St"),
+        ("1 Queen Street, Ponsonby, Auckland 1011", "Queen Street"),
+        ("10 Downing Street, London SW1A 2AA", "SW1A 2AA"),
+        ("350 Fifth Avenue, New York, NY 10118-0110", "10118-0110"),
+        ("Level 3, 100 George St, Sydney NSW 2000", "George St"),
+        ("PO Box 123, Sydney NSW 2000", "Box 123"),
+        ("customer Jane Citizen", "Jane Citizen"),
+        ("Mr Smith called", "Smith"),
+        ("Dr. Priya Nguyen", "Priya Nguyen"),
+        ("borrower: O'Brien-Walsh", "O'Brien-Walsh"),
+    ],
+)
+def test_addresses_and_labelled_names(text: str, value: str) -> None:
+    out = R.redact(text)
+    assert value not in out, out
+    assert TOKEN.search(out), out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "loan-assessor-stg",
+        "gemma-3-1b-it@1.2.1 on loan-assessor",
+        "CHG-12 at 2026-11-27T09:14:05+11:00",
+        "p95 2000 ms, canary=10, to=50, steps=10,25,50,100",
+        '/deploy loan-assessor gemma-3-1b-it@1.2.1 at="2026-12-01 11:00" reason="fix"',
+        "Step 2 of 4 Passed; 12 Endpoints Healthy",
+        "3 Changes Waiting in #approvals",
+    ],
+)
+def test_operational_text_is_not_an_address_or_a_name(text: str) -> None:
+    assert R.redact(text) == text
 
 
 def test_idempotent_on_corpora() -> None:
