@@ -4,11 +4,12 @@ audited, refused ones too."""
 from __future__ import annotations
 
 import logging
-import re
 from datetime import timedelta
 
 from commands import approvals, canary, digests
 from commands.catalog import AIOPS_SUBCOMMANDS, SLASH_COMMANDS
+from commands.durations import FORMS as DURATION_FORMS
+from commands.durations import DurationError, parse_duration
 from commands.errors import Refusal
 from commands.messages import Reply, escape
 from commands.model import OPEN_STATES, Change, ChangeKind, ChangeState, Invocation
@@ -29,20 +30,15 @@ _KINDS = {
 
 
 def parse_since(text: str) -> timedelta:
-    match = re.fullmatch(r"(\d{1,5})([mhdw])", text.strip().lower())
-    if not match:
+    """`since=` of `/aiops audit`: the one duration grammar (`commands.durations`)."""
+    try:
+        return parse_duration(text)
+    except DurationError:
         raise Refusal(
             f"`since={escape(text)}` is not a duration",
-            "Write e.g. `since=30m`, `24h`, `7d` or `2w`.",
+            f"Write e.g. {DURATION_FORMS}.",
             code="malformed",
-        )
-    n = int(match[1])
-    return {
-        "m": timedelta(minutes=n),
-        "h": timedelta(hours=n),
-        "d": timedelta(days=n),
-        "w": timedelta(weeks=n),
-    }[match[2]]
+        ) from None
 
 
 class Service:
