@@ -194,10 +194,14 @@ class Table(BaseModel):
 
 class SlackTable(Table):
     team_id: str | None = Field(
-        None, description="the workspace (`T…`); requests from any other are refused"
+        None,
+        pattern=r"^[TE][A-Z0-9]{2,}$",
+        description="the workspace (`T…`); requests from any other are refused",
     )
     enterprise_id: str | None = Field(
-        None, description="an Enterprise Grid org (`E…`); requests must also come from it"
+        None,
+        pattern=r"^E[A-Z0-9]{2,}$",
+        description="an Enterprise Grid org (`E…`); requests must also come from it",
     )
     approvals_channel: ChannelId = Field(
         "C0APPROVALS", description="channel id where production plans wait for a decision"
@@ -661,10 +665,10 @@ def _message(err: Mapping[str, Any], owner: Any, table: tuple[str | int, ...]) -
         and err["loc"][-1] not in _keys(owner)
     ):
         key = str(err["loc"][-1])
-        extra = ""
-        if getattr(owner, "EXTRA_TABLE", None):
-            extra = f" (a table `[{_path(table)}.<environment>]` overrides one environment)"
-        return f"not a key of {here}{suggest(key, _keys(owner))}{extra}"
+        hint = suggest(key, _keys(owner))
+        if getattr(owner, "EXTRA_TABLE", None) and "did you mean" not in hint:
+            hint += f" (a table `[{_path(table)}.<environment>]` overrides one environment)"
+        return f"not a key of {here}{hint}"
     if kind == "missing":
         return "is required"
     if kind == "bool_type":
@@ -682,7 +686,10 @@ def _message(err: Mapping[str, Any], owner: Any, table: tuple[str | int, ...]) -
     if kind == "literal_error":
         return f"must be {ctx.get('expected', '')}, not {_show(got)}"
     if kind == "string_pattern_mismatch":
-        return f"{_show(got)} does not match `{ctx.get('pattern')}`"
+        what = _PATTERN_TEXT.get(
+            str(ctx.get("pattern")), f"a string matching `{ctx.get('pattern')}`"
+        )
+        return f"{_show(got)} is not {what}"
     bounds = {
         "greater_than": "> {gt}",
         "greater_than_equal": "≥ {ge}",
@@ -697,6 +704,14 @@ def _message(err: Mapping[str, Any], owner: Any, table: tuple[str | int, ...]) -
         return str(err["msg"]).removeprefix("Value error, ")
     return f"{err['msg'].lower()}, not {_show(got)}"
 
+
+_PATTERN_TEXT = {
+    r"^[TE][A-Z0-9]{2,}$": "a Slack team id, e.g. `T0123ABCD`",
+    r"^E[A-Z0-9]{2,}$": "a Slack Enterprise Grid id, e.g. `E0123ABCD`",
+    r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$": "a GCP project id (6–30 lowercase letters, digits and"
+    " hyphens, starting with a letter)",
+    r"^[0-9]+$": "a Vertex AI endpoint id (digits only)",
+}
 
 _NOT_A_TABLE = ("model_type", "dict_type", "model_attributes_type", "missing")
 
@@ -897,7 +912,28 @@ def check(data: Mapping[str, Any]) -> tuple[ConfigFile | None, list[Problem]]:
     except ValidationError as exc:
         problems.extend(from_validation_error(exc))
     problems.extend(cross_checks(data))
+    problems.sort(key=lambda p: _position(data, p))  # in the order of the file
     return (doc if not problems else None), problems
+
+
+def _position(data: Mapping[str, Any], problem: Problem) -> tuple[int, ...]:
+    """Where a problem's key sits in the document (insertion order, as the TOML reads)."""
+    path: tuple[str | int, ...] = problem.table
+    if problem.key:
+        path += (re.split(r"[\[.]", problem.key, maxsplit=1)[0],)
+    out: list[int] = []
+    cur: Any = data
+    for elem in path:
+        if isinstance(cur, dict) and elem in cur:
+            out.append(list(cur).index(elem))
+            cur = cur[elem]
+        elif isinstance(cur, list) and isinstance(elem, int) and elem < len(cur):
+            out.append(elem)
+            cur = cur[elem]
+        else:
+            out.append(1 << 30)
+            break
+    return tuple(out)
 
 
 def validate(data: Mapping[str, Any], source: str) -> ConfigFile:

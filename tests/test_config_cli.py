@@ -50,10 +50,10 @@ def test_config_check_lists_every_problem_and_exits_1(
     assert main(["config", "check", "--config", str(path)]) == 1
     out, err = capsys.readouterr()
     assert out.splitlines() == [
-        f"{path}: [environments.prod] require_ticket: must be `true` or `false` (a TOML"
-        ' boolean, not a string), not `"false"`',
         f"{path}: [environments.prod] aprovals_required: not a key of [environments.prod];"
         " did you mean `approvals_required`?",
+        f"{path}: [environments.prod] require_ticket: must be `true` or `false` (a TOML"
+        ' boolean, not a string), not `"false"`',
     ]
     assert err.strip() == f"{path}: 2 problems"
 

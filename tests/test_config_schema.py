@@ -10,6 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bot.settings import BUNDLED_CONFIG
 from commands.config import ConfigError, parse_config
@@ -104,8 +106,7 @@ def test_every_table_forbids_unknown_keys() -> None:
             "bot.toml: [sandbox] seconds: not a key of [sandbox]; keys are `operation_seconds`",
             "bot.toml: [audit] retention: not a key of [audit]; did you mean `retention_days`?",
             "bot.toml: [canary] intervall: not a key of [canary]; did you mean `interval`?",
-            "bot.toml: [digests] morning_time: not a key of [digests]; did you mean `morning`?"
-            " (a table `[digests.<environment>]` overrides one environment)",
+            "bot.toml: [digests] morning_time: not a key of [digests]; did you mean `morning`?",
             "bot.toml: [digests.staging] eodd: not a key of [digests.staging]; did you mean `eod`?",
             "bot.toml: [freezes[0]] env: not a key of [freezes[0]]; keys are `environments`, `from`,"
             " `name`, `until`, `weekly`",
@@ -219,3 +220,86 @@ def test_environment_table_re_read_by_the_canary_policy_is_checked_too() -> None
     config.raw["environments"]["prod"]["canary_promote_gate"] = "yes"
     with pytest.raises(ConfigError, match=r"\[environments.prod\] canary_promote_gate: must be"):
         env_policy(config, config.environments["prod"])
+
+
+def test_problems_are_listed_in_the_order_of_the_file() -> None:
+    data = example()
+    data["platform"] = "cloud"  # top of the file
+    data["environments"]["dev"]["project"] = "Dev Project"
+    data["endpoints"]["loan-assessor"]["vertex_id"] = "projects/p/endpoints/1"
+    data["slack"]["team_id"] = "acme"
+    assert problems(data) == [
+        "bot.toml: platform: must be 'sandbox' or 'vertex', not `\"cloud\"`",
+        'bot.toml: [slack] team_id: `"acme"` is not a Slack team id, e.g. `T0123ABCD`',
+        'bot.toml: [environments.dev] project: `"Dev Project"` is not a GCP project id (6–30'
+        " lowercase letters, digits and hyphens, starting with a letter)",
+        'bot.toml: [endpoints.loan-assessor] vertex_id: `"projects/p/endpoints/1"` is not a'
+        " Vertex AI endpoint id (digits only)",
+    ]
+
+
+def _tables(data: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    if not isinstance(data, dict):
+        return []
+    out = [path]
+    for key, value in data.items():
+        if isinstance(value, dict) and key != "faulty":
+            out += _tables(value, (*path, key))
+    return out
+
+
+TABLES = [
+    t
+    for t in _tables(EXAMPLE)
+    if t not in (("people",), ("environments",), ("models",), ("endpoints",))
+]
+
+
+@given(
+    table=st.sampled_from(TABLES),
+    pick=st.integers(min_value=0),
+    edit=st.sampled_from(["drop", "double", "swap"]),
+)
+def test_a_misspelt_key_anywhere_is_named_with_its_table_and_the_right_key(
+    table: tuple[str, ...], pick: int, edit: str
+) -> None:
+    data = copy.deepcopy(EXAMPLE)
+    target = data
+    for t in table:
+        target = target[t]
+    keys = [k for k, v in target.items() if not isinstance(v, dict) and len(k) > 4]
+    if not keys:
+        return
+    key = keys[pick % len(keys)]
+    i = 1 + pick % (len(key) - 2)
+    typo = {
+        "drop": key[:i] + key[i + 1 :],
+        "double": key[:i] + key[i] + key[i:],
+        "swap": key[: i - 1] + key[i] + key[i - 1] + key[i + 1 :],
+    }[edit]
+    if typo == key or typo in target:
+        return
+    target[typo] = target.pop(key)
+    where = f"[{'.'.join(table)}] " if table else ""
+    found = [line for line in problems(data) if f" {typo}: " in line]
+    assert len(found) == 1
+    assert found[0].startswith(f"bot.toml: {where}{typo}: not a key of ")
+    assert found[0].endswith(f"did you mean `{key}`?")
+
+
+def test_every_table_of_the_schema_is_closed() -> None:
+
+    from commands import config_schema
+
+    models = [
+        v
+        for v in vars(config_schema).values()
+        if isinstance(v, type)
+        and issubclass(v, config_schema.Table)
+        and v is not config_schema.Table
+    ]
+    assert len(models) >= 17
+    for model in models:
+        expected = "allow" if model is config_schema.DigestsTable else "forbid"
+        assert model.model_config.get("extra") == expected, model
+        assert model.model_config.get("strict") is True, model
