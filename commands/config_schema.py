@@ -45,6 +45,7 @@ from pydantic import (
 )
 
 from commands.durations import FORMS, PATTERN, DurationError, parse_duration
+from commands.freezes import FreezeConfigError, _local, _weekly
 
 
 class ConfigError(ValueError):
@@ -431,8 +432,6 @@ class FreezeTable(Table):
 
     @model_validator(mode="after")
     def _window(self) -> FreezeTable:
-        from commands.freezes import FreezeConfigError, _local, _weekly
-
         try:
             if self.weekly is not None:
                 if self.from_ is not None or self.until is not None:
@@ -955,14 +954,6 @@ def validate_table(
     except ValidationError as exc:
         lines = [p.render(source) for p in from_validation_error(exc, table)]
         raise ConfigError(lines[0], lines) from None
-
-
-def days_text(days: tuple[int, ...]) -> str:
-    return ",".join(DAY_NAMES[d] for d in days)
-
-
-def duration_forms() -> str:
-    return FORMS
 
 
 # --- JSON Schema and Markdown -----------------------------------------------------------

@@ -9,6 +9,8 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from bot.scheduler import Scheduler
@@ -87,3 +89,45 @@ def test_catch_up_after_the_repeated_hour_finishes(sqlite_engine: Engine) -> Non
     schedule = digest_settings(s.rt.config).schedules["prod"]
     found = schedule.occurrences(DigestKind.MORNING, now - timedelta(days=1), now)
     assert [t.astimezone(UTC) for t in found] == [datetime(2027, 4, 3, 15, 30, tzinfo=UTC)]
+
+
+ZONES = [
+    "Australia/Sydney",
+    "Australia/Lord_Howe",  # a 30-minute change of clocks
+    "Europe/London",
+    "America/New_York",
+    "America/Santiago",
+    "Pacific/Chatham",
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    hour=st.integers(min_value=0, max_value=23),
+    minute=st.sampled_from([0, 15, 30, 45, 59]),
+    year=st.sampled_from([2026, 2027]),
+)
+def test_every_fire_maps_to_one_run_key_per_local_date(
+    zone: str, hour: int, minute: int, year: int
+) -> None:
+    """Whatever APScheduler's cron trigger does around a change of clocks, the run keys of a
+    daily digest are one per local date, each on that date."""
+    from apscheduler.triggers.cron import CronTrigger
+
+    from commands.digest_schedule import DigestSchedule
+
+    tz = ZoneInfo(zone)
+    at = datetime(2000, 1, 1, hour, minute).time()
+    schedule = DigestSchedule("prod", "C0OPS", tz, tuple(range(7)), at, None)
+    trigger = CronTrigger(hour=hour, minute=minute, timezone=tz)
+    keys: dict[date, set[datetime]] = {}
+    t = trigger.get_next_fire_time(None, datetime(year, 1, 1, tzinfo=UTC))
+    end = datetime(year + 1, 1, 1, tzinfo=UTC)
+    while t is not None and t < end:
+        key = schedule.local_date_key(DigestKind.MORNING, t).astimezone(UTC)
+        keys.setdefault(t.astimezone(tz).date(), set()).add(key)
+        t = trigger.get_next_fire_time(t, t.astimezone(UTC) + timedelta(seconds=1))
+    assert all(len(k) == 1 for k in keys.values())
+    assert all(next(iter(k)).astimezone(tz).date() == d for d, k in keys.items())
+    assert len(keys) >= 364
