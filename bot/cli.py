@@ -6,7 +6,7 @@ import argparse
 import csv
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,7 +75,38 @@ def cmd_config_check(settings: Settings, args: argparse.Namespace) -> int:
         f"{path}: ok ({len(config.environments)} environments, {len(config.endpoints)}"
         f" endpoints, platform {config.platform})"
     )
+    for note in clock_notes(config):
+        print(f"{path}: note: {note}")
     return 0
+
+
+def clock_notes(config: Config, today: date | None = None) -> list[str]:
+    """Digest times that the clocks skip or repeat in the coming year, and when they run
+    then (the daylight-saving rule of the README): worth knowing, not an error."""
+    from commands.config_schema import clock_changes
+    from commands.digest_schedule import DigestKind, digest_settings, local_time
+
+    start = today or datetime.now(UTC).date()
+    notes = []
+    for env, sched in digest_settings(config).schedules.items():
+        for kind in DigestKind:
+            at = sched.at(kind)
+            if at is None:
+                continue
+            for day, trouble in clock_changes(sched.timezone, at, start):
+                if day.weekday() not in sched.days:
+                    continue  # no digest that day
+                runs = local_time(day, at, sched.timezone)
+                when = (
+                    f"it runs at {runs.strftime('%H:%M %Z')}"
+                    if trouble == "does not exist"
+                    else f"it runs once, at the first ({runs.strftime('%H:%M %Z')})"
+                )
+                notes.append(
+                    f"[digests] {env} {kind.value} {at.strftime('%H:%M')} {trouble} on"
+                    f" {day.isoformat()} in {sched.timezone.key}; {when}"
+                )
+    return notes
 
 
 def cmd_config_schema(_: Settings, __: argparse.Namespace) -> int:

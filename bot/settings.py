@@ -8,13 +8,12 @@ Secret variables are never echoed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_CONFIG = Path(__file__).parent / "config" / "example.toml"
@@ -31,10 +30,10 @@ class SettingsError(ValueError):
         super().__init__("\n".join(problems))
 
 
-class EnvSettings(BaseSettings):
+class EnvValues(BaseModel):
     """The environment variables the bot reads (README's variables table), validated."""
 
-    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", env_ignore_empty=True)
+    model_config = ConfigDict(extra="ignore")
 
     AIOPS_CONFIG: Path | None = Field(None, description="path to the TOML config")
     DATABASE_URL: str | None = Field(None, repr=False, description="PostgreSQL URL")
@@ -49,6 +48,18 @@ class EnvSettings(BaseSettings):
     AIOPS_COMMAND_WORKERS: int | None = Field(None, ge=0, le=64)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
+    @field_validator("LOG_LEVEL", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.strip().upper() if isinstance(value, str) else value
+
+
+class EnvSettings(BaseSettings, EnvValues):
+    """The same variables read from the process environment by pydantic-settings (names
+    as written, empty values ignored)."""
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", env_ignore_empty=True)
+
 
 _WHAT = {
     "PORT": "a whole number 1–65535",
@@ -59,20 +70,19 @@ _WHAT = {
 }
 
 
-def read_env(env: Mapping[str, str] | None = None) -> EnvSettings:
-    """Validate the variables of `env` (default: the process environment)."""
-    values = dict(os.environ if env is None else env)
-    if values.get("LOG_LEVEL"):
-        values["LOG_LEVEL"] = values["LOG_LEVEL"].strip().upper()
-    known = {k: v for k, v in values.items() if k in EnvSettings.model_fields and v != ""}
+def read_env(env: Mapping[str, str] | None = None) -> EnvValues:
+    """Validate the process environment, or only the variables of `env` when given (tests,
+    child processes): nothing else of the process leaks into an explicit mapping."""
     try:
-        # Validated from the given mapping only (not whatever else the process has).
-        return EnvSettings.model_validate(known)
+        if env is None:
+            return EnvSettings()
+        known = {k: v for k, v in env.items() if k in EnvValues.model_fields and v != ""}
+        return EnvValues.model_validate(known)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             name = str(err["loc"][0])
-            shown = "(secret, not shown)" if name in SECRET_VARIABLES else repr(known.get(name))
+            shown = "(secret, not shown)" if name in SECRET_VARIABLES else repr(err.get("input"))
             what = _WHAT.get(name, str(err["msg"]).lower())
             problems.append(f"{name}={shown}: must be {what}")
         raise SettingsError(problems) from None

@@ -752,6 +752,18 @@ def wall_clock_trouble(moment: datetime, tz: ZoneInfo) -> str | None:
     return "does not exist" if back != moment else "occurs twice"
 
 
+def clock_changes(tz: ZoneInfo, at: time, start: date, days: int = 366) -> list[tuple[date, str]]:
+    """The dates in `[start, start + days)` on which the local time `at` does not exist or
+    occurs twice in `tz`: where the daylight-saving rule above decides when a digest runs."""
+    found = []
+    for i in range(days):
+        day = start + timedelta(days=i)
+        trouble = wall_clock_trouble(datetime.combine(day, at), tz)
+        if trouble:
+            found.append((day, trouble))
+    return found
+
+
 def cross_checks(data: Mapping[str, Any]) -> list[Problem]:
     """Rules between tables, on the raw document (whatever else is wrong with it)."""
     problems: list[Problem] = []

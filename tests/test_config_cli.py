@@ -244,3 +244,47 @@ def test_the_terraform_config_template_validates_against_the_schema() -> None:
     doc, found = check(merged)
     assert found == [] and doc is not None
     assert doc.endpoints["loan-assessor"].vertex_id == "1234567890123456789"
+
+
+def test_an_explicit_mapping_is_read_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "abc")  # the process's own, not part of the mapping
+    assert Settings.from_env({"AIOPS_DATA_DIR": "x"}).port == 3000
+    with pytest.raises(SettingsError, match="PORT='abc'"):
+        Settings.from_env()
+
+
+def test_readme_variables_table_names_every_variable_the_settings_read() -> None:
+    from bot.settings import EnvValues
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| variable | meaning |") :]
+    table = table[: table.index("\n\n")]
+    documented = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
+    assert set(EnvValues.model_fields) <= documented
+
+
+def test_config_check_notes_digest_times_the_clocks_skip_or_repeat(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import date
+
+    from bot.cli import clock_notes
+    from commands.config import load_config
+
+    path = tmp_path / "night.toml"
+    text = BUNDLED_CONFIG.read_text(encoding="utf-8").replace(
+        'morning = "08:30"', 'morning = "02:30"'
+    )
+    path.write_text(text.replace('days = "mon-fri"', 'days = "daily"'), encoding="utf-8")
+    assert clock_notes(load_config(path), today=date(2026, 9, 1)) == [
+        "[digests] prod morning 02:30 does not exist on 2026-10-04 in Australia/Sydney; it runs"
+        " at 03:30 AEDT",
+        "[digests] prod morning 02:30 occurs twice on 2027-04-04 in Australia/Sydney; it runs"
+        " once, at the first (02:30 AEDT)",
+    ]
+    assert main(["config", "check", "--config", str(path)]) == 0
+    assert "note: [digests] prod morning 02:30" in capsys.readouterr().out
+    assert clock_notes(load_config(BUNDLED_CONFIG)) == []
+    weekdays = tmp_path / "weekdays.toml"
+    weekdays.write_text(text, encoding="utf-8")  # Sundays have no digest: nothing to note
+    assert clock_notes(load_config(weekdays), today=date(2026, 9, 1)) == []
