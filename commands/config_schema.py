@@ -235,7 +235,7 @@ class EnvironmentTable(Table):
     )
     approvers: list[str] = Field(
         default_factory=list,
-        description="who may approve: config names, Slack user ids or user-group ids (`S…`)",
+        description="who may approve: config names of `[people]` or Slack user-group ids (`S…`)",
     )
     approvals_required: int | None = Field(
         None,
@@ -253,7 +253,8 @@ class EnvironmentTable(Table):
     )
     require_ticket: bool = Field(False, description="a change needs `ticket=CHG-1234`")
     break_glass: list[str] = Field(
-        default_factory=list, description="may run a change without approval, announced"
+        default_factory=list,
+        description="may run a change without approval, announced: people or user groups",
     )
     request_channels: list[ChannelId] = Field(
         default_factory=list, description="channel ids requests may come from (empty: any)"
@@ -770,21 +771,33 @@ def cross_checks(data: Mapping[str, Any]) -> list[Problem]:
     people = _dict(data.get("people"))
     envs = _dict(data.get("environments"))
     models = _dict(data.get("models"))
+    known_ids = {p.get("slack_id") for p in map(_dict, people.values())}
 
     for name, env in envs.items():
         env = _dict(env)
         table = ("environments", name)
         for key in ("requesters", "approvers", "break_glass"):
             for i, ref in enumerate(_strs(env.get(key))):
-                if ref not in people and not is_slack_ref(ref.lstrip("@")):
-                    problems.append(
-                        Problem(
-                            table,
-                            f"{key}[{i}]",
-                            f"`{ref}` is neither a person of [people]{suggest(ref, people, 'people')}"
-                            " nor a Slack user id (`U…`/`W…`) or user-group id (`S…`)",
-                        )
+                bare = ref.lstrip("@")
+                if ref in people or GROUP_RE.match(bare):
+                    continue
+                if key == "requesters" and USER_RE.match(bare):
+                    continue
+                if USER_RE.match(bare) and bare in known_ids:
+                    continue  # a person of [people], written by Slack id
+                what = (
+                    "a Slack user id (`U…`/`W…`) or user-group id (`S…`)"
+                    if key == "requesters"
+                    else "a Slack user-group id (`S…`): who may approve must be a known person"
+                )
+                problems.append(
+                    Problem(
+                        table,
+                        f"{key}[{i}]",
+                        f"`{ref}` is neither a person of [people] nor {what}"
+                        f"{suggest(bare, people, 'people')}",
                     )
+                )
         region = env.get("region", "australia-southeast1")
         allowed = env.get("allowed_regions")
         if isinstance(region, str) and isinstance(allowed, list) and region not in allowed:

@@ -303,3 +303,19 @@ def test_every_table_of_the_schema_is_closed() -> None:
         expected = "allow" if model is config_schema.DigestsTable else "forbid"
         assert model.model_config.get("extra") == expected, model
         assert model.model_config.get("strict") is True, model
+
+
+def test_who_may_approve_must_be_a_known_person_or_a_user_group() -> None:
+    data = example()
+    prod = data["environments"]["prod"]
+    prod["approvers"] = ["bob", "U0CAROL", "S0MLAPPROVE", "U0STRANGER", "@carol"]
+    prod["break_glass"] = ["U0NOBODY"]
+    prod["requesters"] = ["alice", "U0NEWHIRE", "S0ENGINEERS"]  # requesters may be any id
+    found = problems(data)
+    who = "nor a Slack user-group id (`S…`): who may approve must be a known person"
+    people = "; people are `alice`, `bob`, `carol`, `dave`"
+    assert found == [
+        f"bot.toml: [environments.prod] approvers[3]: `U0STRANGER` is neither a person of [people] {who}{people}",
+        f"bot.toml: [environments.prod] approvers[4]: `@carol` is neither a person of [people] {who}; did you mean `carol`?",
+        f"bot.toml: [environments.prod] break_glass[0]: `U0NOBODY` is neither a person of [people] {who}{people}",
+    ]
