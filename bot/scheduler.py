@@ -136,6 +136,8 @@ class JobSpec:
     trigger: CronTrigger | IntervalTrigger
     run: Callable[[datetime, bool], str]  # (scheduled time, late) → outcome
     interval: float | None = None  # seconds, for interval jobs
+    # scheduled time → the time its run is keyed by (digests: their local date's one time)
+    key: Callable[[datetime], datetime] | None = None
 
     @property
     def persistent(self) -> bool:
@@ -225,15 +227,20 @@ class Scheduler:
                     f"digest:{kind.value}:{env}",
                     trigger,
                     functools.partial(self._digest, kind, env),
+                    key=functools.partial(sched.local_date_key, kind),
                 )
         self.add_interval("housekeeping", self.settings.housekeeping_seconds, self._housekeeping)
 
     # jobs ------------------------------------------------------------------------------
 
     def add_cron(
-        self, job_id: str, trigger: CronTrigger, run: Callable[[datetime, bool], str]
+        self,
+        job_id: str,
+        trigger: CronTrigger,
+        run: Callable[[datetime, bool], str],
+        key: Callable[[datetime], datetime] | None = None,
     ) -> None:
-        self.jobs[job_id] = JobSpec(job_id, trigger, run)
+        self.jobs[job_id] = JobSpec(job_id, trigger, run, key=key)
 
     def add_interval(self, name: str, seconds: float, fn: Callable[[Runtime], object]) -> str:
         """Run `fn(rt)` every `seconds`, once per slot across replicas (e.g. the canary
@@ -270,7 +277,9 @@ class Scheduler:
     # running once ----------------------------------------------------------------------
 
     def slot(self, spec: JobSpec, scheduled_for: datetime) -> datetime:
-        moment = key_time(scheduled_for)
+        # When the clocks go back, a cron trigger fires twice for a time in the repeated
+        # hour; keyed by the local date's one time, the second run finds the key taken.
+        moment = key_time(spec.key(scheduled_for) if spec.key else scheduled_for)
         if spec.interval is None:
             return moment
         n = int((moment - GRID_ORIGIN).total_seconds() // spec.interval)
@@ -327,7 +336,10 @@ class Scheduler:
         nxt = spec.trigger.get_next_fire_time(None, cursor)
         while nxt is not None and nxt <= now:
             last = nxt
-            nxt = spec.trigger.get_next_fire_time(nxt, nxt + timedelta(seconds=1))
+            # In UTC: wall-clock arithmetic on the second of two equal local times (fold=1)
+            # lands before it, and the trigger would hand the same time back for ever.
+            after = nxt.astimezone(UTC) + timedelta(seconds=1)
+            nxt = spec.trigger.get_next_fire_time(nxt, after)
         return last
 
     def catch_up(self, now: datetime | None = None) -> list[RunResult]:

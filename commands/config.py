@@ -1,7 +1,8 @@
 """The bot's configuration: environments, endpoints, models, people, channels, thresholds.
 
-Parsed from one TOML document into frozen dataclasses; any mistake is a `ConfigError`
-that names the key, so a bad config stops the bot at start, never mid-change.
+One TOML document, validated against `commands.config_schema` (unknown keys, wrong types,
+ranges, cross-table rules: every problem at once), then built into the frozen dataclasses
+the rest of the code reads. A bad config stops the bot at start, never mid-change.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from commands import config_schema
+from commands.config_schema import ConfigError
+from commands.durations import parse_duration
 from commands.freezes import Freeze, FreezeConfigError, parse_freezes
 
-
-class ConfigError(ValueError):
-    pass
+__all__ = ["Config", "ConfigError", "Endpoint", "Environment", "load_config", "parse_config"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class Config:
     enterprise_id: str | None = None  # an Enterprise Grid org: requests must come from it
     freezes: tuple[Freeze, ...] = ()
     audit_retention: timedelta = timedelta(days=7 * 365 + 2)  # seven years by default
+    allow_sandbox: bool = False  # `serve` with real Slack credentials may run the sandbox
 
     def environment_of(self, endpoint: Endpoint) -> Environment:
         return self.environments[endpoint.environment]
@@ -129,155 +132,87 @@ class Config:
         return person.name if person else slack_id
 
 
-def _duration(value: Any, key: str) -> timedelta:
-    if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
-    if isinstance(value, str) and value[:-1].replace(".", "", 1).isdigit():
-        unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}.get(value[-1])
-        if unit:
-            return timedelta(seconds=float(value[:-1]) * unit)
-    raise ConfigError(f"{key}: `{value}` is not a duration; write e.g. `30m`, `4h` or `2d`")
+def _ids(people: dict[str, Person], refs: list[str]) -> tuple[str, ...]:
+    """Config names → Slack ids; Slack user / user-group ids pass as they are (the schema
+    has checked that each is one or the other)."""
+    return tuple(people[r].slack_id if r in people else r.lstrip("@") for r in refs)
 
 
-def _ids(config_people: dict[str, Person], names: list[str], key: str) -> tuple[str, ...]:
-    out = []
-    for name in names:
-        if name in config_people:
-            out.append(config_people[name].slack_id)
-        elif name[:1] in ("U", "W", "S") and name.isalnum() and name.isupper():
-            out.append(name)  # a Slack user or user-group id written directly
-        else:
-            raise ConfigError(f"{key}: `{name}` is neither a person in [people] nor a Slack id")
-    return tuple(out)
-
-
-def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        raise ConfigError(f"`{key}` must be a table")
-    return value
+def _environment(
+    name: str, env: config_schema.EnvironmentTable, people: dict[str, Person]
+) -> Environment:
+    # Fail closed: naming approvers means approval is needed unless `0` is written.
+    required = env.approvals_required
+    if required is None:
+        required = 1 if env.approvers else 0
+    return Environment(
+        name=name,
+        project=env.project,
+        region=env.region,
+        allowed_regions=tuple(env.allowed_regions or [env.region]),
+        approvals_required=required,
+        requesters=_ids(people, env.requesters),
+        approvers=_ids(people, env.approvers),
+        rollback_requires_approval=env.rollback_requires_approval,
+        approval_ttl=parse_duration(env.approval_ttl),
+        require_reason=env.require_reason if env.require_reason is not None else required > 0,
+        require_ticket=env.require_ticket,
+        break_glass=_ids(people, env.break_glass),
+        request_channels=tuple(env.request_channels),
+    )
 
 
 def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
-    try:
-        tz = ZoneInfo(str(data.get("timezone", "Australia/Sydney")))
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"timezone: unknown time zone `{data.get('timezone')}`") from exc
+    """Validate `data` (a parsed TOML document) against the schema and build the config.
 
+    Every problem is reported at once in one `ConfigError`, one line each:
+    `<source>: [table] key: what is wrong; what is allowed`."""
+    doc = config_schema.validate(data, source)
     people = {
-        name: Person(name=name, slack_id=str(p["slack_id"]), title=str(p.get("title", "")))
-        for name, p in _table(data, "people").items()
+        name: Person(name=name, slack_id=p.slack_id, title=p.title)
+        for name, p in doc.people.items()
     }
-    slack = _table(data, "slack")
-    channels = Channels(
-        approvals=str(slack.get("approvals_channel", "C0APPROVALS")),
-        ops=str(slack.get("ops_channel", "C0OPS")),
-    )
-    th = _table(data, "thresholds")
-    thresholds = Thresholds(**{k: float(v) for k, v in th.items()})
-
-    environments: dict[str, Environment] = {}
-    for name, env in _table(data, "environments").items():
-        region = str(env.get("region", "australia-southeast1"))
-        environments[name] = Environment(
+    environments = {name: _environment(name, env, people) for name, env in doc.environments.items()}
+    models = {
+        name: Model(
             name=name,
-            project=str(env["project"]),
-            region=region,
-            allowed_regions=tuple(env.get("allowed_regions", [region])),
-            approvals_required=int(env.get("approvals_required", 0)),
-            requesters=_ids(
-                people, list(env.get("requesters", [])), f"environments.{name}.requesters"
-            ),
-            approvers=_ids(
-                people, list(env.get("approvers", [])), f"environments.{name}.approvers"
-            ),
-            rollback_requires_approval=bool(env.get("rollback_requires_approval", False)),
-            approval_ttl=_duration(
-                env.get("approval_ttl", "4h"), f"environments.{name}.approval_ttl"
-            ),
-            require_reason=bool(
-                env.get("require_reason", int(env.get("approvals_required", 0)) > 0)
-            ),
-            require_ticket=bool(env.get("require_ticket", False)),
-            break_glass=_ids(
-                people, list(env.get("break_glass", [])), f"environments.{name}.break_glass"
-            ),
-            request_channels=tuple(str(c) for c in env.get("request_channels", [])),
+            versions=tuple(m.versions),
+            initial=m.initial if m.initial is not None else m.versions[0],
+            faulty=dict(m.faulty),
         )
-        if region not in environments[name].allowed_regions:
-            raise ConfigError(
-                f"environments.{name}: region `{region}` is not in its allowed_regions"
-                f" {list(environments[name].allowed_regions)}"
-            )
-
-    models: dict[str, Model] = {}
-    for name, m in _table(data, "models").items():
-        versions = tuple(str(v) for v in m.get("versions", []))
-        faulty = {str(k): str(v) for k, v in dict(m.get("faulty", {})).items()}
-        for version, kind in faulty.items():
-            if kind not in ("deploy_fails", "canary_breach"):
-                raise ConfigError(
-                    f"models.{name}.faulty.{version}: `{kind}` must be deploy_fails or canary_breach"
-                )
-        initial = str(m.get("initial", versions[0] if versions else ""))
-        if initial not in versions:
-            raise ConfigError(f"models.{name}.initial: `{initial}` is not one of its versions")
-        models[name] = Model(name=name, versions=versions, initial=initial, faulty=faulty)
-
-    endpoints: dict[str, Endpoint] = {}
-    for slug, ep in _table(data, "endpoints").items():
-        env_name = str(ep.get("environment", ""))
-        if env_name not in environments:
-            raise ConfigError(f"endpoints.{slug}.environment: unknown environment `{env_name}`")
-        model = str(ep.get("model", ""))
-        if model not in models:
-            raise ConfigError(f"endpoints.{slug}.model: unknown model `{model}`")
-        known = {k for k in Endpoint.__dataclass_fields__ if k not in ("slug",)}
-        unknown = set(ep) - known
-        if unknown:
-            raise ConfigError(f"endpoints.{slug}: unknown keys {sorted(unknown)}")
-        endpoint = Endpoint(slug=slug, **{k: v for k, v in ep.items()})
-        region = endpoint.region or environments[env_name].region
-        if region not in environments[env_name].allowed_regions:
-            raise ConfigError(
-                f"endpoints.{slug}: region `{region}` is outside the allowed regions of"
-                f" `{env_name}` {list(environments[env_name].allowed_regions)} (data residency)"
-            )
-        endpoints[slug] = endpoint
-
+        for name, m in doc.models.items()
+    }
+    endpoints = {
+        slug: Endpoint(slug=slug, **ep.model_dump(by_alias=True))
+        for slug, ep in doc.endpoints.items()
+    }
     try:
         freezes = parse_freezes(data.get("freezes"), set(environments))
-    except FreezeConfigError as exc:
-        raise ConfigError(str(exc)) from None
-    audit = _table(data, "audit")
-    retention_days = audit.get("retention_days", 7 * 365 + 2)
-    if not isinstance(retention_days, int) or retention_days < 1:
-        raise ConfigError(
-            f"audit.retention_days: `{retention_days}` must be a whole number of days"
-        )
-
-    platform = str(data.get("platform", "sandbox"))
-    if platform not in ("sandbox", "vertex"):
-        raise ConfigError(f"platform: `{platform}` must be `sandbox` or `vertex`")
-    sandbox = SandboxSettings(
-        operation_seconds=float(_table(data, "sandbox").get("operation_seconds", 3.0))
-    )
+    except FreezeConfigError as exc:  # checked by the schema already; kept as a guard
+        raise ConfigError(f"{source}: {exc}") from None
+    th = doc.thresholds
     return Config(
-        platform=platform,
-        timezone=tz,
-        team_id=slack.get("team_id"),
-        channels=channels,
-        thresholds=thresholds,
+        platform=doc.platform,
+        timezone=ZoneInfo(doc.timezone),
+        team_id=doc.slack.team_id,
+        channels=Channels(approvals=doc.slack.approvals_channel, ops=doc.slack.ops_channel),
+        thresholds=Thresholds(
+            p95_latency_ms=float(th.p95_latency_ms),
+            error_rate=float(th.error_rate),
+            drift=float(th.drift),
+            daily_budget_usd=float(th.daily_budget_usd),
+        ),
         people=people,
         environments=environments,
         endpoints=endpoints,
         models=models,
-        sandbox=sandbox,
+        sandbox=SandboxSettings(operation_seconds=float(doc.sandbox.operation_seconds)),
         source=source,
-        enterprise_id=slack.get("enterprise_id"),
+        enterprise_id=doc.slack.enterprise_id,
         freezes=freezes,
-        audit_retention=timedelta(days=retention_days),
+        audit_retention=timedelta(days=doc.audit.retention_days),
         raw=data,
+        allow_sandbox=doc.allow_sandbox,
     )
 
 
@@ -290,7 +225,4 @@ def load_config(path: Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
-    try:
-        return parse_config(data, source=str(path))
-    except (KeyError, TypeError) as exc:
-        raise ConfigError(f"{path}: missing or malformed key {exc}") from exc
+    return parse_config(data, source=str(path))

@@ -1,4 +1,4 @@
-"""`aiops-bot`: serve, console, manifest, db, audit, redact."""
+"""`aiops-bot`: serve, console, manifest, db, audit, redact, digest, config."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ import argparse
 import csv
 import json
 import sys
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from bot.settings import Settings
+from bot.settings import Settings, SettingsError
 from commands.config import ConfigError
+
+if TYPE_CHECKING:
+    from commands.config import Config
 
 
 def _since(text: str | None) -> datetime | None:
@@ -27,8 +31,95 @@ def _since(text: str | None) -> datetime | None:
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
     from bot.serve.server import serve
+    from bot.wiring import checked_config
 
+    config = checked_config(settings)
+    if config.platform == "sandbox" and settings.real_slack and not config.allow_sandbox:
+        raise ConfigError(
+            f"{config.source}: platform: `sandbox` with real Slack credentials would answer a"
+            ' real workspace from simulated endpoints; set `platform = "vertex"`, or'
+            " `allow_sandbox = true` to mean it"
+        )
     serve(settings)
+    return 0
+
+
+def full_check(path: Path) -> Config:
+    """Everything read from the file at start, checked now: the schema (every table), the
+    tables re-read later (`[canary]`, `[digests]`) and `[vertex]` on that platform."""
+    from commands.canary.model import validate
+    from commands.config import load_config
+    from commands.digests.schedule import digest_settings
+
+    config = load_config(path)
+    validate(config)
+    digest_settings(config)
+    if config.platform == "vertex":
+        from bot.platforms.vertex_settings import parse_vertex_settings
+
+        parse_vertex_settings(config)
+    return config
+
+
+def cmd_config_check(settings: Settings, args: argparse.Namespace) -> int:
+    path = Path(args.config) if args.config else settings.config_path
+    try:
+        config = full_check(path)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line)
+        n = len(exc.problems)
+        print(f"{path}: {n} problem{'s' if n != 1 else ''}", file=sys.stderr)
+        return 1
+    print(
+        f"{path}: ok ({len(config.environments)} environments, {len(config.endpoints)}"
+        f" endpoints, platform {config.platform})"
+    )
+    for note in clock_notes(config):
+        print(f"{path}: note: {note}")
+    return 0
+
+
+def clock_notes(config: Config, today: date | None = None) -> list[str]:
+    """Digest times that the clocks skip or repeat in the coming year, and when they run
+    then (the daylight-saving rule of the README): worth knowing, not an error."""
+    from commands.config_schema import clock_changes
+    from commands.digests.schedule import DigestKind, digest_settings, local_time
+
+    start = today or datetime.now(UTC).date()
+    notes = []
+    for env, sched in digest_settings(config).schedules.items():
+        for kind in DigestKind:
+            at = sched.at(kind)
+            if at is None:
+                continue
+            for day, trouble in clock_changes(sched.timezone, at, start):
+                if day.weekday() not in sched.days:
+                    continue  # no digest that day
+                runs = local_time(day, at, sched.timezone)
+                when = (
+                    f"it runs at {runs.strftime('%H:%M %Z')}"
+                    if trouble == "does not exist"
+                    else f"it runs once, at the first ({runs.strftime('%H:%M %Z')})"
+                )
+                notes.append(
+                    f"[digests] {env} {kind.value} {at.strftime('%H:%M')} {trouble} on"
+                    f" {day.isoformat()} in {sched.timezone.key}; {when}"
+                )
+    return notes
+
+
+def cmd_config_schema(_: Settings, __: argparse.Namespace) -> int:
+    from commands.config_schema import json_schema
+
+    print(json.dumps(json_schema(), indent=2, sort_keys=False))
+    return 0
+
+
+def cmd_config_docs(_: Settings, __: argparse.Namespace) -> int:
+    from commands.config_schema import markdown
+
+    print(markdown(), end="")
     return 0
 
 
@@ -199,6 +290,15 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--json", action="store_true", help="print the Block Kit JSON instead of text")
     g.add_argument("--chart", metavar="PNG", help="also write the morning chart to this file")
     g.set_defaults(fn=cmd_digest)
+    cfg = sub.add_parser("config", help="check the config, or print its JSON Schema / key tables")
+    csub = cfg.add_subparsers(dest="configcmd", required=True)
+    ck = csub.add_parser("check", help="list every problem of a config (exit 0 ok, 1 problems)")
+    ck.add_argument("--config", help="the TOML file (default: AIOPS_CONFIG or the bundled example)")
+    ck.set_defaults(fn=cmd_config_check)
+    cs = csub.add_parser("schema", help="print the JSON Schema of the TOML (for editors)")
+    cs.set_defaults(fn=cmd_config_schema)
+    cd = csub.add_parser("docs", help="print the Markdown key tables (README's Configuration)")
+    cd.set_defaults(fn=cmd_config_docs)
     return p
 
 
@@ -211,14 +311,25 @@ def main(argv: list[str] | None = None) -> int:
     except SecretError as exc:
         print(f"aiops-bot: {exc}", file=sys.stderr)
         return 2
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        for line in exc.problems:
+            print(f"aiops-bot: environment: {line}", file=sys.stderr)
+        return 2
     from bot.logs import setup_logging
 
     setup_logging(settings.log_level)
     try:
         return int(args.fn(settings, args))
     except ConfigError as exc:
-        print(f"aiops-bot: configuration error: {exc}", file=sys.stderr)
+        n = len(exc.problems)
+        print(
+            f"aiops-bot: the configuration is invalid ({n} problem{'s' if n != 1 else ''}):",
+            file=sys.stderr,
+        )
+        for line in exc.problems:
+            print(f"  {line}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

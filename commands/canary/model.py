@@ -7,9 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
-from commands.config import Config, ConfigError, Environment, _duration
+from commands import config_schema
+from commands.config import Config, ConfigError, Environment
+from commands.durations import parse_duration
 
 
 class Verdict(StrEnum):
@@ -91,18 +92,6 @@ class EnvCanaryPolicy:
     promote_gate: bool  # /promote refuses a canary that has not passed (force=true overrides)
 
 
-def _int(value: Any, key: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{key}: `{value}` must be a whole number {low}–{high}")
-    return value
-
-
-def _float(value: Any, key: str, low: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < low:
-        raise ConfigError(f"{key}: `{value}` must be a number ≥ {low}")
-    return float(value)
-
-
 def check_steps(steps: list[int] | tuple[int, ...], key: str) -> tuple[int, ...]:
     """Shares in percent, strictly increasing, each 1–100."""
     out = tuple(steps)
@@ -114,59 +103,35 @@ def check_steps(steps: list[int] | tuple[int, ...], key: str) -> tuple[int, ...]
 
 
 def canary_settings(config: Config) -> CanarySettings:
-    raw = config.raw.get("canary", {})
-    if not isinstance(raw, dict):
-        raise ConfigError("`canary` must be a table")
-    known = {
-        "interval",
-        "min_requests",
-        "consecutive_breaches",
-        "baseline_p95_ratio",
-        "baseline_error_margin",
-    }
-    unknown = set(raw) - known
-    if unknown:
-        raise ConfigError(f"canary: unknown keys {sorted(unknown)}")
-    d = CanarySettings()
-    interval = _duration(raw["interval"], "canary.interval") if "interval" in raw else d.interval
-    if interval < timedelta(minutes=1):
-        raise ConfigError("canary.interval: at least 1m (Monitoring's shortest period)")
+    """`[canary]`, checked against the schema (ranges, the 1m floor of `interval`)."""
+    table: config_schema.CanaryTable = config_schema.validate_table(
+        config_schema.CanaryTable, config.raw.get("canary"), ("canary",), config.source
+    )
     return CanarySettings(
-        interval=interval,
-        min_requests=_int(raw.get("min_requests", d.min_requests), "canary.min_requests", 1, 10**9),
-        consecutive_breaches=_int(
-            raw.get("consecutive_breaches", d.consecutive_breaches),
-            "canary.consecutive_breaches",
-            1,
-            100,
-        ),
-        baseline_p95_ratio=_float(
-            raw.get("baseline_p95_ratio", d.baseline_p95_ratio), "canary.baseline_p95_ratio", 1.0
-        ),
-        baseline_error_margin=_float(
-            raw.get("baseline_error_margin", d.baseline_error_margin),
-            "canary.baseline_error_margin",
-            0.0,
-        ),
+        interval=parse_duration(table.interval),
+        min_requests=table.min_requests,
+        consecutive_breaches=table.consecutive_breaches,
+        baseline_p95_ratio=float(table.baseline_p95_ratio),
+        baseline_error_margin=float(table.baseline_error_margin),
     )
 
 
 def env_policy(config: Config, env: Environment) -> EnvCanaryPolicy:
-    raw = config.raw.get("environments", {}).get(env.name, {})
+    raw = config.raw.get("environments", {}).get(env.name)
     prod = env.name == "prod"
-    mode = str(raw.get("canary_auto_rollback", "page" if prod else "yes"))
-    if mode not in AUTO_ROLLBACK:
-        raise ConfigError(
-            f"environments.{env.name}.canary_auto_rollback: `{mode}` must be yes, page or ask"
+    if raw is None:  # an environment built in code, not read from the file
+        return EnvCanaryPolicy(
+            "page" if prod else "yes", (10, 25, 50, 100), prod or env.needs_approval
         )
-    steps = check_steps(
-        list(raw.get("promote_steps", [10, 25, 50, 100])),
-        f"environments.{env.name}.promote_steps",
+    table: config_schema.EnvironmentTable = config_schema.validate_table(
+        config_schema.EnvironmentTable, raw, ("environments", env.name), config.source
     )
-    gate = raw.get("canary_promote_gate", prod or env.needs_approval)
-    if not isinstance(gate, bool):
-        raise ConfigError(f"environments.{env.name}.canary_promote_gate: must be true or false")
-    return EnvCanaryPolicy(auto_rollback=mode, promote_steps=steps, promote_gate=gate)
+    gate = table.canary_promote_gate
+    return EnvCanaryPolicy(
+        auto_rollback=table.canary_auto_rollback or ("page" if prod else "yes"),
+        promote_steps=tuple(table.promote_steps),
+        promote_gate=gate if gate is not None else prod or env.needs_approval,
+    )
 
 
 def validate(config: Config) -> None:

@@ -7,16 +7,17 @@ be checked without the execution machinery.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
+from commands import config_schema
 from commands.config import Config, ConfigError
+from commands.durations import parse_duration
 
-DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DAY_NAMES = config_schema.DAY_NAMES
 
 
 class DigestKind(StrEnum):
@@ -65,6 +66,15 @@ class DigestSchedule:
             day += timedelta(days=1)
         return out
 
+    def local_date_key(self, kind: DigestKind, moment: datetime) -> datetime:
+        """The one run time of `kind` on `moment`'s local date: what a run is keyed by, so
+        that a digest posts once per local date even when the clocks repeat an hour (the
+        second 02:30 maps to the first) or skip one (02:30 → 03:30, as `local_time`)."""
+        at = self.at(kind)
+        if at is None:
+            return moment
+        return local_time(moment.astimezone(self.timezone).date(), at, self.timezone)
+
     def previous(
         self, kind: DigestKind, before: datetime, lookback_days: int = 14
     ) -> datetime | None:
@@ -92,126 +102,67 @@ class DigestSettings:
 
 
 def parse_days(value: Any, key: str) -> tuple[int, ...]:
-    items = value if isinstance(value, list) else str(value).replace(" ", "").split(",")
-    days: set[int] = set()
-    for item in items:
-        text = str(item).strip().lower()[:3] if "-" not in str(item) else str(item).lower()
-        if text in ("dai", "all", "eve"):
-            days.update(range(7))
-        elif text in ("wee",):  # "weekdays"
-            days.update(range(5))
-        elif "-" in text:
-            a, _, b = text.partition("-")
-            if a[:3] not in DAY_NAMES or b[:3] not in DAY_NAMES:
-                raise ConfigError(f"{key}: `{item}` is not a day range; write e.g. `mon-fri`")
-            i, j = DAY_NAMES.index(a[:3]), DAY_NAMES.index(b[:3])
-            days.update(range(i, j + 1) if i <= j else [*range(i, 7), *range(0, j + 1)])
-        elif text in DAY_NAMES:
-            days.add(DAY_NAMES.index(text))
-        else:
-            raise ConfigError(
-                f'{key}: `{item}` is not a day; write e.g. `mon-fri`, `daily` or `["mon", "thu"]`'
-            )
-    if not days:
-        raise ConfigError(f"{key}: no days given")
-    return tuple(sorted(days))
-
-
-def _clock_time(value: Any, key: str) -> time | None:
-    if value is False or value in ("off", "none", ""):
-        return None
-    match = re.fullmatch(r"(\d{1,2}):(\d{2})", str(value).strip())
-    if not match or int(match[1]) > 23 or int(match[2]) > 59:
-        raise ConfigError(f"{key}: `{value}` is not a time of day; write e.g. `08:30`")
-    return time(int(match[1]), int(match[2]))
-
-
-def _duration(value: Any, key: str) -> timedelta:
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", str(value).strip().lower())
-    if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
-    if not match:
-        raise ConfigError(f"{key}: `{value}` is not a duration; write e.g. `90s`, `30m` or `2h`")
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match[2]]
-    return timedelta(seconds=float(match[1]) * unit)
-
-
-def _zone(value: Any, key: str) -> ZoneInfo:
+    """The `days` grammar of `commands.config_schema.parse_days`, errors naming `key`."""
     try:
-        return ZoneInfo(str(value))
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ConfigError(f"{key}: unknown time zone `{value}`") from exc
-
-
-_SCHEDULE_KEYS = {"channel", "timezone", "days", "morning", "eod", "enabled"}
-_TOP_KEYS = _SCHEDULE_KEYS | {
-    "environments",
-    "misfire_grace",
-    "late_after",
-    "spike_factor",
-    "chart",
-    "housekeeping_seconds",
-}
+        return config_schema.parse_days(value)
+    except ValueError as exc:
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def digest_settings(config: Config) -> DigestSettings:
-    """The `[digests]` table: defaults, then `[digests.<environment>]` overrides."""
+    """The `[digests]` table (checked against the schema): defaults, then
+    `[digests.<environment>]` overrides."""
     raw = config.raw.get("digests", {})
-    if not isinstance(raw, dict):
-        raise ConfigError("`digests` must be a table")
-    overrides = {k: v for k, v in raw.items() if isinstance(v, dict)}
-    unknown = set(raw) - _TOP_KEYS - set(overrides)
-    if unknown:
-        raise ConfigError(f"digests: unknown keys {sorted(unknown)}")
-    for name in overrides:
-        if name not in config.environments:
-            raise ConfigError(f"digests.{name}: unknown environment `{name}`")
-        extra = set(overrides[name]) - _SCHEDULE_KEYS
-        if extra:
-            raise ConfigError(f"digests.{name}: unknown keys {sorted(extra)}")
+    table: config_schema.DigestsTable = config_schema.validate_table(
+        config_schema.DigestsTable, raw, ("digests",), config.source
+    )
+    overrides = table.overrides
+    problems = [
+        f"{config.source}: [digests.{name}] unknown environment `{name}`"
+        for name in overrides
+        if name not in config.environments
+    ] + [
+        f"{config.source}: [digests] environments: `{name}` is not an environment"
+        for name in table.environments or []
+        if name not in config.environments
+    ]
+    if problems:
+        raise ConfigError(problems[0], problems)
     with_endpoints = [
         n for n in config.environments if any(e.environment == n for e in config.endpoints.values())
     ]
-    names = raw.get("environments", with_endpoints)
-    if not isinstance(names, list) or any(n not in config.environments for n in names):
-        raise ConfigError(
-            f"digests.environments: `{names}` must list environments of [environments]"
-        )
     schedules: dict[str, DigestSchedule] = {}
-    for name in [str(n) for n in names]:
-        merged = {k: v for k, v in raw.items() if k in _SCHEDULE_KEYS} | overrides.get(name, {})
-        if merged.get("enabled", True) is False:
+    for name in table.environments if table.environments is not None else with_endpoints:
+        over = overrides.get(name)
+
+        def pick(key: str, over: config_schema.DigestOverride | None = over) -> Any:
+            value = getattr(over, key) if over is not None else None
+            return value if value is not None else getattr(table, key)
+
+        if not (over.enabled if over is not None else table.enabled):
             continue
-        key = f"digests.{name}" if name in overrides else "digests"
+        zone_name = pick("timezone")
         schedules[name] = DigestSchedule(
             environment=name,
-            channel=str(merged.get("channel", config.channels.ops)),
-            timezone=_zone(merged["timezone"], f"{key}.timezone")
-            if "timezone" in merged
-            else config.timezone,
-            days=parse_days(merged.get("days", "mon-fri"), f"{key}.days"),
-            morning=_clock_time(merged.get("morning", "08:30"), f"{key}.morning"),
-            eod=_clock_time(merged.get("eod", "17:30"), f"{key}.eod"),
+            channel=pick("channel") or config.channels.ops,
+            timezone=ZoneInfo(zone_name) if zone_name else config.timezone,
+            days=config_schema.parse_days(pick("days") or "mon-fri"),
+            morning=config_schema.parse_clock(pick("morning") or "08:30"),
+            eod=config_schema.parse_clock(pick("eod") or "17:30"),
         )
-    try:
-        spike = float(raw.get("spike_factor", 1.5))
-        every = float(raw.get("housekeeping_seconds", 30))
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"digests: {exc}") from None
-    if spike <= 1 or every <= 0:
-        raise ConfigError("digests: spike_factor must be > 1 and housekeeping_seconds > 0")
     return DigestSettings(
         schedules=schedules,
-        misfire_grace=_duration(raw.get("misfire_grace", "2h"), "digests.misfire_grace"),
-        late_after=_duration(raw.get("late_after", "2m"), "digests.late_after"),
-        spike_factor=spike,
-        chart=bool(raw.get("chart", True)),
-        housekeeping_seconds=every,
+        misfire_grace=parse_duration(table.misfire_grace),
+        late_after=parse_duration(table.late_after),
+        spike_factor=float(table.spike_factor),
+        chart=table.chart,
+        housekeeping_seconds=float(table.housekeeping_seconds),
     )
 
 
 def local_time(day: date, at: time, tz: ZoneInfo) -> datetime:
-    """`day at` in `tz`; a time the clocks skip (DST) moves forward by the gap."""
+    """`day at` in `tz`: a time the clocks skip (DST) moves forward by the gap; a time that
+    occurs twice is its first occurrence (the rule in `commands.config_schema`)."""
     naive = datetime.combine(day, at)
     moment = naive.replace(tzinfo=tz)
     back = moment.astimezone(ZoneInfo("UTC")).astimezone(tz)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from datetime import timedelta
 
 from commands.config import Config
+from commands.durations import FORMS as DURATION_FORMS
+from commands.durations import DurationError, parse_duration
 from commands.errors import Refusal
 from commands.messages import (
     Block,
@@ -59,20 +60,15 @@ def audit_reply(events: Sequence[AuditEvent], config: Config, title: str) -> Rep
 
 
 def parse_since(text: str) -> timedelta:
-    match = re.fullmatch(r"(\d{1,5})([mhdw])", text.strip().lower())
-    if not match:
+    """`since=` of `/aiops audit`: the one duration grammar (`commands.durations`)."""
+    try:
+        return parse_duration(text)
+    except DurationError:
         raise Refusal(
             f"`since={escape(text)}` is not a duration",
-            "Write e.g. `since=30m`, `24h`, `7d` or `2w`.",
+            f"Write e.g. {DURATION_FORMS}.",
             code="malformed",
-        )
-    n = int(match[1])
-    return {
-        "m": timedelta(minutes=n),
-        "h": timedelta(hours=n),
-        "d": timedelta(days=n),
-        "w": timedelta(weeks=n),
-    }[match[2]]
+        ) from None
 
 
 def audit(rt: Runtime, slug: str | None, since: str, change_id: str | None, limit: int) -> Reply:

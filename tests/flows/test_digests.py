@@ -474,11 +474,11 @@ def test_digest_config_is_checked() -> None:
     assert settings.schedules["staging"].morning is not None
     assert settings.schedules["staging"].morning.hour == 9
     for bad, words in (
-        ({"morning": "8.30"}, "digests.morning"),
-        ({"days": "someday"}, "digests.days"),
+        ({"morning": "8.30"}, r"\[digests\] morning: `8.30` is not a time of day"),
+        ({"days": "someday"}, r"\[digests\] days: `someday` is not a day"),
         ({"nowhere": {"morning": "08:00"}}, "unknown environment `nowhere`"),
-        ({"misfire_grace": "soon"}, "digests.misfire_grace"),
-        ({"colour": "blue"}, "unknown keys"),
+        ({"misfire_grace": "soon"}, r"\[digests\] misfire_grace: `soon` is not a duration"),
+        ({"colour": "blue"}, r"colour: not a key of \[digests\]"),
     ):
         raw = copy.deepcopy(example_config().raw)
         raw["digests"] = bad
