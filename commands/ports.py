@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from commands.canary.model import Check, Watch, WatchState
+from commands.canary.stats import CanaryWindow
 from commands.config import Endpoint
 from commands.messages import Post
 from commands.model import (
@@ -204,6 +205,15 @@ class Platform(Protocol):
 
     def alerts(self, since: datetime) -> list[Alert]:
         """Alerts open now or opened since `since`."""
+        ...
+
+    def canary_window(
+        self, endpoint: Endpoint, canary_id: str, stable_id: str, start: datetime, end: datetime
+    ) -> CanaryWindow | None:
+        """The canary's and the stable model's requests, errors and latency distribution over
+        [start, end), per deployed model; None while the window is not complete in the
+        platform's metrics yet (Cloud Monitoring's lag). A model without traffic in the window
+        has zero requests and no latency buckets."""
         ...
 
 

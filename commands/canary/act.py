@@ -13,10 +13,12 @@ from commands.canary.model import (
 )
 from commands.canary.records import store_of
 from commands.canary.steps import make_change, next_step, plan_text, rollback_key, step_key
-from commands.canary.text import announce, post_thread, refresh_summary
+from commands.canary.text import announce, minutes, post_thread, refresh_summary
 from commands.canary.watch import canary_gone, end_watch, update_watch
 from commands.changes.approve import supersede
 from commands.changes.tell import tell
+from commands.config import Environment
+from commands.freezes import active_freeze
 from commands.messages import (
     Block,
     Button,
@@ -41,17 +43,19 @@ def _cancel_for_rollback(rt: Runtime, holder: Change, w: Watch) -> bool:
 
 
 def breach_reason(rt: Runtime, w: Watch, settings: CanarySettings) -> str:
-    checks = [
-        c for c in store_of(rt).checks(w.id, settings.consecutive_breaches) if c.reasons
-    ] or store_of(rt).checks(w.id, 1)
-    figures = "; ".join(
-        f"check {c.seq} at {c.canary_share}%: {c.canary.text()} ({', '.join(c.reasons)})"
-        for c in checks
+    """Why the analysis wants a decision: the last check's verdict and figures."""
+    found = store_of(rt).checks(w.id, 1)
+    if not found:
+        return f"canary {w.canary_version}: no analysis window judged yet"
+    last = found[-1]
+    figures = (
+        f"check {last.seq} at {last.canary_share}% over {last.windows} windows:"
+        f" {last.canary.text()} vs {w.stable_version} {last.stable.text()}"
+        + (f" ({'; '.join(last.reasons)})" if last.reasons else "")
     )
-    return (
-        f"canary {w.canary_version} breached {w.consecutive_breaches} analysis windows in a row"
-        f" against {w.stable_version}: {figures}"
-    )
+    if last.verdict is Verdict.REGRESSION:
+        return f"canary {w.canary_version} shows a regression against {w.stable_version}: {figures}"
+    return f"canary {w.canary_version} is {last.verdict.words}: {figures}"
 
 
 def start_rollback(
@@ -198,7 +202,11 @@ def settle(rt: Runtime, w: Watch) -> Watch:
             action_key=None,
             action_change_id=None,
             step_index=index,
-            last_verdict=None,  # the next step needs a passing window at this share
+            # the next step needs evidence gathered entirely at this share: start again
+            last_verdict=None,
+            consecutive_breaches=0,
+            evidence=None,
+            share_since=finished,
             next_check_at=finished + settings.interval,
             note=None,
             updated_at=rt.clock(),
@@ -237,7 +245,14 @@ def settle(rt: Runtime, w: Watch) -> Watch:
     return w
 
 
-def _ask(rt: Runtime, w: Watch, settings: CanarySettings, *, already_claimed: bool = False) -> None:
+def _ask(
+    rt: Runtime,
+    w: Watch,
+    settings: CanarySettings,
+    *,
+    already_claimed: bool = False,
+    why: str | None = None,
+) -> None:
     """Post Rollback and Promote-anyway buttons where the environment's approvers look."""
     if not already_claimed:
         claimed = store_of(rt).update_watch(
@@ -256,8 +271,13 @@ def _ask(rt: Runtime, w: Watch, settings: CanarySettings, *, already_claimed: bo
         Text(escape(reason)[:2900]),
         Context(
             (
-                f'Policy in `{env.name}`: ask (`canary_auto_rollback = "ask"`).'
-                f" Decide: {deciders}. Promote anyway is audited as a forced promote.",
+                (
+                    f"Undecided for longer than `[canary] max_undecided`"
+                    f" ({minutes(settings.max_undecided)})."
+                    if why and why.startswith("undecided")
+                    else f'Policy in `{env.name}`: ask (`canary_auto_rollback = "ask"`).'
+                )
+                + f" Decide: {deciders}. Promote anyway is audited as a forced promote.",
             )
         ),
         Buttons(
@@ -295,22 +315,24 @@ def _ask(rt: Runtime, w: Watch, settings: CanarySettings, *, already_claimed: bo
         AuditAction.CANARY_DECISION_REQUESTED,
         BOT.id,
         "awaiting decision",
-        line=f":raised_hand: {w.ref}: {w.consecutive_breaches} breaches in a row; asked for a decision in <#{channel}>.",
+        line=f":raised_hand: {w.ref}: {why or 'regression'}; asked for a decision in <#{channel}>.",
         justification=reason,
         parameters={"canary": w.ref, "channel": channel},
     )
 
 
 def act_on_breaches(rt: Runtime, w: Watch) -> None:
-    """After a check (or on any tick): roll back, ask, or move one step."""
+    """After a check (or on any tick): roll back or ask on a regression (a sequentially
+    confirmed verdict: acted on at once), ask when undecided for longer than
+    `max_undecided`, or move one step on "no regression" (held during a change freeze)."""
     if w.state is not WatchState.WATCHING:
         return
     settings = canary_settings(rt.config)
     env = rt.config.environments[w.environment]
     policy = env_policy(rt.config, env)
-    if w.consecutive_breaches >= settings.consecutive_breaches:
+    if w.last_verdict is Verdict.REGRESSION:
         if policy.auto_rollback == "ask":
-            _ask(rt, w, settings)
+            _ask(rt, w, settings, why="regression")
             return
         start_rollback(
             rt,
@@ -318,16 +340,26 @@ def act_on_breaches(rt: Runtime, w: Watch) -> None:
             actor=BOT,
             decided_by=(
                 f"policy: canary_auto_rollback = {policy.auto_rollback} in {env.name}"
-                f" after {w.consecutive_breaches} breaches in a row"
+                " after a regression verdict"
             ),
             reason=breach_reason(rt, w, settings),
             page=policy.auto_rollback == "page",
         )
         return
-    if w.action is None and w.steps and w.last_verdict is Verdict.PASS:
+    since = w.share_since or w.started_at
+    if (
+        w.last_verdict is Verdict.UNDECIDED
+        and w.action is None
+        and rt.clock() - since >= settings.max_undecided
+    ):
+        _ask(rt, w, settings, why=f"undecided for {minutes(rt.clock() - since)}")
+        return
+    if w.action is None and w.steps and w.last_verdict is Verdict.NO_REGRESSION:
         state = rt.platform.endpoint_state(rt.config.endpoints[w.endpoint])
         target = next_step(w.steps, state.traffic.get(w.canary_id, 0))
         if target is None:
+            return
+        if _held_by_freeze(rt, w, env, target):
             return
         claimed = store_of(rt).update_watch(
             w.id,
@@ -339,3 +371,43 @@ def act_on_breaches(rt: Runtime, w: Watch) -> None:
         )
         if claimed is not None:
             fulfil(rt, claimed)
+
+
+_HELD = "step held by the change freeze"
+
+
+def _held_by_freeze(rt: Runtime, w: Watch, env: Environment, target: int) -> bool:
+    """A bot step obeys change freezes as a person's promote does: held (announced once in
+    the deploy's thread) while one is active, resumed by the first tick after it ends, on
+    the evidence at the current share (a regression meanwhile rolls back instead)."""
+    freeze = active_freeze(rt.config.freezes, env.name, rt.clock(), rt.config.timezone)
+    if freeze is None:
+        if w.note and w.note.startswith(_HELD):
+            w = update_watch(rt, w, note=None)
+            post_thread(
+                rt,
+                w,
+                f":arrow_forward: {w.ref}: the change freeze is over; the step to {target}% resumes.",
+            )
+        return False
+    note = f"{_HELD} `{freeze.name}` ({freeze.describe(rt.config.timezone)})"
+    if w.note != note:
+        w = update_watch(rt, w, note=note)
+        rt.auditor.record(
+            AuditAction.CANARY_STEP,
+            BOT.id,
+            "held by a change freeze",
+            environment=w.environment,
+            target=w.endpoint,
+            change_id=w.change_id,
+            parameters={"canary": w.ref, "to": target, "freeze": freeze.name},
+        )
+        post_thread(
+            rt,
+            w,
+            f":snowflake: {w.ref}: the step to {target}% is held: `{env.name}` is in the change"
+            f" freeze `{escape(freeze.name)}` ({freeze.describe(rt.config.timezone)}). It resumes"
+            " when the freeze ends, if the analysis still says no regression.",
+        )
+        refresh_summary(rt, w)
+    return True

@@ -52,21 +52,23 @@ class PromoteGate:
 
 
 def _failing(w: Watch | None, checks: list[Check]) -> str | None:
-    """Why a canary may not be promoted in a gated environment, or None."""
+    """Why a canary may not be promoted in a gated environment, or None: only a "no
+    regression" verdict on evidence gathered at the canary's current share opens the gate."""
     if w is None:
         return None
     if w.state is WatchState.ROLLING_BACK:
         return "the bot is rolling it back"
     if w.state is WatchState.AWAITING_DECISION:
-        return f"it breached {w.consecutive_breaches} windows in a row and waits for a decision"
+        return f"it waits for a decision ({w.note or 'see the analysis'})"
     if not checks:
-        return "not enough data: no analysis window has been judged yet"
+        return "undecided: no analysis window has been judged yet"
     if w.last_verdict is None:
-        return "not enough data: no window judged since its last step"
-    if w.last_verdict is Verdict.BREACH:
-        return f"it is failing: {checks[-1].verdict.words} ({'; '.join(checks[-1].reasons)})"
-    if w.last_verdict is Verdict.NOT_ENOUGH_DATA:
-        return f"not enough data ({'; '.join(checks[-1].reasons)})"
+        return "undecided: no window judged at its current share yet"
+    last = checks[-1]
+    if w.last_verdict is Verdict.REGRESSION:
+        return f"regression ({'; '.join(last.reasons)})"
+    if w.last_verdict is Verdict.UNDECIDED:
+        return f"undecided ({'; '.join(last.reasons)})"
     return None
 
 
@@ -129,7 +131,8 @@ def before_promote(
         if not forced:
             raise Refusal(
                 f"the canary on `{ep.slug}` may not be promoted in `{env.name}`: {why}",
-                f"Wait for a passing window (`/aiops canary {ep.slug}` runs a check now), or"
+                f'Wait for a "no regression" verdict (`/aiops canary {ep.slug}` shows the'
+                " analysis), or"
                 ' override with `force=true reason="…"` (audited and flagged in the next digest).'
                 f"\n{text}",
                 code="canary_gate",

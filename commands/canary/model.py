@@ -13,16 +13,18 @@ from commands.config import Config, ConfigError, Environment, _duration
 
 
 class Verdict(StrEnum):
-    PASS = "pass"  # noqa: S105 (a verdict, not a password)
-    BREACH = "breach"
-    NOT_ENOUGH_DATA = "not_enough_data"
+    """The sequential judge's verdicts (`commands.canary.stats.Verdict`), as the watch keeps them."""
+
+    REGRESSION = "regression"  # evidence the canary is worse than the tolerance allows
+    NO_REGRESSION = "no_regression"  # evidence it is within the tolerance
+    UNDECIDED = "undecided"  # neither yet: too little data, or too close to the tolerance
 
     @property
     def mark(self) -> str:
         return {
-            Verdict.PASS: ":white_check_mark:",
-            Verdict.BREACH: ":x:",
-            Verdict.NOT_ENOUGH_DATA: ":white_circle:",
+            Verdict.NO_REGRESSION: ":white_check_mark:",
+            Verdict.REGRESSION: ":x:",
+            Verdict.UNDECIDED: ":white_circle:",
         }[self]
 
     @property
@@ -76,10 +78,12 @@ class CanarySettings:
     """`[canary]`: how often and how strictly every canary is judged."""
 
     interval: timedelta = timedelta(minutes=5)
-    min_requests: int = 100  # canary requests per window below which nothing is judged
+    min_requests: int = 100  # requests each version needs (over the evidence) before a test speaks
     consecutive_breaches: int = 3
     baseline_p95_ratio: float = 1.5  # canary P95 ≤ ratio × stable P95
     baseline_error_margin: float = 0.005  # canary error rate ≤ stable + margin
+    max_undecided: timedelta = timedelta(hours=1)  # undecided longer than this: ask people
+    confidence: float = 0.95  # "no regression" needs this confidence (1 − alpha_pass)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,8 @@ def canary_settings(config: Config) -> CanarySettings:
         "consecutive_breaches",
         "baseline_p95_ratio",
         "baseline_error_margin",
+        "max_undecided",
+        "confidence",
     }
     unknown = set(raw) - known
     if unknown:
@@ -131,6 +137,16 @@ def canary_settings(config: Config) -> CanarySettings:
     interval = _duration(raw["interval"], "canary.interval") if "interval" in raw else d.interval
     if interval < timedelta(minutes=1):
         raise ConfigError("canary.interval: at least 1m (Monitoring's shortest period)")
+    max_undecided = (
+        _duration(raw["max_undecided"], "canary.max_undecided")
+        if "max_undecided" in raw
+        else d.max_undecided
+    )
+    if max_undecided < interval:
+        raise ConfigError("canary.max_undecided: at least one `canary.interval`")
+    confidence = _float(raw.get("confidence", d.confidence), "canary.confidence", 0.5)
+    if confidence >= 1:
+        raise ConfigError(f"canary.confidence: `{confidence}` must be below 1, e.g. 0.95")
     return CanarySettings(
         interval=interval,
         min_requests=_int(raw.get("min_requests", d.min_requests), "canary.min_requests", 1, 10**9),
@@ -148,6 +164,8 @@ def canary_settings(config: Config) -> CanarySettings:
             "canary.baseline_error_margin",
             0.0,
         ),
+        max_undecided=max_undecided,
+        confidence=confidence,
     )
 
 
@@ -215,6 +233,11 @@ class Watch:
     decision_channel: str | None = None
     decision_ts: str | None = None
     note: str | None = None
+    # The sequential judge's state (`commands.canary.stats.Evidence.to_json()` plus the share it
+    # was gathered at): only windows after `share_since` count, so a step is judged on
+    # traffic at its own share.
+    evidence: dict[str, Any] | None = None
+    share_since: datetime | None = None
     rev: int = 0
     updated_at: datetime | None = None
 
@@ -225,7 +248,8 @@ class Watch:
 
 @dataclass
 class Check:
-    """One analysis window: canary against stable, judged, with the breach count after it."""
+    """One look at the evidence: the windows it added, the canary against stable over all
+    windows at this share, the verdict, and the regressions in a row after it."""
 
     watch_id: int
     seq: int
@@ -238,4 +262,6 @@ class Check:
     verdict: Verdict
     reasons: list[str]
     consecutive_breaches: int
+    windows: int = 0  # windows in the evidence after this check (at this share)
+    counted: int = 0  # of which counted by this check
     id: int | None = None

@@ -10,7 +10,6 @@ from commands.audit import AuditAction
 from commands.canary.model import (
     CanarySettings,
     Check,
-    Verdict,
     Watch,
     canary_settings,
 )
@@ -32,33 +31,35 @@ def minutes(interval: timedelta) -> str:
 
 
 def check_line(w: Watch, c: Check, settings: CanarySettings) -> str:
+    """`:white_circle: check 3 · 1.3.0-rc1 at 10% · *undecided* · canary P95 … · 120 canary /
+    1,080 stable requests in 3 windows (1 new)`."""
     line = (
-        f"{c.verdict.mark} check {c.seq} · {escape(w.canary_version)} at {c.canary_share}%:"
-        f" {c.canary.text()} · baseline {escape(w.stable_version)}: {c.stable.text()}"
-        f" · *{c.verdict.words}*"
+        f"{c.verdict.mark} check {c.seq} · {escape(w.canary_version)} at {c.canary_share}%"
+        f" vs {escape(w.stable_version)} · *{c.verdict.words}*"
     )
     if c.reasons:
-        line += f" ({'; '.join(c.reasons)})"
-    if c.verdict is Verdict.BREACH:
-        line += f" · {c.consecutive_breaches}/{settings.consecutive_breaches} in a row"
+        line += f" · {'; '.join(escape(r) for r in c.reasons)}"
+    line += (
+        f" · {c.canary.requests:,} canary / {c.stable.requests:,} stable requests"
+        f" in {c.windows} window{'s' if c.windows != 1 else ''} ({c.counted} new)"
+    )
     return line
 
 
 def summary(w: Watch, checks: list[Check], settings: CanarySettings, rt: Runtime) -> str:
     """One line: everything the analysis of this canary found so far."""
-    counts = {v: sum(1 for c in checks if c.verdict is v) for v in Verdict}
-    text = (
-        f"Canary analysis {w.ref} ({w.state.value.replace('_', ' ')}): {len(checks)} check(s)"
-        f" — {counts[Verdict.PASS]} pass, {counts[Verdict.BREACH]} breach,"
-        f" {counts[Verdict.NOT_ENOUGH_DATA]} not enough data"
-        f" · {w.consecutive_breaches}/{settings.consecutive_breaches} breaches in a row"
-    )
+    text = f"Canary analysis {w.ref} ({w.state.value.replace('_', ' ')}): {len(checks)} check(s)"
+    if w.last_verdict is not None:
+        text += f" · now *{w.last_verdict.words}*"
     if checks:
         last = checks[-1]
         text += (
-            f" · last {when(last.at, rt.config.timezone)}: {last.verdict.words}"
-            f" at {last.canary_share}% ({last.canary.text()})"
+            f" · last {when(last.at, rt.config.timezone)} at {last.canary_share}%:"
+            f" {last.canary.text()} vs stable {last.stable.text()}"
+            f" ({last.windows} window{'s' if last.windows != 1 else ''})"
         )
+        if last.reasons:
+            text += f" — {'; '.join(escape(r) for r in last.reasons)}"
     if w.steps:
         reached = w.steps[w.step_index] if 0 <= w.step_index < len(w.steps) else None
         text += f" · plan {plan_text(w.steps, reached)}"
