@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import itertools
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -495,3 +495,46 @@ def test_steps_default_uses_the_environments_plan(cbot: Bot) -> None:
     assert not bad.ok and "not a step plan" in bad.text
     both = cbot.run(ALICE, f"/promote {STG} to=50 steps=50,100")
     assert not both.ok and "not both" in both.text
+
+
+def test_bot_steps_obey_change_freezes(sqlite_engine: Engine, clock: FakeClock) -> None:
+    """Seen: a bot step ran inside a change freeze that refuses a person's promote. Now it is
+    held (announced once in the deploy's thread) and resumed by the first tick after the
+    freeze ends, if the analysis still says no regression."""
+    raw = copy.deepcopy(config_with().raw)
+    raw["freezes"] = [
+        {
+            "name": "quarter-close",
+            "environments": ["prod"],
+            "from": datetime(2026, 11, 27, 10, 10),  # local (Sydney) times; the test starts 10:00
+            "until": datetime(2026, 11, 27, 11, 30),
+        }
+    ]
+    bot = new_bot(sqlite_engine, clock, parse_config(raw, source="test"))
+    deploy(bot, PROD, "1.2.1", 10)
+    reply = bot.run(ALICE, f'/promote {PROD} steps=10,25,50,100 force=true reason="plan"')
+    assert reply.ok, text_of(reply)
+    assert bot.run(CAROL, f"/aiops approve {promotes(bot, PROD)[-1].id}").ok
+    assert bot.split(PROD) == {"1.2.0": 75, "1.2.1": 25}
+
+    run_for(bot, 60)  # 11:0x: inside the freeze, long after "no regression" at 25 %
+    w = watch_of(bot, PROD)
+    assert w.last_verdict is Verdict.NO_REGRESSION
+    assert bot.split(PROD) == {"1.2.0": 75, "1.2.1": 25}  # held
+    assert w.note and "quarter-close" in w.note
+    refused = bot.run(ALICE, f'/promote {PROD} to=50 reason="by hand"')
+    assert not refused.ok and "freeze" in refused.text  # as a person's promote is
+    held = [p for p in posts(bot) if "is held" in p.reply.text]
+    assert len(held) == 1 and "quarter-close" in held[0].reply.text
+    assert [e.outcome for e in audit(bot, "canary_step")] == [
+        "canary at 25%",
+        "held by a change freeze",
+    ]
+
+    run_for(bot, 60)  # the freeze ended at 11:30: the plan resumes
+    assert bot.split(PROD) == {"1.2.1": 100}
+    assert any("freeze is over" in p.reply.text for p in posts(bot))
+    bot_steps = [c for c in promotes(bot, PROD) if c.requester_id == BOT.id]
+    assert [c.canary_percent for c in bot_steps] == [50, 100]
+    end = datetime(2026, 11, 27, 0, 30, tzinfo=UTC)  # 11:30 in Sydney
+    assert all(c.created_at is not None and c.created_at >= end for c in bot_steps)
