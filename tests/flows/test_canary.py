@@ -538,3 +538,50 @@ def test_bot_steps_obey_change_freezes(sqlite_engine: Engine, clock: FakeClock) 
     assert [c.canary_percent for c in bot_steps] == [50, 100]
     end = datetime(2026, 11, 27, 0, 30, tzinfo=UTC)  # 11:30 in Sydney
     assert all(c.created_at is not None and c.created_at >= end for c in bot_steps)
+
+
+# --- full shares ----------------------------------------------------------------------------
+
+
+def test_deploy_at_100_undeploys_the_old_version_and_rollback_redeploys_it(cbot: Bot) -> None:
+    """Seen: `canary=100` left the old version deployed at 0 % (replicas billed), hidden from
+    status, and promote / deploy then refused the endpoint."""
+    change_id = deploy(cbot, STG, "1.2.1", 100)
+    ep = cbot.rt.config.endpoints[STG]
+    state = cbot.rt.platform.endpoint_state(ep)
+    assert [d.version.version for d in state.deployed] == ["1.2.1"]  # 1.2.0 is gone
+    card = next(p for p in posts(cbot) if p.change_id == change_id)
+    assert "redeploys 1.2.0 at 100 %" in text_of(card.reply)
+    tick(cbot)
+    assert watch_of(cbot, STG).state is WatchState.ENDED  # nothing to compare with
+    # the endpoint takes the next deploy, and a rollback brings the replaced version back
+    assert cbot.run(ALICE, f"/rollback {STG}").ok
+    done = cbot.rt.store.list_changes(endpoint=STG, limit=1)[0]
+    assert cbot.change(done.id).state is ChangeState.SUCCEEDED
+    assert cbot.split(STG) == {"1.2.0": 100}
+    deploy(cbot, STG, "1.2.1", 10)
+    assert cbot.split(STG) == {"1.2.0": 90, "1.2.1": 10}
+
+
+def test_status_lists_a_model_deployed_at_0_percent(cbot: Bot) -> None:
+    deploy(cbot, STG, "1.2.1", 10)
+    tick(cbot)
+    w = watch_of(cbot, STG)
+    cbot.rt.platform.set_traffic(cbot.rt.config.endpoints[STG], {w.canary_id: 100})
+    reply = cbot.run(DAVE, f"/aiops status {STG}")
+    assert "1.2.1 100% \\u00b7 1.2.0 0%" in text_of(reply)  # "·", as JSON writes it
+
+
+def test_promote_card_says_what_rollback_restores(cbot: Bot) -> None:
+    """Seen: the promote card's rollback line promised the pre-promote split (90/10), but
+    rollback restored 100/0."""
+    deploy(cbot, STG, "1.2.1", 10)
+    assert cbot.run(ALICE, f'/promote {STG} to=50 reason="more"').ok
+    promote = promotes(cbot, STG)[-1]
+    assert cbot.change(promote.id).state is ChangeState.SUCCEEDED
+    card = next(p for p in posts(cbot) if p.change_id == promote.id)
+    assert "puts 1.2.0 back at 100 % and undeploys the canary" in text_of(card.reply)
+    assert cbot.run(ALICE, f"/rollback {STG}").ok
+    rollback = cbot.rt.store.list_changes(endpoint=STG, limit=1)[0]
+    assert cbot.change(rollback.id).state is ChangeState.SUCCEEDED
+    assert cbot.split(STG) == {"1.2.0": 100}  # what the card said
