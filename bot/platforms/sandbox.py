@@ -7,8 +7,8 @@ split stands for the model being deployed. Versions marked faulty in the config 
 deploy (`deploy_fails`) or serve badly once they take traffic (`canary_breach`).
 
 The canary analysis reads `canary_window`: per-request draws from `sandbox_traffic.py`,
-seeded by endpoint, deployed models and window, so a window reads the same however often
-it is asked for. A `canary_breach` version is the stable behaviour with every latency × 5
+seeded by endpoint, deployed models and the window's place in the canary's life, so a window
+reads the same however often it is asked for (and a console walkthrough every time). A `canary_breach` version is the stable behaviour with every latency × 5
 and the error rate × 11; healthy versions differ only by a small per-version P95 offset.
 Traffic is flat per environment (`_RATE_PER_HOUR`: staging 5,000 requests an hour) and
 split by the endpoint's current traffic split.
@@ -433,9 +433,14 @@ class SandboxPlatform:
         canary, stable = state.model(canary_id), state.model(stable_id)
         if canary is None or stable is None:
             return None
-        seed = zlib.crc32(
-            f"{endpoint.slug}|{canary_id}|{stable_id}|{_utc(start).isoformat()}".encode()
-        )
+        with Session(self.engine) as session:
+            row = session.get(SandboxDeployedModelRow, canary_id)
+            deployed_at = _utc(row.deployed_at) if row else _utc(start)
+        # seeded by the window's place in the canary's life (whole minutes since it was
+        # deployed), not by wall time: a console walkthrough draws the same traffic every run
+        age = round((_utc(start) - deployed_at).total_seconds() / 60)
+        length = round((end - start).total_seconds())
+        seed = zlib.crc32(f"{endpoint.slug}|{canary_id}|{stable_id}|{age}|{length}".encode())
         rng = np.random.default_rng(seed)
         rate = _RATE_PER_HOUR.get(endpoint.environment, 1_000.0)
         total = int(rng.poisson(rate * (end - start).total_seconds() / 3600))
