@@ -19,7 +19,7 @@ from commands.canary.model import (
     canary_settings,
 )
 from commands.canary.records import store_of
-from commands.canary.text import announce, check_line
+from commands.canary.text import announce, attach_chart, check_line
 from commands.canary.watch import canary_gone
 from commands.runtime import Runtime
 
@@ -122,4 +122,5 @@ def run_check(rt: Runtime, w: Watch, source: str) -> Check | None:
             "consecutive_breaches": check.consecutive_breaches,
         },
     )
+    attach_chart(rt, current)
     return check

@@ -585,3 +585,52 @@ def test_promote_card_says_what_rollback_restores(cbot: Bot) -> None:
     rollback = cbot.rt.store.list_changes(endpoint=STG, limit=1)[0]
     assert cbot.change(rollback.id).state is ChangeState.SUCCEEDED
     assert cbot.split(STG) == {"1.2.0": 100}  # what the card said
+
+
+# --- the chart in the deploy's thread -------------------------------------------------------
+
+
+class ChartingNotifier(NullNotifier):
+    """A notifier that can attach files, as Slack's can: it keeps what it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.charts: list[tuple[str, str, Any, str]] = []
+
+    def attach_chart(self, channel: str, thread_ts: str, chart: Any, comment: str) -> bool:
+        self.charts.append((channel, thread_ts, chart, comment))
+        return True
+
+
+def test_each_check_attaches_the_analysis_chart_in_the_deploys_thread(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    from bot.canary_chart import draw, render
+    from commands.ports import CanaryChart
+
+    notifier = ChartingNotifier()
+    bot = Bot(make_runtime(sqlite_engine, clock, notifier, config=config_with()), clock)
+    deploy_id = deploy(bot, PROD, "1.2.1", 10)
+    tick_until(bot, PROD, Verdict.NO_REGRESSION, 12)
+    assert bot.run(ALICE, f'/promote {PROD} to=25 reason="more"').ok
+    assert bot.run(CAROL, f"/aiops approve {promotes(bot, PROD)[-1].id}").ok
+    tick(bot, 5)
+    tick(bot, 5)
+    checks = bot.rt.canary.checks(watch_of(bot, PROD).id) if bot.rt.canary else []
+    assert len(notifier.charts) == len(checks) >= 3
+    channel, thread_ts, chart, comment = notifier.charts[-1]
+    deploy_change = bot.change(deploy_id)
+    assert (channel, thread_ts) == (deploy_change.channel, deploy_change.message_ts)
+    assert isinstance(chart, CanaryChart) and len(chart.points) == len(checks)
+    assert [share for _, share in chart.share_changes] == [25]
+    assert "orange" in comment and "dashed red" in comment
+    fig = draw(chart)
+    top, bottom = fig.axes
+    assert chart.title == top.get_title() and "1.2.1" in top.get_title()
+    assert (top.get_ylabel(), bottom.get_ylabel(), bottom.get_xlabel()) == (
+        "P95 latency (ms)",
+        "error rate (%)",
+        "time (UTC)",
+    )
+    assert 2000.0 in [line.get_ydata()[0] for line in top.get_lines()]  # the threshold
+    assert render(chart).startswith(b"\x89PNG")
