@@ -49,7 +49,8 @@ def breach_reason(rt: Runtime, w: Watch, settings: CanarySettings) -> str:
         return f"canary {w.canary_version}: no analysis window judged yet"
     last = found[-1]
     figures = (
-        f"check {last.seq} at {last.canary_share}% over {last.windows} windows:"
+        f"check {last.seq} at {last.canary_share}% over {last.windows}"
+        f" window{'s' if last.windows != 1 else ''}:"
         f" {last.canary.text()} vs {w.stable_version} {last.stable.text()}"
         + (f" ({'; '.join(last.reasons)})" if last.reasons else "")
     )

@@ -18,6 +18,8 @@ from commands.canary import stats
 from commands.canary.model import CanarySettings, Figures, Verdict, Watch
 from commands.config import Thresholds
 
+# Stable requests a comparison needs at least (the stable P95's own sampling error).
+MIN_STABLE = 100
 # How many windows one check reads at most (a bot that was down catches up over checks).
 MAX_WINDOWS_PER_CHECK = 24
 
@@ -31,7 +33,7 @@ def judge_settings(settings: CanarySettings, th: Thresholds) -> stats.JudgeSetti
         max_error_rate=th.error_rate,
         alpha_pass=round(1 - settings.confidence, 10),
         min_canary=settings.min_requests,
-        min_stable=settings.min_requests,
+        min_stable=max(settings.min_requests, MIN_STABLE),
     )
 
 

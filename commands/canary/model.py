@@ -78,7 +78,9 @@ class CanarySettings:
     """`[canary]`: how often and how strictly every canary is judged."""
 
     interval: timedelta = timedelta(minutes=5)
-    min_requests: int = 100  # requests each version needs (over the evidence) before a test speaks
+    # canary requests the evidence needs before a test speaks (the stable version: at least
+    # 100, `MIN_STABLE`); the settings `bench/bench_canary.py` measured
+    min_requests: int = 30
     consecutive_breaches: int = 3
     baseline_p95_ratio: float = 1.5  # canary P95 ≤ ratio × stable P95
     baseline_error_margin: float = 0.005  # canary error rate ≤ stable + margin
