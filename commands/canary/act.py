@@ -150,9 +150,9 @@ def fulfil(
             requester=actor,
             decided_by=decided_by
             or f"policy: {position} of the plan approved in {w.plan_change_id or 'its promote'}",
-            reason=reason or f"canary {w.ref} passed its analysis window; {position}",
+            reason=reason or f"canary {w.ref}: no regression at its current share; {position}",
             target=target,
-            note=f"Canary {w.ref}: {position}, after a passing analysis window.",
+            note=f'Canary {w.ref}: {position}, after a "no regression" verdict at its share.',
             forced_promote=forced_promote,
         )
     if made.nothing_to_do:
@@ -255,16 +255,21 @@ def _ask(
     why: str | None = None,
 ) -> None:
     """Post Rollback and Promote-anyway buttons where the environment's approvers look."""
+    undecided = bool(why and why.startswith("undecided"))
     if not already_claimed:
         claimed = store_of(rt).update_watch(
-            w.id, w.rev, state=WatchState.AWAITING_DECISION, updated_at=rt.clock()
+            w.id,
+            w.rev,
+            state=WatchState.AWAITING_DECISION,
+            updated_at=rt.clock(),
+            **({"note": f"{UNDECIDED_ASK}: {why}"} if undecided else {}),
         )
         if claimed is None:
             return
         w = claimed
     env = rt.config.environments[w.environment]
     reason = breach_reason(rt, w, settings)
-    if w.note:
+    if w.note and not undecided:
         reason = f"{w.note}. {reason}"
     deciders = ", ".join(mention(a) for a in env.approvers) or "anyone who may change it"
     blocks: list[Block] = [
@@ -275,7 +280,7 @@ def _ask(
                 (
                     f"Undecided for longer than `[canary] max_undecided`"
                     f" ({minutes(settings.max_undecided)})."
-                    if why and why.startswith("undecided")
+                    if undecided
                     else f'Policy in `{env.name}`: ask (`canary_auto_rollback = "ask"`).'
                 )
                 + f" Decide: {deciders}. Promote anyway is audited as a forced promote.",
@@ -326,12 +331,19 @@ def act_on_breaches(rt: Runtime, w: Watch) -> None:
     """After a check (or on any tick): roll back or ask on a regression (a sequentially
     confirmed verdict: acted on at once), ask when undecided for longer than
     `max_undecided`, or move one step on "no regression" (held during a change freeze)."""
-    if w.state is not WatchState.WATCHING:
-        return
     settings = canary_settings(rt.config)
     env = rt.config.environments[w.environment]
     policy = env_policy(rt.config, env)
-    if w.last_verdict is Verdict.REGRESSION:
+    asked_undecided = (
+        w.state is WatchState.AWAITING_DECISION
+        and w.action is None
+        and bool(w.note and w.note.startswith(UNDECIDED_ASK))
+    )
+    if w.state is not WatchState.WATCHING and not asked_undecided:
+        return
+    if w.last_verdict is Verdict.REGRESSION and asked_undecided and policy.auto_rollback == "ask":
+        return  # people were asked already; the thread shows the regression
+    if w.last_verdict is Verdict.REGRESSION:  # also while people decide on an undecided one
         if policy.auto_rollback == "ask":
             _ask(rt, w, settings, why="regression")
             return
@@ -347,6 +359,8 @@ def act_on_breaches(rt: Runtime, w: Watch) -> None:
             page=policy.auto_rollback == "page",
         )
         return
+    if asked_undecided:
+        return  # waiting for people: no step, no second ask
     since = w.share_since or w.started_at
     if (
         w.last_verdict is Verdict.UNDECIDED
@@ -375,6 +389,7 @@ def act_on_breaches(rt: Runtime, w: Watch) -> None:
 
 
 _HELD = "step held by the change freeze"
+UNDECIDED_ASK = "undecided too long"
 
 
 def _held_by_freeze(rt: Runtime, w: Watch, env: Environment, target: int) -> bool:

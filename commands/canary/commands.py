@@ -115,7 +115,7 @@ def canary_command(rt: Runtime, actor: Actor, ref: str | None) -> Reply:
         w = fresh
         if check is None:
             extra = "Another check was running at the same moment; its result is above."
-        if w.state is WatchState.WATCHING:
+        if w.state in (WatchState.WATCHING, WatchState.AWAITING_DECISION):
             act_on_breaches(rt, w)
             fresh = store_of(rt).get_watch(w.id)
             assert fresh is not None

@@ -1,5 +1,6 @@
 """The promote gate: `/promote` shows the analysis so far and, where the environment
-says so, refuses a canary that is failing or has not enough data unless forced."""
+says so, refuses a canary without a "no regression" verdict at its current share unless
+forced."""
 
 from __future__ import annotations
 
@@ -75,7 +76,7 @@ def _failing(w: Watch | None, checks: list[Check]) -> str | None:
 def before_promote(
     rt: Runtime, ep: Endpoint, env: Environment, args: Args, actor: Actor
 ) -> PromoteGate:
-    """Read the analysis, apply the gate (prod: passing analysis or `force=true`) and turn
+    """Read the analysis, apply the gate (prod: "no regression" or `force=true`) and turn
     `steps=` into the first step's `to=`. Raises `Refusal`."""
     policy: EnvCanaryPolicy = env_policy(rt.config, env)
     try:
@@ -95,7 +96,7 @@ def before_promote(
         if "to" in args.options:
             raise Refusal(
                 "give either `to=` or `steps=`, not both",
-                "`steps=10,25,50,100` moves one step after each passing window; `to=N` moves once.",
+                '`steps=10,25,50,100` moves one step after each "no regression"; `to=N` moves once.',
                 code="malformed",
             )
         plan = parse_steps(args.options["steps"], policy)

@@ -634,3 +634,24 @@ def test_each_check_attaches_the_analysis_chart_in_the_deploys_thread(
     )
     assert 2000.0 in [line.get_ydata()[0] for line in top.get_lines()]  # the threshold
     assert render(chart).startswith(b"\x89PNG")
+
+
+def test_a_regression_while_people_decide_on_an_undecided_canary_still_rolls_back(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    bot = new_bot(sqlite_engine, clock)
+    deploy(bot, DEV, "1.3.0-rc1", 1)  # ~5 canary requests an hour
+    for _ in range(14):
+        tick(bot, 5)
+        if watch_of(bot, DEV).state is WatchState.AWAITING_DECISION:
+            break
+    w = watch_of(bot, DEV)
+    assert w.state is WatchState.AWAITING_DECISION and w.last_verdict is Verdict.UNDECIDED
+    for _ in range(120):  # nobody answers; the evidence grows until it shows the regression
+        tick(bot, 5)
+        if bot.split(DEV) == {"1.2.0": 100}:
+            break
+    assert bot.split(DEV) == {"1.2.0": 100}
+    rollback = bot.rt.store.list_changes(endpoint=DEV, limit=1)[0]
+    assert rollback.kind is ChangeKind.ROLLBACK and rollback.requester_id == BOT.id
+    assert watch_of(bot, DEV).last_verdict is Verdict.REGRESSION
