@@ -655,3 +655,28 @@ def test_a_regression_while_people_decide_on_an_undecided_canary_still_rolls_bac
     rollback = bot.rt.store.list_changes(endpoint=DEV, limit=1)[0]
     assert rollback.kind is ChangeKind.ROLLBACK and rollback.requester_id == BOT.id
     assert watch_of(bot, DEV).last_verdict is Verdict.REGRESSION
+
+
+def test_the_chart_goes_up_to_slack_in_the_deploys_thread(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    from slack_sdk import WebClient
+
+    from bot.slack.notifier import SlackNotifier
+    from tests.support.harness import SlackStub
+
+    stub = SlackStub()
+    try:
+        notifier = SlackNotifier(WebClient(token="xoxb-test", base_url=stub.api_url))
+        bot = Bot(make_runtime(sqlite_engine, clock, notifier, config=config_with()), clock)
+        deploy_id = deploy(bot, STG, "1.3.0-rc1", 10)
+        tick(bot, 5)
+        [upload] = stub.of("file_upload")
+        assert upload.body["data"].startswith(b"\x89PNG")
+        [complete] = stub.of("files.completeUploadExternal")
+        deploy_change = bot.change(deploy_id)
+        assert complete.body["thread_ts"] == deploy_change.message_ts
+        assert complete.body["channel_id"] == deploy_change.channel
+        assert "P95 (top) and error rate (bottom)" in complete.body["initial_comment"]
+    finally:
+        stub.close()
