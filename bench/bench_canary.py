@@ -9,7 +9,8 @@ Scenarios: A/A (identical versions) and A/B with the canary's latencies × 1.2, 
 error rate + 0.5, + 1, + 3 points. Each run feeds the same windows (common random numbers) to
 four judges until it rolls back or the horizon (6 h = 72 windows) ends it:
 
-(a) today  — `commands/canary.py`'s `judge`, restated here (a test holds it to the original):
+(a) today  — the per-window judge the bot used before (d) was wired in, restated here (a test
+    holds it to that judge's own unit-test cases):
     per window, fewer than 100 canary requests is not enough data (neither a pass nor a
     breach); a breach is P95 > 2000 ms, errors > 1 %, or (stable ≥ 100 requests) P95 > 1.5 ×
     stable's or errors > stable's + 0.5 points; 3 breaches in a row roll back.
@@ -126,7 +127,7 @@ def figures(s: WindowSample) -> Fig:
 
 
 def today_verdict(canary: Fig, stable: Fig) -> str:
-    """`commands.canary.judge` with the default settings: pass, breach or not_enough_data."""
+    """The bot's former per-window judge with its defaults: pass, breach or not_enough_data."""
     if canary.requests < MIN_REQUESTS:
         return "not_enough_data"
     if canary.p95_latency_ms is None or canary.error_rate is None:

@@ -41,11 +41,11 @@ SLASH_COMMANDS: dict[str, CommandSpec] = {
         ("to", "reason", "ticket", "break_glass", "at", "steps", "force"),
         1,
         ("/promote loan-assessor to=50", "/promote loan-assessor"),
-        "`to` defaults to 100. The split it replaces is recorded so a rollback can restore it."
+        "`to` defaults to 100 (the replaced version is then undeployed; a rollback redeploys it)."
         " `at=` schedules it, as for `/deploy`."
         " `steps=` (or `steps=default` for the environment's plan) moves the canary one step"
-        " after each passing analysis window. Shows the canary analysis so far; in prod a"
-        ' canary that is failing or has not enough data is refused unless `force=true reason="…"`'
+        ' after each "no regression" verdict at its current share. Shows the canary analysis so'
+        ' far; in prod a canary without "no regression" is refused unless `force=true reason="…"`'
         " (audited, flagged in the next digest).",
     ),
     "/rollback": CommandSpec(

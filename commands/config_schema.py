@@ -334,9 +334,14 @@ class AuditTable(Table):
 
 class CanaryTable(Table):
     interval: Duration = Field("5m", description="analysis window and check interval (≥ 1m)")
-    min_requests: int = Field(100, ge=1, le=10**9, description="canary requests a window needs")
+    min_requests: int = Field(
+        30,
+        ge=1,
+        le=10**9,
+        description="canary requests the evidence needs before a test speaks (stable: ≥ 100)",
+    )
     consecutive_breaches: int = Field(
-        3, ge=1, le=100, description="breaches in a row before the policy acts"
+        3, ge=1, le=100, description="kept for old configs; the sequential judge does not use it"
     )
     baseline_p95_ratio: float = Field(
         1.5, ge=1, description="canary P95 ≤ this × the stable version's"
@@ -344,6 +349,18 @@ class CanaryTable(Table):
     baseline_error_margin: float = Field(
         0.005, ge=0, le=1, description="canary error rate ≤ the stable version's + this"
     )
+    max_undecided: Duration = Field(
+        "1h", description="undecided longer than this asks people (≥ one `interval`)"
+    )
+    confidence: float = Field(
+        0.95, ge=0.5, lt=1, description='"no regression" needs this confidence (0.5–<1)'
+    )
+
+    @model_validator(mode="after")
+    def _undecided_at_least_one_window(self) -> CanaryTable:
+        if parse_duration(self.max_undecided) < parse_duration(self.interval):
+            raise ValueError("`max_undecided` is shorter than one `interval`")
+        return self
 
     @field_validator("interval")
     @classmethod

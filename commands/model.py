@@ -152,8 +152,10 @@ class EndpointState:
         return next((d for d in self.deployed if d.version == version), None)
 
     def describe(self, split: TrafficSplit | None = None) -> str:
-        """`1.2.0 90% · 1.2.1 10%`, largest share first."""
-        split = self.traffic if split is None else split
+        """`1.2.0 90% · 1.2.1 10%`, largest share first. Without `split`: every deployed
+        model, a model deployed at 0 % included (it still holds replicas)."""
+        if split is None:
+            split = {d.id: 0 for d in self.deployed} | dict(self.traffic)
         if not split:
             return "nothing deployed"
         parts = []

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from commands.canary.model import Check, Watch, WatchState
+from commands.canary.stats import CanaryWindow
 from commands.config import Endpoint
 from commands.messages import Post
 from commands.model import (
@@ -207,6 +208,15 @@ class Platform(Protocol):
         """Alerts open now or opened since `since`."""
         ...
 
+    def canary_window(
+        self, endpoint: Endpoint, canary_id: str, stable_id: str, start: datetime, end: datetime
+    ) -> CanaryWindow | None:
+        """The canary's and the stable model's requests, errors and latency distribution over
+        [start, end), per deployed model; None while the window is not complete in the
+        platform's metrics yet (Cloud Monitoring's lag). A model without traffic in the window
+        has zero requests and no latency buckets."""
+        ...
+
 
 ERASED = "[erased]"
 
@@ -316,6 +326,36 @@ class Chart:
     error_threshold: float
 
 
+@dataclass(frozen=True)
+class CanaryChartPoint:
+    """One check of a canary analysis: the share and both versions' figures over the
+    evidence at that moment (None: no figure yet)."""
+
+    at: datetime
+    share: int
+    canary_p95_ms: float | None
+    stable_p95_ms: float | None
+    canary_error_rate: float | None
+    stable_error_rate: float | None
+
+
+@dataclass(frozen=True)
+class CanaryChart:
+    """A canary's analysis so far, drawn by the edge (matplotlib, in the process that ran
+    the check) and attached to the deploy's thread."""
+
+    title: str
+    filename: str
+    canary_label: str
+    stable_label: str
+    points: tuple[CanaryChartPoint, ...]
+    share_changes: tuple[tuple[datetime, int], ...]  # when the canary's share moved, to what
+    p95_threshold_ms: float
+    error_threshold: float
+
+
 @runtime_checkable
 class ChartAttacher(Protocol):
-    def attach_chart(self, channel: str, thread_ts: str, chart: Chart, comment: str) -> bool: ...
+    def attach_chart(
+        self, channel: str, thread_ts: str, chart: Chart | CanaryChart, comment: str
+    ) -> bool: ...

@@ -3,6 +3,11 @@
 Type slash commands as in Slack; `as <person>` switches who you are; buttons show their
 typed equivalent. With `-c` the commands run in order and the console exits once the work
 they started has finished.
+
+The console has no scheduler, so on the sandbox it moves time itself: each `/aiops canary`
+first moves the sandbox's clock one `[canary] interval` ahead (the offset is kept in the
+database, so a later console session goes on from there), closing one analysis window, then
+runs the check. Nothing else moves the clock.
 """
 
 from __future__ import annotations
@@ -12,17 +17,20 @@ import re
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.settings import Settings
 from bot.slack.blocks import render_message
-from bot.wiring import build_runtime
+from bot.wiring import build_runtime, checked_config, open_database
 from commands.config import Config
 from commands.messages import Buttons, Context, Divider, Fields, Header, Post, Reply, Text, unescape
 from commands.model import Actor, Invocation
 from commands.ports import MessageRef
 from commands.service import Service
 from commands.text import outbound
+
+if TYPE_CHECKING:
+    from bot.platforms.sandbox import SandboxClock
 
 _EMOJI = {
     ":no_entry:": "⛔",
@@ -155,7 +163,18 @@ class Console:
         self.out = out
         self.as_json = as_json
         self.notifier = ConsoleNotifier(out, as_json=as_json)
-        self.rt = build_runtime(settings, self.notifier)
+        config = checked_config(settings)
+        engine = open_database(settings)
+        self.sandbox_clock: SandboxClock | None = None
+        if config.platform == "sandbox":
+            from bot.platforms.sandbox import SandboxClock
+
+            self.sandbox_clock = SandboxClock(engine)
+            self.rt = build_runtime(
+                settings, self.notifier, config=config, engine=engine, clock=self.sandbox_clock
+            )
+        else:
+            self.rt = build_runtime(settings, self.notifier, config=config, engine=engine)
         self.renderer = TextRenderer(self.rt.config)
         self.notifier.renderer = self.renderer
         self.service = Service(self.rt)
@@ -198,6 +217,14 @@ class Console:
             )
             return True
         command, _, text = line.partition(" ")
+        if (
+            self.sandbox_clock is not None
+            and command == "/aiops"
+            and text.split()[:1] == ["canary"]
+        ):
+            from commands.canary.model import canary_settings
+
+            self.sandbox_clock.advance(canary_settings(self.rt.config).interval)
         inv = Invocation(
             actor=Actor(self.user, self.who), command=command, text=text, channel_id="console"
         )

@@ -22,6 +22,12 @@ would hold a partly filled tail that reads as a drop in traffic and, for the can
 analysis (which compares the canary with the stable model over one window), too few
 requests. The canary's checks therefore judge the interval that ended 5 minutes ago.
 
+`canary_window` (the canary analysis) asks two `list_time_series` for one endpoint and one
+closed window, aligned to the window's length: `prediction_latencies` as a distribution per
+deployed model (bucket bounds and counts, passed on unchanged for the sequential judge) and
+`response_count` per deployed model and response code. A window that ends after now − lag is
+not complete yet: it is not read.
+
 `health_series` (the digest's chart) asks two `list_time_series` (latency, responses) for
 all endpoints of a project, aligned in the requested step (15 minutes for the digest).
 """
@@ -40,6 +46,7 @@ from google.api_core import exceptions as gexc
 from google.api_core.retry import Retry, if_exception_type
 from google.cloud import monitoring_v3
 
+from commands.canary.stats import CanaryWindow, WindowSample
 from commands.config import Config, Endpoint
 from commands.model import EndpointHealth, ModelHealth
 from commands.ports import Alert, PlatformError, SeriesPoint
@@ -365,6 +372,77 @@ class CloudMonitoring:
                     for at in times
                 ]
         return out
+
+    def canary_window(
+        self, endpoint: Endpoint, canary_id: str, stable_id: str, start: datetime, end: datetime
+    ) -> CanaryWindow | None:
+        """Requests, errors and the latency distribution of two deployed models over one
+        closed window [start, end); None while it ends after now − lag."""
+        start, end = _utc(start), _utc(end)
+        if end > self.now() or end <= start:
+            return None
+        project = self.config.environment_of(endpoint).project
+        ep_id = _endpoint_label(self._vertex_id(endpoint))
+        period = end - start
+        latency: dict[str, Histogram] = {}
+        mixed: set[str] = set()
+        for series in self._list(
+            project,
+            LATENCY,
+            [ep_id],
+            start,
+            end,
+            period,
+            Aligner.ALIGN_DELTA,
+            Reducer.REDUCE_SUM,
+            extra=' AND metric.labels.latency_type = "total"',
+        ):
+            _, dm_id = self._keys(series)
+            for point in series.points:
+                hist = Histogram.from_distribution(point.value.distribution_value)
+                if hist is None:
+                    continue
+                old = latency.get(dm_id)
+                merged = hist if old is None else old.merge(hist)
+                if merged is None:
+                    mixed.add(dm_id)  # two layouts in one window: its latency is not used
+                else:
+                    latency[dm_id] = merged
+        requests: dict[str, int] = defaultdict(int)
+        errors: dict[str, int] = defaultdict(int)
+        for series in self._list(
+            project,
+            RESPONSES,
+            [ep_id],
+            start,
+            end,
+            period,
+            Aligner.ALIGN_DELTA,
+            Reducer.REDUCE_SUM,
+            group_by=(*_GROUP, "metric.label.response_code"),
+        ):
+            _, dm_id = self._keys(series)
+            code = str(series.metric.labels.get("response_code", ""))
+            n = int(sum(_number(p.value) for p in series.points))
+            requests[dm_id] += n
+            if code.startswith("5") or code == "429":
+                errors[dm_id] += n
+
+        def sample(dm_id: str) -> WindowSample:
+            hist = None if dm_id in mixed else latency.get(dm_id)
+            if hist is not None and len(hist.counts) != len(hist.edges) + 1:
+                hist = None  # more counts than the layout has buckets: not a distribution
+            n = requests.get(dm_id, 0)
+            return WindowSample(
+                start=start,
+                end=end,
+                requests=n,
+                errors=min(errors.get(dm_id, 0), n),
+                latency_bounds_ms=hist.edges if hist else (),
+                latency_counts=tuple(hist.counts) if hist else (),
+            )
+
+        return CanaryWindow(canary=sample(canary_id), stable=sample(stable_id))
 
     def _vertex_id(self, endpoint: Endpoint) -> str:
         if not endpoint.vertex_id:

@@ -5,6 +5,17 @@ It behaves like Vertex AI where the domain can tell: operations take a while and
 polled by name (also after a restart), splits must sum to 100, and "0" in a deploy's
 split stands for the model being deployed. Versions marked faulty in the config fail to
 deploy (`deploy_fails`) or serve badly once they take traffic (`canary_breach`).
+
+The canary analysis reads `canary_window`: per-request draws from `sandbox_traffic.py`,
+seeded by endpoint, deployed models and the window's place in the canary's life, so a window
+reads the same however often it is asked for (and a console walkthrough every time). A `canary_breach` version is the stable behaviour with every latency × 5
+and the error rate × 11; healthy versions differ only by a small per-version P95 offset.
+Traffic is flat per environment (`_RATE_PER_HOUR`: staging 5,000 requests an hour) and
+split by the endpoint's current traffic split.
+
+`SandboxClock` is the console's clock: wall time plus an offset kept in the database, which
+`/aiops canary` in the console moves one `[canary] interval` ahead (the console has no
+scheduler, so that is how its canary windows close).
 """
 
 from __future__ import annotations
@@ -12,6 +23,7 @@ from __future__ import annotations
 import random
 import zlib
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -20,10 +32,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot.store.sandbox_tables import (
+    SandboxClockRow,
     SandboxDeployedModelRow,
     SandboxEndpointRow,
     SandboxOperationRow,
 )
+from commands.canary.stats import CanaryWindow
 from commands.config import Config, Endpoint
 from commands.model import (
     DeployedModel,
@@ -40,12 +54,19 @@ from commands.ports import Alert, OperationStatus, PlatformError, UnknownVersion
 if TYPE_CHECKING:
     from commands.ports import SeriesPoint
 
+    from .sandbox_traffic import Traffic
+
 Clock = Callable[[], datetime]
 
 # What one replica-hour costs in the sandbox's estimate (machine + one L4), USD.
 _REPLICA_HOUR_USD = 1.31
 # Requests per second an endpoint serves, by environment, before time-of-day shaping.
 _RPS = {"prod": 24.0, "staging": 2.5, "dev": 0.5}
+# Requests an hour the canary analysis sees per environment (flat, no time-of-day shape).
+_RATE_PER_HOUR = {"prod": 40_000.0, "staging": 5_000.0, "dev": 500.0}
+# How a `canary_breach` version serves compared with a healthy one.
+_BREACH_P95_FACTOR = 5.0
+_BREACH_ERROR_FACTOR = 11.0
 
 
 def _utc(value: datetime) -> datetime:
@@ -381,6 +402,57 @@ class SandboxPlatform:
             )
         return out
 
+    # the canary analysis' windows -----------------------------------------------------
+
+    def _traffic(self, version: ModelVersion) -> Traffic:
+        from .sandbox_traffic import Traffic
+
+        healthy = Traffic(p95_ms=700.0 + zlib.crc32(version.version.encode()) % 150)
+        model = self.config.models.get(version.model)
+        if model and model.faulty.get(version.version) == "canary_breach":
+            return replace(
+                healthy,
+                p95_ms=healthy.p95_ms * _BREACH_P95_FACTOR,
+                error_rate=min(1.0, healthy.error_rate * _BREACH_ERROR_FACTOR),
+            )
+        return healthy
+
+    def canary_window(
+        self, endpoint: Endpoint, canary_id: str, stable_id: str, start: datetime, end: datetime
+    ) -> CanaryWindow | None:
+        """Seeded draws for [start, end) at the endpoint's current split; None until `end`
+        has passed on the sandbox's clock."""
+        import numpy as np
+
+        from .sandbox_traffic import draw_sample
+
+        self.calls += 1
+        if end > self.clock():
+            return None
+        state = self.endpoint_state(endpoint)
+        canary, stable = state.model(canary_id), state.model(stable_id)
+        if canary is None or stable is None:
+            return None
+        with Session(self.engine) as session:
+            row = session.get(SandboxDeployedModelRow, canary_id)
+            deployed_at = _utc(row.deployed_at) if row else _utc(start)
+        # seeded by the window's place in the canary's life (whole minutes since it was
+        # deployed), not by wall time: a console walkthrough draws the same traffic every run
+        age = round((_utc(start) - deployed_at).total_seconds() / 60)
+        length = round((end - start).total_seconds())
+        seed = zlib.crc32(f"{endpoint.slug}|{canary_id}|{stable_id}|{age}|{length}".encode())
+        rng = np.random.default_rng(seed)
+        rate = _RATE_PER_HOUR.get(endpoint.environment, 1_000.0)
+        total = int(rng.poisson(rate * (end - start).total_seconds() / 3600))
+        share = state.traffic.get(canary_id, 0)
+        rest = share + state.traffic.get(stable_id, 0)
+        n_canary = int(rng.binomial(total, share / 100))
+        n_stable = int(rng.binomial(total - n_canary, (rest - share) / max(1, 100 - share)))
+        return CanaryWindow(
+            canary=draw_sample(rng, self._traffic(canary.version), n_canary, start, end),
+            stable=draw_sample(rng, self._traffic(stable.version), n_stable, start, end),
+        )
+
     # history for the digests (bot/platforms/sandbox_history.py) -------------------------
 
     def health_series(
@@ -432,3 +504,30 @@ class SandboxPlatform:
                     Alert("Drift > 0.1", "P3", "open", opened, None, slug, f"drift {h.drift:.3f}")
                 )
         return found
+
+
+class SandboxClock:
+    """The console's clock on the sandbox: wall time plus an offset stored in the database
+    (`sandbox_clock`), moved forward by `advance` and never back."""
+
+    NAME = "console"
+
+    def __init__(self, engine: Engine, wall: Clock | None = None) -> None:
+        self.engine = engine
+        self.wall: Clock = wall or (lambda: datetime.now(UTC))
+        with Session(engine) as session:
+            row = session.get(SandboxClockRow, self.NAME)
+            self.offset = timedelta(seconds=row.offset_seconds if row else 0.0)
+
+    def __call__(self) -> datetime:
+        return self.wall() + self.offset
+
+    def advance(self, by: timedelta) -> datetime:
+        with Session(self.engine) as session:
+            row = session.get(SandboxClockRow, self.NAME) or SandboxClockRow(name=self.NAME)
+            offset = max(self.offset, timedelta(seconds=row.offset_seconds)) + by
+            row.offset_seconds = offset.total_seconds()
+            session.add(row)
+            session.commit()
+        self.offset = offset
+        return self()

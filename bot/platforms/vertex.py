@@ -37,6 +37,7 @@ from google.api_core.retry import Retry
 from google.cloud import aiplatform_v1 as v1
 from google.protobuf import field_mask_pb2
 
+from commands.canary.stats import CanaryWindow
 from commands.config import Config, ConfigError, Endpoint
 from commands.model import (
     DeployedModel,
@@ -578,6 +579,11 @@ class VertexPlatform:
         if self.billing is None:
             return {}
         return self.billing.daily_costs(endpoints, days)
+
+    def canary_window(
+        self, endpoint: Endpoint, canary_id: str, stable_id: str, start: datetime, end: datetime
+    ) -> CanaryWindow | None:
+        return self._require_monitoring().canary_window(endpoint, canary_id, stable_id, start, end)
 
     def health_series(
         self, endpoints: Sequence[Endpoint], since: datetime, until: datetime, step: timedelta

@@ -9,7 +9,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.slack.blocks import render_message
 from commands.messages import Post
-from commands.ports import Chart, MessageRef
+from commands.ports import CanaryChart, Chart, MessageRef
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,16 @@ class SlackNotifier:
         ts = str(resp.get("ts") or post.ts or "")
         return MessageRef(channel, ts) if ts else None
 
-    def attach_chart(self, channel: str, thread_ts: str, chart: Chart, comment: str) -> bool:
-        """Upload a digest's chart (PNG) into its thread (`commands.ports.ChartAttacher`)."""
+    def attach_chart(
+        self, channel: str, thread_ts: str, chart: Chart | CanaryChart, comment: str
+    ) -> bool:
+        """Upload a digest's or a canary's chart (PNG) into its thread
+        (`commands.ports.ChartAttacher`). Drawn here, in the worker or scheduler process that
+        ran the command or check: the server that acks never imports a plotting library."""
+        if isinstance(chart, CanaryChart):
+            from bot.canary_chart import upload as upload_canary
+
+            return upload_canary(self.client, channel, thread_ts, chart, comment)
         from bot.charts import upload
 
         return upload(self.client, channel, thread_ts, chart, comment)

@@ -45,6 +45,8 @@ def _to_watch(row: CanaryWatchRow) -> Watch:
         decision_channel=row.decision_channel,
         decision_ts=row.decision_ts,
         note=row.note,
+        evidence=dict(row.evidence) if row.evidence is not None else None,
+        share_since=utc(row.share_since),
         rev=row.rev,
         updated_at=utc(row.updated_at),
     )
@@ -68,6 +70,8 @@ def _to_check(row: CanaryCheckRow) -> Check:
         verdict=Verdict(row.verdict),
         reasons=list(row.reasons),
         consecutive_breaches=row.consecutive_breaches,
+        windows=int(row.figures.get("windows", 0)),
+        counted=int(row.figures.get("counted", 0)),
     )
 
 
@@ -164,7 +168,12 @@ class SqlCanaryStore:
             canary_share=check.canary_share,
             verdict=str(check.verdict),
             consecutive_breaches=check.consecutive_breaches,
-            figures={"canary": asdict(check.canary), "stable": asdict(check.stable)},
+            figures={
+                "canary": asdict(check.canary),
+                "stable": asdict(check.stable),
+                "windows": check.windows,
+                "counted": check.counted,
+            },
             reasons=list(check.reasons),
         )
         with Session(self.engine) as session:

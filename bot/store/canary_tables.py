@@ -39,6 +39,8 @@ class CanaryWatchRow(SQLModel, table=True):
     decision_channel: str | None = Field(default=None, max_length=32)
     decision_ts: str | None = Field(default=None, max_length=32)
     note: str | None = None
+    evidence: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    share_since: datetime | None = _ts(nullable=True)
     rev: int = 0
     updated_at: datetime | None = _ts(nullable=True)
 

@@ -42,3 +42,13 @@ class SandboxOperationRow(SQLModel, table=True):
     done: bool = False
     error: str | None = None
     deployed_model_id: str | None = None
+
+
+class SandboxClockRow(SQLModel, table=True):
+    """How far the console has moved the sandbox's clock ahead of the wall clock (seconds),
+    so a console session started later continues where the last one left time."""
+
+    __tablename__ = "sandbox_clock"
+
+    name: str = Field(primary_key=True, max_length=32)
+    offset_seconds: float = 0.0

@@ -1,4 +1,4 @@
--- heads: 0006
+-- heads: 0007
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -174,7 +174,7 @@ CREATE TABLE canary_watch (
 	decision_ts VARCHAR(32), 
 	note VARCHAR, 
 	rev INTEGER NOT NULL, 
-	updated_at DATETIME, 
+	updated_at DATETIME, evidence JSON, share_since DATETIME, 
 	PRIMARY KEY (id), 
 	UNIQUE (change_id)
 );
@@ -197,3 +197,8 @@ CREATE TABLE canary_check (
 	CONSTRAINT uq_canary_check_once UNIQUE (watch_id, seq)
 );
 CREATE INDEX ix_canary_check_watch_id ON canary_check (watch_id);
+CREATE TABLE sandbox_clock (
+	name VARCHAR(32) NOT NULL, 
+	offset_seconds FLOAT NOT NULL, 
+	PRIMARY KEY (name)
+);

@@ -13,10 +13,12 @@ from commands.canary.model import (
 )
 from commands.canary.records import store_of
 from commands.canary.steps import make_change, next_step, plan_text, rollback_key, step_key
-from commands.canary.text import announce, post_thread, refresh_summary
+from commands.canary.text import announce, minutes, post_thread, refresh_summary
 from commands.canary.watch import canary_gone, end_watch, update_watch
 from commands.changes.approve import supersede
 from commands.changes.tell import tell
+from commands.config import Environment
+from commands.freezes import active_freeze
 from commands.messages import (
     Block,
     Button,
@@ -42,17 +44,20 @@ def _cancel_for_rollback(rt: Runtime, holder: Change, w: Watch) -> bool:
 
 
 def breach_reason(rt: Runtime, w: Watch, settings: CanarySettings) -> str:
-    checks = [
-        c for c in store_of(rt).checks(w.id, settings.consecutive_breaches) if c.reasons
-    ] or store_of(rt).checks(w.id, 1)
-    figures = "; ".join(
-        f"check {c.seq} at {c.canary_share}%: {c.canary.text()} ({', '.join(c.reasons)})"
-        for c in checks
+    """Why the analysis wants a decision: the last check's verdict and figures."""
+    found = store_of(rt).checks(w.id, 1)
+    if not found:
+        return f"canary {w.canary_version}: no analysis window judged yet"
+    last = found[-1]
+    figures = (
+        f"check {last.seq} at {last.canary_share}% over {last.windows}"
+        f" window{'s' if last.windows != 1 else ''}:"
+        f" {last.canary.text()} vs {w.stable_version} {last.stable.text()}"
+        + (f" ({'; '.join(last.reasons)})" if last.reasons else "")
     )
-    return (
-        f"canary {w.canary_version} breached {w.consecutive_breaches} analysis windows in a row"
-        f" against {w.stable_version}: {figures}"
-    )
+    if last.verdict is Verdict.REGRESSION:
+        return f"canary {w.canary_version} shows a regression against {w.stable_version}: {figures}"
+    return f"canary {w.canary_version} is {last.verdict.words}: {figures}"
 
 
 def start_rollback(
@@ -146,9 +151,9 @@ def fulfil(
             requester=actor,
             decided_by=decided_by
             or f"policy: {position} of the plan approved in {w.plan_change_id or 'its promote'}",
-            reason=reason or f"canary {w.ref} passed its analysis window; {position}",
+            reason=reason or f"canary {w.ref}: no regression at its current share; {position}",
             target=target,
-            note=f"Canary {w.ref}: {position}, after a passing analysis window.",
+            note=f'Canary {w.ref}: {position}, after a "no regression" verdict at its share.',
             forced_promote=forced_promote,
         )
     if made.nothing_to_do:
@@ -199,7 +204,11 @@ def settle(rt: Runtime, w: Watch) -> Watch:
             action_key=None,
             action_change_id=None,
             step_index=index,
-            last_verdict=None,  # the next step needs a passing window at this share
+            # the next step needs evidence gathered entirely at this share: start again
+            last_verdict=None,
+            consecutive_breaches=0,
+            evidence=None,
+            share_since=finished,
             next_check_at=finished + settings.interval,
             note=None,
             updated_at=rt.clock(),
@@ -238,18 +247,30 @@ def settle(rt: Runtime, w: Watch) -> Watch:
     return w
 
 
-def _ask(rt: Runtime, w: Watch, settings: CanarySettings, *, already_claimed: bool = False) -> None:
+def _ask(
+    rt: Runtime,
+    w: Watch,
+    settings: CanarySettings,
+    *,
+    already_claimed: bool = False,
+    why: str | None = None,
+) -> None:
     """Post Rollback and Promote-anyway buttons where the environment's approvers look."""
+    undecided = bool(why and why.startswith("undecided"))
     if not already_claimed:
         claimed = store_of(rt).update_watch(
-            w.id, w.rev, state=WatchState.AWAITING_DECISION, updated_at=rt.clock()
+            w.id,
+            w.rev,
+            state=WatchState.AWAITING_DECISION,
+            updated_at=rt.clock(),
+            **({"note": f"{UNDECIDED_ASK}: {why}"} if undecided else {}),
         )
         if claimed is None:
             return
         w = claimed
     env = rt.config.environments[w.environment]
     reason = breach_reason(rt, w, settings)
-    if w.note:
+    if w.note and not undecided:
         reason = f"{w.note}. {reason}"
     deciders = ", ".join(mention(a) for a in env.approvers) or "anyone who may change it"
     blocks: list[Block] = [
@@ -257,8 +278,13 @@ def _ask(rt: Runtime, w: Watch, settings: CanarySettings, *, already_claimed: bo
         Text(cut(escape(reason), 2900)),
         Context(
             (
-                f'Policy in `{env.name}`: ask (`canary_auto_rollback = "ask"`).'
-                f" Decide: {deciders}. Promote anyway is audited as a forced promote.",
+                (
+                    f"Undecided for longer than `[canary] max_undecided`"
+                    f" ({minutes(settings.max_undecided)})."
+                    if undecided
+                    else f'Policy in `{env.name}`: ask (`canary_auto_rollback = "ask"`).'
+                )
+                + f" Decide: {deciders}. Promote anyway is audited as a forced promote.",
             )
         ),
         Buttons(
@@ -296,22 +322,31 @@ def _ask(rt: Runtime, w: Watch, settings: CanarySettings, *, already_claimed: bo
         AuditAction.CANARY_DECISION_REQUESTED,
         BOT.id,
         "awaiting decision",
-        line=f":raised_hand: {w.ref}: {w.consecutive_breaches} breaches in a row; asked for a decision in <#{channel}>.",
+        line=f":raised_hand: {w.ref}: {why or 'regression'}; asked for a decision in <#{channel}>.",
         justification=reason,
         parameters={"canary": w.ref, "channel": channel},
     )
 
 
 def act_on_breaches(rt: Runtime, w: Watch) -> None:
-    """After a check (or on any tick): roll back, ask, or move one step."""
-    if w.state is not WatchState.WATCHING:
-        return
+    """After a check (or on any tick): roll back or ask on a regression (a sequentially
+    confirmed verdict: acted on at once), ask when undecided for longer than
+    `max_undecided`, or move one step on "no regression" (held during a change freeze)."""
     settings = canary_settings(rt.config)
     env = rt.config.environments[w.environment]
     policy = env_policy(rt.config, env)
-    if w.consecutive_breaches >= settings.consecutive_breaches:
+    asked_undecided = (
+        w.state is WatchState.AWAITING_DECISION
+        and w.action is None
+        and bool(w.note and w.note.startswith(UNDECIDED_ASK))
+    )
+    if w.state is not WatchState.WATCHING and not asked_undecided:
+        return
+    if w.last_verdict is Verdict.REGRESSION and asked_undecided and policy.auto_rollback == "ask":
+        return  # people were asked already; the thread shows the regression
+    if w.last_verdict is Verdict.REGRESSION:  # also while people decide on an undecided one
         if policy.auto_rollback == "ask":
-            _ask(rt, w, settings)
+            _ask(rt, w, settings, why="regression")
             return
         start_rollback(
             rt,
@@ -319,16 +354,28 @@ def act_on_breaches(rt: Runtime, w: Watch) -> None:
             actor=BOT,
             decided_by=(
                 f"policy: canary_auto_rollback = {policy.auto_rollback} in {env.name}"
-                f" after {w.consecutive_breaches} breaches in a row"
+                " after a regression verdict"
             ),
             reason=breach_reason(rt, w, settings),
             page=policy.auto_rollback == "page",
         )
         return
-    if w.action is None and w.steps and w.last_verdict is Verdict.PASS:
+    if asked_undecided:
+        return  # waiting for people: no step, no second ask
+    since = w.share_since or w.started_at
+    if (
+        w.last_verdict is Verdict.UNDECIDED
+        and w.action is None
+        and rt.clock() - since >= settings.max_undecided
+    ):
+        _ask(rt, w, settings, why=f"undecided for {minutes(rt.clock() - since)}")
+        return
+    if w.action is None and w.steps and w.last_verdict is Verdict.NO_REGRESSION:
         state = rt.platform.endpoint_state(rt.config.endpoints[w.endpoint])
         target = next_step(w.steps, state.traffic.get(w.canary_id, 0))
         if target is None:
+            return
+        if _held_by_freeze(rt, w, env, target):
             return
         claimed = store_of(rt).update_watch(
             w.id,
@@ -340,3 +387,44 @@ def act_on_breaches(rt: Runtime, w: Watch) -> None:
         )
         if claimed is not None:
             fulfil(rt, claimed)
+
+
+_HELD = "step held by the change freeze"
+UNDECIDED_ASK = "undecided too long"
+
+
+def _held_by_freeze(rt: Runtime, w: Watch, env: Environment, target: int) -> bool:
+    """A bot step obeys change freezes as a person's promote does: held (announced once in
+    the deploy's thread) while one is active, resumed by the first tick after it ends, on
+    the evidence at the current share (a regression meanwhile rolls back instead)."""
+    freeze = active_freeze(rt.config.freezes, env.name, rt.clock(), rt.config.timezone)
+    if freeze is None:
+        if w.note and w.note.startswith(_HELD):
+            w = update_watch(rt, w, note=None)
+            post_thread(
+                rt,
+                w,
+                f":arrow_forward: {w.ref}: the change freeze is over; the step to {target}% resumes.",
+            )
+        return False
+    note = f"{_HELD} `{freeze.name}` ({freeze.describe(rt.config.timezone)})"
+    if w.note != note:
+        w = update_watch(rt, w, note=note)
+        rt.auditor.record(
+            AuditAction.CANARY_STEP,
+            BOT.id,
+            "held by a change freeze",
+            environment=w.environment,
+            target=w.endpoint,
+            change_id=w.change_id,
+            parameters={"canary": w.ref, "to": target, "freeze": freeze.name},
+        )
+        post_thread(
+            rt,
+            w,
+            f":snowflake: {w.ref}: the step to {target}% is held: `{env.name}` is in the change"
+            f" freeze `{escape(freeze.name)}` ({freeze.describe(rt.config.timezone)}). It resumes"
+            " when the freeze ends, if the analysis still says no regression.",
+        )
+        refresh_summary(rt, w)
+    return True

@@ -1,9 +1,17 @@
-"""One analysis window: figures read, judged, stored, audited and posted."""
+"""One check: the complete windows not counted yet read from the platform, added to the
+watch's evidence by the sequential judge, stored, audited and posted.
+
+A check claims its slot by compare-and-set first, so two replicas (or a scheduled and a
+typed check racing) record it once. A window is counted once however often `/aiops canary`
+is typed: the evidence remembers every window it holds, and only windows that have closed
+(and, on Vertex, whose metrics have arrived) are read.
+"""
 
 from __future__ import annotations
 
 from commands.audit import AuditAction
-from commands.canary.judge import figures_of, judge
+from commands.canary import stats
+from commands.canary.judge import figures_of, gathered, judge, verdict_of, windows_due
 from commands.canary.model import (
     Check,
     Verdict,
@@ -11,16 +19,14 @@ from commands.canary.model import (
     canary_settings,
 )
 from commands.canary.records import store_of
-from commands.canary.text import announce, check_line
+from commands.canary.text import announce, attach_chart, check_line
 from commands.canary.watch import canary_gone
 from commands.runtime import Runtime
 
-# --- one check -------------------------------------------------------------------------
-
 
 def run_check(rt: Runtime, w: Watch, source: str) -> Check | None:
-    """Judge one window now. The slot is claimed by compare-and-set, so two replicas (or a
-    scheduled and a typed check racing) record it once; None when someone else did."""
+    """Judge the windows that have closed since the last check; None when someone else
+    claimed this check or the canary is gone."""
     cs = store_of(rt)
     settings = canary_settings(rt.config)
     now = rt.clock()
@@ -35,22 +41,31 @@ def run_check(rt: Runtime, w: Watch, source: str) -> Check | None:
     if state.model(w.canary_id) is None or state.model(w.stable_id) is None:
         canary_gone(rt, claimed)
         return None
-    health = rt.platform.health([ep], window=settings.interval).get(ep.slug)
-    by_model = health.by_model if health else {}
-    canary, stable = figures_of(by_model.get(w.canary_id)), figures_of(by_model.get(w.stable_id))
-    verdict, reasons = judge(canary, stable, rt.config.thresholds, settings)
+    share = state.traffic.get(w.canary_id, 0)
+    fetched: list[stats.CanaryWindow] = []
+    for start, end in windows_due(gathered(claimed, share, now), settings.interval, now):
+        window = rt.platform.canary_window(ep, w.canary_id, w.stable_id, start, end)
+        if window is None:  # not complete in the platform's metrics yet
+            break
+        fetched.append(window)
     current = claimed
     for _ in range(20):
+        # judged against the evidence as stored now: a racing check's windows are not lost,
+        # and windows both read are counted once
+        g, j = judge(settings, rt.config.thresholds, gathered(current, share, now), fetched)
+        verdict = verdict_of(j)
         consecutive = {
-            Verdict.BREACH: current.consecutive_breaches + 1,
-            Verdict.PASS: 0,
-            Verdict.NOT_ENOUGH_DATA: current.consecutive_breaches,  # neither a pass nor a breach
+            Verdict.REGRESSION: current.consecutive_breaches + 1,
+            Verdict.NO_REGRESSION: 0,
+            Verdict.UNDECIDED: current.consecutive_breaches,
         }[verdict]
         moved = cs.update_watch(
             current.id,
             current.rev,
             consecutive_breaches=consecutive,
             last_verdict=verdict,
+            evidence=g.to_json(),
+            share_since=g.since,
             updated_at=now,
         )
         if moved is not None:
@@ -59,18 +74,21 @@ def run_check(rt: Runtime, w: Watch, source: str) -> Check | None:
         fresh = cs.get_watch(w.id)
         assert fresh is not None
         current = fresh
+    canary, stable = figures_of(j)
     check = Check(
         watch_id=w.id,
         seq=seq,
         at=now,
         window_seconds=int(settings.interval.total_seconds()),
         source=source,
-        canary_share=state.traffic.get(w.canary_id, 0),
+        canary_share=share,
         canary=canary,
         stable=stable,
         verdict=verdict,
-        reasons=reasons,
+        reasons=j.reasons,
         consecutive_breaches=current.consecutive_breaches,
+        windows=j.figures.windows,
+        counted=j.counted,
     )
     cs.add_check(check)
     announce(
@@ -83,8 +101,11 @@ def run_check(rt: Runtime, w: Watch, source: str) -> Check | None:
         parameters={
             "canary": w.ref,
             "seq": seq,
-            "share": check.canary_share,
+            "share": share,
             "window_s": check.window_seconds,
+            "since": g.since.isoformat(),
+            "windows": j.figures.windows,
+            "windows_counted_now": j.counted,
             "canary_figures": {
                 "p95_ms": canary.p95_latency_ms,
                 "error_rate": canary.error_rate,
@@ -95,8 +116,11 @@ def run_check(rt: Runtime, w: Watch, source: str) -> Check | None:
                 "error_rate": stable.error_rate,
                 "requests": stable.requests,
             },
-            "reasons": reasons,
+            "p_worse": dict(j.evidence.p_worse),
+            "p_within": dict(j.evidence.p_within),
+            "reasons": j.reasons,
             "consecutive_breaches": check.consecutive_breaches,
         },
     )
+    attach_chart(rt, current)
     return check

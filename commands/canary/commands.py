@@ -85,8 +85,10 @@ def _analysis_reply(rt: Runtime, w: Watch, extra: str | None = None) -> Reply:
                 (
                     f"Next scheduled check {when(w.next_check_at, rt.config.timezone)}"
                     + (" (paused)" if w.state is WatchState.PAUSED else "")
-                    + f" · every {minutes(settings.interval)}, at least"
-                    f" {settings.min_requests:,} requests, P95 ≤ {settings.baseline_p95_ratio:g}× baseline",
+                    + f" · windows of {minutes(settings.interval)}; tolerance P95 ≤"
+                    f" {settings.baseline_p95_ratio:g}× stable, errors ≤ stable +"
+                    f" {settings.baseline_error_margin:.2%}; no regression at"
+                    f" {settings.confidence:.0%} confidence",
                 )
             )
         )
@@ -113,7 +115,7 @@ def canary_command(rt: Runtime, actor: Actor, ref: str | None) -> Reply:
         w = fresh
         if check is None:
             extra = "Another check was running at the same moment; its result is above."
-        if w.state is WatchState.WATCHING:
+        if w.state in (WatchState.WATCHING, WatchState.AWAITING_DECISION):
             act_on_breaches(rt, w)
             fresh = store_of(rt).get_watch(w.id)
             assert fresh is not None

@@ -1,5 +1,6 @@
 """The promote gate: `/promote` shows the analysis so far and, where the environment
-says so, refuses a canary that is failing or has not enough data unless forced."""
+says so, refuses a canary without a "no regression" verdict at its current share unless
+forced."""
 
 from __future__ import annotations
 
@@ -52,28 +53,30 @@ class PromoteGate:
 
 
 def _failing(w: Watch | None, checks: list[Check]) -> str | None:
-    """Why a canary may not be promoted in a gated environment, or None."""
+    """Why a canary may not be promoted in a gated environment, or None: only a "no
+    regression" verdict on evidence gathered at the canary's current share opens the gate."""
     if w is None:
         return None
     if w.state is WatchState.ROLLING_BACK:
         return "the bot is rolling it back"
     if w.state is WatchState.AWAITING_DECISION:
-        return f"it breached {w.consecutive_breaches} windows in a row and waits for a decision"
+        return f"it waits for a decision ({w.note or 'see the analysis'})"
     if not checks:
-        return "not enough data: no analysis window has been judged yet"
+        return "undecided: no analysis window has been judged yet"
     if w.last_verdict is None:
-        return "not enough data: no window judged since its last step"
-    if w.last_verdict is Verdict.BREACH:
-        return f"it is failing: {checks[-1].verdict.words} ({'; '.join(checks[-1].reasons)})"
-    if w.last_verdict is Verdict.NOT_ENOUGH_DATA:
-        return f"not enough data ({'; '.join(checks[-1].reasons)})"
+        return "undecided: no window judged at its current share yet"
+    last = checks[-1]
+    if w.last_verdict is Verdict.REGRESSION:
+        return f"regression ({'; '.join(last.reasons)})"
+    if w.last_verdict is Verdict.UNDECIDED:
+        return f"undecided ({'; '.join(last.reasons)})"
     return None
 
 
 def before_promote(
     rt: Runtime, ep: Endpoint, env: Environment, args: Args, actor: Actor
 ) -> PromoteGate:
-    """Read the analysis, apply the gate (prod: passing analysis or `force=true`) and turn
+    """Read the analysis, apply the gate (prod: "no regression" or `force=true`) and turn
     `steps=` into the first step's `to=`. Raises `Refusal`."""
     policy: EnvCanaryPolicy = env_policy(rt.config, env)
     try:
@@ -93,7 +96,7 @@ def before_promote(
         if "to" in args.options:
             raise Refusal(
                 "give either `to=` or `steps=`, not both",
-                "`steps=10,25,50,100` moves one step after each passing window; `to=N` moves once.",
+                '`steps=10,25,50,100` moves one step after each "no regression"; `to=N` moves once.',
                 code="malformed",
             )
         plan = parse_steps(args.options["steps"], policy)
@@ -129,7 +132,8 @@ def before_promote(
         if not forced:
             raise Refusal(
                 f"the canary on `{ep.slug}` may not be promoted in `{env.name}`: {why}",
-                f"Wait for a passing window (`/aiops canary {ep.slug}` runs a check now), or"
+                f'Wait for a "no regression" verdict (`/aiops canary {ep.slug}` shows the'
+                " analysis), or"
                 ' override with `force=true reason="…"` (audited and flagged in the next digest).'
                 f"\n{text}",
                 code="canary_gate",

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from commands import config_schema
 from commands.config import Config, ConfigError, Environment
@@ -14,16 +15,18 @@ from commands.durations import parse_duration
 
 
 class Verdict(StrEnum):
-    PASS = "pass"  # noqa: S105 (a verdict, not a password)
-    BREACH = "breach"
-    NOT_ENOUGH_DATA = "not_enough_data"
+    """The sequential judge's verdicts (`commands.canary.stats.Verdict`), as the watch keeps them."""
+
+    REGRESSION = "regression"  # evidence the canary is worse than the tolerance allows
+    NO_REGRESSION = "no_regression"  # evidence it is within the tolerance
+    UNDECIDED = "undecided"  # neither yet: too little data, or too close to the tolerance
 
     @property
     def mark(self) -> str:
         return {
-            Verdict.PASS: ":white_check_mark:",
-            Verdict.BREACH: ":x:",
-            Verdict.NOT_ENOUGH_DATA: ":white_circle:",
+            Verdict.NO_REGRESSION: ":white_check_mark:",
+            Verdict.REGRESSION: ":x:",
+            Verdict.UNDECIDED: ":white_circle:",
         }[self]
 
     @property
@@ -77,10 +80,14 @@ class CanarySettings:
     """`[canary]`: how often and how strictly every canary is judged."""
 
     interval: timedelta = timedelta(minutes=5)
-    min_requests: int = 100  # canary requests per window below which nothing is judged
+    # canary requests the evidence needs before a test speaks (the stable version: at least
+    # 100, `MIN_STABLE`); the settings `bench/bench_canary.py` measured
+    min_requests: int = 30
     consecutive_breaches: int = 3
     baseline_p95_ratio: float = 1.5  # canary P95 ≤ ratio × stable P95
     baseline_error_margin: float = 0.005  # canary error rate ≤ stable + margin
+    max_undecided: timedelta = timedelta(hours=1)  # undecided longer than this: ask people
+    confidence: float = 0.95  # "no regression" needs this confidence (1 − alpha_pass)
 
 
 @dataclass(frozen=True)
@@ -113,6 +120,8 @@ def canary_settings(config: Config) -> CanarySettings:
         consecutive_breaches=table.consecutive_breaches,
         baseline_p95_ratio=float(table.baseline_p95_ratio),
         baseline_error_margin=float(table.baseline_error_margin),
+        max_undecided=parse_duration(table.max_undecided),
+        confidence=float(table.confidence),
     )
 
 
@@ -180,6 +189,11 @@ class Watch:
     decision_channel: str | None = None
     decision_ts: str | None = None
     note: str | None = None
+    # The sequential judge's state (`commands.canary.stats.Evidence.to_json()` plus the share it
+    # was gathered at): only windows after `share_since` count, so a step is judged on
+    # traffic at its own share.
+    evidence: dict[str, Any] | None = None
+    share_since: datetime | None = None
     rev: int = 0
     updated_at: datetime | None = None
 
@@ -190,7 +204,8 @@ class Watch:
 
 @dataclass
 class Check:
-    """One analysis window: canary against stable, judged, with the breach count after it."""
+    """One look at the evidence: the windows it added, the canary against stable over all
+    windows at this share, the verdict, and the regressions in a row after it."""
 
     watch_id: int
     seq: int
@@ -203,4 +218,6 @@ class Check:
     verdict: Verdict
     reasons: list[str]
     consecutive_breaches: int
+    windows: int = 0  # windows in the evidence after this check (at this share)
+    counted: int = 0  # of which counted by this check
     id: int | None = None

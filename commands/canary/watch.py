@@ -84,7 +84,8 @@ def ensure_watch(rt: Runtime, ep: Endpoint) -> Watch | None:
                 "stable_version": created.stable_version,
                 "interval_s": int(settings.interval.total_seconds()),
                 "min_requests": settings.min_requests,
-                "consecutive_breaches": settings.consecutive_breaches,
+                "confidence": settings.confidence,
+                "max_undecided_s": int(settings.max_undecided.total_seconds()),
                 "auto_rollback": policy.auto_rollback,
             },
         )
@@ -92,9 +93,11 @@ def ensure_watch(rt: Runtime, ep: Endpoint) -> Watch | None:
             rt,
             created,
             f":mag: Canary analysis {created.ref}: {escape(created.canary_version)} against"
-            f" {escape(created.stable_version)} every {minutes(settings.interval)}; fewer than"
-            f" {settings.min_requests:,} requests is not enough data;"
-            f" {settings.consecutive_breaches} breaches in a row → "
+            f" {escape(created.stable_version)}, evidence added every {minutes(settings.interval)}"
+            f" (each window once): regression = canary P95 above {settings.baseline_p95_ratio:g}×"
+            f" stable or errors above stable + {settings.baseline_error_margin:.2%}, or beyond the"
+            f" thresholds; no regression needs {settings.confidence:.0%} confidence; undecided for"
+            f" more than {minutes(settings.max_undecided)} asks people; regression → "
             + {
                 "yes": "the bot rolls back",
                 "page": "the bot rolls back and pages the ops channel",

@@ -58,12 +58,29 @@ def change_card(
     )
     approvers = ", ".join(mention(a) for a in env.approvers) or "no approval needed"
     rollback_to = _labels(change).get(change.plan.stable_id or "", "")
+    # What `/rollback` will really do after this change (`plan_rollback`): with a canary
+    # beside the stable version, the stable one back to 100 % and the canary undeployed
+    # (not the split before a partial promote); after a full move, the replaced version
+    # redeployed at 100 %.
+    stable = rollback_to or "the serving version"
+    replaced = bool(change.plan.stable_id) and change.plan.stable_id in change.plan.undeploy
     if change.kind is ChangeKind.ROLLBACK:
         how_back = "this is the rollback"
+    elif replaced:
+        how_back = (
+            f"`/rollback {change.endpoint}` redeploys {stable} at 100 % (it is undeployed"
+            " once this succeeds) and undeploys the new version"
+        )
     elif change.kind is ChangeKind.DEPLOY:
-        how_back = f"`/rollback {change.endpoint}`: {rollback_to or 'the serving version'} stays deployed and ready"
+        how_back = (
+            f"`/rollback {change.endpoint}`: {stable} stays deployed and ready; it goes back"
+            " to 100 % and the canary is undeployed"
+        )
     else:
-        how_back = f"`/rollback {change.endpoint}` restores {split_text(change.restore_split, _labels(change))}"
+        how_back = (
+            f"`/rollback {change.endpoint}` puts {stable} back at 100 % and undeploys the"
+            " canary (not the split before this promote)"
+        )
     blocks: list[Block] = [
         Header(title[:150]),
         Text(f"*What:* {what_line(change)}\n*Traffic:* {traffic_line(change)}"),

@@ -71,6 +71,9 @@ def plan_deploy(state: EndpointState, version: ModelVersion, canary: int) -> Pla
         before=before,
         after=after,
         restore=before,
+        # all traffic to the new version: the old one is undeployed once it serves (a
+        # later rollback redeploys it), not left at 0 % holding replicas
+        undeploy=[stable] if canary >= 100 else [],
         stable_id=stable,
         mode="deploy",
         labels=_labels(state),

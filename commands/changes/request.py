@@ -119,7 +119,9 @@ def _plan(rt: Runtime, kind: ChangeKind, ep: Endpoint, args: Args) -> tuple[Plan
         plan = plan_promote(state, _canary_hint(rt, ep.slug), percent)
     else:
         plan = plan_rollback(state, _canary_hint(rt, ep.slug), _previous_version(rt, ep))
-    recorded = plan.recorded(full_promote=kind is ChangeKind.PROMOTE and percent == 100)
+    recorded = plan.recorded(
+        full_promote=kind in (ChangeKind.PROMOTE, ChangeKind.DEPLOY) and percent == 100
+    )
     recorded.ticket = args.options.get("ticket") or None
     change = Change(
         id="",

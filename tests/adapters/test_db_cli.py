@@ -127,3 +127,40 @@ def test_a_database_that_is_not_empty_goes_through_alembic(tmp_path: Path) -> No
     assert {"leftover", "audit_event", "alembic_version"} <= tables
     assert [d[0] for d in schema_drift(engine)] == ["remove_table"]  # only `leftover`
     engine.dispose()
+
+
+def test_the_canary_evidence_migration_renames_old_verdicts(tmp_path: Path) -> None:
+    """0005: a stored per-window `pass` was not evidence of "no regression", so it reads as
+    undecided; `breach` → regression; `not_enough_data` → undecided."""
+    engine = make_engine(f"sqlite:///{tmp_path}/old.db")
+    upgrade(engine, "0004")
+    at = "2026-11-27 00:00:00"
+    with engine.begin() as conn:
+        for n, verdict in enumerate(("pass", "breach", "not_enough_data"), start=1):
+            conn.execute(
+                text(
+                    "INSERT INTO canary_watch (id, endpoint, environment, change_id, canary_id,"
+                    " stable_id, canary_version, stable_version, state, started_at,"
+                    " next_check_at, checks, consecutive_breaches, last_verdict, steps,"
+                    " step_index, rev) VALUES (:n, 'e', 'prod', :chg, 'c', 's', '1', '0',"
+                    " 'watching', :at, :at, 1, 0, :v, '[]', -1, 0)"
+                ),
+                {"n": n, "chg": f"CHG-{n}", "at": at, "v": verdict},
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO canary_check (watch_id, seq, at, window_seconds, source,"
+                    " canary_share, verdict, consecutive_breaches, figures, reasons)"
+                    " VALUES (:n, 1, :at, 300, 'scheduler', 10, :v, 0, '{}', '[]')"
+                ),
+                {"n": n, "at": at, "v": verdict},
+            )
+    upgrade(engine)
+    with engine.connect() as conn:
+        watches = conn.execute(text("SELECT last_verdict FROM canary_watch ORDER BY id")).all()
+        checks = conn.execute(text("SELECT verdict FROM canary_check ORDER BY watch_id")).all()
+        evidence = conn.execute(text("SELECT evidence, share_since FROM canary_watch")).all()
+    assert [r[0] for r in watches] == ["undecided", "regression", "undecided"]
+    assert [r[0] for r in checks] == ["undecided", "regression", "undecided"]
+    assert all(r == (None, None) for r in evidence)  # evidence starts afresh at the next check
+    engine.dispose()

@@ -323,3 +323,44 @@ def test_health_that_stays_unavailable_is_a_retryable_platform_error(
         monitoring.health([config.endpoints["loan-assessor"]])
     assert err.value.kind == "unavailable" and err.value.retryable
     assert "prediction_latencies" in str(err.value)
+
+
+def test_canary_window_reads_distributions_per_deployed_model(
+    monitoring: CloudMonitoring, metrics: FakeMonitoring, config: Config
+) -> None:
+    """The canary analysis' window: `prediction_latencies` as bucket bounds and counts per
+    deployed model (not a percentile), requests and errors from `response_count`, over the
+    real gRPC transport; a window Monitoring has not finished (now − lag) is not read."""
+    from commands.canary import stats
+
+    samples = _seed(metrics)
+    ep = config.endpoints["loan-assessor"]
+    end = NOW - timedelta(minutes=5)  # now − `metrics_lag_seconds`
+    window = monitoring.canary_window(ep, "502", "501", end - timedelta(hours=1), end)
+    assert window is not None
+    assert metrics.calls[LATENCY] == 1 and metrics.calls[RESPONSES] == 1
+    canary, stable = window.canary, window.stable
+    assert (canary.requests, canary.errors, stable.requests, stable.errors) == (100, 4, 900, 10)
+    # the distribution as Monitoring holds it: 70 finite buckets growing by 20 % from 1 ms,
+    # only `latency_type = "total"` (the model-only series' 50 samples are not in it)
+    assert len(canary.latency_bounds_ms) == 71 and len(canary.latency_counts) == 72
+    assert canary.latency_bounds_ms[1] == pytest.approx(1.2)
+    assert sum(canary.latency_counts) == 100 and sum(stable.latency_counts) == 900
+    request = next(r for r in metrics.requests if LATENCY in r.filter)
+    assert request.aggregation.alignment_period == timedelta(hours=1)
+    assert list(request.aggregation.group_by_fields) == [
+        "resource.label.endpoint_id",
+        "metric.label.deployed_model_id",
+    ]
+    # the judge reads it as it is: the canary's P95 is ~4× the stable one's
+    j = stats.judge(stats.JudgeSettings(), stats.Evidence(), [window])
+    assert j.verdict is stats.Verdict.REGRESSION
+    assert j.figures.canary_p95_ms == pytest.approx(_p95(samples["502"]), rel=0.1)
+
+    # a model with no traffic in the window: zero requests, no buckets
+    empty = monitoring.canary_window(ep, "503", "501", end - timedelta(hours=1), end)
+    assert empty is not None and empty.canary.requests == 0 and not empty.canary.has_latency
+    # not complete yet in Monitoring: nothing is read
+    calls = sum(metrics.calls.values())
+    assert monitoring.canary_window(ep, "502", "501", end - timedelta(minutes=4), NOW) is None
+    assert sum(metrics.calls.values()) == calls

@@ -184,3 +184,79 @@ def test_a_restarted_bot_resumes_the_stored_operation(
     assert second.split("loan-assessor-stg") == {"1.2.0": 75, "1.2.1": 25}
     actions = [e.action for e in second.rt.store.audit(AuditQuery(change_id=running.id))]
     assert "execution_resumed" in actions
+
+
+def test_a_slow_canary_on_vertex_is_rolled_back_from_cloud_monitoring_distributions(
+    sqlite_engine: Engine, clock: FakeClock, fake: FakeVertex
+) -> None:
+    """The canary analysis end to end on the Google side: the windows are read from the
+    Monitoring fake (latency distributions and response counts per deployed model, over
+    gRPC, lagging 5 minutes), the judge finds the regression, the rollback runs on the
+    Vertex fake."""
+    import random
+    from datetime import timedelta
+
+    from google.cloud import monitoring_v3
+    from google.cloud.monitoring_v3.services.metric_service.transports import (
+        MetricServiceGrpcTransport,
+    )
+
+    from bot.platforms.monitoring import LATENCY, RESPONSES, CloudMonitoring
+    from bot.platforms.vertex_settings import parse_vertex_settings
+    from commands.canary.loop import check_due
+    from commands.model import BOT, ChangeKind
+    from tests.support.fakes.monitoring_server import FakeMonitoring, distribution
+
+    metrics = FakeMonitoring().serve()
+    try:
+        rt = vertex_runtime(sqlite_engine, clock, fake)
+        assert isinstance(rt.platform, VertexPlatform)
+        rt.platform.monitoring = CloudMonitoring(
+            rt.config,
+            parse_vertex_settings(rt.config),
+            monitoring_v3.MetricServiceClient(
+                transport=MetricServiceGrpcTransport(channel=grpc.insecure_channel(metrics.address))
+            ),
+            retry=read_retry(timeout=2.0).with_delay(initial=0.01, maximum=0.05),
+            clock=clock,
+        )
+        bot = Bot(rt, clock)
+        slug = "loan-assessor-stg"
+        assert bot.run(ALICE, f'/deploy {slug} gemma-3-1b-it@1.3.0-rc1 canary=10 reason="rc"').ok
+        deployed = bot.change(rt.store.list_changes(endpoint=slug, limit=1)[0].id)
+        assert deployed.state is ChangeState.SUCCEEDED, deployed.error
+        canary, stable = deployed.new_deployed_model_id, "5" + IDS[slug][:2]
+        assert canary
+        # an hour of traffic, one point a minute: the canary 4× slower, 3 % errors
+        rnd = random.Random(3)
+        project = PROJECTS[slug]
+        for minute in range(1, 61):
+            at = clock.now + timedelta(minutes=minute)
+            for dm, slow, n, bad in ((stable, 1.0, 75, 0), (canary, 4.0, 8, minute % 4 == 0)):
+                ms = [slow * rnd.lognormvariate(6.2, 0.4) for _ in range(n)]
+                metrics.add(project, LATENCY, IDS[slug], dm, [(at, distribution(ms))],
+                            latency_type="total")  # fmt: skip
+                metrics.add(project, RESPONSES, IDS[slug], dm, [(at, n - int(bad))],
+                            response_code="200")  # fmt: skip
+                if bad:
+                    metrics.add(project, RESPONSES, IDS[slug], dm, [(at, 1)], response_code="503")
+        for _ in range(12):
+            clock.advance(minutes=5)
+            check_due(rt)
+            rt.background.wait_idle(30)
+            if bot.split(slug) == {"1.2.0": 100}:
+                break
+        assert bot.split(slug) == {"1.2.0": 100}
+        rollback = rt.store.list_changes(endpoint=slug, limit=1)[0]
+        assert rollback.kind is ChangeKind.ROLLBACK and rollback.requester_id == BOT.id
+        assert rt.canary is not None
+        w = rt.canary.latest_watch(slug)
+        assert w is not None and w.last_verdict == "regression"
+        [last] = rt.canary.checks(w.id, 1)
+        assert last.canary.requests >= 30 and last.stable.requests >= 100
+        assert any("above the" in r for r in last.reasons), last.reasons
+        # the windows read end 5 minutes before the check (Monitoring's lag)
+        ends = [r.interval.end_time for r in metrics.requests if LATENCY in r.filter]
+        assert ends and all(e <= clock.now - timedelta(minutes=5) for e in ends)
+    finally:
+        metrics.stop()

@@ -112,3 +112,37 @@ def test_audit_export_csv(tmp_path: Path) -> None:
     header, *rows = out.strip().splitlines()
     assert header.startswith("id,at,at_local,actor_id")
     assert any("execution_finished" in r for r in rows)
+
+
+def test_console_walkthrough_rolls_back_rc1_and_keeps_1_2_1(tmp_path: Path) -> None:
+    """The README's walkthrough, driven only by `/aiops canary` (each moves the sandbox's
+    clock one interval): 1.3.0-rc1 at 10 % on staging is rolled back by the bot, 1.2.1
+    deployed the same way is not."""
+    check = "/aiops canary loan-assessor-stg"
+    lines = [
+        '/deploy loan-assessor-stg gemma-3-1b-it@1.3.0-rc1 canary=10 reason="try rc1"',
+        "wait",
+        *[check] * 4,
+        "wait",
+        '/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"',
+        "wait",
+        *[check] * 6,
+        "wait",
+        "/aiops status loan-assessor-stg",
+    ]
+    result = console(tmp_path, "--user", "alice", "--json", *[a for x in lines for a in ("-c", x)])
+    assert result.returncode == 0, result.stderr
+    out = [json.loads(line) for line in result.stdout.splitlines()]
+    replies = [x for x in out if x["kind"] == "reply"]
+    assert all(r["ok"] for r in replies), [r["text"] for r in replies if not r["ok"]]
+    posts = [x["text"] for x in out if x["kind"] == "post"]
+    rolled = [p for p in posts if "rolling back" in p and "CAN-1" in p]
+    assert rolled and "regression" in rolled[0]
+    assert any("CHG-2" in p and "succeeded" in p for p in posts)  # the bot's rollback
+    assert not any("CAN-2: rolling back" in p for p in posts)  # 1.2.1 is not rolled back
+    checks_of_1_2_1 = [r for r in replies if r["command"] == check][4:]
+    assert len(checks_of_1_2_1) == 6
+    last = json.dumps(checks_of_1_2_1[-1]["blocks"])
+    assert "check 6" in last and "regression*" not in last.replace("no regression*", "")
+    status = json.dumps(replies[-1]["blocks"])
+    assert "1.2.1 10%" in status and "rc1" not in status

@@ -16,10 +16,15 @@ DEPLOY = '/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokeni
 
 
 def passing_window(bot: Bot) -> None:
-    """Five minutes of a healthy canary, judged by the canary analysis."""
-    bot.clock.advance(minutes=5)
-    check_due(bot.rt)
-    bot.rt.background.wait_idle(30)
+    """Five-minute windows of a healthy canary until the analysis says "no regression"
+    (in prod at 10 %, about half an hour of traffic)."""
+    for _ in range(12):
+        bot.clock.advance(minutes=5)
+        checks = check_due(bot.rt)
+        bot.rt.background.wait_idle(30)
+        if checks and checks[-1].verdict == "no_regression":
+            return
+    raise AssertionError("the healthy canary never reached no regression")
 
 
 def pending_id(bot: Bot) -> str:

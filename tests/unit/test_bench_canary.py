@@ -2,43 +2,28 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import random
-from typing import Any
 
 import pytest
 
 from bench import bench_canary
 
 
-def _today_judge() -> tuple[Any, Any]:
-    """`judge` and `CanarySettings` of the per-window judge the bench calls (a)."""
-    from commands.canary.judge import judge
-    from commands.canary.model import CanarySettings
-
-    return judge, CanarySettings
-
-
-def test_baseline_a_is_todays_judge() -> None:
-    judge, canary_settings = _today_judge()
-    from commands.config import Thresholds
-
-    model = importlib.import_module(judge.__module__)
-    figures = model.Figures
-    rnd = random.Random(7)
-    for _ in range(3000):
-
-        def fig() -> tuple[Any, Any]:
-            requests = rnd.choice([0, 50, 99, 100, 101, 400, 5000])
-            p95 = rnd.choice([None, 300.0, 800.0, 1199.0, 1200.0, 1201.0, 1999.0, 2001.0])
-            err = rnd.choice([None, 0.0, 0.001, 0.0059, 0.006, 0.0061, 0.01, 0.0101, 0.05])
-            return figures(p95, err, requests), bench_canary.Fig(p95, err, requests)
-
-        c_orig, c_mine = fig()
-        s_orig, s_mine = fig()
-        verdict, _ = judge(c_orig, s_orig, Thresholds(), canary_settings())
-        assert bench_canary.today_verdict(c_mine, s_mine) == verdict.value, (c_mine, s_mine)
+def test_baseline_a_is_the_per_window_judge_the_bot_used() -> None:
+    """(a) restates the per-window judge the bot used before the sequential one; these are
+    that judge's own unit-test cases (canary figures against a 5,000-request baseline)."""
+    fig = bench_canary.Fig
+    base = fig(800.0, 0.002, 5000)
+    verdict = bench_canary.today_verdict
+    assert verdict(fig(900.0, 0.003, 500), base) == "pass"
+    assert verdict(fig(1300.0, 0.003, 500), base) == "breach"  # 1.625× the baseline P95
+    assert verdict(fig(900.0, 0.008, 500), base) == "breach"  # errors 4× the baseline
+    assert verdict(fig(2100.0, 0.02, 500), base) == "breach"  # the absolute limits
+    # a baseline with too little traffic is not compared against
+    assert verdict(fig(1300.0, 0.003, 500), fig(800.0, 0.0, 20)) == "pass"
+    # too little canary traffic is never a pass, however good the figures
+    assert verdict(fig(100.0, 0.0, 99), base) == "not_enough_data"
+    assert verdict(fig(None, None, 500), base) == "not_enough_data"
 
 
 def test_a_tiny_run_of_the_bench() -> None:

@@ -206,8 +206,12 @@ def test_canary_and_digest_durations_use_the_one_grammar() -> None:
     from commands.canary.model import canary_settings
     from commands.digests.schedule import digest_settings
 
-    config = parse_config(example(canary__interval="1h30m", digests__misfire_grace="90M"))
+    config = parse_config(
+        example(canary__interval="1h30m", canary__max_undecided="3H", digests__misfire_grace="90M")
+    )
     assert canary_settings(config).interval == timedelta(minutes=90)
+    assert canary_settings(config).max_undecided == timedelta(hours=3)
+    assert "shorter than one `interval`" in problems(example(canary__interval="1h30m"))[0]
     assert digest_settings(config).misfire_grace == timedelta(minutes=90)
     assert "shorter than 1m" in problems(example(canary__interval="30s"))[0]
     assert "[canary] interval: `5` is not a duration" in problems(example(canary__interval="5"))[0]
