@@ -1,5 +1,5 @@
 """The floor: a bare Bolt `AsyncApp` whose listeners only ack, behind the async
-Starlette adapter under uvicorn (the fastest stack in FACTS.md), in its own process:
+Starlette adapter under uvicorn (the fastest stack measured for a Bolt app: see bench/README.md), in its own process:
 `python -m bench.floor_app PORT API_BASE_URL [--inline]`.
 
 Bolt's default (`process_before_response=False`) runs the listener as a task and polls

@@ -1,4 +1,4 @@
-# Cloud Monitoring for the framework's paging thresholds (DESIGN.md), per Vertex AI endpoint:
+# Cloud Monitoring for the framework's paging thresholds (the `[thresholds]` table of the bot's config), per Vertex AI endpoint:
 #   - P95 prediction latency > 2 s for 5 minutes  -> page (severity CRITICAL)
 #   - error rate > 1 % for 5 minutes               -> page (severity CRITICAL)
 # plus an uptime check on the bot's own /healthz. The bot reads these policies and their open

@@ -14,13 +14,13 @@ variable "endpoints" {
 }
 
 variable "p95_latency_ms" {
-  description = "Page when P95 prediction latency exceeds this many milliseconds (DESIGN.md: 2 s)."
+  description = "Page when P95 prediction latency exceeds this many milliseconds (the bot's default: 2 s)."
   type        = number
   default     = 2000
 }
 
 variable "error_rate" {
-  description = "Page when errors / predictions exceed this fraction (DESIGN.md: 1 %)."
+  description = "Page when errors / predictions exceed this fraction (the bot's default: 1 %)."
   type        = number
   default     = 0.01
 

@@ -109,13 +109,13 @@ variable "traffic_split" {
 }
 
 variable "p95_latency_ms" {
-  description = "Page when an endpoint's P95 prediction latency exceeds this (DESIGN.md: 2000 ms)."
+  description = "Page when an endpoint's P95 prediction latency exceeds this (the bot's default: 2000 ms)."
   type        = number
   default     = 2000
 }
 
 variable "error_rate" {
-  description = "Page when an endpoint's errors / predictions exceed this fraction (DESIGN.md: 0.01)."
+  description = "Page when an endpoint's errors / predictions exceed this fraction (the bot's default: 0.01)."
   type        = number
   default     = 0.01
 }
@@ -178,7 +178,7 @@ variable "billing_account" {
 }
 
 variable "budget_alert_amounts" {
-  description = "Monthly spend amounts that each alert (DESIGN.md: 50 and 100); the largest is the budget."
+  description = "Monthly spend amounts that each alert (default: 50 and 100); the largest is the budget."
   type        = list(number)
   default     = [50, 100]
 }
