@@ -52,6 +52,7 @@ class Environment:
     require_ticket: bool = False  # a change must carry `ticket=CHG-1234`
     break_glass: tuple[str, ...] = ()  # may run a change without approval, announced
     request_channels: tuple[str, ...] = ()  # channels requests may come from (empty: any)
+    dashboard_url: str | None = None  # its Cloud Monitoring dashboard, linked from status
 
     @property
     def needs_approval(self) -> bool:
@@ -159,6 +160,7 @@ def _environment(
         require_ticket=env.require_ticket,
         break_glass=_ids(people, env.break_glass),
         request_channels=tuple(env.request_channels),
+        dashboard_url=env.dashboard_url,
     )
 
 

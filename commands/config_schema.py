@@ -269,6 +269,12 @@ class EnvironmentTable(Table):
     canary_promote_gate: bool | None = Field(
         None, description="`/promote` needs a passing analysis (default: in prod)"
     )
+    dashboard_url: str | None = Field(
+        None,
+        pattern=r"^https://console\.cloud\.google\.com/monitoring/dashboards/\S+$",
+        description="the environment's Cloud Monitoring dashboard (Terraform's `dashboard_url`);"
+        " `/aiops status` and the digests link to it",
+    )
 
     @field_validator("promote_steps")
     @classmethod

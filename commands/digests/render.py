@@ -237,6 +237,9 @@ def render(
         else f"{len(open_alerts)} alert(s) still open"
     )
     summary = f"{verdict} · {alert_word} · {len(pending)} approval(s) waiting"
+    env = cfg.environments.get(data.environment)
+    if env is not None and env.dashboard_url:
+        summary += f" · <{env.dashboard_url}|dashboard>"
     blocks.append(Text(summary))
     if late and scheduled_for is not None:
         blocks.append(

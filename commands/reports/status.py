@@ -71,11 +71,18 @@ def status_reply(
                 blocks.append(Context(tuple(per_model[:10])))
         blocks.append(Divider())
     summary = f"{len(states)} endpoint(s), {flagged} breaching"
+    shown = {config.endpoints[slug].environment for slug in states}
+    dashboards = [
+        f"<{env.dashboard_url}|{env.name} dashboard>"
+        for env in config.environments.values()
+        if env.name in shown and env.dashboard_url
+    ]
     blocks.append(
         Context(
             (
                 summary
-                + f" · thresholds P95 {th.p95_latency_ms:.0f} ms, errors {th.error_rate:.0%}, drift {th.drift:g}",
+                + f" · thresholds P95 {th.p95_latency_ms:.0f} ms, errors {th.error_rate:.0%}, drift {th.drift:g}"
+                + "".join(f" · {d}" for d in dashboards),
             )
         )
     )

@@ -192,6 +192,11 @@ def render_terraform_template(environment: str, endpoints: dict[str, dict[str, s
         "var.environment": environment,
         "var.project_id": f"lender-aiops-{environment}",
         "var.region": "australia-southeast1",
+        # The dashboard module's output, as tofu/terraform renders it.
+        "module.monitoring.dashboard_url": (
+            "https://console.cloud.google.com/monitoring/dashboards/custom/abc123"
+            f"?project=lender-aiops-{environment}"
+        ),
     }
 
     def render(line: str, values: dict[str, str]) -> str:

@@ -29,6 +29,7 @@ output "bot_config_toml" {
     "project = \"${var.project_id}\"",
     "region = \"${var.region}\"",
     "allowed_regions = [\"${var.region}\"]",
+    "dashboard_url = \"${module.monitoring.dashboard_url}\"",
     "",
     ], flatten([
       for slug, ep in var.endpoints : [
