@@ -124,16 +124,7 @@ def decide(
         raise Refusal(f"you already decided on {change.id}; nothing was done", code="duplicate")
     now = rt.clock()
     if decision == "reject":
-        done = rt.store.transition(
-            change.id,
-            ChangeState.PENDING_APPROVAL,
-            ChangeState.REJECTED,
-            decided_by=actor.id,
-            decided_at=now,
-            updated_at=now,
-        )
-        if done is None:
-            raise closed(rt, rt.store.get_change(change.id) or change)
+        done = _decided(rt, change, ChangeState.REJECTED, actor.id)
         announce(
             rt,
             done,
@@ -166,16 +157,7 @@ def decide(
         return _ack(
             rt, change, f"Approval recorded ({len(approvers)} of {env.approvals_required})."
         )
-    done = rt.store.transition(
-        change.id,
-        ChangeState.PENDING_APPROVAL,
-        ChangeState.APPROVED,
-        decided_by=actor.id,
-        decided_at=now,
-        updated_at=now,
-    )
-    if done is None:
-        raise closed(rt, rt.store.get_change(change.id) or change)
+    done = _decided(rt, change, ChangeState.APPROVED, actor.id)
     announce(
         rt,
         done,
@@ -199,6 +181,23 @@ def decide(
     )
     start(rt, done)
     return _ack(rt, done, f"Approved {done.id}; {then}.")
+
+
+def _decided(rt: Runtime, change: Change, new: ChangeState, actor_id: str) -> Change:
+    """Compare-and-set a pending change to `new`, decided by `actor_id`; a change someone
+    decided first raises the `closed` refusal that says who and when."""
+    now = rt.clock()
+    done = rt.store.transition(
+        change.id,
+        ChangeState.PENDING_APPROVAL,
+        new,
+        decided_by=actor_id,
+        decided_at=now,
+        updated_at=now,
+    )
+    if done is None:
+        raise closed(rt, rt.store.get_change(change.id) or change)
+    return done
 
 
 def cancel(
