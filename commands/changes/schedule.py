@@ -28,7 +28,8 @@ MAX_AHEAD = timedelta(days=60)
 def parse_at(text: str, tz: ZoneInfo, now: datetime) -> datetime:
     """`2026-12-01 11:00` (or `11:00` for today) in the configured zone, as UTC.
 
-    Refuses a time in the past, one the clocks skip, or one more than 60 days ahead.
+    Refuses a time in the past, one the clocks skip or repeat (daylight saving: which of
+    the two 02:30s would be a guess), or one more than 60 days ahead.
     """
     raw = " ".join(text.strip().split())
     local_now = now.astimezone(tz)
@@ -55,6 +56,12 @@ def parse_at(text: str, tz: ZoneInfo, now: datetime) -> datetime:
     if moment.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None) != naive:
         raise Refusal(
             f"{naive:%Y-%m-%d %H:%M} does not exist in {zone} (the clocks skip it)",
+            "Pick a time outside the daylight-saving change.",
+            code="malformed",
+        )
+    if moment.utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset():
+        raise Refusal(
+            f"{naive:%Y-%m-%d %H:%M} occurs twice in {zone} (the clocks go back over it)",
             "Pick a time outside the daylight-saving change.",
             code="malformed",
         )
