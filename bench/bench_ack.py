@@ -3,7 +3,7 @@
 Starts, each in its own process on loopback: a Slack stub (`bench.slack_stub`), the bot
 (`aiops-bot serve` in HTTP mode, sandbox platform, SQLite in a temp dir, deploys that
 take seconds) and two floors (`bench.floor_app`: a bare Bolt AsyncApp that only acks,
-with Bolt's default `process_before_response=False`, the floor the issue names, and with
+with Bolt's default `process_before_response=False`, the floor measured for a bare Bolt app, and with
 `True`, as the bot acks: "floor-inline"). Then fires a fixed number of signed slash commands and button clicks at 1, 8, 32 and 128
 concurrent clients (aiohttp) at each and measures the time to the HTTP ack.
 

@@ -478,7 +478,7 @@ def test_a_refused_invocation_is_audited_with_its_text_masked(bot: Bot) -> None:
     assert row.parameters["text"].startswith("DOB [DOB:") and "[U+0000]" in row.parameters["text"]
 
 
-# ------------------------------------------------------------- the examples
+# ------------------------------------------------------------- the examples that were reported
 
 
 def test_an_unquoted_date_of_birth_after_reason_is_quoted_only_masked(bot: Bot) -> None:

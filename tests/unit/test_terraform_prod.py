@@ -1,5 +1,5 @@
 """The Terraform for production, read as text (no terraform binary runs in the tests; CI
-validates it): the dashboard draws what the issue lists with the paging thresholds, the bot's
+validates it): the dashboard draws every endpoint's P95, errors, requests by deployed model, replicas and duty cycle with the paging thresholds, the bot's
 database login is an IAM user outside `cloudsqlsuperuser`, the migration job runs as the
 owner under its own identity, and only that identity reads the owner's DSN."""
 
