@@ -25,7 +25,8 @@ SLASH_COMMANDS: dict[str, CommandSpec] = {
     "/deploy": CommandSpec(
         "/deploy",
         "Deploy a model version next to the serving one as a canary",
-        '/deploy <endpoint> <model>@<version> [canary=N] [reason="…"] [at="YYYY-MM-DD HH:MM"]',
+        '/deploy <endpoint> <model>@<version> [canary=N] [reason="…"] [ticket=CHG-N]'
+        ' [at="YYYY-MM-DD HH:MM"] [break_glass=true]',
         ("canary", "reason", "ticket", "break_glass", "at"),
         2,
         ('/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"',),
@@ -37,7 +38,8 @@ SLASH_COMMANDS: dict[str, CommandSpec] = {
     "/promote": CommandSpec(
         "/promote",
         "Move the canary's traffic share; at 100 % the replaced model is undeployed",
-        '/promote <endpoint> [to=N | steps=10,25,50,100] [force=true] [reason="…"] [at="YYYY-MM-DD HH:MM"]',
+        '/promote <endpoint> [to=N | steps=10,25,50,100] [force=true] [reason="…"]'
+        ' [ticket=CHG-N] [at="YYYY-MM-DD HH:MM"] [break_glass=true]',
         ("to", "reason", "ticket", "break_glass", "at", "steps", "force"),
         1,
         ("/promote loan-assessor to=50", "/promote loan-assessor"),
@@ -51,12 +53,13 @@ SLASH_COMMANDS: dict[str, CommandSpec] = {
     "/rollback": CommandSpec(
         "/rollback",
         "Restore the last stable split and undeploy the canary",
-        '/rollback <endpoint> [reason="…"]',
+        '/rollback <endpoint> [reason="…"] [ticket=CHG-N] [break_glass=true]',
         ("reason", "ticket", "break_glass"),
         1,
         ('/rollback loan-assessor reason="P95 above 2 s since 14:05"',),
         "Mitigation first: in production a rollback runs without waiting for a second person"
-        " (unless the config requires one), and it is announced in the approvals channel.",
+        " (unless the config requires one), and it is announced in the approvals channel."
+        " Where the environment requires a reason (prod), the rollback needs one too.",
     ),
     "/aiops": CommandSpec(
         "/aiops",

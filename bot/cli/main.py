@@ -6,7 +6,7 @@ import argparse
 import csv
 import json
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,16 +17,35 @@ if TYPE_CHECKING:
     from commands.config import Config
 
 
-def _since(text: str | None) -> datetime | None:
+class UsageError(ValueError):
+    """A command-line value that cannot be used: one line on stderr, exit 2."""
+
+
+def _since(text: str | None, tz: tzinfo) -> datetime | None:
+    """`--since` / `--until`: a duration back from now (`7d`, `1h30m`: the one duration
+    grammar), or a date or date-time (`2026-11-01`, `2026-11-01T09:00`, with or without
+    an offset; without one it is in the config's `timezone`). None when not given."""
     if not text:
         return None
-    try:
-        return datetime.fromisoformat(text).astimezone(UTC) if "-" in text else None
-    except ValueError:
-        pass
-    from commands.reports.audit import parse_since
+    from commands.durations import FORMS, DurationError, parse_duration
 
-    return datetime.now(UTC) - parse_since(text)
+    if text[:4].isdigit() and "-" in text:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise UsageError(
+                f"`{text}` is not a date or date-time: write e.g. 2026-11-01 or"
+                " 2026-11-01T09:00 (in the config's timezone), or a duration"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz)
+        return moment.astimezone(UTC)
+    try:
+        return datetime.now(UTC) - parse_duration(text)
+    except DurationError:
+        raise UsageError(
+            f"`{text}` is neither a duration nor a date: write e.g. {FORMS}, or 2026-11-01"
+        ) from None
 
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
@@ -154,8 +173,8 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
     config = load_config(settings.config_path)
     store = SqlStore(open_database(settings))
     query = AuditQuery(
-        since=_since(args.since),
-        until=_since(args.until),
+        since=_since(args.since, config.timezone),
+        until=_since(args.until, config.timezone),
         endpoint=args.endpoint,
         environment=args.environment,
         actor_id=config.resolve_person(args.person) if args.person else None,
@@ -330,6 +349,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         for line in exc.problems:
             print(f"  {line}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(f"aiops-bot: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

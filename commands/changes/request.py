@@ -156,18 +156,20 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     args = parse_for(command, inv.text)
     ep = rt.endpoint(args.positionals[0] if args.positionals else None, usage)
     env = rt.config.environment_of(ep)
-    glass = check_request(rt, env, ep, kind, args, inv.actor, inv.channel_id)
+    at = (
+        parse_at(args.options["at"], rt.config.timezone, rt.clock())
+        if "at" in args.options
+        else None
+    )
+    glass = check_request(rt, env, ep, kind, args, inv.actor, inv.channel_id, at)
     needs_approval = (
         glass is None
         and env.needs_approval
         and (kind is not ChangeKind.ROLLBACK or env.rollback_requires_approval)
     )
     reason = _reason(args, env, kind.value)
-    at = (
-        parse_at(args.options["at"], rt.config.timezone, rt.clock())
-        if "at" in args.options
-        else None
-    )
+    # A rollback that cannot be planned (nothing to roll back to) supersedes nothing.
+    planned = _plan(rt, kind, ep, args)[1] if kind is ChangeKind.ROLLBACK else None
     holder = rt.store.open_change(ep.slug)
     if (
         holder is not None
@@ -183,7 +185,7 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     if holder is not None:  # say so before planning; the insert below is what enforces it
         raise _locked(ep, holder)
     gate = before_promote(rt, ep, env, args, inv.actor) if kind is ChangeKind.PROMOTE else None
-    _, change = _plan(rt, kind, ep, args)
+    change = planned or _plan(rt, kind, ep, args)[1]
     if gate is not None:
         gate.mark(change.plan)
     change.requester_id = inv.actor.id

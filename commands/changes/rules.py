@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 
 from commands.audit import AuditAction
 from commands.changes.tell import refresh_card, tell
@@ -78,15 +79,23 @@ def _region(env: Environment, ep: Endpoint) -> str:
     return ep.region or env.region
 
 
-def _freeze_refusal(rt: Runtime, env: Environment, kind: ChangeKind) -> Refusal | None:
+def _freeze_refusal(
+    rt: Runtime, env: Environment, kind: ChangeKind, at: datetime | None = None
+) -> Refusal | None:
+    """A deploy or promote inside a change freeze: now, or at `at` when it is scheduled."""
     if kind not in FROZEN_KINDS:
         return None
-    freeze = active_freeze(rt.config.freezes, env.name, rt.clock(), rt.config.timezone)
+    tz = rt.config.timezone
+    freeze = active_freeze(rt.config.freezes, env.name, rt.clock(), tz)
+    when_ = "is in"
+    if freeze is None and at is not None:
+        freeze = active_freeze(rt.config.freezes, env.name, at, tz)
+        when_ = f"will be, at {when(at, tz)}, in"
     if freeze is None:
         return None
     return Refusal(
-        f"`{env.name}` is in the change freeze `{escape(freeze.name)}`"
-        f" ({freeze.describe(rt.config.timezone)}); {kind.value}s are refused until it ends",
+        f"`{env.name}` {when_} the change freeze `{escape(freeze.name)}`"
+        f" ({freeze.describe(tz)}); {kind.value}s are refused until it ends",
         "Rollback is always allowed. For an emergency, a person on the break-glass list may"
         ' use `break_glass=true reason="…"`.',
         code="frozen",
@@ -110,9 +119,11 @@ def check_request(
     args: Args,
     actor: Actor,
     channel_id: str | None,
+    at: datetime | None = None,
 ) -> BreakGlass | None:
     """Refuse a request the environment's policy does not allow (who may request, from
-    which channel, tickets, residency, freezes); say whether it breaks glass."""
+    which channel, tickets, residency, freezes now or at the time `at=` schedules it);
+    say whether it breaks glass."""
     if not may_request(env, actor.id, rt.groups):
         raise Refusal(
             f"{mention(actor.id)} may not request changes in `{env.name}`",
@@ -180,7 +191,7 @@ def check_request(
             else None
         )
         return BreakGlass(actor.id, reason, frozen.name if frozen else None)
-    refusal = _freeze_refusal(rt, env, kind)
+    refusal = _freeze_refusal(rt, env, kind, at)
     if refusal:
         raise refusal
     return None

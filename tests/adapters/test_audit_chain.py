@@ -350,3 +350,44 @@ def test_parallel_scan_finds_what_the_walk_finds(
     assert parallel.problem is not None
     assert (parallel.problem.kind, parallel.problem.row_id) == found
     assert parallel == walk
+
+
+def test_export_since_and_until_filter_and_refuse_what_they_cannot_read(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,  # type: ignore[no-untyped-def]
+) -> None:
+    """`--since 7d` is a duration back from now, not "everything"; a date without an offset
+    is in the config's zone; a value that is neither is one line and exit 2."""
+    from tests.support.harness import ALICE, Bot, FakeClock, make_runtime
+
+    monkeypatch.setenv("AIOPS_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    engine = make_engine(f"sqlite:///{tmp_path / 'aiops-bot.db'}")
+    upgrade(engine)
+    now = datetime.now(UTC).replace(microsecond=0)
+    clock = FakeClock(now - timedelta(days=10))
+    bot = Bot(make_runtime(engine, clock), clock)
+    bot.run(ALICE, "/aiops status")  # one row ten days ago
+    clock.now = now - timedelta(hours=1)
+    bot.run(ALICE, "/aiops changes")  # one row an hour ago
+
+    def export(*flags: str) -> list[dict[str, str]]:
+        assert cli.main(["audit", "export", *flags, "--format", "jsonl"]) == 0
+        return [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    assert len(export()) == 2
+    assert [r["parameters"] for r in export("--since", "7d")] == [
+        r["parameters"] for r in export()[1:]
+    ]
+    assert export("--since", "1m") == []
+    assert len(export("--until", "7d")) == 1
+    day = (now - timedelta(days=3)).astimezone(bot.rt.config.timezone).date().isoformat()
+    assert len(export("--since", day)) == 1
+    for bad in ("5x", "yesterday", "2026-13-01"):
+        assert cli.main(["audit", "export", "--since", bad]) == 2
+        err = capsys.readouterr().err
+        assert (
+            err.startswith("aiops-bot: ") and "Traceback" not in err and len(err.splitlines()) == 1
+        )
+    engine.dispose()

@@ -421,16 +421,18 @@ def test_typed_text_cannot_ping_or_forge_links_anywhere(sqlite_engine: Engine) -
 def test_a_freeze_that_begins_before_a_scheduled_change_runs_stops_it(
     sqlite_engine: Engine,
 ) -> None:
-    """Approved on Thursday for Friday 10:00, inside the Friday freeze: at its time it
-    fails, clearly and audited, and the endpoint is untouched."""
+    """Approved on Thursday for Friday 10:00; then the Friday freeze is configured (the
+    bot restarted with it): at its time the change fails, clearly and audited, and the
+    endpoint is untouched."""
     from bot.scheduler import Scheduler
 
     clock = FakeClock(datetime(2026, 11, 25, 23, 0, tzinfo=UTC))  # Thu 10:00 Sydney
-    bot = make_bot(sqlite_engine, clock, frozen_config(WEEKLY))
-    reply = bot.run(ALICE, DEPLOY + ' at="2026-11-27 10:00"')
+    first = make_bot(sqlite_engine, clock)
+    reply = first.run(ALICE, DEPLOY + ' at="2026-11-27 10:00"')
     assert reply.ok, reply.text
-    change_id = open_id(bot)
-    assert bot.run(BOB, f"/aiops approve {change_id}").ok  # Thursday: no freeze
+    change_id = open_id(first)
+    assert first.run(BOB, f"/aiops approve {change_id}").ok  # Thursday: no freeze
+    bot = make_bot(sqlite_engine, clock, frozen_config(WEEKLY))  # restarted with the freeze
     assert bot.change(change_id).state is ChangeState.APPROVED
     before = bot.split("loan-assessor")
 
@@ -448,6 +450,31 @@ def test_a_freeze_that_begins_before_a_scheduled_change_runs_stops_it(
     ]
     assert [e.outcome for e in runs] == ["failed"]
     assert "execution_started" not in actions(bot, change_id)
+
+
+def test_a_change_scheduled_into_a_known_freeze_is_refused_when_requested(
+    sqlite_engine: Engine,
+) -> None:
+    """Requested on Thursday for Friday 10:00, inside the configured Friday freeze: refused
+    at once, naming the freeze and the time, not accepted to fail on Friday."""
+    clock = FakeClock(datetime(2026, 11, 25, 23, 0, tzinfo=UTC))  # Thu 10:00 Sydney
+    bot = make_bot(sqlite_engine, clock, frozen_config(WEEKLY))
+    reply = bot.run(ALICE, DEPLOY + ' at="2026-11-27 10:00"')
+    assert not reply.ok
+    assert "will be, at 2026-11-27 10:00 AEDT, in the change freeze `friday-close`" in reply.text
+    assert bot.rt.store.open_change("loan-assessor") is None
+    assert bot.run(ALICE, DEPLOY + ' at="2026-11-27 18:00"').ok  # after it: fine
+
+
+def test_a_rollback_that_cannot_be_planned_supersedes_nothing(bot: Bot) -> None:
+    """Mitigation first only when there is something to mitigate: a rollback with nothing to
+    roll back to is refused, and the pending change it would have superseded stays."""
+    bot.run(ALICE, DEPLOY + ' at="2026-11-28 10:00"')
+    pending = open_id(bot)
+    reply = bot.run(CAROL, '/rollback loan-assessor reason="x"')
+    assert not reply.ok and "roll back to" in reply.text
+    assert bot.change(pending).state is ChangeState.PENDING_APPROVAL
+    assert "cancel" not in actions(bot, pending)
 
 
 def test_a_late_click_on_a_change_that_ran_is_told_who_decided_not_voided(bot: Bot) -> None:
