@@ -7,7 +7,8 @@ Traffic (`bot.platforms.sandbox_traffic`): seeded per-request draws, stable P95 
 hour, 10 % to the canary, binned into exponential buckets (growth 1.4) per 5-minute window.
 Scenarios: A/A (identical versions) and A/B with the canary's latencies × 1.2, 1.5, 2 or its
 error rate + 0.5, + 1, + 3 points. Each run feeds the same windows (common random numbers) to
-four judges until it rolls back or the horizon (6 h = 72 windows) ends it:
+the judges below ((b*) and (c*) calibrated first) until it rolls back or the horizon (6 h =
+72 windows) ends it:
 
 (a) today  — the per-window judge the bot used before (d) was wired in, restated here (a test
     holds it to that judge's own unit-test cases):
