@@ -43,3 +43,35 @@ def test_the_bench_prints_a_table_and_a_json_line(capsys: pytest.CaptureFixture[
     data = json.loads(line)
     assert set(data["results"]) == {f"50000/{s}" for s in bench_canary.SCENARIOS}
     assert "req/h A/A false rollbacks" in out
+    assert "(b*) flagger cal." in out and "(c*) kayenta cal." in out
+    assert out.strip().splitlines()[-2].startswith("goal: met in ")
+
+
+def test_the_calibration_picks_a_setting_within_one_percent_on_its_own_seeds() -> None:
+    """(b*) and (c*): the chosen setting, replayed through the judges themselves on the
+    calibration seeds, rolls back ≤ 1 % of A/A runs; the next less strict one does not."""
+    runs, windows, rate = 20, 12, 500.0
+    cal = bench_canary.calibrate(rate, runs, windows)
+    seeds = bench_canary.calibration_seeds(rate, runs)
+    assert not set(seeds) & {c * 1_000_003 + r for c in range(30) for r in range(runs)}
+    assert cal.flagger_threshold is not None and cal.kayenta_alpha is not None
+    false_f = false_k = 0
+    for seed in seeds:
+        out = bench_canary.one_run(seed, rate, 1.0, 0.0, windows, bench_canary.JudgeSettings(), cal)
+        false_f += out["flagger_cal"][0] == "rollback"
+        false_k += out["kayenta_cal"][0] == "rollback"
+    assert false_f / runs <= 0.01 and false_k / runs <= 0.01
+    assert false_f / runs == cal.flagger_false[cal.flagger_threshold]
+    assert false_k / runs == cal.kayenta_false[cal.kayenta_alpha]
+    grid_f, grid_k = bench_canary.FLAGGER_THRESHOLDS, bench_canary.KAYENTA_ALPHAS
+    i, j = grid_f.index(cal.flagger_threshold), grid_k.index(cal.kayenta_alpha)
+    assert i == 0 or cal.flagger_false[grid_f[i - 1]] > 0.01  # the least strict that holds
+    assert j == 0 or cal.kayenta_false[grid_k[j - 1]] > 0.01
+
+
+def test_the_goal_check_leaves_out_regressions_within_the_tolerance() -> None:
+    data = bench_canary.run(2, rates=[5000], hours=0.5, scenarios=("A/A", "P95 ×1.5", "P95 ×2"))
+    cells = data["goal"]["cells"]
+    assert [c["scenario"] for c in cells] == ["P95 ×2"]
+    assert data["goal"]["of"] == 1
+    assert {"flagger_cal", "kayenta_cal"} <= set(cells[0]["qualifying"])
