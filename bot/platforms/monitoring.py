@@ -408,7 +408,7 @@ class CloudMonitoring:
                     mixed.add(dm_id)  # two layouts in one window: its latency is not used
                 else:
                     latency[dm_id] = merged
-        requests: dict[str, int] = defaultdict(int)
+        request_counts: dict[str, int] = defaultdict(int)
         errors: dict[str, int] = defaultdict(int)
         for series in self._list(
             project,
@@ -424,7 +424,7 @@ class CloudMonitoring:
             _, dm_id = self._keys(series)
             code = str(series.metric.labels.get("response_code", ""))
             n = int(sum(_number(p.value) for p in series.points))
-            requests[dm_id] += n
+            request_counts[dm_id] += n
             if code.startswith("5") or code == "429":
                 errors[dm_id] += n
 
@@ -432,7 +432,7 @@ class CloudMonitoring:
             hist = None if dm_id in mixed else latency.get(dm_id)
             if hist is not None and len(hist.counts) != len(hist.edges) + 1:
                 hist = None  # more counts than the layout has buckets: not a distribution
-            n = requests.get(dm_id, 0)
+            n = request_counts.get(dm_id, 0)
             return WindowSample(
                 start=start,
                 end=end,
