@@ -22,7 +22,8 @@ from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
-from bot.slack.clients import async_web_client, respond as respond_to
+from bot.slack.clients import async_web_client
+from bot.slack.clients import respond as respond_to
 from commands.audit import AuditAction
 from commands.catalog import BUTTONS, SLASH_COMMANDS
 from commands.config import Config
