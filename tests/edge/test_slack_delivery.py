@@ -138,3 +138,24 @@ def test_a_card_the_bot_may_not_post_is_said_audited_and_still_decidable(
     assert "approved" in stub.responded("respond/ok")[0]["text"].lower()
     stub.wait_for(lambda: service.rt.store.get_change(change.id).state is ChangeState.SUCCEEDED)  # type: ignore[union-attr]
     assert stub.of("chat.update") == []  # nothing refers to the card that never was
+
+
+def test_a_change_that_needs_no_approval_says_its_card_did_not_arrive(
+    served: tuple[Served, Service], stub: SlackStub
+) -> None:
+    server, service = served
+    stub.fail["chat.postMessage"] = "is_archived"
+    body = slash_body(
+        "/deploy", "loan-assessor-stg gemma-3-1b-it@1.2.1", "U0ALICE", "alice", stub.url + "/r/s"
+    )
+    assert server.post(body).status_code == 200
+    stub.wait_for(lambda: bool(stub.responded("r/s")))
+    [answer] = stub.responded("r/s")
+    assert "did not reach <#C0OPS>" in answer["text"]
+    said = json.dumps(answer)
+    assert "is_archived" in said and "unarchive it" in said
+    assert "progress goes to the change's thread" not in said  # there is no thread
+    [change] = service.rt.store.list_changes()
+    stub.wait_for(lambda: service.rt.store.get_change(change.id).state is ChangeState.SUCCEEDED)  # type: ignore[union-attr]
+    actions = [e.action for e in service.rt.store.audit(AuditQuery(change_id=change.id))]
+    assert "card_undelivered" in actions
