@@ -122,15 +122,11 @@ def require_token(settings: Settings) -> str:
 
 def make_service(settings: Settings, **kw: Any) -> Service:
     """The whole runtime (store, platform, Slack notifier): where commands and jobs run."""
-    from slack_sdk import WebClient
-
+    from bot.slack.clients import web_client
     from bot.slack.notifier import SlackNotifier
     from commands.service import Service
 
-    client = WebClient(
-        token=require_token(settings),
-        base_url=settings.slack_api_base_url or WebClient.BASE_URL,
-    )
+    client = web_client(require_token(settings), settings.slack_api_base_url)
     rt = build_runtime(settings, SlackNotifier(client), **kw)
     return Service(rt)
 

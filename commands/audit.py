@@ -23,6 +23,7 @@ class AuditAction(StrEnum):
     COMMAND = "command"
     PLAN = "plan"
     APPROVAL_REQUESTED = "approval_requested"
+    CARD_UNDELIVERED = "card_undelivered"  # Slack refused a change's card (not_in_channel, …)
     APPROVE = "approve"
     REJECT = "reject"
     CANCEL = "cancel"

@@ -75,9 +75,11 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
     "status": CommandSpec(
         "status",
         "Each endpoint's versions, traffic, health and open change; breaches flagged",
-        "/aiops status [endpoint]",
-        (),
+        "/aiops status [endpoint] [page=N]",
+        ("page",),
         1,
+        details="Breaching endpoints first, then the rest worst-first, ten a page;"
+        " `page=2` shows the next ten.",
         button="view",
     ),
     "changes": CommandSpec(

@@ -152,6 +152,19 @@ def breaches(h: EndpointHealth, th: Thresholds) -> list[str]:
     return out
 
 
+def health_score(h: EndpointHealth, th: Thresholds) -> float:
+    """How close to (or past) its worst threshold an endpoint is: above 1 it breaches.
+    What "worst first" means wherever endpoints are listed (status, digests)."""
+    ratios = [0.0]
+    if h.p95_latency_ms is not None:
+        ratios.append(h.p95_latency_ms / th.p95_latency_ms)
+    if h.error_rate is not None:
+        ratios.append(h.error_rate / th.error_rate if th.error_rate else 0.0)
+    if h.drift is not None:
+        ratios.append(h.drift / th.drift if th.drift else 0.0)
+    return max(ratios)
+
+
 def split_text(split: TrafficSplit, labels: dict[str, str], new_label: str | None = None) -> str:
     if not split:
         return "nothing"

@@ -241,10 +241,44 @@ class MessageRef:
     ts: str
 
 
-class Notifier(Protocol):
-    """Delivers the domain's posts: Slack messages, or lines in the console."""
+# Slack's answers that no retry will change: the message did not arrive and will not
+# until someone acts (invite the bot, fix the channel id in the config, unarchive it).
+NOT_IN_CHANNEL = "not_in_channel"
+CHANNEL_NOT_FOUND = "channel_not_found"
+IS_ARCHIVED = "is_archived"
 
-    def post(self, post: Post) -> MessageRef | None: ...
+
+@dataclass(frozen=True)
+class Delivery:
+    """What became of one post: where it landed (`ref`), or why it did not (`error`, the
+    channel's answer: `not_in_channel`, `channel_not_found`, `is_archived`, `ratelimited`
+    once the retries are spent, …). A notifier that keeps no reference may deliver with
+    `ref` None."""
+
+    ref: MessageRef | None = None
+    error: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.error is None
+
+
+class Notifier(Protocol):
+    """Delivers the domain's posts: Slack messages, or lines in the console.
+
+    Rate limits and server errors are the notifier's to retry; what it reports as not
+    delivered stays not delivered. Neither method raises for a refused post."""
+
+    def deliver(self, post: Post) -> Delivery:
+        """Post (or update) and say whether it arrived. Callers that tell someone where a
+        message is (a change's card) use this one, so they never say "posted" when it was
+        not."""
+        ...
+
+    def post(self, post: Post) -> MessageRef | None:
+        """`deliver(post).ref`: None when it did not arrive (logged by the notifier) or the
+        notifier keeps no reference. For lines whose loss only the log needs to know."""
+        ...
 
 
 # Resolves a Slack user-group id to its members at decision time (the edge supplies it).

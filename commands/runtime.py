@@ -16,18 +16,32 @@ from commands.config import Config, Endpoint
 from commands.errors import Refusal
 from commands.messages import Post, escape
 from commands.model import Change
-from commands.ports import CanaryStore, GroupResolver, MessageRef, Notifier, People, Platform, Store
+from commands.ports import (
+    CanaryStore,
+    Delivery,
+    GroupResolver,
+    MessageRef,
+    Notifier,
+    People,
+    Platform,
+    Store,
+)
 
 log = logging.getLogger(__name__)
 
 
 class NullNotifier:
+    """Keeps the posts in memory (tests, and commands run without Slack)."""
+
     def __init__(self) -> None:
         self.posts: list[Post] = []
 
-    def post(self, post: Post) -> MessageRef | None:
+    def deliver(self, post: Post) -> Delivery:
         self.posts.append(post)
-        return MessageRef(post.channel, f"{len(self.posts)}.000")
+        return Delivery(MessageRef(post.channel, f"{len(self.posts)}.000"))
+
+    def post(self, post: Post) -> MessageRef | None:
+        return self.deliver(post).ref
 
 
 class Background:

@@ -71,7 +71,7 @@ class Call:
 Handler = Callable[[Call], Reply]
 
 HANDLERS: dict[str, Handler] = {
-    "status": lambda c: status.status(c.rt, c.target),
+    "status": lambda c: status.status(c.rt, c.target, c.integer("page", 1, 1, 10_000)),
     "changes": lambda c: changes.changes(c.rt, c.target, c.integer("limit", 20, 1, 100)),
     "audit": lambda c: audit.audit(
         c.rt,

@@ -25,7 +25,7 @@ from bot.wiring import build_runtime, checked_config, open_database
 from commands.config import Config
 from commands.messages import Buttons, Context, Divider, Fields, Header, Post, Reply, Text, unescape
 from commands.model import Actor, Invocation
-from commands.ports import MessageRef
+from commands.ports import Delivery, MessageRef
 from commands.service import Service
 from commands.text import outbound
 
@@ -115,6 +115,10 @@ class ConsoleNotifier:
         self._n = 0
 
     def post(self, post: Post) -> MessageRef | None:
+        return self.deliver(post).ref
+
+    def deliver(self, post: Post) -> Delivery:
+        """The terminal always takes the line: every post is delivered."""
         with self._lock:
             self._n += 1
             ts = post.ts or f"{self._n}.000000"
@@ -149,7 +153,7 @@ class ConsoleNotifier:
                         f"\n┌─ {where}\n{_indent(self.renderer.reply(post.reply))}\n└─\n"
                     )
             self.out.flush()
-            return MessageRef(post.channel, ts)
+            return Delivery(MessageRef(post.channel, ts))
 
 
 def _indent(text: str) -> str:

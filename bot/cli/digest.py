@@ -25,14 +25,10 @@ def run_digest(settings: Settings, args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        from slack_sdk import WebClient
-
+        from bot.slack.clients import web_client
         from bot.slack.notifier import SlackNotifier
 
-        client = WebClient(
-            token=settings.slack_bot_token,
-            base_url=settings.slack_api_base_url or WebClient.BASE_URL,
-        )
+        client = web_client(settings.slack_bot_token, settings.slack_api_base_url)
         rt = build_runtime(settings, SlackNotifier(client))
     else:
         rt = build_runtime(settings)

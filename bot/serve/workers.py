@@ -42,7 +42,6 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
 from slack_bolt.async_app import AsyncRespond
-from slack_sdk.webhook import WebhookClient
 
 from bot.settings import Settings
 from commands.messages import Reply
@@ -137,7 +136,9 @@ def run_command(inv: Invocation, click: bool, response_url: str | None) -> Answe
     if not response_url:
         return out
     try:
-        resp = WebhookClient(response_url).send_dict(out.payload)
+        from bot.slack.clients import webhook_client
+
+        resp = webhook_client(response_url).send_dict(out.payload)
     except Exception:
         log.exception("could not answer %s on its response_url", inv.command)
         return None
@@ -315,7 +316,9 @@ class CommandPool:
             log.error("a command worker failed running %s: %s", inv.command, exc)
             out = _went_wrong()
         if out is not None:
-            await respond(**out.payload)
+            from bot.slack.app import answer_on
+
+            await answer_on(respond, out.payload)
 
     async def refused(self, user: str, team: str | None, enterprise: str | None) -> None:
         """The Bolt app's `refused`: the audit row is written by a worker."""

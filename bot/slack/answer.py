@@ -6,9 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from slack_sdk import WebClient
-
 from bot.slack.blocks import render_message
+from bot.slack.clients import web_client
 from bot.slack.groups import SlackUserGroups
 from commands.model import Invocation
 
@@ -39,6 +38,4 @@ def answer(service: Service, inv: Invocation, click: bool = False) -> Answer:
 def attach_groups(service: Service, bot_token: str, api_base_url: str | None) -> None:
     """Approvers may be user groups, read at click time through the Web API."""
     if service.rt.groups is None:
-        service.rt.groups = SlackUserGroups(
-            WebClient(token=bot_token, base_url=api_base_url or WebClient.BASE_URL)
-        )
+        service.rt.groups = SlackUserGroups(web_client(bot_token, api_base_url))

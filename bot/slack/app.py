@@ -21,8 +21,9 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
-from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.slack.clients import async_web_client
+from bot.slack.clients import respond as respond_to
 from commands.audit import AuditAction
 from commands.catalog import BUTTONS, SLASH_COMMANDS
 from commands.config import Config
@@ -78,7 +79,7 @@ def build_app(
 
     async def in_thread(inv: Invocation, click: bool, respond: AsyncRespond) -> None:
         out = await asyncio.to_thread(answer, service, inv, click)
-        await respond(**out.payload)
+        await answer_on(respond, out.payload)
 
     async def record(user: str, team: str | None, enterprise: str | None) -> None:
         await asyncio.to_thread(record_refusal, service, user, team, enterprise)
@@ -91,6 +92,17 @@ def build_app(
         runner=runner or in_thread,
         refused=record,
     )
+
+
+async def answer_on(respond: AsyncRespond, payload: dict[str, Any]) -> None:
+    """Answer a command on its response URL through a client that retries rate limits and
+    server errors (Bolt's `respond` builds one that does not)."""
+    if respond.response_url is None:  # Bolt's error: nowhere to answer
+        await respond(**payload)
+        return
+    status = await respond_to(respond.response_url, payload)
+    if status != 200:
+        log.warning("response_url answered %s", status)
 
 
 def record_refusal(service: Service, user: str, team: str | None, enterprise: str | None) -> None:
@@ -145,7 +157,7 @@ def build_bolt(
 ) -> AsyncApp:
     """The listeners: they ack, check the workspace, name the actor and hand the command to
     `runner`; `refused` records a request from another workspace."""
-    client = AsyncWebClient(token=bot_token, base_url=api_base_url or AsyncWebClient.BASE_URL)
+    client = async_web_client(bot_token, api_base_url)  # Bolt copies its retries per request
     app = AsyncApp(
         # Without a name Bolt takes its caller's file name from `inspect.stack()`, which
         # resolves the source of every loaded module: ~0.15 s of start-up (bench startup).

@@ -1,4 +1,5 @@
-"""Delivers the domain's posts through the Slack Web API (from worker threads)."""
+"""Delivers the domain's posts through the Slack Web API (from worker threads), and says
+when one did not arrive, so the domain never tells someone a card is where it is not."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.slack.blocks import render_message
 from commands.messages import Post
-from commands.ports import CanaryChart, Chart, MessageRef
+from commands.ports import CanaryChart, Chart, Delivery, MessageRef
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +19,11 @@ class SlackNotifier:
     def __init__(self, client: WebClient) -> None:
         self.client = client
 
-    def post(self, post: Post) -> MessageRef | None:
+    def deliver(self, post: Post) -> Delivery:
+        """Post or update through the Web API. The client retries rate limits and server
+        errors (`bot.slack.clients`); what is left is Slack's final word, returned, not
+        raised: `ok: false` (HTTP 200) with `not_in_channel`, `channel_not_found`,
+        `is_archived`…, or `unreachable` when Slack could not be reached at all."""
         message = render_message(post.reply)
         try:
             if post.update and post.ts:
@@ -30,17 +35,25 @@ class SlackNotifier:
             else:
                 resp = self.client.chat_postMessage(channel=post.channel, **message)
         except SlackApiError as exc:
-            # The change's state is already in the database; a lost message is logged, not fatal.
-            log.error(
-                "slack %s failed for %s: %s",
-                "update" if post.update else "post",
-                post.change_id or post.channel,
-                exc.response.get("error"),
-            )
-            return None
-        channel = str(resp.get("channel") or post.channel)
-        ts = str(resp.get("ts") or post.ts or "")
-        return MessageRef(channel, ts) if ts else None
+            error = str(exc.response.get("error") or f"http_{exc.response.status_code}")
+        except OSError as exc:  # connection errors the retries did not get past
+            error = "unreachable"
+            log.error("slack unreachable: %s", type(exc).__name__)
+        else:
+            channel = str(resp.get("channel") or post.channel)
+            ts = str(resp.get("ts") or post.ts or "")
+            return Delivery(MessageRef(channel, ts) if ts else None)
+        # The change's state is already in the database: the caller decides who is told.
+        log.error(
+            "slack %s failed for %s: %s",
+            "update" if post.update else "post",
+            post.change_id or post.channel,
+            error,
+        )
+        return Delivery(error=error)
+
+    def post(self, post: Post) -> MessageRef | None:
+        return self.deliver(post).ref
 
     def attach_chart(
         self, channel: str, thread_ts: str, chart: Chart | CanaryChart, comment: str

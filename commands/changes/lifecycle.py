@@ -19,6 +19,7 @@ from commands.changes.card import change_card
 from commands.changes.execute import start
 from commands.messages import Post, Reply
 from commands.model import Change, ChangeState, EndpointHealth
+from commands.ports import Delivery
 from commands.runtime import Runtime
 
 
@@ -40,6 +41,8 @@ class Opening:
     on_created: Callable[[Change], None] | None = None  # after the plan row, before approval
     # After approval, before the card; a text it returns replaces `note` on the card.
     on_approved: Callable[[Change], str | None] | None = None
+    # The card did not reach `channel` (audited already): the requester's reply says so.
+    on_undelivered: Callable[[Change, Delivery], None] | None = None
 
 
 def open_change(
@@ -84,7 +87,7 @@ def open_change(
         )
         assert moved is not None  # nobody else knows the change yet
         card = change_card(moved, rt.config, health=opening.health, buttons=True)
-        post_card(rt, moved, opening.channel, card)
+        _undelivered(post_card(rt, moved, opening.channel, card, actor_id), moved, opening)
         rt.auditor.record(
             AuditAction.APPROVAL_REQUESTED,
             actor_id,
@@ -105,14 +108,33 @@ def open_change(
     if opening.on_approved is not None:
         note = opening.on_approved(moved) or note
     card = change_card(moved, rt.config, health=opening.health, note=note)
-    post_card(rt, moved, opening.channel, card)
+    _undelivered(post_card(rt, moved, opening.channel, card, actor_id), moved, opening)
     start(rt, moved)  # not before its time, if scheduled
     return moved
 
 
-def post_card(rt: Runtime, change: Change, channel: str, card: Reply) -> None:
-    """Post the change's one message and remember where, so it can be updated later."""
-    ref = rt.notifier.post(Post(channel, card, change_id=change.id))
-    if ref:
-        rt.store.update_change(change.id, channel=ref.channel, message_ts=ref.ts)
-        change.channel, change.message_ts = ref.channel, ref.ts
+def _undelivered(delivery: Delivery, change: Change, opening: Opening) -> None:
+    if delivery.error is not None and opening.on_undelivered is not None:
+        opening.on_undelivered(change, delivery)
+
+
+def post_card(rt: Runtime, change: Change, channel: str, card: Reply, actor_id: str) -> Delivery:
+    """Post the change's one message and remember where, so it can be updated later.
+
+    A card Slack refused (`not_in_channel`, `channel_not_found`, `is_archived`…) is audited
+    as `card_undelivered`; the change itself goes on as if it were posted: it is listed by
+    `/aiops changes` and decided with `/aiops approve|reject`, and nothing later refers to
+    a message that does not exist (it has no `message_ts`)."""
+    delivery = rt.notifier.deliver(Post(channel, card, change_id=change.id))
+    if delivery.ref is not None:
+        rt.store.update_change(change.id, channel=delivery.ref.channel, message_ts=delivery.ref.ts)
+        change.channel, change.message_ts = delivery.ref.channel, delivery.ref.ts
+    if delivery.error is not None:
+        rt.auditor.record(
+            AuditAction.CARD_UNDELIVERED,
+            actor_id,
+            f"card not delivered: {delivery.error}",
+            change=change,
+            parameters={"channel": channel, "error": delivery.error},
+        )
+    return delivery

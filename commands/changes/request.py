@@ -20,7 +20,7 @@ from commands.changes.rules import (
 from commands.changes.schedule import parse_at
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
-from commands.messages import Context, Reply, escape, health_line, mention, when
+from commands.messages import Context, Reply, Text, escape, health_line, mention, when
 from commands.model import (
     Change,
     ChangeKind,
@@ -31,7 +31,14 @@ from commands.model import (
     ModelVersion,
 )
 from commands.parsing import Args, ParseError, parse
-from commands.ports import EndpointLocked, PlatformError
+from commands.ports import (
+    CHANNEL_NOT_FOUND,
+    IS_ARCHIVED,
+    NOT_IN_CHANNEL,
+    Delivery,
+    EndpointLocked,
+    PlatformError,
+)
 from commands.runtime import Runtime
 
 
@@ -226,6 +233,8 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
             opening,
             on_created=lambda c: after_promote_created(rt, c, gate, inv.actor, inv.request_id),
         )
+    undelivered: list[Delivery] = []
+    opening = replace(opening, on_undelivered=lambda _, d: undelivered.append(d))
     try:
         change = open_change(
             rt,
@@ -239,6 +248,20 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
         raise _locked(ep, locked.holder) from None
     reply = change_card(change, rt.config, health=health)
     reply.ephemeral = True
+    if undelivered:
+        # Never "posted" when it was not: say where it did not arrive, how to fix that,
+        # and how the change is decided meanwhile.
+        reply.blocks.append(
+            Text(card_undelivered(opening.channel, undelivered[0], change, needs_approval))
+        )
+        reply.text = (
+            f"{change.id} is waiting for approval; its card did not reach <#{opening.channel}>"
+            if needs_approval
+            else f"{change.id} is running; its card did not reach <#{opening.channel}>"
+        )
+        if gate is not None:
+            reply.blocks.append(Context((gate.summary,)))
+        return reply
     if needs_approval:
         reply.blocks.append(
             Context(
@@ -261,6 +284,37 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     if gate is not None:
         reply.blocks.append(Context((gate.summary,)))
     return reply
+
+
+# What to do about a card Slack refused, by Slack's error.
+_FIXES = {
+    NOT_IN_CHANNEL: "The bot is not in that channel: invite it with `/invite @aiops-bot` there.",
+    CHANNEL_NOT_FOUND: (
+        "Slack does not know that channel (or it is private and the bot is not in it):"
+        " check `[slack]` in the config, or invite the bot with `/invite @aiops-bot` there."
+    ),
+    IS_ARCHIVED: (
+        "That channel is archived: unarchive it, or point `[slack]` in the config at another."
+    ),
+}
+
+
+def card_undelivered(channel: str, delivery: Delivery, change: Change, pending: bool) -> str:
+    """The requester's line when the change's card did not arrive."""
+    error = escape(delivery.error or "unknown")
+    fix = _FIXES.get(
+        delivery.error or "", "Slack may be having trouble; an admin can see the error in the log."
+    )
+    then = (
+        f"Meanwhile approvers decide with `/aiops approve {change.id}` or"
+        f" `/aiops reject {change.id}`; `/aiops changes` lists it."
+        if pending
+        else f"The change goes ahead; follow it with `/aiops changes {change.endpoint}`."
+    )
+    return (
+        f":warning: The card for {change.id} did not reach <#{channel}> (Slack said `{error}`)."
+        f" {fix} {then}"
+    )
 
 
 def _break_glass(rt: Runtime, change: Change, glass: BreakGlass, inv: Invocation) -> str:

@@ -22,6 +22,7 @@ from commands.messages import (
     Reply,
     breaches,
     escape,
+    health_score,
     mention,
 )
 from commands.model import OPEN_STATES, SCHEDULER, Change, EndpointHealth
@@ -85,14 +86,7 @@ class Digest:
 
 def _score(h: EndpointHealth, th: Thresholds) -> float:
     """How close to (or past) its worst threshold an endpoint is: > 1 breaches."""
-    ratios = [0.0]
-    if h.p95_latency_ms is not None:
-        ratios.append(h.p95_latency_ms / th.p95_latency_ms)
-    if h.error_rate is not None:
-        ratios.append(h.error_rate / th.error_rate if th.error_rate else 0.0)
-    if h.drift is not None:
-        ratios.append(h.drift / th.drift if th.drift else 0.0)
-    return max(ratios)
+    return health_score(h, th)
 
 
 def schedule_for(

@@ -14,7 +14,7 @@ from commands.messages import (
     mention,
     when,
 )
-from commands.model import OPEN_STATES, Change, ChangeKind
+from commands.model import OPEN_STATES, Change, ChangeKind, ChangeState
 from commands.runtime import Runtime
 
 
@@ -27,6 +27,11 @@ def changes_reply(changes: Sequence[Change], config: Config) -> Reply:
         + (f" to {c.canary_percent}%" if c.kind is ChangeKind.PROMOTE else "")
         + f" · {c.state.value.replace('_', ' ')} · by {mention(c.requester_id)} · {when(c.created_at, config.timezone)}"
         + (f" · :alarm_clock: at {when(c.plan.run_at, config.timezone)}" if c.plan.run_at else "")
+        + (  # its card never reached Slack: the typed form is the only way to decide it
+            f" · :warning: no card in Slack, decide with `/aiops approve {c.id}`"
+            if c.state is ChangeState.PENDING_APPROVAL and not c.message_ts
+            else ""
+        )
         for c in changes
     ]
     blocks: list[Block] = [Header("Changes")]

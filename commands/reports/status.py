@@ -1,8 +1,15 @@
-"""`/aiops status`: each endpoint's versions, traffic, health and open change."""
+"""`/aiops status`: each endpoint's versions, traffic, health and open change.
+
+With many endpoints the reply is a page: the breaching ones first (worst first), then the
+rest worst-first (closest to a threshold), `PAGE_SIZE` at a time, and "and N more" names
+the next page (`page=`). An endpoint takes at most four blocks, so a page stays inside
+Slack's 50 blocks however many endpoints there are. Health is read for every endpoint (one
+query per metric, needed to order them); versions and traffic only for the page shown."""
 
 from __future__ import annotations
 
-from commands.config import Config
+from commands.config import Config, Endpoint
+from commands.errors import Refusal
 from commands.messages import (
     Block,
     Context,
@@ -12,9 +19,29 @@ from commands.messages import (
     Reply,
     Text,
     breaches,
+    health_score,
 )
 from commands.model import OPEN_STATES, Change, EndpointHealth, EndpointState
 from commands.runtime import Runtime
+
+PAGE_SIZE = 10  # endpoints a page: 4 blocks each at most, + header, summary and "more"
+USAGE = "/aiops status [endpoint] [page=N]"
+
+
+def worst_first(
+    config: Config, endpoints: list[Endpoint], health: dict[str, EndpointHealth]
+) -> list[Endpoint]:
+    """Breaching endpoints first, then the rest; each group worst first (closest to, or
+    furthest past, a threshold); endpoints without figures last; then by name."""
+    th = config.thresholds
+
+    def key(ep: Endpoint) -> tuple[bool, bool, float, str]:
+        h = health.get(ep.slug)
+        if h is None:
+            return (True, True, 0.0, ep.slug)
+        return (not breaches(h, th), False, -health_score(h, th), ep.slug)
+
+    return sorted(endpoints, key=key)
 
 
 def status_reply(
@@ -22,7 +49,14 @@ def status_reply(
     states: dict[str, EndpointState],
     health: dict[str, EndpointHealth],
     open_changes: dict[str, Change],
+    *,
+    total: int | None = None,
+    breaching: int | None = None,
+    page: int = 1,
+    pages: int = 1,
 ) -> Reply:
+    """`states` are the endpoints shown, in order; `total` and `breaching` count them all
+    (default: those shown)."""
     th = config.thresholds
     blocks: list[Block] = [Header("Endpoint status")]
     flagged = 0
@@ -70,7 +104,23 @@ def status_reply(
             if per_model:
                 blocks.append(Context(tuple(per_model[:10])))
         blocks.append(Divider())
-    summary = f"{len(states)} endpoint(s), {flagged} breaching"
+    total = len(states) if total is None else total
+    breaching = flagged if breaching is None else breaching
+    first = (page - 1) * PAGE_SIZE
+    after = total - first - len(states)
+    if after > 0:
+        blocks.append(
+            Context(
+                (
+                    f"… and {after} more endpoint(s), {breaching - min(first, breaching) - flagged} of"
+                    f" them breaching: `/aiops status page={page + 1}` (page {page} of {pages}),"
+                    " or `/aiops status <endpoint>`",
+                )
+            )
+        )
+    elif page > 1:
+        blocks.append(Context((f"page {page} of {pages}: the last",)))
+    summary = f"{total} endpoint(s), {breaching} breaching"
     shown = {config.endpoints[slug].environment for slug in states}
     dashboards = [
         f"<{env.dashboard_url}|{env.name} dashboard>"
@@ -86,17 +136,38 @@ def status_reply(
             )
         )
     )
-    return Reply(text=f"Status: {summary}", blocks=blocks[:50])
+    text = f"Status: {summary}" + (f" (page {page} of {pages})" if pages > 1 else "")
+    return Reply(text=text, blocks=blocks[:50])
 
 
-def status(rt: Runtime, slug: str | None) -> Reply:
-    """Every endpoint (or the one named): its state and health from the platform, and its
-    open change from the store."""
+def status(rt: Runtime, slug: str | None, page: int = 1) -> Reply:
+    """Every endpoint (or the one named), a page at a time: its state and health from the
+    platform, and its open change from the store."""
     cfg = rt.config
-    eps = [rt.endpoint(slug, "/aiops status [endpoint]")] if slug else list(cfg.endpoints.values())
-    states = {ep.slug: rt.platform.endpoint_state(ep) for ep in eps}
+    eps = [rt.endpoint(slug, USAGE)] if slug else list(cfg.endpoints.values())
     health = rt.platform.health(eps)
+    ordered = worst_first(cfg, eps, health)
+    pages = max(1, -(-len(ordered) // PAGE_SIZE))
+    if page > pages:
+        raise Refusal(
+            f"there is no page {page}: {len(ordered)} endpoint(s) make {pages} page(s)",
+            f"Usage: `{USAGE}`",
+            code="malformed",
+        )
+    shown = ordered[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    states = {ep.slug: rt.platform.endpoint_state(ep) for ep in shown}
     open_changes: dict[str, Change] = {}
     for change in rt.store.list_changes(states=sorted(OPEN_STATES), limit=500):
         open_changes.setdefault(change.endpoint, change)
-    return status_reply(cfg, states, health, open_changes)
+    th = cfg.thresholds
+    breaching = sum(1 for h in health.values() if breaches(h, th))
+    return status_reply(
+        cfg,
+        states,
+        health,
+        open_changes,
+        total=len(ordered),
+        breaching=breaching,
+        page=page,
+        pages=pages,
+    )

@@ -121,7 +121,24 @@ class SlackStub:
         self.fail: dict[str, str] = {}  # method → Slack error code to answer with
         self.groups: dict[str, list[str]] = {}  # user-group id → member ids (usergroups.*)
         self.answers: dict[str, dict[str, Any]] = {}  # method → a canned answer
+        # method (or `response_url`) → how many more calls are answered HTTP 429 with
+        # `Retry-After: 1`, as Slack does when a caller goes too fast; those calls land in
+        # `rate_limited`, not `calls`.
+        self.rate_limit: dict[str, int] = {}
+        self.rate_limited: list[Call] = []
         stub = self
+
+        def too_many(handler: BaseHTTPRequestHandler, method: str, path: str) -> bool:
+            if not stub.limited(method, path):
+                return False
+            data = json.dumps({"ok": False, "error": "ratelimited"}).encode()
+            handler.send_response(429)
+            handler.send_header("retry-after", "1")
+            handler.send_header("content-type", "application/json")
+            handler.send_header("content-length", str(len(data)))
+            handler.end_headers()
+            handler.wfile.write(data)
+            return True
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:
@@ -131,6 +148,8 @@ class SlackStub:
                 path, _, query = self.path.strip("/").partition("?")
                 body = {k: v[0] for k, v in parse_qs(query).items()}
                 method = path.removeprefix("api/")
+                if too_many(self, method, path):
+                    return
                 data = json.dumps(stub.record(method, body, path)).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
@@ -160,6 +179,8 @@ class SlackStub:
                             body[key] = json.loads(body[key])
                 body |= {k: v[0] for k, v in parse_qs(query).items()}  # `params=` calls
                 method = path.removeprefix("api/") if path.startswith("api/") else "response_url"
+                if too_many(self, method, path):
+                    return
                 answer = stub.record(method, body, path)
                 data = json.dumps(answer).encode()
                 self.send_response(200)
@@ -179,6 +200,16 @@ class SlackStub:
     @property
     def api_url(self) -> str:
         return self.url + "/api/"
+
+    def limited(self, method: str, path: str = "") -> bool:
+        """Whether this call is answered 429 (`rate_limit`); counts it down if so."""
+        with self._lock:
+            left = self.rate_limit.get(method, 0)
+            if left <= 0:
+                return False
+            self.rate_limit[method] = left - 1
+            self.rate_limited.append(Call(method, {}, time.monotonic(), path))
+            return True
 
     def record(self, method: str, body: dict[str, Any], path: str = "") -> dict[str, Any]:
         with self._lock:
