@@ -601,7 +601,7 @@ def test_upper_case_names_after_a_label(text: str, values: list[str]) -> None:
 )
 def test_short_last_name_parts_stay_inside_the_token(text: str, values: list[str]) -> None:
     out = _masked(text, *values, kind="NAME")
-    assert re.fullmatch(r"[a-zA-Z:]+ \[NAME:[0-9a-f]{8}\]", out.replace(": ", ":")), out
+    assert re.fullmatch(r"[a-z]+:? \[NAME:[0-9a-f]{8}\]", out), out
 
 
 @pytest.mark.parametrize(
