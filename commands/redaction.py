@@ -28,14 +28,19 @@ Each value below becomes a token ``[KIND:xxxxxxxx]``; the label before it stays.
 - BANK_ACCOUNT: BSB and account as one token (`BSB 062-000 account 12345678`,
   `062-000 12345678`, `bsb: 083004, acct no. 123456789`, a lone `BSB 062000`), and
   6–10 digits after `account` / `acct` / `a/c` (not `service account` / `billing
-  account`).
-- DOB: a date after `DOB`, `date of birth`, `birth date`, `born (on)`: `1985-03-14`,
-  `14/03/1985`, `3/7/92`, `14 March 1985`, `March 14, 1985`, `March 1985`.
-- NAME: up to four capitalised words after `name`, `customer`, `applicant`,
-  `borrower`, `guarantor`, `client`, `cardholder`, `account holder`, `Mr` / `Ms` /
-  `Dr` … (`Nguyễn Thị Lan`, `O'Brien-Walsh`, `McDonald`, `van Beethoven`); up to four
-  words in any case after `full name:`, `customer name:`, `surname:` …. Honorifics and
-  a possessive `'s` stay outside the token.
+  account`); an IBAN, labelled or not, compact or in groups of four (`GB82 WEST 1234
+  5698 7654 32`), when its country's length and the ISO 13616 mod-97 check hold.
+- DOB: a date after `DOB`, `date of birth`, `birth date`, `born (on)`, `b.`: `1985-03-14`,
+  `14/03/1985`, `3/7/92`, `14 March 1985`, `04-Jun-1980`, `4 Jun 80`, `4.Jun.80`,
+  `March 14, 1985`, `March 1985`. A date followed by a time is not a birth date.
+- NAME: up to four capitalised or upper-case words after `name`, `customer`,
+  `applicant`, `borrower`, `guarantor`, `client`, `cardholder`, `account holder` (or
+  their plurals), `Mr` / `Ms` / `Dr` … (`Nguyễn Văn An`, `Wei Li`, `O'Brien-Walsh`,
+  `McDonald`, `van Beethoven`, `JANE CITIZEN`); the label may be followed by `:`, `-`,
+  `<`, `(` or Slack's `&lt;`; every name of a list joined by `,`, `and`, `&` gets its
+  own token. Upper case needs two words (one after a title): `customer API` is an
+  acronym. Up to four words in any case after `full name:`, `customer name:`,
+  `surname:` …. Honorifics and a possessive `'s` stay outside the token.
 - ADDRESS: a street address, whole, as one token: an optional unit or level (`Unit 4/`,
   `Level 3,`, `Flat 2,`, `Apt 5B,`), a house number (`12`, `221B`, `12-14`), one to four
   capitalised words of street name, a street type (`St`, `Street`, `Rd`, `Ave`, `Dr`,
@@ -449,6 +454,7 @@ _SEQ_AFTER = re.compile(r"[ \t-][0-9]")
 _NUMBER_RUN = re.compile(r"[0-9](?:[ ().\u00a0-]{0,2}[0-9])+")
 _DATE_RUN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?: [0-9]{2})?")
 _GATE_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+_IBAN_GATE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:[ \t\u00a0]?[A-Za-z0-9]{4}){2}")
 _HONORIFIC = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b")
 _NON_DIGIT = re.compile(r"[^0-9]")
 _LOOKS_LIKE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -469,7 +475,8 @@ _NAME_STOP: Final = _words(  # words that are never (the start of) a name
     rollback rolled completed complete healthy breaching waiting passed failed failing
     check step summary report change changes dashboard list total notified notice
     notification feedback satisfaction survey base growth retention onboarding visible
-    high low medium critical major minor severity down up outage
+    high low medium critical major minor severity down up outage sla slo breach breaches
+    nps kyc aml pii uat
     """
 )
 _NAME_OPS_PREFIX: Final = _words(
@@ -640,7 +647,8 @@ class _Rule:
     `gate` says when the rule can be skipped without running its pattern: `at` needs an
     `@` in the text, `digits` a run of 8+ digits that is not a date or a Vertex id,
     `words` one of `words` as a word (camelCase and snake_case split) or one of `also`
-    as a substring, or (with `honorifics`) `Mr` / `Ms` / `Dr` … as a word.
+    as a substring, or (with `honorifics`) `Mr` / `Ms` / `Dr` … as a word; `iban` two
+    letters, two digits and eight letters or digits (`GB82 WEST 1234`).
     """
 
     __slots__ = ("also", "gate", "handler", "honorifics", "name", "pattern", "words")
@@ -772,10 +780,22 @@ def _h_bank(r: Redactor, m: re.Match[str]) -> str | None:
 
 
 def _h_iban(r: Redactor, m: re.Match[str]) -> str | None:
-    iban = "".join(m["v"].split()).upper()
+    value = m["v"]
+    length = _IBAN_LENGTHS.get(value[:2].upper())
+    if length is None:
+        return None
+    # the pattern may run on into the next word (`… 1764 today`): cut at the length
+    # the country gives, which must end a group
+    count = end = 0
+    while end < len(value) and count < length:
+        count += not value[end].isspace()
+        end += 1
+    if count != length or (end < len(value) and not value[end].isspace()):
+        return None
+    iban = "".join(value[:end].split()).upper()
     if not iban_valid(iban):
         return None
-    return _swap_v(m, r.token("BANK_ACCOUNT", iban))
+    return _swap(m, m.start("v"), m.start("v") + end, r.token("BANK_ACCOUNT", iban))
 
 
 def _h_bank_bare(r: Redactor, m: re.Match[str]) -> str | None:
@@ -839,13 +859,15 @@ def _trimmed_name(text: str, base: int, *, weak: bool, honorific: bool) -> tuple
     if weak and words:
         first = words[0][2].rstrip(".").casefold()
         if first in _NAME_STOP and not (
-            first in _NAME_PART_FIRST and len(words) > 1 and not words[0][2].islower()
+            first in _NAME_PART_FIRST
+            and (len(words) > 1 or honorific)
+            and not words[0][2].islower()
         ):
             return None
     while words:
         last = words[-1][2]
         folded = last.rstrip(".").casefold()
-        if folded in _NAME_PART_STOPS and not last.islower() and len(words) > 1:
+        if folded in _NAME_PART_STOPS and not last.islower() and (len(words) > 1 or honorific):
             break  # `Nguyễn Văn An`, `Tran Thi Le`: a name part, not a stop word
         if folded in _NAME_STOP or last in _PARTICLES:
             words.pop()
@@ -979,7 +1001,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
         rf"(?<![\w/.#@+$%-])(?P<v>[A-Za-z]{{2}}[0-9]{{2}}(?:{_SP}?[A-Za-z0-9]{{4}}){{2,7}}"
         rf"(?:{_SP}?[A-Za-z0-9]{{1,3}})?)(?![\w/@-])",
         _h_iban,
-        "digits",
+        "iban",
     ),
     # ---- labelled forms first: the label makes them certain
     _Rule(
@@ -1181,7 +1203,11 @@ _ALSO_RULES: Final = {
     re.compile("|".join(re.escape(a) for a in r.also), re.IGNORECASE): (i,)
     for i, r in enumerate(_RULES)
     if r.also
-} | {_HONORIFIC: tuple(i for i, r in enumerate(_RULES) if r.honorifics)}
+} | {
+    _HONORIFIC: tuple(i for i, r in enumerate(_RULES) if r.honorifics),
+    # an IBAN's digits may be too few, or too many in one run, for the digit gate
+    _IBAN_GATE: tuple(i for i, r in enumerate(_RULES) if r.gate == "iban"),
+}
 
 
 # --------------------------------------------------------------------------- redactor

@@ -111,7 +111,8 @@ def test_no_false_positives_on_operational_text(capsys: pytest.CaptureFixture[st
 def test_generated_addresses_and_names_all_masked_operational_text_untouched(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Street addresses (AU, NZ, UK, US shapes) and labelled names drawn from their shapes
+    """Street addresses (AU, NZ, UK, US shapes), labelled names, dates of birth and IBANs
+    drawn from their shapes
     (bench/redaction_corpus.py, also printed by `python -m bench redaction`): recall 100 %,
     and no operational line (slugs, versions, change ids, figures, times, options)
     changed."""
@@ -123,7 +124,7 @@ def test_generated_addresses_and_names_all_masked_operational_text_untouched(
             + ", ".join(f"{k} {m.recalled}/{m.total}" for k, m in results.items())
             + f"; operational false positives {ops.false_positives}/{ops.operational}"
         )
-    assert {"ADDRESS", "NAME"} <= set(results)
+    assert {"ADDRESS", "NAME", "DOB", "BANK_ACCOUNT"} <= set(results)
     assert all(m.total >= 200 for m in results.values())
     shapes = {s.text for s in redaction_corpus.addresses()}
     assert len(shapes) >= 200  # distinct lines, not one line repeated
