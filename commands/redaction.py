@@ -454,7 +454,10 @@ _SEQ_AFTER = re.compile(r"[ \t-][0-9]")
 _NUMBER_RUN = re.compile(r"[0-9](?:[ ().\u00a0-]{0,2}[0-9])+")
 _DATE_RUN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?: [0-9]{2})?")
 _GATE_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
-_IBAN_GATE = re.compile(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}(?:[ \t\u00a0]?[A-Za-z0-9]{4}){2}")
+# Gates for `_ALSO_RULES`, written to start with a literal or a digit (the letters are
+# checked behind), which Python's `re` scans for much faster than a leading lookbehind.
+_IBAN_GATE = re.compile(r"[0-9]{2}(?<=[A-Za-z]{2}[0-9]{2})(?:[ \t\u00a0]?[A-Za-z0-9]{4}){2}")
+_BORN_ABBREV = re.compile(r"b\.(?<![\w\[-]b\.)[ \t\u00a0]*(?:[0-9]|[A-Za-z]{3})")
 _HONORIFIC = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b")
 _NON_DIGIT = re.compile(r"[^0-9]")
 _LOOKS_LIKE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -1063,7 +1066,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
         rf"{_L_DOB}{_GAP}(?P<v>{_DATE})(?!T[0-9]|{_SP}?[0-9]{{1,2}}:[0-9]{{2}})",
         _h_dob,
         "words",
-        "dob birth born birthdate birthday dateofbirth b",
+        "dob birth born birthdate birthday dateofbirth",
         also=("d.o.b",),
     ),
     _Rule(
@@ -1207,6 +1210,8 @@ _ALSO_RULES: Final = {
     _HONORIFIC: tuple(i for i, r in enumerate(_RULES) if r.honorifics),
     # an IBAN's digits may be too few, or too many in one run, for the digit gate
     _IBAN_GATE: tuple(i for i, r in enumerate(_RULES) if r.gate == "iban"),
+    # `b. 1980-06-04`: `b` alone is too common a word (`GiB`) to gate on
+    _BORN_ABBREV: tuple(i for i, r in enumerate(_RULES) if r.name == "dob"),
 }
 
 
