@@ -115,7 +115,9 @@ Speed: every pattern is compiled once; cheap tests on the whole text (an `@`, a 
 running, so most operational lines run none. `bench/bench_redaction.py` measures it.
 
 Known limits: unlabelled names and dates, lower-case names after a bare `name:` or
-`customer`, 8-digit (pre-1990s) TFNs without a label, an address without a house number and
+`customer`, a list of names after a strong label (`full names: A B and C D` is one
+token, not two), upper-case organisation names after a label (`customer ACME PTY LTD`,
+masked as a name: over-masking, on the safe side), 8-digit (pre-1990s) TFNs without a label, an address without a house number and
 street type (`Sydney NSW 2000` alone), driver-licence
 and passport numbers pass. `redact_value` returns unknown objects unchanged (serialise
 them first) and `RedactingFilter` does not touch fields passed with `extra=`.
