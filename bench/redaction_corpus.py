@@ -97,6 +97,7 @@ NAME_FORMS = [
     ("customer {first} {last} and {first2} {last2} called", "{first2} {last2}"),
     ("borrowers: {first} {last}, {first2} {last2} & {first3} {last3}", "{first3} {last3}"),
     ("Applicants {ufirst} {ulast} and {first2} {last2}", "{first2} {last2}"),
+    ("full names: {first} {last} and {first2} {last2}", "{first2} {last2}"),
 ]
 
 
@@ -154,7 +155,7 @@ def addresses(per_shape: int = 60, seed: int = SEED) -> list[Sample]:
     return out
 
 
-def names(count: int = 390, seed: int = SEED + 1) -> list[Sample]:
+def names(count: int = 420, seed: int = SEED + 1) -> list[Sample]:
     rng = random.Random(seed)
     out = []
     for i in range(count):

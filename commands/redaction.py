@@ -115,8 +115,7 @@ Speed: every pattern is compiled once; cheap tests on the whole text (an `@`, a 
 running, so most operational lines run none. `bench/bench_redaction.py` measures it.
 
 Known limits: unlabelled names and dates, lower-case names after a bare `name:` or
-`customer`, a list of names after a strong label (`full names: A B and C D` is one
-token, not two), upper-case organisation names after a label (`customer ACME PTY LTD`,
+`customer`, upper-case organisation names after a label (`customer ACME PTY LTD`,
 masked as a name: over-masking, on the safe side), 8-digit (pre-1990s) TFNs without a label, an address without a house number and
 street type (`Sydney NSW 2000` alone), driver-licence
 and passport numbers pass. `redact_value` returns unknown objects unchanged (serialise
@@ -386,7 +385,9 @@ _ONE_NAME = rf"{_ANY_NAME_WORD}(?:{_SP}+(?:{_PARTICLE}{_SP}+)?{_ANY_NAME_WORD}){
 _NAME_LIST_SEP = rf"(?:{_SP}*,{_SP}*(?:(?:and|&){_SP}+)?|{_SP}+(?:and|&){_SP}+)"
 _WEAK_NAME_VALUE = rf"{_ONE_NAME}(?:{_NAME_LIST_SEP}{_ONE_NAME})*"
 _STRONG_NAME_WORD = r"[^\W\d_](?:[^\W\d_]|['’.-](?=[^\W\d_]))*\.?(?![\w'’-])"  # letters only
-_STRONG_NAME_VALUE = rf"{_STRONG_NAME_WORD}(?:{_SP}+{_STRONG_NAME_WORD}){{0,3}}"
+_STRONG_LIST_WORD = rf"(?!(?i:and)(?![\w'’-])){_STRONG_NAME_WORD}"
+_STRONG_ONE_NAME = rf"{_STRONG_LIST_WORD}(?:{_SP}+{_STRONG_LIST_WORD}){{0,3}}"
+_STRONG_NAME_VALUE = rf"{_STRONG_ONE_NAME}(?:{_NAME_LIST_SEP}{_STRONG_ONE_NAME})*"
 
 # Never touched: existing tokens, resource names, model versions.
 _KEEP_TOKEN = re.compile(
@@ -907,10 +908,13 @@ def _h_name(*, weak: bool) -> _Handler:
         value, base = m["v"], m.start("v")
         spans: list[tuple[int, int]] = []
         pos = 0
-        parts = [*(_NAME_LIST_SPLIT.finditer(value))] if weak else []
-        for sep in [*parts, None]:
+        for sep in [*_NAME_LIST_SPLIT.finditer(value), None]:
             part_end = sep.start() if sep else len(value)
-            span = _trimmed_name(value[pos:part_end], base + pos, weak=weak, honorific=honorific)
+            part = value[pos:part_end]
+            if spans and part[:1].isupper() != value[:1].isupper():
+                break  # after `full name: Jane Citizen,` a lower-case word is not a name
+            # after the first name of a list, even a strong label's, a stop word ends it
+            span = _trimmed_name(part, base + pos, weak=weak or bool(spans), honorific=honorific)
             if span is None:
                 break  # `customer Jane Citizen, Loan pending`: the list ends here
             spans.append(span)

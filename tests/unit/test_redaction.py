@@ -628,6 +628,8 @@ def test_bracketed_or_punctuated_names_after_a_label(text: str) -> None:
         ("applicants Jane Citizen, John Smith & Mary Li", 3),
         ("borrowers: Jane Citizen, John Smith, and Wei Li called", 3),
         ("Customers JANE CITIZEN and JOHN SMITH", 2),
+        ("full names: Jane Citizen and John Smith", 2),
+        ("applicant names: jane citizen, john smith", 2),
     ],
 )
 def test_plural_labels_and_lists_of_names(text: str, names: int) -> None:
