@@ -4,7 +4,7 @@
 
 Recall and false positives are measured on the generated corpus of
 `bench/redaction_corpus.py` (street addresses in AU, NZ, UK and US shapes, labelled
-names; operational text that must pass unchanged) — the same lines the test suite
+names, labelled dates of birth, IBANs; operational text that must pass unchanged) — the same lines the test suite
 asserts on. Throughput workloads come from the test corpora: operational text (what the
 bot mostly says and logs; the corpus is number-heavy on purpose), sentences full of PII,
 a 90/10 mix of the two, one 64 KiB log blob, and the generated lines. Throughput is per
@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
 
     redactor = Redactor(b"bench-key")
     quality = redaction_corpus.measure(redactor.redact)
-    generated = [s.text for s in redaction_corpus.addresses() + redaction_corpus.names()]
+    generated = [s.text for s in redaction_corpus.pii_samples()]
     workloads = {
         "operational": ops,
         "pii": pii,

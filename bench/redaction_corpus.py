@@ -1,5 +1,7 @@
 """Generated corpora for measuring the redactor: street addresses (AU, NZ, UK and US
-shapes), labelled names, and operational text that must come out unchanged.
+shapes), labelled names (upper case, short parts, bracketed, plural labels and lists),
+labelled dates of birth in many formats, IBANs, and operational text that must come out
+unchanged.
 
 Why generated: hand-written lines test the examples someone thought of; drawing hundreds
 from the shapes (unit or level, house number, street name, street type, directional,
@@ -61,11 +63,11 @@ CONTEXTS = [
 
 GIVEN = [
     "Jane", "John", "Mary", "Wei", "Priya", "Siobhán", "José", "Aroha", "Mohammed",
-    "Chloé", "Lan", "Tom",
+    "Chloé", "Lan", "Tom", "Nguyễn Văn", "Anna-Maria",
 ]  # fmt: skip
 FAMILY = [
     "Citizen", "O'Brien", "McDonald", "Nguyen", "Smith-Jones", "Papadopoulos", "Ngata",
-    "Kowalski", "Van Dyke", "D'Souza", "MacLeod", "Li",
+    "Kowalski", "Van Dyke", "D'Souza", "MacLeod", "Li", "An", "Ng", "Thi Le", "Smith-Jones",
 ]  # fmt: skip
 TITLES = ["Mr", "Mrs", "Ms", "Miss", "Mx", "Dr", "Prof", "Mr.", "Dr."]
 NAME_FORMS = [
@@ -83,6 +85,19 @@ NAME_FORMS = [
     ("full name: {lfirst} {llast}", "{lfirst} {llast}"),
     ('reason="customer {first} {last} complained"', "{first} {last}"),
     ("guarantor {first} {last}", "{first} {last}"),
+    ("Applicant: {ufirst} {ulast}, loan pending", "{ufirst} {ulast}"),
+    ("customer {ufirst} {ulast} called", "{ufirst} {ulast}"),
+    ("{title} {ufirst} {ulast} asked for a callback", "{ufirst} {ulast}"),
+    ("customer: {first} {last}", "{first} {last}"),
+    ("customer <{first} {last}>", "{first} {last}"),
+    ("customer &lt;{first} {last}&gt; wrote in", "{first} {last}"),
+    ("applicant ({first} {last}) withdrew", "{first} {last}"),
+    ("customer - {first} {last}", "{first} {last}"),
+    ("customers {first} {last} and {first2} {last2}", "{first2} {last2}"),
+    ("customer {first} {last} and {first2} {last2} called", "{first2} {last2}"),
+    ("borrowers: {first} {last}, {first2} {last2} & {first3} {last3}", "{first3} {last3}"),
+    ("Applicants {ufirst} {ulast} and {first2} {last2}", "{first2} {last2}"),
+    ("full names: {first} {last} and {first2} {last2}", "{first2} {last2}"),
 ]
 
 
@@ -140,7 +155,7 @@ def addresses(per_shape: int = 60, seed: int = SEED) -> list[Sample]:
     return out
 
 
-def names(count: int = 240, seed: int = SEED + 1) -> list[Sample]:
+def names(count: int = 420, seed: int = SEED + 1) -> list[Sample]:
     rng = random.Random(seed)
     out = []
     for i in range(count):
@@ -152,9 +167,80 @@ def names(count: int = 240, seed: int = SEED + 1) -> list[Sample]:
             "title": title,
             "lfirst": first.lower(),
             "llast": last.lower(),
+            "ufirst": first.upper(),
+            "ulast": last.upper(),
+            "first2": rng.choice(GIVEN),
+            "last2": rng.choice(FAMILY),
+            "first3": rng.choice(GIVEN),
+            "last3": rng.choice(FAMILY),
         }
         out.append(Sample(form.format(**parts), "NAME", shown.format(**parts)))
     return out
+
+
+DOB_LABELS = ["born", "DOB:", "dob", "date of birth", "Date of Birth:", "b.", "born on", "d.o.b."]
+DOB_CONTEXTS = ["{}", "applicant {} per ID check", 'reason="{} does not match"', "{}; verify"]
+MONTH_NAMES = [
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+]  # fmt: skip
+DOB_FORMATS: list[Callable[[int, int, int], str]] = [
+    lambda y, m, d: f"{d:02d}-{MONTH_NAMES[m - 1][:3]}-{y}",  # 04-Jun-1980
+    lambda y, m, d: f"{d} {MONTH_NAMES[m - 1][:3]} {y % 100:02d}",  # 4 Jun 80
+    lambda y, m, d: f"{d} {MONTH_NAMES[m - 1]} {y}",  # 4 June 1980
+    lambda y, m, d: f"{y}-{m:02d}-{d:02d}",  # 1980-06-04
+    lambda y, m, d: f"{d:02d}/{m:02d}/{y}",  # 04/06/1980
+    lambda y, m, d: f"{MONTH_NAMES[m - 1]} {d}, {y}",  # June 4, 1980
+    lambda y, m, d: f"{d}.{MONTH_NAMES[m - 1][:3]}.{y % 100:02d}",  # 4.Jun.80
+    lambda y, m, d: f"{d}/{MONTH_NAMES[m - 1][:3]}/{y}",  # 4/Jun/1980
+]
+
+
+def dates_of_birth(count: int = 240, seed: int = SEED + 3) -> list[Sample]:
+    """Labelled dates of birth, every label before every format (years 1940–1999, so a
+    two-digit year is never read as 20xx)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        y, m, d = rng.randint(1940, 1999), rng.randint(1, 12), rng.randint(1, 28)
+        value = DOB_FORMATS[i % len(DOB_FORMATS)](y, m, d)
+        label = DOB_LABELS[(i // len(DOB_FORMATS)) % len(DOB_LABELS)]
+        out.append(Sample(rng.choice(DOB_CONTEXTS).format(f"{label} {value}"), "DOB", value))
+    return out
+
+
+# country, BBAN shape: `A` a capital letter, `9` a digit, `X` either
+IBAN_SHAPES = [
+    ("GB", "AAAA99999999999999"), ("DE", "999999999999999999"), ("FR", "9999999999XXXXXXXXXXX99"),
+    ("NL", "AAAA9999999999"), ("IE", "AAAA99999999999999"), ("ES", "99999999999999999999"),
+    ("IT", "A9999999999XXXXXXXXXXXX"), ("BE", "999999999999"), ("CH", "99999XXXXXXXXXXXX"),
+]  # fmt: skip
+IBAN_CONTEXTS = ["IBAN {}", "iban: {}", "refund to {} today", 'reason="pay {} not the card"']
+
+
+def _iban(rng: random.Random, country: str, shape: str) -> str:
+    alnum = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+    pick = {"A": alnum[:26], "9": alnum[26:], "X": alnum}
+    bban = "".join(rng.choice(pick[c]) for c in shape)
+    check = 98 - int("".join(str(int(c, 36)) for c in bban + country + "00")) % 97
+    return f"{country}{check:02d}{bban}"
+
+
+def ibans(count: int = 216, seed: int = SEED + 4) -> list[Sample]:
+    """IBANs (mod-97 valid), compact or in groups of four, labelled or not."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        iban = _iban(rng, *IBAN_SHAPES[i % len(IBAN_SHAPES)])
+        if i % 2:
+            iban = " ".join(iban[j : j + 4] for j in range(0, len(iban), 4))
+        out.append(Sample(rng.choice(IBAN_CONTEXTS).format(iban), "BANK_ACCOUNT", iban))
+    return out
+
+
+def pii_samples() -> list[Sample]:
+    """Every generated PII line: addresses, names, dates of birth, IBANs."""
+    return addresses() + names() + dates_of_birth() + ibans()
 
 
 SLUGS = ["loan-assessor", "loan-assessor-stg", "fraud-screen", "doc-extract-dev"]
@@ -193,7 +279,14 @@ def operational(count: int = 300, seed: int = SEED + 2) -> list[str]:
         "2026-11-27T09:14:05.123456+00:00 U0BOB approve prod loan-assessor CHG-12 ok",
         "Step 2 of 4 Passed; Canary CAN-3 Check 4 at 25%",
         "12 Endpoints Healthy, 2 Breaching; 3 Changes Waiting",
-    ]
+        "Approve", "Rollback", "Status: Approve", "Rollback Completed. Status Healthy",
+        "Customer Impact: none", "Customers Affected: 0", "Sydney NSW", "Sydney NSW 2000",
+        "customer-facing - Sydney NSW", "Name - Status", "customers (prod) and staging",
+        "CAN-3 and CHG-12 at 2026-12-01 11:00", "/aiops audit since=7d at=2026-12-01T11:00",
+        "P95 2000 ms; canary=10; Promote loan-assessor-stg to 50%",
+        "Customer SLA Breach on loan-assessor", "build b. 2026-12-01 11:00 ok",
+        "trace AB12CDEF3456789012345678 span 0042",
+    ]  # fmt: skip
     out = list(fixed)
     templates: list[Callable[[], str]] = [
         lambda: (
@@ -253,7 +346,7 @@ class Measure:
 def measure(redact: Callable[[str], str]) -> dict[str, Measure]:
     """Recall per kind on the generated PII, and the operational lines it changed."""
     results: dict[str, Measure] = {}
-    for sample in addresses() + names():
+    for sample in pii_samples():
         m = results.setdefault(sample.kind, Measure())
         out = redact(sample.text)
         m.total += 1

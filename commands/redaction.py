@@ -28,14 +28,19 @@ Each value below becomes a token ``[KIND:xxxxxxxx]``; the label before it stays.
 - BANK_ACCOUNT: BSB and account as one token (`BSB 062-000 account 12345678`,
   `062-000 12345678`, `bsb: 083004, acct no. 123456789`, a lone `BSB 062000`), and
   6–10 digits after `account` / `acct` / `a/c` (not `service account` / `billing
-  account`).
-- DOB: a date after `DOB`, `date of birth`, `birth date`, `born (on)`: `1985-03-14`,
-  `14/03/1985`, `3/7/92`, `14 March 1985`, `March 14, 1985`, `March 1985`.
-- NAME: up to four capitalised words after `name`, `customer`, `applicant`,
-  `borrower`, `guarantor`, `client`, `cardholder`, `account holder`, `Mr` / `Ms` /
-  `Dr` … (`Nguyễn Thị Lan`, `O'Brien-Walsh`, `McDonald`, `van Beethoven`); up to four
-  words in any case after `full name:`, `customer name:`, `surname:` …. Honorifics and
-  a possessive `'s` stay outside the token.
+  account`); an IBAN, labelled or not, compact or in groups of four (`GB82 WEST 1234
+  5698 7654 32`), when its country's length and the ISO 13616 mod-97 check hold.
+- DOB: a date after `DOB`, `date of birth`, `birth date`, `born (on)`, `b.`: `1985-03-14`,
+  `14/03/1985`, `3/7/92`, `14 March 1985`, `04-Jun-1980`, `4 Jun 80`, `4.Jun.80`,
+  `March 14, 1985`, `March 1985`. A date followed by a time is not a birth date.
+- NAME: up to four capitalised or upper-case words after `name`, `customer`,
+  `applicant`, `borrower`, `guarantor`, `client`, `cardholder`, `account holder` (or
+  their plurals), `Mr` / `Ms` / `Dr` … (`Nguyễn Văn An`, `Wei Li`, `O'Brien-Walsh`,
+  `McDonald`, `van Beethoven`, `JANE CITIZEN`); the label may be followed by `:`, `-`,
+  `<`, `(` or Slack's `&lt;`; every name of a list joined by `,`, `and`, `&` gets its
+  own token. Upper case needs two words (one after a title): `customer API` is an
+  acronym. Up to four words in any case after `full name:`, `customer name:`,
+  `surname:` …. Honorifics and a possessive `'s` stay outside the token.
 - ADDRESS: a street address, whole, as one token: an optional unit or level (`Unit 4/`,
   `Level 3,`, `Flat 2,`, `Apt 5B,`), a house number (`12`, `221B`, `12-14`), one to four
   capitalised words of street name, a street type (`St`, `Street`, `Rd`, `Ave`, `Dr`,
@@ -110,7 +115,8 @@ Speed: every pattern is compiled once; cheap tests on the whole text (an `@`, a 
 running, so most operational lines run none. `bench/bench_redaction.py` measures it.
 
 Known limits: unlabelled names and dates, lower-case names after a bare `name:` or
-`customer`, 8-digit (pre-1990s) TFNs without a label, an address without a house number and
+`customer`, upper-case organisation names after a label (`customer ACME PTY LTD`,
+masked as a name: over-masking, on the safe side), 8-digit (pre-1990s) TFNs without a label, an address without a house number and
 street type (`Sydney NSW 2000` alone), driver-licence
 and passport numbers pass. `redact_value` returns unknown objects unchanged (serialise
 them first) and `RedactingFilter` does not touch fields passed with `extra=`.
@@ -136,6 +142,7 @@ __all__ = [
     "Redactor",
     "credit_score_band",
     "default_redactor",
+    "iban_valid",
     "income_band",
     "luhn_valid",
     "medicare_valid",
@@ -237,6 +244,32 @@ def medicare_valid(digits: str) -> bool:
     return check % 10 == ord(digits[8]) - 48
 
 
+# ISO 13616 IBAN lengths by country (SWIFT IBAN registry).
+_IBAN_LENGTHS: Final = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22,
+    "BH": 22, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22,
+    "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18, "FO": 18, "FR": 27,
+    "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28,
+    "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
+    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24,
+    "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24,
+    "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31,
+    "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24,
+    "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}  # fmt: skip
+
+
+def iban_valid(iban: str) -> bool:
+    """ISO 13616: the country's length, and the mod-97 check (rearranged, letters as
+    10–35, the number mod 97 is 1). `iban` compact, upper case."""
+    if _IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum() or not iban.isascii():
+        return False
+    if not iban[2:4].isdigit():
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
 def _card_prefix(digits: str) -> bool:
     """Starts like a card of a real network: Mastercard 2221–2720, or 3, 4, 5, 6."""
     if digits[0] in "3456":
@@ -283,7 +316,9 @@ _L_PHONE = _label(
     rf"(?:home|work|mobile|cell|contact|daytime){_W}(?:phone|number|no)"
     r"|phone|ph|tel|telephone|mobile|mob|cell|cellphone|landline|fax|sms|whatsapp"
 )
-_L_DOB = _label(rf"dob|d\.o\.b\.?|date{_W}of{_W}birth|birth{_W}date|birthdate|birthday|born")
+_L_DOB = _label(
+    rf"dob|d\.o\.b\.?|date{_W}of{_W}birth|birth{_W}date|birthdate|birthday|born|(?-i:b)\."
+)
 _L_INCOME = _label(
     r"(?:(?:annual|annually|yearly|monthly|weekly|fortnightly|gross|net|household|taxable"
     rf"|declared|stated|verified|base|total|combined|personal|employment|rental){_W})*"
@@ -300,20 +335,22 @@ _L_NAME_STRONG = _label(
     rf"|surname|forenames?|name{_W}on{_W}card"
 )
 _L_NAME_WEAK = (
-    r"(?<![\w\[-])(?:(?i:name|customer|applicant|co-?applicant|borrower|co-?borrower|guarantor"
-    rf"|client|cardholder|card{_W}holder|account{_W}holder|beneficiary|payee|nominee|spouse)"
-    r"(?![A-Za-z])|(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b\.?)"
+    r"(?<![\w\[-])(?:(?i:(?:name|customer|applicant|co-?applicant|borrower|co-?borrower"
+    rf"|guarantor|client|cardholder|card{_W}holder|account{_W}holder|payee|nominee|spouse)s?"
+    r"|beneficiary|beneficiaries)(?![A-Za-z])|(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b\.?)"
 )
 
-_MONTH = (
+_MONTH_NAME = (
     r"(?i:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?"
-    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+    r"|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)(?![A-Za-z])"
 )
+_MONTH = rf"{_MONTH_NAME}\.?"
 _DAY = r"[0-3]?[0-9](?i:st|nd|rd|th)?"
 _DATE = (
     r"(?:[0-9]{4}[-/.][0-9]{1,2}[-/.][0-9]{1,2}"
     r"|[0-9]{1,2}[-/.][0-9]{1,2}[-/.](?:[0-9]{4}|[0-9]{2})"
-    rf"|{_DAY}{_SP}+(?:of{_SP}+)?{_MONTH},?{_SP}+[0-9]{{4}}"
+    rf"|{_DAY}(?:[-/.]|{_SP}+(?:of{_SP}+)?){_MONTH_NAME}(?:[-/.,]{_SP}*|{_SP}+)"
+    r"(?:[0-9]{4}|[0-9]{2})"
     rf"|{_MONTH}{_SP}+{_DAY},?{_SP}+[0-9]{{4}}"
     rf"|{_MONTH},?{_SP}+[0-9]{{4}}"
     r"|[0-9]{8})(?![0-9])"
@@ -338,10 +375,19 @@ _NAME_WORD = (
     rf"(?:[{_UP}][{_LO}]*(?:['’]?[{_UP}][{_LO}]+)?(?:-[{_UP}][{_LO}]+)*\.?)"
     r"(?![\w])(?!['’][A-Za-z]{2})"
 )
+_UPPER_NAME_WORD = (  # `JANE`, `O'BRIEN`, `SMITH-JONES`, `NGUYỄN`: upper case after a label
+    rf"(?:[{_UP}]['’])?[{_UP}]{{2,}}(?:-[{_UP}]{{2,}})*(?![\w'’-])"
+)
 _PARTICLE = r"(?:van|von|de|da|di|del|der|den|le|la|du|dos|bin|binti|ibn|al)"
-_WEAK_NAME_VALUE = rf"{_NAME_WORD}(?:{_SP}+(?:{_PARTICLE}{_SP}+)?{_NAME_WORD}){{0,3}}"
+_ANY_NAME_WORD = rf"(?:{_NAME_WORD}|{_UPPER_NAME_WORD})"
+_ONE_NAME = rf"{_ANY_NAME_WORD}(?:{_SP}+(?:{_PARTICLE}{_SP}+)?{_ANY_NAME_WORD}){{0,3}}"
+# a list of names: `Jane Citizen and John Smith`, `Jane Citizen, John Smith & Wei Li`
+_NAME_LIST_SEP = rf"(?:{_SP}*,{_SP}*(?:(?:and|&){_SP}+)?|{_SP}+(?:and|&){_SP}+)"
+_WEAK_NAME_VALUE = rf"{_ONE_NAME}(?:{_NAME_LIST_SEP}{_ONE_NAME})*"
 _STRONG_NAME_WORD = r"[^\W\d_](?:[^\W\d_]|['’.-](?=[^\W\d_]))*\.?(?![\w'’-])"  # letters only
-_STRONG_NAME_VALUE = rf"{_STRONG_NAME_WORD}(?:{_SP}+{_STRONG_NAME_WORD}){{0,3}}"
+_STRONG_LIST_WORD = rf"(?!(?i:and)(?![\w'’-])){_STRONG_NAME_WORD}"
+_STRONG_ONE_NAME = rf"{_STRONG_LIST_WORD}(?:{_SP}+{_STRONG_LIST_WORD}){{0,3}}"
+_STRONG_NAME_VALUE = rf"{_STRONG_ONE_NAME}(?:{_NAME_LIST_SEP}{_STRONG_ONE_NAME})*"
 
 # Never touched: existing tokens, resource names, model versions.
 _KEEP_TOKEN = re.compile(
@@ -411,6 +457,10 @@ _SEQ_AFTER = re.compile(r"[ \t-][0-9]")
 _NUMBER_RUN = re.compile(r"[0-9](?:[ ().\u00a0-]{0,2}[0-9])+")
 _DATE_RUN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?: [0-9]{2})?")
 _GATE_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
+# Gates for `_ALSO_RULES`, written to start with a literal or a digit (the letters are
+# checked behind), which Python's `re` scans for much faster than a leading lookbehind.
+_IBAN_GATE = re.compile(r"[0-9]{2}(?<=[A-Za-z]{2}[0-9]{2})(?:[ \t\u00a0]?[A-Za-z0-9]{4}){2}")
+_BORN_ABBREV = re.compile(r"b\.(?<![\w\[-]b\.)[ \t\u00a0]*(?:[0-9]|[A-Za-z]{3})")
 _HONORIFIC = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof)\b")
 _NON_DIGIT = re.compile(r"[^0-9]")
 _LOOKS_LIKE_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -427,7 +477,12 @@ _NAME_STOP: Final = _words(  # words that are never (the start of) a name
     true false ok error errors warning info debug alert alerts canary rollback
     deploy deployment approved rejected pending cancelled expired rate rates churn
     journey complaints care api sdk cli ui and or with dob email phone mobile tfn
-    ssn medicare card bsb salary born of
+    ssn medicare card bsb salary born of status affected impacted approve approval
+    rollback rolled completed complete healthy breaching waiting passed failed failing
+    check step summary report change changes dashboard list total notified notice
+    notification feedback satisfaction survey base growth retention onboarding visible
+    high low medium critical major minor severity down up outage sla slo breach breaches
+    nps kyc aml pii uat
     """
 )
 _NAME_OPS_PREFIX: Final = _words(
@@ -524,6 +579,8 @@ def _norm_date(value: str) -> str:
                 y = n
             else:
                 d = n
+        if not y and mo and len(numbers) == 2:  # `4 Jun 80`: day, month, two-digit year
+            d, y = numbers[0], numbers[1] + (2000 if numbers[1] <= 25 else 1900)
         if y and 1 <= mo <= 12 and not d:
             return f"{y:04d}-{mo:02d}"  # month and year only
     if 1 <= mo <= 12 and 1 <= d <= 31 and y:
@@ -596,7 +653,8 @@ class _Rule:
     `gate` says when the rule can be skipped without running its pattern: `at` needs an
     `@` in the text, `digits` a run of 8+ digits that is not a date or a Vertex id,
     `words` one of `words` as a word (camelCase and snake_case split) or one of `also`
-    as a substring, or (with `honorifics`) `Mr` / `Ms` / `Dr` … as a word.
+    as a substring, or (with `honorifics`) `Mr` / `Ms` / `Dr` … as a word; `iban` two
+    letters, two digits and eight letters or digits (`GB82 WEST 1234`).
     """
 
     __slots__ = ("also", "gate", "handler", "honorifics", "name", "pattern", "words")
@@ -727,6 +785,25 @@ def _h_bank(r: Redactor, m: re.Match[str]) -> str | None:
     return _swap(m, m.start("b"), end, r.token("BANK_ACCOUNT", f"{bsb}-{account}"))
 
 
+def _h_iban(r: Redactor, m: re.Match[str]) -> str | None:
+    value = m["v"]
+    length = _IBAN_LENGTHS.get(value[:2].upper())
+    if length is None:
+        return None
+    # the pattern may run on into the next word (`… 1764 today`): cut at the length
+    # the country gives, which must end a group
+    count = end = 0
+    while end < len(value) and count < length:
+        count += not value[end].isspace()
+        end += 1
+    if count != length or (end < len(value) and not value[end].isspace()):
+        return None
+    iban = "".join(value[:end].split()).upper()
+    if not iban_valid(iban):
+        return None
+    return _swap(m, m.start("v"), m.start("v") + end, r.token("BANK_ACCOUNT", iban))
+
+
 def _h_bank_bare(r: Redactor, m: re.Match[str]) -> str | None:
     if _prev_is_ops(m.string, m.start("b")) or _unit_follows(m.string, m.end("a")):
         return None
@@ -765,38 +842,92 @@ _WORD_SPAN = re.compile(r"\S+")
 _HONORIFICS: Final = frozenset({"mr", "mrs", "ms", "miss", "mx", "dr", "prof"})
 
 
-def _trimmed_name(m: re.Match[str], *, weak: bool) -> tuple[int, int] | None:
-    """The span of the name proper: stop words and trailing punctuation cut off."""
-    words = [(w.start(), w.end(), w.group()) for w in _WORD_SPAN.finditer(m["v"])]
+_NAME_LIST_SPLIT = re.compile(
+    r"[ \t\u00a0]*,[ \t\u00a0]*(?:(?:and|&)[ \t\u00a0]+)?|[ \t\u00a0]+(?:and|&)[ \t\u00a0]+"
+)
+# Stop words that are also name parts (`Nguyễn Văn An`, `Tran Thi Le`): kept when
+# capitalised at the end of a name; the first set also at its start (`An Nguyen`).
+_NAME_PART_STOPS: Final = frozenset({"an", "le", "la", "da", "de", "di", "du", "na", "ha"})
+_NAME_PART_FIRST: Final = frozenset({"an", "le", "na", "ha"})
+
+
+def _is_upper(word: str) -> bool:
+    return word.isupper()
+
+
+def _trimmed_name(text: str, base: int, *, weak: bool, honorific: bool) -> tuple[int, int] | None:
+    """The span of the name proper in `text` (at `base` of the whole string): stop words
+    and trailing punctuation cut off."""
+    words = [(w.start(), w.end(), w.group()) for w in _WORD_SPAN.finditer(text)]
     while words and words[0][2].rstrip(".").casefold() in _HONORIFICS:
         words.pop(0)  # `applicant: Ms Jane Citizen` keeps `Ms`
-    if weak and words and words[0][2].rstrip(".").casefold() in _NAME_STOP:
-        return None
-    while words and (
-        words[-1][2].rstrip(".").casefold() in _NAME_STOP
-        or words[-1][2].casefold() in ("van", "von", "de", "da", "di", "del", "der", "le", "la")
-    ):
-        words.pop()
+        honorific = True
+    if weak and words:
+        first = words[0][2].rstrip(".").casefold()
+        if first in _NAME_STOP and not (
+            first in _NAME_PART_FIRST
+            and (len(words) > 1 or honorific)
+            and not words[0][2].islower()
+        ):
+            return None
+    while words:
+        last = words[-1][2]
+        folded = last.rstrip(".").casefold()
+        if folded in _NAME_PART_STOPS and not last.islower() and (len(words) > 1 or honorific):
+            break  # `Nguyễn Văn An`, `Tran Thi Le`: a name part, not a stop word
+        if folded in _NAME_STOP or last in _PARTICLES:
+            words.pop()
+            continue
+        break
     if not words:
         return None
     if weak and all(len(w[2].rstrip(".")) < 2 for w in words):
         return None  # initials alone
-    base = m.start("v")
+    if weak and all(_is_upper(w[2]) for w in words):
+        # upper case: a name of two words or more (`JANE CITIZEN`), or one after a title
+        # (`Mr SMITH`); one upper-case word after `customer` is an acronym (`API`)
+        if len(words) < 2 and not honorific:
+            return None
+        if any(w[2].rstrip(".").casefold() in _NAME_STOP - _NAME_PART_STOPS for w in words):
+            return None
     end = words[-1][1]
-    while end > words[-1][0] + 2 and m["v"][end - 1] in ".'’-":
+    while end > words[-1][0] + 2 and text[end - 1] in ".'’-":
         end -= 1  # sentence punctuation, not part of the name
     return base + words[0][0], base + end
 
 
+_PARTICLES: Final = frozenset({"van", "von", "de", "da", "di", "del", "der", "le", "la"})
+
+
 def _h_name(*, weak: bool) -> _Handler:
     def handle(r: Redactor, m: re.Match[str]) -> str | None:
-        if weak and m["l"].lower() == "name" and _prev_is_name_ops(m.string, m.start()):
+        label = m["l"] if weak else ""
+        if weak and label.lower() == "name" and _prev_is_name_ops(m.string, m.start()):
             return None
-        span = _trimmed_name(m, weak=weak)
-        if span is None:
+        honorific = label.rstrip(".").casefold() in _HONORIFICS
+        value, base = m["v"], m.start("v")
+        spans: list[tuple[int, int]] = []
+        pos = 0
+        for sep in [*_NAME_LIST_SPLIT.finditer(value), None]:
+            part_end = sep.start() if sep else len(value)
+            part = value[pos:part_end]
+            if spans and part[:1].isupper() != value[:1].isupper():
+                break  # after `full name: Jane Citizen,` a lower-case word is not a name
+            # after the first name of a list, even a strong label's, a stop word ends it
+            span = _trimmed_name(part, base + pos, weak=weak or bool(spans), honorific=honorific)
+            if span is None:
+                break  # `customer Jane Citizen, Loan pending`: the list ends here
+            spans.append(span)
+            if sep is None or span[1] < base + part_end:
+                break  # a stop word cut the name short: what follows is not a name
+            pos = sep.end()
+        if not spans:
             return None
-        start, end = span
-        return _swap(m, start, end, r.token("NAME", _norm_name(m.string[start:end])))
+        out = m.group()
+        for start, end in reversed(spans):
+            token = r.token("NAME", _norm_name(m.string[start:end]))
+            out = out[: start - m.start()] + token + out[end - m.start() :]
+        return out
 
     return handle
 
@@ -807,7 +938,7 @@ def _prev_is_name_ops(text: str, start: int) -> bool:
 
 
 _STRONG_GAP = rf"{_Q}{_SP}*(?:[:=]|(?i:is)(?={_SP})){_SP}*{_Q}{_SP}*"
-_WEAK_GAP = rf"{_Q}{_SP}*(?:[:=]{_SP}*|(?i:is){_SP}+)?{_Q}{_SP}*"
+_WEAK_GAP = rf"{_Q}{_SP}*(?:[:=]{_SP}*|(?i:is){_SP}+|[-–—]{_SP}+)?{_Q}{_SP}*(?:[<(]|&lt;)?{_Q}"
 _ACCOUNT_VALUE = r"(?:[0-9]{4}[ -][0-9]{4}|[0-9]{3}[ -][0-9]{3}[ -][0-9]{3}|[0-9]{6,10})(?![0-9])"
 _NUM_SEP = r"[ \u00a0-]"
 
@@ -873,6 +1004,13 @@ _RULES: Final[tuple[_Rule, ...]] = (
         r"\.[A-Za-z]{2,24})(?![A-Za-z0-9-])",
         _h_email,
         "at",
+    ),
+    _Rule(  # before the phone and card shapes, which would bite into its digit groups
+        "iban",
+        rf"(?<![\w/.#@+$%-])(?P<v>[A-Za-z]{{2}}[0-9]{{2}}(?:{_SP}?[A-Za-z0-9]{{4}}){{2,7}}"
+        rf"(?:{_SP}?[A-Za-z0-9]{{1,3}})?)(?![\w/@-])",
+        _h_iban,
+        "iban",
     ),
     # ---- labelled forms first: the label makes them certain
     _Rule(
@@ -973,7 +1111,9 @@ _RULES: Final[tuple[_Rule, ...]] = (
         _h_name(weak=True),
         "words",
         "name customer applicant coapplicant borrower coborrower guarantor client cardholder"
-        " holder beneficiary payee nominee spouse",
+        " holder beneficiary payee nominee spouse names customers applicants coapplicants"
+        " borrowers coborrowers guarantors clients cardholders holders beneficiaries payees"
+        " nominees spouses",
         honorifics=True,
     ),
     # ---- unlabelled forms: shape, checksum and context decide
@@ -1072,7 +1212,13 @@ _ALSO_RULES: Final = {
     re.compile("|".join(re.escape(a) for a in r.also), re.IGNORECASE): (i,)
     for i, r in enumerate(_RULES)
     if r.also
-} | {_HONORIFIC: tuple(i for i, r in enumerate(_RULES) if r.honorifics)}
+} | {
+    _HONORIFIC: tuple(i for i, r in enumerate(_RULES) if r.honorifics),
+    # an IBAN's digits may be too few, or too many in one run, for the digit gate
+    _IBAN_GATE: tuple(i for i, r in enumerate(_RULES) if r.gate == "iban"),
+    # `b. 1980-06-04`: `b` alone is too common a word (`GiB`) to gate on
+    _BORN_ABBREV: tuple(i for i, r in enumerate(_RULES) if r.name == "dob"),
+}
 
 
 # --------------------------------------------------------------------------- redactor

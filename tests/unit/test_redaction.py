@@ -111,7 +111,8 @@ def test_no_false_positives_on_operational_text(capsys: pytest.CaptureFixture[st
 def test_generated_addresses_and_names_all_masked_operational_text_untouched(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Street addresses (AU, NZ, UK, US shapes) and labelled names drawn from their shapes
+    """Street addresses (AU, NZ, UK, US shapes), labelled names, dates of birth and IBANs
+    drawn from their shapes
     (bench/redaction_corpus.py, also printed by `python -m bench redaction`): recall 100 %,
     and no operational line (slugs, versions, change ids, figures, times, options)
     changed."""
@@ -123,7 +124,7 @@ def test_generated_addresses_and_names_all_masked_operational_text_untouched(
             + ", ".join(f"{k} {m.recalled}/{m.total}" for k, m in results.items())
             + f"; operational false positives {ops.false_positives}/{ops.operational}"
         )
-    assert {"ADDRESS", "NAME"} <= set(results)
+    assert {"ADDRESS", "NAME", "DOB", "BANK_ACCOUNT"} <= set(results)
     assert all(m.total >= 200 for m in results.values())
     shapes = {s.text for s in redaction_corpus.addresses()}
     assert len(shapes) >= 200  # distinct lines, not one line repeated
@@ -560,3 +561,147 @@ def test_different_key_different_token(value: tuple[str, str], k1: bytes, k2: by
     assume(k1.rstrip(b"\0") != k2.rstrip(b"\0"))
     _, shown = value
     assert Redactor(k1).redact(shown) != Redactor(k2).redact(shown)
+
+
+# ------------------------------------------------- names, dates of birth, IBANs: kinds
+
+
+def _masked(text: str, *values: str, kind: str) -> str:
+    out = R.redact(text)
+    for value in values:
+        assert value not in out, out
+    assert f"[{kind}:" in out, out
+    return out
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("Applicant: JANE CITIZEN, loan pending", ["JANE", "CITIZEN"]),
+        ("customer JOHN O'BRIEN called", ["JOHN", "O'BRIEN"]),
+        ("borrower: MARY SMITH-JONES", ["MARY", "SMITH-JONES"]),
+        ("name: NGUYỄN VĂN AN", ["NGUYỄN", "VĂN", " AN"]),
+        ("Mr JOHN SMITH called", ["JOHN", "SMITH"]),
+        ("Dr. PRIYA NGUYEN", ["PRIYA", "NGUYEN"]),
+    ],
+)
+def test_upper_case_names_after_a_label(text: str, values: list[str]) -> None:
+    _masked(text, *values, kind="NAME")
+
+
+@pytest.mark.parametrize(
+    ("text", "values"),
+    [
+        ("customer: Nguyễn Văn An", ["Nguyễn", "Văn", " An"]),
+        ("customer Wei Li", ["Wei", " Li"]),
+        ("applicant Mary Ng", ["Mary", " Ng"]),
+        ("borrower Jane O'Brien", ["Jane", "O'Brien"]),
+        ("customer Tran Thi Le", ["Tran", "Thi", " Le"]),
+        ("client Anna-Maria Smith-Jones Da", ["Anna-Maria", "Smith-Jones", " Da"]),
+    ],
+)
+def test_short_last_name_parts_stay_inside_the_token(text: str, values: list[str]) -> None:
+    out = _masked(text, *values, kind="NAME")
+    assert re.fullmatch(r"[a-z]+:? \[NAME:[0-9a-f]{8}\]", out), out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "customer <Jane Citizen>",
+        "customer (Jane Citizen)",
+        "customer - Jane Citizen",
+        "customer – Jane Citizen",
+        "customer &lt;Jane Citizen&gt;",
+        "applicant: (Jane Citizen) withdrew",
+    ],
+)
+def test_bracketed_or_punctuated_names_after_a_label(text: str) -> None:
+    _masked(text, "Jane", "Citizen", kind="NAME")
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("customers Jane Citizen and John Smith", 2),
+        ("customer Jane Citizen and John Smith", 2),
+        ("applicants Jane Citizen, John Smith & Mary Li", 3),
+        ("borrowers: Jane Citizen, John Smith, and Wei Li called", 3),
+        ("Customers JANE CITIZEN and JOHN SMITH", 2),
+        ("full names: Jane Citizen and John Smith", 2),
+        ("applicant names: jane citizen, john smith", 2),
+    ],
+)
+def test_plural_labels_and_lists_of_names(text: str, names: int) -> None:
+    out = R.redact(text)
+    for value in ("Jane", "John", "Smith", "JOHN", "Wei", " Li"):
+        assert value not in out, out
+    assert out.count("[NAME:") == names, out
+
+
+@pytest.mark.parametrize(
+    ("text", "iso"),
+    [
+        ("born 04-Jun-1980", "DOB 1980-06-04"),
+        ("DOB: 4 Jun 80", "DOB 1980-06-04"),
+        ("date of birth 4 June 1980", "DOB 1980-06-04"),
+        ("b. 1980-06-04", "DOB 1980-06-04"),
+        ("dob 04/Jun/1980", "DOB 1980-06-04"),
+        ("born on 4.Jun.80", "DOB 1980-06-04"),
+    ],
+)
+def test_dates_of_birth_in_other_formats(text: str, iso: str) -> None:
+    out = _masked(text, "1980", "Jun", " 80", kind="DOB")
+    assert TOKEN.search(out).group() == TOKEN.search(R.redact(iso)).group()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '/deploy loan-assessor gemma-3-1b-it@1.2.1 at="2026-12-01 11:00"',
+        "roll to 50% at 2026-12-01 11:00",
+        "2026-11-27T09:14:05.123456+00:00 approve",
+        "/aiops audit loan-assessor since=7d",
+        "released 04-Jun-2026, b. 2026-06-04 11:00",
+        "sub-step b. then 4 Jun 26 review",
+    ],
+)
+def test_operational_dates_are_not_dates_of_birth(text: str) -> None:
+    assert R.redact(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "IBAN GB82 WEST 1234 5698 7654 32",
+        "iban: GB82WEST12345698765432",
+        "pay to GB82WEST12345698765432 today",
+        "DE89 3704 0044 0532 0130 00",
+        "FR14 2004 1010 0505 0001 3M02 606",
+    ],
+)
+def test_ibans_are_bank_accounts(text: str) -> None:
+    out = _masked(text, "WEST", "1234", "3704", "0505", kind="BANK_ACCOUNT")
+    assert out.count("[BANK_ACCOUNT:") == 1, out
+
+
+def test_same_iban_same_token() -> None:
+    a = TOKEN.search(R.redact("IBAN GB82 WEST 1234 5698 7654 32"))
+    b = TOKEN.search(R.redact("gb82west12345698765432"))
+    assert a and b and a.group() == b.group()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GB83 WEST 1234 5698 7654 32",  # mod-97 check fails
+        "GB82WEST12345698765433",
+        "trace AB12CDEF3456789012345678",
+        "Approve", "Rollback", "Status: Approve", "Rollback Completed",
+        "Customer Impact: none", "Customers Affected: 0", "Sydney NSW",
+        "customer-facing - Sydney NSW", "Name - Status", "customers (prod) and staging",
+        "Customers: 12 Endpoints Healthy", "CAN-3 and CHG-12",
+    ],
+)  # fmt: skip
+def test_new_kinds_leave_operational_text_alone(text: str) -> None:
+    assert R.redact(text) == text
