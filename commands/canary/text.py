@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def minutes(interval: timedelta) -> str:
-    return f"{interval.total_seconds() / 60:g} min"
+    """`5 min`, `0.5 min`, `60 min`: to a tenth of a minute, never `60.0095 min`."""
+    return f"{round(interval.total_seconds() / 60, 1):g} min"
 
 
 # --- what people see -----------------------------------------------------------------

@@ -84,7 +84,9 @@ def _wait(rt: Runtime, change: Change, name: str, what: str) -> OperationStatus:
         status = rt.platform.operation(name)
         if status.done:
             if status.error:
-                raise _Failed(f"{what} failed: {status.error}")
+                error = status.error or "no reason given"
+                # The platform may already say what failed; say it once.
+                raise _Failed(error if error.startswith(what) else f"{what} failed: {error}")
             return status
         if status.progress // 25 > last_reported:
             last_reported = status.progress // 25
