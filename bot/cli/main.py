@@ -6,6 +6,7 @@ import argparse
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,16 +81,34 @@ def full_check(path: Path) -> Config:
     return config
 
 
-def cmd_config_check(settings: Settings, args: argparse.Namespace) -> int:
-    path = Path(args.config) if args.config else settings.config_path
+def cmd_config_check(
+    settings: Settings | None, args: argparse.Namespace, env_problems: Sequence[str] = ()
+) -> int:
+    """Every problem at once, the environment's (`env_problems`, when the settings could
+    not be read) and the file's; exit 1 when there is any."""
+    import os
+
+    from bot.settings import BUNDLED_CONFIG
+
+    if args.config:
+        path = Path(args.config)
+    elif settings is not None:
+        path = settings.config_path
+    else:
+        path = Path(os.environ.get("AIOPS_CONFIG") or BUNDLED_CONFIG)
+    problems = [f"environment: {line}" for line in env_problems]
+    config = None
     try:
         config = full_check(path)
     except ConfigError as exc:
-        for line in exc.problems:
+        problems += exc.problems
+    if problems:
+        for line in problems:
             print(line)
-        n = len(exc.problems)
+        n = len(problems)
         print(f"{path}: {n} problem{'s' if n != 1 else ''}", file=sys.stderr)
         return 1
+    assert config is not None
     print(
         f"{path}: ok ({len(config.environments)} environments, {len(config.endpoints)}"
         f" endpoints, platform {config.platform})"
@@ -333,6 +352,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
     except SettingsError as exc:
+        if getattr(args, "fn", None) == cmd_config_check:  # it lists every problem at once
+            return int(cmd_config_check(None, args, tuple(exc.problems)))
         for line in exc.problems:
             print(f"aiops-bot: environment: {line}", file=sys.stderr)
         return 2

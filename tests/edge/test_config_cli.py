@@ -107,8 +107,22 @@ def test_a_bad_environment_variable_is_one_line_and_exit_2(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv(name, value)
-    assert main(["config", "check"]) == 2
+    assert main(["audit", "verify"]) == 2
     assert capsys.readouterr().err.splitlines() == [line]
+
+
+def test_config_check_lists_the_environments_and_the_files_problems_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BUNDLED_CONFIG.read_text().replace("approvals_required", "aprovals_required"))
+    monkeypatch.setenv("PORT", "abc")
+    monkeypatch.setenv("AIOPS_COMMAND_WORKERS", "two")
+    assert main(["config", "check", "--config", str(bad)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert sum(line.startswith("environment: PORT='abc'") for line in out) == 1
+    assert sum(line.startswith("environment: AIOPS_COMMAND_WORKERS='two'") for line in out) == 1
+    assert any("did you mean `approvals_required`" in line for line in out)
 
 
 def test_settings_errors_never_echo_secrets() -> None:
