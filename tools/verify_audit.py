@@ -99,10 +99,17 @@ def main(argv=None):
     parser.add_argument("--head", help="the hash the last row must have")
     parser.add_argument("--rows-only", action="store_true", help="do not check the links")
     args = parser.parse_args(argv)
+    rows = []
     try:
         with open(args.export, encoding="utf-8") as fh:
-            rows = [json.loads(line) for line in fh if line.strip()]
-    except (OSError, ValueError) as exc:
+            for number, line in enumerate(fh, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError as exc:
+                        print(f"BROKEN: line {number} is not JSON ({exc})", file=sys.stderr)
+                        return 1
+    except OSError as exc:
         print(f"cannot read {args.export}: {exc}", file=sys.stderr)
         return 2
     problem = verify(rows, args.start, args.head, links=not args.rows_only)
@@ -110,7 +117,7 @@ def main(argv=None):
         print("BROKEN: " + problem, file=sys.stderr)
         return 1
     if not rows:
-        print("OK: no rows")
+        print("OK: no rows - nothing was verified (an empty export, or a window with no rows)")
         return 0
     versions = {}
     for row in rows:
@@ -120,9 +127,16 @@ def main(argv=None):
     checked = "hashes" if args.rows_only else "hashes and links"
     print(f"OK: {len(rows)} row(s) ({counts}); {checked} recomputed")
     first = rows[0]["prev_hash"]
-    print(
-        f"first prev_hash {first}" + (" (the beginning of the chain)" if first == GENESIS else "")
-    )
+    if first == GENESIS:
+        print(f"first prev_hash {first} (the beginning of the chain)")
+    else:
+        # A window (`--since`) starts mid-chain; so does a file whose first rows were cut.
+        # Only --start (or the previous export's head) tells the two apart.
+        print(
+            f"first prev_hash {first}: the file starts AFTER the beginning of the chain;"
+            " rows before its first are not in it"
+            + ("" if args.start else " (give --start to check what it must follow)")
+        )
     print(f"head id {rows[-1].get('id')} hash {rows[-1]['hash']}")
     return 0
 

@@ -322,3 +322,18 @@ def test_the_verifier_finds_cut_off_newest_rows_against_the_logged_head(
     done = run_verifier(write(tmp_path, export[:-2]), "--head", head)
     assert done.returncode == 1 and "expected head" in done.stderr
     assert run_verifier(write(tmp_path, export[:-2])).returncode == 0  # alone it cannot tell
+
+
+def test_the_verifier_says_when_an_export_starts_after_the_beginning(
+    tmp_path: Path, export: list[str]
+) -> None:
+    """A file whose first rows were cut still links together, but the verifier says it does
+    not start at the beginning of the chain, and `--start GENESIS` makes it a failure."""
+    cut = write(tmp_path, export[3:])
+    done = run_verifier(cut)
+    assert done.returncode == 0
+    assert "starts AFTER the beginning of the chain" in done.stdout
+    assert run_verifier(cut, "--start", GENESIS).returncode == 1
+    bad = write(tmp_path, [*export[:4], "{not json", *export[4:]])
+    broken = run_verifier(bad)
+    assert broken.returncode == 1 and "line 5 is not JSON" in broken.stderr
