@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -224,6 +224,11 @@ class _Figures:
     duty: dict[str, float] = field(default_factory=dict)
 
 
+def _is_error(response_code: str) -> bool:
+    """A response that counts as an error: 5xx, and 429 (a throttled caller was not served)."""
+    return response_code.startswith("5") or response_code == "429"
+
+
 def _number(value: Any) -> float:
     pb = type(value).pb(value)
     kind = pb.WhichOneof("value")
@@ -353,7 +358,7 @@ class CloudMonitoring:
                 for point in series.points:
                     at, n = _utc(point.interval.end_time), int(_number(point.value))
                     counts[ep_id][at] += n
-                    if code.startswith("5") or code == "429":
+                    if _is_error(code):
                         errors[ep_id][at] += n
             for ep_id, ep in ids.items():
                 times = sorted(set(hist.get(ep_id, {})) | set(counts.get(ep_id, {})))
@@ -386,22 +391,8 @@ class CloudMonitoring:
         period = end - start
         latency: dict[str, Histogram] = {}
         mixed: set[str] = set()
-        for series in self._list(
-            project,
-            LATENCY,
-            [ep_id],
-            start,
-            end,
-            period,
-            Aligner.ALIGN_DELTA,
-            Reducer.REDUCE_SUM,
-            extra=' AND metric.labels.latency_type = "total"',
-        ):
-            _, dm_id = self._keys(series)
-            for point in series.points:
-                hist = Histogram.from_distribution(point.value.distribution_value)
-                if hist is None:
-                    continue
+        for _, dm_id, hists in self._latencies(project, [ep_id], start, end, period):
+            for hist in hists:
                 old = latency.get(dm_id)
                 merged = hist if old is None else old.merge(hist)
                 if merged is None:
@@ -410,22 +401,9 @@ class CloudMonitoring:
                     latency[dm_id] = merged
         request_counts: dict[str, int] = defaultdict(int)
         errors: dict[str, int] = defaultdict(int)
-        for series in self._list(
-            project,
-            RESPONSES,
-            [ep_id],
-            start,
-            end,
-            period,
-            Aligner.ALIGN_DELTA,
-            Reducer.REDUCE_SUM,
-            group_by=(*_GROUP, "metric.label.response_code"),
-        ):
-            _, dm_id = self._keys(series)
-            code = str(series.metric.labels.get("response_code", ""))
-            n = int(sum(_number(p.value) for p in series.points))
+        for _, dm_id, n, is_error in self._responses(project, [ep_id], start, end, period):
             request_counts[dm_id] += n
-            if code.startswith("5") or code == "429":
+            if is_error:
                 errors[dm_id] += n
 
         def sample(dm_id: str) -> WindowSample:
@@ -503,43 +481,16 @@ class CloudMonitoring:
         figures: dict[str, _Figures] = defaultdict(_Figures)
         start = now - window
 
-        for series in self._list(
-            project,
-            LATENCY,
-            endpoint_ids,
-            start,
-            now,
-            window,
-            Aligner.ALIGN_DELTA,
-            Reducer.REDUCE_SUM,
-            extra=' AND metric.labels.latency_type = "total"',
-        ):
-            ep_id, dm_id = self._keys(series)
-            for point in series.points[:1]:  # one period: the window
-                hist = Histogram.from_distribution(point.value.distribution_value)
-                if hist is None:
-                    continue
+        for ep_id, dm_id, hists in self._latencies(project, endpoint_ids, start, now, window):
+            for hist in hists[:1]:  # one period: the window
                 old = figures[ep_id].latency.get(dm_id)
                 merged = hist if old is None else old.merge(hist)
                 if merged is not None:
                     figures[ep_id].latency[dm_id] = merged
 
-        for series in self._list(
-            project,
-            RESPONSES,
-            endpoint_ids,
-            start,
-            now,
-            window,
-            Aligner.ALIGN_DELTA,
-            Reducer.REDUCE_SUM,
-            group_by=(*_GROUP, "metric.label.response_code"),
-        ):
-            ep_id, dm_id = self._keys(series)
-            code = str(series.metric.labels.get("response_code", ""))
-            n = int(sum(_number(p.value) for p in series.points))
+        for ep_id, dm_id, n, is_error in self._responses(project, endpoint_ids, start, now, window):
             figures[ep_id].requests[dm_id] += n
-            if code.startswith("5") or code == "429":  # throttled callers were not served
+            if is_error:
                 figures[ep_id].errors[dm_id] += n
 
         midnight = now.astimezone(self.config.timezone).replace(
@@ -574,6 +525,57 @@ class CloudMonitoring:
             if series.points:
                 figures[ep_id].duty[dm_id] = _number(series.points[0].value)
         return figures
+
+    def _latencies(
+        self,
+        project: str,
+        endpoint_ids: Sequence[str],
+        start: datetime,
+        end: datetime,
+        period: timedelta,
+    ) -> Iterator[tuple[str, str, list[Histogram]]]:
+        """Per series of `prediction_latencies` (total latency, summed per deployed model):
+        (endpoint id, deployed model id, the histogram of each point that has one)."""
+        for series in self._list(
+            project,
+            LATENCY,
+            endpoint_ids,
+            start,
+            end,
+            period,
+            Aligner.ALIGN_DELTA,
+            Reducer.REDUCE_SUM,
+            extra=' AND metric.labels.latency_type = "total"',
+        ):
+            ep_id, dm_id = self._keys(series)
+            hists = [Histogram.from_distribution(p.value.distribution_value) for p in series.points]
+            yield ep_id, dm_id, [h for h in hists if h is not None]
+
+    def _responses(
+        self,
+        project: str,
+        endpoint_ids: Sequence[str],
+        start: datetime,
+        end: datetime,
+        period: timedelta,
+    ) -> Iterator[tuple[str, str, int, bool]]:
+        """Per series of `response_count` by response code: (endpoint id, deployed model id,
+        responses, whether they count as errors: `_is_error`)."""
+        for series in self._list(
+            project,
+            RESPONSES,
+            endpoint_ids,
+            start,
+            end,
+            period,
+            Aligner.ALIGN_DELTA,
+            Reducer.REDUCE_SUM,
+            group_by=(*_GROUP, "metric.label.response_code"),
+        ):
+            ep_id, dm_id = self._keys(series)
+            code = str(series.metric.labels.get("response_code", ""))
+            n = int(sum(_number(p.value) for p in series.points))
+            yield ep_id, dm_id, n, _is_error(code)
 
     @staticmethod
     def _keys(series: Any) -> tuple[str, str]:
