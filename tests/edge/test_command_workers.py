@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,13 +29,6 @@ from commands.ports import AuditQuery
 from commands.service import Service
 from tests.support.harness import SlackStub
 from tests.support.slack_wire import SIGNING_SECRET, Served, action_body, slash_body
-
-
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    s = SlackStub()
-    yield s
-    s.close()
 
 
 def test_workers_setting() -> None:

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +24,6 @@ from tests.support.processes import descendants
 from tests.support.slack_wire import SIGNING_SECRET, free_port, sign, slash_body
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    s = SlackStub()
-    yield s
-    s.close()
 
 
 def serve_env(tmp_path: Path, stub: SlackStub, port: int, workers: str) -> dict[str, str]:

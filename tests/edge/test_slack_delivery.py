@@ -7,43 +7,14 @@ request goes through Bolt signed, and every Slack client is built as in producti
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from sqlalchemy import Engine
-
-from bot.serve.server import make_asgi
-from bot.slack.app import build_app
-from bot.slack.clients import web_client, webhook_client
-from bot.slack.notifier import SlackNotifier
+from bot.slack.clients import webhook_client
 from commands.model import ChangeState
 from commands.ports import AuditQuery
 from commands.service import Service
-from tests.support.harness import FakeClock, SlackStub, make_runtime
-from tests.support.slack_wire import SIGNING_SECRET, Served, action_body, slash_body
-
-
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    s = SlackStub()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def served(sqlite_engine: Engine, stub: SlackStub) -> Iterator[tuple[Served, Service]]:
-    rt = make_runtime(
-        sqlite_engine, FakeClock(), SlackNotifier(web_client("xoxb-test", stub.api_url))
-    )
-    service = Service(rt)
-    bolt = build_app(
-        service, bot_token="xoxb-test", signing_secret=SIGNING_SECRET, api_base_url=stub.api_url
-    )
-    server = Served(make_asgi(service, bolt))
-    yield server, service
-    rt.background.wait_idle(30)
-    server.close()
+from tests.support.harness import SlackStub
+from tests.support.slack_wire import Served, action_body, slash_body
 
 
 def cards(stub: SlackStub) -> list[dict[str, Any]]:

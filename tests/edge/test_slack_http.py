@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from slack_sdk import WebClient
 from sqlalchemy import Engine
 
@@ -20,28 +18,6 @@ from commands.ports import AuditQuery
 from commands.service import Service
 from tests.support.harness import FakeClock, SlackStub, make_runtime
 from tests.support.slack_wire import SIGNING_SECRET, Served, action_body, sign, slash_body
-
-
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    s = SlackStub()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def served(sqlite_engine: Engine, stub: SlackStub) -> Iterator[tuple[Served, Service]]:
-    clock = FakeClock()
-    notifier = SlackNotifier(WebClient(token="xoxb-test", base_url=stub.api_url))
-    rt = make_runtime(sqlite_engine, clock, notifier)
-    service = Service(rt)
-    bolt = build_app(
-        service, bot_token="xoxb-test", signing_secret=SIGNING_SECRET, api_base_url=stub.api_url
-    )
-    server = Served(make_asgi(service, bolt))
-    yield server, service
-    rt.background.wait_idle(30)
-    server.close()
 
 
 def responses(stub: SlackStub) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ import copy
 import json
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -409,13 +409,6 @@ def png_pixels(data: bytes) -> tuple[int, int, bytes]:
     assert len(raw) == height * (1 + width * 3)
     rows = b"".join(raw[y * (1 + width * 3) + 1 : (y + 1) * (1 + width * 3)] for y in range(height))
     return width, height, rows
-
-
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    s = SlackStub()
-    yield s
-    s.close()
 
 
 def test_chart_is_uploaded_to_the_digests_thread(

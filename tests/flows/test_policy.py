@@ -99,13 +99,6 @@ def test_two_distinct_approvers_requester_never_counts(sqlite_engine: Engine) ->
 # --- user groups, resolved through the Slack API at click time --------------------------
 
 
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    s = SlackStub()
-    yield s
-    s.close()
-
-
 def group_bot(engine: Engine, stub: SlackStub) -> Bot:
     clock = FakeClock()
     bot = make_bot(engine, clock, configured(approvers=(GROUP,)))

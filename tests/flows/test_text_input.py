@@ -8,7 +8,6 @@ import io
 import json
 import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from slack_sdk import WebClient
 from sqlalchemy import Engine, MetaData, select
 
 from bot.logs import JsonFormatter
-from bot.serve.server import make_asgi
 from bot.slack.app import build_app
 from bot.slack.blocks import render_message
 from bot.slack.notifier import SlackNotifier
@@ -43,7 +41,7 @@ from tests.support.harness import (
     make_runtime,
     text_of,
 )
-from tests.support.slack_wire import SIGNING_SECRET, Served, slash_body
+from tests.support.slack_wire import Served, slash_body
 
 # ------------------------------------------------------------------------ decoding
 
@@ -200,28 +198,6 @@ def test_a_lone_quote_or_spaces_get_a_message_that_says_how_to_write_it(
 
 
 # ------------------------------------------------------------------ over Slack (Bolt)
-
-
-@pytest.fixture
-def stub() -> Iterator[SlackStub]:
-    s = SlackStub()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def served(sqlite_engine: Engine, stub: SlackStub) -> Iterator[tuple[Served, Service]]:
-    rt = make_runtime(
-        sqlite_engine, FakeClock(), SlackNotifier(WebClient(token="x", base_url=stub.api_url))
-    )
-    service = Service(rt)
-    bolt = build_app(
-        service, bot_token="x", signing_secret=SIGNING_SECRET, api_base_url=stub.api_url
-    )
-    server = Served(make_asgi(service, bolt))
-    yield server, service
-    rt.background.wait_idle(30)
-    server.close()
 
 
 def slash(server: Served, stub: SlackStub, command: str, sent: str, n: int) -> dict[str, Any]:
