@@ -35,6 +35,7 @@ from tests.support.harness import (
     example_config,
     make_runtime,
 )
+from tests.support.harness import endpoint_health as healthy
 
 # Tuesday 1 December 2026, 08:30 in Sydney (AEDT, UTC+11)
 MORNING = datetime(2026, 11, 30, 21, 30, tzinfo=UTC)
@@ -52,22 +53,6 @@ def with_endpoints(n: int, env: str = "prod", **digest: Any) -> Config:
         }
     raw.setdefault("digests", {}).update(digest)
     return parse_config(raw, source="test")
-
-
-def healthy(slug: str, **kw: Any) -> EndpointHealth:
-    figures: dict[str, Any] = dict(
-        slug=slug,
-        p95_latency_ms=700.0,
-        error_rate=0.002,
-        request_count=50_000,
-        replicas=1,
-        max_replicas=3,
-        duty_cycle=0.4,
-        drift=0.03,
-        cost_today_usd=10.0,
-    )
-    figures.update(kw)
-    return EndpointHealth(**figures)
 
 
 class Figures:

@@ -18,6 +18,7 @@ from bot.slack.blocks import render_message
 from commands.config import Config, Endpoint, parse_config
 from commands.model import EndpointHealth
 from tests.support.harness import DAVE, Bot, FakeClock, example_config, make_runtime
+from tests.support.harness import endpoint_health as figures
 
 
 def with_endpoints(n: int) -> Config:
@@ -25,21 +26,6 @@ def with_endpoints(n: int) -> Config:
     for i in range(n):
         raw["endpoints"][f"ep-{i:04d}"] = {"environment": "prod", "model": "gemma-3-1b-it"}
     return parse_config(raw, source="test")
-
-
-def figures(slug: str, **kw: Any) -> EndpointHealth:
-    values: dict[str, Any] = dict(
-        slug=slug,
-        p95_latency_ms=700.0,
-        error_rate=0.002,
-        request_count=50_000,
-        replicas=1,
-        max_replicas=3,
-        duty_cycle=0.4,
-        drift=0.03,
-        cost_today_usd=10.0,
-    )
-    return EndpointHealth(**(values | kw))
 
 
 class Figures:

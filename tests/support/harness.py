@@ -17,7 +17,7 @@ from sqlalchemy import Engine
 from bot.settings import BUNDLED_CONFIG, Settings
 from bot.wiring import build_runtime
 from commands.config import Config, SandboxSettings, load_config
-from commands.model import Actor, Invocation
+from commands.model import Actor, EndpointHealth, Invocation
 from commands.ports import Notifier
 from commands.runtime import NullNotifier, Runtime
 from commands.service import Service
@@ -276,3 +276,19 @@ class SlackStub:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def endpoint_health(slug: str, **kw: Any) -> EndpointHealth:
+    """Healthy figures for one endpoint (P95 700 ms, 0.2 % errors, …); `kw` overrides."""
+    figures: dict[str, Any] = dict(
+        slug=slug,
+        p95_latency_ms=700.0,
+        error_rate=0.002,
+        request_count=50_000,
+        replicas=1,
+        max_replicas=3,
+        duty_cycle=0.4,
+        drift=0.03,
+        cost_today_usd=10.0,
+    )
+    return EndpointHealth(**(figures | kw))
