@@ -93,10 +93,21 @@ def from_slack(raw: str) -> str:
     return _SLACK.sub(lambda m: _markup(m[1]) if m[1] is not None else _CHARS[m[2]], raw)
 
 
-# C0 and C1 controls and DEL, except tab and newline; the Unicode Bidi_Control set.
+# C0 and C1 controls and DEL, except tab and newline; the Unicode Bidi_Control set; and
+# the invisible format characters (soft hyphen, zero-width space / joiners, word joiner
+# and invisible operators, byte-order mark, Mongolian vowel separator), which split a
+# card number or a name so that no pattern sees it, and show nothing.
 _CONTROL = "\x00-\x08\x0b-\x1f\x7f-\x9f"
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
-_FORBIDDEN = re.compile(f"[{_CONTROL}{_BIDI}]")
+_INVISIBLE = "\u00ad\u180e\u200b-\u200d\u2060-\u2064\ufeff"
+_FORBIDDEN = re.compile(f"[{_CONTROL}{_BIDI}{_INVISIBLE}]")
+_INVISIBLE_RE = re.compile(f"[{_INVISIBLE}]")
+# Fullwidth ASCII (`４１１１`, `＠`) and the ideographic space as the plain characters, so
+# that the masking sees the card number or address they spell. Only these: a wider
+# normalisation (NFKC) would also rewrite `…` and `²` in what people wrote.
+_FULLWIDTH: Final = str.maketrans(
+    {chr(c): chr(c - 0xFEE0) for c in range(0xFF01, 0xFF5F)} | {"\u3000": " "}
+)
 _CONTROL_NAMES: Final = {
     0x00: "NUL",
     0x07: "BEL",
@@ -118,7 +129,8 @@ def char_name(ch: str) -> str:
 
 def check(text: str, what: str = "the command's text", limit: int = MAX_TEXT) -> None:
     """Refuse text over `limit` characters, or holding a control character (other than tab
-    and newline) or a bidirectional-override mark. Length first, before anything reads it."""
+    and newline), a bidirectional-override mark or an invisible format character. Length
+    first, before anything reads it."""
     if len(text) > limit:
         raise Refusal(
             f"{what} is {len(text):,} characters long; the limit is {limit:,}",
@@ -138,6 +150,13 @@ def check(text: str, what: str = "the command's text", limit: int = MAX_TEXT) ->
             "Retype the text without it (it is invisible: paste as plain text, or type it).",
             code="bidi_character",
         )
+    if re.fullmatch(f"[{_INVISIBLE}]", ch):
+        raise Refusal(
+            f"{what} holds an invisible character ({char_name(ch)}) {where}; it can hide"
+            " what the text says from the masking and from people, so it is refused",
+            "Retype the text, or paste it as plain text.",
+            code="invisible_character",
+        )
     raise Refusal(
         f"{what} holds a control character ({char_name(ch)}) {where}; only tab and"
         " newline are allowed",
@@ -155,7 +174,7 @@ def admit(inv: Invocation) -> Invocation:
     check(inv.text)
     from commands.redaction import redact
 
-    masked = redact(inv.text)
+    masked = redact(inv.text.translate(_FULLWIDTH))  # `４１１１ …` is a card number too
     return inv if masked == inv.text else replace(inv, text=masked)
 
 
@@ -164,7 +183,11 @@ def admit(inv: Invocation) -> Invocation:
 
 def visible(text: str) -> str:
     """Control and bidirectional-override characters as `[U+0000]`: they never reach a
-    database (PostgreSQL refuses NUL in text), a terminal or an auditor's screen."""
+    database (PostgreSQL refuses NUL in text), a terminal or an auditor's screen. Invisible
+    format characters are dropped (they show nothing, and left in they would split a value
+    so that the masking does not see it); the refusal that names them says where they
+    were. Fullwidth ASCII becomes plain ASCII (`４` → `4`), as on the way in."""
+    text = _INVISIBLE_RE.sub("", text).translate(_FULLWIDTH)
     if _FORBIDDEN.search(text) is None:
         return text
     return _FORBIDDEN.sub(lambda m: f"[U+{ord(m.group()):04X}]", text)

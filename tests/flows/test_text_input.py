@@ -585,3 +585,33 @@ def test_bench_redaction_prints_recall_false_positives_and_throughput(
     assert result["quality"]["operational"]["false_positives"] == 0
     assert result["results"]["generated"]["lines_per_s"] > 0
     assert "false positives" in out
+
+
+@pytest.mark.parametrize(
+    "mark", ["\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad", "\u180e"]
+)
+def test_an_invisible_character_that_would_split_pii_is_refused_and_nothing_leaks(
+    bot: Bot, mark: str
+) -> None:
+    text = (
+        f'loan-assessor-stg gemma-3-1b-it@1.2.1 reason="card 4111{mark} 1111 1111 1111'
+        f' mail jane{mark}@example.com"'
+    )
+    reply = bot.service.handle(Invocation(ALICE, "/deploy", text, channel_id="C0TEST"))
+    assert not reply.ok and "invisible character" in reply.text
+    assert bot.rt.store.list_changes() == []
+    rows = json.dumps([e.__dict__ for e in bot.rt.store.audit(AuditQuery())], default=str)
+    assert "4111" not in rows and "jane" not in rows
+
+
+def test_fullwidth_digits_and_at_sign_are_masked_as_their_plain_forms(bot: Bot) -> None:
+    text = (
+        'loan-assessor-stg gemma-3-1b-it@1.2.1 reason="card ４１１１ １１１１ １１１１ １１１１'
+        ' mail jane＠example.com"'
+    )
+    reply = bot.service.handle(Invocation(ALICE, "/deploy", text, channel_id="C0TEST"))
+    assert reply.ok, reply.text
+    change = bot.rt.store.list_changes()[0]
+    assert "[CARD:" in (change.reason or "") and "[EMAIL:" in (change.reason or "")
+    rows = json.dumps([e.__dict__ for e in bot.rt.store.audit(AuditQuery())], default=str)
+    assert "１１１１" not in rows and "1111 1111" not in rows and "jane" not in rows
