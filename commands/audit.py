@@ -26,6 +26,9 @@ class AuditAction(StrEnum):
     CARD_UNDELIVERED = "card_undelivered"  # Slack refused a change's card (not_in_channel, …)
     APPROVE = "approve"
     REJECT = "reject"
+    # An approve or reject that did not take effect (a rule or a race refused it): never
+    # an `approve` / `reject` row, which mean a decision that counted.
+    DECISION_REFUSED = "decision_refused"
     CANCEL = "cancel"
     EXPIRED = "expired"
     APPROVAL_VOID = "approval_void"
@@ -62,7 +65,7 @@ OVERRIDES = frozenset(
         AuditAction.WORKSPACE_REFUSED,
     }
 )
-# Decisions on a change (the dossier's "approvals" section).
+# Decisions on a change (the dossier's "approvals" section): those that took effect only.
 DECISIONS = frozenset(
     {
         AuditAction.APPROVAL_REQUESTED,

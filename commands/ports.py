@@ -45,6 +45,24 @@ class ApprovalRecord:
     plan_hash: str | None = None
 
 
+@dataclass(frozen=True)
+class Decision:
+    """What `Store.decide` did with one person's decision on a change.
+
+    `stored`: the decision took effect, and only then is its approval row there.
+    `duplicate`: this person had already decided on the change (nothing stored).
+    Neither: the change was no longer pending approval (nothing stored).
+    `change`: the change as the decision left it (moved when the decision completed it),
+    or as it was found when nothing was stored.
+    `deciders`: who has made this same decision on the change, in order, this person
+    included, the requester never counted (empty when nothing was stored)."""
+
+    change: Change
+    stored: bool
+    duplicate: bool = False
+    deciders: tuple[str, ...] = ()
+
+
 @dataclass
 class AuditEvent:
     """One append-only record of something that happened."""
@@ -114,8 +132,18 @@ class Store(Protocol):
         self, endpoint: str, kinds: Sequence[str] | None = None
     ) -> Change | None: ...
 
-    def add_approval(self, record: ApprovalRecord) -> bool:
-        """False when this person already decided on this change."""
+    def decide(
+        self, record: ApprovalRecord, new: ChangeState, quorum: int, **fields: Any
+    ) -> Decision:
+        """One person's decision (`record`) on a change pending approval, as one atomic
+        step: the approval row is stored only if the change is still pending and this
+        person has not decided on it yet; once `quorum` people other than the requester
+        have made `record.decision`, the change moves pending_approval → `new` (with
+        `fields`) in the same transaction. Decisions on one change take turns, so each
+        counts the ones stored before it. A refused decision stores nothing. The approval
+        table is written by this method only. None of it raises for a race: see
+        `Decision`; an unknown change raises `KeyError`.
+        """
         ...
 
     def approvals(self, change_id: str) -> list[ApprovalRecord]: ...

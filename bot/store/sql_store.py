@@ -24,7 +24,7 @@ from commands.model import (
     IllegalTransition,
     can_move,
 )
-from commands.ports import ApprovalRecord, AuditEvent, AuditQuery, EndpointLocked
+from commands.ports import ApprovalRecord, AuditEvent, AuditQuery, Decision, EndpointLocked
 from commands.text import outbound
 
 from .audit_canon import CURRENT, chain_hash, normalise
@@ -272,10 +272,35 @@ class SqlStore:
 
     # approvals -----------------------------------------------------------------------
 
-    def add_approval(self, record: ApprovalRecord) -> bool:
+    def decide(
+        self, record: ApprovalRecord, new: ChangeState, quorum: int, **fields: Any
+    ) -> Decision:
+        pending = ChangeState.PENDING_APPROVAL
+        if not can_move(pending, new):
+            raise IllegalTransition(record.change_id, pending, new)
         seq = change_seq(record.change_id)
-        assert seq is not None
+        unknown = set(fields) - _CHANGE_FIELDS
+        if unknown:
+            raise ValueError(f"unknown change fields {sorted(unknown)}")
         with Session(self.engine) as session:
+            # The change's row is locked for the whole decision (PostgreSQL: FOR UPDATE;
+            # SQLite: every transaction is BEGIN IMMEDIATE), so decisions on one change take
+            # turns and a `transition` racing this one waits: the state read here is the
+            # state the row and the move below are decided on.
+            row = session.exec(
+                select(ChangeRow).where(ChangeRow.seq == seq).with_for_update()
+            ).first()
+            if row is None or seq is None:
+                raise KeyError(record.change_id)
+            if row.state != str(pending):
+                return Decision(_to_change(row), stored=False)
+            taken = session.exec(
+                select(ApprovalRow.id).where(
+                    ApprovalRow.change_seq == seq, ApprovalRow.approver_id == record.approver_id
+                )
+            ).first()
+            if taken is not None:
+                return Decision(_to_change(row), stored=False, duplicate=True)
             session.add(
                 ApprovalRow(
                     change_seq=seq,
@@ -287,11 +312,33 @@ class SqlStore:
                 )
             )
             try:
-                session.commit()
-            except IntegrityError:
+                session.flush()
+            except IntegrityError:  # uq_approval_once: the constraint has the last word
                 session.rollback()
-                return False
-            return True
+                return Decision(_to_change(row), stored=False, duplicate=True)
+            deciders = tuple(
+                who
+                for who in session.exec(
+                    select(ApprovalRow.approver_id)
+                    .where(ApprovalRow.change_seq == seq, ApprovalRow.decision == record.decision)
+                    .order_by(col(ApprovalRow.id))
+                ).all()
+                if who != row.requester_id
+            )
+            if len(deciders) >= quorum:
+                session.execute(
+                    update(ChangeRow)
+                    .where(col(ChangeRow.seq) == seq, col(ChangeRow.state) == str(pending))
+                    .values(state=str(new), **_columns(fields))
+                )
+                if not new.is_open:
+                    session.execute(
+                        delete(EndpointLockRow).where(col(EndpointLockRow.change_seq) == seq)
+                    )
+                session.refresh(row)  # read inside the transaction that wrote it
+            decided = _to_change(row)
+            session.commit()
+            return Decision(decided, stored=True, deciders=deciders)
 
     def approvals(self, change_id: str) -> list[ApprovalRecord]:
         seq = change_seq(change_id)

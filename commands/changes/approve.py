@@ -66,65 +66,77 @@ def decide(
     reason: str | None = None,
     request_id: str | None = None,
 ) -> Reply:
+    """Approve or reject a pending change. The decision is stored (an approval row, and the
+    change's move once enough people agree) only if it took effect; a click that a rule or
+    a race refused is audited as `decision_refused` and its author is told nothing was done."""
     usage = f"/aiops {decision} <change|endpoint>"
     change = expire_if_due(rt, rt.find_change(ref, usage))
     env = rt.config.environments[change.environment]
     params = {"decision": decision}
-    action = AuditAction(decision)  # approve | reject
     if change.state is not ChangeState.PENDING_APPROVAL:
-        refusal = closed(rt, change)
-        rt.auditor.record(
-            action,
-            actor.id,
-            f"refused: {refusal.message}",
-            change=change,
-            request_id=request_id,
-            parameters=params,
-        )
-        raise refusal
+        raise _refused(rt, actor, change, closed(rt, change), params, request_id)
     if actor.id == change.requester_id:
-        rt.auditor.record(
-            action,
-            actor.id,
-            "refused: requester may not decide own change",
-            change=change,
-            request_id=request_id,
-            parameters=params,
-        )
-        raise Refusal(
-            f"you requested {change.id}; someone else must {decision} it",
-            f"Ask one of: {', '.join(mention(a) for a in env.approvers)}.",
-            code="self_approval",
+        raise _refused(
+            rt,
+            actor,
+            change,
+            Refusal(
+                f"you requested {change.id}; someone else must {decision} it",
+                f"Ask one of: {', '.join(mention(a) for a in env.approvers)}.",
+                code="self_approval",
+            ),
+            params,
+            request_id,
         )
     if not may_approve(env, actor.id, rt.groups):
-        rt.auditor.record(
-            action,
-            actor.id,
-            "refused: not an approver",
-            change=change,
-            request_id=request_id,
-            parameters=params,
-        )
-        raise Refusal(
-            f"{mention(actor.id)} may not {decision} changes in `{env.name}`",
-            f"Approvers: {', '.join(mention(a) for a in env.approvers)}.",
-            code="not_allowed",
+        raise _refused(
+            rt,
+            actor,
+            change,
+            Refusal(
+                f"{mention(actor.id)} may not {decision} changes in `{env.name}`",
+                f"Approvers: {', '.join(mention(a) for a in env.approvers)}.",
+                code="not_allowed",
+            ),
+            params,
+            request_id,
         )
     # An approval counts only for the plan that was shown, on the endpoint as it was then.
-    bound = (
-        check_approval(rt, change, actor, request_id)
-        if decision == "approve"
-        else change.plan.plan_hash
-    )
+    try:
+        bound = (
+            check_approval(rt, change, actor, request_id)
+            if decision == "approve"
+            else change.plan.plan_hash
+        )
+    except Refusal as refusal:
+        if refusal.code == "plan_moved":  # it voided the change: audited as approval_void
+            raise
+        raise _refused(rt, actor, change, refusal, params, request_id) from None
     if bound:
         params["plan_hash"] = bound
-    if not rt.store.add_approval(
-        ApprovalRecord(change.id, actor.id, decision, rt.clock(), reason, plan_hash=bound)
-    ):
-        raise Refusal(f"you already decided on {change.id}; nothing was done", code="duplicate")
     now = rt.clock()
-    if decision == "reject":
-        done = _decided(rt, change, ChangeState.REJECTED, actor.id)
+    rejecting = decision == "reject"
+    outcome = rt.store.decide(
+        ApprovalRecord(change.id, actor.id, decision, now, reason, plan_hash=bound),
+        ChangeState.REJECTED if rejecting else ChangeState.APPROVED,
+        1 if rejecting else max(1, env.approvals_required),
+        decided_by=actor.id,
+        decided_at=now,
+        updated_at=now,
+    )
+    if outcome.duplicate:
+        raise _refused(
+            rt,
+            actor,
+            change,
+            Refusal(f"you already decided on {change.id}; nothing was done", code="duplicate"),
+            params,
+            request_id,
+        )
+    if not outcome.stored:  # someone decided first (or it expired) while this click ran
+        raise _refused(rt, actor, outcome.change, closed(rt, outcome.change), params, request_id)
+    done = outcome.change
+    if rejecting:
         announce(
             rt,
             done,
@@ -142,22 +154,18 @@ def decide(
             + (f": {escape(reason)}" if reason else "."),
         )
         return _ack(rt, done, f"Rejected {done.id}.")
-    approvers = {a.approver_id for a in rt.store.approvals(change.id) if a.decision == "approve"}
-    approvers.discard(change.requester_id)
-    if len(approvers) < env.approvals_required:
+    approvers = outcome.deciders
+    if done.state is ChangeState.PENDING_APPROVAL:
         announce(
             rt,
-            change,
+            done,
             AuditAction.APPROVE,
             actor.id,
             f"approval {len(approvers)} of {env.approvals_required}",
             request_id=request_id,
             parameters=params,
         )
-        return _ack(
-            rt, change, f"Approval recorded ({len(approvers)} of {env.approvals_required})."
-        )
-    done = _decided(rt, change, ChangeState.APPROVED, actor.id)
+        return _ack(rt, done, f"Approval recorded ({len(approvers)} of {env.approvals_required}).")
     announce(
         rt,
         done,
@@ -183,21 +191,25 @@ def decide(
     return _ack(rt, done, f"Approved {done.id}; {then}.")
 
 
-def _decided(rt: Runtime, change: Change, new: ChangeState, actor_id: str) -> Change:
-    """Compare-and-set a pending change to `new`, decided by `actor_id`; a change someone
-    decided first raises the `closed` refusal that says who and when."""
-    now = rt.clock()
-    done = rt.store.transition(
-        change.id,
-        ChangeState.PENDING_APPROVAL,
-        new,
-        decided_by=actor_id,
-        decided_at=now,
-        updated_at=now,
+def _refused(
+    rt: Runtime,
+    actor: Actor,
+    change: Change,
+    refusal: Refusal,
+    params: dict[str, str],
+    request_id: str | None,
+) -> Refusal:
+    """Audit a decision that did not take effect under its own action (never `approve` or
+    `reject`, which mean a decision that counted), and hand back the refusal to raise."""
+    rt.auditor.record(
+        AuditAction.DECISION_REFUSED,
+        actor.id,
+        f"refused: {refusal.message}",
+        change=change,
+        request_id=request_id,
+        parameters=params | {"code": refusal.code},
     )
-    if done is None:
-        raise closed(rt, rt.store.get_change(change.id) or change)
-    return done
+    return refusal
 
 
 def cancel(

@@ -77,13 +77,71 @@ def test_racing_transitions_succeed_once(engine: Engine) -> None:
     assert sorted(wins) == [False] * 5 + [True]
 
 
+def pending(store: SqlStore) -> Change:
+    change = store.create_change(new_change())
+    moved = store.transition(change.id, ChangeState.REQUESTED, ChangeState.PENDING_APPROVAL)
+    assert moved is not None
+    return moved
+
+
 def test_approval_once_per_person(engine: Engine) -> None:
     store = SqlStore(engine)
-    change = store.create_change(new_change())
-    assert store.add_approval(ApprovalRecord(change.id, "U0BOB", "approve", NOW))
-    assert not store.add_approval(ApprovalRecord(change.id, "U0BOB", "approve", NOW))
-    assert store.add_approval(ApprovalRecord(change.id, "U0CAROL", "approve", NOW))
+    change = pending(store)
+    approve = ChangeState.APPROVED
+    first = store.decide(ApprovalRecord(change.id, "U0BOB", "approve", NOW), approve, 2)
+    assert first.stored and first.deciders == ("U0BOB",)
+    assert first.change.state is ChangeState.PENDING_APPROVAL
+    again = store.decide(ApprovalRecord(change.id, "U0BOB", "reject", NOW), approve, 2)
+    assert again.duplicate and not again.stored
+    second = store.decide(ApprovalRecord(change.id, "U0CAROL", "approve", NOW), approve, 2)
+    assert second.stored and second.deciders == ("U0BOB", "U0CAROL")
+    assert second.change.state is ChangeState.APPROVED
     assert [a.approver_id for a in store.approvals(change.id)] == ["U0BOB", "U0CAROL"]
+
+
+def test_a_decision_on_a_change_no_longer_pending_stores_nothing(engine: Engine) -> None:
+    store = SqlStore(engine)
+    change = pending(store)
+    rejected = store.decide(
+        ApprovalRecord(change.id, "U0BOB", "reject", NOW), ChangeState.REJECTED, 1
+    )
+    assert rejected.stored and rejected.change.state is ChangeState.REJECTED
+    assert store.open_change(change.endpoint) is None  # a terminal move releases the lock
+    late = store.decide(
+        ApprovalRecord(change.id, "U0CAROL", "approve", NOW), ChangeState.APPROVED, 1
+    )
+    assert not late.stored and not late.duplicate and late.deciders == ()
+    assert late.change.state is ChangeState.REJECTED
+    assert [(a.approver_id, a.decision) for a in store.approvals(change.id)] == [
+        ("U0BOB", "reject")
+    ]
+
+
+def test_racing_decisions_store_only_the_one_that_took_effect(engine: Engine) -> None:
+    store = SqlStore(engine)
+    change = pending(store)
+    people = [f"U0P{i}" for i in range(6)]
+    barrier = threading.Barrier(len(people))
+    results = {}
+
+    def race(who: str, i: int) -> None:
+        decision, new = (
+            ("reject", ChangeState.REJECTED) if i % 2 else ("approve", ChangeState.APPROVED)
+        )
+        barrier.wait()
+        results[who] = store.decide(ApprovalRecord(change.id, who, decision, NOW), new, 1)
+
+    threads = [threading.Thread(target=race, args=(who, i)) for i, who in enumerate(people)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    (winner,) = [who for who, d in results.items() if d.stored]
+    (row,) = store.approvals(change.id)
+    assert row.approver_id == winner
+    final = store.get_change(change.id)
+    assert final is not None and final.state is results[winner].change.state
+    assert all(d.change.state is final.state for d in results.values())
 
 
 def test_audit_chain_with_concurrent_writers(engine: Engine) -> None:

@@ -497,9 +497,12 @@ def test_the_store_masks_free_text_whoever_writes_it(engine: Engine) -> None:
             plan=ChangePlan(ticket="DOB 04/06/1980", labels={"4111111111111111": "1.2.0"}),
         )
     )
-    store.add_approval(ApprovalRecord(change.id, "U0BOB", "reject", now, "TFN 123 456 782"))
-    store.transition(
-        change.id, ChangeState.REQUESTED, ChangeState.CANCELLED, error="mobile 0412 345 678"
+    store.transition(change.id, ChangeState.REQUESTED, ChangeState.PENDING_APPROVAL)
+    store.decide(
+        ApprovalRecord(change.id, "U0BOB", "reject", now, "TFN 123 456 782"),
+        ChangeState.REJECTED,
+        1,
+        error="mobile 0412 345 678",
     )
     stored = store.get_change(change.id)
     assert stored is not None and stored.reason is not None
