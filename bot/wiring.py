@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Engine
 
 from bot.settings import Settings
-from bot.store.db import make_engine, upgrade_if_behind
+from bot.store.db import check_migrated, make_engine, upgrade_if_behind
 from commands.canary.model import validate
 from commands.config import Config, load_config
 from commands.digests.schedule import digest_settings
@@ -36,12 +36,22 @@ def utcnow() -> datetime:
 
 
 def open_database(settings: Settings, *, migrate: bool | None = None) -> Engine:
+    """The database every process uses, at this release's migrations.
+
+    SQLite is the embedded default: it is brought up to date here. PostgreSQL is
+    migrated deliberately (`aiops-bot db upgrade`, the release's migration job, run as the
+    schema's owner; the bot's own login may not run DDL) and never on start: a database
+    behind this release raises `bot.store.db.NotMigrated` (one line, the CLI's exit 2)
+    before anything reads it. A warm start finds the database at head and skips Alembic."""
     engine = make_engine(settings.db_url)
-    # SQLite is the embedded default: bring it up to date on start. PostgreSQL is
-    # migrated deliberately (`aiops-bot db upgrade`) by whoever owns the schema.
-    # A warm start finds the database at head and skips Alembic altogether.
-    if migrate if migrate is not None else engine.dialect.name == "sqlite":
-        upgrade_if_behind(engine)
+    try:
+        if migrate if migrate is not None else engine.dialect.name == "sqlite":
+            upgrade_if_behind(engine)
+        else:
+            check_migrated(engine)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 

@@ -36,12 +36,18 @@ def sqlite_engine(tmp_path) -> Iterator[Engine]:  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def pg_engine() -> Iterator[Engine]:
+def pg_url() -> str:
+    """The test PostgreSQL's URL; skips (fails in CI) when it does not answer."""
     if _PG_PROBLEM:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL must be available in CI: {_PG_PROBLEM}")
         pytest.skip(f"needs PostgreSQL at 127.0.0.1:5432 ({_PG_PROBLEM})")
-    with migrated_schema(PG_URL, "t") as engine:
+    return PG_URL
+
+
+@pytest.fixture
+def pg_engine(pg_url: str) -> Iterator[Engine]:
+    with migrated_schema(pg_url, "t") as engine:
         yield engine
 
 

@@ -377,9 +377,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:
+        from bot.store.db import NotMigrated
         from bot.wiring import ServeError
 
-        if isinstance(exc, ServeError):
+        if isinstance(exc, ServeError | NotMigrated):
             print(f"aiops-bot: {exc}", file=sys.stderr)
             return 2
         raise

@@ -32,7 +32,12 @@ def _main(settings: Settings, report: Connection, stop: Any, nice: int) -> None:
         service = child_service(settings, nice)
         scheduler = resume_then_schedule(service, lambda: make_scheduler(service))
     except Exception as exc:
-        log.exception("the scheduler process could not start")
+        from bot.store.db import NotMigrated
+
+        if isinstance(exc, NotMigrated):  # one line says it all: no traceback
+            log.error("the scheduler process could not start: %s", exc)
+        else:
+            log.exception("the scheduler process could not start")
         report.send(f"failed: {type(exc).__name__}")
         return
     report.send("done")

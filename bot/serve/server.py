@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
 from slack_bolt.async_app import AsyncApp
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -139,13 +139,17 @@ def asgi(
     async def healthz(_: Request) -> Response:
         def probe() -> None:
             if engine is not None:
-                with engine.connect() as conn:
-                    conn.execute(text("SELECT 1"))
+                from bot.store.db import check_migrated
+
+                # Reachable is not enough: a database behind this release (never migrated,
+                # or its migration job not run) raises NotMigrated, said as such below.
+                check_migrated(engine)
 
         try:
             await asyncio.to_thread(probe)
         except Exception as exc:
-            return JSONResponse({"ok": False, "database": type(exc).__name__}, status_code=503)
+            database = getattr(exc, "health", None) or type(exc).__name__
+            return JSONResponse({"ok": False, "database": database}, status_code=503)
         state = startup.state
         ok = not (state.startswith("failed") or state == "stopped")
         body = {"ok": ok, "platform": platform, "startup": state}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -122,6 +123,67 @@ def head_revisions() -> set[str] | None:
         parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
     heads = revisions - parents
     return heads or None
+
+
+@functools.cache
+def _revisions() -> tuple[frozenset[str], frozenset[str]]:
+    """Every revision of `migrations/versions` and the heads among them, read once."""
+    heads = head_revisions()
+    if heads is not None:
+        known = {
+            m.group(1)
+            for path in (MIGRATIONS / "versions").glob("*.py")
+            if (m := _REVISION.search(path.read_text(encoding="utf-8")))
+        }
+        return frozenset(known), frozenset(heads)
+    from alembic.config import Config as AlembicConfig
+    from alembic.script import ScriptDirectory
+
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    script = ScriptDirectory.from_config(cfg)
+    return (
+        frozenset(r.revision for r in script.walk_revisions()),
+        frozenset(script.get_heads()),
+    )
+
+
+def current_revisions(engine: Engine) -> set[str]:
+    """The revisions `alembic_version` names; empty when the database was never migrated
+    (no such table). Errors reaching the database are the driver's."""
+    from sqlalchemy import inspect
+
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return set()
+        return {str(r[0]) for r in conn.execute(text("SELECT version_num FROM alembic_version"))}
+
+
+class NotMigrated(RuntimeError):
+    """The database is behind this release's migrations, or was never migrated. Its text
+    is the one line an operator needs; `health` is what `/healthz` says (no URL there)."""
+
+    health = "not migrated: run aiops-bot db upgrade"
+
+    def __init__(self, engine: Engine, current: set[str], heads: frozenset[str]) -> None:
+        url = engine.url.render_as_string(hide_password=True)
+        at = ", ".join(sorted(current)) or "none"
+        super().__init__(
+            f"the database at {url} is not migrated (at {at}, needs {', '.join(sorted(heads))}):"
+            " run `aiops-bot db upgrade`"
+        )
+
+
+def check_migrated(engine: Engine) -> None:
+    """Raise `NotMigrated` unless the database is at this release's heads. A revision this
+    release does not know is taken as ahead (a newer release migrated first, expand-only,
+    while this one still serves) and passes; never migrated or at an older known revision
+    does not. A database that cannot be reached raises the driver's error."""
+    known, heads = _revisions()
+    current = current_revisions(engine)
+    if current == heads or (current - known):
+        return
+    raise NotMigrated(engine, current, heads)
 
 
 def upgrade_if_behind(engine: Engine) -> bool:

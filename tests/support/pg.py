@@ -25,19 +25,29 @@ def postgres_problem(url: str) -> str | None:
 
 
 @contextmanager
-def migrated_schema(url: str, prefix: str) -> Iterator[Engine]:
-    """A new schema `<prefix>_<random>` at head, its engine's search_path on it; dropped
-    after."""
+def empty_schema(url: str, prefix: str) -> Iterator[tuple[str, str]]:
+    """A new, never migrated schema `<prefix>_<random>`: its name and a URL whose
+    connections have their search_path on it (for a process of its own); dropped after."""
     schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = create_engine(url)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
     try:
-        upgrade(engine)
-        yield engine
+        yield schema, f"{url}?options=-csearch_path%3D{schema}"
     finally:
-        engine.dispose()
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@contextmanager
+def migrated_schema(url: str, prefix: str) -> Iterator[Engine]:
+    """A new schema `<prefix>_<random>` at head, its engine's search_path on it; dropped
+    after."""
+    with empty_schema(url, prefix) as (schema, _):
+        engine = make_engine(url, connect_args={"options": f"-csearch_path={schema}"})
+        try:
+            upgrade(engine)
+            yield engine
+        finally:
+            engine.dispose()
