@@ -25,11 +25,10 @@ import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, update
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from bot.store.sandbox_tables import (
     SandboxClockRow,
@@ -69,6 +68,17 @@ _BREACH_P95_FACTOR = 5.0
 _BREACH_ERROR_FACTOR = 11.0
 
 
+def _insert_ignoring_duplicates(engine: Engine) -> Callable[[type[SQLModel]], Any]:
+    """`INSERT … ON CONFLICT DO NOTHING` on either dialect, as a function of the table."""
+    if engine.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return lambda table: pg_insert(table).on_conflict_do_nothing()
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return lambda table: sqlite_insert(table).on_conflict_do_nothing()
+
+
 def _utc(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
@@ -86,18 +96,30 @@ class SandboxPlatform:
     # registry & state ----------------------------------------------------------------
 
     def seed(self) -> None:
-        """Create every configured endpoint serving its model's initial version at 100 %."""
+        """Create every configured endpoint serving its model's initial version at 100 %.
+
+        Idempotent across processes: replicas starting together on a new database each
+        insert what is missing with ON CONFLICT DO NOTHING, and only the one whose
+        endpoint row went in adds that endpoint's first deployed model."""
         with Session(self.engine) as session:
             existing = set(session.exec(select(SandboxEndpointRow.slug)).all())
-            for slug, ep in self.config.endpoints.items():
-                if slug in existing:
-                    continue
+            missing = [slug for slug in self.config.endpoints if slug not in existing]
+            if not missing:
+                return  # a warm start writes nothing
+            insert = _insert_ignoring_duplicates(self.engine)
+            for slug in missing:
+                ep = self.config.endpoints[slug]
                 model = self.config.models[ep.model]
                 dm_id = self._dm_id(slug, 1)
-                session.add(SandboxEndpointRow(slug=slug, traffic={dm_id: 100}, next_id=2))
-                session.flush()
-                session.add(
-                    SandboxDeployedModelRow(
+                added = session.execute(
+                    insert(SandboxEndpointRow)
+                    .values(slug=slug, traffic={dm_id: 100}, next_id=2)
+                    .returning(SandboxEndpointRow.slug)  # no row back: it was there
+                ).first()
+                if added is None:
+                    continue  # another process seeded it first
+                session.execute(
+                    insert(SandboxDeployedModelRow).values(
                         id=dm_id,
                         endpoint=slug,
                         model=model.name,
@@ -106,10 +128,7 @@ class SandboxPlatform:
                         deployed_at=self.clock(),
                     )
                 )
-            try:
-                session.commit()
-            except IntegrityError:  # another replica seeded it first
-                session.rollback()
+            session.commit()
 
     @staticmethod
     def _dm_id(slug: str, n: int) -> str:
