@@ -178,7 +178,9 @@ class PlatformError(Exception):
 
     def __init__(self, message: str, *, kind: str = "error", retryable: bool = False) -> None:
         super().__init__(message)
-        self.kind = kind  # quota | permission | not_found | precondition | operation | unavailable
+        # quota | permission | not_found | precondition | operation | unavailable |
+        # already_exists (a deploy whose deployed-model id is taken)
+        self.kind = kind
         self.retryable = retryable
 
 
@@ -224,9 +226,19 @@ class Platform(Protocol):
         ...
 
     def begin_deploy(
-        self, endpoint: Endpoint, version: ModelVersion, traffic_split: TrafficSplit
+        self,
+        endpoint: Endpoint,
+        version: ModelVersion,
+        traffic_split: TrafficSplit,
+        change_id: str | None = None,
     ) -> str:
         """Start deploying a version; `traffic_split` uses "0" for the new model.
+
+        With `change_id`, the deployed model gets the id
+        `commands.model.change_deployed_model_id(change_id)` and a display name naming the
+        change, so whoever takes the change over can find it; a deploy with an id already
+        on the endpoint or in a deploy still running raises `PlatformError` of kind
+        `already_exists` and starts nothing. Without it the platform picks the id.
 
         Returns the long-running operation's name.
         """
@@ -244,6 +256,12 @@ class Platform(Protocol):
 
     def set_traffic(self, endpoint: Endpoint, traffic_split: TrafficSplit) -> None:
         """Replace the traffic split; it must sum to 100."""
+        ...
+
+    def cancel_operation(self, name: str) -> None:
+        """Ask the platform to stop a long-running operation, best effort: one that already
+        finished stays as it ended; a cancelled one ends with an error and applies nothing
+        more. Raises `PlatformError` when the platform refuses or cannot be reached."""
         ...
 
     def health(
