@@ -121,6 +121,7 @@ class SandboxPlatform:
 
     def endpoint_state(self, endpoint: Endpoint) -> EndpointState:
         self.calls += 1
+        self._settle(endpoint.slug)
         with Session(self.engine) as session:
             row = session.get(SandboxEndpointRow, endpoint.slug)
             if row is None:
@@ -275,6 +276,25 @@ class SandboxPlatform:
                 error=op.error,
                 deployed_model_id=op.deployed_model_id,
             )
+
+    def _settle(self, slug: str) -> None:
+        """Apply the endpoint's operations whose time has come, polled or not: as on
+        Vertex AI, a deploy lands whether or not the process that started it still
+        watches (it may have died)."""
+        now = self.clock().astimezone(UTC)  # stored in UTC; SQLite compares the text
+        with Session(self.engine) as session:
+            due = session.exec(
+                select(SandboxOperationRow.name).where(
+                    SandboxOperationRow.endpoint == slug,
+                    col(SandboxOperationRow.done).is_(False),
+                    col(SandboxOperationRow.finishes_at) <= now,
+                )
+            ).all()
+        for name in due:
+            with Session(self.engine) as session:
+                op = session.get(SandboxOperationRow, name)
+                if op is not None and not op.done:
+                    self._finish(session, op)
 
     def _finish(self, session: Session, op: SandboxOperationRow) -> None:
         """Apply an operation's effect exactly once (a compare-and-set on `done`)."""
