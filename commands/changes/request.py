@@ -270,6 +270,12 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     )
     reason = _reason(args, env, kind.value)
     holder = rt.store.open_change(ep.slug)
+    if (
+        holder is not None
+        and holder.state is ChangeState.RUNNING
+        and stranded_since(holder, rt.clock(), rt.approved_settle) is None
+    ):
+        raise _locked(rt, ep, holder)  # running in a live worker: nothing may go ahead of it
     # A rollback that cannot be planned (nothing to roll back to) supersedes nothing.
     planned = _plan(rt, kind, ep, args, holder)[1] if kind is ChangeKind.ROLLBACK else None
     stranded_line: str | None = None
