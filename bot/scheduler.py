@@ -9,8 +9,8 @@ key — into `scheduler_run`; whoever inserts it runs the job, everyone else ski
 
 After downtime, a digest whose time passed less than `misfire_grace` ago is posted once,
 marked late; one older than that is recorded as missed (and audited) but never posted.
-Interval jobs (approval expiry and scheduled changes, the canary watch) use run keys on
-a grid aligned to the epoch, so replicas share the slots.
+Interval jobs (approval expiry and scheduled changes, the takeover of stranded changes,
+the canary watch) use run keys on a grid aligned to the epoch, so replicas share the slots.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from sqlmodel import Session, col, select
 from bot.store.schedule_tables import APSCHEDULER_TABLE, SchedulerRunRow
 from commands.audit import AuditAction
 from commands.changes.approve import expire_due
+from commands.changes.execute import TAKEOVER_SECONDS, take_over
 from commands.changes.schedule import describe_runs, start_due_changes
 from commands.digests.post import post
 from commands.digests.schedule import DigestKind, DigestSettings, digest_settings
@@ -230,6 +231,9 @@ class Scheduler:
                     key=functools.partial(sched.local_date_key, kind),
                 )
         self.add_interval("housekeeping", self.settings.housekeeping_seconds, self._housekeeping)
+        # Stranded changes (their worker stopped heartbeating) are taken over by a live
+        # process of any replica within the lease's TTL plus this interval.
+        self.add_interval("takeover", TAKEOVER_SECONDS, self._take_over)
 
     # jobs ------------------------------------------------------------------------------
 
@@ -273,6 +277,10 @@ class Scheduler:
         expired = expire_due(rt)
         self.keys.prune("every:", self.clock() - INTERVAL_KEYS_KEPT)
         return f"{describe_runs(started)}; {len(expired)} expired"
+
+    def _take_over(self, rt: Runtime) -> str:
+        taken = take_over(rt)
+        return f"{taken} taken over" if taken else "nothing stranded"
 
     # running once ----------------------------------------------------------------------
 

@@ -163,13 +163,14 @@ def make_scheduler(service: Service) -> Scheduler:
 def resume_then_schedule(
     service: Service, make: Callable[[], Scheduler | None] | None
 ) -> Scheduler | None:
-    """Resume the changes a stop left running or approved, then build (`make`) and start
-    the scheduler, whose catch-up may post a late digest."""
+    """Take over the changes no live worker holds (left running or approved by a stop),
+    then build (`make`) and start the scheduler, whose catch-up may post a late digest and
+    whose `takeover` job does the same sweep every few seconds from then on."""
     from commands.changes.execute import resume
 
     resumed = resume(service.rt)
     if resumed:
-        log.info("resumed %d change(s) left running or approved", resumed)
+        log.info("took over %d change(s) no live worker held", resumed)
     scheduler = make() if make is not None else None
     if scheduler is not None:
         scheduler.start()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 _VERSION_RE = re.compile(
@@ -328,8 +328,54 @@ class Change:
     message_ts: str | None = None
     updated_at: datetime | None = None
     plan: ChangePlan = field(default_factory=lambda: ChangePlan())
+    # The lease on its background work, as last read (only the store's lease methods
+    # write it): who runs it, their last heartbeat, when the lease lapses without one.
+    lease_owner: str | None = None
+    lease_heartbeat_at: datetime | None = None
+    lease_expires_at: datetime | None = None
 
     @property
     def labels(self) -> dict[str, str]:
         """Deployed-model id → version, as recorded on the change when it was planned/run."""
         return self.plan.labels
+
+
+# A deploy made by a change carries a deployed-model id derived from the change's number,
+# so a process that takes the change over can find it on the endpoint instead of deploying
+# twice. Vertex AI accepts a chosen id of at most 10 digits; the ids it makes itself are
+# longer, and the sandbox's are 13 digits, so these collide with neither.
+_CHANGE_DM_PREFIX = "9"
+_CHANGE_DM_DIGITS = 9
+
+
+def change_deployed_model_id(change_id: str) -> str | None:
+    """`CHG-12` → `9000000012`: the deployed-model id a deploy by that change carries.
+    None for an id that is not `CHG-<n>` or whose number needs more than 9 digits."""
+    number = change_id.strip().upper().removeprefix("CHG-")
+    if not number.isdigit() or len(str(int(number))) > _CHANGE_DM_DIGITS:
+        return None
+    return f"{_CHANGE_DM_PREFIX}{int(number):0{_CHANGE_DM_DIGITS}d}"
+
+
+def stranded_since(change: Change, now: datetime, settle: timedelta) -> datetime | None:
+    """When a change's background work was left without a live worker; None while it has
+    one, or needs none.
+
+    RUNNING with no lease, or one expired at `now`: since the lease expired (or, never
+    leased, since the change last moved). APPROVED and due but not started `settle` after
+    it became due (approved, or its `at=` time came): since it became due. Every other
+    state has no background work."""
+    leased = change.lease_owner is not None and change.lease_expires_at is not None
+    if leased and change.lease_expires_at is not None and change.lease_expires_at > now:
+        return None  # a live worker holds it
+    if change.state is ChangeState.RUNNING:
+        if leased:
+            return change.lease_expires_at
+        return change.updated_at or change.decided_at or change.created_at
+    if change.state is ChangeState.APPROVED:
+        due = max(
+            change.decided_at or change.updated_at or change.created_at,
+            change.plan.run_at or change.created_at,
+        )
+        return due if due + settle <= now else None
+    return None

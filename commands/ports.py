@@ -108,17 +108,65 @@ class Store(Protocol):
     def open_change(self, endpoint: str) -> Change | None: ...
 
     def transition(
-        self, change_id: str, old: ChangeState, new: ChangeState, **fields: Any
+        self,
+        change_id: str,
+        old: ChangeState,
+        new: ChangeState,
+        *,
+        holder: str | None = None,
+        **fields: Any,
     ) -> Change | None:
-        """Compare-and-set `old → new` (and `fields`); None when the change was not in `old`.
+        """Compare-and-set `old → new` (and `fields`); None when the change was not in `old`
+        or, with `holder`, when its lease is no longer `holder`'s.
 
-        A terminal state releases the endpoint's lock in the same transaction. A move that
-        `commands.model.TRANSITIONS` does not allow raises `IllegalTransition` and writes
-        nothing.
+        A terminal state releases the endpoint's lock and clears the change's lease in the
+        same transaction. A move that `commands.model.TRANSITIONS` does not allow raises
+        `IllegalTransition` and writes nothing.
         """
         ...
 
-    def update_change(self, change_id: str, **fields: Any) -> None: ...
+    def update_change(self, change_id: str, *, holder: str | None = None, **fields: Any) -> bool:
+        """Set `fields` (never `state`, never the lease); False when nothing was written:
+        with `holder`, because the change's lease is no longer `holder`'s (someone took
+        the work over, so the caller must stop writing)."""
+        ...
+
+    # The lease on a change's background work (commands/changes/execute.py): whoever holds
+    # it is the one process that may touch the platform and the change for it. Times are
+    # the caller's clock; replicas' clocks must agree to well within the lease's TTL.
+
+    def take_lease(
+        self,
+        change_id: str,
+        owner: str,
+        now: datetime,
+        ttl: timedelta,
+        *,
+        from_state: ChangeState = ChangeState.RUNNING,
+    ) -> Change | None:
+        """Compare-and-set the lease to `owner` (heartbeat `now`, expiry `now + ttl`): one
+        UPDATE that wins only while the change is in `from_state` and its lease is free,
+        expired at `now` or already `owner`'s. From APPROVED the change also moves to
+        RUNNING in that same UPDATE, so it is never RUNNING without a lease. Returns the
+        change as written; None when another owner holds a live lease or the change is in
+        another state. Of any number of concurrent callers, at most one wins."""
+        ...
+
+    def renew_lease(self, change_id: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        """Heartbeat: move the expiry to `now + ttl` if the lease is still `owner`'s and the
+        change still RUNNING (an expired lease nobody took is still the owner's). False:
+        it was taken over or the change ended; the owner must stop."""
+        ...
+
+    def release_lease(self, change_id: str, owner: str) -> bool:
+        """Clear the lease if it is `owner`'s; False (and nothing written) otherwise."""
+        ...
+
+    def stranded(self, now: datetime, settle: timedelta) -> list[Change]:
+        """Changes whose background work has no live worker at `now`, oldest first:
+        RUNNING with a lease missing or expired, and APPROVED ones due for more than
+        `settle` and not started (`commands.model.stranded_since` decides)."""
+        ...
 
     def list_changes(
         self,
@@ -158,7 +206,9 @@ class PlatformError(Exception):
 
     def __init__(self, message: str, *, kind: str = "error", retryable: bool = False) -> None:
         super().__init__(message)
-        self.kind = kind  # quota | permission | not_found | precondition | operation | unavailable
+        # quota | permission | not_found | precondition | operation | unavailable |
+        # already_exists (a deploy whose deployed-model id is taken)
+        self.kind = kind
         self.retryable = retryable
 
 
@@ -204,9 +254,19 @@ class Platform(Protocol):
         ...
 
     def begin_deploy(
-        self, endpoint: Endpoint, version: ModelVersion, traffic_split: TrafficSplit
+        self,
+        endpoint: Endpoint,
+        version: ModelVersion,
+        traffic_split: TrafficSplit,
+        change_id: str | None = None,
     ) -> str:
         """Start deploying a version; `traffic_split` uses "0" for the new model.
+
+        With `change_id`, the deployed model gets the id
+        `commands.model.change_deployed_model_id(change_id)` and a display name naming the
+        change, so whoever takes the change over can find it; a deploy with an id already
+        on the endpoint or in a deploy still running raises `PlatformError` of kind
+        `already_exists` and starts nothing. Without it the platform picks the id.
 
         Returns the long-running operation's name.
         """
@@ -224,6 +284,12 @@ class Platform(Protocol):
 
     def set_traffic(self, endpoint: Endpoint, traffic_split: TrafficSplit) -> None:
         """Replace the traffic split; it must sum to 100."""
+        ...
+
+    def cancel_operation(self, name: str) -> None:
+        """Ask the platform to stop a long-running operation, best effort: one that already
+        finished stays as it ended; a cancelled one ends with an error and applies nothing
+        more. Raises `PlatformError` when the platform refuses or cannot be reached."""
         ...
 
     def health(

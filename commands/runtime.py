@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from commands.audit import Auditor
 from commands.config import Config, Endpoint
@@ -28,6 +28,11 @@ from commands.ports import (
 )
 
 log = logging.getLogger(__name__)
+
+# How long a change's lease on its background work lives without a heartbeat: a worker
+# renews it every third of this, so a dead one is noticed this long after its last beat
+# (plus the takeover sweep's interval, `commands.changes.execute.TAKEOVER_SECONDS`).
+LEASE_TTL = timedelta(seconds=30)
 
 
 class NullNotifier:
@@ -97,6 +102,20 @@ class Runtime:
     groups: GroupResolver | None = None  # Slack user-group members, resolved at click time
     people: People | None = None  # Slack id → name, erasable (the audit keeps only ids)
     canary: CanaryStore | None = None  # canary analysis records (commands/canary.py)
+    lease_ttl: timedelta = LEASE_TTL  # a change's lease on its background work
+
+    @property
+    def approved_settle(self) -> timedelta:
+        """How long an approved, due change may wait to start before it counts as
+        stranded: a change starts moments after approval, a scheduled one within a
+        housekeeping interval (30 s) of its time."""
+        return 2 * self.lease_ttl
+
+    def stranded(self, now: datetime | None = None) -> list[Change]:
+        """Changes whose background work has no live worker (RUNNING with its lease
+        missing or expired; APPROVED, due and not started): what the takeover sweep picks
+        up, `/aiops changes` marks and a health check may report."""
+        return self.store.stranded(now or self.clock(), self.approved_settle)
 
     def endpoint(self, slug: str | None, usage: str) -> Endpoint:
         """The endpoint a command names; a refusal naming the known ones otherwise."""

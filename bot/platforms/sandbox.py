@@ -46,6 +46,7 @@ from commands.model import (
     ModelHealth,
     ModelVersion,
     TrafficSplit,
+    change_deployed_model_id,
     check_split,
 )
 from commands.ports import Alert, OperationStatus, PlatformError, UnknownVersion
@@ -66,6 +67,8 @@ _RATE_PER_HOUR = {"prod": 40_000.0, "staging": 5_000.0, "dev": 500.0}
 # How a `canary_breach` version serves compared with a healthy one.
 _BREACH_P95_FACTOR = 5.0
 _BREACH_ERROR_FACTOR = 11.0
+# A cancelled operation's error, as Vertex AI reports one (google.rpc.Code CANCELLED).
+CANCELLED = "the operation was cancelled"
 
 
 def _insert_ignoring_duplicates(engine: Engine) -> Callable[[type[SQLModel]], Any]:
@@ -137,6 +140,7 @@ class SandboxPlatform:
 
     def endpoint_state(self, endpoint: Endpoint) -> EndpointState:
         self.calls += 1
+        self._settle(endpoint.slug)
         with Session(self.engine) as session:
             row = session.get(SandboxEndpointRow, endpoint.slug)
             if row is None:
@@ -172,10 +176,20 @@ class SandboxPlatform:
         suffix = random.getrandbits(48)
         return f"projects/{env.project}/locations/{env.region}/operations/{kind}-{suffix}"
 
-    def _start(self, endpoint: Endpoint, kind: str, payload: dict[str, object]) -> str:
+    def _start(
+        self,
+        endpoint: Endpoint,
+        kind: str,
+        payload: dict[str, object],
+        deployed_model_id: str | None = None,
+    ) -> str:
         now = self.clock()
         name = self._operation_name(endpoint, kind)
         with Session(self.engine) as session:
+            if deployed_model_id is not None:
+                # Checked in the transaction that inserts (SQLite's BEGIN IMMEDIATE makes
+                # the two one step), as Vertex refuses a second deploy of one id.
+                self._refuse_taken(session, endpoint, deployed_model_id)
             session.add(
                 SandboxOperationRow(
                     name=name,
@@ -189,8 +203,31 @@ class SandboxPlatform:
             session.commit()
         return name
 
+    @staticmethod
+    def _refuse_taken(session: Session, endpoint: Endpoint, deployed_model_id: str) -> None:
+        deployed = session.get(SandboxDeployedModelRow, deployed_model_id)
+        running = session.exec(
+            select(SandboxOperationRow).where(
+                SandboxOperationRow.endpoint == endpoint.slug,
+                SandboxOperationRow.kind == "deploy",
+                col(SandboxOperationRow.done).is_(False),
+            )
+        ).all()
+        if deployed is not None or any(
+            op.payload.get("deployed_model_id") == deployed_model_id for op in running
+        ):
+            raise PlatformError(
+                f"deployed model {deployed_model_id} already exists on `{endpoint.slug}`"
+                " (deployed, or a deploy of it is running)",
+                kind="already_exists",
+            )
+
     def begin_deploy(
-        self, endpoint: Endpoint, version: ModelVersion, traffic_split: TrafficSplit
+        self,
+        endpoint: Endpoint,
+        version: ModelVersion,
+        traffic_split: TrafficSplit,
+        change_id: str | None = None,
     ) -> str:
         self.calls += 1
         self._require_version(version)
@@ -206,11 +243,15 @@ class SandboxPlatform:
                 f" `{endpoint.slug}`",
                 kind="precondition",
             )
-        return self._start(
-            endpoint,
-            "deploy",
-            {"model": version.model, "version": version.version, "split": traffic_split},
-        )
+        payload: dict[str, object] = {
+            "model": version.model,
+            "version": version.version,
+            "split": traffic_split,
+        }
+        dm_id = change_deployed_model_id(change_id) if change_id else None
+        if dm_id is not None:
+            payload |= {"deployed_model_id": dm_id, "change_id": change_id}
+        return self._start(endpoint, "deploy", payload, dm_id)
 
     def begin_undeploy(
         self, endpoint: Endpoint, deployed_model_id: str, traffic_split: TrafficSplit
@@ -255,6 +296,25 @@ class SandboxPlatform:
                 deployed_model_id=op.deployed_model_id,
             )
 
+    def _settle(self, slug: str) -> None:
+        """Apply the endpoint's operations whose time has come, polled or not: as on
+        Vertex AI, a deploy lands whether or not the process that started it still
+        watches (it may have died)."""
+        now = self.clock().astimezone(UTC)  # stored in UTC; SQLite compares the text
+        with Session(self.engine) as session:
+            due = session.exec(
+                select(SandboxOperationRow.name).where(
+                    SandboxOperationRow.endpoint == slug,
+                    col(SandboxOperationRow.done).is_(False),
+                    col(SandboxOperationRow.finishes_at) <= now,
+                )
+            ).all()
+        for name in due:
+            with Session(self.engine) as session:
+                op = session.get(SandboxOperationRow, name)
+                if op is not None and not op.done:
+                    self._finish(session, op)
+
     def _finish(self, session: Session, op: SandboxOperationRow) -> None:
         """Apply an operation's effect exactly once (a compare-and-set on `done`)."""
         error: str | None = None
@@ -271,7 +331,8 @@ class SandboxPlatform:
                     " healthy (container exited during start-up)"
                 )
             else:
-                dm_id = self._dm_id(op.endpoint, endpoint.next_id)
+                chosen = op.payload.get("deployed_model_id")
+                dm_id = str(chosen) if chosen else self._dm_id(op.endpoint, endpoint.next_id)
         claimed = session.execute(
             update(SandboxOperationRow)
             .where(
@@ -304,6 +365,22 @@ class SandboxPlatform:
             endpoint.traffic = {k: v for k, v in split.items() if v}
             session.add(endpoint)
         session.commit()
+
+    def cancel_operation(self, name: str) -> None:
+        """Mark a running operation cancelled (it applies nothing); a finished one stays."""
+        self.calls += 1
+        with Session(self.engine) as session:
+            if session.get(SandboxOperationRow, name) is None:
+                raise PlatformError(f"operation `{name}` does not exist", kind="not_found")
+            session.execute(
+                update(SandboxOperationRow)
+                .where(
+                    col(SandboxOperationRow.name) == name,
+                    col(SandboxOperationRow.done).is_(False),
+                )
+                .values(done=True, error=CANCELLED)
+            )
+            session.commit()
 
     def set_traffic(self, endpoint: Endpoint, traffic_split: TrafficSplit) -> None:
         self.calls += 1

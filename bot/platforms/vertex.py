@@ -47,6 +47,7 @@ from commands.model import (
     InvalidSplit,
     ModelVersion,
     TrafficSplit,
+    change_deployed_model_id,
     check_split,
 )
 from commands.ports import Alert, OperationStatus, PlatformError, SeriesPoint, UnknownVersion
@@ -321,7 +322,8 @@ class VertexPlatform:
             if semver:
                 return ModelVersion(model, semver)
         try:  # deployed by hand or from another registry: trust a `model@x.y.z` name
-            return ModelVersion.parse(str(dm.display_name))
+            # (the bot's own deploys add the change's id after it)
+            return ModelVersion.parse((str(dm.display_name).split() or [""])[0])
         except InvalidModelVersion:
             return ModelVersion(base.rsplit("/", 1)[-1] or model, f"version-{version_id or '?'}")
 
@@ -362,7 +364,11 @@ class VertexPlatform:
         return spec
 
     def begin_deploy(
-        self, endpoint: Endpoint, version: ModelVersion, traffic_split: TrafficSplit
+        self,
+        endpoint: Endpoint,
+        version: ModelVersion,
+        traffic_split: TrafficSplit,
+        change_id: str | None = None,
     ) -> str:
         split = self._checked(traffic_split, endpoint)
         if version.model != endpoint.model:
@@ -376,9 +382,14 @@ class VertexPlatform:
         version_id = next((vid for vid, semver in known if semver == version.version), None)
         if version_id is None:
             raise UnknownVersion(version, [s for _, s in known if s])
+        # A change's deploy carries an id derived from the change (≤ 10 digits: Vertex AI
+        # takes a chosen id that short, and its own are longer) and names the change, so
+        # whoever takes the change over finds it on the endpoint instead of deploying again.
+        dm_id = change_deployed_model_id(change_id) if change_id else None
         deployed_model = v1.DeployedModel(
+            id=dm_id or "",
             model=f"{registry}@{version_id}",
-            display_name=str(version)[:128],
+            display_name=(f"{version} {change_id}" if dm_id else str(version))[:128],
             dedicated_resources=v1.DedicatedResources(
                 machine_spec=self._machine_spec(endpoint),
                 min_replica_count=endpoint.min_replicas,
@@ -390,14 +401,29 @@ class VertexPlatform:
         log.info(
             "deploying %s (alias %s) to %s with split %s", version, alias, endpoint.slug, split
         )
-        future = self._write(
-            self._for(region).endpoints.deploy_model,
-            f"deploy `{version}` to `{endpoint.slug}`",
-            project,
-            endpoint=self._endpoint_name(endpoint),
-            deployed_model=deployed_model,
-            traffic_split=split,
-        )
+        doing = f"deploy `{version}` to `{endpoint.slug}`"
+        try:
+            future = self._write(
+                self._for(region).endpoints.deploy_model,
+                doing,
+                project,
+                endpoint=self._endpoint_name(endpoint),
+                deployed_model=deployed_model,
+                traffic_split=split,
+            )
+        except PlatformError as exc:
+            cause = exc.__cause__
+            taken = isinstance(cause, gexc.AlreadyExists) or (
+                isinstance(cause, gexc.InvalidArgument | gexc.FailedPrecondition)
+                and "already exist" in str(cause.message).lower()
+            )
+            if dm_id and taken:
+                raise PlatformError(
+                    f"Could not {doing}: deployed model {dm_id} already exists on the endpoint"
+                    f" or is being deployed ({exc.__cause__})",
+                    kind="already_exists",
+                ) from cause
+            raise
         return str(future.operation.name)
 
     def begin_undeploy(
@@ -495,6 +521,17 @@ class VertexPlatform:
             progress=progress,
             error=error,
             deployed_model_id=deployed_model_id,
+        )
+
+    def cancel_operation(self, name: str) -> None:
+        """Vertex AI's CancelOperation: best effort; the operation then ends with an error
+        (CANCELLED) unless it finished first. Sent once, like every write."""
+        project, clients = self._op_clients(name)
+        self._write(
+            clients.endpoints.cancel_operation,
+            f"cancel operation `{name}`",
+            project,
+            request={"name": name},
         )
 
     def _operation_error(self, name: str, meta_type: str, code: int, message: str) -> PlatformError:

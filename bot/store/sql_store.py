@@ -9,10 +9,10 @@ NUL in text).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, text, update
+from sqlalchemy import ColumnElement, Engine, and_, delete, func, or_, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -23,6 +23,7 @@ from commands.model import (
     ChangeState,
     IllegalTransition,
     can_move,
+    stranded_since,
 )
 from commands.ports import ApprovalRecord, AuditEvent, AuditQuery, Decision, EndpointLocked
 from commands.text import outbound
@@ -94,11 +95,26 @@ def _to_change(row: ChangeRow) -> Change:
         channel=row.channel,
         message_ts=row.message_ts,
         plan=ChangePlan.from_extra(dict(row.extra)),
+        lease_owner=row.lease_owner,
+        lease_heartbeat_at=utc(row.lease_heartbeat_at),
+        lease_expires_at=utc(row.lease_expires_at),
     )
 
 
+# The lease's columns: written by the lease methods only, cleared by a terminal move.
+_LEASE_FIELDS = frozenset({"lease_owner", "lease_heartbeat_at", "lease_expires_at"})
+_NO_LEASE: dict[str, Any] = dict.fromkeys(_LEASE_FIELDS)
 # Columns a caller may set, by the domain's names (`plan` is stored as the `extra` map).
-_CHANGE_FIELDS = set(ChangeRow.model_fields) - {"seq", "extra"} | {"plan"}
+_CHANGE_FIELDS = set(ChangeRow.model_fields) - {"seq", "extra"} - _LEASE_FIELDS | {"plan"}
+
+
+def _lease_free(owner: str, now: datetime) -> ColumnElement[bool]:
+    """No lease, an expired one, or `owner`'s own."""
+    return or_(
+        col(ChangeRow.lease_owner).is_(None),
+        col(ChangeRow.lease_expires_at) <= now,
+        col(ChangeRow.lease_owner) == owner,
+    )
 
 
 def _columns(fields: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +218,13 @@ class SqlStore:
             return _to_change(row) if row else None
 
     def transition(
-        self, change_id: str, old: ChangeState, new: ChangeState, **fields: Any
+        self,
+        change_id: str,
+        old: ChangeState,
+        new: ChangeState,
+        *,
+        holder: str | None = None,
+        **fields: Any,
     ) -> Change | None:
         if not can_move(old, new):
             raise IllegalTransition(change_id, old, new)
@@ -212,11 +234,13 @@ class SqlStore:
         unknown = set(fields) - _CHANGE_FIELDS
         if unknown:
             raise ValueError(f"unknown change fields {sorted(unknown)}")
+        where = [col(ChangeRow.seq) == seq, col(ChangeRow.state) == str(old)]
+        if holder is not None:
+            where.append(col(ChangeRow.lease_owner) == holder)
+        values = _columns(fields) | ({} if new.is_open else _NO_LEASE)
         with Session(self.engine) as session:
             result = session.execute(
-                update(ChangeRow)
-                .where(col(ChangeRow.seq) == seq, col(ChangeRow.state) == str(old))
-                .values(state=str(new), **_columns(fields))
+                update(ChangeRow).where(*where).values(state=str(new), **values)
             )
             if result.rowcount != 1:  # type: ignore[attr-defined]
                 session.rollback()
@@ -231,16 +255,115 @@ class SqlStore:
             session.commit()
             return changed
 
-    def update_change(self, change_id: str, **fields: Any) -> None:
+    def update_change(self, change_id: str, *, holder: str | None = None, **fields: Any) -> bool:
         seq = change_seq(change_id)
         unknown = set(fields) - (_CHANGE_FIELDS - {"state"})
         if seq is None or unknown:
             raise ValueError(f"cannot update {change_id} with {sorted(fields)}")
+        where = [col(ChangeRow.seq) == seq]
+        if holder is not None:
+            where.append(col(ChangeRow.lease_owner) == holder)
         with Session(self.engine) as session:
-            session.execute(
-                update(ChangeRow).where(col(ChangeRow.seq) == seq).values(**_columns(fields))
+            result = session.execute(update(ChangeRow).where(*where).values(**_columns(fields)))
+            session.commit()
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    # the lease on a change's background work ------------------------------------------
+
+    def take_lease(
+        self,
+        change_id: str,
+        owner: str,
+        now: datetime,
+        ttl: timedelta,
+        *,
+        from_state: ChangeState = ChangeState.RUNNING,
+    ) -> Change | None:
+        if from_state not in (ChangeState.RUNNING, ChangeState.APPROVED):
+            raise ValueError(f"no background work to lease in state {from_state}")
+        seq = change_seq(change_id)
+        if seq is None:
+            return None
+        now = utc(now) or now
+        values: dict[str, Any] = {
+            "lease_owner": owner,
+            "lease_heartbeat_at": now,
+            "lease_expires_at": now + ttl,
+        }
+        if from_state is ChangeState.APPROVED:
+            # Started and leased in one statement: never RUNNING without a lease.
+            values |= {"state": str(ChangeState.RUNNING), "updated_at": now}
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(ChangeRow)
+                .where(
+                    col(ChangeRow.seq) == seq,
+                    col(ChangeRow.state) == str(from_state),
+                    _lease_free(owner, now),
+                )
+                .values(**values)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()
+                return None
+            row = session.get(ChangeRow, seq)
+            assert row is not None
+            taken = _to_change(row)
+            session.commit()
+            return taken
+
+    def renew_lease(self, change_id: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        seq = change_seq(change_id)
+        if seq is None:
+            return False
+        now = utc(now) or now
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(ChangeRow)
+                .where(
+                    col(ChangeRow.seq) == seq,
+                    col(ChangeRow.lease_owner) == owner,
+                    col(ChangeRow.state) == str(ChangeState.RUNNING),
+                )
+                .values(lease_heartbeat_at=now, lease_expires_at=now + ttl)
             )
             session.commit()
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def release_lease(self, change_id: str, owner: str) -> bool:
+        seq = change_seq(change_id)
+        if seq is None:
+            return False
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(ChangeRow)
+                .where(col(ChangeRow.seq) == seq, col(ChangeRow.lease_owner) == owner)
+                .values(**_NO_LEASE)
+            )
+            session.commit()
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def stranded(self, now: datetime, settle: timedelta) -> list[Change]:
+        now = utc(now) or now
+        query = (
+            select(ChangeRow)
+            .where(
+                col(ChangeRow.state).in_([str(ChangeState.RUNNING), str(ChangeState.APPROVED)]),
+                or_(
+                    col(ChangeRow.lease_owner).is_(None),
+                    and_(
+                        col(ChangeRow.lease_expires_at).is_not(None),
+                        col(ChangeRow.lease_expires_at) <= now,
+                    ),
+                ),
+            )
+            .order_by(col(ChangeRow.seq))
+            .limit(1000)
+        )
+        with Session(self.engine) as session:
+            found = [_to_change(r) for r in session.exec(query).all()]
+        # Whether an approved change is due reads its plan (a JSON map): decided here.
+        return [c for c in found if stranded_since(c, now, settle) is not None]
 
     def list_changes(
         self,

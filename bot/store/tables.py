@@ -46,6 +46,11 @@ class ChangeRow(SQLModel, table=True):
     channel: str | None = Field(default=None, max_length=32)
     message_ts: str | None = Field(default=None, max_length=32)
     extra: dict[str, str] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    # The lease on the change's background work (commands/changes/execute.py): written only
+    # by the store's lease methods and cleared when the change ends.
+    lease_owner: str | None = Field(default=None, max_length=96)
+    lease_heartbeat_at: datetime | None = _ts(nullable=True)
+    lease_expires_at: datetime | None = _ts(nullable=True)
 
 
 class EndpointLockRow(SQLModel, table=True):

@@ -1,86 +1,209 @@
 """Running an approved change on the platform: deploy / shift traffic / undeploy, its
-long-running operations polled and stored so a restarted bot resumes them; and how a
-change tells people (its card, its thread, the requester)."""
+long-running operations polled and stored so that another process can go on with them.
+
+Exactly one process works on a change at a time: it holds the change's lease
+(`commands/changes/lease.py`), taken by compare-and-set together with APPROVED → RUNNING,
+renewed by a heartbeat and before every platform call, cleared when the change ends. A
+change whose worker died (its lease expired) is *stranded*; `take_over` — run by the
+scheduler every `TAKEOVER_SECONDS` on every replica, and at start-up as `resume` — takes
+its lease by compare-and-set, and only the winner writes `execution_resumed` and goes on.
+
+Going on never repeats a platform write: a deploy carries an id derived from the change
+(`change_deployed_model_id`), so a taker first looks for it on the endpoint and adopts
+it; a traffic shift already applied is recognised by the split it set."""
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 from commands.audit import AuditAction
+from commands.changes.lease import Lease, LeaseLost, new_owner
 from commands.changes.tell import announce, tell, thread
 from commands.config import Endpoint
-from commands.messages import split_text
-from commands.model import BOT, NEW, Change, ChangeKind, ChangeState, ModelVersion, check_split
+from commands.messages import split_text, when
+from commands.model import (
+    BOT,
+    NEW,
+    Change,
+    ChangeKind,
+    ChangeState,
+    EndpointState,
+    ModelVersion,
+    change_deployed_model_id,
+    check_split,
+    stranded_since,
+)
 from commands.ports import OperationStatus, PlatformError
 from commands.runtime import Runtime
 
 log = logging.getLogger(__name__)
+
+# How often the scheduler sweeps for stranded changes (bot/scheduler.py): a dead worker's
+# change is taken over within the lease's TTL plus this (40 s with the defaults).
+TAKEOVER_SECONDS = 10.0
+# How long a taker waits for a deploy that a dead worker started (the platform says its id
+# already exists, but it is not on the endpoint yet) before it gives the change up.
+ADOPT_WAIT = timedelta(hours=1)
+# While waiting for such a deploy, how often (in polls) to try deploying again, in case
+# it failed: the id is then free and this worker's deploy starts.
+_RETRY_POLLS = 30
 
 
 class _Failed(Exception):
     pass
 
 
-def start(rt: Runtime, change: Change) -> None:
-    """Run an approved change after the ack (a scheduled one waits for the scheduler)."""
+def start(rt: Runtime, change: Change) -> bool:
+    """Run an approved change after the ack (a scheduled one waits for the scheduler).
+    False when it is not due yet."""
     run_at = change.plan.run_at
     if run_at and run_at > rt.clock():
-        return
+        return False
     rt.background.submit(lambda: execute(rt, change.id))
+    return True
 
 
 def execute(rt: Runtime, change_id: str) -> None:
-    change = rt.store.transition(
-        change_id, ChangeState.APPROVED, ChangeState.RUNNING, updated_at=rt.clock()
+    """APPROVED → RUNNING with this worker's lease, in one compare-and-set; then run it.
+    Anyone who loses the compare-and-set does nothing: never twice."""
+    owner = new_owner()
+    now = rt.clock()
+    change = rt.store.take_lease(
+        change_id, owner, now, rt.lease_ttl, from_state=ChangeState.APPROVED
     )
     if change is None:
-        return  # someone else runs it, or it is no longer approved: never twice
-    announce(
-        rt,
-        change,
-        AuditAction.EXECUTION_STARTED,
-        BOT.id,
-        "running",
-        parameters={"plan": change.split_after, "kind": change.kind.value},
-    )
-    _run(rt, change)
+        return  # someone else runs it, or it is no longer approved
+    lease = Lease(rt, change.id, owner, now)
+    lease.start()
+    try:
+        announce(
+            rt,
+            change,
+            AuditAction.EXECUTION_STARTED,
+            BOT.id,
+            "running",
+            parameters={"plan": change.split_after, "kind": change.kind.value},
+        )
+        _run(rt, change, lease)
+    finally:
+        lease.close()
+
+
+def take_over(rt: Runtime, *, at_start: bool = False) -> int:
+    """Take over stranded work (`Runtime.stranded`): every RUNNING change without a live
+    lease is taken by compare-and-set and, by the winner only, audited and run on from
+    its phase; an approved change that never started is started (its own compare-and-set
+    decides who). A change held by a live worker is left alone. Returns how many this
+    process took or started.
+
+    Safe on every replica at once. `at_start` (the start-up `resume`): approved changes
+    are started at once, scheduled ones that are due included, as a restart always did."""
+    now = rt.clock()
+    count = 0
+    for change in rt.stranded(now):
+        since = stranded_since(change, now, rt.approved_settle)
+        log.warning(
+            "%s (%s) is stranded since %s: no live worker (last: %s)",
+            change.id,
+            change.state.value,
+            since.isoformat() if since else "?",
+            change.lease_owner or "none",
+        )
+        if change.state is ChangeState.RUNNING:
+            count += _take_running(rt, change, now, at_start=at_start)
+        elif at_start:
+            continue  # started below with every other approved change
+        elif change.plan.run_at is None:
+            log.warning(
+                "%s was approved at %s and never started (its worker stopped); starting it",
+                change.id,
+                when(change.decided_at, rt.config.timezone),
+            )
+            count += start(rt, change)
+        else:  # housekeeping starts it, with the checks a scheduled change must pass
+            log.warning(
+                "%s was due at %s and has not started: no housekeeping has run since",
+                change.id,
+                when(change.plan.run_at, rt.config.timezone),
+            )
+    if at_start:
+        for change in rt.store.list_changes(states=[ChangeState.APPROVED], limit=1000):
+            count += start(rt, change)
+    return count
 
 
 def resume(rt: Runtime) -> int:
-    """Finish the story of changes that were approved or running when the bot stopped."""
-    count = 0
-    for change in rt.store.list_changes(states=[ChangeState.RUNNING], limit=1000):
-        count += 1
+    """At start-up: take over what no live worker holds (`take_over`)."""
+    return take_over(rt, at_start=True)
+
+
+def _take_running(rt: Runtime, stale: Change, now: datetime, *, at_start: bool) -> int:
+    owner = new_owner()
+    change = rt.store.take_lease(stale.id, owner, now, rt.lease_ttl)
+    if change is None:
+        return 0  # another process took it first, or it ended meanwhile
+    lease = Lease(rt, change.id, owner, now)
+    lease.start()
+    if stale.lease_owner is None:
+        why = "resumed after restart" if at_start else "resumed: no worker held it"
+    else:
+        why = "taken over: its worker stopped heartbeating"
+    log.warning("%s %s (last heartbeat %s)", change.id, why, stale.lease_heartbeat_at)
+    try:
         rt.auditor.record(
             AuditAction.EXECUTION_RESUMED,
             BOT.id,
-            "resumed after restart",
+            why,
             change=change,
-            parameters={"operation": change.operation, "phase": change.plan.phase},
+            parameters={
+                "operation": change.operation,
+                "phase": change.plan.phase,
+                "previous_worker": stale.lease_owner,
+                "last_heartbeat": stale.lease_heartbeat_at.isoformat()
+                if stale.lease_heartbeat_at
+                else None,
+                "worker": owner,
+            },
         )
-        rt.background.submit(functools.partial(_run, rt, change))
-    for change in rt.store.list_changes(states=[ChangeState.APPROVED], limit=1000):
-        count += 1
-        start(rt, change)
-    return count
+    except BaseException:
+        lease.close()
+        raise
+
+    def run() -> None:
+        try:
+            _run(rt, change, lease)
+        finally:
+            lease.close()
+
+    rt.background.submit(run)
+    return 1
 
 
 def _endpoint(rt: Runtime, change: Change) -> Endpoint:
     return rt.config.endpoints[change.endpoint]
 
 
-def _phase(rt: Runtime, change: Change, phase: str, operation: str | None = None) -> Change:
+def _write(rt: Runtime, lease: Lease, change: Change, **fields: object) -> None:
+    """Write to the change only while the lease is ours (the store checks, in the write)."""
+    if not rt.store.update_change(change.id, holder=lease.owner, **fields):
+        raise lease.lose()
+
+
+def _phase(
+    rt: Runtime, lease: Lease, change: Change, phase: str, operation: str | None = None
+) -> Change:
     change.plan.phase = phase
     change.operation = operation
-    rt.store.update_change(change.id, plan=change.plan, operation=operation)
+    _write(rt, lease, change, plan=change.plan, operation=operation)
     return change
 
 
-def _wait(rt: Runtime, change: Change, name: str, what: str) -> OperationStatus:
+def _wait(rt: Runtime, lease: Lease, change: Change, name: str, what: str) -> OperationStatus:
     last_reported = -1
     while True:
+        lease.check()
         status = rt.platform.operation(name)
         if status.done:
             if status.error:
@@ -94,9 +217,13 @@ def _wait(rt: Runtime, change: Change, name: str, what: str) -> OperationStatus:
         rt.sleep(rt.poll_seconds)
 
 
-def _check_before(rt: Runtime, change: Change) -> None:
+def _state(rt: Runtime, lease: Lease, change: Change) -> EndpointState:
+    lease.check()
+    return rt.platform.endpoint_state(_endpoint(rt, change))
+
+
+def _check_before(change: Change, state: EndpointState) -> None:
     """The plan was approved against a state; if the endpoint moved since, it is void."""
-    state = rt.platform.endpoint_state(_endpoint(rt, change))
     if dict(state.traffic) != change.split_before:
         labels = {d.id: d.version.version for d in state.deployed}
         raise _Failed(
@@ -106,12 +233,15 @@ def _check_before(rt: Runtime, change: Change) -> None:
         )
 
 
-def _undeploy(rt: Runtime, change: Change, ids: list[str], split: dict[str, int]) -> None:
+def _undeploy(
+    rt: Runtime, lease: Lease, change: Change, ids: list[str], split: dict[str, int]
+) -> None:
     ep = _endpoint(rt, change)
     for dm_id in ids:
+        lease.check()
         name = rt.platform.begin_undeploy(ep, dm_id, split)
-        _phase(rt, change, f"undeploy:{dm_id}", name)
-        _wait(rt, change, name, f"undeploying {change.labels.get(dm_id, dm_id)}")
+        _phase(rt, lease, change, f"undeploy:{dm_id}", name)
+        _wait(rt, lease, change, name, f"undeploying {change.labels.get(dm_id, dm_id)}")
 
 
 def _split_after(change: Change) -> dict[str, int]:
@@ -120,41 +250,111 @@ def _split_after(change: Change) -> dict[str, int]:
     return {new if k == NEW else k: v for k, v in change.split_after.items()}
 
 
-def _run(rt: Runtime, change: Change) -> None:
-    """Run (or, after a restart, go on with) a change from the phase it has reached."""
+def _ours(state: EndpointState, change: Change, version: ModelVersion) -> str | None:
+    """The id of this change's own deploy if it is on the endpoint already."""
+    dm_id = change_deployed_model_id(change.id)
+    found = state.model(dm_id) if dm_id else None
+    if found is None:
+        return None
+    if found.version != version:
+        raise _Failed(
+            f"deployed model {found.id} on `{change.endpoint}` carries this change's id but"
+            f" serves {found.version}, not {version}; nothing was done — check the endpoint"
+        )
+    return found.id
+
+
+def _deployed(rt: Runtime, lease: Lease, change: Change, dm_id: str | None, version: str) -> None:
+    change.new_deployed_model_id = dm_id
+    if dm_id:
+        change.plan.labels[dm_id] = version
+    change.plan.phase = "deployed"
+    _write(rt, lease, change, new_deployed_model_id=dm_id, plan=change.plan)
+
+
+def _deploy(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> str | None:
+    """Look before leaping: adopt this change's deploy if it is on the endpoint (returns
+    its id), else start one (stores the operation, returns None). If the platform says the
+    id exists already, a deploy started by a worker that died is still running: wait for
+    it to land and adopt it, or, if it failed, deploy."""
     ep = _endpoint(rt, change)
+    state = _state(rt, lease, change)
+    adopted = _ours(state, change, version)
+    if adopted is not None:
+        return adopted
+    _check_before(change, state)
+    polls = 0
+    deadline = rt.clock() + ADOPT_WAIT
+    while True:
+        lease.check()
+        try:
+            name = rt.platform.begin_deploy(ep, version, check_split(change.split_after), change.id)
+        except PlatformError as exc:
+            if exc.kind != "already_exists":
+                raise
+            if polls == 0:
+                thread(
+                    rt,
+                    change,
+                    f":hourglass_flowing_sand: a deploy of {version} for {change.id} is"
+                    " already running (started by a worker that stopped); waiting for it",
+                )
+        else:
+            _phase(rt, lease, change, "deploy", name)
+            return None
+        while True:  # wait for it to land; try again now and then, in case it failed
+            if rt.clock() > deadline:
+                raise _Failed(
+                    f"a deploy of {version} for {change.id} was already running and did not"
+                    f" finish within {int(ADOPT_WAIT.total_seconds() // 60)} min"
+                )
+            rt.sleep(rt.poll_seconds)
+            polls += 1
+            state = _state(rt, lease, change)
+            adopted = _ours(state, change, version)
+            if adopted is not None:
+                return adopted
+            if polls % _RETRY_POLLS == 0:
+                _check_before(change, state)
+                break
+
+
+def _run(rt: Runtime, change: Change, lease: Lease) -> None:
+    """Run (or, taken over, go on with) a change from the phase it has reached, while
+    `lease` is ours; once it is not, stop without another write."""
     phase = change.plan.phase or ""
     undeploy = list(change.plan.undeploy)
     try:
         if phase.startswith("undeploy:") and change.operation:
-            _wait(rt, change, change.operation, "undeploying")
+            _wait(rt, lease, change, change.operation, "undeploying")
             current = phase.split(":", 1)[1]
             rest = undeploy[undeploy.index(current) + 1 :] if current in undeploy else []
-            _undeploy(rt, change, rest, _split_after(change))
+            _undeploy(rt, lease, change, rest, _split_after(change))
         elif change.kind is ChangeKind.DEPLOY or change.plan.mode == "redeploy":
             version = ModelVersion.parse(change.version or "")
             if not phase:
-                _check_before(rt, change)
-                name = rt.platform.begin_deploy(ep, version, check_split(change.split_after))
-                change = _phase(rt, change, "deploy", name)
-                phase = "deploy"
+                adopted = _deploy(rt, lease, change, version)
+                if adopted is not None:
+                    log.info("%s: adopted deployed model %s", change.id, adopted)
+                    _deployed(rt, lease, change, adopted, version.version)
+                phase = change.plan.phase or ""
             if phase == "deploy":
                 assert change.operation
-                status = _wait(rt, change, change.operation, f"deploying {version}")
-                change.new_deployed_model_id = status.deployed_model_id
-                if status.deployed_model_id:
-                    change.plan.labels[status.deployed_model_id] = version.version
-                rt.store.update_change(
-                    change.id,
-                    new_deployed_model_id=status.deployed_model_id,
-                    plan=change.plan,
-                )
-                _undeploy(rt, change, undeploy, _split_after(change))
+                status = _wait(rt, lease, change, change.operation, f"deploying {version}")
+                _deployed(rt, lease, change, status.deployed_model_id, version.version)
+                phase = "deployed"
+            if phase == "deployed":
+                _undeploy(rt, lease, change, undeploy, _split_after(change))
         else:  # promote or rollback by traffic shift
             if not phase:
-                _check_before(rt, change)
-                rt.platform.set_traffic(ep, check_split(change.split_after))
-                change = _phase(rt, change, "traffic")
+                state = _state(rt, lease, change)
+                after = check_split(change.split_after)
+                # A worker that died after the shift but before storing it: it is done.
+                if not (dict(state.traffic) == after and after != change.split_before):
+                    _check_before(change, state)
+                    lease.check()
+                    rt.platform.set_traffic(_endpoint(rt, change), after)
+                change = _phase(rt, lease, change, "traffic")
                 phase = "traffic"
                 thread(
                     rt,
@@ -162,24 +362,36 @@ def _run(rt: Runtime, change: Change) -> None:
                     f":twisted_rightwards_arrows: traffic now {split_text(change.split_after, change.labels)}",
                 )
             if phase == "traffic":
-                _undeploy(rt, change, undeploy, change.split_after)
+                _undeploy(rt, lease, change, undeploy, change.split_after)
+    except LeaseLost:
+        log.warning("%s: taken over by another worker; this one stopped", change.id)
+        return
     except (_Failed, PlatformError) as exc:
-        _finish(rt, change, ok=False, error=str(exc))
+        _finish(rt, lease, change, ok=False, error=str(exc))
         return
     except Exception as exc:
         log.exception("change %s failed unexpectedly", change.id)
-        _finish(rt, change, ok=False, error=f"unexpected error: {type(exc).__name__}")
+        _finish(rt, lease, change, ok=False, error=f"unexpected error: {type(exc).__name__}")
         return
-    _finish(rt, change, ok=True)
+    _finish(rt, lease, change, ok=True)
 
 
-def _finish(rt: Runtime, change: Change, *, ok: bool, error: str | None = None) -> None:
+def _finish(
+    rt: Runtime, lease: Lease, change: Change, *, ok: bool, error: str | None = None
+) -> None:
     new = ChangeState.SUCCEEDED if ok else ChangeState.FAILED
     plan = replace(change.plan, phase="done")
     done = rt.store.transition(
-        change.id, ChangeState.RUNNING, new, error=error, updated_at=rt.clock(), plan=plan
+        change.id,
+        ChangeState.RUNNING,
+        new,
+        holder=lease.owner,
+        error=error,
+        updated_at=rt.clock(),
+        plan=plan,
     )
     if done is None:
+        log.warning("%s: not finished here: it moved on, or another worker took it", change.id)
         return
     state_after = None
     try:

@@ -9,6 +9,7 @@ from commands.canary.gate import after_promote_created, before_promote
 from commands.catalog import SLASH_COMMANDS
 from commands.changes.approve import supersede
 from commands.changes.card import change_card
+from commands.changes.lease import new_owner
 from commands.changes.lifecycle import Opening, open_change
 from commands.changes.plan import Plan, plan_deploy, plan_promote, plan_rollback
 from commands.changes.rules import (
@@ -18,6 +19,7 @@ from commands.changes.rules import (
     plan_hash,
 )
 from commands.changes.schedule import parse_at
+from commands.changes.tell import announce, tell
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
 from commands.messages import Context, Reply, Text, escape, health_line, mention, when
@@ -26,9 +28,12 @@ from commands.model import (
     ChangeKind,
     ChangeState,
     EndpointHealth,
+    EndpointState,
     InvalidModelVersion,
     Invocation,
     ModelVersion,
+    change_deployed_model_id,
+    stranded_since,
 )
 from commands.parsing import Args, ParseError, parse
 from commands.ports import (
@@ -68,8 +73,19 @@ def _health(rt: Runtime, ep: Endpoint) -> EndpointHealth | None:
         return None
 
 
-def _canary_hint(rt: Runtime, slug: str) -> str | None:
-    last = rt.store.last_succeeded(slug, kinds=[ChangeKind.DEPLOY.value])
+def _canary_hint(rt: Runtime, state: EndpointState, holder: Change | None) -> str | None:
+    """Which deployed model is the canary: the one a running change is bringing in (a
+    stranded deploy's own model, found by the id it carries), else the last successful
+    deploy's. A stranded deploy is never succeeded, so without this its model would count
+    as the stable one and a rollback would keep it."""
+    if holder is not None and holder.state is ChangeState.RUNNING:
+        if holder.kind is ChangeKind.DEPLOY:
+            mine = holder.new_deployed_model_id or change_deployed_model_id(holder.id)
+        else:  # a promote or rollback: the model it was moving away from or to
+            mine = holder.plan.canary_id
+        if mine and state.model(mine) is not None:
+            return mine
+    last = rt.store.last_succeeded(state.slug, kinds=[ChangeKind.DEPLOY.value])
     return last.new_deployed_model_id if last else None
 
 
@@ -81,7 +97,9 @@ def _previous_version(rt: Runtime, ep: Endpoint) -> ModelVersion | None:
     return None
 
 
-def _plan(rt: Runtime, kind: ChangeKind, ep: Endpoint, args: Args) -> tuple[Plan, Change]:
+def _plan(
+    rt: Runtime, kind: ChangeKind, ep: Endpoint, args: Args, holder: Change | None = None
+) -> tuple[Plan, Change]:
     env = rt.config.environment_of(ep)
     state = rt.platform.endpoint_state(ep)
     version: str | None = None
@@ -123,9 +141,9 @@ def _plan(rt: Runtime, kind: ChangeKind, ep: Endpoint, args: Args) -> tuple[Plan
             raise Refusal(
                 str(exc), "`to=` is the canary's new share, 1–100 (default 100).", code="malformed"
             ) from None
-        plan = plan_promote(state, _canary_hint(rt, ep.slug), percent)
+        plan = plan_promote(state, _canary_hint(rt, state, holder), percent)
     else:
-        plan = plan_rollback(state, _canary_hint(rt, ep.slug), _previous_version(rt, ep))
+        plan = plan_rollback(state, _canary_hint(rt, state, holder), _previous_version(rt, ep))
     recorded = plan.recorded(
         full_promote=kind in (ChangeKind.PROMOTE, ChangeKind.DEPLOY) and percent == 100
     )
@@ -148,13 +166,89 @@ def _plan(rt: Runtime, kind: ChangeKind, ep: Endpoint, args: Args) -> tuple[Plan
     return plan, change
 
 
-def _locked(ep: Endpoint, holder: Change) -> Refusal:
+def _locked(rt: Runtime, ep: Endpoint, holder: Change) -> Refusal:
+    state = holder.state.value.replace("_", " ")
+    hint = (
+        f"One open change per endpoint: wait for {holder.id}, or cancel it with"
+        f" `/aiops cancel {holder.id}`."
+    )
+    if holder.state is ChangeState.RUNNING:
+        since = stranded_since(holder, rt.clock(), rt.approved_settle)
+        if since is None:
+            state = "running now in a live worker"
+            hint = (
+                f"One open change per endpoint: wait for {holder.id} to finish; a running"
+                f" change cannot be cancelled. Follow it with `/aiops changes {ep.slug}`."
+            )
+        else:
+            state = f"stranded since {when(since, rt.config.timezone)}, no live worker"
+            hint = (
+                f"A live worker takes {holder.id} over within a minute;"
+                f" `/rollback {ep.slug}` ends it at once."
+            )
     return Refusal(
-        f"`{ep.slug}` is locked by {holder.id} ({holder.kind.value} by {mention(holder.requester_id)},"
-        f" {holder.state.value.replace('_', ' ')})",
-        f"One open change per endpoint: wait for {holder.id}, or cancel it with `/aiops cancel {holder.id}`.",
+        f"`{ep.slug}` is locked by {holder.id} ({holder.kind.value} by"
+        f" {mention(holder.requester_id)}, {state})",
+        hint,
         code="locked",
     )
+
+
+def _end_stranded(rt: Runtime, holder: Change, actor_id: str) -> str | None:
+    """A rollback over a change that no live worker runs: take its lease (so no takeover
+    starts it meanwhile), mark it FAILED, cancel its operation in flight where the
+    platform allows, audit and tell. Returns the line for the rollback's reply; None when
+    a worker took it over first (the rollback then waits like behind any running change).
+    A failure to cancel is reported, never raised: mitigation goes on."""
+    now = rt.clock()
+    since = stranded_since(holder, now, rt.approved_settle)
+    owner = new_owner()
+    taken = rt.store.take_lease(holder.id, owner, now, rt.lease_ttl) if since else None
+    if taken is None or since is None:
+        return None
+    why = f"stranded: superseded by {mention(actor_id)}'s rollback"
+    done = rt.store.transition(
+        holder.id, ChangeState.RUNNING, ChangeState.FAILED, holder=owner, error=why, updated_at=now
+    )
+    if done is None:
+        rt.store.release_lease(holder.id, owner)
+        return None
+    cancel = _cancel_in_flight(rt, done.operation)
+    announce(
+        rt,
+        done,
+        AuditAction.EXECUTION_FINISHED,
+        actor_id,
+        f"failed: {why}",
+        note=f"Stopped: {why}; {cancel}.",
+        justification=why,
+        parameters={
+            "stranded_since": since.isoformat(),
+            "previous_worker": holder.lease_owner,
+            "operation": done.operation,
+            "phase": done.plan.phase,
+            "operation_cancel": cancel,
+        },
+    )
+    tell(rt, done.requester_id, f"{done.id} ({done.kind.value} {done.endpoint}) {why}; {cancel}.")
+    return (
+        f":warning: {done.id} was stranded since {when(since, rt.config.timezone)} (no live"
+        f" worker): marked failed, superseded by this rollback; {cancel}."
+    )
+
+
+def _cancel_in_flight(rt: Runtime, operation: str | None) -> str:
+    """Cancel a stranded change's last operation if it is still running; what happened,
+    in words (a refusal is reported, not raised)."""
+    if not operation:
+        return "it had no operation on record to cancel"
+    try:
+        if rt.platform.operation(operation).done:
+            return f"its last operation `{operation}` had already finished"
+        rt.platform.cancel_operation(operation)
+    except PlatformError as exc:
+        return f"its operation `{operation}` could not be cancelled ({exc})"
+    return f"its operation `{operation}` was cancelled"
 
 
 def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
@@ -175,22 +269,31 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
         and (kind is not ChangeKind.ROLLBACK or env.rollback_requires_approval)
     )
     reason = _reason(args, env, kind.value)
-    # A rollback that cannot be planned (nothing to roll back to) supersedes nothing.
-    planned = _plan(rt, kind, ep, args)[1] if kind is ChangeKind.ROLLBACK else None
     holder = rt.store.open_change(ep.slug)
     if (
         holder is not None
-        and kind is ChangeKind.ROLLBACK
-        and holder.state is not ChangeState.RUNNING
+        and holder.state is ChangeState.RUNNING
+        and stranded_since(holder, rt.clock(), rt.approved_settle) is None
     ):
-        # Mitigation first: a rollback never waits behind a change that has not started.
-        why = f"superseded by {mention(inv.actor.id)}'s rollback of `{ep.slug}`"
-        if supersede(rt, holder, inv.actor.id, why) is not None:
-            holder = None
+        raise _locked(rt, ep, holder)  # running in a live worker: nothing may go ahead of it
+    # A rollback that cannot be planned (nothing to roll back to) supersedes nothing.
+    planned = _plan(rt, kind, ep, args, holder)[1] if kind is ChangeKind.ROLLBACK else None
+    stranded_line: str | None = None
+    if holder is not None and kind is ChangeKind.ROLLBACK:
+        # Mitigation first: a rollback never waits behind a change that has not started,
+        # nor behind one whose worker stopped (stranded).
+        if holder.state is not ChangeState.RUNNING:
+            why = f"superseded by {mention(inv.actor.id)}'s rollback of `{ep.slug}`"
+            if supersede(rt, holder, inv.actor.id, why) is not None:
+                holder = None
         else:
+            stranded_line = _end_stranded(rt, holder, inv.actor.id)
+            if stranded_line is not None:
+                holder = None
+        if holder is not None:
             holder = rt.store.open_change(ep.slug)
     if holder is not None:  # say so before planning; the insert below is what enforces it
-        raise _locked(ep, holder)
+        raise _locked(rt, ep, holder)
     gate = before_promote(rt, ep, env, args, inv.actor) if kind is ChangeKind.PROMOTE else None
     change = planned or _plan(rt, kind, ep, args)[1]
     if gate is not None:
@@ -245,9 +348,11 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
             parameters={"version": change.version, "ticket": change.plan.ticket},
         )
     except EndpointLocked as locked:
-        raise _locked(ep, locked.holder) from None
+        raise _locked(rt, ep, locked.holder) from None
     reply = change_card(change, rt.config, health=health)
     reply.ephemeral = True
+    if stranded_line is not None:
+        reply.blocks.append(Text(stranded_line))
     if undelivered:
         # Never "posted" when it was not: say where it did not arrive, how to fix that,
         # and how the change is decided meanwhile.

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from commands.config import Config
 from commands.messages import (
@@ -14,11 +15,18 @@ from commands.messages import (
     mention,
     when,
 )
-from commands.model import OPEN_STATES, Change, ChangeKind, ChangeState
+from commands.model import OPEN_STATES, Change, ChangeKind, ChangeState, stranded_since
 from commands.runtime import Runtime
 
 
-def changes_reply(changes: Sequence[Change], config: Config) -> Reply:
+def changes_reply(
+    changes: Sequence[Change],
+    config: Config,
+    stranded: Mapping[str, datetime] | None = None,
+) -> Reply:
+    """One line per change; `stranded` (change id → since when) marks the changes whose
+    background work no live worker holds."""
+    stranded = stranded or {}
     if not changes:
         return Reply.info("No changes yet. Start one with `/deploy`.")
     lines = [
@@ -30,6 +38,11 @@ def changes_reply(changes: Sequence[Change], config: Config) -> Reply:
         + (  # its card never reached Slack: the typed form is the only way to decide it
             f" · :warning: no card in Slack, decide with `/aiops approve {c.id}`"
             if c.state is ChangeState.PENDING_APPROVAL and not c.message_ts
+            else ""
+        )
+        + (
+            f" · :warning: stranded since {when(stranded[c.id], config.timezone)}, no live worker"
+            if c.id in stranded
             else ""
         )
         for c in changes
@@ -52,4 +65,10 @@ def changes(rt: Runtime, slug: str | None, limit: int) -> Reply:
         rt.endpoint(slug, "/aiops changes [endpoint] [limit=N]")
     found = rt.store.list_changes(endpoint=slug, limit=limit)
     found.sort(key=lambda c: (c.state not in OPEN_STATES, -int(c.id.split("-")[1])))
-    return changes_reply(found, rt.config)
+    now = rt.clock()
+    stranded = {
+        c.id: since
+        for c in found
+        if (since := stranded_since(c, now, rt.approved_settle)) is not None
+    }
+    return changes_reply(found, rt.config, stranded)

@@ -3,6 +3,7 @@ the domain service, with VertexPlatform talking to the fake Vertex AI over gRPC.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterator
 
@@ -18,13 +19,23 @@ from sqlalchemy import Engine
 
 from bot.platforms.monitoring import read_retry
 from bot.platforms.vertex import VertexPlatform
-from commands.changes.execute import resume
+from commands.changes.execute import resume, take_over
 from commands.config import Config
-from commands.model import ChangeState
+from commands.model import ChangeState, change_deployed_model_id
 from commands.ports import AuditQuery
-from commands.runtime import Runtime
+from commands.runtime import LEASE_TTL, Runtime
 from tests.support.fakes.vertex_server import FakeVertex
-from tests.support.harness import ALICE, BOB, CAROL, Bot, FakeClock, example_config, make_runtime
+from tests.support.harness import (
+    ALICE,
+    BOB,
+    CAROL,
+    Bot,
+    DiesAfter,
+    FakeClock,
+    Stopped,
+    example_config,
+    make_runtime,
+)
 
 REGION = "australia-southeast1"
 PROJECTS = {"loan-assessor": "lender-aiops-prod", "loan-assessor-stg": "lender-aiops-staging"}
@@ -260,3 +271,47 @@ def test_a_slow_canary_on_vertex_is_rolled_back_from_cloud_monitoring_distributi
         assert ends and all(e <= clock.now - timedelta(minutes=5) for e in ends)
     finally:
         metrics.stop()
+
+
+@pytest.mark.parametrize("landed", [True, False], ids=["deployed", "still-deploying"])
+def test_a_taker_adopts_the_deploy_of_a_dead_worker_on_vertex(
+    sqlite_engine: Engine, clock: FakeClock, fake: FakeVertex, landed: bool
+) -> None:
+    """Look before leaping: the worker died right after DeployModel reached Vertex AI, before
+    it stored the operation. The taker finds the deployed model by the id the change gave
+    it (or, still deploying, is told the id exists and waits for it): one deploy in all."""
+    fake.hold_operations = True
+    first = Bot(vertex_runtime(sqlite_engine, clock, fake), clock)
+    first.rt.platform = DiesAfter(first.rt.platform, "begin_deploy")  # type: ignore[assignment]
+    with contextlib.suppress(Stopped):
+        first.run(ALICE, "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 canary=25")
+    change = first.rt.store.list_changes(limit=1)[0]
+    assert change.state is ChangeState.RUNNING and not change.plan.phase
+    ours = change_deployed_model_id(change.id)
+    assert ours == "9000000001"
+    if landed:
+        fake.release()
+    clock.advance(LEASE_TTL.total_seconds() + 1)
+
+    second = Bot(vertex_runtime(sqlite_engine, clock, fake), clock)
+    sleeps: list[float] = []
+
+    def poll(seconds: float) -> None:
+        sleeps.append(seconds)
+        if len(sleeps) == 3:
+            fake.release()  # the dead worker's deploy finishes on Vertex AI
+        clock.advance(seconds)
+
+    second.rt.sleep = poll
+    assert take_over(second.rt) == 1
+    second.rt.background.wait_idle(30)
+    done = second.change(change.id)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    assert done.new_deployed_model_id == ours
+    deploys = [op for op in fake.operations.values() if op.method == "DeployModel"]
+    assert len(deploys) == 1  # Vertex AI ran one deploy for the change
+    assert fake.calls["DeployModel"] == (1 if landed else 2)  # the second one refused
+    endpoint = fake.endpoints[endpoint_name("loan-assessor-stg")]
+    [mine] = [d for d in endpoint.deployed_models if d.id == ours]
+    assert change.id in mine.display_name
+    assert second.split("loan-assessor-stg") == {"1.2.0": 75, "1.2.1": 25}

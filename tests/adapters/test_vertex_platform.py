@@ -200,6 +200,46 @@ def test_an_operation_is_resumed_by_name_from_a_new_platform_after_a_restart(
     assert fake.traffic(ENDPOINT)[status.deployed_model_id] == 10
 
 
+def test_a_change_deploys_with_its_own_id_once_and_its_deploy_can_be_cancelled(
+    platform: VertexPlatform, fake: FakeVertex, endpoint: Any
+) -> None:
+    fake.hold_operations = True
+    name = platform.begin_deploy(endpoint, v("1.2.1"), {"501": 90, "0": 10}, "CHG-12")
+    with pytest.raises(PlatformError) as running:  # a second deploy while the first runs
+        platform.begin_deploy(endpoint, v("1.2.1"), {"501": 90, "0": 10}, "CHG-12")
+    assert running.value.kind == "already_exists"
+    platform.cancel_operation(name)
+    cancelled = platform.operation(name)
+    assert cancelled.done and cancelled.error and "cancel" in cancelled.error.lower()
+    assert fake.deployed_ids(ENDPOINT) == ["501"]  # nothing landed
+
+    fake.hold_operations = False
+    platform.wait(platform.begin_deploy(endpoint, v("1.2.1"), {"501": 90, "0": 10}, "CHG-12"))
+    state = platform.endpoint_state(endpoint)
+    assert [(d.id, d.version.version) for d in state.deployed] == [
+        ("501", "1.2.0"),
+        ("9000000012", "1.2.1"),  # the change's id; the version still from the registry
+    ]
+    [mine] = [d for d in fake.endpoints[ENDPOINT].deployed_models if d.id == "9000000012"]
+    assert mine.display_name == f"{MODEL}@1.2.1 CHG-12"
+    with pytest.raises(PlatformError) as deployed:
+        platform.begin_deploy(endpoint, v("1.2.1"), {"501": 90, "0": 10}, "CHG-12")
+    assert deployed.value.kind == "already_exists"
+    platform.cancel_operation(name)  # one that has ended stays as it ended
+
+
+def test_a_refused_cancel_is_a_platform_error(platform: VertexPlatform, fake: FakeVertex) -> None:
+    fake.hold_operations = True
+    name = platform.begin_deploy(
+        platform.config.endpoints["loan-assessor"], v("1.2.1"), {"501": 90, "0": 10}, "CHG-3"
+    )
+    fake.fail("CancelOperation", grpc.StatusCode.PERMISSION_DENIED, "aiplatform.operations.cancel")
+    with pytest.raises(PlatformError) as refused:
+        platform.cancel_operation(name)
+    assert refused.value.kind == "permission"
+    assert not platform.operation(name).done
+
+
 def test_an_unknown_operation_name_is_not_found(platform: VertexPlatform) -> None:
     with pytest.raises(PlatformError) as err:
         platform.operation(f"{ENDPOINT}/operations/404")

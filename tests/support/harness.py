@@ -44,6 +44,30 @@ class FakeClock:
             self.now += timedelta(seconds=seconds, **kw)
 
 
+class Stopped(BaseException):
+    """A worker's process ends here (not an Exception: nothing in the bot may catch it)."""
+
+
+class DiesAfter:
+    """A platform whose process dies (`Stopped`) right after `method` reached the platform:
+    the call took effect, nothing after it ran."""
+
+    def __init__(self, inner: Any, method: str) -> None:
+        self.inner = inner
+        self.method = method
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if name != self.method:
+            return attr
+
+        def call(*args: Any, **kw: Any) -> Any:
+            attr(*args, **kw)
+            raise Stopped
+
+        return call
+
+
 def example_config(**sandbox: Any) -> Config:
     config = load_config(BUNDLED_CONFIG)
     if sandbox:

@@ -65,6 +65,8 @@ class _Op:
     fault: Fault | None = None
     stage: int = 0
     polls: int = 0
+    chosen_id: str = ""  # a deploy's caller-chosen DeployedModel id
+    cancelled: bool = False
 
 
 def _now() -> timestamp_pb2.Timestamp:
@@ -404,10 +406,29 @@ class FakeVertex:
         self._check_split(
             split, {d.id for d in endpoint.deployed_models} | {"0"}, may_be_empty=True
         )
+        chosen = wanted.id
+        if chosen:
+            # As the real service: a chosen id is 1–10 digits, unique on the endpoint
+            # among deployed models and deploys still running.
+            if not (chosen.isdigit() and len(chosen) <= 10):
+                raise _Abort(
+                    grpc.StatusCode.INVALID_ARGUMENT,
+                    f"DeployedModel id `{chosen}` must be 1 to 10 digits.",
+                )
+            running = [
+                op
+                for op in self.operations.values()
+                if op.method == "DeployModel" and not op.proto.done and op.chosen_id == chosen
+            ]
+            if chosen in {d.id for d in endpoint.deployed_models} or running:
+                raise _Abort(
+                    grpc.StatusCode.ALREADY_EXISTS,
+                    f"DeployedModel with ID {chosen} already exists in {endpoint.name}.",
+                )
 
         def apply() -> v1.DeployModelResponse:
             dm = v1.DeployedModel(
-                id=str(next(self._ids)),
+                id=chosen or str(next(self._ids)),
                 model=self._numbered(model.name),
                 model_version_id=model.version_id,
                 display_name=wanted.display_name,
@@ -423,7 +444,9 @@ class FakeVertex:
             generic_metadata=v1.GenericOperationMetadata(create_time=_now()),
             deployment_stage=_STAGES[0],
         )
-        return self._start("DeployModel", endpoint, metadata, apply, v1.DeployModelResponse)
+        started = self._start("DeployModel", endpoint, metadata, apply, v1.DeployModelResponse)
+        self.operations[started.name].chosen_id = chosen
+        return started
 
     def _undeploy_model(self, request: v1.UndeployModelRequest) -> operations_pb2.Operation:
         endpoint = self._endpoint(request.endpoint)
@@ -573,6 +596,22 @@ class FakeVertex:
             proto.metadata.CopyFrom(_pack(meta))
         proto.done = True
 
+    def cancel_operation(self, name: str) -> None:
+        """As the real service: a running operation ends with CANCELLED and applies
+        nothing; a finished one is left as it is."""
+        with self._lock:
+            self.calls["CancelOperation"] += 1
+            fault = self._next_fault("CancelOperation")
+            if fault is not None:
+                raise _Abort(fault.code, fault.message)
+            op = self.operations.get(name)
+            if op is None:
+                raise _Abort(grpc.StatusCode.NOT_FOUND, f"Operation `{name}` not found.")
+            if not op.proto.done:
+                op.cancelled = True
+                op.fault = Fault(grpc.StatusCode.CANCELLED, "Operation was cancelled.")
+                self._finish(op)
+
     def get_operation(self, name: str) -> operations_pb2.Operation:
         with self._lock:
             self.calls["GetOperation"] += 1
@@ -616,5 +655,9 @@ class _Operations(operations_pb2_grpc.OperationsServicer):  # type: ignore[misc]
     def CancelOperation(
         self, request: operations_pb2.CancelOperationRequest, context: grpc.ServicerContext
     ) -> empty_pb2.Empty:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "cancel is not supported by the fake")
-        raise AssertionError("unreachable")
+        try:
+            self.fake.cancel_operation(request.name)
+        except _Abort as exc:
+            context.abort(exc.code, exc.message)
+            raise  # unreachable: abort raises
+        return empty_pb2.Empty()
