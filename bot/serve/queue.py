@@ -2,11 +2,11 @@
 in the bot's own database before its ack leaves (procrastinate; docs/queue.md says why
 it and not another).
 
-- The server (`CommandQueue.submit`) writes, in one transaction, the Slack request's key
-  (`slack_request`, primary key: a retry or replay of the same request finds it and is
-  answered once, with nothing run again) and the job (procrastinate's
-  `procrastinate_jobs`, which NOTIFYs the workers). Only then is the ack sent; if the
-  database refuses, the ack says the command was not taken.
+- The server (`CommandQueue.submit`) writes the job (procrastinate's
+  `procrastinate_jobs`, which NOTIFYs the workers) with the Slack request's key; a unique
+  index on that key (migration 0009) refuses a retry or replay of the same request in the
+  same statement, so it is answered once and nothing runs again. Only then is the ack
+  sent; if the database refuses, the ack says the command was not taken.
 - What is stored is what the domain may see: the text is admitted at the edge (limits
   checked, PII masked: `commands.text.admit`) before it is written; a text the limits
   refuse is stored only in its shown form with the refusal, which the worker audits and
@@ -19,8 +19,8 @@ it and not another).
   `response_url` (`sweep`), once, by whichever worker's sweep claims it first.
 
 Job arguments: `{"inv": {...}, "click": bool, "response_url": str | None, "key": str,
-"refusal": {...} | None}`. Finished jobs and request keys are deleted after
-`RETENTION` (the keys only need to outlive Slack's 5-minute signature window).
+"refusal": {...} | None}`. Finished jobs (and with them their request keys) are deleted
+after `RETENTION`: the keys must outlive Slack's 5-minute signature window.
 """
 
 from __future__ import annotations
@@ -153,6 +153,16 @@ def refusal_from_job(data: dict[str, Any] | None) -> Refusal | None:
 # ---------------------------------------------------------------------- the server side
 
 
+REQUEST_KEY_INDEX = "aiops_jobs_request_key"  # migration 0009
+
+
+def _broken(exc: BaseException) -> bool:
+    import psycopg
+
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, psycopg.OperationalError)
+
+
 class Duplicate(Exception):
     """The request was taken before (a Slack retry or a replay): answered once."""
 
@@ -181,7 +191,6 @@ class CommandQueue:
             max_size=8,
             timeout=2.5,
             open=False,
-            check=AsyncConnectionPool.check_connection,  # a failover's dead connections
         )
         await self._pool.open(wait=False)
         await self.app.open_async(pool=self._pool)
@@ -192,33 +201,34 @@ class CommandQueue:
             await self.app.close_async()
             await pool.close()
 
-    async def submit(
-        self,
-        inv: Invocation,
-        click: bool,
-        response_url: str | None,
-        key: str,
-        now: dt.datetime | None = None,
-    ) -> int:
+    async def submit(self, inv: Invocation, click: bool, response_url: str | None, key: str) -> int:
+        """One statement, committed before it returns (the ack waits for it): the job,
+        unique by its request key. A connection the pool had that the database dropped
+        (a failover) is retried once on a new one."""
+        from procrastinate import exceptions
+
         entry = admitted(inv)
-        async with self._pool.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "INSERT INTO slack_request (key, received_at) VALUES (%s, %s)"
-                " ON CONFLICT (key) DO NOTHING RETURNING key",
-                (key, now or dt.datetime.now(dt.UTC)),
-            )
-            if await cur.fetchone() is None:
-                raise Duplicate(key)
-            deferrer = self.app.configure_task(TASK, queue=QUEUE, connection=conn)
-            job_id: int = await deferrer.defer_async(
-                inv=to_job(entry.inv),
-                click=click,
-                response_url=response_url,
-                key=key,
-                refusal=refusal_to_job(entry.refusal),
-            )
-            await conn.execute("UPDATE slack_request SET job_id = %s WHERE key = %s", (job_id, key))
-        return job_id
+        args: dict[str, Any] = {
+            "inv": to_job(entry.inv),
+            "click": click,
+            "response_url": response_url,
+            "key": key,
+            "refusal": refusal_to_job(entry.refusal),
+        }
+        deferrer = self.app.configure_task(TASK, queue=QUEUE)
+        for attempt in (1, 2):
+            try:
+                job_id: int = await deferrer.defer_async(**args)
+                return job_id
+            except exceptions.UniqueViolation as exc:
+                if exc.constraint_name == REQUEST_KEY_INDEX:
+                    raise Duplicate(key) from None
+                raise
+            except exceptions.ConnectorException as exc:
+                if attempt == 2 or not _broken(exc):
+                    raise
+                log.warning("a pooled database connection was gone; trying a new one")
+        raise AssertionError("unreachable")
 
     async def refused(self, user: str, team: str | None, enterprise: str | None) -> None:
         """A request from another workspace, audited by a worker."""

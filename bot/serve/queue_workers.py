@@ -13,7 +13,7 @@ finish the job it runs and the changes it polls (up to `STOP_TIMEOUT`), then exi
 
 Each worker also sweeps (every `SWEEP_EVERY` s): jobs of workers that stopped
 heartbeating are failed and their requesters told (never run twice), stale workers are
-pruned, and finished jobs and Slack request keys past their retention are deleted.
+pruned, and finished jobs past their retention are deleted.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def _stopped_answer(command: str) -> dict[str, Any]:
 async def sweep(app: procrastinate.App) -> int:
     """One sweep: fail the jobs of workers that stopped heartbeating and tell their
     requesters (once: finishing a job is a compare-and-set on its status, so of two
-    sweeps only one succeeds); prune those workers; delete what is past retention.
+    sweeps only one succeeds); prune those workers; delete finished jobs past retention.
     Returns the number of jobs failed."""
     from procrastinate.jobs import Status
 
@@ -134,9 +134,6 @@ async def sweep(app: procrastinate.App) -> int:
     await manager.delete_old_jobs(
         nb_hours=int(RETENTION.total_seconds() // 3600), queue=QUEUE, include_failed=True
     )
-    pool = app.connector.pool  # type: ignore[attr-defined]
-    async with pool.connection() as conn:
-        await conn.execute("DELETE FROM slack_request WHERE received_at < now() - %s", (RETENTION,))
     return failed
 
 
@@ -162,7 +159,7 @@ async def _serve_queue(app: procrastinate.App, ready: Event | None) -> None:
                 install_signal_handlers=True,  # SIGTERM: finish the job in hand, then stop
                 update_heartbeat_interval=HEARTBEAT,
                 stalled_worker_timeout=STALLED_AFTER,
-                delete_jobs="successful",
+                delete_jobs="never",  # kept for RETENTION: they hold the request keys
             )
         finally:
             sweeper.cancel()

@@ -160,7 +160,10 @@ def test_an_acked_command_is_a_job_before_the_ack_and_runs_once_a_worker_is_up(
     finally:
         assert _stop(worker) == 0
     assert len(stub.responded("/r/1")) == 1  # the replay was never run
-    assert _jobs(pg_engine) == []  # finished jobs are deleted; the request keys stay
+    # finished jobs are kept (they hold the request keys): a later replay is still refused
+    assert [j["status"] for j in _jobs(pg_engine)] == ["succeeded", "succeeded"]
+    assert _post(served, body, headers).status_code == 200
+    assert len(_jobs(pg_engine)) == 2
 
 
 def test_a_database_that_does_not_answer_is_said_in_the_ack(

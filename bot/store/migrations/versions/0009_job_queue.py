@@ -1,4 +1,4 @@
-"""the durable job queue (procrastinate's schema, PostgreSQL only) and Slack request keys
+"""the durable job queue (procrastinate's schema, PostgreSQL only), one job per Slack request
 
 Revision ID: 0009
 Revises: 0007
@@ -13,7 +13,6 @@ gets its own revision running procrastinate's migration scripts.
 from collections.abc import Sequence
 from pathlib import Path
 
-import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009"
@@ -22,6 +21,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 PROCRASTINATE_VERSION = "3.10.0"
+REQUEST_KEY_INDEX = "aiops_jobs_request_key"
 SCHEMA = Path(__file__).resolve().parent.parent / f"procrastinate_{PROCRASTINATE_VERSION}.sql"
 
 
@@ -32,22 +32,20 @@ def upgrade() -> None:
     # The raw driver, without parameters: the script holds `%` (RAISE formats) and `$$`
     # bodies that neither SQLAlchemy's text() nor a parameterised execute would leave alone.
     bind.connection.driver_connection.execute(SCHEMA.read_text())  # type: ignore[union-attr]
-    op.create_table(
-        "slack_request",
-        sa.Column("key", sa.String(length=128), nullable=False),
-        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("job_id", sa.BigInteger(), nullable=True),
-        sa.PrimaryKeyConstraint("key"),
+    # One job per Slack request: a retry or replay of a request (same key) is refused by
+    # the database in the same statement that would enqueue it. An index of ours on the
+    # library's table (kept while finished jobs are kept: `RETENTION` in bot/serve/queue.py).
+    op.execute(
+        f"CREATE UNIQUE INDEX {REQUEST_KEY_INDEX} ON procrastinate_jobs ((args->>'key'))"
+        " WHERE task_name = 'aiops.command'"
     )
-    op.create_index("ix_slack_request_received_at", "slack_request", ["received_at"])
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     if bind.dialect.name != "postgresql":
         return
-    op.drop_index("ix_slack_request_received_at", table_name="slack_request")
-    op.drop_table("slack_request")
+    op.execute(f"DROP INDEX IF EXISTS {REQUEST_KEY_INDEX}")
     for table in (
         "procrastinate_events",
         "procrastinate_periodic_defers",
