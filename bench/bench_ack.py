@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ def _get_json(url: str) -> dict[str, Any]:
 class Processes:
     """The stub, the bot and the floor, each in its own process; stopped on exit."""
 
-    def __init__(self, workdir: Path, operation_seconds: float) -> None:
+    def __init__(self, workdir: Path, operation_seconds: float, database_url: str | None) -> None:
         self.workdir = workdir
         self.stub_port, self.bot_port = free_port(), free_port()
         self.floor_port, self.inline_port = free_port(), free_port()
@@ -171,6 +172,8 @@ class Processes:
             "PYTHONUNBUFFERED": "1",
         }
         self.env.pop("DATABASE_URL", None)
+        if database_url:  # PostgreSQL: commands go through the durable queue
+            self.env["DATABASE_URL"] = database_url
         self.env.pop("SLACK_APP_TOKEN", None)
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -264,9 +267,12 @@ def run(
     operation_seconds: float = 5.0,
     warmup: int = 40,
     settle: float = 60.0,
+    postgres: str | None = None,
 ) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="aiops-bench-ack-") as tmp:
-        procs = Processes(Path(tmp), operation_seconds)
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="aiops-bench-ack-"))
+        database_url = stack.enter_context(_pg_schema(postgres)) if postgres else None
+        procs = Processes(Path(tmp), operation_seconds, database_url)
         try:
             bot, floor, inline_pid = procs.start()
             time.sleep(3.0)  # the workers start 1 s after the server answers
@@ -322,7 +328,21 @@ def run(
         "slack_calls": stats,
         "bot_responses_expected": _bot_requests(levels, count, warmup),
         "operation_seconds": operation_seconds,
+        "database": "postgresql (durable queue)" if postgres else "sqlite (pipe-fed workers)",
     }
+
+
+@contextlib.contextmanager
+def _pg_schema(url: str) -> Iterator[str]:
+    """A new schema on `url`, migrated to head; its URL (search_path in libpq's options)."""
+    from sqlalchemy import text
+
+    from tests.support.pg import migrated_schema
+
+    with migrated_schema(url, "bench_ack") as engine:
+        with engine.connect() as conn:
+            schema = conn.execute(text("SELECT current_schema()")).scalar_one()
+        yield f"{url}?options=-csearch_path%3D{schema}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -331,10 +351,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--count", type=int, help="requests per level and target")
     p.add_argument("--levels", default=",".join(map(str, LEVELS)))
     p.add_argument("--operation-seconds", type=float, default=5.0)
+    p.add_argument(
+        "--postgres",
+        nargs="?",
+        const="postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        help="serve on PostgreSQL (a new schema at this URL): commands go through the"
+        " durable queue; default SQLite",
+    )
     args = p.parse_args(argv)
     count = args.count or (100 if args.quick else 400)
     levels = tuple(int(x) for x in args.levels.split(","))
-    out = run(levels, count, args.operation_seconds, warmup=20 if args.quick else 40)
+    out = run(
+        levels,
+        count,
+        args.operation_seconds,
+        warmup=20 if args.quick else 40,
+        postgres=args.postgres,
+    )
     rows = [
         [
             r["target"],
@@ -355,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     report(
         "ack",
         f"Ack latency (ms), {count} signed requests per level, deploys take"
-        f" {args.operation_seconds:g} s",
+        f" {args.operation_seconds:g} s, bot on {out['database']}",
         [
             "target",
             "clients",

@@ -115,8 +115,7 @@ class Service:
             inv = admit(inv)  # limits checked, PII masked: all the domain ever sees
             reply = self._dispatch(command, inv)
         except Refusal as refusal:
-            self._audit(inv, f"refused: {unescape(refusal.message)}", refusal.code)
-            return Reply.refusal(refusal.message, hint=refusal.hint)
+            return self.refused(inv, refusal)
         except ParseError as exc:  # a malformed option no command caught (already escaped)
             self._audit(inv, f"refused: {unescape(str(exc))}", "malformed")
             return Reply.refusal(str(exc), hint="See `/aiops help`.")
@@ -135,6 +134,12 @@ class Service:
             )
         self._audit(inv, "ok" if reply.ok else "refused", None)
         return reply
+
+    def refused(self, inv: Invocation, refusal: Refusal) -> Reply:
+        """A command refused before it ran (here, or at the edge's admission when it was
+        queued: `bot/serve/queue.py`): audited, and answered with the refusal."""
+        self._audit(inv, f"refused: {unescape(refusal.message)}", refusal.code)
+        return Reply.refusal(refusal.message, hint=refusal.hint)
 
     def _remember(self, inv: Invocation) -> None:
         """The name behind a Slack id goes to the person directory, never to the audit."""

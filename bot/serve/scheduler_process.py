@@ -11,6 +11,7 @@ uvicorn has stopped taking requests, and a change it is polling is finished firs
 from __future__ import annotations
 
 import logging
+import os
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -24,12 +25,12 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT = 120.0  # seconds to finish a digest or a change's polling before it is killed
 
 
-def _main(settings: Settings, report: Connection, stop: Any, nice: int) -> None:
+def _main(settings: Settings, report: Connection, stop: Any, nice: int, server: int) -> None:
     try:
         from bot.serve.workers import child_service
         from bot.wiring import make_scheduler, resume_then_schedule
 
-        service = child_service(settings, nice)
+        service = child_service(settings, nice, server=server)
         scheduler = resume_then_schedule(service, lambda: make_scheduler(service))
     except Exception as exc:
         from bot.store.db import NotMigrated
@@ -68,7 +69,7 @@ class SchedulerProcess:
         self._stop = ctx.Event()
         self._proc = ctx.Process(
             target=_main,
-            args=(self.settings, send, self._stop, self.nice),
+            args=(self.settings, send, self._stop, self.nice, os.getpid()),
             name="aiops-scheduler",
         )
         self._proc.start()

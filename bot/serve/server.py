@@ -20,10 +20,11 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncRespond
 from sqlalchemy import Engine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -32,10 +33,11 @@ from starlette.routing import Route
 
 from bot.settings import Settings
 from bot.wiring import ServeError, make_scheduler, make_service, require_token, resume_then_schedule
+from commands.model import Invocation
 
 if TYPE_CHECKING:
     from bot.scheduler import Scheduler
-    from bot.serve.workers import CommandPool
+    from bot.serve.queue import CommandQueue
     from commands.service import Service
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,23 @@ class Background(Protocol):
     def alive(self) -> bool: ...
 
     def stop(self) -> None: ...
+
+
+class Workers(Protocol):
+    """The command worker processes a server starts and stops: `CommandPool` (fed over
+    pipes, SQLite) or `QueueWorkers` (taking jobs from the durable queue, PostgreSQL)."""
+
+    workers: int
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None: ...
+
+    def start(self) -> None: ...
+
+    def wait_ready(self, timeout: float = 60.0) -> set[int]: ...
+
+    def alive(self) -> int: ...
+
+    async def aclose(self, timeout: float = ...) -> None: ...
 
 
 class InProcessScheduler:
@@ -116,16 +135,27 @@ class StartUp:
             self.background.stop()
 
 
+def stranded_changes(engine: Engine) -> list[str]:
+    """Ids of the changes whose background work has no live worker (`Store.stranded`,
+    with the default lease's settle time)."""
+    from bot.store.sql_store import SqlStore
+    from commands.runtime import LEASE_TTL
+
+    return [c.id for c in SqlStore(engine).stranded(datetime.now(UTC), 2 * LEASE_TTL)]
+
+
 def asgi(
     bolt: AsyncApp,
     *,
     engine: Engine | None,
     platform: str,
     startup: StartUp,
-    pool: CommandPool | None = None,
+    pool: Workers | None = None,
+    queue: CommandQueue | None = None,
 ) -> Starlette:
     """The HTTP app. `engine`: the database `/healthz` checks; `pool`: the command worker
-    processes, started and shut down with the app."""
+    processes, started and shut down with the app; `queue`: the durable queue the Bolt
+    app submits to, opened before the first request and closed after the last."""
     handler = AsyncSlackRequestHandler(bolt)
 
     async def events(request: Request) -> Response:
@@ -137,28 +167,38 @@ def asgi(
         return JSONResponse({"ok": True})
 
     async def healthz(_: Request) -> Response:
-        def probe() -> None:
-            if engine is not None:
-                from bot.store.db import check_migrated
+        def probe() -> list[str]:
+            if engine is None:
+                return []
+            from bot.store.db import check_migrated
 
-                # Reachable is not enough: a database behind this release (never migrated,
-                # or its migration job not run) raises NotMigrated, said as such below.
-                check_migrated(engine)
+            # Reachable is not enough: a database behind this release (never migrated,
+            # or its migration job not run) raises NotMigrated, said as such below.
+            check_migrated(engine)
+            return stranded_changes(engine)
 
         try:
-            await asyncio.to_thread(probe)
+            stranded = await asyncio.to_thread(probe)
         except Exception as exc:
             database = getattr(exc, "health", None) or type(exc).__name__
             return JSONResponse({"ok": False, "database": database}, status_code=503)
         state = startup.state
         ok = not (state.startswith("failed") or state == "stopped")
-        body = {"ok": ok, "platform": platform, "startup": state}
+        body: dict[str, Any] = {"ok": ok, "platform": platform, "startup": state}
+        if pool is not None:
+            body["workers"] = f"{pool.alive()}/{pool.workers}"
+        if stranded:
+            # Seen, not failed on: any replica's takeover sweep picks these up, and
+            # restarting this instance would not help them.
+            body["stranded"] = stranded
         return JSONResponse(body, status_code=200 if ok else 503)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # uvicorn takes requests once this yields: the work that can wait starts after.
         loop = asyncio.get_running_loop()
+        if queue is not None:
+            await queue.open()
         started = loop.run_in_executor(None, startup.run)
         if pool is not None:
             pool.attach(loop)
@@ -173,6 +213,8 @@ def asgi(
             await asyncio.to_thread(startup.shutdown)
             if pool is not None:
                 await pool.aclose()
+            if queue is not None:
+                await queue.close()
 
     app = Starlette(
         routes=[
@@ -191,7 +233,7 @@ def make_asgi(
     bolt: AsyncApp,
     *,
     scheduler: Callable[[], Scheduler | None] | None = None,
-    pool: CommandPool | None = None,
+    pool: Workers | None = None,
 ) -> Starlette:
     """The HTTP app over a service in this process; `scheduler` builds the scheduler on
     the start-up thread."""
@@ -210,14 +252,23 @@ def make_asgi(
 DEFAULT_COMMAND_WORKERS = 2
 
 
-def command_pool(settings: Settings) -> CommandPool | None:
+def command_pool(settings: Settings) -> Workers | None:
+    """The worker processes: on PostgreSQL they take jobs from the durable queue, on
+    SQLite the server feeds them over pipes; none (threads) with 0."""
+    from bot.serve.queue import uses_queue
     from bot.serve.workers import CommandPool, WorkersError, workers_from_env
 
     try:
         n = workers_from_env(default=DEFAULT_COMMAND_WORKERS)
     except WorkersError as exc:
         raise ServeError(str(exc)) from None
-    return CommandPool(settings, n) if n else None
+    if not n:
+        return None
+    if uses_queue(settings.db_url):
+        from bot.serve.queue_workers import QueueWorkers
+
+        return QueueWorkers(settings, n)
+    return CommandPool(settings, n)
 
 
 @dataclass
@@ -230,7 +281,8 @@ class Server:
     engine: Engine | None
     platform: str
     startup: StartUp
-    pool: CommandPool | None
+    pool: Workers | None
+    queue: CommandQueue | None = None
 
     def asgi(self) -> Starlette:
         return asgi(
@@ -239,6 +291,7 @@ class Server:
             platform=self.platform,
             startup=self.startup,
             pool=self.pool,
+            queue=self.queue,
         )
 
 
@@ -264,21 +317,47 @@ def build_server(settings: Settings) -> Server:
         engine = getattr(service.rt.store, "engine", None)
         return Server(settings, bolt, engine, service.rt.platform.name, StartUp(background), None)
     from bot.serve.scheduler_process import SchedulerProcess
+    from bot.serve.workers import CommandPool
     from bot.slack.app import build_bolt
     from bot.wiring import checked_config, open_database
 
     config = checked_config(settings)
     engine = open_database(settings)  # migrated before any worker starts
+    startup = StartUp(SchedulerProcess(settings))
+    if isinstance(pool, CommandPool):
+        bolt = build_bolt(
+            config,
+            bot_token=token,
+            signing_secret=signing_secret,
+            api_base_url=settings.slack_api_base_url,
+            runner=pool.run,
+            refused=pool.refused,
+        )
+        return Server(settings, bolt, engine, config.platform, startup, pool)
+    from bot.serve.queue import CommandQueue, Duplicate
+
+    queue = CommandQueue(settings)
+
+    async def submit(inv: Invocation, click: bool, response_url: str | None, key: str) -> bool:
+        try:
+            await queue.submit(inv, click, response_url, key)
+        except Duplicate:
+            return False
+        return True
+
+    async def not_here(inv: Invocation, click: bool, respond: AsyncRespond) -> None:
+        raise RuntimeError("commands go to the durable queue")  # submit is always given
+
     bolt = build_bolt(
         config,
         bot_token=token,
         signing_secret=signing_secret,
         api_base_url=settings.slack_api_base_url,
-        runner=pool.run,
-        refused=pool.refused,
+        runner=not_here,
+        refused=queue.refused,
+        submit=submit,
     )
-    startup = StartUp(SchedulerProcess(settings))
-    return Server(settings, bolt, engine, config.platform, startup, pool)
+    return Server(settings, bolt, engine, config.platform, startup, pool, queue)
 
 
 def serve(settings: Settings) -> None:
@@ -322,6 +401,8 @@ def socket_mode_handler(bolt: AsyncApp, app_token: str) -> Any:
 
 
 async def _socket_mode(server: Server) -> None:
+    if server.queue is not None:
+        await server.queue.open()
     started = asyncio.get_running_loop().run_in_executor(None, server.startup.run)
     if server.pool is not None:
         server.pool.start()
@@ -333,3 +414,5 @@ async def _socket_mode(server: Server) -> None:
         await asyncio.to_thread(server.startup.shutdown)
         if server.pool is not None:
             await server.pool.aclose()
+        if server.queue is not None:
+            await server.queue.close()

@@ -34,7 +34,10 @@ import itertools
 import logging
 import multiprocessing
 import os
+import select
 import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +63,7 @@ ENV: str = "AIOPS_COMMAND_WORKERS"
 # each starts with them loaded and shares their pages (bench ack: memory).
 PRELOAD = (
     "bot.serve.server",
+    "bot.serve.queue_workers",
     "bot.wiring",
     "bot.slack.answer",
     "bot.store.sql_store",
@@ -94,11 +98,47 @@ def workers_from_env(env: dict[str, str] | None = None, default: int = 0) -> int
     return n
 
 
-def child_service(settings: Settings, nice: int, *, idle: bool = False) -> Service:
-    """In a worker or the scheduler process: ignore the signals the server handles (it
-    stops its children itself), lower the priority (`idle`: Linux's SCHED_IDLE, CPU only
-    when nothing else wants it), log as the server does (JSON lines, PII masked), and
-    build the service with its Slack clients."""
+def die_with(server: int) -> None:
+    """End this process when the `serve` process `server` ends, however it ends (kill -9
+    included): a restarted server must never find the old one's workers still running.
+
+    Not the parent-death signal: children are forked by multiprocessing's forkserver,
+    which outlives a killed server for as long as any child holds its pipe. A pidfd
+    (Linux ≥ 5.3) becomes readable when the server exits; elsewhere the server is polled
+    each second."""
+    try:
+        fd: int | None = os.pidfd_open(server)
+    except (AttributeError, OSError):
+        fd = None
+    try:
+        os.kill(server, 0)
+    except ProcessLookupError:
+        os._exit(1)
+
+    def watch() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+            os._exit(1)
+        while True:
+            time.sleep(1.0)
+            try:
+                os.kill(server, 0)
+            except ProcessLookupError:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="server-watchdog", daemon=True).start()
+
+
+def child_service(
+    settings: Settings, nice: int, *, idle: bool = False, server: int | None = None
+) -> Service:
+    """In a worker or the scheduler process: die with the `serve` process `server`,
+    ignore the signals the server handles (it stops its children itself), lower the
+    priority (`idle`: Linux's SCHED_IDLE, CPU only when nothing else wants it), log as
+    the server does (JSON lines, PII masked), and build the service with its Slack
+    clients."""
+    if server is not None:
+        die_with(server)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     if nice:
@@ -117,13 +157,13 @@ def child_service(settings: Settings, nice: int, *, idle: bool = False) -> Servi
     return service
 
 
-def _init(settings: Settings, nice: int) -> None:
+def _init(settings: Settings, nice: int, server: int | None = None) -> None:
     """Runs once in each worker: build the service the commands will use."""
     global _service
     # Commands wait for idle CPU: an ack has Slack's 3 s, a command's reply 30 minutes
     # (its response_url), and on two cores a busy worker slowed the acks by a third
     # (bench ack: p99 / floor 1.57–1.62 at 128 clients at nice 10, 0.80–1.11 idle).
-    _service = child_service(settings, nice, idle=bool(nice))
+    _service = child_service(settings, nice, idle=bool(nice), server=server)
 
 
 def run_command(inv: Invocation, click: bool, response_url: str | None) -> Answer | None:
@@ -159,9 +199,9 @@ def _ready() -> int:
     return os.getpid()
 
 
-def _worker_main(conn: Connection, settings: Settings, nice: int) -> None:
+def _worker_main(conn: Connection, settings: Settings, nice: int, server: int) -> None:
     """A worker: build the service, then run jobs from the pipe until told to stop."""
-    _init(settings, nice)
+    _init(settings, nice, server)
     while True:
         try:
             message = conn.recv()
@@ -243,6 +283,9 @@ class CommandPool:
 
     # life -------------------------------------------------------------------------------
 
+    def alive(self) -> int:
+        return sum(1 for w in self._slots if w.alive)
+
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
 
@@ -261,7 +304,7 @@ class CommandPool:
         parent, child = ctx.Pipe(duplex=True)
         proc = ctx.Process(
             target=_worker_main,
-            args=(child, self.settings, self.nice),
+            args=(child, self.settings, self.nice, os.getpid()),
             name="aiops-worker",
         )
         proc.start()

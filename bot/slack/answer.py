@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from bot.slack.blocks import render_message
 from bot.slack.clients import web_client
 from bot.slack.groups import SlackUserGroups
+from commands.messages import Reply
 from commands.model import Invocation
 
 if TYPE_CHECKING:
@@ -26,7 +27,11 @@ def answer(service: Service, inv: Invocation, click: bool = False) -> Answer:
     """Run one command and render its reply; called off the event loop. A button's
     answer is always ephemeral and never replaces the card it came from (the domain
     updates the card itself, with chat.update); a slash command's follows the reply."""
-    reply = service.handle(inv)
+    return rendered(service.handle(inv), click)
+
+
+def rendered(reply: Reply, click: bool = False) -> Answer:
+    """A reply as `respond()`'s arguments (see `answer`)."""
     if click:
         return Answer(
             {"response_type": "ephemeral", "replace_original": False, **render_message(reply)}

@@ -43,6 +43,51 @@ Runner = Callable[[Invocation, bool, AsyncRespond], Coroutine[Any, Any, None]]
 # Records a request refused because it came from another workspace: (user, team, org).
 Refusal = Callable[[str, str | None, str | None], Awaitable[None]]
 
+# Stores a command durably before its ack leaves (`bot/serve/queue.py`): (invocation,
+# click?, response_url, request key) → False when that request was taken before (a Slack
+# retry or a replay: answered once); raises when it cannot be stored.
+Submit = Callable[[Invocation, bool, str | None, str], Awaitable[bool]]
+
+REPLAY_WINDOW = 600.0  # seconds: Slack refuses signatures older than 5 minutes
+
+
+def request_key(kind: str, body: dict[str, Any]) -> str:
+    """One Slack request's identity: its `trigger_id` (new for every invocation and
+    every click, the same in a replay of the same body), else a digest of the body.
+    Events carry `event_id`, which Slack's retries (`x-slack-retry-num`) repeat."""
+    ident = body.get("trigger_id") or body.get("event_id")
+    if ident:
+        return f"{kind}:{ident}"
+    import hashlib
+    import json
+
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{kind}:sha256:{digest}"
+
+
+class Replays:
+    """Request keys seen in the last `REPLAY_WINDOW` seconds, in memory: the guard of a
+    bot on one process (SQLite, or threads). On PostgreSQL the queue's `slack_request`
+    table is the guard, shared by every replica and every restart."""
+
+    def __init__(self, window: float = REPLAY_WINDOW, limit: int = 100_000) -> None:
+        self.window = window
+        self.limit = limit
+        self._seen: dict[str, float] = {}
+
+    def first(self, key: str, now: float | None = None) -> bool:
+        import time
+
+        t = time.monotonic() if now is None else now
+        if len(self._seen) >= self.limit or (
+            self._seen and next(iter(self._seen.values())) < t - self.window
+        ):
+            self._seen = {k: v for k, v in self._seen.items() if v >= t - self.window}
+        if key in self._seen:
+            return False
+        self._seen[key] = t
+        return True
+
 
 def _team_of(body: dict[str, Any]) -> tuple[str | None, str | None]:
     team = body.get("team_id") or (body.get("team") or {}).get("id")
@@ -154,9 +199,13 @@ def build_bolt(
     api_base_url: str | None,
     runner: Runner,
     refused: Refusal,
+    submit: Submit | None = None,
 ) -> AsyncApp:
-    """The listeners: they ack, check the workspace, name the actor and hand the command to
-    `runner`; `refused` records a request from another workspace."""
+    """The listeners: they check the workspace, name the actor and hand the command on,
+    then ack; `refused` records a request from another workspace. With `submit` (the
+    durable queue) the command is stored before the ack leaves and the queue's workers run
+    it; without, `runner` runs it after the ack. A request seen before (a retry, a
+    replay) is acked and not run again."""
     client = async_web_client(bot_token, api_base_url)  # Bolt copies its retries per request
     app = AsyncApp(
         # Without a name Bolt takes its caller's file name from `inspect.stack()`, which
@@ -166,7 +215,7 @@ def build_bolt(
         signing_secret=signing_secret,
         # The listener runs before the response is sent, and the response is the ack: with
         # the default (False) Bolt runs the listener as a task and polls every 10 ms for
-        # the ack. Our listeners only ack and hand the command on (`later`), so they are
+        # the ack. Our listeners only hand the command on (`hand_on`) and ack, so they are
         # done in well under a millisecond.
         process_before_response=True,
     )
@@ -177,8 +226,32 @@ def build_bolt(
         if not task.cancelled() and task.exception() is not None:
             log.error("a command failed after its ack", exc_info=task.exception())
 
-    def later(inv: Invocation, click: bool, respond: AsyncRespond) -> None:
-        """Run the command once the ack has gone (a task the loop holds until it ends)."""
+    replays = Replays()
+
+    async def hand_on(
+        inv: Invocation, click: bool, respond: AsyncRespond, key: str, ack: AsyncAck
+    ) -> None:
+        """Store (`submit`) or schedule (`runner`, a task the loop holds until it ends) the
+        command, then ack: with `process_before_response` the ack is the HTTP response,
+        sent when the listener returns."""
+        if submit is not None:
+            try:
+                taken = await submit(inv, click, respond.response_url, key)
+            except Exception as exc:
+                log.error("could not queue %s: %s", inv.command, type(exc).__name__)
+                await ack(
+                    text=":warning: The bot could not take this command (its database did"
+                    " not answer); nothing was done. Try again in a minute."
+                )
+                return
+            if not taken:
+                log.info("request %s was taken before (a retry or replay); not run again", key)
+            await ack()
+            return
+        await ack()
+        if not replays.first(key):
+            log.info("request %s was taken before (a retry or replay); not run again", key)
+            return
         task = asyncio.get_running_loop().create_task(runner(inv, click, respond))
         pending.add(task)
         task.add_done_callback(finished)
@@ -190,7 +263,6 @@ def build_bolt(
         return Actor(user_id, person.name if person else user_name)
 
     async def slash(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
         inv = Invocation(
             actor=actor(command["user_id"], command.get("user_name")),
             command=command["command"],
@@ -200,14 +272,13 @@ def build_bolt(
             channel_id=command.get("channel_id"),
             request_id=command.get("trigger_id"),
         )
-        later(inv, False, respond)
+        await hand_on(inv, False, respond, request_key("command", command), ack)
 
     # One listener for the commands and one for the buttons: Bolt tries each listener's
     # matchers in turn, with a keyword-argument lookup each, on every request.
     app.command(re.compile("^(?:" + "|".join(map(re.escape, SLASH_COMMANDS)) + ")$"))(slash)
 
     async def decision(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
-        await ack()
         action = body["actions"][0]
         value = action.get("value", "")
         if action["action_id"] in VIEW_BUTTONS and value == "all":
@@ -220,7 +291,8 @@ def build_bolt(
             channel_id=(body.get("channel") or {}).get("id"),
             request_id=action.get("action_ts") or body.get("trigger_id"),
         )
-        later(inv, True, respond)  # the clicker hears why (ephemeral)
+        # the clicker hears why (ephemeral)
+        await hand_on(inv, True, respond, request_key("action", body), ack)
 
     app.action(re.compile("^(?:" + "|".join(map(re.escape, BUTTONS)) + ")$"))(decision)
     return app

@@ -84,7 +84,7 @@ def test_serve_acks_in_one_process_and_works_in_others(tmp_path: Path, stub: Sla
     )
     try:
         health = wait_healthy(base, proc)
-        assert health == {"ok": True, "platform": "sandbox", "startup": "done"}
+        assert health == {"ok": True, "platform": "sandbox", "startup": "done", "workers": "1/1"}
 
         def post(body: str) -> httpx.Response:
             headers = {"content-type": "application/x-www-form-urlencoded", **sign(body)}

@@ -1,0 +1,237 @@
+"""The durable command queue on PostgreSQL: every acked slash command and click is a job
+in the bot's own database before its ack leaves (procrastinate; docs/queue.md says why
+it and not another).
+
+- The server (`CommandQueue.submit`) writes the job (procrastinate's
+  `procrastinate_jobs`, which NOTIFYs the workers) with the Slack request's key; a unique
+  index on that key (migration 0009) refuses a retry or replay of the same request in the
+  same statement, so it is answered once and nothing runs again. Only then is the ack
+  sent; if the database refuses, the ack says the command was not taken.
+- What is stored is what the domain may see: the text is admitted at the edge (limits
+  checked, PII masked: `commands.text.admit`) before it is written; a text the limits
+  refuse is stored only in its shown form with the refusal, which the worker audits and
+  answers as the service does. The actor's display name is not stored (the directory of
+  people is the one place names live).
+- Workers (`bot/serve/queue_workers.py`) of any replica take jobs (LISTEN/NOTIFY, row
+  locks); procrastinate records each worker's heartbeat. A job whose worker stopped
+  heartbeating (killed mid-command) is *not* run again — a command may have taken effect
+  before its worker died — it is failed and its requester told so on the command's
+  `response_url` (`sweep`), once, by whichever worker's sweep claims it first.
+
+Job arguments: `{"inv": {...}, "click": bool, "response_url": str | None, "key": str,
+"refusal": {...} | None}`. Finished jobs (and with them their request keys) are deleted
+after `RETENTION`: the keys must outlive Slack's 5-minute signature window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import make_url
+
+from commands.errors import Refusal
+from commands.model import Actor, Invocation
+
+if TYPE_CHECKING:
+    import procrastinate
+
+    from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+TASK = "aiops.command"
+REFUSED_TASK = "aiops.workspace_refused"
+QUEUE = "commands"
+STALLED_AFTER = 30.0  # seconds without a worker heartbeat before its jobs are stalled
+HEARTBEAT = 10.0  # seconds between a worker's heartbeats
+SWEEP_EVERY = 10.0  # seconds between sweeps for stalled jobs, in every worker
+RETENTION = dt.timedelta(days=1)
+
+
+def uses_queue(db_url: str) -> bool:
+    """The durable queue runs on PostgreSQL; SQLite serves one process (README)."""
+    return db_url.startswith(("postgresql", "postgres"))
+
+
+def conninfo(db_url: str) -> str:
+    """libpq's form of the bot's SQLAlchemy URL (the driver name dropped, options kept)."""
+    url = make_url(db_url)
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _kwargs() -> dict[str, Any] | Callable[[], dict[str, Any]]:
+    # Cloud SQL IAM: each new connection presents a fresh access token, as the store's
+    # engine does (bot/store/db.py, bot/store/iam_auth.py).
+    if os.environ.get("AIOPS_DB_IAM_AUTH") == "1":
+        from bot.store.iam_auth import AccessTokens
+
+        tokens = AccessTokens()
+        return lambda: {"password": tokens()}
+    return {}
+
+
+def queue_app(settings: Settings, *, min_size: int = 1, max_size: int = 4) -> procrastinate.App:
+    """A procrastinate app on the bot's database (opened by the caller)."""
+    import procrastinate
+
+    connector = procrastinate.PsycopgConnector(
+        conninfo=conninfo(settings.db_url),
+        kwargs=_kwargs(),
+        min_size=min_size,
+        max_size=max_size,
+        # A command waits for a connection no longer than Slack waits for its ack.
+        timeout=2.5,
+    )
+    return procrastinate.App(connector=connector)
+
+
+# ------------------------------------------------------------------------ job payloads
+
+
+def to_job(inv: Invocation) -> dict[str, Any]:
+    return {
+        "actor": inv.actor.id,
+        "command": inv.command,
+        "text": inv.text,
+        "channel_id": inv.channel_id,
+        "request_id": inv.request_id,
+    }
+
+
+def from_job(data: dict[str, Any]) -> Invocation:
+    return Invocation(
+        actor=Actor(str(data["actor"])),
+        command=str(data["command"]),
+        text=str(data["text"]),
+        channel_id=data.get("channel_id"),
+        request_id=data.get("request_id"),
+    )
+
+
+@dataclass(frozen=True)
+class Admitted:
+    """What may be stored of an invocation: admitted, or shown with its refusal."""
+
+    inv: Invocation
+    refusal: Refusal | None = None
+
+
+def admitted(inv: Invocation) -> Admitted:
+    """The edge's admission: the text the domain would see (limits checked, PII masked),
+    or, for a text the limits refuse, its visible form (control characters shown as
+    `[U+…]`, invisible ones dropped, masked) with the refusal, so that nothing stored
+    holds what the masking could not see."""
+    from dataclasses import replace
+
+    from commands.redaction import redact
+    from commands.text import admit, visible
+
+    try:
+        return Admitted(admit(inv))
+    except Refusal as refusal:
+        shown = redact(visible(inv.text))[:4000]
+        return Admitted(replace(inv, text=shown, command=visible(inv.command)[:64]), refusal)
+
+
+def refusal_to_job(refusal: Refusal | None) -> dict[str, Any] | None:
+    if refusal is None:
+        return None
+    return {"message": refusal.message, "hint": refusal.hint, "code": refusal.code}
+
+
+def refusal_from_job(data: dict[str, Any] | None) -> Refusal | None:
+    if not data:
+        return None
+    return Refusal(str(data["message"]), data.get("hint"), code=str(data.get("code") or ""))
+
+
+# ---------------------------------------------------------------------- the server side
+
+
+REQUEST_KEY_INDEX = "aiops_jobs_request_key"  # migration 0009
+
+
+def _broken(exc: BaseException) -> bool:
+    import psycopg
+
+    cause = exc.__cause__ or exc.__context__
+    return isinstance(cause, psycopg.OperationalError)
+
+
+class Duplicate(Exception):
+    """The request was taken before (a Slack retry or a replay): answered once."""
+
+
+class CommandQueue:
+    """The server's side: `submit` stores a command as a job (one transaction with its
+    request key) and returns its job id; raises `Duplicate` for a request key seen
+    before, and the database's error when it cannot store it (the caller says so in the
+    ack: the command was not taken)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = queue_app(settings)
+        self._pool: Any = None
+
+    async def open(self) -> None:
+        """Open the pool without waiting for the database: a server whose database is
+        down starts, says so at `/healthz`, and answers each command that it was not
+        taken (within the pool's 2.5 s timeout, inside Slack's 3 s)."""
+        from psycopg_pool import AsyncConnectionPool
+
+        self._pool = AsyncConnectionPool(
+            conninfo(self.settings.db_url),
+            kwargs=_kwargs(),
+            min_size=1,
+            max_size=8,
+            timeout=2.5,
+            open=False,
+        )
+        await self._pool.open(wait=False)
+        await self.app.open_async(pool=self._pool)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await self.app.close_async()
+            await pool.close()
+
+    async def submit(self, inv: Invocation, click: bool, response_url: str | None, key: str) -> int:
+        """One statement, committed before it returns (the ack waits for it): the job,
+        unique by its request key. A connection the pool had that the database dropped
+        (a failover) is retried once on a new one."""
+        from procrastinate import exceptions
+
+        entry = admitted(inv)
+        args: dict[str, Any] = {
+            "inv": to_job(entry.inv),
+            "click": click,
+            "response_url": response_url,
+            "key": key,
+            "refusal": refusal_to_job(entry.refusal),
+        }
+        deferrer = self.app.configure_task(TASK, queue=QUEUE)
+        for attempt in (1, 2):
+            try:
+                job_id: int = await deferrer.defer_async(**args)
+                return job_id
+            except exceptions.UniqueViolation as exc:
+                if exc.constraint_name == REQUEST_KEY_INDEX:
+                    raise Duplicate(key) from None
+                raise
+            except exceptions.ConnectorException as exc:
+                if attempt == 2 or not _broken(exc):
+                    raise
+                log.warning("a pooled database connection was gone; trying a new one")
+        raise AssertionError("unreachable")
+
+    async def refused(self, user: str, team: str | None, enterprise: str | None) -> None:
+        """A request from another workspace, audited by a worker."""
+        await self.app.configure_task(REFUSED_TASK, queue=QUEUE).defer_async(
+            user=user, team=team, enterprise=enterprise
+        )
