@@ -94,6 +94,12 @@ def model_metadata() -> Any:
     return SQLModel.metadata
 
 
+def _ours(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Not procrastinate's tables (the job queue, migration 0009): its schema is its own."""
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", "")
+    return not str(table or "").startswith("procrastinate_")
+
+
 def schema_drift(engine: Engine) -> list[Any]:
     """Differences between the migrated schema in `engine` and the table models (Alembic's
     `compare_metadata`): empty when the migrations and the models agree. Column types are
@@ -102,7 +108,7 @@ def schema_drift(engine: Engine) -> list[Any]:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    opts = {"compare_type": engine.dialect.name == "postgresql"}
+    opts = {"compare_type": engine.dialect.name == "postgresql", "include_object": _ours}
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts=opts)
         diff: list[Any] = compare_metadata(context, model_metadata())

@@ -71,3 +71,28 @@ def test_app_yaml_probes_liveness_on_livez_and_readiness_on_healthz() -> None:
     text = (ROOT / "app.yaml").read_text()
     assert _check(text, "liveness_check") == "/livez"
     assert _check(text, "readiness_check") == "/healthz"
+
+
+def test_healthz_names_the_changes_stranded_without_a_live_worker(sqlite_engine: Engine) -> None:
+    """A change whose worker died is seen at `/healthz` (detail, not a failure: any
+    replica's takeover sweep picks it up; restarting this instance would not help)."""
+    from datetime import UTC, datetime, timedelta
+
+    from bot.store.sql_store import SqlStore
+    from commands.model import ChangeState
+    from tests.adapters.test_lease_store import change_in
+
+    store = SqlStore(sqlite_engine)
+    live = change_in(store, ChangeState.RUNNING, endpoint="loan-assessor")
+    dead = change_in(store, ChangeState.RUNNING, endpoint="loan-assessor-stg")
+    now = datetime.now(UTC)
+    assert store.take_lease(live.id, "w1", now, timedelta(minutes=5))
+    # its worker stopped heartbeating a minute ago
+    assert store.take_lease(dead.id, "w2", now - timedelta(minutes=2), timedelta(minutes=1))
+    server = Served(asgi(_bolt(), engine=sqlite_engine, platform="sandbox", startup=StartUp(None)))
+    try:
+        ready = server.client.get("/healthz")
+        assert ready.status_code == 200
+        assert ready.json()["stranded"] == [dead.id]
+    finally:
+        server.close()
