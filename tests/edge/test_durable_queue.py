@@ -317,3 +317,32 @@ def _alive(pids: set[int]) -> set[int]:
         if state != "Z":
             out.add(pid)
     return out
+
+
+def test_commands_arriving_together_share_a_commit_and_a_replay_among_them_is_refused(
+    settings: Settings, pg_engine: Engine
+) -> None:
+    """Submits that arrive while a commit is in flight go in the next one together; a
+    replay inside such a batch is refused on its own and the rest are stored."""
+    from commands.model import Actor, Invocation
+
+    async def scenario() -> list[object]:
+        queue = CommandQueue(settings)
+        await queue.open()
+        try:
+            inv = Invocation(Actor("U0DAVE"), "/aiops", "status")
+            keys = [f"command:{i}" for i in range(40)] + [f"command:{i}" for i in range(0, 40, 4)]
+            results = await asyncio.gather(
+                *(queue.submit(inv, False, None, key) for key in keys), return_exceptions=True
+            )
+            return list(results)
+        finally:
+            await queue.close()
+
+    results = asyncio.run(scenario())
+    stored = [r for r in results if isinstance(r, int)]
+    refused = [r for r in results if isinstance(r, Duplicate)]
+    assert len(stored) == 40 and len(set(stored)) == 40 and len(refused) == 10
+    jobs = _jobs(pg_engine)
+    assert sorted(j["id"] for j in jobs) == sorted(stored)
+    assert len({j["args"]["key"] for j in jobs}) == 40
