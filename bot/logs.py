@@ -45,5 +45,7 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("alembic", "urllib3", "slack_bolt.AsyncApp"):
+    # procrastinate logs every job with its arguments at INFO: a command's response_url
+    # (which lets its holder post into the user's conversation for 30 minutes) among them.
+    for noisy in ("alembic", "urllib3", "slack_bolt.AsyncApp", "procrastinate"):
         logging.getLogger(noisy).setLevel("WARNING")

@@ -383,6 +383,16 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, ServeError | NotMigrated):
             print(f"aiops-bot: {exc}", file=sys.stderr)
             return 2
+        from sqlalchemy.exc import OperationalError
+
+        if isinstance(exc, OperationalError):  # one line, not a driver's traceback
+            why = (str(exc.orig).strip().splitlines() or ["no reason given"])[0]
+            print(
+                f"aiops-bot: the database does not answer ({why}); check DATABASE_URL and"
+                " that PostgreSQL is up",
+                file=sys.stderr,
+            )
+            return 2
         raise
 
 

@@ -1,5 +1,6 @@
 """The durable command queue on PostgreSQL: every acked slash command and click is a job
-in the bot's own database before its ack leaves (procrastinate; docs/queue.md says why
+in the bot's own database before its ack leaves (procrastinate;
+docs/decisions/0003-durable-command-queue.md says why
 it and not another).
 
 - The server (`CommandQueue.submit`) writes the job (procrastinate's
@@ -85,7 +86,7 @@ def queue_app(settings: Settings, *, min_size: int = 1, max_size: int = 4) -> pr
         kwargs=_kwargs(),
         min_size=min_size,
         max_size=max_size,
-        # A command waits for a connection no longer than Slack waits for its ack.
+        # A worker waits this long for a connection before its call fails.
         timeout=2.5,
     )
     return procrastinate.App(connector=connector)
@@ -202,9 +203,10 @@ class CommandQueue:
         self._flusher: asyncio.Task[None] | None = None
 
     async def open(self) -> None:
-        """Open the pool without waiting for the database: a server whose database is
-        down starts, says so at `/healthz`, and answers each command that it was not
-        taken (within the pool's 2.5 s timeout, inside Slack's 3 s)."""
+        """Open the pool without waiting for connections. (`serve` checks the database
+        before it gets here and exits with one line if it does not answer.) While the
+        database is down later, `/healthz` says so and each command is answered that it
+        was not taken, within the pool's 1.5 s timeout, well inside Slack's 3 s."""
         from psycopg_pool import AsyncConnectionPool
 
         self._pool = AsyncConnectionPool(
@@ -212,7 +214,7 @@ class CommandQueue:
             kwargs=_kwargs(),
             min_size=1,
             max_size=8,
-            timeout=2.5,
+            timeout=1.5,
             open=False,
         )
         await self._pool.open(wait=False)

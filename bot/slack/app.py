@@ -67,8 +67,8 @@ def request_key(kind: str, body: dict[str, Any]) -> str:
 
 class Replays:
     """Request keys seen in the last `REPLAY_WINDOW` seconds, in memory: the guard of a
-    bot on one process (SQLite, or threads). On PostgreSQL the queue's `slack_request`
-    table is the guard, shared by every replica and every restart."""
+    bot on one process (SQLite, or threads). On PostgreSQL the request key, unique among
+    the queue's jobs, is the guard, shared by every replica and every restart."""
 
     def __init__(self, window: float = REPLAY_WINDOW, limit: int = 100_000) -> None:
         self.window = window

@@ -135,3 +135,27 @@ def test_healthz_on_a_never_migrated_database_says_so_until_it_is_migrated(pg_ur
         finally:
             server.close()
             engine.dispose()
+
+
+def test_a_database_that_does_not_answer_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """`serve` (and any store command) with PostgreSQL down: one line naming why, no
+    driver traceback; the orchestrator restarts it until the database answers."""
+    from tests.support.processes import free_port
+
+    dead = f"postgresql+psycopg://postgres:s3cret@127.0.0.1:{free_port()}/aiops"
+    for argv in (["serve"], ["audit", "verify"]):
+        out = subprocess.run(
+            [sys.executable, "-m", "bot.cli", *argv],
+            cwd=REPO,
+            env=cli_env(dead, tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert out.returncode == 2, (argv, out.stderr)
+        [said] = out.stderr.splitlines()
+        assert (
+            said.startswith("aiops-bot: the database does not answer (") and "DATABASE_URL" in said
+        )
+        assert "s3cret" not in out.stderr and "Traceback" not in out.stderr
