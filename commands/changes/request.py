@@ -175,10 +175,16 @@ def _locked(rt: Runtime, ep: Endpoint, holder: Change) -> Refusal:
     if holder.state is ChangeState.RUNNING:
         since = stranded_since(holder, rt.clock(), rt.approved_settle)
         if since is None:
-            state = "running now in a live worker"
+            beat = holder.lease_heartbeat_at
+            state = "running now in a live worker" + (
+                f", last heartbeat {when(beat, rt.config.timezone)}" if beat else ""
+            )
+            ttl = int(rt.lease_ttl.total_seconds())
             hint = (
                 f"One open change per endpoint: wait for {holder.id} to finish; a running"
                 f" change cannot be cancelled. Follow it with `/aiops changes {ep.slug}`."
+                f" If its worker has stopped, it counts as stranded {ttl} s after its last"
+                f" heartbeat, and `/rollback {ep.slug}` then ends it."
             )
         else:
             state = f"stranded since {when(since, rt.config.timezone)}, no live worker"
@@ -237,6 +243,23 @@ def _end_stranded(rt: Runtime, holder: Change, actor_id: str) -> str | None:
     )
 
 
+def _rollback_in_flight(rt: Runtime, ep: Endpoint, holder: Change, actor_id: str) -> Reply:
+    """`/rollback` over a stranded change whose work has not landed (nothing serves from
+    it yet): end it and cancel its operation; the endpoint keeps what it served."""
+    line = _end_stranded(rt, holder, actor_id)
+    if line is None:  # a live worker took it over meanwhile: it runs, the rollback waits
+        raise _locked(rt, ep, rt.store.open_change(ep.slug) or holder)
+    try:
+        state = rt.platform.endpoint_state(ep).describe()
+    except PlatformError as exc:
+        state = f"unknown ({exc})"
+    text = (
+        f"{line} `{ep.slug}` serves {state}: nothing else to roll back. If its deploy lands"
+        f" after all (a cancel the platform could not honour), `/rollback {ep.slug}` again."
+    )
+    return Reply(text=text, blocks=[Text(text)])
+
+
 def _cancel_in_flight(rt: Runtime, operation: str | None) -> str:
     """Cancel a stranded change's last operation if it is still running; what happened,
     in words (a refusal is reported, not raised)."""
@@ -276,8 +299,17 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
         and stranded_since(holder, rt.clock(), rt.approved_settle) is None
     ):
         raise _locked(rt, ep, holder)  # running in a live worker: nothing may go ahead of it
-    # A rollback that cannot be planned (nothing to roll back to) supersedes nothing.
-    planned = _plan(rt, kind, ep, args, holder)[1] if kind is ChangeKind.ROLLBACK else None
+    # A rollback that cannot be planned (nothing to roll back to) supersedes nothing, but
+    # one over a stranded change in flight (a deploy not yet landed: no canary to take
+    # back) is the mitigation itself: ending that change and cancelling its operation.
+    planned = None
+    if kind is ChangeKind.ROLLBACK:
+        try:
+            planned = _plan(rt, kind, ep, args, holder)[1]
+        except Refusal:
+            if holder is None or holder.state is not ChangeState.RUNNING:
+                raise
+            return _rollback_in_flight(rt, ep, holder, inv.actor.id)
     stranded_line: str | None = None
     if holder is not None and kind is ChangeKind.ROLLBACK:
         # Mitigation first: a rollback never waits behind a change that has not started,

@@ -442,3 +442,27 @@ def test_a_stranded_change_taken_over_first_is_not_ended_by_the_rollback(
     gate.set()
     sweeper.rt.background.wait_idle(30)
     assert sweeper.change(stranded.id).state is ChangeState.SUCCEEDED
+
+
+def test_a_rollback_over_a_stranded_first_deploy_in_flight_ends_it_with_nothing_to_undo(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    """Seen in a try-out: the endpoint's first canary was still deploying when its worker
+    died, so there was no canary and no earlier version to roll back to — and the
+    rollback was refused while the deploy went on to land. Ending the stranded deploy is
+    the mitigation: it is marked failed, its operation cancelled, and it never lands."""
+    config = example_config(operation_seconds=120)
+    stranded = strand(
+        sqlite_engine, clock, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=10", config=config
+    )
+    bot = new_bot(sqlite_engine, clock, config)
+    reply = bot.run(BOB, f"/rollback {STG}")
+    said = text_of(reply)
+    assert reply.ok, said
+    assert "nothing else to roll back" in said and f"{stranded.id} was stranded" in said
+    assert bot.change(stranded.id).state is ChangeState.FAILED
+    clock.advance(600)  # long past when the deploy would have landed
+    assert take_over(bot.rt) == 0
+    assert bot.split(STG) == {"1.2.0": 100}
+    assert deployed_versions(sqlite_engine) == ["1.2.0"]
+    assert "execution_finished" in actions(bot.rt, stranded.id)
