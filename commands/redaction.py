@@ -454,7 +454,7 @@ _UNIT_AFTER = re.compile(
 )
 _SEQ_BEFORE = re.compile(r"[0-9][ \t-]\Z")
 _SEQ_AFTER = re.compile(r"[ \t-][0-9]")
-_NUMBER_RUN = re.compile(r"[0-9](?:[ ().\u00a0-]{0,2}[0-9])+")
+_NUMBER_RUN = re.compile(r"[0-9](?:[ ().\u00a0\t\n/_-]{0,3}[0-9])+")  # _CARD_SEP included
 _DATE_RUN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}(?: [0-9]{2})?")
 _GATE_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])")
 # Gates for `_ALSO_RULES`, written to start with a literal or a digit (the letters are
@@ -941,6 +941,10 @@ _STRONG_GAP = rf"{_Q}{_SP}*(?:[:=]|(?i:is)(?={_SP})){_SP}*{_Q}{_SP}*"
 _WEAK_GAP = rf"{_Q}{_SP}*(?:[:=]{_SP}*|(?i:is){_SP}+|[-–—]{_SP}+)?{_Q}{_SP}*(?:[<(]|&lt;)?{_Q}"
 _ACCOUNT_VALUE = r"(?:[0-9]{4}[ -][0-9]{4}|[0-9]{3}[ -][0-9]{3}[ -][0-9]{3}|[0-9]{6,10})(?![0-9])"
 _NUM_SEP = r"[ \u00a0-]"
+# A card's groups may also be split by a tab, a line break, `.`, `/`, `_` or ` - ` (a
+# try-out stored `4111.1111.1111.1111` unmasked): the Luhn and network checks keep the
+# wider net off versions, addresses and dates.
+_CARD_SEP = r"(?: - |[ \u00a0\t\n./_-])"
 
 # Street addresses (AU, NZ, UK, US): a number (with a unit or level before it, `4/12`,
 # `12-14`, `221B`), one to four capitalised words of street name, a street type, then
@@ -1023,7 +1027,7 @@ _RULES: Final[tuple[_Rule, ...]] = (
     ),
     _Rule(
         "card_labelled",
-        rf"{_L_CARD}{_GAP}(?P<v>[0-9](?:{_NUM_SEP}?[0-9]){{12,18}})(?![0-9])",
+        rf"{_L_CARD}{_GAP}(?P<v>[0-9](?:{_CARD_SEP}?[0-9]){{12,18}})(?![0-9])",
         _h_card_labelled,
         "words",
         "card cards cc pan visa master mastercard amex american diners jcb maestro unionpay"
@@ -1120,8 +1124,8 @@ _RULES: Final[tuple[_Rule, ...]] = (
     # grouped cards first: a phone pattern would otherwise bite into `3600 020000 0006`
     _Rule(
         "card_grouped",
-        rf"{_NUM_START}(?P<v>[0-9]{{4}}(?P<s>{_NUM_SEP})[0-9]{{4}}(?P=s)[0-9]{{4}}(?P=s)"
-        rf"[0-9]{{1,4}}(?:(?P=s)[0-9]{{1,3}})?|[0-9]{{4}}(?P<t>{_NUM_SEP})[0-9]{{6}}(?P=t)"
+        rf"{_NUM_START}(?P<v>[0-9]{{4}}(?P<s>{_CARD_SEP})[0-9]{{4}}(?P=s)[0-9]{{4}}(?P=s)"
+        rf"[0-9]{{1,4}}(?:(?P=s)[0-9]{{1,3}})?|[0-9]{{4}}(?P<t>{_CARD_SEP})[0-9]{{6}}(?P=t)"
         rf"[0-9]{{4,5}}){_NUM_END}",
         _h_card(contiguous=False),
         "digits",

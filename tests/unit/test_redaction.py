@@ -705,3 +705,16 @@ def test_same_iban_same_token() -> None:
 )  # fmt: skip
 def test_new_kinds_leave_operational_text_alone(text: str) -> None:
     assert R.redact(text) == text
+
+
+@pytest.mark.parametrize("sep", ["\n", "\t", ".", "/", "_", " - ", " ", "-"])
+def test_a_card_split_by_any_common_separator_is_masked(sep: str) -> None:
+    """A try-out stored `4111.1111.1111.1111` and a card typed over four lines unmasked
+    (in the job queue and the append-only audit)."""
+    for card in ("4111111111111111", "5500005555555559"):
+        text = "reason=refund " + sep.join(card[i : i + 4] for i in range(0, 16, 4)) + " ok"
+        masked = redact(text)
+        assert "[CARD:" in masked and card[-4:] not in masked, (sep, masked)
+    # the Luhn check keeps the wider separators off numbers that are not cards
+    for benign in ("4111.1111.1111.1112", "2026/12/01 10:00", "1234_5678_9012_3456"):
+        assert redact(benign) == benign
