@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,7 +16,7 @@ from commands.errors import Refusal
 from commands.freezes import active_freeze
 from commands.messages import escape, mention, split_text, when
 from commands.model import Actor, Change, ChangeKind, ChangeState
-from commands.parsing import Args, ParseError
+from commands.parsing import TICKET_RE, Args, ParseError
 from commands.ports import GroupResolver, PlatformError
 from commands.runtime import Runtime
 
@@ -43,7 +42,6 @@ def may_break_glass(env: Environment, actor_id: str, groups: GroupResolver | Non
     return _member(actor_id, env.break_glass, groups)
 
 
-TICKET_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,15}-?[0-9]{1,12}$")
 FROZEN_KINDS = (ChangeKind.DEPLOY, ChangeKind.PROMOTE)
 
 
