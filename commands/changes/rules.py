@@ -11,7 +11,7 @@ from datetime import datetime
 
 from commands.audit import AuditAction
 from commands.changes.tell import refresh_card, tell
-from commands.config import Endpoint, Environment
+from commands.config import Endpoint, Environment, user_groups
 from commands.errors import Refusal
 from commands.freezes import active_freeze
 from commands.messages import escape, mention, split_text, when
@@ -24,10 +24,7 @@ from commands.runtime import Runtime
 def _member(actor_id: str, allowed: tuple[str, ...], groups: GroupResolver | None) -> bool:
     if actor_id in allowed:
         return True
-    for entry in allowed:
-        if entry.startswith("S") and groups is not None and actor_id in groups(entry):
-            return True
-    return False
+    return groups is not None and any(actor_id in groups(g) for g in user_groups(allowed))
 
 
 def may_request(env: Environment, actor_id: str, groups: GroupResolver | None = None) -> bool:
