@@ -335,6 +335,19 @@ def test_a_typed_command_still_runs_as_typed(
     assert not stub.of("views.open")
 
 
+def test_a_form_slack_would_not_open_is_said_in_the_ack(
+    form_bot: tuple[Served, Service], stub: SlackStub
+) -> None:
+    server, service = form_bot
+    stub.fail["views.open"] = "expired_trigger_id"
+    body = slash_body("/promote", "  ", ALICE.id, "alice", stub.url + "/respond/x")
+    resp = server.post(body)
+    assert resp.status_code == 200
+    assert "did not open" in resp.text and "expired_trigger_id" in resp.text
+    assert "Type the command instead: `/promote <endpoint>" in resp.text
+    assert not command_rows(service)
+
+
 # ------------------------------------------------------------------------ the pure parts
 
 
