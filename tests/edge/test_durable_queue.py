@@ -202,6 +202,16 @@ def test_a_database_that_does_not_answer_is_said_in_the_ack(
         resp = _post(served, body)
         assert resp.status_code == 200
         assert "could not take this command" in resp.text and "nothing was done" in resp.text
+        # a form's submission cannot be answered with text: the form stays open, saying so
+        from bot.slack.forms import ENDPOINT, form_view
+        from tests.flows.test_forms import state
+
+        config = checked_config(settings)
+        view = form_view(config, "/rollback", "U0ALICE", "C0OPS", "loan-assessor").to_dict()
+        values = state("loan-assessor", reason="p95 above 2 s")
+        resp = _post(served, view_submission_body(view, values, "U0ALICE", "alice"))
+        assert resp.json()["response_action"] == "errors"
+        assert "could not take this command" in resp.json()["errors"][ENDPOINT]
     finally:
         served.close()
 
