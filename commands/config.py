@@ -133,6 +133,12 @@ class Config:
         return person.name if person else slack_id
 
 
+def user_groups(ids: tuple[str, ...]) -> tuple[str, ...]:
+    """The Slack user groups (`S…`) among `ids` (requesters, approvers, break glass): their
+    members are read from Slack when a request or a click is checked, never from here."""
+    return tuple(i for i in ids if i.startswith("S"))
+
+
 def _ids(people: dict[str, Person], refs: list[str]) -> tuple[str, ...]:
     """Config names → Slack ids; Slack user / user-group ids pass as they are (the schema
     has checked that each is one or the other)."""

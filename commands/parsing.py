@@ -1,9 +1,16 @@
-"""Command text: positionals, then `key=value` pairs; values may be quoted."""
+"""Command text: positionals, then `key=value` pairs; values may be quoted. And the
+grammar of two values, pure and shared by the domain and the Slack forms (which check
+them in the server process that acks): `at=` times (`parse_at`) and ticket references
+(`TICKET_RE`)."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
+from commands.errors import Refusal
 from commands.messages import escape
 
 
@@ -163,3 +170,66 @@ def parse(text: str, allowed: set[str], max_positionals: int) -> Args:
         extra = " ".join(args.positionals[max_positionals:])
         raise ParseError(f'unexpected `{_show(extra)}`; quote a reason, e.g. `reason="…"`')
     return args
+
+
+# --- times and tickets: `at=` and `ticket=` values --------------------------------------
+
+TICKET_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,15}-?[0-9]{1,12}$")
+_AT_FORMATS = ("%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S")
+MAX_AHEAD = timedelta(days=60)
+
+
+def parse_at(text: str, tz: ZoneInfo, now: datetime) -> datetime:
+    """`2026-12-01 11:00` (or `11:00` for today) in the configured zone, as UTC.
+
+    Refuses a time in the past, one the clocks skip or repeat (daylight saving: which of
+    the two 02:30s would be a guess), or one more than 60 days ahead.
+    """
+    raw = " ".join(text.strip().split())
+    local_now = now.astimezone(tz)
+    naive: datetime | None = None
+    if re.fullmatch(r"\d{1,2}:\d{2}", raw):
+        hour, minute = (int(x) for x in raw.split(":"))
+        if hour < 24 and minute < 60:
+            naive = datetime.combine(local_now.date(), time(hour, minute))
+    else:
+        for fmt in _AT_FORMATS:
+            try:
+                naive = datetime.strptime(raw, fmt)
+                break
+            except ValueError:
+                continue
+    zone = getattr(tz, "key", str(tz))
+    if naive is None:
+        raise Refusal(
+            f"`at={escape(text)}` is not a time",
+            f'Write `at="2026-12-01 11:00"` (in {zone}), or `at=11:00` for today.',
+            code="malformed",
+        )
+    moment = naive.replace(tzinfo=tz)
+    if moment.astimezone(ZoneInfo("UTC")).astimezone(tz).replace(tzinfo=None) != naive:
+        raise Refusal(
+            f"{naive:%Y-%m-%d %H:%M} does not exist in {zone} (the clocks skip it)",
+            "Pick a time outside the daylight-saving change.",
+            code="malformed",
+        )
+    if moment.utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset():
+        raise Refusal(
+            f"{naive:%Y-%m-%d %H:%M} occurs twice in {zone} (the clocks go back over it)",
+            "Pick a time outside the daylight-saving change.",
+            code="malformed",
+        )
+    utc = moment.astimezone(ZoneInfo("UTC"))
+    if utc <= now:
+        raise Refusal(
+            f"`at={escape(text)}` is in the past (it is {local_now:%Y-%m-%d %H:%M %Z} now)",
+            "Give a future time, or leave `at=` out to run it now.",
+            code="malformed",
+        )
+    if utc - now > MAX_AHEAD:
+        raise Refusal(
+            f"`at={escape(text)}` is more than 60 days ahead",
+            "Schedule changes at most 60 days out; plans go stale.",
+            code="malformed",
+        )
+    return utc

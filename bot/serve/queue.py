@@ -20,7 +20,9 @@ it and not another).
   `response_url` (`sweep`), once, by whichever worker's sweep claims it first.
 
 Job arguments: `{"inv": {...}, "click": bool, "response_url": str | None, "key": str,
-"refusal": {...} | None}`. Finished jobs (and with them their request keys) are deleted
+"refusal": {...} | None, "dm": str | None}`: a request without a response URL (a form's
+submission) is answered, and told if its worker stopped, in a direct message to `dm`, its
+actor. Finished jobs (and with them their request keys) are deleted
 after `RETENTION`: the keys must outlive Slack's 5-minute signature window.
 """
 
@@ -239,6 +241,7 @@ class CommandQueue:
             "response_url": response_url,
             "key": key,
             "refusal": refusal_to_job(entry.refusal),
+            "dm": None if response_url else entry.inv.actor.id,
         }
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiting.append((args, future))

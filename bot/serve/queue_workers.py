@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from multiprocessing.synchronize import Event
 
     import procrastinate
+    from slack_sdk import WebClient
 
     from commands.service import Service
 
@@ -55,8 +56,20 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------- in a worker
 
 
-def _respond(response_url: str | None, payload: dict[str, Any], what: str) -> None:
+def _respond(
+    response_url: str | None,
+    payload: dict[str, Any],
+    what: str,
+    dm: str | None = None,
+    slack: WebClient | None = None,
+) -> None:
+    """Answer on the response URL; without one (a form's submission), in a direct
+    message to `dm` through the bot's `slack` client."""
     if not response_url:
+        if dm and slack is not None:
+            from bot.slack.answer import direct_message
+
+            direct_message(slack, dm, payload, what)
         return
     try:
         from bot.slack.clients import webhook_client
@@ -69,8 +82,11 @@ def _respond(response_url: str | None, payload: dict[str, Any], what: str) -> No
         log.warning("response_url answered %s to %s", resp.status_code, what)
 
 
-def register_tasks(app: procrastinate.App, service: Service) -> None:
-    """The tasks a worker runs, bound to its service."""
+def register_tasks(
+    app: procrastinate.App, service: Service, slack: WebClient | None = None
+) -> None:
+    """The tasks a worker runs, bound to its service; `slack` (the bot's Web API client)
+    answers a command that came without a response URL."""
     from bot.slack.answer import answer, rendered
     from bot.slack.app import record_refusal
 
@@ -81,6 +97,7 @@ def register_tasks(app: procrastinate.App, service: Service) -> None:
         response_url: str | None,
         key: str,
         refusal: dict[str, Any] | None = None,
+        dm: str | None = None,
     ) -> None:
         invocation = from_job(inv)
         refused = refusal_from_job(refusal)
@@ -88,7 +105,7 @@ def register_tasks(app: procrastinate.App, service: Service) -> None:
             out = rendered(service.refused(invocation, refused), click)
         else:
             out = answer(service, invocation, click)
-        _respond(response_url, out.payload, invocation.command)
+        _respond(response_url, out.payload, invocation.command, dm, slack)
 
     @app.task(name=REFUSED_TASK, queue=QUEUE)
     def workspace_refused(user: str, team: str | None, enterprise: str | None) -> None:
@@ -107,7 +124,7 @@ def _stopped_answer(command: str) -> dict[str, Any]:
     return {"response_type": "ephemeral", "replace_original": False, **render_message(reply)}
 
 
-async def sweep(app: procrastinate.App) -> int:
+async def sweep(app: procrastinate.App, slack: WebClient | None = None) -> int:
     """One sweep: fail the jobs of workers that stopped heartbeating and tell their
     requesters (once: finishing a job is a compare-and-set on its status, so of two
     sweeps only one succeeds); prune those workers; delete finished jobs past retention.
@@ -128,8 +145,16 @@ async def sweep(app: procrastinate.App) -> int:
         command = str(inv.get("command") if isinstance(inv, dict) else job.task_name)
         log.error("job %s (%s) stalled: its worker stopped; failed, not retried", job.id, command)
         url = args.get("response_url")
-        if job.task_name == TASK and isinstance(url, str):
-            await asyncio.to_thread(_respond, url, _stopped_answer(command), command)
+        dm = args.get("dm")
+        if job.task_name == TASK and (isinstance(url, str) or isinstance(dm, str)):
+            await asyncio.to_thread(
+                _respond,
+                url if isinstance(url, str) else None,
+                _stopped_answer(command),
+                command,
+                dm if isinstance(dm, str) else None,
+                slack,
+            )
     await manager.prune_stalled_workers(seconds_since_heartbeat=STALLED_AFTER)
     await manager.delete_old_jobs(
         nb_hours=int(RETENTION.total_seconds() // 3600), queue=QUEUE, include_failed=True
@@ -137,18 +162,20 @@ async def sweep(app: procrastinate.App) -> int:
     return failed
 
 
-async def _sweeping(app: procrastinate.App) -> None:
+async def _sweeping(app: procrastinate.App, slack: WebClient | None) -> None:
     while True:
         await asyncio.sleep(SWEEP_EVERY)
         try:
-            await sweep(app)
+            await sweep(app, slack)
         except Exception:
             log.exception("the queue sweep failed; trying again in %.0f s", SWEEP_EVERY)
 
 
-async def _serve_queue(app: procrastinate.App, ready: Event | None) -> None:
+async def _serve_queue(
+    app: procrastinate.App, ready: Event | None, slack: WebClient | None = None
+) -> None:
     async with app.open_async():
-        sweeper = asyncio.create_task(_sweeping(app))
+        sweeper = asyncio.create_task(_sweeping(app, slack))
         if ready is not None:
             ready.set()
         try:
@@ -173,10 +200,13 @@ def worker_main(
     """A worker process: build the service, take jobs until SIGTERM, then let the changes
     it started finish polling. It dies with the `serve` process `server`."""
     service = child_service(settings, nice, idle=bool(nice), server=server)
+    from bot.slack.clients import web_client
+
     app = queue_app(settings, min_size=2, max_size=4)
-    register_tasks(app, service)
+    slack = web_client(settings.slack_bot_token or "", settings.slack_api_base_url)
+    register_tasks(app, service, slack)
     try:
-        asyncio.run(_serve_queue(app, ready))
+        asyncio.run(_serve_queue(app, ready, slack))
     finally:
         try:
             service.rt.background.wait_idle(STOP_TIMEOUT)

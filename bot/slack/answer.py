@@ -3,8 +3,12 @@ handles it and the reply is rendered to Block Kit, and so redacted, before it le
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
 
 from bot.slack.blocks import render_message
 from bot.slack.clients import web_client
@@ -14,6 +18,8 @@ from commands.model import Invocation
 
 if TYPE_CHECKING:
     from commands.service import Service
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,3 +50,21 @@ def attach_groups(service: Service, bot_token: str, api_base_url: str | None) ->
     """Approvers may be user groups, read at click time through the Web API."""
     if service.rt.groups is None:
         service.rt.groups = SlackUserGroups(web_client(bot_token, api_base_url))
+
+
+def direct_message(client: WebClient, user: str, payload: dict[str, Any], what: str) -> bool:
+    """An answer that has no response URL to go to (a form's submission), posted to the
+    person as a direct message from the bot (`chat.postMessage` to their user id). False,
+    logged, when Slack refused it or could not be reached."""
+    message = {k: payload[k] for k in ("text", "blocks") if payload.get(k) is not None}
+    try:
+        client.chat_postMessage(channel=user, **message)
+    except SlackApiError as exc:
+        log.error(
+            "the answer to %s did not reach its author's DM: %s", what, exc.response.get("error")
+        )
+        return False
+    except OSError as exc:
+        log.error("the answer to %s did not reach its author's DM: %s", what, type(exc).__name__)
+        return False
+    return True

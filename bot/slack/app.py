@@ -1,4 +1,5 @@
-"""The Bolt app: slash commands and buttons. Every listener acks at once; the command
+"""The Bolt app: slash commands, buttons, and the forms a bare `/deploy`, `/promote` or
+`/rollback` opens (`bot/slack/form_listeners.py`). Every listener acks at once; the command
 runs off the event loop (in a worker process, see `bot/serve/workers.py`, or on a thread) and
 answers through `respond`, so a slow platform never holds up another request's ack. The
 reply is rendered to Block Kit (and so redacted) where the command ran
@@ -21,9 +22,11 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.clients import async_web_client
 from bot.slack.clients import respond as respond_to
+from bot.slack.form_listeners import Forms, NotTaken
 from commands.audit import AuditAction
 from commands.catalog import BUTTONS, SLASH_COMMANDS
 from commands.config import Config
@@ -45,7 +48,8 @@ Refusal = Callable[[str, str | None, str | None], Awaitable[None]]
 
 # Stores a command durably before its ack leaves (`bot/serve/queue.py`): (invocation,
 # click?, response_url, request key) → False when that request was taken before (a Slack
-# retry or a replay: answered once); raises when it cannot be stored.
+# retry or a replay: answered once); raises when it cannot be stored. Without a
+# response_url (a form's submission) the answer goes to the actor as a direct message.
 Submit = Callable[[Invocation, bool, str | None, str], Awaitable[bool]]
 
 REPLAY_WINDOW = 600.0  # seconds: Slack refuses signatures older than 5 minutes
@@ -229,20 +233,27 @@ def build_bolt(
     replays = Replays()
 
     async def hand_on(
-        inv: Invocation, click: bool, respond: AsyncRespond, key: str, ack: AsyncAck
+        inv: Invocation,
+        click: bool,
+        respond: AsyncRespond,
+        key: str,
+        ack: AsyncAck,
+        not_taken: NotTaken | None = None,
     ) -> None:
         """Store (`submit`) or schedule (`runner`, a task the loop holds until it ends) the
         command, then ack: with `process_before_response` the ack is the HTTP response,
-        sent when the listener returns."""
+        sent when the listener returns. `not_taken` says it was not stored where an ack
+        cannot carry text (a form's submission)."""
         if submit is not None:
             try:
                 taken = await submit(inv, click, respond.response_url, key)
             except Exception as exc:
                 log.error("could not queue %s: %s", inv.command, type(exc).__name__)
-                await ack(
-                    text=":warning: The bot could not take this command (its database did"
-                    " not answer); nothing was done. Try again in a minute."
+                message = (
+                    "The bot could not take this command (its database did not answer);"
+                    " nothing was done. Try again in a minute."
                 )
+                await (not_taken(message) if not_taken else ack(text=f":warning: {message}"))
                 return
             if not taken:
                 log.info("request %s was taken before (a retry or replay); not run again", key)
@@ -262,7 +273,15 @@ def build_bolt(
         person = config.person_by_id(user_id)
         return Actor(user_id, person.name if person else user_name)
 
-    async def slash(ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+    # A bare /deploy, /promote or /rollback opens a form (`bot/slack/form_listeners.py`).
+    forms = Forms(config, actor, hand_on, request_key)
+    forms.register(app)
+
+    async def slash(
+        ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
+    ) -> None:
+        if await forms.opened(command, client, ack):
+            return
         inv = Invocation(
             actor=actor(command["user_id"], command.get("user_name")),
             command=command["command"],

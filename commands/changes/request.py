@@ -18,7 +18,6 @@ from commands.changes.rules import (
     check_request,
     plan_hash,
 )
-from commands.changes.schedule import parse_at
 from commands.changes.tell import announce, tell
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
@@ -35,7 +34,7 @@ from commands.model import (
     change_deployed_model_id,
     stranded_since,
 )
-from commands.parsing import Args, ParseError, parse
+from commands.parsing import Args, ParseError, parse, parse_at
 from commands.ports import (
     CHANNEL_NOT_FOUND,
     IS_ARCHIVED,

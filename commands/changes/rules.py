@@ -6,18 +6,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from commands.audit import AuditAction
 from commands.changes.tell import refresh_card, tell
-from commands.config import Endpoint, Environment
+from commands.config import Endpoint, Environment, user_groups
 from commands.errors import Refusal
 from commands.freezes import active_freeze
 from commands.messages import escape, mention, split_text, when
 from commands.model import Actor, Change, ChangeKind, ChangeState
-from commands.parsing import Args, ParseError
+from commands.parsing import TICKET_RE, Args, ParseError
 from commands.ports import GroupResolver, PlatformError
 from commands.runtime import Runtime
 
@@ -25,10 +24,7 @@ from commands.runtime import Runtime
 def _member(actor_id: str, allowed: tuple[str, ...], groups: GroupResolver | None) -> bool:
     if actor_id in allowed:
         return True
-    for entry in allowed:
-        if entry.startswith("S") and groups is not None and actor_id in groups(entry):
-            return True
-    return False
+    return groups is not None and any(actor_id in groups(g) for g in user_groups(allowed))
 
 
 def may_request(env: Environment, actor_id: str, groups: GroupResolver | None = None) -> bool:
@@ -43,7 +39,6 @@ def may_break_glass(env: Environment, actor_id: str, groups: GroupResolver | Non
     return _member(actor_id, env.break_glass, groups)
 
 
-TICKET_RE = re.compile(r"^[A-Za-z][A-Za-z0-9]{0,15}-?[0-9]{1,12}$")
 FROZEN_KINDS = (ChangeKind.DEPLOY, ChangeKind.PROMOTE)
 
 

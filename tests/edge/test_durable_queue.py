@@ -28,7 +28,13 @@ from bot.wiring import checked_config
 from tests.conftest import PG_URL
 from tests.support.harness import SlackStub
 from tests.support.processes import descendants, free_port
-from tests.support.slack_wire import SIGNING_SECRET, Served, sign, slash_body
+from tests.support.slack_wire import (
+    SIGNING_SECRET,
+    Served,
+    sign,
+    slash_body,
+    view_submission_body,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.postgres
@@ -196,6 +202,16 @@ def test_a_database_that_does_not_answer_is_said_in_the_ack(
         resp = _post(served, body)
         assert resp.status_code == 200
         assert "could not take this command" in resp.text and "nothing was done" in resp.text
+        # a form's submission cannot be answered with text: the form stays open, saying so
+        from bot.slack.forms import ENDPOINT, form_view
+        from tests.flows.test_forms import state
+
+        config = checked_config(settings)
+        view = form_view(config, "/rollback", "U0ALICE", "C0OPS", "loan-assessor").to_dict()
+        values = state("loan-assessor", reason="p95 above 2 s")
+        resp = _post(served, view_submission_body(view, values, "U0ALICE", "alice"))
+        assert resp.json()["response_action"] == "errors"
+        assert "could not take this command" in resp.json()["errors"][ENDPOINT]
     finally:
         served.close()
 
@@ -233,6 +249,72 @@ def test_a_job_whose_worker_died_is_failed_once_and_its_author_told(
     time.sleep(0.3)
     [told] = stub.responded("/r/dead")
     assert "stopped before it answered" in str(told) and "will not be run again" in str(told)
+
+
+def test_a_form_submission_is_a_job_without_a_response_url_answered_in_a_dm(
+    server_only: tuple[Served, CommandQueue],
+    settings: Settings,
+    pg_engine: Engine,
+    stub: SlackStub,
+) -> None:
+    """A form's submission (`bot/slack/forms.py`) has no response URL: the job names its
+    actor (`dm`) and the worker answers there, through the bot's token."""
+    from bot.slack.forms import form_view
+    from tests.flows.test_forms import state
+
+    served, _ = server_only
+    view = form_view(checked_config(settings), "/deploy", "U0ALICE", "C0OPS", "loan-assessor")
+    values = state("loan-assessor", version="1.2.1", share="10", reason="fix tokenizer bug")
+    assert (
+        _post(served, view_submission_body(view.to_dict(), values, "U0ALICE", "alice")).text == ""
+    )
+    [job] = _jobs(pg_engine)
+    assert job["args"]["response_url"] is None and job["args"]["dm"] == "U0ALICE"
+    assert job["args"]["inv"]["text"] == (
+        'loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"'
+    )
+    worker = _run_worker(settings)
+    try:
+        stub.wait_for(
+            lambda: any(
+                c.body.get("channel") == "U0ALICE" and "waiting for approval" in c.body["text"]
+                for c in stub.of("chat.postMessage")
+            ),
+            60,
+        )
+    finally:
+        assert _stop(worker) == 0
+    assert not stub.of("response_url")
+
+
+def test_a_stalled_form_submission_is_told_in_a_dm(
+    settings: Settings, pg_engine: Engine, stub: SlackStub
+) -> None:
+    from bot.slack.clients import web_client
+
+    async def scenario() -> int:
+        app = queue_app(settings)
+        async with app.open_async():
+            await app.configure_task(TASK, queue="commands").defer_async(
+                inv={"actor": "U0ALICE", "command": "/deploy", "text": "x", "channel_id": None},
+                click=False,
+                response_url=None,
+                key="view:dead",
+                refusal=None,
+                dm="U0ALICE",
+            )
+            worker_id = await app.job_manager.register_worker()
+            assert await app.job_manager.fetch_job(queues=["commands"], worker_id=worker_id)
+            pool = app.connector.pool  # type: ignore[attr-defined]
+            async with pool.connection() as conn:
+                await conn.execute(
+                    "UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute'"
+                )
+            return await sweep(app, web_client("xoxb-test", stub.api_url))
+
+    assert asyncio.run(scenario()) == 1
+    [told] = [c.body for c in stub.of("chat.postMessage") if c.body.get("channel") == "U0ALICE"]
+    assert "stopped before it answered" in str(told)
 
 
 def test_the_schema_we_install_is_the_installed_procrastinates() -> None:

@@ -10,9 +10,24 @@ import httpx
 import uvicorn
 
 from tests.support.processes import free_port
-from tests.support.wire import action_body, signature, slash_body
+from tests.support.wire import (
+    action_body,
+    signature,
+    slash_body,
+    view_action_body,
+    view_submission_body,
+)
 
-__all__ = ["SIGNING_SECRET", "Served", "action_body", "free_port", "sign", "slash_body"]
+__all__ = [
+    "SIGNING_SECRET",
+    "Served",
+    "action_body",
+    "free_port",
+    "sign",
+    "slash_body",
+    "view_action_body",
+    "view_submission_body",
+]
 
 SIGNING_SECRET = "test-signing-secret"  # a test value, not a credential
 

@@ -95,3 +95,87 @@ def action_body(
         ],
     }
     return urlencode({"payload": json.dumps(payload)})
+
+
+def _person(user_id: str, user_name: str, team_id: str) -> dict[str, Any]:
+    return {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id}
+
+
+def _opened(view: dict[str, Any], values: dict[str, Any], view_id: str) -> dict[str, Any]:
+    """A view as Slack sends it back in an interaction: what the app opened, with its id,
+    hash and the state of its inputs (`state.values[block_id][action_id]`)."""
+    return {
+        **view,
+        "id": view_id,
+        "team_id": TEAM,
+        "app_id": "A0AIOPS",
+        "bot_id": "B0BOT",
+        "root_view_id": view_id,
+        "previous_view_id": None,
+        "hash": f"{time.time_ns()}.hash",
+        "private_metadata": view.get("private_metadata", ""),
+        "state": {"values": values},
+    }
+
+
+def view_action_body(
+    view: dict[str, Any],
+    block_id: str,
+    action_id: str,
+    selected: str,
+    user_id: str,
+    user_name: str,
+    values: dict[str, Any] | None = None,
+    view_id: str = "V0FORM",
+    team_id: str = TEAM,
+) -> str:
+    """A `block_actions` from a static select inside a modal (`container.type: view`):
+    no response URL, the view with its id, hash and state."""
+    option = {"text": {"type": "plain_text", "text": selected}, "value": selected}
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": _person(user_id, user_name, team_id),
+        "api_app_id": "A0AIOPS",
+        "token": "legacy-verification-token",
+        "container": {"type": "view", "view_id": view_id},
+        "trigger_id": f"{time.time_ns()}.trigger",
+        "team": {"id": team_id, "domain": "lender"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "view": _opened(view, values or {}, view_id),
+        "actions": [
+            {
+                "type": "static_select",
+                "action_id": action_id,
+                "block_id": block_id,
+                "selected_option": option,
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
+def view_submission_body(
+    view: dict[str, Any],
+    values: dict[str, Any],
+    user_id: str,
+    user_name: str,
+    view_id: str = "V0FORM",
+    team_id: str = TEAM,
+) -> str:
+    """A `view_submission`: the modal's `state.values[block_id][action_id]` holds each
+    input's `selected_option`, `value`, `selected_date` or `selected_time`."""
+    payload: dict[str, Any] = {
+        "type": "view_submission",
+        "team": {"id": team_id, "domain": "lender"},
+        "user": _person(user_id, user_name, team_id),
+        "api_app_id": "A0AIOPS",
+        "token": "legacy-verification-token",
+        "trigger_id": f"{time.time_ns()}.trigger",
+        "view": _opened(view, values, view_id),
+        "response_urls": [],
+        "is_enterprise_install": False,
+        "enterprise": None,
+    }
+    return urlencode({"payload": json.dumps(payload)})

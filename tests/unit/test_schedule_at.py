@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from commands.changes.schedule import parse_at
 from commands.errors import Refusal
+from commands.parsing import parse_at
 
 SYDNEY = ZoneInfo("Australia/Sydney")
 NOW = datetime(2027, 3, 20, 0, 0, tzinfo=UTC)
