@@ -23,7 +23,18 @@ from bot.settings import Settings
 from bot.slack.blocks import render_message
 from bot.wiring import build_runtime, checked_config, open_database
 from commands.config import Config
-from commands.messages import Buttons, Context, Divider, Fields, Header, Post, Reply, Text, unescape
+from commands.messages import (
+    Buttons,
+    Context,
+    Divider,
+    Fields,
+    Header,
+    Post,
+    Reply,
+    Text,
+    did_you_mean,
+    unescape,
+)
 from commands.model import Actor, Invocation
 from commands.ports import Delivery, MessageRef
 from commands.service import Service
@@ -202,10 +213,12 @@ class Console:
         if line in ("quit", "exit"):
             return False
         if line.startswith("as "):
-            who = self._resolve(line[3:].strip())
+            typed = line[3:].strip()
+            who = self._resolve(typed)
             if who is None:
-                names = ", ".join(self.rt.config.people)
-                self._say(f"⛔ unknown person `{line[3:].strip()}`; people: {names}")
+                people = self.rt.config.people
+                close = did_you_mean(typed.lstrip("@"), people)
+                self._say(f"⛔ unknown person `{typed}`{close} (people: {', '.join(people)})")
             else:
                 self.user = who
                 self._say(f"(you are now {self.who})")
