@@ -13,6 +13,7 @@ runs the check. Nothing else moves the clock.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import threading
@@ -296,7 +297,25 @@ class Console:
         return 0
 
 
+DEMO_PII_KEY = b"aiops-bot console demo PII key: public, for the sandbox, never for real data"
+DEMO_KEY_NOTE = "PII tokens use the console's demo key; set AIOPS_PII_KEY for real data"
+
+
+def use_demo_key_unless_set(err: TextIO = sys.stderr) -> bool:
+    """Without `AIOPS_PII_KEY`, PII tokens use `DEMO_PII_KEY` (fixed, so they match across
+    console sessions on one database), said once in words; True when it did. `serve`
+    does not do this: it keeps its random per-process key and its warning."""
+    from commands.redaction import KEY_ENV, Redactor, use_default
+
+    if os.environ.get(KEY_ENV) or not use_default(Redactor(DEMO_PII_KEY)):
+        return False
+    err.write(f"aiops-bot: {DEMO_KEY_NOTE}\n")
+    err.flush()
+    return True
+
+
 def run_console(settings: Settings, user: str, commands: list[str], as_json: bool, **_: Any) -> int:
+    use_demo_key_unless_set()
     console = Console(settings, user, as_json=as_json)
     if commands:
         return console.run_script(commands)

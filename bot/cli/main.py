@@ -379,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from bot.logs import setup_logging
 
-    setup_logging(settings.log_level)
+    # a person at the console reads words; everything else logs JSON lines
+    setup_logging(settings.log_level, words=getattr(args, "fn", None) is cmd_console)
     try:
         return int(args.fn(settings, args))
     except ConfigError as exc:
