@@ -174,12 +174,17 @@ def _indent(text: str) -> str:
 
 class Console:
     def __init__(
-        self, settings: Settings, user: str, out: TextIO = sys.stdout, as_json: bool = False
+        self,
+        settings: Settings,
+        user: str,
+        out: TextIO = sys.stdout,
+        as_json: bool = False,
+        config: Config | None = None,
     ) -> None:
         self.out = out
         self.as_json = as_json
         self.notifier = ConsoleNotifier(out, as_json=as_json)
-        config = checked_config(settings)
+        config = config or checked_config(settings)
         engine = open_database(settings)
         self.sandbox_clock: SandboxClock | None = None
         if config.platform == "sandbox":
@@ -301,13 +306,16 @@ DEMO_PII_KEY = b"aiops-bot console demo PII key: public, for the sandbox, never 
 DEMO_KEY_NOTE = "PII tokens use the console's demo key; set AIOPS_PII_KEY for real data"
 
 
-def use_demo_key_unless_set(err: TextIO = sys.stderr) -> bool:
-    """Without `AIOPS_PII_KEY`, PII tokens use `DEMO_PII_KEY` (fixed, so they match across
-    console sessions on one database), said once in words; True when it did. `serve`
-    does not do this: it keeps its random per-process key and its warning."""
+def use_demo_key_unless_set(config: Config, err: TextIO = sys.stderr) -> bool:
+    """On the sandbox without `AIOPS_PII_KEY`, PII tokens use `DEMO_PII_KEY` (fixed, so they
+    match across console sessions on one database), said once in words; True when it did.
+    The key is public (it is in this file): a console on `vertex`, which may see real
+    data, keeps the random per-process key and its warning, as `serve` does."""
     from commands.redaction import KEY_ENV, Redactor, use_default
 
-    if os.environ.get(KEY_ENV) or not use_default(Redactor(DEMO_PII_KEY)):
+    if config.platform != "sandbox" or os.environ.get(KEY_ENV):
+        return False
+    if not use_default(Redactor(DEMO_PII_KEY)):
         return False
     err.write(f"aiops-bot: {DEMO_KEY_NOTE}\n")
     err.flush()
@@ -315,8 +323,9 @@ def use_demo_key_unless_set(err: TextIO = sys.stderr) -> bool:
 
 
 def run_console(settings: Settings, user: str, commands: list[str], as_json: bool, **_: Any) -> int:
-    use_demo_key_unless_set()
-    console = Console(settings, user, as_json=as_json)
+    config = checked_config(settings)
+    use_demo_key_unless_set(config)
+    console = Console(settings, user, as_json=as_json, config=config)
     if commands:
         return console.run_script(commands)
     return console.repl()
