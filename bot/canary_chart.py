@@ -4,8 +4,8 @@ and the moments the canary's share changed. Titled, with labelled axes and units
 
 Drawn with matplotlib (Agg, no display) in the process that ran the check — a command
 worker or the scheduler process — and imported only there, lazily: the server that acks
-never loads it (`tests/edge/test_serve_processes.py`). Unlike the digest's chart
-(`bot/charts.py`, pixels only) this one carries text, which needs a font renderer.
+never loads it (`tests/edge/test_serve_processes.py`), like the digest's chart
+(`bot/charts.py`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""Local logs: JSON lines on stderr, PII-masked by the same redaction module as Slack."""
+"""Local logs on stderr, PII-masked by the same redaction module as Slack: JSON lines for
+the processes a platform collects (`serve`, the CLI), plain words for a person at the
+console (`aiops-bot: warning: …`)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,17 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class WordsFormatter(logging.Formatter):
+    """One line a person reads: `aiops-bot: warning: <message>` (no level for INFO)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        text = f"aiops-bot: {level}{record.getMessage()}"
+        if record.exc_info:
+            text += "\n" + redact(self.formatException(record.exc_info))
+        return text
+
+
 class ForgedRequestFilter(logging.Filter):
     """Bolt logs a request whose signature fails with its whole body: user and channel
     ids, names, the command's text. Keep the event, not what an attacker sent."""
@@ -36,11 +49,12 @@ class ForgedRequestFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO") -> None:
+def setup_logging(level: str = "INFO", *, words: bool = False) -> None:
+    """`words`: plain lines for a terminal (the console) instead of JSON."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(WordsFormatter() if words else JsonFormatter())
     handler.addFilter(ForgedRequestFilter())
-    # JsonFormatter redacts tracebacks itself, so it may keep exc_info.
+    # Both formatters redact tracebacks themselves, so they may keep exc_info.
     handler.addFilter(RedactingFilter(drop_exc_info=False))
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -4,7 +4,9 @@ or terminal text. Text is Slack mrkdwn; anything a person typed goes through `es
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal
@@ -30,6 +32,21 @@ def unescape(text: str) -> str:
     """The inverse of `escape`, in one pass: a message composed as mrkdwn (a refusal that
     quotes what was typed) back as plain text, to be stored and escaped again when shown."""
     return _ESCAPED.sub(lambda m: _UNESCAPED[m[1]], text)
+
+
+def did_you_mean(typed: str, known: Iterable[str]) -> str:
+    """`; did you mean `x`?` naming the known names closest to what was typed (up to three,
+    closest first, case ignored), or "" when none is close. The names are escaped like
+    typed text; `typed` itself is only compared, the caller quotes it (escaped)."""
+    by_folded: dict[str, str] = {}
+    for name in known:
+        by_folded.setdefault(name.casefold(), name)
+    close = difflib.get_close_matches(typed.casefold(), list(by_folded), n=3, cutoff=0.6)
+    if not close:
+        return ""
+    names = [f"`{escape(by_folded[c])}`" for c in close]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return f"; did you mean {listed}?"
 
 
 def mention(slack_id: str) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, Protocol, runtime_checkable
 
 from commands.canary.model import Check, Watch, WatchState
@@ -443,7 +443,9 @@ class CostHistory(Protocol):
 
 @dataclass(frozen=True)
 class Chart:
-    """A chart the edge draws (PNG) and attaches to the digest's thread."""
+    """A chart the edge draws (PNG) and attaches to the digest's thread: each breaching
+    endpoint's P95 and error rate over [since, until], its time axis in `timezone` (the
+    digest's)."""
 
     title: str
     filename: str
@@ -452,6 +454,7 @@ class Chart:
     series: dict[str, list[SeriesPoint]]
     p95_threshold_ms: float
     error_threshold: float
+    timezone: tzinfo = UTC
 
 
 @dataclass(frozen=True)

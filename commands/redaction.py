@@ -150,6 +150,7 @@ __all__ = [
     "redact_stream",
     "redact_value",
     "tfn_valid",
+    "use_default",
 ]
 
 _log = logging.getLogger(__name__)
@@ -1375,6 +1376,17 @@ def default_redactor() -> Redactor:
                         KEY_ENV,
                     )
     return _default
+
+
+def use_default(redactor: Redactor) -> bool:
+    """Make `redactor` the process-wide one, if none was made yet (True: it now is). For
+    the console's demo key (`bot/cli/console.py`), installed before anything is masked."""
+    global _default
+    with _default_lock:
+        if _default is not None:
+            return False
+        _default = redactor
+        return True
 
 
 def redact(text: str) -> str:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from commands.audit import Auditor
 from commands.config import Config, Endpoint
 from commands.errors import Refusal
-from commands.messages import Post, escape
+from commands.messages import Post, did_you_mean, escape
 from commands.model import Change
 from commands.ports import (
     CanaryStore,
@@ -118,17 +118,13 @@ class Runtime:
         return self.store.stranded(now or self.clock(), self.approved_settle)
 
     def endpoint(self, slug: str | None, usage: str) -> Endpoint:
-        """The endpoint a command names; a refusal naming the known ones otherwise."""
+        """The endpoint a command names; a refusal naming the closest and the known ones
+        otherwise."""
         if not slug:
             raise Refusal("which endpoint?", f"Usage: `{usage}`", code="malformed")
         ep = self.config.endpoints.get(slug)
         if ep is None:
-            known = ", ".join(f"`{s}`" for s in self.config.endpoints) or "none"
-            raise Refusal(
-                f"unknown endpoint `{escape(slug)}`",
-                f"Known endpoints: {known}.",
-                code="unknown_endpoint",
-            )
+            raise unknown_endpoint(self.config, slug)
         return ep
 
     def find_change(self, ref: str | None, usage: str) -> Change:
@@ -147,9 +143,21 @@ class Runtime:
                     f"`{ref}` has no open change", "See `/aiops changes`.", code="not_found"
                 )
         if change is None:
+            looks_like_id = ref.upper().startswith("CHG-")
             raise Refusal(
-                f"no change `{escape(ref)}`",
+                f"no change `{escape(ref)}`"
+                + ("" if looks_like_id else did_you_mean(ref, self.config.endpoints)),
                 "See `/aiops changes` for change ids.",
                 code="not_found",
             )
         return change
+
+
+def unknown_endpoint(config: Config, slug: str) -> Refusal:
+    """The refusal of an endpoint the config does not name: the closest names first."""
+    known = ", ".join(f"`{s}`" for s in config.endpoints) or "none"
+    return Refusal(
+        f"unknown endpoint `{escape(slug)}`{did_you_mean(slug, config.endpoints)}",
+        f"Known endpoints: {known}.",
+        code="unknown_endpoint",
+    )

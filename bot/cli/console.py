@@ -13,6 +13,7 @@ runs the check. Nothing else moves the clock.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 import threading
@@ -23,7 +24,18 @@ from bot.settings import Settings
 from bot.slack.blocks import render_message
 from bot.wiring import build_runtime, checked_config, open_database
 from commands.config import Config
-from commands.messages import Buttons, Context, Divider, Fields, Header, Post, Reply, Text, unescape
+from commands.messages import (
+    Buttons,
+    Context,
+    Divider,
+    Fields,
+    Header,
+    Post,
+    Reply,
+    Text,
+    did_you_mean,
+    unescape,
+)
 from commands.model import Actor, Invocation
 from commands.ports import Delivery, MessageRef
 from commands.service import Service
@@ -162,12 +174,17 @@ def _indent(text: str) -> str:
 
 class Console:
     def __init__(
-        self, settings: Settings, user: str, out: TextIO = sys.stdout, as_json: bool = False
+        self,
+        settings: Settings,
+        user: str,
+        out: TextIO = sys.stdout,
+        as_json: bool = False,
+        config: Config | None = None,
     ) -> None:
         self.out = out
         self.as_json = as_json
         self.notifier = ConsoleNotifier(out, as_json=as_json)
-        config = checked_config(settings)
+        config = config or checked_config(settings)
         engine = open_database(settings)
         self.sandbox_clock: SandboxClock | None = None
         if config.platform == "sandbox":
@@ -202,10 +219,12 @@ class Console:
         if line in ("quit", "exit"):
             return False
         if line.startswith("as "):
-            who = self._resolve(line[3:].strip())
+            typed = line[3:].strip()
+            who = self._resolve(typed)
             if who is None:
-                names = ", ".join(self.rt.config.people)
-                self._say(f"⛔ unknown person `{line[3:].strip()}`; people: {names}")
+                people = self.rt.config.people
+                close = did_you_mean(typed.lstrip("@"), people)
+                self._say(f"⛔ unknown person `{typed}`{close} (people: {', '.join(people)})")
             else:
                 self.user = who
                 self._say(f"(you are now {self.who})")
@@ -283,8 +302,30 @@ class Console:
         return 0
 
 
+DEMO_PII_KEY = b"aiops-bot console demo PII key: public, for the sandbox, never for real data"
+DEMO_KEY_NOTE = "PII tokens use the console's demo key; set AIOPS_PII_KEY for real data"
+
+
+def use_demo_key_unless_set(config: Config, err: TextIO = sys.stderr) -> bool:
+    """On the sandbox without `AIOPS_PII_KEY`, PII tokens use `DEMO_PII_KEY` (fixed, so they
+    match across console sessions on one database), said once in words; True when it did.
+    The key is public (it is in this file): a console on `vertex`, which may see real
+    data, keeps the random per-process key and its warning, as `serve` does."""
+    from commands.redaction import KEY_ENV, Redactor, use_default
+
+    if config.platform != "sandbox" or os.environ.get(KEY_ENV):
+        return False
+    if not use_default(Redactor(DEMO_PII_KEY)):
+        return False
+    err.write(f"aiops-bot: {DEMO_KEY_NOTE}\n")
+    err.flush()
+    return True
+
+
 def run_console(settings: Settings, user: str, commands: list[str], as_json: bool, **_: Any) -> int:
-    console = Console(settings, user, as_json=as_json)
+    config = checked_config(settings)
+    use_demo_key_unless_set(config)
+    console = Console(settings, user, as_json=as_json, config=config)
     if commands:
         return console.run_script(commands)
     return console.repl()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bot.settings import Settings
 from bot.wiring import build_runtime
+from commands.digests.gather import Digest
 from commands.digests.post import environments, post
 from commands.digests.render import chart_comment, compose
 from commands.digests.schedule import DigestKind, digest_settings
@@ -48,13 +49,29 @@ def run_digest(settings: Settings, args: argparse.Namespace) -> int:
             from bot.cli.console import TextRenderer
 
             print(TextRenderer(rt.config).reply(digest.reply) + "\n")
-        if args.chart and digest.chart is not None:
-            from bot.charts import render
-
-            data, note = render(digest.chart)
+        if args.chart:
             path = Path(args.chart)
             if len(envs) > 1:
                 path = path.with_name(f"{path.stem}-{env}{path.suffix}")
-            path.write_bytes(data)
-            print(f"chart: {path} ({chart_comment(digest.chart)} {note})")
+            note = _chart(digest, path, enabled=config.chart)
+            print(note, file=sys.stderr if args.json else sys.stdout)  # stdout stays JSON
     return 0
+
+
+def _chart(digest: Digest, path: Path, *, enabled: bool) -> str:
+    """Write the digest's chart to `path`, or say in words why there is none."""
+    if digest.chart is not None:
+        from bot.charts import render
+
+        path.write_bytes(render(digest.chart))
+        return f"chart: {path} ({chart_comment(digest.chart)})"
+    if digest.kind is not DigestKind.MORNING:
+        why = "only the morning digest has a chart"
+    elif not enabled:
+        why = "charts are off for this environment ([digests] chart = false)"
+    elif digest.counts.get("breaching", 0) == 0:
+        why = f"nothing is breaching in {digest.environment}, so there is nothing to chart"
+    else:
+        why = "the platform gave no metric history (see the digest's notes)"
+    left = f"; the {path} already there is left as it was" if path.exists() else ""
+    return f"chart: none written: {why}{left}."

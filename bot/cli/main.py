@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, tzinfo
@@ -47,6 +48,25 @@ def _since(text: str | None, tz: tzinfo) -> datetime | None:
         raise UsageError(
             f"`{text}` is neither a duration nor a date: write e.g. {FORMS}, or 2026-11-01"
         ) from None
+
+
+def _person(config: Config, ref: str) -> str:
+    """`--person`: a config name (`bob`, `@bob`) or a Slack user id (kept as is: the audit
+    names people who have since left the config). Anything else is refused with the
+    closest names, rather than read as no filter at all."""
+    found = config.resolve_person(ref)
+    if found is not None:
+        return found
+    if re.fullmatch(r"[UW][A-Z0-9]{2,}", ref):
+        return ref
+    from commands.messages import did_you_mean
+    from commands.text import outbound
+
+    people = ", ".join(config.people) or "none"
+    raise UsageError(  # what was typed is echoed masked, as the console does
+        f"--person: unknown person `{outbound(ref)}`"
+        f"{did_you_mean(ref.lstrip('@'), config.people)} (people: {people}; or a Slack user id)"
+    )
 
 
 def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
@@ -196,7 +216,7 @@ def cmd_audit_export(settings: Settings, args: argparse.Namespace) -> int:
         until=_since(args.until, config.timezone),
         endpoint=args.endpoint,
         environment=args.environment,
-        actor_id=config.resolve_person(args.person) if args.person else None,
+        actor_id=_person(config, args.person) if args.person else None,
     )
     events = store.audit(query)
     from bot.cli.compliance import Authorisations
@@ -359,7 +379,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from bot.logs import setup_logging
 
-    setup_logging(settings.log_level)
+    # a person at the console reads words; everything else logs JSON lines
+    setup_logging(settings.log_level, words=getattr(args, "fn", None) is cmd_console)
     try:
         return int(args.fn(settings, args))
     except ConfigError as exc:

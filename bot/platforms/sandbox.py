@@ -67,6 +67,10 @@ _RATE_PER_HOUR = {"prod": 40_000.0, "staging": 5_000.0, "dev": 500.0}
 # How a `canary_breach` version serves compared with a healthy one.
 _BREACH_P95_FACTOR = 5.0
 _BREACH_ERROR_FACTOR = 11.0
+# The configured initial version stands for what served before the bot was installed: its
+# metric history (the digest's chart) reaches back this far, a deployed model's only to
+# when it was deployed.
+_SEEDED_BEFORE = timedelta(days=30)
 # A cancelled operation's error, as Vertex AI reports one (google.rpc.Code CANCELLED).
 CANCELLED = "the operation was cancelled"
 
@@ -128,7 +132,7 @@ class SandboxPlatform:
                         model=model.name,
                         version=model.initial,
                         replicas=ep.min_replicas,
-                        deployed_at=self.clock(),
+                        deployed_at=self.clock() - _SEEDED_BEFORE,
                     )
                 )
             session.commit()

@@ -1,15 +1,18 @@
 """The sandbox's metric history and daily costs, for the digests (one "query" each).
 
 Figures are the same deterministic functions of (endpoint, version, 5-minute bucket) the
-sandbox's `health` uses, so a chart agrees with the status it sits under. Replica counts
-and versions are today's: the sandbox keeps no history of past deployments.
+sandbox's `health` uses, so a chart agrees with the status it sits under. The sandbox keeps
+no history of past deployments, but a deployed model's history starts when it was
+deployed: before that, the models already there share the traffic in today's proportions
+(a canary deployed a minute ago does not paint the last 24 hours), and a moment when none
+of today's models was deployed has no figures. Replica counts are today's.
 """
 
 from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from commands.config import Config, Endpoint
@@ -54,25 +57,45 @@ def health_series(
         row = rows.get(ep.slug)
         if row is None:
             continue
+        deployed = [
+            (m, _utc(m.deployed_at), row.traffic.get(m.id, 0)) for m in models.get(ep.slug, [])
+        ]
         points = []
-        t = int(since.timestamp()) // step_s * step_s
-        while t <= until.timestamp():
-            bucket = t // 300
+        for t in _times(since, until, step_s):
+            at = datetime.fromtimestamp(t, tz=since.tzinfo)
+            live = [(m, share) for m, deployed_at, share in deployed if deployed_at <= at]
+            total = sum(share for _, share in live)
             p95 = 0.0
             err = 0.0
-            for m in models.get(ep.slug, []):
-                share = row.traffic.get(m.id, 0)
+            for m, share in live:
+                share_then = share * 100 / total
                 mp95, merr, _ = platform._model_figures(
-                    ep.slug, ModelVersion(m.model, m.version), bucket
+                    ep.slug, ModelVersion(m.model, m.version), t // 300
                 )
-                if share >= 5:
+                if share_then >= 5:
                     p95 = max(p95, mp95)
-                err += merr * share / 100
-            at = datetime.fromtimestamp(t, tz=since.tzinfo)
-            points.append(SeriesPoint(at, round(p95, 1) if p95 else None, round(err, 5)))
-            t += step_s
+                err += merr * share_then / 100
+            if total:
+                points.append(SeriesPoint(at, round(p95, 1) if p95 else None, round(err, 5)))
+            else:  # none of today's models served then
+                points.append(SeriesPoint(at, None, None))
         out[ep.slug] = points
     return out
+
+
+def _times(since: datetime, until: datetime, step_s: int) -> list[int]:
+    """Every `step_s` from `since` (rounded down) and `until` itself, so the chart ends
+    with what the status says now."""
+    end = int(until.timestamp())
+    out = list(range(int(since.timestamp()) // step_s * step_s, end + 1, step_s))
+    if not out or out[-1] != end:
+        out.append(end)
+    return out
+
+
+def _utc(value: datetime) -> datetime:
+    """SQLite gives the stored UTC times back without their zone."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
 
 
 def daily_costs(

@@ -51,14 +51,7 @@ def _watch_of(rt: Runtime, ref: str | None, usage: str) -> Watch:
         if found is None:
             raise Refusal(f"no canary `{escape(ref)}`", code="not_found")
         return found
-    ep = rt.config.endpoints.get(ref)
-    if ep is None:
-        known = ", ".join(f"`{s}`" for s in rt.config.endpoints) or "none"
-        raise Refusal(
-            f"unknown endpoint `{escape(ref)}`",
-            f"Known endpoints: {known}.",
-            code="unknown_endpoint",
-        )
+    ep = rt.endpoint(ref, usage)
     found = ensure_watch(rt, ep) or cs.latest_watch(ep.slug)
     if found is None:
         raise Refusal(

@@ -17,7 +17,6 @@ from commands.messages import (
     escape,
     health_line,
     mention,
-    split_text,
     when,
 )
 from commands.model import NEW, Change, ChangeKind, ChangeState, EndpointHealth
@@ -28,9 +27,54 @@ def _labels(change: Change) -> dict[str, str]:
     return change.labels | ({NEW: change.version.split("@")[-1]} if change.version else {})
 
 
-def traffic_line(change: Change) -> str:
+BAR_CELLS = 20  # one cell is 5 %
+BAR_ROWS = 6  # per side; a split with more deployed models says how many more
+LABEL_WIDTH = 24
+
+
+def bar(share: int) -> str:
+    """`share` % as a fixed-width bar: a share above 0 shows at least one cell, a share
+    below 100 leaves at least one empty."""
+    filled = round(share * BAR_CELLS / 100)
+    if share > 0:
+        filled = max(1, filled)
+    if share < 100:
+        filled = min(BAR_CELLS - 1, filled)
+    return "█" * filled + "░" * (BAR_CELLS - filled)
+
+
+def traffic_bars(change: Change) -> str:
+    """The split before and after as bars in a code block, read at a glance:
+
+        before  1.2.0  ████████████████████ 100%
+        after   1.2.0  ██████████████████░░  90%
+                1.2.1  ██░░░░░░░░░░░░░░░░░░  10%
+
+    Labels are cut to `LABEL_WIDTH` and padded before they are escaped (so `&lt;` does
+    not shift the bars); at most `BAR_ROWS` models a side, so the section stays far
+    inside Slack's 3,000 characters."""
     labels = _labels(change)
-    return f"{split_text(change.split_before, labels)}  →  {split_text(change.split_after, labels)}"
+    rows: list[tuple[str, str, int | None]] = []
+    for side, split in (("before", change.split_before), ("after", change.split_after)):
+        ranked = sorted(split.items(), key=lambda kv: (-kv[1], kv[0]))
+        if not ranked:
+            rows.append((side, "nothing", None))
+        for i, (key, share) in enumerate(ranked[:BAR_ROWS]):
+            rows.append((side if i == 0 else "", labels.get(key, key), share))
+        if len(ranked) > BAR_ROWS:
+            rows.append(("", f"and {len(ranked) - BAR_ROWS} more", None))
+
+    def cut(label: str) -> str:
+        return label if len(label) <= LABEL_WIDTH else label[: LABEL_WIDTH - 1] + "…"
+
+    width = max((len(cut(label)) for _, label, pct in rows if pct is not None), default=0)
+    lines = []
+    for side, label, pct in rows:
+        if pct is None:
+            lines.append(f"{side:<6}  {label}".rstrip())
+        else:
+            lines.append(f"{side:<6}  {cut(label):<{width}}  {bar(pct)} {pct:>3}%")
+    return "```\n" + escape("\n".join(lines)) + "\n```"
 
 
 def what_line(change: Change) -> str:
@@ -83,7 +127,8 @@ def change_card(
         )
     blocks: list[Block] = [
         Header(title[:150]),
-        Text(f"*What:* {what_line(change)}\n*Traffic:* {traffic_line(change)}"),
+        Text(f"*What:* {what_line(change)}"),
+        Text(f"*Traffic* before → after:\n{traffic_bars(change)}"),
         Fields(
             (
                 ("Who asked", mention(change.requester_id)),

@@ -21,7 +21,16 @@ from commands.changes.rules import (
 from commands.changes.tell import announce, tell
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
-from commands.messages import Context, Reply, Text, escape, health_line, mention, when
+from commands.messages import (
+    Context,
+    Reply,
+    Text,
+    did_you_mean,
+    escape,
+    health_line,
+    mention,
+    when,
+)
 from commands.model import (
     Change,
     ChangeKind,
@@ -119,8 +128,9 @@ def _plan(
         known = rt.platform.model_versions(mv.model)
         if mv.version not in known:
             raise Refusal(
-                f"`{escape(str(mv))}` is not in the model registry",
-                f"Known versions of `{mv.model}`: {', '.join(known)}.",
+                f"`{escape(str(mv))}` is not in the model registry"
+                + did_you_mean(mv.version, known),
+                f"Known versions of `{mv.model}`: {', '.join(escape(v) for v in known)}.",
                 code="unknown_version",
             )
         try:

@@ -21,6 +21,7 @@ from commands.errors import Refusal
 from commands.messages import (
     Reply,
     breaches,
+    did_you_mean,
     escape,
     health_score,
     mention,
@@ -105,7 +106,8 @@ def schedule_for(
         )
     known = ", ".join(f"`{e}`" for e in rt.config.environments)
     raise Refusal(
-        f"unknown environment `{escape(str(environment))}`",
+        f"unknown environment `{escape(str(environment))}`"
+        + did_you_mean(str(environment), rt.config.environments),
         f"Environments: {known}.",
         code="unknown_environment",
     )

@@ -429,13 +429,14 @@ def compose(
     chart = None
     if data.series:
         chart = Chart(
-            title=f"{schedule.environment}: last 24 h of P95 latency and error rate (breaching endpoints)",
+            title=f"{schedule.environment}: breaching endpoints, last 24 h",
             filename=f"digest-{schedule.environment}-{data.now.astimezone(schedule.timezone):%Y%m%d}.png",
             since=data.now - timedelta(hours=24),
             until=data.now,
             series=data.series,
             p95_threshold_ms=rt.config.thresholds.p95_latency_ms,
             error_threshold=rt.config.thresholds.error_rate,
+            timezone=schedule.timezone,
         )
     return Digest(
         kind=kind,
@@ -449,15 +450,11 @@ def compose(
     )
 
 
-CHART_COLOURS = ("blue", "orange", "green", "purple", "yellow", "brown")
-
-
 def chart_comment(chart: Chart) -> str:
-    legend = ", ".join(
-        f":large_{colour}_square: {slug}"
-        for colour, slug in zip(CHART_COLOURS, chart.series, strict=False)
-    )
+    """The upload's comment: what the picture shows, for those who cannot see it."""
+    names = ", ".join(chart.series)
     return (
-        f"Last 24 h, breaching endpoints: P95 latency (top, dashed red = {chart.p95_threshold_ms / 1000:g} s)"
-        f" and error rate (bottom, dashed red = {chart.error_threshold:.0%}). {legend}"
+        f"Last 24 h of P95 latency (top) and error rate (bottom) for {names}, against the"
+        f" thresholds ({chart.p95_threshold_ms / 1000:g} s, {chart.error_threshold:.0%};"
+        " dashed red)."
     )

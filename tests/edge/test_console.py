@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 
 def console(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, AIOPS_DATA_DIR=str(tmp_path), AIOPS_POLL_SECONDS="0.05")
@@ -146,3 +148,48 @@ def test_console_walkthrough_rolls_back_rc1_and_keeps_1_2_1(tmp_path: Path) -> N
     assert "check 6" in last and "regression*" not in last.replace("no regression*", "")
     status = json.dumps(replies[-1]["blocks"])
     assert "1.2.1 10%" in status and "rc1" not in status
+
+
+def test_the_console_speaks_words_and_uses_a_labelled_demo_pii_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without `AIOPS_PII_KEY` the console says once, in words, that PII tokens use its demo
+    key (fixed: the same token in every session), and logs no JSON lines at a person."""
+    from bot.cli.console import DEMO_KEY_NOTE, DEMO_PII_KEY
+    from commands.redaction import Redactor
+
+    monkeypatch.delenv("AIOPS_PII_KEY", raising=False)  # the subprocesses inherit it
+    email = "jane.citizen@example.com"
+    line = f'/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 reason="asked by {email}"'
+    runs = [console(tmp_path, "--json", "-c", line, "-c", "/aiops cancel x") for _ in range(2)]
+    token = Redactor(DEMO_PII_KEY).redact(email)
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert run.stderr.count(DEMO_KEY_NOTE) == 1
+        assert "{" not in run.stderr and "is not set" not in run.stderr
+        assert email not in run.stdout and token in run.stdout  # the same in both sessions
+        assert all(json.loads(x) for x in run.stdout.splitlines())  # stdout stays JSON
+    keyed = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "console", "-c", line],
+        env=dict(os.environ, AIOPS_DATA_DIR=str(tmp_path), AIOPS_PII_KEY="a real key"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert DEMO_KEY_NOTE not in keyed.stderr and token not in keyed.stdout
+    assert Redactor(b"a real key").redact(email) in keyed.stdout
+
+
+def test_other_commands_keep_json_logs_and_the_random_key_warning(tmp_path: Path) -> None:
+    env = dict(os.environ, AIOPS_DATA_DIR=str(tmp_path))
+    env.pop("AIOPS_PII_KEY", None)
+    env.pop("DATABASE_URL", None)
+    out = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "digest", "morning", "--environment", "staging"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    warning = json.loads(next(x for x in out.stderr.splitlines() if "AIOPS_PII_KEY" in x))
+    assert warning["severity"] == "WARNING" and "random per-process key" in warning["message"]
