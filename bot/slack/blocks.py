@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from commands.messages import Block, Button, Buttons, Context, Divider, Fields, Header, Reply, Text
+from commands.messages import (
+    Block,
+    Button,
+    Buttons,
+    Confirm,
+    Context,
+    Divider,
+    Fields,
+    Header,
+    Reply,
+    Text,
+)
 from commands.redaction import redact, redact_value
 from commands.text import cut, visible
 
@@ -14,6 +25,9 @@ SECTION_TEXT = 3000
 FIELD_TEXT = 2000
 HEADER_TEXT = 150
 BUTTON_TEXT = 75
+CONFIRM_TITLE = 100
+CONFIRM_TEXT = 300
+CONFIRM_BUTTON = 30
 FALLBACK_TEXT = 3000
 
 
@@ -70,6 +84,24 @@ def _button(button: Button) -> dict[str, Any]:
     }
     if button.style:
         out["style"] = button.style
+    if button.confirm is not None:
+        out["confirm"] = _confirm(button.confirm, button.style)
+    return out
+
+
+def _plain(text: str, limit: int) -> dict[str, Any]:
+    return {"type": "plain_text", "text": _cut(text, limit), "emoji": True}
+
+
+def _confirm(confirm: Confirm, style: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "title": _plain(confirm.title, CONFIRM_TITLE),
+        "text": _plain(confirm.text, CONFIRM_TEXT),
+        "confirm": _plain(confirm.ok, CONFIRM_BUTTON),
+        "deny": _plain(confirm.deny, CONFIRM_BUTTON),
+    }
+    if style:
+        out["style"] = style  # the dialog's confirming button, coloured as the button
     return out
 
 
