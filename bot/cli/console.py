@@ -16,7 +16,7 @@ import json
 import re
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.settings import Settings
@@ -116,6 +116,9 @@ class ConsoleNotifier:
 
     def post(self, post: Post) -> MessageRef | None:
         return self.deliver(post).ref
+
+    def refresh_home(self, people: Sequence[str]) -> None:
+        """The terminal has no Home tab: `/aiops status` and `/aiops changes` show it."""
 
     def deliver(self, post: Post) -> Delivery:
         """The terminal always takes the line: every post is delivered."""

@@ -71,7 +71,7 @@ def _respond(response_url: str | None, payload: dict[str, Any], what: str) -> No
 
 def register_tasks(app: procrastinate.App, service: Service) -> None:
     """The tasks a worker runs, bound to its service."""
-    from bot.slack.answer import answer, rendered
+    from bot.slack.answer import answer, delivered
     from bot.slack.app import record_refusal
 
     @app.task(name=TASK, queue=QUEUE)
@@ -84,11 +84,14 @@ def register_tasks(app: procrastinate.App, service: Service) -> None:
     ) -> None:
         invocation = from_job(inv)
         refused = refusal_from_job(refusal)
+        home = not response_url  # the Home tab (its event or a click there): answered on it
         if refused is not None:
-            out = rendered(service.refused(invocation, refused), click)
+            reply = service.refused(invocation, refused)
+            out = delivered(service, invocation, reply, click, home=home)
         else:
-            out = answer(service, invocation, click)
-        _respond(response_url, out.payload, invocation.command)
+            out = answer(service, invocation, click, home=home)
+        if out is not None:
+            _respond(response_url, out.payload, invocation.command)
 
     @app.task(name=REFUSED_TASK, queue=QUEUE)
     def workspace_refused(user: str, team: str | None, enterprise: str | None) -> None:

@@ -20,7 +20,8 @@ from commands.messages import (
 from commands.redaction import redact, redact_value
 from commands.text import cut, visible
 
-MAX_BLOCKS = 50
+MAX_BLOCKS = 50  # a message
+MAX_VIEW_BLOCKS = 100  # a view (the Home tab)
 SECTION_TEXT = 3000
 FIELD_TEXT = 2000
 HEADER_TEXT = 150
@@ -35,7 +36,9 @@ def _cut(text: str, limit: int) -> str:
     return cut(redact(visible(text)), limit)
 
 
-def _block(block: Block) -> dict[str, Any]:
+def _block(block: Block, actions: int = 0) -> dict[str, Any]:
+    """One block; `actions` counts the actions blocks before it (block ids are unique in
+    a message or a view: the first is `change_actions`, then `change_actions_2`, …)."""
     if isinstance(block, Header):
         return {
             "type": "header",
@@ -70,7 +73,7 @@ def _block(block: Block) -> dict[str, Any]:
     assert isinstance(block, Buttons)
     return {
         "type": "actions",
-        "block_id": "change_actions",
+        "block_id": "change_actions" + (f"_{actions + 1}" if actions else ""),
         "elements": [_button(b) for b in block.buttons[:25]],
     }
 
@@ -105,17 +108,21 @@ def _confirm(confirm: Confirm, style: str | None) -> dict[str, Any]:
     return out
 
 
-def render_blocks(reply: Reply) -> list[dict[str, Any]]:
-    blocks = [_block(b) for b in reply.blocks]
-    if len(blocks) > MAX_BLOCKS:
+def render_blocks(reply: Reply, limit: int = MAX_BLOCKS) -> list[dict[str, Any]]:
+    blocks = []
+    actions = 0
+    for b in reply.blocks:
+        blocks.append(_block(b, actions))
+        actions += isinstance(b, Buttons)
+    if len(blocks) > limit:
         blocks = [
-            *blocks[: MAX_BLOCKS - 1],
+            *blocks[: limit - 1],
             {
                 "type": "context",
                 "elements": [
                     {
                         "type": "mrkdwn",
-                        "text": f"{len(reply.blocks) - MAX_BLOCKS + 1} more blocks left out to fit Slack's limit.",
+                        "text": f"{len(reply.blocks) - limit + 1} more blocks left out to fit Slack's limit.",
                     }
                 ],
             },
@@ -126,3 +133,8 @@ def render_blocks(reply: Reply) -> list[dict[str, Any]]:
 def render_message(reply: Reply) -> dict[str, Any]:
     """Arguments for chat.postMessage / chat.update / respond()."""
     return {"text": _cut(reply.text, FALLBACK_TEXT), "blocks": render_blocks(reply)}
+
+
+def render_home(reply: Reply) -> dict[str, Any]:
+    """The `view` of views.publish: a Home tab of at most 100 blocks."""
+    return {"type": "home", "blocks": render_blocks(reply, MAX_VIEW_BLOCKS)}
