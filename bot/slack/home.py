@@ -33,17 +33,18 @@ def attach_home(service: Service) -> None:
     notifier = service.rt.notifier
     if isinstance(notifier, SlackNotifier) and notifier.homes is None:
         rt = service.rt
-        notifier.homes = lambda people: home_views(rt, people)
+        notifier.homes = lambda people, notes: home_views(rt, people, notes)
 
 
-def publish_home(service: Service, user_id: str, note: Reply | None = None) -> bool:
-    """Build and publish this person's Home tab now, `note` (the answer to their click)
-    on top. False when it could not be published (logged)."""
+def publish_home(service: Service, user_id: str, note: Reply | None = None) -> None:
+    """Have this person's Home tab republished: opened (`note` None), or with the answer
+    to their click there (`note`) on top. The notifier's refresh thread draws and
+    publishes it, after any refresh asked for before (`SlackNotifier.show_home`)."""
     from bot.slack.notifier import SlackNotifier
-    from commands.reports.home import home_view
 
     notifier = service.rt.notifier
     if not isinstance(notifier, SlackNotifier):
         log.warning("no Slack notifier: the Home tab of %s was not published", user_id)
-        return False
-    return notifier.publish_home(user_id, home_view(service.rt, user_id, note=note))
+        return
+    attach_home(service)
+    notifier.show_home(user_id, note)

@@ -18,9 +18,11 @@ from commands.ports import CanaryChart, Chart, Delivery, MessageRef
 
 log = logging.getLogger(__name__)
 
-# Builds the Home tabs of some people (Slack user ids) at once: `commands.reports.home`,
-# bound to the runtime by the edge (`bot.slack.home.attach_home`).
-HomeViews = Callable[[Sequence[str]], Mapping[str, Reply]]
+# Builds the Home tabs of some people (Slack user ids) at once, each with the answer to
+# their last click there on top if any: `commands.reports.home.home_views`, bound to the
+# runtime by the edge (`bot.slack.home.attach_home`).
+HomeViews = Callable[[Sequence[str], Mapping[str, Reply]], Mapping[str, Reply]]
+MAX_NOTES = 1000  # people whose last click's answer is kept for their Home tab
 
 
 class SlackNotifier:
@@ -28,6 +30,7 @@ class SlackNotifier:
         self.client = client
         self.homes = homes
         self._stale: set[str] = set()  # people whose Home tab waits to be republished
+        self._notes: dict[str, Reply] = {}  # the answer to each person's last click there
         self._lock = threading.Lock()
         self._refresher: threading.Thread | None = None
 
@@ -96,6 +99,19 @@ class SlackNotifier:
             return False
         return True
 
+    def show_home(self, user_id: str, note: Reply | None = None) -> None:
+        """Republish this person's Home tab: after a click there, with its answer (`note`)
+        on top, kept there by later refreshes from this process until the tab is opened
+        again (`note` None). On the refresh thread, after any refresh already asked for,
+        so a refresh the click itself caused never hides its answer."""
+        with self._lock:
+            self._notes.pop(user_id, None)
+            if note is not None:
+                self._notes[user_id] = note
+                while len(self._notes) > MAX_NOTES:
+                    self._notes.pop(next(iter(self._notes)))
+        self.refresh_home([user_id])
+
     def refresh_home(self, people: Sequence[str]) -> None:
         """`commands.ports.Notifier.refresh_home`: on a thread of its own, so the change
         that moved never waits for the platform reads a Home tab makes. Asks that arrive
@@ -125,10 +141,11 @@ class SlackNotifier:
                 if not wanted:
                     self._refresher = None
                     return
+                notes = dict(self._notes)
             try:
                 homes = self.homes
                 assert homes is not None
-                for user_id, reply in homes(self._people(wanted)).items():
+                for user_id, reply in homes(self._people(wanted), notes).items():
                     self.publish_home(user_id, reply)
             except Exception:  # never the domain's problem: the next change refreshes again
                 log.exception("could not refresh %d Home tab(s)", len(wanted))

@@ -11,7 +11,7 @@ inside Slack's 100 blocks whatever the size of the estate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -89,10 +89,14 @@ def board(rt: Runtime) -> Board:
     )
 
 
-def home_views(rt: Runtime, user_ids: Iterable[str]) -> dict[str, Reply]:
-    """The Home tab of each person, from one board."""
+def home_views(
+    rt: Runtime, user_ids: Iterable[str], notes: Mapping[str, Reply] | None = None
+) -> dict[str, Reply]:
+    """The Home tab of each person, from one board; `notes`: the answer to a person's
+    last click there, shown on top."""
     shared = board(rt)
-    return {uid: home_view(rt, uid, shared) for uid in dict.fromkeys(user_ids)}
+    notes = notes or {}
+    return {uid: home_view(rt, uid, shared, note=notes.get(uid)) for uid in dict.fromkeys(user_ids)}
 
 
 def home_view(

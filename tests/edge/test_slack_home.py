@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from slack_sdk.models.views import View
 
+from bot.slack.notifier import SlackNotifier
 from commands.model import ChangeState
 from commands.ports import AuditQuery
 from commands.service import Service
@@ -105,10 +106,17 @@ def test_approve_on_the_home_tab_decides_and_answers_there(
     stub.wait_for(
         lambda: any(f"Approved {change_id}" in json.dumps(v) for v in published(stub, "U0CAROL"))
     )
-    answered = next(
-        v for v in published(stub, "U0CAROL") if f"Approved {change_id}" in json.dumps(v)
-    )
-    assert "Your last click here:" in json.dumps(answered["blocks"][:4])
+    notifier = service.rt.notifier
+    assert isinstance(notifier, SlackNotifier)
+    service.rt.background.wait_idle(30)  # the change's own moves, each refreshing
+    assert notifier.wait_homes(30)
+    # the last view stays the answered one: refreshes the click caused come before it,
+    # and later ones keep the answer on top until Carol opens the tab again
+    last = published(stub, "U0CAROL")[-1]
+    assert "Your last click here:" in json.dumps(last["blocks"][:4])
+    assert f"Approved {change_id}" in json.dumps(last)
+    server.post(home_opened_body("U0CAROL"), json=True)
+    stub.wait_for(lambda: "Your last click" not in json.dumps(published(stub, "U0CAROL")[-1]))
     assert [c.path for c in stub.of("response_url")] == ["respond/d"]  # none for the click
     [approval] = store.approvals(change_id)
     assert approval.approver_id == "U0CAROL"
