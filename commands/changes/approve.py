@@ -82,6 +82,9 @@ def decide(
         raise _refused(rt, actor, change, closed(rt, change), params, request_id)
     holder = rt.store.open_change(change.endpoint)
     if holder is None or holder.id != change.id:  # the endpoint's lock says otherwise
+        fresh = rt.store.get_change(change.id) or change
+        if fresh.state is not ChangeState.PENDING_APPROVAL:  # decided meanwhile: say by whom
+            raise _refused(rt, actor, fresh, closed(rt, fresh), params, request_id)
         raise _refused(
             rt,
             actor,
