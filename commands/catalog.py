@@ -100,17 +100,23 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
     "approve": CommandSpec(
         "approve",
         "Approve a pending change (the Approve button's typed form)",
-        "/aiops approve <change|endpoint>",
+        "/aiops approve <CHG-N|endpoint>",
         (),
         1,
+        ("/aiops approve loan-assessor", "/aiops approve CHG-12"),
+        "With an endpoint it approves nothing: it shows the plan of the endpoint's pending"
+        " change and the id to type. `/aiops approve CHG-N` approves that change only while"
+        " it is still its endpoint's pending change, bound to the plan it shows.",
         button="decision",
     ),
     "reject": CommandSpec(
         "reject",
         "Reject a pending change (the Reject button's typed form)",
-        '/aiops reject <change|endpoint> [reason="…"]',
+        '/aiops reject <CHG-N|endpoint> [reason="…"]',
         ("reason",),
         1,
+        ('/aiops reject CHG-12 reason="wrong version"',),
+        "As `approve`: an endpoint shows the plan and the id to type; `CHG-N` rejects it.",
         button="decision",
     ),
     "cancel": CommandSpec(

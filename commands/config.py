@@ -128,6 +128,12 @@ class Config:
             return ref
         return None
 
+    def concerned(self, environment: str, requester_id: str) -> tuple[str, ...]:
+        """Who a change in `environment` concerns: its requester and whoever may approve
+        there (Slack user and user-group ids): the people whose Home tab shows it."""
+        env = self.environments.get(environment)
+        return (requester_id, *(env.approvers if env else ()))
+
     def display_name(self, slack_id: str) -> str:
         person = self.person_by_id(slack_id)
         return person.name if person else slack_id

@@ -83,12 +83,24 @@ class Divider:
 
 
 @dataclass(frozen=True)
+class Confirm:
+    """The dialog shown before a button acts: what it does, named plainly (plain text, not
+    mrkdwn; the renderer cuts it to Slack's limits: title 100, text 300, labels 30)."""
+
+    title: str  # `Approve CHG-12?`
+    text: str  # the change and the traffic it moves
+    ok: str  # the confirming button's label
+    deny: str = "Go back"
+
+
+@dataclass(frozen=True)
 class Button:
     label: str
     action_id: str  # e.g. `approve`
     value: str  # e.g. the change id
     typed: str  # the typed equivalent, e.g. `/aiops approve CHG-7`
     style: Literal["primary", "danger"] | None = None
+    confirm: Confirm | None = None  # asked before the click is sent
 
 
 @dataclass(frozen=True)

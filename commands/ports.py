@@ -374,6 +374,14 @@ class Notifier(Protocol):
         notifier keeps no reference. For lines whose loss only the log needs to know."""
         ...
 
+    def refresh_home(self, people: Sequence[str]) -> None:
+        """What these people's Home tabs show has changed (a change of theirs, or one they
+        may approve, moved): show it again. `people` are Slack user ids or user-group ids
+        (`S…`: its members). Best effort and possibly later (it may return before the tabs
+        are refreshed, and refreshes asked for close together may be done as one); never
+        raises. A notifier without a Home tab (the console) does nothing."""
+        ...
+
 
 # Resolves a Slack user-group id to its members at decision time (the edge supplies it).
 GroupResolver = Callable[[str], set[str]]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -40,6 +40,7 @@ class NullNotifier:
 
     def __init__(self) -> None:
         self.posts: list[Post] = []
+        self.homes: list[tuple[str, ...]] = []  # each `refresh_home` asked for
 
     def deliver(self, post: Post) -> Delivery:
         self.posts.append(post)
@@ -47,6 +48,9 @@ class NullNotifier:
 
     def post(self, post: Post) -> MessageRef | None:
         return self.deliver(post).ref
+
+    def refresh_home(self, people: Sequence[str]) -> None:
+        self.homes.append(tuple(people))
 
 
 class Background:

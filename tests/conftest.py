@@ -97,4 +97,6 @@ def served(sqlite_engine: Engine, stub: SlackStub) -> Iterator[tuple[Served, Ser
     server = Served(make_asgi(service, bolt))
     yield server, service
     rt.background.wait_idle(30)
+    assert isinstance(rt.notifier, SlackNotifier)
+    rt.notifier.wait_homes(30)  # Home tabs still being republished
     server.close()

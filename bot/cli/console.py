@@ -17,7 +17,7 @@ import os
 import re
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.settings import Settings
@@ -128,6 +128,9 @@ class ConsoleNotifier:
 
     def post(self, post: Post) -> MessageRef | None:
         return self.deliver(post).ref
+
+    def refresh_home(self, people: Sequence[str]) -> None:
+        """The terminal has no Home tab: `/aiops status` and `/aiops changes` show it."""
 
     def deliver(self, post: Post) -> Delivery:
         """The terminal always takes the line: every post is delivered."""

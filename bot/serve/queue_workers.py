@@ -87,7 +87,7 @@ def register_tasks(
 ) -> None:
     """The tasks a worker runs, bound to its service; `slack` (the bot's Web API client)
     answers a command that came without a response URL."""
-    from bot.slack.answer import answer, rendered
+    from bot.slack.answer import answer, delivered
     from bot.slack.app import record_refusal
 
     @app.task(name=TASK, queue=QUEUE)
@@ -101,11 +101,16 @@ def register_tasks(
     ) -> None:
         invocation = from_job(inv)
         refused = refusal_from_job(refusal)
+        # the Home tab (its event or a click there): answered on it; a form's submission
+        # (no response URL either) is answered in a DM
+        home = not response_url and not dm
         if refused is not None:
-            out = rendered(service.refused(invocation, refused), click)
+            reply = service.refused(invocation, refused)
+            out = delivered(service, invocation, reply, click, home=home)
         else:
-            out = answer(service, invocation, click)
-        _respond(response_url, out.payload, invocation.command, dm, slack)
+            out = answer(service, invocation, click, home=home)
+        if out is not None:
+            _respond(response_url, out.payload, invocation.command, dm, slack)
 
     @app.task(name=REFUSED_TASK, queue=QUEUE)
     def workspace_refused(user: str, team: str | None, enterprise: str | None) -> None:

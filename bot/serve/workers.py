@@ -172,8 +172,9 @@ def run_command(inv: Invocation, click: bool, response_url: str | None) -> Answe
     from bot.slack.answer import answer
 
     assert _service is not None, "the worker's initializer did not run"
-    out = answer(_service, inv, click)
-    if not response_url:
+    # No response URL: the Home tab (its event or a click there), answered on it.
+    out = answer(_service, inv, click, home=not response_url)
+    if out is None or not response_url:
         return out
     try:
         from bot.slack.clients import webhook_client

@@ -1,5 +1,6 @@
-"""The Bolt app: slash commands, buttons, and the forms a bare `/deploy`, `/promote` or
-`/rollback` opens (`bot/slack/form_listeners.py`). Every listener acks at once; the command
+"""The Bolt app: slash commands, buttons, the forms a bare `/deploy`, `/promote` or
+`/rollback` opens (`bot/slack/form_listeners.py`) and the Home tab's `app_home_opened`
+event. Every listener acks at once; the command
 runs off the event loop (in a worker process, see `bot/serve/workers.py`, or on a thread) and
 answers through `respond`, so a slow platform never holds up another request's ack. The
 reply is rendered to Block Kit (and so redacted) where the command ran
@@ -27,6 +28,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.slack.clients import async_web_client
 from bot.slack.clients import respond as respond_to
 from bot.slack.form_listeners import Forms, NotTaken
+from bot.slack.home import HOME_OPENED
 from commands.audit import AuditAction
 from commands.catalog import BUTTONS, SLASH_COMMANDS
 from commands.config import Config
@@ -127,8 +129,10 @@ def build_app(
     attach_groups(service, bot_token, api_base_url)
 
     async def in_thread(inv: Invocation, click: bool, respond: AsyncRespond) -> None:
-        out = await asyncio.to_thread(answer, service, inv, click)
-        await answer_on(respond, out.payload)
+        home = respond.response_url is None  # the Home tab: answered there (bot.slack.home)
+        out = await asyncio.to_thread(lambda: answer(service, inv, click, home=home))
+        if out is not None:
+            await answer_on(respond, out.payload)
 
     async def record(user: str, team: str | None, enterprise: str | None) -> None:
         await asyncio.to_thread(record_refusal, service, user, team, enterprise)
@@ -314,4 +318,22 @@ def build_bolt(
         await hand_on(inv, True, respond, request_key("action", body), ack)
 
     app.action(re.compile("^(?:" + "|".join(map(re.escape, BUTTONS)) + ")$"))(decision)
+
+    async def home_opened(
+        ack: AsyncAck, event: dict[str, Any], body: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        """Someone opened the bot's Home tab: their view is built and published where
+        commands run (`bot.slack.home`), handed on as a job without a response URL."""
+        if event.get("tab") != "home":  # the Messages tab: nothing to draw
+            await ack()
+            return
+        inv = Invocation(
+            actor=actor(str(event["user"]), None),
+            command=HOME_OPENED,
+            text="",
+            request_id=body.get("event_id"),
+        )
+        await hand_on(inv, False, respond, request_key("event", body), ack)
+
+    app.event(HOME_OPENED)(home_opened)
     return app

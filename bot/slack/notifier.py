@@ -1,23 +1,38 @@
 """Delivers the domain's posts through the Slack Web API (from worker threads), and says
-when one did not arrive, so the domain never tells someone a card is where it is not."""
+when one did not arrive, so the domain never tells someone a card is where it is not.
+Republishes people's Home tabs (views.publish) when the domain says what they show moved."""
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.slack.blocks import render_message
-from commands.messages import Post
+from bot.slack.blocks import render_home, render_message
+from bot.slack.groups import SlackUserGroups
+from commands.messages import Post, Reply
 from commands.ports import CanaryChart, Chart, Delivery, MessageRef
 
 log = logging.getLogger(__name__)
 
+# Builds the Home tabs of some people (Slack user ids) at once, each with the answer to
+# their last click there on top if any: `commands.reports.home.home_views`, bound to the
+# runtime by the edge (`bot.slack.home.attach_home`).
+HomeViews = Callable[[Sequence[str], Mapping[str, Reply]], Mapping[str, Reply]]
+MAX_NOTES = 1000  # people whose last click's answer is kept for their Home tab
+
 
 class SlackNotifier:
-    def __init__(self, client: WebClient) -> None:
+    def __init__(self, client: WebClient, homes: HomeViews | None = None) -> None:
         self.client = client
+        self.homes = homes
+        self._stale: set[str] = set()  # people whose Home tab waits to be republished
+        self._notes: dict[str, Reply] = {}  # the answer to each person's last click there
+        self._lock = threading.Lock()
+        self._refresher: threading.Thread | None = None
 
     def deliver(self, post: Post) -> Delivery:
         """Post or update through the Web API. The client retries rate limits and server
@@ -68,3 +83,80 @@ class SlackNotifier:
         from bot.charts import upload
 
         return upload(self.client, channel, thread_ts, chart, comment)
+
+    # --- the Home tab ------------------------------------------------------------------
+
+    def publish_home(self, user_id: str, reply: Reply) -> bool:
+        """Publish `reply` as this person's Home tab (rendered, so masked, here); False
+        when Slack refused it (logged)."""
+        try:
+            self.client.views_publish(user_id=user_id, view=render_home(reply))
+        except SlackApiError as exc:
+            log.error("views.publish for %s failed: %s", user_id, exc.response.get("error"))
+            return False
+        except OSError as exc:
+            log.error("slack unreachable publishing a Home tab: %s", type(exc).__name__)
+            return False
+        return True
+
+    def show_home(self, user_id: str, note: Reply | None = None) -> None:
+        """Republish this person's Home tab: after a click there, with its answer (`note`)
+        on top, kept there by later refreshes from this process until the tab is opened
+        again (`note` None). On the refresh thread, after any refresh already asked for,
+        so a refresh the click itself caused never hides its answer."""
+        with self._lock:
+            self._notes.pop(user_id, None)
+            if note is not None:
+                self._notes[user_id] = note
+                while len(self._notes) > MAX_NOTES:
+                    self._notes.pop(next(iter(self._notes)))
+        self.refresh_home([user_id])
+
+    def refresh_home(self, people: Sequence[str]) -> None:
+        """`commands.ports.Notifier.refresh_home`: on a thread of its own, so the change
+        that moved never waits for the platform reads a Home tab makes. Asks that arrive
+        while a refresh runs are gathered into the next one (a change approved, started
+        and finished in a few seconds rebuilds each tab once or twice, not three times)."""
+        if self.homes is None:
+            return
+        with self._lock:
+            self._stale.update(p for p in people if p)
+            if self._refresher is not None:
+                return  # the running refresher takes them next
+            self._refresher = threading.Thread(target=self._refresh, name="aiops-home", daemon=True)
+            self._refresher.start()
+
+    def wait_homes(self, timeout: float = 30.0) -> bool:
+        """Until no refresh is running or waiting (tests, and a process that stops)."""
+        with self._lock:
+            thread = self._refresher
+        if thread is not None:
+            thread.join(timeout)
+        return not thread or not thread.is_alive()
+
+    def _refresh(self) -> None:
+        while True:
+            with self._lock:
+                wanted, self._stale = self._stale, set()
+                if not wanted:
+                    self._refresher = None
+                    return
+                notes = dict(self._notes)
+            try:
+                homes = self.homes
+                assert homes is not None
+                for user_id, reply in homes(self._people(wanted), notes).items():
+                    self.publish_home(user_id, reply)
+            except Exception:  # never the domain's problem: the next change refreshes again
+                log.exception("could not refresh %d Home tab(s)", len(wanted))
+
+    def _people(self, wanted: set[str]) -> list[str]:
+        """Slack user ids: user groups (`S…`) read as their members, now."""
+        groups = SlackUserGroups(self.client)
+        out: set[str] = set()
+        for who in wanted:
+            if who.startswith("S"):
+                out |= groups(who)
+            elif who.startswith(("U", "W")):
+                out.add(who)
+        return sorted(out)

@@ -23,6 +23,7 @@ from commands.messages import (
     Block,
     Button,
     Buttons,
+    Confirm,
     Context,
     Header,
     Post,
@@ -247,6 +248,34 @@ def settle(rt: Runtime, w: Watch) -> Watch:
     return w
 
 
+def _split(w: Watch, canary_share: int) -> str:
+    if canary_share >= 100:
+        return f"{w.canary_version} 100%"
+    if canary_share <= 0:
+        return f"{w.stable_version} 100%"
+    return f"{w.stable_version} {100 - canary_share}% · {w.canary_version} {canary_share}%"
+
+
+def decision_confirms(w: Watch, share: int | None) -> tuple[Confirm, Confirm]:
+    """The dialogs before Roll back and Promote anyway: the canary and the traffic each
+    moves, from the share of the last check (the share now, while the canary waits)."""
+    now = _split(w, share) if share is not None else "its current split"
+    target = (next_step(w.steps, share or 0) if w.steps else None) or 100
+    rollback = Confirm(
+        f"Roll back {w.ref} on {w.endpoint}?",
+        f"{w.endpoint}: {now} → {_split(w, 0)}; the canary {w.canary_version} is undeployed.",
+        "Roll back",
+    )
+    promote = Confirm(
+        f"Promote {w.ref} anyway?",
+        f"{w.endpoint}: {now} → {_split(w, target)}"
+        + (f"; {w.stable_version} is undeployed" if target >= 100 else "")
+        + ". Against the canary analysis: audited as a forced promote.",
+        "Promote anyway",
+    )
+    return rollback, promote
+
+
 def _ask(
     rt: Runtime,
     w: Watch,
@@ -273,6 +302,10 @@ def _ask(
     if w.note and not undecided:
         reason = f"{w.note}. {reason}"
     deciders = ", ".join(mention(a) for a in env.approvers) or "anyone who may change it"
+    last = store_of(rt).checks(w.id, 1)
+    confirm_rollback, confirm_promote = decision_confirms(
+        w, last[-1].canary_share if last else None
+    )
     blocks: list[Block] = [
         Header(f":warning: {w.ref} · canary on {w.endpoint} needs a decision"[:150]),
         Text(cut(escape(reason), 2900)),
@@ -295,6 +328,7 @@ def _ask(
                     w.ref,
                     f"/aiops canary-rollback {w.endpoint}",
                     "danger",
+                    confirm_rollback,
                 ),
                 Button(
                     "Promote anyway",
@@ -302,6 +336,7 @@ def _ask(
                     w.ref,
                     f'/aiops canary-promote {w.endpoint} reason="…"',
                     "primary",
+                    confirm_promote,
                 ),
             )
         ),

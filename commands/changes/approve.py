@@ -8,7 +8,7 @@ from commands.changes.execute import start
 from commands.changes.rules import check_approval, closed, may_approve
 from commands.changes.tell import announce, tell
 from commands.errors import Refusal
-from commands.messages import Reply, escape, mention, when
+from commands.messages import Reply, Text, escape, mention, when
 from commands.model import SCHEDULER, Actor, Change, ChangeState
 from commands.ports import ApprovalRecord
 from commands.runtime import Runtime
@@ -68,13 +68,36 @@ def decide(
 ) -> Reply:
     """Approve or reject a pending change. The decision is stored (an approval row, and the
     change's move once enough people agree) only if it took effect; a click that a rule or
-    a race refused is audited as `decision_refused` and its author is told nothing was done."""
-    usage = f"/aiops {decision} <change|endpoint>"
+    a race refused is audited as `decision_refused` and its author is told nothing was done.
+
+    `ref` is a change id (the buttons, `/aiops approve CHG-N`): that change is decided only
+    while it is still its endpoint's pending change. An endpoint (`/aiops approve
+    loan-assessor`) decides nothing: the answer is the card of the plan it names and the
+    typed form with its id, so nobody approves a plan they did not see."""
+    usage = f"/aiops {decision} <CHG-N|endpoint>"
     change = expire_if_due(rt, rt.find_change(ref, usage))
     env = rt.config.environments[change.environment]
     params = {"decision": decision}
     if change.state is not ChangeState.PENDING_APPROVAL:
         raise _refused(rt, actor, change, closed(rt, change), params, request_id)
+    holder = rt.store.open_change(change.endpoint)
+    if holder is None or holder.id != change.id:  # the endpoint's lock says otherwise
+        fresh = rt.store.get_change(change.id) or change
+        if fresh.state is not ChangeState.PENDING_APPROVAL:  # decided meanwhile: say by whom
+            raise _refused(rt, actor, fresh, closed(rt, fresh), params, request_id)
+        raise _refused(
+            rt,
+            actor,
+            change,
+            Refusal(
+                f"{change.id} is no longer the pending change of `{change.endpoint}`;"
+                " nothing was done",
+                "See `/aiops changes " + change.endpoint + "`.",
+                code="already_decided",
+            ),
+            params,
+            request_id,
+        )
     if actor.id == change.requester_id:
         raise _refused(
             rt,
@@ -101,6 +124,10 @@ def decide(
             params,
             request_id,
         )
+    if ref in rt.config.endpoints:
+        # Typed with the endpoint, not the change: the plan it names may be one this
+        # person never saw (a newer request on the same endpoint). Show it; decide nothing.
+        return _preview(rt, change, decision, ref)
     # An approval counts only for the plan that was shown, on the endpoint as it was then.
     try:
         bound = (
@@ -189,6 +216,23 @@ def decide(
     )
     start(rt, done)
     return _ack(rt, done, f"Approved {done.id}; {then}.")
+
+
+def _preview(rt: Runtime, change: Change, decision: str, endpoint: str) -> Reply:
+    """`/aiops approve|reject <endpoint>`: the card of the change it would decide and the
+    typed form that decides exactly that change."""
+    typed = f"/aiops {decision} {change.id}" + (' reason="…"' if decision == "reject" else "")
+    reply = change_card(change, rt.config, approvals=rt.store.approvals(change.id))
+    reply.blocks.append(
+        Text(
+            f":point_up: This is the plan `/aiops {decision} {endpoint}` names; nothing was"
+            f" {decision}d. To {decision} this plan, type `{typed}`: it counts only while"
+            f" {change.id} is still the pending change of `{endpoint}`."
+        )
+    )
+    reply.text = f"Nothing was {decision}d: to {decision} {change.id}, type `{typed}`."
+    reply.ephemeral = True
+    return reply
 
 
 def _refused(

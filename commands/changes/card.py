@@ -9,6 +9,7 @@ from commands.messages import (
     Block,
     Button,
     Buttons,
+    Confirm,
     Context,
     Fields,
     Header,
@@ -17,6 +18,7 @@ from commands.messages import (
     escape,
     health_line,
     mention,
+    split_text,
     when,
 )
 from commands.model import NEW, Change, ChangeKind, ChangeState, EndpointHealth
@@ -25,6 +27,12 @@ from commands.ports import ApprovalRecord
 
 def _labels(change: Change) -> dict[str, str]:
     return change.labels | ({NEW: change.version.split("@")[-1]} if change.version else {})
+
+
+def traffic_line(change: Change) -> str:
+    """The split before and after on one line (Home tab lists, where bars would not fit)."""
+    labels = _labels(change)
+    return f"{split_text(change.split_before, labels)}  →  {split_text(change.split_after, labels)}"
 
 
 BAR_CELLS = 20  # one cell is 5 %
@@ -77,12 +85,69 @@ def traffic_bars(change: Change) -> str:
     return "```\n" + escape("\n".join(lines)) + "\n```"
 
 
+def plain_traffic(change: Change) -> str:
+    """The traffic a change moves, for plain text (a confirmation dialog): `loan-assessor:
+    1.2.0 100% → 1.2.0 90% · 1.2.1 10%`."""
+    labels = _labels(change)
+    before, after = split_text(change.split_before, labels), split_text(change.split_after, labels)
+    return f"{change.endpoint}: {before} → {after}"
+
+
+def _plain_what(change: Change) -> str:
+    if change.kind is ChangeKind.DEPLOY:
+        return f"deploy {change.version or ''} as a {change.canary_percent}% canary"
+    if change.kind is ChangeKind.PROMOTE:
+        return f"promote the canary to {change.canary_percent}%"
+    return "roll back"
+
+
+def decision_confirms(change: Change, env_name: str) -> tuple[Confirm, Confirm]:
+    """The dialogs before Approve and Reject: the change and the traffic it moves."""
+    what = f"{change.kind.value} in {env_name}: {_plain_what(change)}"
+    approve = Confirm(
+        f"Approve {change.id}?",
+        f"{plain_traffic(change)} ({what}). Your approval is bound to this plan.",
+        "Approve",
+    )
+    reject = Confirm(
+        f"Reject {change.id}?",
+        f"{plain_traffic(change)} will not happen ({what}); {change.endpoint} stays as it is.",
+        "Reject",
+    )
+    return approve, reject
+
+
 def what_line(change: Change) -> str:
     if change.kind is ChangeKind.DEPLOY:
         return f"Deploy *{escape(change.version or '')}* to `{change.endpoint}` as a canary"
     if change.kind is ChangeKind.PROMOTE:
         return f"Promote the canary on `{change.endpoint}` to {change.canary_percent}%"
     return f"Roll back `{change.endpoint}`"
+
+
+def decision_buttons(change: Change, env_name: str) -> Buttons:
+    """Approve and Reject, each asking first (`decision_confirms`)."""
+    approve, reject = decision_confirms(change, env_name)
+    return Buttons(
+        (
+            Button(
+                "Approve",
+                "approve",
+                change.id,
+                f"/aiops approve {change.id}",
+                "primary",
+                approve,
+            ),
+            Button(
+                "Reject",
+                "reject",
+                change.id,
+                f'/aiops reject {change.id} reason="…"',
+                "danger",
+                reject,
+            ),
+        )
+    )
 
 
 def change_card(
@@ -195,22 +260,7 @@ def change_card(
     if note:
         blocks.append(Context((note,)))
     if buttons and change.state is ChangeState.PENDING_APPROVAL:
-        blocks.append(
-            Buttons(
-                (
-                    Button(
-                        "Approve", "approve", change.id, f"/aiops approve {change.id}", "primary"
-                    ),
-                    Button(
-                        "Reject",
-                        "reject",
-                        change.id,
-                        f'/aiops reject {change.id} reason="…"',
-                        "danger",
-                    ),
-                )
-            )
-        )
+        blocks.append(decision_buttons(change, env.name))
     text = (
         f"{change.id} {change.kind.value} {change.endpoint}: {change.state.value.replace('_', ' ')}"
     )

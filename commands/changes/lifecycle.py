@@ -88,6 +88,8 @@ def open_change(
         assert moved is not None  # nobody else knows the change yet
         card = change_card(moved, rt.config, health=opening.health, buttons=True)
         _undelivered(post_card(rt, moved, opening.channel, card, actor_id), moved, opening)
+        # the approvers' Home tabs list it, with the card's buttons
+        rt.notifier.refresh_home(rt.config.concerned(moved.environment, moved.requester_id))
         rt.auditor.record(
             AuditAction.APPROVAL_REQUESTED,
             actor_id,
@@ -109,6 +111,8 @@ def open_change(
         note = opening.on_approved(moved) or note
     card = change_card(moved, rt.config, health=opening.health, note=note)
     _undelivered(post_card(rt, moved, opening.channel, card, actor_id), moved, opening)
+    if moved.plan.run_at and moved.plan.run_at > rt.clock():  # started now, it says so itself
+        rt.notifier.refresh_home(rt.config.concerned(moved.environment, moved.requester_id))
     start(rt, moved)  # not before its time, if scheduled
     return moved
 

@@ -1,6 +1,7 @@
-"""How a change tells people: its one card (posted once, then updated), the lines in its
-thread, a direct message to the requester, and `announce`, which audits and tells in one
-call so that auditing without telling is a visible choice, not an accident."""
+"""How a change tells people: its one card (posted once, then updated), the Home tabs that
+show it, the lines in its thread, a direct message to the requester, and `announce`, which
+audits and tells in one call so that auditing without telling is a visible choice, not an
+accident."""
 
 from __future__ import annotations
 
@@ -35,7 +36,10 @@ def announce(
 
 
 def refresh_card(rt: Runtime, change: Change, note: str | None = None) -> None:
-    """Re-render the change's message where it was posted (buttons go once it is decided)."""
+    """Re-render the change where it is shown: its message where it was posted (buttons go
+    once it is decided), and the Home tabs of the people it concerns (its requester and
+    its environment's approvers)."""
+    rt.notifier.refresh_home(rt.config.concerned(change.environment, change.requester_id))
     if not (change.channel and change.message_ts):
         return
     reply = change_card(

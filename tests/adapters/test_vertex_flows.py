@@ -117,7 +117,7 @@ def test_prod_deploy_approve_promote_to_100_on_vertex(vbot: Bot, fake: FakeVerte
     assert vbot.split("loan-assessor") == {"1.2.0": 50, "1.2.1": 50}
 
     vbot.run(ALICE, '/promote loan-assessor force=true reason="all good"')
-    vbot.run(BOB, "/aiops approve loan-assessor")
+    vbot.run(BOB, f"/aiops approve {pending_id(vbot)}")
     assert vbot.split("loan-assessor") == {"1.2.1": 100}
     assert fake.deployed_ids(endpoint_name("loan-assessor")) == [new_id]  # old one undeployed
 

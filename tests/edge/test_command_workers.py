@@ -28,7 +28,14 @@ from commands.model import ChangeState
 from commands.ports import AuditQuery
 from commands.service import Service
 from tests.support.harness import SlackStub
-from tests.support.slack_wire import SIGNING_SECRET, Served, action_body, slash_body
+from tests.support.slack_wire import (
+    SIGNING_SECRET,
+    Served,
+    action_body,
+    home_action_body,
+    home_opened_body,
+    slash_body,
+)
 
 
 def test_workers_setting() -> None:
@@ -117,6 +124,55 @@ def test_slash_command_and_click_run_in_a_worker_process(
         server.close()  # the lifespan shuts the pool down
     with pytest.raises(WorkerDied, match="stopping"):  # and it takes no more work
         asyncio.run(pool.call(os.getpid))
+
+
+def test_the_home_tab_is_drawn_and_answered_in_a_worker_process(
+    tmp_path: Path, stub: SlackStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`app_home_opened` and a click on the Home tab have no response URL: the worker
+    publishes the person's Home tab itself, with the bot token (views.publish)."""
+    monkeypatch.setenv("AIOPS_PII_KEY", "test-key-shared-by-the-workers")
+    settings = Settings(
+        data_dir=tmp_path,
+        slack_bot_token="xoxb-test",
+        slack_signing_secret=SIGNING_SECRET,
+        slack_api_base_url=stub.api_url,
+    )
+    service: Service = make_service(settings)
+    pool = CommandPool(settings, 1)
+    bolt = build_app(
+        service,
+        bot_token="xoxb-test",
+        signing_secret=SIGNING_SECRET,
+        api_base_url=stub.api_url,
+        runner=pool.run,
+    )
+    server = Served(make_asgi(service, bolt, pool=pool))
+
+    def views(user: str) -> list[str]:
+        return [str(c.body["view"]) for c in stub.of("views.publish") if c.body["user_id"] == user]
+
+    try:
+        pool.wait_ready()
+        deploy = slash_body(
+            "/deploy",
+            "loan-assessor gemma-3-1b-it@1.2.1 reason=x",
+            "U0ALICE",
+            "alice",
+            stub.url + "/r/d",
+        )
+        assert server.post(deploy).status_code == 200
+        stub.wait_for(lambda: bool(stub.responded("/r/d")))
+        assert server.post(home_opened_body("U0DAVE"), json=True).status_code == 200
+        stub.wait_for(lambda: bool(views("U0DAVE")))
+        assert "loan-assessor" in views("U0DAVE")[0]
+        assert server.post(home_action_body("reject", "CHG-1", "U0BOB", "bob")).status_code == 200
+        stub.wait_for(lambda: any("Rejected CHG-1" in v for v in views("U0BOB")))
+        change = service.rt.store.get_change("CHG-1")
+        assert change is not None and change.state is ChangeState.REJECTED
+        assert [c.path for c in stub.of("response_url")] == ["r/d"]
+    finally:
+        server.close()
 
 
 def test_a_dead_worker_fails_only_its_own_jobs_and_is_replaced(

@@ -42,7 +42,7 @@ def test_scripted_console_runs_the_loop_and_waits(tmp_path: Path) -> None:
         "-c",
         "as bob",
         "-c",
-        "/aiops approve loan-assessor",
+        "/aiops approve CHG-1",
         "-c",
         "/aiops status loan-assessor",
     )

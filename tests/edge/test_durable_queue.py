@@ -31,6 +31,7 @@ from tests.support.processes import descendants, free_port
 from tests.support.slack_wire import (
     SIGNING_SECRET,
     Served,
+    home_opened_body,
     sign,
     slash_body,
     view_submission_body,
@@ -170,6 +171,33 @@ def test_an_acked_command_is_a_job_before_the_ack_and_runs_once_a_worker_is_up(
     assert [j["status"] for j in _jobs(pg_engine)] == ["succeeded", "succeeded"]
     assert _post(served, body, headers).status_code == 200
     assert len(_jobs(pg_engine)) == 2
+
+
+def test_opening_the_home_tab_is_a_job_without_a_response_url_stored_once(
+    server_only: tuple[Served, CommandQueue],
+    settings: Settings,
+    pg_engine: Engine,
+    stub: SlackStub,
+) -> None:
+    served, _ = server_only
+    body = home_opened_body("U0DAVE", event_id="Ev0HOME")
+    headers = {"content-type": "application/json", **sign(body)}
+    assert _post(served, body, headers).status_code == 200
+    retried = headers | {"x-slack-retry-num": "1", "x-slack-retry-reason": "http_timeout"}
+    assert _post(served, body, retried).status_code == 200  # Slack's retry: not stored again
+    [job] = _jobs(pg_engine)
+    assert job["task_name"] == TASK and job["args"]["key"] == "event:Ev0HOME"
+    assert job["args"]["response_url"] is None
+    assert job["args"]["inv"]["command"] == "app_home_opened"
+    worker = _run_worker(settings)
+    try:
+        stub.wait_for(lambda: bool(stub.of("views.publish")), 60)
+        [call] = stub.of("views.publish")
+        assert call.body["user_id"] == "U0DAVE" and "loan-assessor" in str(call.body["view"])
+    finally:
+        assert _stop(worker) == 0
+    assert [j["status"] for j in _jobs(pg_engine)] == ["succeeded"]
+    assert stub.of("response_url") == []
 
 
 def test_a_database_that_does_not_answer_is_said_in_the_ack(

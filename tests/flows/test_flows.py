@@ -56,7 +56,12 @@ def test_prod_deploy_approve_promote_to_100(bot: Bot) -> None:
 
     passing_window(bot)
     bot.run(ALICE, '/promote loan-assessor reason="all good"')
-    bot.run(BOB, "/aiops approve loan-assessor")  # an endpoint names its open change
+    # An endpoint names its pending change but approves nothing: the id does.
+    preview = bot.run(BOB, "/aiops approve loan-assessor")
+    full = pending_id(bot)
+    assert preview.ok and f"/aiops approve {full}" in preview.text
+    assert bot.change(full).state is ChangeState.PENDING_APPROVAL
+    bot.run(BOB, f"/aiops approve {full}")
     assert bot.split("loan-assessor") == {"1.2.1": 100}  # the replaced model is undeployed
     last = bot.rt.store.list_changes(limit=1)[0]
     assert last.state is ChangeState.SUCCEEDED

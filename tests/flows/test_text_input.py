@@ -295,11 +295,12 @@ TEMPLATES = [
     # refused by policy, with the text quoted or not
     (CAROL, '/deploy loan-assessor gemma-3-1b-it@1.1.0 reason="{p}"'),  # locked
     (DAVE, DEPLOY_STG + ' reason="{p}"'),  # may not request
-    (ALICE, '/aiops reject loan-assessor reason="{p}"'),  # own change
+    (ALICE, '/aiops reject {pending} reason="{p}"'),  # own change
     (BOB, '/aiops approve loan-assessor reason="{p}"'),  # approve takes no reason
     (ALICE, '/promote loan-assessor-stg force=true reason="{p}"'),  # no canary
     (ALICE, '/aiops canary-promote loan-assessor reason="{p}"'),
-    (CAROL, '/aiops reject loan-assessor reason="{p}"'),
+    (CAROL, '/aiops reject loan-assessor reason="{p}"'),  # shows the plan only
+    (CAROL, '/aiops reject {pending} reason="{p}"'),
     (ALICE, '/deploy loan-assessor gemma-3-1b-it@1.2.1 reason="{p}"'),
     (ALICE, '/aiops cancel loan-assessor reason="{p}"'),
     # unquoted
@@ -365,17 +366,19 @@ def test_no_secret_survives_any_refusal_or_any_exit(engine: Engine) -> None:
     try:
         for pii, _ in PII.values():
             for who, template in TEMPLATES:
-                reply = bot.run(who, template.format(p=pii))
+                held = bot.rt.store.open_change("loan-assessor")
+                line = template.format(p=pii, pending=held.id if held else "CHG-0")
+                reply = bot.run(who, line)
                 if reply.ok:
-                    passed.append(template.format(p=pii))
+                    passed.append(line)
                 assert "something went wrong" not in reply.text, (template, pii, reply.text)
                 seen.append(text_of(reply))
     finally:
         root.removeHandler(handler)
-    # refused, but for the four meant to succeed and a few where masking made one word
-    # of the secret (`reason=[ADDRESS:…]` is a valid value; a canary it deployed can be
-    # promoted): the refusal paths were driven
-    assert len(passed) <= 6 * len(PII), "\n".join(passed)
+    # refused, but for the four meant to succeed, the plan an endpoint's reject shows,
+    # and a few where masking made one word of the secret (`reason=[ADDRESS:…]` is a
+    # valid value; a canary it deployed can be promoted): the refusal paths were driven
+    assert len(passed) <= 7 * len(PII), "\n".join(passed)
     seen += [json.dumps(render_message(p.reply)) for p in notifier.posts]
     assert len(notifier.posts) >= 2 * len(PII)  # approval cards and their updates
     changes = bot.rt.store.list_changes(limit=100)

@@ -12,6 +12,8 @@ import uvicorn
 from tests.support.processes import free_port
 from tests.support.wire import (
     action_body,
+    home_action_body,
+    home_opened_body,
     signature,
     slash_body,
     view_action_body,
@@ -23,6 +25,8 @@ __all__ = [
     "Served",
     "action_body",
     "free_port",
+    "home_action_body",
+    "home_opened_body",
     "sign",
     "slash_body",
     "view_action_body",
@@ -56,8 +60,11 @@ class Served:
             time.sleep(0.01)
         self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
 
-    def post(self, body: str, headers: dict[str, str] | None = None) -> httpx.Response:
-        h = {"content-type": "application/x-www-form-urlencoded"}
+    def post(
+        self, body: str, headers: dict[str, str] | None = None, *, json: bool = False
+    ) -> httpx.Response:
+        """A signed request; `json` for an Events API callback (Slack posts those as JSON)."""
+        h = {"content-type": "application/json" if json else "application/x-www-form-urlencoded"}
         h.update(sign(body) if headers is None else headers)
         return self.client.post("/slack/events", content=body, headers=h)
 

@@ -97,6 +97,87 @@ def action_body(
     return urlencode({"payload": json.dumps(payload)})
 
 
+def event_body(event: dict[str, Any], event_id: str | None = None, team_id: str = TEAM) -> str:
+    """An Events API callback as Slack posts it (JSON): `event` in its envelope."""
+    return json.dumps(
+        {
+            "token": "legacy-verification-token",
+            "team_id": team_id,
+            "api_app_id": "A0AIOPS",
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{time.time_ns()}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": team_id,
+                    "user_id": "U0BOT",
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
+            "is_ext_shared_channel": False,
+        }
+    )
+
+
+def home_opened_body(
+    user_id: str, tab: str = "home", event_id: str | None = None, team_id: str = TEAM
+) -> str:
+    """`app_home_opened`: someone opened the bot's Home tab (or its Messages tab)."""
+    event = {
+        "type": "app_home_opened",
+        "user": user_id,
+        "channel": f"D{user_id[1:]}",
+        "tab": tab,
+        "event_ts": f"{time.time():.6f}",
+    }
+    return event_body(event, event_id, team_id)
+
+
+def home_action_body(
+    action_id: str, value: str, user_id: str, user_name: str, team_id: str = TEAM
+) -> str:
+    """A button clicked on the Home tab: a view, so no channel and no response URL."""
+    payload: dict[str, Any] = {
+        "type": "block_actions",
+        "user": {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id},
+        "api_app_id": "A0AIOPS",
+        "token": "legacy-verification-token",
+        "container": {"type": "view", "view_id": "V0HOME"},
+        "trigger_id": f"{time.time_ns()}.trigger",
+        "team": {"id": team_id, "domain": "lender"},
+        "enterprise": None,
+        "is_enterprise_install": False,
+        "view": {
+            "id": "V0HOME",
+            "team_id": team_id,
+            "type": "home",
+            "blocks": [],
+            "private_metadata": "",
+            "callback_id": "",
+            "state": {"values": {}},
+            "hash": "1700000000.abcdef",
+            "app_id": "A0AIOPS",
+            "external_id": "",
+            "app_installed_team_id": team_id,
+            "bot_id": "B0BOT",
+        },
+        "actions": [
+            {
+                "action_id": action_id,
+                "block_id": "change_actions",
+                "value": value,
+                "type": "button",
+                "text": {"type": "plain_text", "text": action_id.title()},
+                "action_ts": f"{time.time():.6f}",
+            }
+        ],
+    }
+    return urlencode({"payload": json.dumps(payload)})
+
+
 def _person(user_id: str, user_name: str, team_id: str) -> dict[str, Any]:
     return {"id": user_id, "username": user_name, "name": user_name, "team_id": team_id}
 
