@@ -166,14 +166,16 @@ def _init(settings: Settings, nice: int, server: int | None = None) -> None:
     _service = child_service(settings, nice, idle=bool(nice), server=server)
 
 
-def run_command(inv: Invocation, click: bool, response_url: str | None) -> Answer | None:
+def run_command(
+    inv: Invocation, click: bool, response_url: str | None, home: bool = False
+) -> Answer | None:
     """In a worker: one command, its reply rendered and posted to `response_url` from
-    here, so the server process only acks. Without a URL the answer goes back."""
+    here, so the server process only acks. Without a URL the answer goes back (a form's
+    submission: the server sends it as a DM), or `home`: it is shown on the Home tab."""
     from bot.slack.answer import answer
 
     assert _service is not None, "the worker's initializer did not run"
-    # No response URL: the Home tab (its event or a click there), answered on it.
-    out = answer(_service, inv, click, home=not response_url)
+    out = answer(_service, inv, click, home=home)
     if out is None or not response_url:
         return out
     try:
@@ -354,7 +356,9 @@ class CommandPool:
     async def run(self, inv: Invocation, click: bool, respond: AsyncRespond) -> None:
         """The Bolt app's runner: the worker runs the command and responds itself."""
         try:
-            out = await self.call(run_command, inv, click, respond.response_url)
+            from bot.slack.app import on_home
+
+            out = await self.call(run_command, inv, click, respond.response_url, on_home(respond))
         except (WorkerDied, WorkerFailed) as exc:
             # The command may or may not have run, so it is not retried.
             log.error("a command worker failed running %s: %s", inv.command, exc)

@@ -129,7 +129,7 @@ def build_app(
     attach_groups(service, bot_token, api_base_url)
 
     async def in_thread(inv: Invocation, click: bool, respond: AsyncRespond) -> None:
-        home = respond.response_url is None  # the Home tab: answered there (bot.slack.home)
+        home = on_home(respond)
         out = await asyncio.to_thread(lambda: answer(service, inv, click, home=home))
         if out is not None:
             await answer_on(respond, out.payload)
@@ -145,6 +145,15 @@ def build_app(
         runner=runner or in_thread,
         refused=record,
     )
+
+
+def on_home(respond: AsyncRespond) -> bool:
+    """Whether a request is answered on the person's Home tab (`bot.slack.home`): it came
+    without a response URL (the Home tab's event, a click there), and is not a form's
+    submission, whose `respond` is a direct message (`DirectMessage`)."""
+    from bot.slack.form_listeners import DirectMessage
+
+    return respond.response_url is None and not isinstance(respond, DirectMessage)
 
 
 async def answer_on(respond: AsyncRespond, payload: dict[str, Any]) -> None:
