@@ -93,8 +93,10 @@ def measure(n: int, repeat: int, tmp: Path) -> dict[str, Any]:
         t0 = time.perf_counter()
         render(digest.chart)
         chart_ms = (time.perf_counter() - t0) * 1000
+    status = _status_pages(rt)
     engine.dispose()
     return {
+        **status,
         "endpoints": n,
         "breaching": digest.counts["breaching"],
         "compose_ms": round(statistics.median(times) * 1000, 1),
@@ -104,6 +106,50 @@ def measure(n: int, repeat: int, tmp: Path) -> dict[str, Any]:
         "sql_statements": max(sql),
         "blocks": len(message["blocks"]),
         "bytes": len(str(message).encode()),
+    }
+
+
+# Slack's limits for a message (chat.postMessage / response_url): 50 blocks, 3,000
+# characters in a section's text, 40,000 in the message's fallback text.
+SLACK_BLOCKS, SLACK_SECTION, SLACK_TEXT = 50, 3000, 40_000
+
+
+def _status_pages(rt: Any) -> dict[str, Any]:
+    """`/aiops status` at this size: its first page, rendered as Slack receives it, and
+    whether every page is within Slack's limits (blocks, section text, fallback text)."""
+    from commands.model import Actor, Invocation
+    from commands.service import Service
+
+    service = Service(rt)
+    page, pages, worst_blocks, worst_section, within = 1, 0, 0, 0, True
+    t0 = time.perf_counter()
+    first_ms = 0.0
+    while True:
+        text = "status" if page == 1 else f"status page={page}"
+        reply = service.handle(Invocation(Actor("U0DAVE"), "/aiops", text))
+        message = render_message(reply)
+        if page == 1:
+            first_ms = (time.perf_counter() - t0) * 1000
+        pages += 1
+        sections = [
+            len(b.get("text", {}).get("text", "")) for b in message["blocks"] if "text" in b
+        ]
+        worst_blocks = max(worst_blocks, len(message["blocks"]))
+        worst_section = max([worst_section, *sections])
+        within = within and (
+            len(message["blocks"]) <= SLACK_BLOCKS
+            and max(sections, default=0) <= SLACK_SECTION
+            and len(message["text"]) <= SLACK_TEXT
+        )
+        if not reply.ok or f"page={page + 1}" not in str(message) or pages >= 200:
+            break
+        page += 1
+    return {
+        "status_ms": round(first_ms, 1),
+        "status_pages": pages,
+        "status_max_blocks": worst_blocks,
+        "status_max_section": worst_section,
+        "status_within_limits": within,
     }
 
 
@@ -127,9 +173,11 @@ def main(argv: list[str] | None = None) -> int:
             "results": results,
             "calls_constant": len({r["platform_calls"] for r in results}) == 1,
             "sql_constant": len({r["sql_statements"] for r in results}) == 1,
+            "status_within_limits": all(r["status_within_limits"] for r in results),
         },
     )
-    return 0 if len({r["platform_calls"] for r in results}) == 1 else 1
+    ok = len({r["platform_calls"] for r in results}) == 1
+    return 0 if ok and all(r["status_within_limits"] for r in results) else 1
 
 
 if __name__ == "__main__":
