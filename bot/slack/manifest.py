@@ -20,6 +20,8 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "chat.postMessage": ("chat:write",),
     "chat.update": ("chat:write",),  # a change card as it moves
     "views.publish": (),  # the Home tab
+    "views.open": (),  # the form a bare /deploy, /promote or /rollback opens
+    "views.update": (),  # the form redrawn for the endpoint chosen
     "usergroups.users.list": ("usergroups:read",),  # approvers named as user groups
     # charts in a digest's or a canary's thread (`files_upload_v2`)
     "files.getUploadURLExternal": ("files:write",),
