@@ -183,5 +183,11 @@ class Forms:
         async def not_taken(message: str) -> None:
             await ack(response_action="errors", errors={ENDPOINT: message})
 
-        key = self.request_key("view", body)
+        # A double-clicked Submit sends the same view (its id and hash) twice, each with a
+        # new trigger: the view is the request, answered once.
+        key = (
+            f"view:{view['id']}:{view['hash']}"
+            if view.get("id") and view.get("hash")
+            else self.request_key("view", body)
+        )
         await self.hand_on(inv, False, DirectMessage(client, user["id"]), key, ack, not_taken)

@@ -96,6 +96,9 @@ def requestable(config: Config, user: str) -> list[Endpoint]:
 # ------------------------------------------------------------------------ the views
 
 
+_CHANNEL = re.compile(r"[CDG][A-Z0-9]{2,30}")
+
+
 @dataclass(frozen=True)
 class FormMeta:
     """What the view carries back (`private_metadata`, kept by Slack, not editable by the
@@ -118,7 +121,14 @@ class FormMeta:
             return None
         if command not in FORM_COMMANDS:
             return None
-        return cls(command, data.get("ch") or None, data.get("ep") or None)
+        channel, endpoint = data.get("ch") or None, data.get("ep") or None
+        # Slack keeps it out of people's hands; a forged request (a leaked signing
+        # secret) still gets no list or object into the audit row
+        if channel is not None and not (isinstance(channel, str) and _CHANNEL.fullmatch(channel)):
+            return None
+        if endpoint is not None and not isinstance(endpoint, str):
+            return None
+        return cls(command, channel, endpoint)
 
 
 def _context(*lines: str) -> ContextBlock:

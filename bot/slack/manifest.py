@@ -11,6 +11,17 @@ from typing import Any
 from bot.slack.home import HOME_OPENED
 from commands.catalog import SLASH_COMMANDS
 
+
+def _cut_words(text: str, limit: int) -> str:
+    """At most `limit` characters (Slack's for a command's description and usage hint),
+    cut at a word with an ellipsis rather than mid-word."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    at = max(head.rfind(" "), head.rfind("|"))  # a word, or one of `<a|b|c>`'s choices
+    return (head[:at] if at > limit // 2 else head).rstrip(" ,;|") + "…"
+
+
 # Every Web API method the bot's code calls, with the bot-token scopes Slack documents
 # for it (docs.slack.dev/reference/methods/<method>, "Required scopes"). Bolt itself calls
 # `auth.test` (no scope) to learn the bot's own user id.
@@ -50,8 +61,8 @@ def manifest(
     for spec in SLASH_COMMANDS.values():
         entry: dict[str, Any] = {
             "command": spec.name,
-            "description": spec.summary[:100],
-            "usage_hint": spec.usage.removeprefix(spec.name).strip()[:100],
+            "description": _cut_words(spec.summary, 100),
+            "usage_hint": _cut_words(spec.usage.removeprefix(spec.name).strip(), 100),
             "should_escape": True,  # Slack sends <@U…> for mentions, never raw names
         }
         if not socket_mode:

@@ -419,3 +419,38 @@ def test_a_submission_for_an_endpoint_the_form_was_not_drawn_for_waits_for_the_r
     values = state("fraud-screen", version="2.0.0", share="10")
     checked = check_submission(form_config(), meta, ALICE.id, values, NOW)
     assert set(checked.errors) == {ENDPOINT} and "updating" in checked.errors[ENDPOINT]
+
+
+def test_a_double_clicked_submit_is_one_request_and_one_answer(
+    form_bot: tuple[Served, Service], stub: SlackStub
+) -> None:
+    """A double-clicked Submit sends the same view (id and hash) twice, each with its own
+    trigger: one change, one DM, no "locked by" for the second."""
+    from urllib.parse import urlencode
+
+    server, service = form_bot
+    view = choose(server, stub, open_form(server, stub, "/deploy"), "loan-assessor")
+    values = state("loan-assessor", version="1.2.1", share="25", reason="double click")
+    body = view_submission_body(view, values, ALICE.id, "alice")
+    payload = json.loads(parse_qs(body)["payload"][0])
+    payload["trigger_id"] = "another.trigger"
+    again = urlencode({"payload": json.dumps(payload)})
+    assert server.post(body).status_code == 200
+    assert server.post(again).status_code == 200
+    stub.wait_for(lambda: any("waiting for approval" in d["text"] for d in dms(stub, ALICE.id)))
+    assert len(command_rows(service)) == 1
+    assert not [d for d in dms(stub, ALICE.id) if "locked" in d["text"]]
+
+
+def test_a_forged_form_channel_is_a_stale_form_not_an_audit_value(
+    form_bot: tuple[Served, Service], stub: SlackStub
+) -> None:
+    server, service = form_bot
+    view = choose(server, stub, open_form(server, stub, "/deploy"), "loan-assessor")
+    meta = json.loads(view["private_metadata"])
+    for forged in (["C0OPS"], {"x": 1}, "not a channel"):
+        view = {**view, "private_metadata": json.dumps({**meta, "ch": forged})}
+        values = state("loan-assessor", version="1.2.1", share="25", reason="forged")
+        resp = server.post(view_submission_body(view, values, ALICE.id, "alice"))
+        assert resp.status_code == 200 and "stale" in resp.text, forged
+    assert command_rows(service) == []

@@ -122,3 +122,22 @@ def test_the_events_subscribed_are_the_events_listened_to() -> None:
     socket = manifest(socket_mode=True)
     assert socket["settings"]["event_subscriptions"] == {"bot_events": ["app_home_opened"]}
     assert "url" not in socket["features"]["slash_commands"][0]
+
+
+def test_usage_hints_and_descriptions_are_cut_at_a_word_not_mid_word() -> None:
+    from bot.slack.manifest import manifest
+    from commands.catalog import SLASH_COMMANDS
+
+    shown = manifest("https://example.test")["features"]["slash_commands"]
+    for entry in shown:
+        spec = SLASH_COMMANDS[entry["command"]]
+        for field, full in (
+            ("usage_hint", spec.usage.removeprefix(spec.name).strip()),
+            ("description", spec.summary),
+        ):
+            text = entry[field]
+            assert len(text) <= 100
+            if text != full:
+                kept = text.removesuffix("…")
+                assert text.endswith("…") and full.startswith(kept)
+                assert full[len(kept)] in " ,;|", (entry["command"], field, text)
