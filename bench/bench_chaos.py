@@ -41,6 +41,7 @@ def rows(counts: Counts) -> list[list[Any]]:
         out.append([name, value, "ok" if value == 0 else "FAIL"])
     out.append(["changes taken over (execution_resumed)", counts.takeovers, ""])
     out.append(["stranded changes a rollback ended", counts.stranded_ended, ""])
+    out.append(["changes ended without their audit row", counts.unaudited, ""])
     out.append(["commands refused or lost (re-sent)", counts.refused_or_lost, ""])
     out.append(["longest stranded (s)", round(counts.longest_stranded_s, 1), ""])
     return out
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     for line in counts.problems:
         print("problem:", line, flush=True)
+    for line in counts.notes:
+        print("note:", line, flush=True)
     failed = any(counts.failures().values()) or verify_code != 0
     return 1 if failed else 0
 

@@ -283,6 +283,10 @@ class Counts:
     aimed: int = 0  # kills aimed at a change's worker right after a platform write
     takeovers: int = 0
     stranded_ended: int = 0  # stranded changes a rollback ended ("superseded by …")
+    # changes that ended without the audit row saying so (the process died between the
+    # two writes): told, not failed on (NOTES.md)
+    unaudited: int = 0
+    notes: list[str] = field(default_factory=list)
     longest_stranded_s: float = 0.0
     problems: list[str] = field(default_factory=list)
 
@@ -306,6 +310,8 @@ class Counts:
             "refused_or_lost_commands": self.refused_or_lost,
             "takeovers": self.takeovers,
             "stranded_ended_by_rollback": self.stranded_ended,
+            "ended_without_audit_row": self.unaudited,
+            "notes": self.notes,
             "longest_stranded_s": round(self.longest_stranded_s, 1),
             "problems": self.problems,
         }
@@ -847,7 +853,18 @@ class Chaos:
                     )
                 ).scalar_one()
             )
+            unaudited = conn.execute(
+                text(
+                    "SELECT 'CHG-' || c.seq, c.state FROM change c WHERE NOT EXISTS (SELECT 1"
+                    " FROM audit_event a WHERE a.change_id = 'CHG-' || c.seq AND a.action = CASE c.state"
+                    " WHEN 'cancelled' THEN 'cancel' ELSE 'execution_finished' END)"
+                    " AND c.state IN ('succeeded', 'failed', 'cancelled')"
+                )
+            ).all()
             kinds = conn.execute(text("SELECT kind, state FROM change")).all()
+        self.counts.unaudited = len(unaudited)
+        for change_id, state in unaudited:
+            self.counts.notes.append(f"{change_id} {state} without its audit row")
         self.counts.changes = Counter(f"{k} {s}" for k, s in kinds)
 
 
