@@ -11,7 +11,8 @@ import importlib
 import sys
 import time
 
-# name → module; `memory` is measured by the ack benchmark (RSS idle and after the load)
+# name → module; `memory` is measured by the ack benchmark (RSS idle and after the load);
+# `chaos` (kills processes of two replicas, ~15 min for 300 trials) runs only when named
 BENCHES = {
     "ack": "bench.bench_ack",
     "memory": "bench.bench_ack",
@@ -21,6 +22,7 @@ BENCHES = {
     "commands": "bench.bench_commands",
     "canary": "bench.bench_canary",
     "redaction": "bench.bench_redaction",
+    "chaos": "bench.bench_chaos",
 }
 DEFAULT = ("startup", "commands", "ack", "digest", "audit", "canary", "redaction")
 

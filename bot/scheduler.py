@@ -40,7 +40,7 @@ from sqlmodel import Session, col, select
 from bot.store.schedule_tables import APSCHEDULER_TABLE, SchedulerRunRow
 from commands.audit import AuditAction
 from commands.changes.approve import expire_due
-from commands.changes.execute import TAKEOVER_SECONDS, take_over
+from commands.changes.execute import take_over, takeover_seconds
 from commands.changes.schedule import describe_runs, start_due_changes
 from commands.digests.post import post
 from commands.digests.schedule import DigestKind, DigestSettings, digest_settings
@@ -232,8 +232,9 @@ class Scheduler:
                 )
         self.add_interval("housekeeping", self.settings.housekeeping_seconds, self._housekeeping)
         # Stranded changes (their worker stopped heartbeating) are taken over by a live
-        # process of any replica within the lease's TTL plus this interval.
-        self.add_interval("takeover", TAKEOVER_SECONDS, self._take_over)
+        # process of any replica within the lease's TTL plus this interval (10 s, or a
+        # third of a shorter lease).
+        self.add_interval("takeover", takeover_seconds(rt.lease_ttl), self._take_over)
 
     # jobs ------------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """Settings from the environment. Secrets are read here and nowhere else, and never logged.
 
 The variables are validated by one pydantic-settings model (`EnvSettings`): a bad value
-(`PORT=abc`, `AIOPS_POLL_SECONDS=-1`, `LOG_LEVEL=LOUD`) is a `SettingsError` naming the
-variable and what it may be, every bad variable at once; the CLI prints it and exits 2.
+(`PORT=abc`, `AIOPS_POLL_SECONDS=-1`, `AIOPS_LEASE_SECONDS=0`, `LOG_LEVEL=LOUD`) is a
+`SettingsError` naming the variable and what it may be, every bad variable at once; the
+CLI prints it and exits 2.
 Secret variables are never echoed.
 """
 
@@ -46,6 +47,7 @@ class EnvValues(BaseModel):
     HOST: str = "0.0.0.0"  # noqa: S104  # nosec B104
     AIOPS_POLL_SECONDS: float = Field(1.0, gt=0, le=3600)
     AIOPS_COMMAND_WORKERS: int | None = Field(None, ge=0, le=64)
+    AIOPS_LEASE_SECONDS: float = Field(30.0, ge=1, le=3600)
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     @field_validator("LOG_LEVEL", mode="before")
@@ -65,6 +67,7 @@ _WHAT = {
     "PORT": "a whole number 1–65535",
     "AIOPS_POLL_SECONDS": "a number of seconds > 0 (at most 3600)",
     "AIOPS_COMMAND_WORKERS": "a whole number 0–64 (0 = threads)",
+    "AIOPS_LEASE_SECONDS": "a number of seconds 1–3600",
     "LOG_LEVEL": "DEBUG, INFO, WARNING, ERROR or CRITICAL",
     "SLACK_API_BASE_URL": "an http(s) URL",
 }
@@ -100,6 +103,9 @@ class Settings:
     port: int = 3000
     host: str = "0.0.0.0"  # noqa: S104  # nosec B104 - a container listens on all interfaces
     poll_seconds: float = 1.0
+    # A change's lease on its background work (`Runtime.lease_ttl`): a worker that stops
+    # heartbeating is taken over this long after its last beat, plus the takeover sweep.
+    lease_seconds: float = 30.0
     log_level: str = "INFO"
 
     @classmethod
@@ -117,6 +123,7 @@ class Settings:
             port=e.PORT,
             host=e.HOST,
             poll_seconds=e.AIOPS_POLL_SECONDS,
+            lease_seconds=e.AIOPS_LEASE_SECONDS,
             log_level=e.LOG_LEVEL,
         )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
@@ -112,6 +112,7 @@ def build_runtime(
         notifier=notifier or NullNotifier(),
         clock=clock,
         poll_seconds=settings.poll_seconds,
+        lease_ttl=timedelta(seconds=settings.lease_seconds),
         canary=SqlCanaryStore(engine),
         people=PersonDirectory(engine),
     )

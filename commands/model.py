@@ -363,8 +363,11 @@ def stranded_since(change: Change, now: datetime, settle: timedelta) -> datetime
 
     RUNNING with no lease, or one expired at `now`: since the lease expired (or, never
     leased, since the change last moved). APPROVED and due but not started `settle` after
-    it became due (approved, or its `at=` time came): since it became due. Every other
-    state has no background work."""
+    it became due (approved, or its `at=` time came): since it became due. REQUESTED
+    `settle` after it was created: since then (a change is `requested` only for the moments
+    its opener takes to put it up for approval or approve it by policy; one left there
+    was opened by a process that died, and holds its endpoint). Every other state has no
+    background work."""
     leased = change.lease_owner is not None and change.lease_expires_at is not None
     if leased and change.lease_expires_at is not None and change.lease_expires_at > now:
         return None  # a live worker holds it
@@ -372,6 +375,8 @@ def stranded_since(change: Change, now: datetime, settle: timedelta) -> datetime
         if leased:
             return change.lease_expires_at
         return change.updated_at or change.decided_at or change.created_at
+    if change.state is ChangeState.REQUESTED:
+        return change.created_at if change.created_at + settle <= now else None
     if change.state is ChangeState.APPROVED:
         due = max(
             change.decided_at or change.updated_at or change.created_at,

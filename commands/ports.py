@@ -164,8 +164,9 @@ class Store(Protocol):
 
     def stranded(self, now: datetime, settle: timedelta) -> list[Change]:
         """Changes whose background work has no live worker at `now`, oldest first:
-        RUNNING with a lease missing or expired, and APPROVED ones due for more than
-        `settle` and not started (`commands.model.stranded_since` decides)."""
+        RUNNING with a lease missing or expired, APPROVED ones due for more than `settle`
+        and not started, and REQUESTED ones created more than `settle` ago (their opener
+        died) (`commands.model.stranded_since` decides)."""
         ...
 
     def list_changes(
@@ -207,7 +208,8 @@ class PlatformError(Exception):
     def __init__(self, message: str, *, kind: str = "error", retryable: bool = False) -> None:
         super().__init__(message)
         # quota | permission | not_found | precondition | operation | unavailable |
-        # already_exists (a deploy whose deployed-model id is taken)
+        # already_exists (a deploy whose deployed-model id is taken, an undeploy of a
+        # model whose undeploy is running)
         self.kind = kind
         self.retryable = retryable
 
@@ -275,7 +277,11 @@ class Platform(Protocol):
     def begin_undeploy(
         self, endpoint: Endpoint, deployed_model_id: str, traffic_split: TrafficSplit
     ) -> str:
-        """Start undeploying a model that has 0 % in `traffic_split` (the split after)."""
+        """Start undeploying a model that has 0 % in `traffic_split` (the split after).
+
+        A model not on the endpoint raises `PlatformError` of kind `not_found`; one whose
+        undeploy is still running, where the platform tells, `already_exists` (the sandbox
+        does; what Vertex AI answers then is not verified: NOTES.md)."""
         ...
 
     def operation(self, name: str) -> OperationStatus:

@@ -191,9 +191,19 @@ class SandboxPlatform:
         name = self._operation_name(endpoint, kind)
         with Session(self.engine) as session:
             if deployed_model_id is not None:
-                # Checked in the transaction that inserts (SQLite's BEGIN IMMEDIATE makes
-                # the two one step), as Vertex refuses a second deploy of one id.
-                self._refuse_taken(session, endpoint, deployed_model_id)
+                # Checked in the transaction that inserts, one at a time per endpoint (its
+                # row locked on PostgreSQL; SQLite's BEGIN IMMEDIATE does the same), as
+                # Vertex refuses a second deploy of one id, and a second undeploy of a
+                # model whose undeploy is running.
+                session.exec(
+                    select(SandboxEndpointRow)
+                    .where(SandboxEndpointRow.slug == endpoint.slug)
+                    .with_for_update()
+                ).first()
+                if kind == "deploy":
+                    self._refuse_taken(session, endpoint, deployed_model_id)
+                else:
+                    self._refuse_undeploying(session, endpoint, deployed_model_id)
             session.add(
                 SandboxOperationRow(
                     name=name,
@@ -223,6 +233,22 @@ class SandboxPlatform:
             raise PlatformError(
                 f"deployed model {deployed_model_id} already exists on `{endpoint.slug}`"
                 " (deployed, or a deploy of it is running)",
+                kind="already_exists",
+            )
+
+    @staticmethod
+    def _refuse_undeploying(session: Session, endpoint: Endpoint, deployed_model_id: str) -> None:
+        running = session.exec(
+            select(SandboxOperationRow).where(
+                SandboxOperationRow.endpoint == endpoint.slug,
+                SandboxOperationRow.kind == "undeploy",
+                col(SandboxOperationRow.done).is_(False),
+            )
+        ).all()
+        if any(op.payload.get("deployed_model_id") == deployed_model_id for op in running):
+            raise PlatformError(
+                f"deployed model {deployed_model_id} on `{endpoint.slug}` is being undeployed"
+                " already",
                 kind="already_exists",
             )
 
@@ -273,7 +299,10 @@ class SandboxPlatform:
             )
         check_split(traffic_split)
         return self._start(
-            endpoint, "undeploy", {"deployed_model_id": deployed_model_id, "split": traffic_split}
+            endpoint,
+            "undeploy",
+            {"deployed_model_id": deployed_model_id, "split": traffic_split},
+            deployed_model_id,
         )
 
     def operation(self, name: str) -> OperationStatus:

@@ -20,7 +20,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from slack_bolt.adapter.starlette.async_handler import AsyncSlackRequestHandler
@@ -135,13 +135,14 @@ class StartUp:
             self.background.stop()
 
 
-def stranded_changes(engine: Engine) -> list[str]:
+def stranded_changes(engine: Engine, lease_ttl: timedelta | None = None) -> list[str]:
     """Ids of the changes whose background work has no live worker (`Store.stranded`,
-    with the default lease's settle time)."""
+    with the settle time of the lease, `AIOPS_LEASE_SECONDS`, default 30 s)."""
     from bot.store.sql_store import SqlStore
     from commands.runtime import LEASE_TTL
 
-    return [c.id for c in SqlStore(engine).stranded(datetime.now(UTC), 2 * LEASE_TTL)]
+    settle = 2 * (lease_ttl or LEASE_TTL)
+    return [c.id for c in SqlStore(engine).stranded(datetime.now(UTC), settle)]
 
 
 def asgi(
@@ -152,10 +153,12 @@ def asgi(
     startup: StartUp,
     pool: Workers | None = None,
     queue: CommandQueue | None = None,
+    lease_ttl: timedelta | None = None,
 ) -> Starlette:
     """The HTTP app. `engine`: the database `/healthz` checks; `pool`: the command worker
     processes, started and shut down with the app; `queue`: the durable queue the Bolt
-    app submits to, opened before the first request and closed after the last."""
+    app submits to, opened before the first request and closed after the last;
+    `lease_ttl`: the changes' lease, by which `/healthz` tells stranded changes."""
     handler = AsyncSlackRequestHandler(bolt)
 
     async def events(request: Request) -> Response:
@@ -175,7 +178,7 @@ def asgi(
             # Reachable is not enough: a database behind this release (never migrated,
             # or its migration job not run) raises NotMigrated, said as such below.
             check_migrated(engine)
-            return stranded_changes(engine)
+            return stranded_changes(engine, lease_ttl)
 
         try:
             stranded = await asyncio.to_thread(probe)
@@ -243,6 +246,7 @@ def make_asgi(
         platform=service.rt.platform.name,
         startup=StartUp(InProcessScheduler(service, scheduler)),
         pool=pool,
+        lease_ttl=service.rt.lease_ttl,
     )
 
 
@@ -292,6 +296,7 @@ class Server:
             startup=self.startup,
             pool=self.pool,
             queue=self.queue,
+            lease_ttl=timedelta(seconds=self.settings.lease_seconds),
         )
 
 

@@ -129,14 +129,28 @@ def die_with(server: int) -> None:
     threading.Thread(target=watch, name="server-watchdog", daemon=True).start()
 
 
+def name_process(title: str) -> None:
+    """Name this process as `ps`, `top` and `/proc/PID/comm` show it (Linux, at most 15
+    characters): a worker and the scheduler process are told apart from the forkserver
+    they were forked from, whose command line they share. Elsewhere: nothing."""
+    with contextlib.suppress(OSError), open("/proc/self/comm", "w", encoding="ascii") as comm:
+        comm.write(title[:15])
+
+
 def child_service(
-    settings: Settings, nice: int, *, idle: bool = False, server: int | None = None
+    settings: Settings,
+    nice: int,
+    *,
+    idle: bool = False,
+    server: int | None = None,
+    title: str = "aiops-worker",
 ) -> Service:
-    """In a worker or the scheduler process: die with the `serve` process `server`,
-    ignore the signals the server handles (it stops its children itself), lower the
-    priority (`idle`: Linux's SCHED_IDLE, CPU only when nothing else wants it), log as
-    the server does (JSON lines, PII masked), and build the service with its Slack
-    clients."""
+    """In a worker or the scheduler process: name the process (`title`), die with the
+    `serve` process `server`, ignore the signals the server handles (it stops its
+    children itself), lower the priority (`idle`: Linux's SCHED_IDLE, CPU only when
+    nothing else wants it), log as the server does (JSON lines, PII masked), and build
+    the service with its Slack clients."""
+    name_process(title)
     if server is not None:
         die_with(server)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

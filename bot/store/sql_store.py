@@ -348,7 +348,13 @@ class SqlStore:
         query = (
             select(ChangeRow)
             .where(
-                col(ChangeRow.state).in_([str(ChangeState.RUNNING), str(ChangeState.APPROVED)]),
+                col(ChangeRow.state).in_(
+                    [
+                        str(ChangeState.RUNNING),
+                        str(ChangeState.APPROVED),
+                        str(ChangeState.REQUESTED),
+                    ]
+                ),
                 or_(
                     col(ChangeRow.lease_owner).is_(None),
                     and_(

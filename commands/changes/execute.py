@@ -5,12 +5,14 @@ Exactly one process works on a change at a time: it holds the change's lease
 (`commands/changes/lease.py`), taken by compare-and-set together with APPROVED → RUNNING,
 renewed by a heartbeat and before every platform call, cleared when the change ends. A
 change whose worker died (its lease expired) is *stranded*; `take_over` — run by the
-scheduler every `TAKEOVER_SECONDS` on every replica, and at start-up as `resume` — takes
-its lease by compare-and-set, and only the winner writes `execution_resumed` and goes on.
+scheduler every `takeover_seconds(lease_ttl)` on every replica, and at start-up as
+`resume` — takes its lease by compare-and-set, and only the winner writes
+`execution_resumed` and goes on.
 
 Going on never repeats a platform write: a deploy carries an id derived from the change
 (`change_deployed_model_id`), so a taker first looks for it on the endpoint and adopts
-it; a traffic shift already applied is recognised by the split it set."""
+it; a traffic shift already applied is recognised by the split it set; a model already
+undeployed is not undeployed again, and one whose undeploy is running is waited for."""
 
 from __future__ import annotations
 
@@ -41,7 +43,9 @@ from commands.runtime import Runtime
 log = logging.getLogger(__name__)
 
 # How often the scheduler sweeps for stranded changes (bot/scheduler.py): a dead worker's
-# change is taken over within the lease's TTL plus this (40 s with the defaults).
+# change is taken over within the lease's TTL plus this (40 s with the defaults). A lease
+# shorter than 30 s (`AIOPS_LEASE_SECONDS`) sweeps every third of its TTL, at least 1 s
+# apart (`takeover_seconds`).
 TAKEOVER_SECONDS = 10.0
 # How long a taker waits for a deploy that a dead worker started (the platform says its id
 # already exists, but it is not on the endpoint yet) before it gives the change up.
@@ -53,6 +57,12 @@ _RETRY_POLLS = 30
 
 class _Failed(Exception):
     pass
+
+
+def takeover_seconds(lease_ttl: timedelta) -> float:
+    """The takeover sweep's interval for a lease TTL: `TAKEOVER_SECONDS`, or a third of a
+    shorter TTL, never under 1 s (the scheduler's run keys are whole seconds)."""
+    return max(1.0, min(TAKEOVER_SECONDS, lease_ttl.total_seconds() / 3))
 
 
 def start(rt: Runtime, change: Change) -> bool:
@@ -95,8 +105,9 @@ def take_over(rt: Runtime, *, at_start: bool = False) -> int:
     """Take over stranded work (`Runtime.stranded`): every RUNNING change without a live
     lease is taken by compare-and-set and, by the winner only, audited and run on from
     its phase; an approved change that never started is started (its own compare-and-set
-    decides who). A change held by a live worker is left alone. Returns how many this
-    process took or started.
+    decides who); a change left `requested` by an opener that died is cancelled
+    (`_abandon`). A change held by a live worker is left alone. Returns how many this
+    process took, started or cancelled.
 
     Safe on every replica at once. `at_start` (the start-up `resume`): approved changes
     are started at once, scheduled ones that are due included, as a restart always did."""
@@ -113,6 +124,8 @@ def take_over(rt: Runtime, *, at_start: bool = False) -> int:
         )
         if change.state is ChangeState.RUNNING:
             count += _take_running(rt, change, now, at_start=at_start)
+        elif change.state is ChangeState.REQUESTED:
+            count += _abandon(rt, change, since)
         elif at_start:
             continue  # started below with every other approved change
         elif change.plan.run_at is None:
@@ -132,6 +145,46 @@ def take_over(rt: Runtime, *, at_start: bool = False) -> int:
         for change in rt.store.list_changes(states=[ChangeState.APPROVED], limit=1000):
             count += start(rt, change)
     return count
+
+
+ABANDONED = (
+    "abandoned: the process opening it stopped before it was put up for approval; nothing was done"
+)
+
+
+def _abandon(rt: Runtime, change: Change, since: datetime | None) -> int:
+    """A change left `requested`: the process opening it died between creating it and
+    putting it up for approval (or approving it by policy). Nothing was done for it, no
+    card was posted, it would never expire, and it holds its endpoint: cancel it
+    (compare-and-set, so once), audit why and tell its requester. 1 if this process did."""
+    now = rt.clock()
+    done = rt.store.transition(
+        change.id,
+        ChangeState.REQUESTED,
+        ChangeState.CANCELLED,
+        decided_by=BOT.id,
+        decided_at=now,
+        updated_at=now,
+    )
+    if done is None:
+        return 0  # its opener moved it on after all, or another sweep was first
+    log.warning("%s was %s", done.id, ABANDONED)
+    announce(
+        rt,
+        done,
+        AuditAction.CANCEL,
+        BOT.id,
+        "cancelled",
+        justification=ABANDONED,
+        parameters={"stranded_since": since.isoformat() if since else None},
+    )
+    tell(
+        rt,
+        done.requester_id,
+        f"{done.id} ({done.kind.value} {done.endpoint}) was {ABANDONED}; request it again"
+        " if it is still needed.",
+    )
+    return 1
 
 
 def resume(rt: Runtime) -> int:
@@ -236,12 +289,60 @@ def _check_before(change: Change, state: EndpointState) -> None:
 def _undeploy(
     rt: Runtime, lease: Lease, change: Change, ids: list[str], split: dict[str, int]
 ) -> None:
-    ep = _endpoint(rt, change)
+    """Undeploy `ids` in turn, looking before each leap: a model no longer on the endpoint
+    was undeployed already (by a worker of this change that stopped before it stored the
+    operation), and one whose undeploy is still running is waited for, not undeployed
+    twice."""
     for dm_id in ids:
-        lease.check()
-        name = rt.platform.begin_undeploy(ep, dm_id, split)
+        label = change.labels.get(dm_id, dm_id)
+        if _state(rt, lease, change).model(dm_id) is None:
+            log.info("%s: %s is already undeployed; not again", change.id, dm_id)
+            continue
+        name = _begin_undeploy(rt, lease, change, dm_id, split)
+        if name is None:
+            continue
         _phase(rt, lease, change, f"undeploy:{dm_id}", name)
-        _wait(rt, lease, change, name, f"undeploying {change.labels.get(dm_id, dm_id)}")
+        _wait(rt, lease, change, name, f"undeploying {label}")
+
+
+def _begin_undeploy(
+    rt: Runtime, lease: Lease, change: Change, dm_id: str, split: dict[str, int]
+) -> str | None:
+    """Start undeploying `dm_id` (its operation's name), or None once it is gone. If the
+    platform says an undeploy of it is already running (a worker of this change started it
+    and stopped), wait for that one to land; try again now and then, in case it failed."""
+    ep = _endpoint(rt, change)
+    polls = 0
+    deadline = rt.clock() + ADOPT_WAIT
+    while True:
+        lease.check()
+        try:
+            return rt.platform.begin_undeploy(ep, dm_id, split)
+        except PlatformError as exc:
+            if exc.kind == "not_found" and _state(rt, lease, change).model(dm_id) is None:
+                return None  # it went between the look and the leap
+            if exc.kind != "already_exists":
+                raise
+            if polls == 0:
+                thread(
+                    rt,
+                    change,
+                    f":hourglass_flowing_sand: an undeploy of {change.labels.get(dm_id, dm_id)}"
+                    f" for {change.id} is already running (started by a worker that stopped);"
+                    " waiting for it",
+                )
+        while True:
+            if rt.clock() > deadline:
+                raise _Failed(
+                    f"an undeploy of {dm_id} for {change.id} was already running and did not"
+                    f" finish within {int(ADOPT_WAIT.total_seconds() // 60)} min"
+                )
+            rt.sleep(rt.poll_seconds)
+            polls += 1
+            if _state(rt, lease, change).model(dm_id) is None:
+                return None
+            if polls % _RETRY_POLLS == 0:
+                break
 
 
 def _split_after(change: Change) -> dict[str, int]:

@@ -17,6 +17,7 @@ from typing import Any
 from commands.audit import AuditAction
 from commands.changes.card import change_card
 from commands.changes.execute import start
+from commands.errors import Refusal
 from commands.messages import Post, Reply
 from commands.model import Change, ChangeState, EndpointHealth
 from commands.ports import Delivery
@@ -85,7 +86,8 @@ def open_change(
             ChangeState.PENDING_APPROVAL,
             expires_at=opening.expires_at,
         )
-        assert moved is not None  # nobody else knows the change yet
+        if moved is None:
+            raise _abandoned(change)
         card = change_card(moved, rt.config, health=opening.health, buttons=True)
         _undelivered(post_card(rt, moved, opening.channel, card, actor_id), moved, opening)
         # the approvers' Home tabs list it, with the card's buttons
@@ -105,7 +107,8 @@ def open_change(
         decided_by=opening.decided_by,
         decided_at=rt.clock(),
     )
-    assert moved is not None  # nobody else knows the change yet
+    if moved is None:
+        raise _abandoned(change)
     note = opening.note
     if opening.on_approved is not None:
         note = opening.on_approved(moved) or note
@@ -115,6 +118,18 @@ def open_change(
         rt.notifier.refresh_home(rt.config.concerned(moved.environment, moved.requester_id))
     start(rt, moved)  # not before its time, if scheduled
     return moved
+
+
+def _abandoned(change: Change) -> Refusal:
+    """Nobody else moves a change while it is `requested`, unless this process took so
+    long (the runtime's approved settle: a minute by default) that the takeover sweep
+    cancelled it as abandoned (`commands.changes.execute._abandon`)."""
+    return Refusal(
+        f"{change.id} was cancelled while it was being opened (this took too long);"
+        " nothing was done",
+        "Request it again.",
+        code="abandoned",
+    )
 
 
 def _undelivered(delivery: Delivery, change: Change, opening: Opening) -> None:

@@ -142,6 +142,8 @@ def test_an_expired_lease_nobody_took_is_still_its_owners(engine: Engine) -> Non
 def test_stranded_is_running_without_a_live_lease_or_approved_due_and_not_started(
     engine: Engine,
 ) -> None:
+    """… or left `requested` past the settle time (its opener died: found by the chaos run,
+    tests/edge/test_chaos.py)."""
     store = SqlStore(engine)
     never_leased = change_in(store, ChangeState.RUNNING, "a")
     live = change_in(store, ChangeState.RUNNING, "b")
@@ -153,20 +155,33 @@ def test_stranded_is_running_without_a_live_lease_or_approved_due_and_not_starte
     store.update_change(
         scheduled_later.id, plan=ChangePlan(run_at=NOW + timedelta(hours=1), mode="deploy")
     )
-    pending = store.create_change(
-        Change(
-            id="",
-            kind=ChangeKind.ROLLBACK,
-            endpoint="f",
-            environment="prod",
-            requester_id="U0ALICE",
-            state=ChangeState.REQUESTED,
-            created_at=NOW - timedelta(hours=1),
+
+    def requested(endpoint: str, at: datetime) -> Change:
+        return store.create_change(
+            Change(
+                id="",
+                kind=ChangeKind.ROLLBACK,
+                endpoint=endpoint,
+                environment="prod",
+                requester_id="U0ALICE",
+                state=ChangeState.REQUESTED,
+                created_at=at,
+            )
         )
-    )
+
+    left_requested = requested("f", NOW - timedelta(hours=1))
+    being_opened = requested("g", NOW)
     now = NOW + timedelta(seconds=10)
     found = {c.id for c in store.stranded(now, SETTLE)}
-    assert found == {never_leased.id, dead.id}  # approved 10 s ago: still settling
+    # approved 10 s ago: still settling; requested 10 s ago: still being opened
+    assert found == {never_leased.id, dead.id, left_requested.id}
     later = {c.id for c in store.stranded(NOW + timedelta(minutes=2), SETTLE)}
-    assert later == {never_leased.id, dead.id, live.id, approved_long_ago.id}
-    assert scheduled_later.id not in later and pending.id not in later
+    assert later == {
+        never_leased.id,
+        dead.id,
+        live.id,
+        approved_long_ago.id,
+        left_requested.id,
+        being_opened.id,
+    }
+    assert scheduled_later.id not in later

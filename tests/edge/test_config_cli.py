@@ -93,6 +93,16 @@ def test_no_entry_point_starts_on_a_bad_config(
             "aiops-bot: environment: AIOPS_POLL_SECONDS='0': must be a number of seconds > 0 (at most 3600)",
         ),
         (
+            "AIOPS_LEASE_SECONDS",
+            "0.5",
+            "aiops-bot: environment: AIOPS_LEASE_SECONDS='0.5': must be a number of seconds 1–3600",
+        ),
+        (
+            "AIOPS_LEASE_SECONDS",
+            "soon",
+            "aiops-bot: environment: AIOPS_LEASE_SECONDS='soon': must be a number of seconds 1–3600",
+        ),
+        (
             "LOG_LEVEL",
             "chatty",
             "aiops-bot: environment: LOG_LEVEL='CHATTY': must be DEBUG, INFO, WARNING, ERROR or CRITICAL",

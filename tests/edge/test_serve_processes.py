@@ -189,6 +189,31 @@ def test_a_scheduler_process_that_cannot_start_says_why(tmp_path: Path) -> None:
     assert startup.state == "failed: ServeError"
 
 
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process names from /proc")
+def test_a_scheduler_process_that_dies_is_started_again(tmp_path: Path, stub: SlackStub) -> None:
+    """Found by the chaos run (tests/edge/test_chaos.py): a killed scheduler process was
+    never replaced, so its replica swept for stranded changes, watched canaries and kept
+    house no more (its `/healthz` failing makes it unready, never restarted)."""
+    settings = Settings(
+        data_dir=tmp_path, slack_bot_token="xoxb-test", slack_api_base_url=stub.api_url
+    )
+    process = SchedulerProcess(settings, nice=0)
+    process.start(timeout=120)
+    try:
+        first = process.pid()
+        assert first is not None
+        assert Path(f"/proc/{first}/comm").read_text().strip() == "aiops-scheduler"
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not (process.restarts and process.alive()):
+            time.sleep(0.05)
+        assert process.restarts == 1 and process.alive()
+        assert process.pid() != first
+    finally:
+        process.stop()
+    assert not process.alive() and process.restarts == 1  # a stop is not a death
+
+
 class Ended:
     """A background that started and then ended on its own (a dead scheduler process)."""
 

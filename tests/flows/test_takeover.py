@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +19,10 @@ from sqlalchemy import Engine
 from sqlmodel import Session, select
 
 from bot.scheduler import Scheduler
+from bot.settings import Settings
 from bot.store.sandbox_tables import SandboxDeployedModelRow, SandboxOperationRow
+from bot.wiring import build_runtime
+from commands.audit import AuditAction
 from commands.changes.execute import TAKEOVER_SECONDS, resume, take_over
 from commands.config import Config
 from commands.model import Change, ChangeState, Invocation, change_deployed_model_id
@@ -239,6 +243,21 @@ def test_the_scheduler_takes_a_dead_workers_change_over_within_ttl_and_sweep(
     assert len(deploy_operations(sqlite_engine)) == 1
 
 
+@pytest.mark.parametrize(
+    ("variable", "ttl", "sweep"),
+    [(None, 30.0, TAKEOVER_SECONDS), ("3", 3.0, 1.0), ("12", 12.0, 4.0), ("90", 90.0, 10.0)],
+)
+def test_the_lease_bound_comes_from_the_environment_and_the_sweep_scales_with_it(
+    sqlite_engine: Engine, variable: str | None, ttl: float, sweep: float
+) -> None:
+    settings = Settings.from_env({"AIOPS_LEASE_SECONDS": variable} if variable else {})
+    rt = build_runtime(settings, config=example_config(), engine=sqlite_engine)
+    assert rt.lease_ttl == timedelta(seconds=ttl)
+    assert rt.approved_settle == timedelta(seconds=2 * ttl)
+    scheduler = Scheduler(rt, sqlite_engine, owner="replica-a")
+    assert scheduler.jobs["every:takeover"].interval == sweep
+
+
 def test_a_worker_whose_lease_was_taken_over_stops_without_a_write(
     sqlite_engine: Engine, clock: FakeClock
 ) -> None:
@@ -325,6 +344,63 @@ def test_the_sandbox_refuses_a_second_deploy_of_one_change(
     with pytest.raises(PlatformError) as deployed:
         bot.rt.platform.begin_deploy(ep, newer, {stable: 90, "0": 10}, "CHG-77")
     assert deployed.value.kind == "already_exists"
+
+
+def undeploy_operations(engine: Engine, slug: str = STG) -> list[SandboxOperationRow]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(SandboxOperationRow).where(
+                    SandboxOperationRow.endpoint == slug, SandboxOperationRow.kind == "undeploy"
+                )
+            ).all()
+        )
+
+
+@pytest.mark.parametrize("landed", [False, True], ids=["still-running", "landed"])
+def test_a_taker_never_undeploys_twice_what_a_dead_worker_began_undeploying(
+    sqlite_engine: Engine, clock: FakeClock, landed: bool
+) -> None:
+    """Seen by the chaos run's aimed kills (tests/support/chaos.py, `python -m bench
+    chaos`): a worker killed after its undeploy reached the platform, before it stored
+    the operation. The taker started a second undeploy of the same model (the first still
+    running: operations longer than the lease), or, once the first had landed, failed the
+    change (`not_found`) although its work was done."""
+    config = example_config(operation_seconds=120)
+    bot = new_bot(sqlite_engine, clock, config)
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=25").ok
+    stranded = strand(sqlite_engine, clock, f"/promote {STG}", dies="begin_undeploy", config=config)
+    assert stranded.plan.phase == "traffic" and len(undeploy_operations(sqlite_engine)) == 1
+    if landed:
+        clock.advance(120)
+    taker = new_bot(sqlite_engine, clock, config)
+    assert take_over(taker.rt) == 1
+    taker.rt.background.wait_idle(30)
+    done = taker.change(stranded.id)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    [operation] = undeploy_operations(sqlite_engine)  # the dead worker's, never a second
+    assert operation.done and operation.error is None
+    assert taker.split(STG) == {"1.2.1": 100}
+    assert deployed_versions(sqlite_engine) == ["1.2.1"]
+
+
+def test_the_sandbox_refuses_a_second_undeploy_of_one_model(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    bot = new_bot(sqlite_engine, clock)
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=25").ok
+    ep = bot.rt.config.endpoints[STG]
+    state = bot.rt.platform.endpoint_state(ep)
+    stable, canary = (d.id for d in state.deployed)
+    bot.rt.platform.begin_undeploy(ep, stable, {canary: 100})
+    with pytest.raises(PlatformError) as running:
+        bot.rt.platform.begin_undeploy(ep, stable, {canary: 100})
+    assert running.value.kind == "already_exists"
+    clock.advance(10)
+    with pytest.raises(PlatformError) as gone:
+        bot.rt.platform.begin_undeploy(ep, stable, {canary: 100})
+    assert gone.value.kind == "not_found"
+    assert len(undeploy_operations(sqlite_engine)) == 1
 
 
 def test_a_shift_a_dead_worker_applied_is_not_voided(
@@ -466,3 +542,112 @@ def test_a_rollback_over_a_stranded_first_deploy_in_flight_ends_it_with_nothing_
     assert bot.split(STG) == {"1.2.0": 100}
     assert deployed_versions(sqlite_engine) == ["1.2.0"]
     assert "execution_finished" in actions(bot.rt, stranded.id)
+
+
+@pytest.mark.parametrize("kind", ["deploy", "undeploy"])
+def test_racing_platform_writes_of_one_change_start_one_operation(
+    engine: Engine, kind: str
+) -> None:
+    """Two processes holding one change at once (a worker starved past its lease and its
+    taker) both reach the platform: one operation starts, the other is refused, however
+    close together they come."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.platforms.sandbox import SandboxPlatform
+
+    config = example_config(operation_seconds=600)
+    platforms = [SandboxPlatform(engine, config) for _ in range(4)]
+    ep = config.endpoints[STG]
+    stable = platforms[0].endpoint_state(ep).deployed[0]
+    newer = type(stable.version)(stable.version.model, "1.2.1")
+    if kind == "undeploy":
+        platforms[0].set_traffic(ep, {stable.id: 100})  # the one model, to undeploy at 0 %
+    barrier = threading.Barrier(len(platforms))
+
+    def leap(platform: SandboxPlatform, n: int) -> int:
+        barrier.wait()
+        try:
+            if kind == "deploy":
+                platform.begin_deploy(ep, newer, {stable.id: 90, "0": 10}, f"CHG-{n}")
+            else:
+                platform.begin_undeploy(ep, stable.id, {})
+        except PlatformError as exc:
+            assert exc.kind == "already_exists"
+            return 0
+        return 1
+
+    rounds = 15 if kind == "deploy" else 1
+    with ThreadPoolExecutor(len(platforms)) as pool:
+        for n in range(100, 100 + rounds):
+            assert sum(pool.map(leap, platforms, [n] * len(platforms))) == 1
+
+
+# --- a change whose opener died before it was put up for approval --------------------------
+
+PROD_DEPLOY = '/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="chaos"'
+
+
+def dies_opening(bot: Bot, then: Any = None) -> None:
+    """The process opening a change stops (or, with `then`, stalls while `then()` runs)
+    right after creating it, before it is put up for approval: at the plan's audit row."""
+    record = bot.rt.auditor.record
+
+    def plan_then_stop(action: AuditAction, *args: Any, **kw: Any) -> Any:
+        if action is AuditAction.PLAN:
+            if then is None:
+                raise Stopped
+            then()
+        return record(action, *args, **kw)
+
+    bot.rt.auditor.record = plan_then_stop  # type: ignore[method-assign]
+
+
+def test_a_change_left_requested_by_a_dead_opener_is_abandoned_and_frees_its_endpoint(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    """Found by the chaos run (tests/edge/test_chaos.py: "CHG-529 (rollback) left
+    requested"): a process killed between creating a change and putting it up for
+    approval left it `requested` for ever, with no card, never expiring, and its endpoint
+    refusing every deploy and promote as locked by it."""
+    dead = new_bot(sqlite_engine, clock)
+    dies_opening(dead)
+    with contextlib.suppress(Stopped):
+        dead.run(ALICE, PROD_DEPLOY)
+    [left] = dead.rt.store.list_changes(endpoint="loan-assessor")
+    assert left.state is ChangeState.REQUESTED
+    live = new_bot(sqlite_engine, clock)
+    locked = live.run(ALICE, PROD_DEPLOY)
+    assert not locked.ok and f"locked by {left.id}" in text_of(locked)
+    assert take_over(live.rt) == 0  # a change is requested for the moments of its opening
+    clock.advance(live.rt.approved_settle.total_seconds() + 1)
+    assert [c.id for c in live.rt.stranded()] == [left.id]
+    assert take_over(live.rt) == 1 and take_over(live.rt) == 0  # once
+    done = live.change(left.id)
+    assert done.state is ChangeState.CANCELLED and done.decided_by == "bot"
+    [cancelled] = [
+        e for e in live.rt.store.audit(AuditQuery(change_id=left.id)) if e.action == "cancel"
+    ]
+    assert cancelled.justification and cancelled.justification.startswith("abandoned:")
+    told = [p for p in live.rt.notifier.posts if p.channel == ALICE.id]  # type: ignore[attr-defined]
+    assert len(told) == 1 and "nothing was done" in told[0].reply.text
+    assert live.run(ALICE, PROD_DEPLOY).ok  # the endpoint is free again
+    assert live.rt.store.open_change("loan-assessor").state is ChangeState.PENDING_APPROVAL  # type: ignore[union-attr]
+
+
+def test_an_opener_too_slow_for_the_sweep_says_nothing_was_done(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    slow = new_bot(sqlite_engine, clock)
+    sweeper = new_bot(sqlite_engine, clock)
+
+    def sweep_meanwhile() -> None:
+        clock.advance(slow.rt.approved_settle.total_seconds() + 1)
+        assert take_over(sweeper.rt) == 1
+
+    dies_opening(slow, then=sweep_meanwhile)
+    reply = slow.run(ALICE, PROD_DEPLOY)
+    assert not reply.ok
+    assert "was cancelled while it was being opened" in text_of(reply)
+    assert "nothing was done" in text_of(reply)
+    [change] = slow.rt.store.list_changes(endpoint="loan-assessor")
+    assert change.state is ChangeState.CANCELLED
