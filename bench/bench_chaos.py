@@ -41,6 +41,7 @@ def rows(counts: Counts) -> list[list[Any]]:
         out.append([name, value, "ok" if value == 0 else "FAIL"])
     out.append(["changes taken over (execution_resumed)", counts.takeovers, ""])
     out.append(["stranded changes a rollback ended", counts.stranded_ended, ""])
+    out.append(["changes left requested, cancelled by the sweep", counts.abandoned, ""])
     out.append(["changes ended without their audit row", counts.unaudited, ""])
     out.append(["commands refused or lost (re-sent)", counts.refused_or_lost, ""])
     out.append(["longest stranded (s)", round(counts.longest_stranded_s, 1), ""])

@@ -283,6 +283,7 @@ class Counts:
     aimed: int = 0  # kills aimed at a change's worker right after a platform write
     takeovers: int = 0
     stranded_ended: int = 0  # stranded changes a rollback ended ("superseded by …")
+    abandoned: int = 0  # changes left `requested` that the sweep cancelled
     # changes that ended without the audit row saying so (the process died between the
     # two writes): told, not failed on (NOTES.md)
     unaudited: int = 0
@@ -310,6 +311,7 @@ class Counts:
             "refused_or_lost_commands": self.refused_or_lost,
             "takeovers": self.takeovers,
             "stranded_ended_by_rollback": self.stranded_ended,
+            "abandoned_by_the_sweep": self.abandoned,
             "ended_without_audit_row": self.unaudited,
             "notes": self.notes,
             "longest_stranded_s": round(self.longest_stranded_s, 1),
@@ -850,6 +852,14 @@ class Chaos:
                     text(
                         "SELECT count(*) FROM change WHERE state = 'failed'"
                         " AND error LIKE 'stranded: superseded by%'"
+                    )
+                ).scalar_one()
+            )
+            self.counts.abandoned = int(
+                conn.execute(
+                    text(
+                        "SELECT count(*) FROM audit_event WHERE action = 'cancel'"
+                        " AND justification LIKE 'abandoned:%'"
                     )
                 ).scalar_one()
             )
