@@ -11,18 +11,13 @@ never loads it (`tests/edge/test_serve_processes.py`), like the digest's chart
 from __future__ import annotations
 
 import io
-import logging
 from typing import TYPE_CHECKING
-
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from commands.ports import CanaryChart
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-log = logging.getLogger(__name__)
 
 CANARY_COLOUR = "#ea580c"  # orange
 STABLE_COLOUR = "#2563eb"  # blue
@@ -80,23 +75,3 @@ def render(chart: CanaryChart) -> bytes:
     buf = io.BytesIO()
     draw(chart).savefig(buf, format="png")
     return buf.getvalue()
-
-
-def upload(
-    client: WebClient, channel: str, thread_ts: str, chart: CanaryChart, comment: str
-) -> bool:
-    """Draw `chart` and upload it into the thread of the message at `thread_ts`."""
-    try:
-        client.files_upload_v2(
-            channel=channel,
-            thread_ts=thread_ts,
-            content=render(chart),
-            filename=chart.filename,
-            title=chart.title,
-            initial_comment=comment,
-            alt_txt=chart.title,
-        )
-    except (SlackApiError, SlackRequestError) as exc:
-        log.error("canary chart upload to %s failed: %s", channel, exc)
-        return False
-    return True

@@ -1,5 +1,5 @@
 """The morning digest's chart: the last 24 h of P95 latency (top) and error rate (bottom)
-for the endpoints that breach, uploaded to the digest's thread with `files_upload_v2`.
+for the endpoints that breach, uploaded to the digest's thread by the Slack notifier.
 
 Titled, with labelled axes and units, the time axis in the digest's timezone, each
 threshold drawn (dashed red) and labelled, and a legend naming every endpoint. Drawn with
@@ -11,11 +11,7 @@ lazily: the server that acks never loads it (`tests/edge/test_serve_processes.py
 from __future__ import annotations
 
 import io
-import logging
 from typing import TYPE_CHECKING
-
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from commands.ports import Chart, SeriesPoint
 
@@ -23,7 +19,6 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-log = logging.getLogger(__name__)
 
 # One colour an endpoint, as many as the digest charts (`commands.digests.gather.CHART_ENDPOINTS`).
 COLOURS = ("#2563eb", "#ea580c", "#16a34a", "#9333ea", "#ca8a04", "#78350f")
@@ -87,21 +82,3 @@ def render(chart: Chart) -> bytes:
     buf = io.BytesIO()
     draw(chart).savefig(buf, format="png")
     return buf.getvalue()
-
-
-def upload(client: WebClient, channel: str, thread_ts: str, chart: Chart, comment: str) -> bool:
-    """Draw `chart` and upload it into the thread of the message at `thread_ts`."""
-    try:
-        client.files_upload_v2(
-            channel=channel,
-            thread_ts=thread_ts,
-            content=render(chart),
-            filename=chart.filename,
-            title=chart.title,
-            initial_comment=comment,
-            alt_txt=chart.title,
-        )
-    except (SlackApiError, SlackRequestError) as exc:
-        log.error("chart upload to %s failed: %s", channel, exc)
-        return False
-    return True

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.slack.blocks import render_home, render_message
 from bot.slack.groups import SlackUserGroups
@@ -77,12 +77,27 @@ class SlackNotifier:
         (`commands.ports.ChartAttacher`). Drawn here, in the worker or scheduler process that
         ran the command or check: the server that acks never imports a plotting library."""
         if isinstance(chart, CanaryChart):
-            from bot.canary_chart import upload as upload_canary
+            from bot.canary_chart import render as render_canary
 
-            return upload_canary(self.client, channel, thread_ts, chart, comment)
-        from bot.charts import upload
+            png = render_canary(chart)
+        else:
+            from bot.charts import render
 
-        return upload(self.client, channel, thread_ts, chart, comment)
+            png = render(chart)
+        try:
+            self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=thread_ts,
+                content=png,
+                filename=chart.filename,
+                title=chart.title,
+                initial_comment=comment,
+                alt_txt=chart.title,
+            )
+        except (SlackApiError, SlackRequestError) as exc:
+            log.error("chart upload to %s failed: %s", channel, exc)
+            return False
+        return True
 
     # --- the Home tab ------------------------------------------------------------------
 
