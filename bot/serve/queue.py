@@ -249,6 +249,15 @@ class CommandQueue:
             self._flusher = asyncio.create_task(self._flush())
         return await future
 
+    async def take(self, inv: Invocation, click: bool, response_url: str | None, key: str) -> bool:
+        """`submit` as the Bolt app's `Submit`: False for a request taken before (a
+        retry or a replay), which is acked and not run again."""
+        try:
+            await self.submit(inv, click, response_url, key)
+        except Duplicate:
+            return False
+        return True
+
     async def _flush(self) -> None:
         while self._waiting:
             batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]

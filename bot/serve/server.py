@@ -339,16 +339,9 @@ def build_server(settings: Settings) -> Server:
             refused=pool.refused,
         )
         return Server(settings, bolt, engine, config.platform, startup, pool)
-    from bot.serve.queue import CommandQueue, Duplicate
+    from bot.serve.queue import CommandQueue
 
     queue = CommandQueue(settings)
-
-    async def submit(inv: Invocation, click: bool, response_url: str | None, key: str) -> bool:
-        try:
-            await queue.submit(inv, click, response_url, key)
-        except Duplicate:
-            return False
-        return True
 
     async def not_here(inv: Invocation, click: bool, respond: AsyncRespond) -> None:
         raise RuntimeError("commands go to the durable queue")  # submit is always given
@@ -360,7 +353,7 @@ def build_server(settings: Settings) -> Server:
         api_base_url=settings.slack_api_base_url,
         runner=not_here,
         refused=queue.refused,
-        submit=submit,
+        submit=queue.take,
     )
     return Server(settings, bolt, engine, config.platform, startup, pool, queue)
 

@@ -72,13 +72,6 @@ def server_only(settings: Settings, pg_engine: Engine) -> Iterator[tuple[Served,
     """The acking server with its queue and no worker: what it acked waits in the table."""
     queue = CommandQueue(settings)
 
-    async def submit(inv: Any, click: bool, url: str | None, key: str) -> bool:
-        try:
-            await queue.submit(inv, click, url, key)
-        except Duplicate:
-            return False
-        return True
-
     async def runner(*_: Any) -> None:
         raise AssertionError("commands go to the queue")
 
@@ -92,7 +85,7 @@ def server_only(settings: Settings, pg_engine: Engine) -> Iterator[tuple[Served,
         api_base_url=settings.slack_api_base_url,
         runner=runner,
         refused=refused,
-        submit=submit,
+        submit=queue.take,
     )
     served = Served(
         asgi(bolt, engine=pg_engine, platform="sandbox", startup=StartUp(None), queue=queue)
@@ -206,10 +199,6 @@ def test_a_database_that_does_not_answer_is_said_in_the_ack(
     dead = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test"
     queue = CommandQueue(Settings(database_url=dead, slack_api_base_url=stub.api_url))
 
-    async def submit(inv: Any, click: bool, url: str | None, key: str) -> bool:
-        await queue.submit(inv, click, url, key)
-        return True
-
     async def nothing(*_: Any) -> None:
         return None
 
@@ -220,7 +209,7 @@ def test_a_database_that_does_not_answer_is_said_in_the_ack(
         api_base_url=settings.slack_api_base_url,
         runner=nothing,
         refused=nothing,
-        submit=submit,
+        submit=queue.take,
     )
     # the server starts with its database down; each connection its pool is asked for
     # fails within the pool's timeout, and the ack says so inside Slack's 3 s
