@@ -1,0 +1,1 @@
+"""Respond: alerts, incidents from declaration to review, paging and hand-off."""
