@@ -86,9 +86,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("incident", schema=None) as batch_op:
         batch_op.create_index("ix_incident_declared_at", ["declared_at"], unique=False)
-        batch_op.create_index(
-            "ix_incident_endpoint_state", ["endpoint", "state"], unique=False
-        )
+        batch_op.create_index("ix_incident_endpoint_state", ["endpoint", "state"], unique=False)
         batch_op.create_index(batch_op.f("ix_incident_state"), ["state"], unique=False)
 
     op.create_table(
