@@ -19,11 +19,13 @@ from sqlalchemy import Engine
 from bot.settings import Settings
 from bot.store.db import check_migrated, make_engine, upgrade_if_behind
 from commands.canary.model import validate
-from commands.config import Config, load_config
+from commands.config import Config, ConfigError, load_config
 from commands.digests.schedule import digest_settings
+from commands.incidents.settings import incident_settings
 
 if TYPE_CHECKING:
     from bot.scheduler import Scheduler
+    from commands.incidents.pager import Pager
     from commands.ports import AuditSink, Notifier
     from commands.runtime import Runtime
     from commands.service import Service
@@ -62,7 +64,24 @@ def checked_config(settings: Settings, config: Config | None = None) -> Config:
     config = config or load_config(settings.config_path)
     validate(config)
     digest_settings(config)
+    make_pager(config)  # a pager that cannot be built stops the bot at start
     return config
+
+
+def make_pager(config: Config) -> Pager:
+    """`[incidents] pager`: `none` pages no one (the incident thread's `@here` is the
+    alarm). `pagerduty` needs the Events API v2 adapter (`bot/pager/`), wired here when it
+    is part of the build; until then the bot refuses to start rather than let a P1 page
+    nobody without saying so."""
+    from commands.incidents.pager import NoPager
+
+    settings = incident_settings(config)
+    if settings.pager == "none":
+        return NoPager()
+    raise ConfigError(
+        f'{config.source}: [incidents] pager = "{settings.pager}": this build has no'
+        ' PagerDuty adapter; set pager = "none" (an @here in the incident thread) until it has'
+    )
 
 
 def audit_sinks(config: Config) -> list[AuditSink]:
@@ -95,6 +114,7 @@ def build_runtime(
 ) -> Runtime:
     from bot.platforms import make_platform
     from bot.store.canary_store import SqlCanaryStore
+    from bot.store.incident_store import SqlIncidentStore
     from bot.store.people import PersonDirectory
     from bot.store.sql_store import SqlStore
     from commands.audit import Auditor
@@ -115,6 +135,8 @@ def build_runtime(
         lease_ttl=timedelta(seconds=settings.lease_seconds),
         canary=SqlCanaryStore(engine),
         people=PersonDirectory(engine),
+        incidents=SqlIncidentStore(engine),
+        pager=make_pager(config),
     )
 
 

@@ -53,6 +53,22 @@ class AuditAction(StrEnum):
     PERSON_ERASED = "person_erased"
     AUDIT_PURGE = "audit_purge"
     AUDIT_VERIFIED = "audit_verified"
+    # Respond: every row names its incident (`parameters.incident`, None for an alert not
+    # declared) and alert (`parameters.alert`) where it has one, so that a post-incident
+    # review is built from audit rows alone.
+    ALERT_RECEIVED = "alert_received"
+    ALERT_CLOSED = "alert_closed"
+    ALERT_ACKNOWLEDGED = "alert_acknowledged"
+    INCIDENT_DECLARED = "incident_declared"
+    INCIDENT_UPDATED = "incident_updated"
+    INCIDENT_SEVERITY = "incident_severity"
+    INCIDENT_ACKNOWLEDGED = "incident_acknowledged"
+    INCIDENT_MITIGATED = "incident_mitigated"
+    INCIDENT_RESOLVED = "incident_resolved"
+    INCIDENT_LINKED = "incident_linked"  # a change or a canary pause made under an incident
+    PAGE_SENT = "page_sent"
+    PAGE_FAILED = "page_failed"
+    HANDOFF = "handoff"
 
 
 # Actions that bypassed or overrode a control: the digests name them for review.
@@ -113,6 +129,9 @@ class Auditor:
         request_id: str | None = None,
     ) -> AuditEvent:
         now = self.clock()
+        if change is not None and change.plan.incident:
+            # a change requested under an open incident: every row of it names the incident
+            parameters = {"incident": change.plan.incident} | (parameters or {})
         event = AuditEvent(
             action=action,
             actor_id=actor_id,

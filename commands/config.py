@@ -72,6 +72,7 @@ class Endpoint:
     max_replicas: int = 3
     region: str | None = None  # defaults to the environment's region
     vertex_id: str | None = None  # the Vertex AI endpoint id, for the vertex platform
+    customer_facing: bool = False  # customers depend on it (incident severity rules)
 
 
 @dataclass(frozen=True)

@@ -316,6 +316,10 @@ class EndpointTable(Table):
     vertex_id: str | None = Field(
         None, pattern=r"^[0-9]+$", description="the Vertex AI endpoint id (platform `vertex`)"
     )
+    customer_facing: bool = Field(
+        False,
+        description="customers depend on it: in prod, an alert on its errors suggests P1",
+    )
 
     @model_validator(mode="after")
     def _replicas(self) -> EndpointTable:
@@ -474,6 +478,22 @@ class FreezeTable(Table):
         return self
 
 
+class IncidentsTable(Table):
+    channel: ChannelId | None = Field(
+        None, description="channel id of the incidents' threads (default: `[slack] ops_channel`)"
+    )
+    channel_per_incident: bool = Field(
+        False,
+        description="true: each incident gets a channel of its own (`inc-<n>-<endpoint>`;"
+        " needs the `channels:manage` scope), announced in `channel`",
+    )
+    pager: Literal["pagerduty", "none"] = Field(
+        "none",
+        description="`pagerduty`: P1 and P2 incidents page through PagerDuty's Events API v2;"
+        " `none`: an `@here` in the incident's thread is the alarm",
+    )
+
+
 class VertexPrices(Table):
     machine: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict, description="USD per node-hour by machine type"
@@ -565,6 +585,9 @@ class ConfigFile(Table):
     audit: AuditTable = Field(default_factory=AuditTable, description="retention")
     canary: CanaryTable = Field(default_factory=CanaryTable, description="canary analysis")
     digests: DigestsTable = Field(default_factory=DigestsTable, description="digests")
+    incidents: IncidentsTable = Field(
+        default_factory=IncidentsTable, description="incidents and paging"
+    )
     freezes: list[FreezeTable] = Field(default_factory=list, description="change freezes")
     vertex: VertexTable = Field(default_factory=VertexTable, description="the vertex platform")
 
@@ -1105,6 +1128,7 @@ _TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[digests]", DigestsTable),
     ("[digests.<environment>]", DigestOverride),
     ("[[freezes]]", FreezeTable),
+    ("[incidents]", IncidentsTable),
     ("[vertex]", VertexTable),
     ("[vertex.prices]", VertexPrices),
     ("[vertex.alerts]", VertexAlerts),

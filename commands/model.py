@@ -243,6 +243,7 @@ class ChangePlan:
     canary_key: str | None = None  # the watch action this change fulfils
     forced_promote: str | None = None  # why the promote gate was overridden
     phase: str | None = None  # where the execution got to (deploy, traffic, undeploy, done)
+    incident: str | None = None  # the incident open on its endpoint when requested (INC-N)
     other: dict[str, str] = field(default_factory=dict)
 
     _TEXT = (
@@ -258,6 +259,7 @@ class ChangePlan:
         "canary_key",
         "forced_promote",
         "phase",
+        "incident",
     )
 
     def to_extra(self) -> dict[str, str]:

@@ -26,6 +26,8 @@ from commands.changes.approve import cancel, decide
 from commands.changes.request import request_change
 from commands.digests.post import on_demand
 from commands.errors import Refusal
+from commands.incidents.commands import incident_command
+from commands.incidents.handoff import handoff
 from commands.messages import Reply, escape, unescape
 from commands.model import ChangeKind, ChangeState, Invocation
 from commands.parsing import Args, ParseError, parse
@@ -96,6 +98,10 @@ HANDLERS: dict[str, Handler] = {
     ),
     "canary-promote": lambda c: decide_promote(
         c.rt, c.inv.actor, c.target, c.option("reason"), c.inv.request_id
+    ),
+    "incident": lambda c: incident_command(c.rt, c.inv, c.args),
+    "handoff": lambda c: handoff(
+        c.rt, c.inv.actor, c.target, c.option("environment"), c.inv.request_id
     ),
     "help": lambda c: help_reply(c.target),
 }

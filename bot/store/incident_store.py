@@ -58,6 +58,7 @@ _ALERT_UPDATABLE = frozenset(
 )
 _INCIDENT_TEXT = frozenset({"summary", "root_cause"})
 _INCIDENT_FIELDS = set(IncidentRow.model_fields) - {"seq", "rev"}
+_RESOLVED = IncidentState.RESOLVED.value
 
 
 def seq_of(ref: str, prefix: str) -> int | None:
@@ -336,8 +337,17 @@ class SqlIncidentStore:
             return [_to_incident(r) for r in rows]
 
     def open_incidents_for(self, endpoint: str) -> list[Incident]:
-        open_states = frozenset(s for s in IncidentState if s.is_open)
-        return self.list_incidents(states=open_states, endpoint=endpoint)
+        # On the path of every change (the link to an open incident): one indexed query.
+        query = (
+            select(IncidentRow)
+            .where(
+                col(IncidentRow.endpoint) == endpoint,
+                col(IncidentRow.state) != _RESOLVED,
+            )
+            .order_by(col(IncidentRow.seq).desc())
+        )
+        with Session(self.engine) as session:
+            return [_to_incident(r) for r in session.exec(query).all()]
 
     # --- hand-off -----------------------------------------------------------------------
 

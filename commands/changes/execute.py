@@ -24,6 +24,7 @@ from commands.audit import AuditAction
 from commands.changes.lease import Lease, LeaseLost, new_owner
 from commands.changes.tell import announce, tell, thread
 from commands.config import Endpoint
+from commands.incidents import links
 from commands.messages import split_text, when
 from commands.model import (
     BOT,
@@ -95,6 +96,11 @@ def execute(rt: Runtime, change_id: str) -> None:
             BOT.id,
             "running",
             parameters={"plan": change.split_after, "kind": change.kind.value},
+        )
+        links.moved(
+            rt,
+            change,
+            f":arrow_forward: {change.id} ({change.kind.value} of `{change.endpoint}`) started.",
         )
         _run(rt, change, lease)
     finally:
@@ -510,6 +516,11 @@ def _finish(
     )
     verdict = ":white_check_mark: succeeded" if ok else f":x: failed: {error}"
     thread(rt, done, f"{verdict}. `{done.endpoint}` now serves {state_after}.")
+    links.moved(
+        rt,
+        done,
+        f"{done.id} ({done.kind.value}) {verdict}. `{done.endpoint}` now serves {state_after}.",
+    )
     tell(
         rt,
         done.requester_id,

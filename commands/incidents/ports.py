@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from commands.incidents.model import AlertNotice, AlertRecord, Handoff, Incident, IncidentState
 
@@ -82,4 +83,27 @@ class IncidentStore(Protocol):
     def handoffs(self, since: datetime, environment: str | None = None) -> Sequence[Handoff]:
         """Notes written at or after `since`, oldest first; with `environment`, those for it
         and those for no environment in particular."""
+        ...
+
+
+@dataclass(frozen=True)
+class NewChannel:
+    """What became of a channel asked for: its id and name, or why there is none
+    (Slack's error: `restricted_action`, `missing_scope`, …)."""
+
+    name: str
+    id: str | None = None
+    error: str | None = None
+
+
+@runtime_checkable
+class ChannelMaker(Protocol):
+    """A notifier that can make channels (`[incidents] channel_per_incident`): Slack's
+    `conversations.create` and `conversations.invite`. The console cannot; the incident
+    then keeps its thread in the incidents channel."""
+
+    def create_channel(self, name: str, members: Sequence[str]) -> NewChannel:
+        """A new public channel called `name` (`name-2`, `name-3`… when it is taken), the
+        bot in it, and `members` (Slack user ids) invited; one that cannot be invited is
+        left out (logged). Never raises: a channel Slack refused is `error`."""
         ...
