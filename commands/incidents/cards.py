@@ -90,7 +90,7 @@ def alert_message(record: AlertRecord, config: Config) -> Reply:
     if n.endpoint and n.environment:
         where += f" ({escape(n.environment)})"
     head = ":white_check_mark: Resolved" if closed else ":rotating_light: Alert"
-    blocks: list[Block] = [Header(cut(f"{head} · {record.id} · {n.policy}", 150))]
+    blocks: list[Block] = [Header(cut(f"{head} · {record.id} · {escape(n.policy)}", 150))]
     lines = []
     if n.summary:
         lines.append(escape(n.summary))
@@ -163,7 +163,7 @@ def alert_message(record: AlertRecord, config: Config) -> Reply:
         blocks.append(Buttons(tuple(buttons)))
     state = "resolved" if closed else "open"
     return Reply(
-        text=cut(f"{record.id} {state}: {n.policy} ({n.endpoint or 'no endpoint'})", 300),
+        text=cut(f"{record.id} {state}: {escape(n.policy)} ({n.endpoint or 'no endpoint'})", 300),
         blocks=blocks,
         ephemeral=False,
     )
@@ -221,7 +221,7 @@ def incident_card(incident: Incident, config: Config, *, buttons: bool = True) -
     if buttons and state.is_open:
         blocks.append(Buttons(incident_buttons(incident)))
     return Reply(
-        text=cut(f"{incident_title(incident)} ({state.value}): {incident.summary}", 300),
+        text=cut(f"{incident_title(incident)} ({state.value}): {escape(incident.summary)}", 300),
         blocks=blocks,
         ephemeral=False,
     )
