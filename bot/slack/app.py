@@ -27,7 +27,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.clients import async_web_client
 from bot.slack.clients import respond as respond_to
-from bot.slack.form_listeners import Forms, NotTaken
+from bot.slack.form_listeners import Forms, IncidentForms, NotTaken
 from bot.slack.home import HOME_OPENED
 from commands.audit import AuditAction
 from commands.catalog import BUTTONS, SLASH_COMMANDS, button_command
@@ -292,6 +292,8 @@ def build_bolt(
     # A bare /deploy, /promote or /rollback opens a form (`bot/slack/form_listeners.py`).
     forms = Forms(config, actor, hand_on, request_key)
     forms.register(app)
+    # An alert's Declare incident and an incident's Resolve open a form first.
+    IncidentForms(config, actor, hand_on, request_key).register(app)
 
     async def slash(
         ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient

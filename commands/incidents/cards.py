@@ -34,7 +34,6 @@ from commands.messages import (
 from commands.text import cut
 
 SUMMARY_MAX = 500  # characters of an incident's summary (a line, not a report)
-DECLARE_VALUE_MAX = 2000  # Slack's limit on a button's value
 _URL = re.compile(r"https?://[^\s<>|\"`]{1,1500}")
 
 _MARK = {
@@ -65,8 +64,10 @@ def minutes_between(start: datetime | None, end: datetime | None) -> str:
 
 def declare_value(record: AlertRecord, config: Config) -> str:
     """The Declare button's value: what the form is pre-filled with (the alert, its
-    endpoint, the suggested severity and a summary), as JSON within Slack's 2,000."""
-    severity, _ = suggest_for_alert(config, record.notice)
+    endpoint, the suggested severity and the rule's reason, a summary), as JSON within
+    Slack's 2,000 characters. The server that opens the form reads no store: this is
+    all it knows of the alert."""
+    severity, why = suggest_for_alert(config, record.notice)
     summary = record.notice.policy
     if record.notice.summary:
         summary = f"{summary}: {record.notice.summary}"
@@ -75,8 +76,10 @@ def declare_value(record: AlertRecord, config: Config) -> str:
         "endpoint": record.notice.endpoint or "",
         "severity": severity.value,
         "summary": cut(summary, SUMMARY_MAX),
+        "rule": cut(why, 300),
     }
-    return json.dumps(data, ensure_ascii=False)[:DECLARE_VALUE_MAX]
+    # at most 500 + 300 characters of text, each escaped to at most two: within 2,000
+    return json.dumps(data, ensure_ascii=False)
 
 
 def alert_message(record: AlertRecord, config: Config) -> Reply:

@@ -337,6 +337,7 @@ def test_an_alert_is_posted_once_and_its_close_updates_that_message(bot: Bot) ->
         "endpoint": "loan-assessor",
         "severity": "P1",
         "summary": "loan-assessor error rate: error rate 4.2% on loan-assessor",
+        "rule": "`loan-assessor` is a customer-facing production endpoint with errors",
     }
     receive_alert(bot.rt, notice())  # a retry, another replica: nothing shows
     assert len(posts(bot)) == 1
