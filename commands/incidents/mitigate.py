@@ -12,8 +12,9 @@ from commands.canary.commands import pause
 from commands.changes.request import request_change
 from commands.errors import Refusal
 from commands.incidents.links import open_incident
-from commands.incidents.model import Incident
+from commands.incidents.model import Incident, IncidentState
 from commands.incidents.people import require_responder
+from commands.incidents.progress import acknowledge_incident
 from commands.incidents.records import ALERT_ID, find_alert, find_incident
 from commands.incidents.thread import line
 from commands.messages import Context, Reply, mention
@@ -63,6 +64,14 @@ def _target(rt: Runtime, ref: str | None, usage: str) -> tuple[str, Incident | N
     return incident.endpoint, incident, incident.id
 
 
+def _on_it(rt: Runtime, inv: Invocation, incident: Incident | None) -> None:
+    """Whoever mitigates an incident nobody had acknowledged is on it: acknowledged."""
+    if incident is not None and incident.state is IncidentState.DECLARED:
+        fresh = rt.incidents.get_incident(incident.id) if rt.incidents else None
+        if fresh is not None and fresh.state is IncidentState.DECLARED:
+            acknowledge_incident(rt, inv.actor, fresh, inv.request_id)
+
+
 def rollback(rt: Runtime, inv: Invocation, ref: str | None, reason: str | None) -> Reply:
     """`/rollback <endpoint>` on the endpoint of the incident or alert, with the reason
     naming it: the same request, checks, approval policy and audit as if typed."""
@@ -79,6 +88,7 @@ def rollback(rt: Runtime, inv: Invocation, ref: str | None, reason: str | None) 
     )
     under = open_incident(rt, endpoint)  # what `open_change` links the rollback to
     reply = request_change(rt, ChangeKind.ROLLBACK, typed)
+    _on_it(rt, inv, incident)
     if under is not None:
         reply.blocks.append(Context((f"Linked to {under.id}: its thread follows the rollback.",)))
     return reply
@@ -93,6 +103,7 @@ def pause_canary(rt: Runtime, inv: Invocation, ref: str | None) -> Reply:
     )
     require_responder(rt, inv.actor, environment, "pause canaries for")
     reply = pause(rt, inv.actor, endpoint, f"mitigation of {name}")
+    _on_it(rt, inv, incident)
     if incident is not None:
         rt.auditor.record(
             AuditAction.INCIDENT_LINKED,

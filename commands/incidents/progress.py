@@ -192,15 +192,17 @@ def acknowledge(rt: Runtime, actor: Actor, ref: str | None, request_id: str | No
     if ref and ref.strip().upper().startswith(ALERT_ID):
         return _acknowledge_alert(rt, actor, ref, request_id)
     incident = _open(rt, actor, ref, usage, "acknowledge")
-    incident, moved = _acknowledge(rt, actor, incident, request_id)
+    incident, moved = acknowledge_incident(rt, actor, incident, request_id)
     if not moved:
         return _shown(rt, incident, f"{incident.id} was acknowledged already ({incident.state}).")
     return _shown(rt, incident, f"Acknowledged {incident.id}.")
 
 
-def _acknowledge(
+def acknowledge_incident(
     rt: Runtime, actor: Actor, incident: Incident, request_id: str | None
 ) -> tuple[Incident, bool]:
+    """Acknowledge `incident` (audited, told, the pager and its alert following); (the
+    incident as it stands, whether this call acknowledged it)."""
     now = rt.clock()
 
     def fields(current: Incident) -> dict[str, Any] | None:
@@ -255,7 +257,7 @@ def _acknowledge_alert(rt: Runtime, actor: Actor, ref: str, request_id: str | No
     if alert.incident_id:
         incident = store_of(rt).get_incident(alert.incident_id)
         if incident is not None and incident.state is IncidentState.DECLARED:
-            _acknowledge(rt, actor, incident, request_id)
+            acknowledge_incident(rt, actor, incident, request_id)
             notes.append(f"Its incident {incident.id} too.")
     elif acked is not None:
         notes.append(

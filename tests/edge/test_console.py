@@ -193,3 +193,32 @@ def test_other_commands_keep_json_logs_and_the_random_key_warning(tmp_path: Path
     )
     warning = json.loads(next(x for x in out.stderr.splitlines() if "AIOPS_PII_KEY" in x))
     assert warning["severity"] == "WARNING" and "random per-process key" in warning["message"]
+
+
+def test_the_console_runs_an_incident_from_declaration_to_resolution(tmp_path: Path) -> None:
+    """The respond commands on the sandbox, as `make run` offers them: declared, acted on
+    from its buttons' typed forms, resolved; the thread's lines in the terminal."""
+    result = console(
+        tmp_path,
+        "--user",
+        "alice",
+        "-c",
+        '/aiops incident declare loan-assessor sev=P1 summary="5xx since 14:05" oncall=@bob',
+        "-c",
+        "as bob",
+        "-c",
+        "/aiops incident ack INC-1",
+        "-c",
+        '/aiops incident resolve INC-1 cause="bad canary"',
+        "-c",
+        '/aiops handoff "INC-1 resolved; watch P95"',
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "🚨 INC-1 · P1 · loan-assessor" in out
+    assert "type: /aiops incident ack INC-1" in out  # the buttons, as typed commands
+    assert "@here" in out and "<!here>" not in out  # paging off: the thread's alarm
+    assert "👀 @bob acknowledged INC-1." in out
+    assert "Root cause: bad canary" in out
+    assert "Hand-off notes stored by @bob" in out
+    assert "⛔" not in out

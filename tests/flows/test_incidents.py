@@ -426,6 +426,10 @@ def test_changes_during_an_incident_are_linked_and_followed_in_its_thread(bot: B
     reply = bot.run(BOB, "/aiops incident rollback INC-1")
     assert reply.ok, text_of(reply)
     assert "Linked to INC-1" in text_of(reply)
+    # whoever mitigates an incident nobody had acknowledged is on it
+    acked = bot.rt.incidents.get_incident("INC-1")  # type: ignore[union-attr]
+    assert acked is not None and acked.state is IncidentState.ACKNOWLEDGED
+    assert acked.on_call == BOB.id
     rollback = bot.rt.store.list_changes(endpoint="loan-assessor-stg")[0]
     assert rollback.id != before.id and rollback.plan.incident == "INC-1"
     assert rollback.state is ChangeState.SUCCEEDED, rollback.error
