@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -227,10 +228,20 @@ class IncidentForms:
         self.request_key = request_key
 
     def register(self, app: AsyncApp) -> None:
-        app.action(DECLARE_BUTTON)(self.open_declare)
-        app.action(RESOLVE_BUTTON)(self.open_resolve)
-        app.view(DECLARE_CALLBACK)(self.submitted)
-        app.view(RESOLVE_CALLBACK)(self.submitted)
+        # One listener for the two buttons and one for the two forms: Bolt tries every
+        # listener's matchers on every request.
+        buttons = "|".join(map(re.escape, (DECLARE_BUTTON, RESOLVE_BUTTON)))
+        app.action(re.compile(f"^(?:{buttons})$"))(self.clicked)
+        forms = "|".join(map(re.escape, (DECLARE_CALLBACK, RESOLVE_CALLBACK)))
+        app.view(re.compile(f"^(?:{forms})$"))(self.submitted)
+
+    async def clicked(
+        self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        if body["actions"][0]["action_id"] == DECLARE_BUTTON:
+            await self.open_declare(ack, body, client, respond)
+        else:
+            await self.open_resolve(ack, body, client, respond)
 
     async def _open(
         self,
