@@ -440,3 +440,30 @@ def test_a_channel_slack_refuses_keeps_the_thread_in_the_incidents_channel(
     incident = service.rt.incidents.get_incident("INC-1")  # type: ignore[union-attr]
     assert incident is not None and incident.channel == "C0OPS"
     assert "restricted_action" in dumps(stub.responded("/respond/f")[0])
+
+
+def test_a_card_slack_refuses_leaves_the_incident_standing_and_says_why(
+    respond_bot: tuple[Served, Service], stub: SlackStub
+) -> None:
+    server, service = respond_bot
+    stub.fail["chat.postMessage"] = "not_in_channel"
+    body = slash_body(
+        "/aiops",
+        'incident declare loan-assessor sev=P2 summary="slow"',
+        "U0ALICE",
+        "alice",
+        stub.url + "/respond/n",
+    )
+    assert server.post(body).status_code == 200
+    stub.wait_for(lambda: bool(stub.responded("/respond/n")))
+    service.rt.background.wait_idle(30)
+    answer = dumps(stub.responded("/respond/n")[0])
+    assert "did not arrive" in answer and "not_in_channel" in answer
+    assert "/invite @aiops-bot" in answer
+    incident = service.rt.incidents.get_incident("INC-1")  # type: ignore[union-attr]
+    assert incident is not None and incident.thread_ts is None  # no message to refer to
+    del stub.fail["chat.postMessage"]
+    ack = action_body("incident.ack", "INC-1", "U0BOB", "bob", stub.url + "/respond/o", "C0OPS")
+    assert server.post(ack).status_code == 200
+    stub.wait_for(lambda: bool(stub.responded("/respond/o")))
+    assert "Acknowledged INC-1" in dumps(stub.responded("/respond/o")[0])
