@@ -217,6 +217,17 @@ class ThresholdsTable(Table):
     daily_budget_usd: float = Field(100.0, ge=0, description="daily cost above this alerts finance")
 
 
+class AlertsTable(Table):
+    """`[alerts]`: where alerts come from and which endpoint each concerns."""
+
+    policies: dict[str, str] = Field(
+        default_factory=dict,
+        description="alert policy name → endpoint slug, for Cloud Monitoring policies whose"
+        " alerts carry neither the endpoint's `endpoint_id` resource label nor an"
+        " `aiops_endpoint` policy label",
+    )
+
+
 class PersonTable(Table):
     slack_id: UserId = Field(description="the person's Slack user id (`U…` or `W…`)")
     title: str = Field("", description="shown next to the name")
@@ -555,6 +566,7 @@ class ConfigFile(Table):
     )
     slack: SlackTable = Field(default_factory=SlackTable, description="the workspace and channels")
     thresholds: ThresholdsTable = Field(default_factory=ThresholdsTable, description="breaches")
+    alerts: AlertsTable = Field(default_factory=AlertsTable, description="alerts")
     people: dict[str, PersonTable] = Field(default_factory=dict, description="config name → person")
     environments: dict[str, EnvironmentTable] = Field(
         min_length=1, description="`dev`, `staging`, `prod`…"
@@ -936,6 +948,17 @@ def cross_checks(data: Mapping[str, Any]) -> list[Problem]:
                         )
                     )
 
+    endpoints = _dict(data.get("endpoints"))
+    for policy, slug in _dict(_dict(data.get("alerts")).get("policies")).items():
+        if isinstance(slug, str) and slug not in endpoints:
+            problems.append(
+                Problem(
+                    ("alerts", "policies"),
+                    f'"{policy}"',
+                    f"`{slug}` is not an endpoint{suggest(slug, endpoints, 'endpoints')}",
+                )
+            )
+
     vertex_models = _dict(_dict(data.get("vertex")).get("models"))
     for name, ref in vertex_models.items():
         for env_name in _dict(ref):
@@ -1095,6 +1118,7 @@ _TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("top level", ConfigFile),
     ("[slack]", SlackTable),
     ("[thresholds]", ThresholdsTable),
+    ("[alerts]", AlertsTable),
     ("[people.<name>]", PersonTable),
     ("[environments.<name>]", EnvironmentTable),
     ("[models.<name>]", ModelTable),
