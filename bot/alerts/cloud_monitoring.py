@@ -54,6 +54,7 @@ import base64
 import binascii
 import hmac
 import json
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal
@@ -352,9 +353,23 @@ def _moment(seconds: int | None) -> datetime | None:
     return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
 
 
+def _number(text: str) -> str:
+    """`2340.512` → `2,341`, `0.01234` → `0.01234`, `12.5` → `12.5`; not a number: as sent."""
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(value):
+        return text
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
 def _observed(incident: Incident) -> str:
-    """`P95 prediction latency 2340 ms > 2000 ms`, from what the notification says."""
-    observed, threshold = incident.observed_value.strip(), incident.threshold_value.strip()
+    """`Prediction latencies 2,341 ms > 2,000 ms`, from what the notification says."""
+    observed = _number(incident.observed_value.strip())
+    threshold = _number(incident.threshold_value.strip())
     if not observed:
         return ""
     unit = _UNITS.get(incident.metric.type, "")

@@ -75,7 +75,7 @@ def test_an_open_notification_becomes_a_notice(config: Config) -> None:
     assert notice.started_at == datetime(2026, 11, 28, 7, 22, tzinfo=UTC)
     assert notice.ended_at is None
     assert (notice.endpoint, notice.environment) == ("loan-assessor", "prod")
-    assert notice.observed == "Prediction latencies 2340.512 ms > 2000 ms"
+    assert notice.observed == "Prediction latencies 2,341 ms > 2,000 ms"
     assert notice.url == (
         "https://console.cloud.google.com/monitoring/alerting/incidents/0.nqk3xu7d9f2a"
         "?project=lender-aiops-prod"
@@ -284,3 +284,17 @@ def test_parse_notification_keeps_unknown_fields_out_of_the_way() -> None:
     data["extra_top_level"] = True
     notification = parse_notification(body(data))
     assert notification.incident.incident_id == "0.nqk3xu7d9f2a"
+
+
+def test_the_same_vertex_id_in_two_projects_is_told_apart_by_the_incidents_project() -> None:
+    data = raw_config()
+    data["endpoints"]["loan-assessor-stg"]["vertex_id"] = "4512398765432109876"
+    config = parse_config(data, "bot.toml")
+    staging = payload()
+    staging["incident"]["scoping_project_id"] = "lender-aiops-staging"
+    staging["incident"]["policy_user_labels"] = {}
+    assert read(staging, config).endpoint == "loan-assessor-stg"
+    assert read(payload(), config).endpoint == "loan-assessor"
+    elsewhere = copy.deepcopy(staging)
+    elsewhere["incident"]["scoping_project_id"] = "someone-elses-project"
+    assert read(elsewhere, config).endpoint is None  # ambiguous: no guess
