@@ -497,6 +497,15 @@ def render_review(review: Mapping[str, Any], fmt: str = "md") -> str:
     raise ValueError(f"`{fmt}` is not a review format; write `md` or `json`")
 
 
+def _link(label: str, url: str) -> str:
+    """A Markdown link for an https URL that cannot break out of it; anything else (a
+    payload's URL is outside input) is shown as code, not made clickable."""
+    if url.startswith("https://") and not any(ch.isspace() or ch in "()<>[]`" for ch in url):
+        return f"[{label}]({url})"
+    shown = _text(url).replace("`", "'")
+    return f"`{shown}`"
+
+
 def _cell(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return text.replace("|", "\\|").replace("\n", " ")
@@ -564,10 +573,10 @@ def _markdown(r: Mapping[str, Any]) -> str:
         if alert.get("observed"):
             line += f" · {alert['observed']}"
         if alert.get("url"):
-            line += f" · [in Cloud Monitoring]({alert['url']})"
+            line += f" · {_link('in Cloud Monitoring', alert['url'])}"
         out.append(line)
     out.append(
-        f"- Runbook: [{r['runbook']}]({r['runbook']})"
+        f"- Runbook: {_link(r['runbook'], r['runbook'])}"
         if r.get("runbook")
         else "- Runbook: **none** (see action items)"
     )

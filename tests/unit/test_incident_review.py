@@ -336,3 +336,14 @@ def test_both_renderings_are_masked_stable_and_complete(config: Config) -> None:
     assert "`aiops-bot audit dossier CHG-8`" in md
     with pytest.raises(ValueError, match="`pdf` is not a review format"):
         render_review(r, "pdf")
+
+
+def test_an_alert_url_that_is_not_a_plain_https_link_is_not_made_clickable(
+    config: Config,
+) -> None:
+    odd = replace(ALERT, notice=replace(ALERT.notice, url="javascript:alert(1)"))
+    md = render_review(review(config, alert=odd), "md")
+    assert "](javascript" not in md and "`javascript:alert(1)`" in md
+    assert "[in Cloud Monitoring](https://console.cloud.google.com/" in render_review(
+        review(config), "md"
+    )
