@@ -136,8 +136,8 @@ def test_alerts_policies_must_name_endpoints() -> None:
     with pytest.raises(ConfigError) as err:
         parse_config(raw_config(policies={"errors (all)": "loan-asessor"}), "bot.toml")
     assert str(err.value) == (
-        'bot.toml: [alerts.policies] "errors (all)": `loan-asessor` is not an endpoint;'
-        " did you mean `loan-assessor`?"
+        'bot.toml: [alerts] policies."errors (all)": `loan-asessor` is not an endpoint of'
+        " [endpoints]; did you mean `loan-assessor`?"
     )
 
 
