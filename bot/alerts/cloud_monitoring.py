@@ -40,7 +40,8 @@ lands in the platform's request logs.
 Endpoint: the first of (1) the resource label `endpoint_id` equal to an endpoint's
 `vertex_id` (Vertex AI's `aiplatform.googleapis.com/Endpoint` resource), (2) the policy
 user label `aiops_endpoint` naming an endpoint's slug, (3) `[alerts] policies` in the
-config (policy name → slug). The environment is the endpoint's, or else the one whose
+config (policy name → slug, matched as `[runbooks.policies]` is: exactly, else ignoring case
+and runs of spaces). The environment is the endpoint's, or else the one whose
 project is the incident's `scoping_project_id`.
 
 Every free text (policy and condition names, summary, documentation, the figures, labels)
@@ -64,6 +65,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from commands.config import Config, Endpoint
 from commands.config_schema import AlertsTable, validate_table
 from commands.incidents.model import AlertNotice, AlertSource, AlertState
+from commands.incidents.runbooks import by_policy
 from commands.text import outbound, outbound_value, visible
 
 MAX_BODY: Final = 64 * 1024
@@ -338,7 +340,7 @@ def endpoint_of(incident: Incident, config: Config, policies: Mapping[str, str])
     slug = incident.policy_user_labels.get(ENDPOINT_LABEL)
     if slug and slug in config.endpoints:
         return config.endpoints[slug]
-    slug = policies.get(incident.policy_name)
+    slug = by_policy(policies, incident.policy_name)
     return config.endpoints.get(slug) if slug else None
 
 

@@ -6,12 +6,30 @@ says so, and its review lists "add a runbook" as an action item (issue 17).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TypeVar
+
 from commands.config import Config
 from commands.text import outbound
+
+V = TypeVar("V")
 
 
 def _norm(name: str) -> str:
     return " ".join(name.split()).casefold()
+
+
+def by_policy(table: Mapping[str, V], policy: str) -> V | None:
+    """`table[policy]` for a config table keyed by alert policy name: the exact key, else
+    the one equal ignoring case and runs of spaces (Cloud Monitoring shows display names as
+    people typed them); the exact key wins when both would match."""
+    if policy in table:
+        return table[policy]
+    wanted = _norm(policy)
+    for name in sorted(table):
+        if _norm(name) == wanted:
+            return table[name]
+    return None
 
 
 def runbook_for(config: Config, policy: str | None, endpoint: str | None) -> str | None:
@@ -23,14 +41,10 @@ def runbook_for(config: Config, policy: str | None, endpoint: str | None) -> str
     else ignoring case and runs of spaces (Cloud Monitoring shows display names as people
     typed them); the exact key wins when both would match. Links are https, checked when
     the config is loaded."""
-    policies = config.runbooks.policies
     if policy:
-        if policy in policies:
-            return policies[policy]
-        wanted = _norm(policy)
-        for name in sorted(policies):
-            if _norm(name) == wanted:
-                return policies[name]
+        found = by_policy(config.runbooks.policies, policy)
+        if found is not None:
+            return found
     if endpoint:
         return config.runbooks.endpoints.get(endpoint)
     return None

@@ -115,6 +115,8 @@ def test_the_endpoint_comes_from_the_resource_then_the_policy_label_then_the_con
     by_config["incident"]["scoping_project_id"] = "lender-aiops-staging"
     notice = read(by_config, config)
     assert (notice.endpoint, notice.environment) == ("loan-assessor-stg", "staging")
+    by_config["incident"]["policy_name"] = "[Staging]  Batch scoring errors"  # as typed
+    assert read(by_config, config).endpoint == "loan-assessor-stg"
 
     # the resource wins over a policy label that names another endpoint
     both = payload()
