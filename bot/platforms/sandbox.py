@@ -57,7 +57,7 @@ from commands.ports import (
     UnknownVersion,
 )
 
-from .sandbox_history import REPLICA_HOUR_USD, traffic_shape  # one price, one shape
+from .sandbox_history import REPLICA_HOUR_USD  # one price for every sandbox figure
 
 if TYPE_CHECKING:
     from commands.ports import SeriesPoint
@@ -79,6 +79,12 @@ _BREACH_ERROR_FACTOR = 11.0
 _SEEDED_BEFORE = timedelta(days=30)
 # A cancelled operation's error, as Vertex AI reports one (google.rpc.Code CANCELLED).
 CANCELLED = "the operation was cancelled"
+
+
+def traffic_shape(local_hours: float) -> float:
+    """The time-of-day shape of the sandbox's traffic (× the environment's `_RPS`):
+    quietest at night, busiest at 13:00 local."""
+    return 0.35 + 0.65 * max(0.0, 1 - abs(local_hours - 13) / 9)
 
 
 def _insert_ignoring_duplicates(engine: Engine) -> Callable[[type[SQLModel]], Any]:
@@ -607,7 +613,7 @@ class SandboxPlatform:
     ) -> dict[str, list[DeployedModelCost]]:
         from .sandbox_history import deployed_model_costs
 
-        return deployed_model_costs(self, endpoints, _RPS)
+        return deployed_model_costs(self, endpoints, _RPS, traffic_shape)
 
     def alerts(self, since: datetime) -> list[Alert]:
         """Alerts open now, derived from the thresholds the sandbox's metrics breach."""

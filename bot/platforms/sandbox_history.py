@@ -119,18 +119,16 @@ def daily_costs(
     return out
 
 
-def traffic_shape(local_hours: float) -> float:
-    """The sandbox's time-of-day shape of traffic (× the environment's rate): quietest at
-    night, busiest at 13:00 local. `SandboxPlatform.health` uses the same curve."""
-    return 0.35 + 0.65 * max(0.0, 1 - abs(local_hours - 13) / 9)
-
-
 def deployed_model_costs(
-    platform: SandboxPlatform, endpoints: Sequence[Endpoint], rps: dict[str, float]
+    platform: SandboxPlatform,
+    endpoints: Sequence[Endpoint],
+    rps: dict[str, float],
+    shape: Callable[[float], float],
 ) -> dict[str, list[DeployedModelCost]]:
     """Yesterday (the last whole day in the config's zone) per deployed model: the hours
     it was deployed × its replicas (today's count: no history is kept) × the replica-hour
-    price, and its share (today's) of the environment's shaped traffic (`rps`)."""
+    price, and its share (today's) of the environment's traffic: `rps` by environment ×
+    `shape(local hour)`, the curve the sandbox's health uses."""
     platform.calls += 1
     rows, models = platform.rows_for([e.slug for e in endpoints])
     tz = platform.config.timezone
@@ -154,8 +152,8 @@ def deployed_model_costs(
                 step = min(end, t + timedelta(hours=1))
                 span = (step - t).total_seconds()
                 local = t.astimezone(tz)
-                shape = traffic_shape(local.hour + local.minute / 60)
-                requests += rps.get(ep.environment, 1.0) * shape * span * share / 100
+                factor = shape(local.hour + local.minute / 60)
+                requests += rps.get(ep.environment, 1.0) * factor * span * share / 100
                 hours += span / 3600
                 t = step
             if hours <= 0:
