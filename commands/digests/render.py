@@ -183,6 +183,9 @@ def _capacity_section(data: DigestData) -> tuple[list[str], list[Button]]:
         if idle.held_by:
             lines.append(f"{where} · held by {idle.held_by}: nothing proposed until it ends")
             continue
+        if not idle.serving:
+            lines.append(f"{where} · no model takes traffic: see the models at 0 % below")
+            continue
         if not idle.scalable:
             lines.append(f"{where} · already at one replica per model: nothing to scale down")
             continue
