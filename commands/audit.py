@@ -54,6 +54,21 @@ class AuditAction(StrEnum):
     PERSON_ERASED = "person_erased"
     AUDIT_PURGE = "audit_purge"
     AUDIT_VERIFIED = "audit_verified"
+    # Respond (issue 17): rows carry `parameters={"incident": "INC-N"}` and, where an alert
+    # is concerned, `"alert": "ALERT-N"`; the review reads them back by those ids.
+    INCIDENT_DECLARED = "incident_declared"
+    INCIDENT_UPDATED = "incident_updated"
+    INCIDENT_SEVERITY = "incident_severity"
+    INCIDENT_ACKNOWLEDGED = "incident_acknowledged"
+    INCIDENT_MITIGATED = "incident_mitigated"
+    INCIDENT_RESOLVED = "incident_resolved"
+    ALERT_RECEIVED = "alert_received"
+    ALERT_CLOSED = "alert_closed"
+    ALERT_ACKNOWLEDGED = "alert_acknowledged"
+    PAGE_SENT = "page_sent"
+    PAGE_FAILED = "page_failed"
+    HANDOFF = "handoff"
+    INCIDENT_LINKED = "incident_linked"
 
 
 # Actions that bypassed or overrode a control: the digests name them for review.
