@@ -48,6 +48,7 @@ class AuditAction(StrEnum):
     FORCED_PROMOTE = "forced_promote"
     DIGEST_POSTED = "digest_posted"
     DIGEST_MISSED = "digest_missed"
+    BUDGET_ALERT = "budget_alert"  # yesterday's billed cost reached a `[cost] budget_alerts` %
     JOB_MISSED = "job_missed"
     WORKSPACE_REFUSED = "workspace_refused"
     PERSON_ERASED = "person_erased"

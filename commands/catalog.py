@@ -170,6 +170,24 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         1,
         button="decision",
     ),
+    # `scale` and `undeploy`: the cost branch draws their buttons in the morning digest;
+    # the lifecycle branch owns these entries and their handlers (take its version on merge).
+    "scale": CommandSpec(
+        "scale",
+        "Change a deployed model's replicas, as a change (approval as configured)",
+        '/aiops scale <endpoint> [version] min=N max=M [reason="…"]',
+        ("min", "max", "reason", "ticket"),
+        2,
+        button="decision",
+    ),
+    "undeploy": CommandSpec(
+        "undeploy",
+        "Undeploy a model that serves 0 % of traffic, as a change",
+        '/aiops undeploy <endpoint> <version> [reason="…"]',
+        ("reason", "ticket"),
+        2,
+        button="decision",
+    ),
     "help": CommandSpec("help", "This help", "/aiops help [command]", (), 1),
 }
 

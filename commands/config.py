@@ -53,6 +53,8 @@ class Environment:
     break_glass: tuple[str, ...] = ()  # may run a change without approval, announced
     request_channels: tuple[str, ...] = ()  # channels requests may come from (empty: any)
     dashboard_url: str | None = None  # its Cloud Monitoring dashboard, linked from status
+    # USD a day: the digest's comparison and `[cost] budget_alerts` (commands/cost/budget.py)
+    daily_budget_usd: float = 100.0
 
     @property
     def needs_approval(self) -> bool:
@@ -162,7 +164,10 @@ def _ids(people: dict[str, Person], refs: list[str]) -> tuple[str, ...]:
 
 
 def _environment(
-    name: str, env: config_schema.EnvironmentTable, people: dict[str, Person]
+    name: str,
+    env: config_schema.EnvironmentTable,
+    people: dict[str, Person],
+    default_budget_usd: float,
 ) -> Environment:
     # Fail closed: naming approvers means approval is needed unless `0` is written.
     required = env.approvals_required
@@ -183,6 +188,11 @@ def _environment(
         break_glass=_ids(people, env.break_glass),
         request_channels=tuple(env.request_channels),
         dashboard_url=env.dashboard_url,
+        # `[thresholds] daily_budget_usd` (deprecated) is the budget of environments
+        # without their own, as it was every environment's before.
+        daily_budget_usd=float(
+            env.daily_budget_usd if env.daily_budget_usd is not None else default_budget_usd
+        ),
     )
 
 
@@ -196,7 +206,10 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
         name: Person(name=name, slack_id=p.slack_id, title=p.title)
         for name, p in doc.people.items()
     }
-    environments = {name: _environment(name, env, people) for name, env in doc.environments.items()}
+    environments = {
+        name: _environment(name, env, people, doc.thresholds.daily_budget_usd)
+        for name, env in doc.environments.items()
+    }
     models = {
         name: Model(
             name=name,

@@ -215,7 +215,12 @@ class ThresholdsTable(Table):
     p95_latency_ms: float = Field(2000.0, gt=0, description="P95 latency above this pages")
     error_rate: float = Field(0.01, ge=0, le=1, description="error rate (0–1) above this pages")
     drift: float = Field(0.1, ge=0, description="drift score above this alerts the team")
-    daily_budget_usd: float = Field(100.0, ge=0, description="daily cost above this alerts finance")
+    daily_budget_usd: float = Field(
+        100.0,
+        ge=0,
+        description="deprecated: the daily budget (USD) of each environment without its own"
+        " `daily_budget_usd`; set it per environment instead",
+    )
 
 
 class PersonTable(Table):
@@ -269,6 +274,13 @@ class EnvironmentTable(Table):
     )
     canary_promote_gate: bool | None = Field(
         None, description="`/promote` needs a passing analysis (default: in prod)"
+    )
+    daily_budget_usd: float | None = Field(
+        None,
+        ge=0,
+        description="this environment's daily budget in USD: the morning digest compares"
+        " yesterday's cost with it and `[cost] budget_alerts` are percentages of it"
+        " (default: `[thresholds] daily_budget_usd`)",
     )
     dashboard_url: str | None = Field(
         None,
@@ -374,6 +386,47 @@ class CanaryTable(Table):
     def _at_least_a_minute(cls, value: str) -> str:
         if parse_duration(value) < timedelta(minutes=1):
             raise ValueError(f"`{value}` is shorter than 1m (Monitoring's shortest period)")
+        return value
+
+
+class CostTable(Table):
+    """`[cost]`: idle capacity in the morning digest, and budget alerts."""
+
+    idle_requests_per_day: int = Field(
+        10,
+        ge=0,
+        le=10**9,
+        description="an endpoint that answered fewer requests than this yesterday (a whole"
+        " local day) is idle in the morning digest; `0`: none is",
+    )
+    budget_alerts: list[int] = Field(
+        default_factory=lambda: [50, 100],
+        description="percentages of an environment's daily budget: the ops channel hears once"
+        " per environment, day and percentage when yesterday's billed cost reaches one"
+        " (`[]`: no alerts)",
+    )
+    budget_check_every: Duration = Field(
+        "1h",
+        description="how often the billed cost of the last two days is read for budget"
+        " alerts (5m–24h; the billing export lags by hours)",
+    )
+
+    @field_validator("budget_alerts")
+    @classmethod
+    def _percentages(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= p <= 1000 for p in value) or value != sorted(set(value)):
+            raise ValueError(
+                f"{value} must rise strictly, each a whole percentage 1–1000, e.g. [50, 100]"
+            )
+        return value
+
+    @field_validator("budget_check_every")
+    @classmethod
+    def _sensible_cadence(cls, value: str) -> str:
+        if not timedelta(minutes=5) <= parse_duration(value) <= timedelta(hours=24):
+            raise ValueError(
+                f"`{value}` is outside 5m–24h (the billing export changes hourly at most)"
+            )
         return value
 
 
@@ -640,6 +693,9 @@ class ConfigFile(Table):
     audit: AuditTable = Field(default_factory=AuditTable, description="retention")
     canary: CanaryTable = Field(default_factory=CanaryTable, description="canary analysis")
     digests: DigestsTable = Field(default_factory=DigestsTable, description="digests")
+    cost: CostTable = Field(
+        default_factory=CostTable, description="idle capacity and budget alerts"
+    )
     freezes: list[FreezeTable] = Field(default_factory=list, description="change freezes")
     vertex: VertexTable = Field(default_factory=VertexTable, description="the vertex platform")
     runbooks: RunbooksTable = Field(
@@ -1209,6 +1265,7 @@ _TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[canary]", CanaryTable),
     ("[digests]", DigestsTable),
     ("[digests.<environment>]", DigestOverride),
+    ("[cost]", CostTable),
     ("[[freezes]]", FreezeTable),
     ("[vertex]", VertexTable),
     ("[vertex.prices]", VertexPrices),

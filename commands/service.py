@@ -97,8 +97,20 @@ HANDLERS: dict[str, Handler] = {
     "canary-promote": lambda c: decide_promote(
         c.rt, c.inv.actor, c.target, c.option("reason"), c.inv.request_id
     ),
+    # Placeholders of the cost branch (the digest draws these buttons); the lifecycle
+    # branch's handlers replace them on merge.
+    "scale": lambda c: _not_built("scale"),
+    "undeploy": lambda c: _not_built("undeploy"),
     "help": lambda c: help_reply(c.target),
 }
+
+
+def _not_built(name: str) -> Reply:
+    raise Refusal(
+        f"`/aiops {name}` is not available in this build",
+        "Use the Vertex AI console, or ask the platform team.",
+        code="unavailable",
+    )
 
 
 class Service:

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 from commands.audit import OVERRIDES, AuditAction
 from commands.changes.schedule import run_at
 from commands.config import Endpoint, Thresholds
+from commands.cost.capacity import Capacity, find_capacity
+from commands.cost.settings import cost_settings
 from commands.digests.schedule import (
     DigestKind,
     DigestSchedule,
@@ -69,6 +71,7 @@ class DigestData:
     scheduled: list[Change]
     scheduled_label: str
     costs: dict[str, list[float]] | None = None
+    capacity: Capacity | None = None  # idle endpoints and models at 0 % (morning)
     series: dict[str, list[SeriesPoint]] | None = None
     interventions: dict[str, list[str]] = field(default_factory=dict)
     flagged: list[str] = field(default_factory=list)
@@ -207,6 +210,19 @@ def gather(
                 data.costs = rt.platform.daily_costs(endpoints, 8)
             except PlatformError as exc:
                 problems.append(f"costs unavailable: {exc}")
+            try:
+                usage = rt.platform.deployed_model_costs(endpoints)
+                data.capacity = find_capacity(
+                    rt.platform,
+                    endpoints,
+                    usage,
+                    data.costs,
+                    open_changes,
+                    cost_settings(cfg).idle_requests_per_day,
+                )
+                problems += data.capacity.problems
+            except PlatformError as exc:
+                problems.append(f"idle capacity unavailable: {exc}")
         breaching = _ranked_breaching(data, cfg.thresholds)[:CHART_ENDPOINTS]
         if settings.chart and breaching and isinstance(rt.platform, MetricHistory):
             try:
