@@ -53,10 +53,22 @@ class Environment:
     break_glass: tuple[str, ...] = ()  # may run a change without approval, announced
     request_channels: tuple[str, ...] = ()  # channels requests may come from (empty: any)
     dashboard_url: str | None = None  # its Cloud Monitoring dashboard, linked from status
+    # model risk (commands/models/gate.py): deploys and promotes need a validated version
+    require_validation: bool = False
+    validators: tuple[str, ...] = ()  # config names whose sign-off counts (empty: any)
+    move_serving_alias: bool | None = None  # None: only in `prod`
 
     @property
     def needs_approval(self) -> bool:
         return self.approvals_required > 0
+
+    @property
+    def moves_serving_alias(self) -> bool:
+        """Whether a change leaving one version at 100 % here moves the registry's serving
+        alias to it (commands/models/alias.py): as configured, else in `prod` only."""
+        if self.move_serving_alias is None:
+            return self.name == "prod"
+        return self.move_serving_alias
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,8 @@ class Model:
     initial: str
     # version → "deploy_fails" | "canary_breach", honoured by the sandbox platform
     faulty: dict[str, str] = field(default_factory=dict)
+    # version → its card, lineage, evaluation and validation: the sandbox's registry
+    cards: dict[str, config_schema.VersionCardTable] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -173,6 +187,9 @@ def _environment(
         break_glass=_ids(people, env.break_glass),
         request_channels=tuple(env.request_channels),
         dashboard_url=env.dashboard_url,
+        require_validation=env.require_validation,
+        validators=tuple(v.lstrip("@") for v in env.validators),
+        move_serving_alias=env.move_serving_alias,
     )
 
 
@@ -193,6 +210,7 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
             versions=tuple(m.versions),
             initial=m.initial if m.initial is not None else m.versions[0],
             faulty=dict(m.faulty),
+            cards=dict(m.cards),
         )
         for name, m in doc.models.items()
     }

@@ -16,6 +16,7 @@ from commands.config import Config, Endpoint
 from commands.errors import Refusal
 from commands.messages import Post, did_you_mean, escape
 from commands.model import Change
+from commands.models.ports import ModelRegistry
 from commands.ports import (
     CanaryStore,
     Delivery,
@@ -107,6 +108,7 @@ class Runtime:
     people: People | None = None  # Slack id → name, erasable (the audit keeps only ids)
     canary: CanaryStore | None = None  # canary analysis records (commands/canary.py)
     lease_ttl: timedelta = LEASE_TTL  # a change's lease on its background work
+    registry: ModelRegistry | None = None  # versions, cards, validation, aliases
 
     @property
     def approved_settle(self) -> timedelta:
