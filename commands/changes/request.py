@@ -480,6 +480,5 @@ def _break_glass(rt: Runtime, change: Change, glass: BreakGlass, inv: Invocation
         justification=glass.reason,
         parameters={"break_glass": True, "freeze_overridden": glass.freeze},
     )
-    note = announce_break_glass(rt, change, glass)
-    overridden = model_gate.record_override(rt, change, inv.actor.id, glass.reason, inv.request_id)
-    return f"{note}\n{overridden}" if overridden else note
+    model_gate.record_override(rt, change, inv.actor.id, glass.reason, inv.request_id)
+    return announce_break_glass(rt, change, glass)
