@@ -39,7 +39,10 @@ def set_card(bot: Bot, version: str, **fields: Any) -> None:
     """What the sandbox's registry says about `version` changes (model risk withdrew a
     sign-off, say): a config with that card, and the registry reading it."""
     data = copy.deepcopy(bot.rt.config.raw)
-    data["models"][MODEL]["cards"][version].update(fields)
+    card = data["models"][MODEL]["cards"][version]
+    card.update({k: v for k, v in fields.items() if v is not None})
+    for key in [k for k, v in fields.items() if v is None]:  # unset, as TOML would have it
+        card.pop(key, None)
     config = parse_config(data, source="test.toml")
     bot.rt.config = config
     bot.rt.registry = SandboxRegistry(bot.rt.store.engine, config, bot.clock)  # type: ignore[attr-defined]
@@ -81,7 +84,7 @@ def test_models_lists_each_version_with_aliases_shares_card_lineage_evaluation_v
     assert "pipeline run gemma-ft-loans-20261124 · dataset unknown" in text  # rc2
     assert "accuracy 0.879 · f1 0.866" in text and "(2026-11-14)" in text
     assert f"approved by <@{CAROL.id}> on 2026-11-18" in text
-    assert "rejected by" in text and "pending (no sign-off recorded)" in text
+    assert "rejected by" in text and "dataset bq://lender-ml-data" in text
     assert "Validation is required in: `prod`" in text
 
 
@@ -101,6 +104,7 @@ def test_models_takes_an_endpoint_and_refuses_an_unknown_model(bot: Bot) -> None
 def test_an_unvalidated_version_is_refused_in_prod_saying_who_signs_off_and_break_glass(
     bot: Bot,
 ) -> None:
+    set_card(bot, "1.3.0-rc1", validation="pending", validated_by=None, validated_at=None)
     reply = bot.run(ALICE, RC1)
     assert not reply.ok
     text = shown(reply)
@@ -111,7 +115,7 @@ def test_an_unvalidated_version_is_refused_in_prod_saying_who_signs_off_and_brea
     assert bot.split("loan-assessor") == {"1.2.0": 100}
     refused = events(bot, action="command")[-1]
     assert refused.parameters["code"] == "not_validated"
-    # rejected is refused too; staging does not require validation
+    # rejected is refused too (the example's rc2); staging does not require validation
     rc2 = bot.run(ALICE, RC1.replace("rc1", "rc2"))
     assert not rc2.ok and "*rejected by carol on 2026-11-25*" in rc2.text
     staging = bot.run(ALICE, RC1.replace("loan-assessor ", "loan-assessor-stg "))
@@ -152,6 +156,7 @@ def test_a_validated_version_passes_and_its_card_audit_and_dossier_show_what_was
 
 
 def test_break_glass_overrides_the_gate_and_is_flagged(bot: Bot) -> None:
+    set_card(bot, "1.3.0-rc1", validation="pending", validated_by=None, validated_at=None)
     glass = RC1.replace('reason="try rc1"', 'break_glass=true reason="P1: fraud model down"')
     assert not bot.run(ALICE, glass).ok  # alice is not on the break-glass list
     reply = bot.run(BOB, glass)
@@ -203,6 +208,7 @@ def test_break_glass_may_pass_the_gate_where_no_approval_is_needed(bot: Bot) -> 
     config = parse_config(data, source="test.toml")
     bot.rt.config = config
     bot.rt.registry = SandboxRegistry(bot.rt.store.engine, config, bot.clock)  # type: ignore[attr-defined]
+    set_card(bot, "1.3.0-rc1", validation="pending", validated_by=None, validated_at=None)
     stg = RC1.replace("loan-assessor ", "loan-assessor-stg ")
     assert not bot.run(ALICE, stg).ok
     glass = stg.replace('reason="try rc1"', 'break_glass=true reason="demo for the regulator"')
