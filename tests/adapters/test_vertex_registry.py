@@ -8,17 +8,31 @@ from datetime import UTC, datetime
 
 import grpc
 import pytest
+from sqlalchemy import Engine
 
 from bot.platforms.vertex import VertexPlatform
 from bot.platforms.vertex_registry import VertexRegistry
-from commands.models.model import ValidationStatus
-from commands.ports import PlatformError
+from commands.model import ChangeState
+from commands.models.alias import AliasMove, retry_pending
+from commands.models.model import GateOutcome, Review, ValidationStatus
+from commands.ports import AuditQuery, PlatformError
+from commands.runtime import NullNotifier
+from tests.adapters.test_vertex_flows import (
+    IDS,
+    PROJECTS,
+    VERSIONS,
+    endpoint_name,
+    vertex_runtime,
+)
 from tests.adapters.test_vertex_platform import REGISTRY, make_platform
 from tests.support.fakes.vertex_server import FakeVertex
+from tests.support.harness import ALICE, BOB, CAROL, Bot, FakeClock, text_of
 
 PROJECT, REGION = "lender-aiops-prod", "australia-southeast1"
 ENDPOINT = f"projects/{PROJECT}/locations/{REGION}/endpoints/1111"
 MODEL = "gemma-3-1b-it"
+PROD_REGISTRY = f"projects/{PROJECTS['loan-assessor']}/locations/{REGION}/models/{MODEL}"
+STG_REGISTRY = f"projects/{PROJECTS['loan-assessor-stg']}/locations/{REGION}/models/{MODEL}"
 
 
 @pytest.fixture
@@ -174,3 +188,103 @@ def test_the_fake_refuses_what_the_service_refuses(
         client.merge_version_aliases(name=REGISTRY, version_aliases=["prod"])
     with pytest.raises(Exception, match="Invalid alias"):
         client.merge_version_aliases(name=f"{REGISTRY}@3", version_aliases=["Prod"])
+
+
+# --- the flows through the service, with the Vertex platform and its Model Registry ------
+
+
+@pytest.fixture
+def vfake() -> Iterator[FakeVertex]:
+    """Both environments' registries and endpoints as in test_vertex_flows; in prod's,
+    1.2.1 is validated and 1.3.0-rc1 is not."""
+    server = FakeVertex()
+    for slug, project in PROJECTS.items():
+        registry = f"projects/{project}/locations/{REGION}/models/{MODEL}"
+        server.add_model(registry, VERSIONS)
+        dm = "5" + IDS[slug][:2]
+        server.add_endpoint(endpoint_name(slug), [(dm, registry, "3")], {dm: 100})  # 1.2.0
+    labels = {"validation": "approved", "validated_by": "carol", "validated_at": "2026-11-18"}
+    for version_id in ("3", "4"):  # 1.2.0, 1.2.1
+        server.describe_version(PROD_REGISTRY, version_id, labels=labels)
+    server.add_evaluation(
+        PROD_REGISTRY, "4", {"accuracy": 0.879}, datetime(2026, 11, 14, tzinfo=UTC)
+    )
+    server.serve()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def vbot(sqlite_engine: Engine, clock: FakeClock, vfake: FakeVertex) -> Iterator[Bot]:
+    rt = vertex_runtime(sqlite_engine, clock, vfake)
+    assert isinstance(rt.platform, VertexPlatform)
+    rt.registry = VertexRegistry(rt.platform)
+    bot = Bot(rt, clock)
+    yield bot
+    bot.rt.background.wait_idle(30)
+
+
+def _open(bot: Bot) -> str:
+    change = bot.rt.store.open_change("loan-assessor")
+    assert change is not None
+    return change.id
+
+
+def test_on_vertex_the_gate_reads_the_registry_labels(vbot: Bot, vfake: FakeVertex) -> None:
+    refused = vbot.run(ALICE, '/deploy loan-assessor gemma-3-1b-it@1.3.0-rc1 reason="rc"')
+    assert not refused.ok and "pending (no sign-off recorded)" in refused.text
+    assert "Model Registry labels of `gemma-3-1b-it@1.3.0-rc1`" in text_of(refused)
+    assert vfake.calls["DeployModel"] == 0
+    assert vbot.run(ALICE, '/deploy loan-assessor gemma-3-1b-it@1.2.1 reason="fix"').ok
+    change = vbot.change(_open(vbot))
+    review = Review.from_json(change.plan.model_review)
+    assert review is not None and review.outcome is GateOutcome.PASSED
+    assert review.metrics == {"accuracy": 0.879} and review.validation.by == "carol"
+
+
+def test_on_vertex_the_serving_alias_follows_a_promote_and_a_rollback(
+    vbot: Bot, vfake: FakeVertex
+) -> None:
+    assert vbot.run(ALICE, '/deploy loan-assessor gemma-3-1b-it@1.2.1 reason="fix"').ok
+    vbot.run(BOB, f"/aiops approve {_open(vbot)}")
+    assert "prod" not in vfake.aliases(PROD_REGISTRY)  # a canary split moves nothing
+    assert vbot.run(ALICE, '/promote loan-assessor force=true reason="all good"').ok
+    promote = _open(vbot)
+    vbot.run(CAROL, f"/aiops approve {promote}")
+    assert vbot.split("loan-assessor") == {"1.2.1": 100}
+    assert vfake.aliases(PROD_REGISTRY)["prod"] == "4"  # 1.2.1, in prod's registry only
+    assert "prod" not in vfake.aliases(STG_REGISTRY)
+    assert vfake.calls["MergeVersionAliases"] == 1
+    moved = [
+        e for e in vbot.rt.store.audit(AuditQuery(change_id=promote)) if e.action == "alias_moved"
+    ]
+    assert len(moved) == 1 and moved[0].parameters["previous"] is None
+
+    assert vbot.run(CAROL, '/rollback loan-assessor reason="P95 above 2 s"').ok
+    assert vbot.split("loan-assessor") == {"1.2.0": 100}
+    assert vfake.aliases(PROD_REGISTRY)["prod"] == "3"  # back on 1.2.0
+    assert vfake.calls["MergeVersionAliases"] == 2
+
+
+def test_on_vertex_a_refused_alias_move_is_reported_and_retried(
+    vbot: Bot, vfake: FakeVertex
+) -> None:
+    assert vbot.run(ALICE, '/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=100 reason="fix"').ok
+    deploy = _open(vbot)
+    vfake.fail("MergeVersionAliases", grpc.StatusCode.UNAVAILABLE, "backend unavailable", times=3)
+    vbot.run(BOB, f"/aiops approve {deploy}")
+    done = vbot.change(deploy)
+    assert done.state is ChangeState.SUCCEEDED and vbot.split("loan-assessor") == {"1.2.1": 100}
+    move = AliasMove.from_json(done.plan.serving_alias)
+    assert move is not None and move.state == "pending" and "did not answer" in (move.error or "")
+    notifier = vbot.rt.notifier
+    assert isinstance(notifier, NullNotifier)
+    lines = [p.reply.text for p in notifier.posts if p.change_id == deploy and p.thread_ts]
+    assert any("Could not move registry alias `prod`" in line for line in lines)
+    assert "prod" not in vfake.aliases(PROD_REGISTRY)
+    retry_pending(vbot.rt)  # the lost answer is read again: not applied, still pending
+    assert AliasMove.from_json(vbot.change(deploy).plan.serving_alias).state == "pending"  # type: ignore[union-attr]
+    retry_pending(vbot.rt)
+    retry_pending(vbot.rt)  # the registry answers again
+    assert vfake.aliases(PROD_REGISTRY)["prod"] == "4"
+    assert AliasMove.from_json(vbot.change(deploy).plan.serving_alias).state == "moved"  # type: ignore[union-attr]
