@@ -359,3 +359,19 @@ def test_a_move_that_never_lands_is_given_up_and_the_ops_channel_told(bot: Bot) 
     ops = [p for p in notifier.posts if p.channel == bot.rt.config.channels.ops]
     assert any("Gave up moving registry alias `prod`" in p.reply.text for p in ops)
     assert retry_pending(bot.rt) == 0
+
+
+def test_the_scheduler_retries_pending_alias_moves(bot: Bot) -> None:
+    from bot.wiring import make_scheduler
+    from commands.service import Service
+
+    scheduler = make_scheduler(Service(bot.rt))
+    assert scheduler.jobs["every:serving-alias"].interval == 60
+    assert isinstance(bot.rt.registry, SandboxRegistry)
+    bot.rt.registry = FailingMoves(bot.rt.registry, times=1)  # type: ignore[assignment]
+    promote = _full_promote(bot)
+    assert _prod_alias(bot) == "1.2.0"
+    result = scheduler.fire("every:serving-alias", bot.clock.now)
+    assert result.ran and result.outcome == "1"
+    assert _prod_alias(bot) == "1.2.1"
+    assert AliasMove.from_json(bot.change(promote).plan.serving_alias).state == "moved"  # type: ignore[union-attr]
