@@ -71,6 +71,11 @@ class SandboxRegistry:
                 out[str(row.payload["alias"])] = str(row.payload["version"])
         return out
 
+    def version(
+        self, model: str, version: str, endpoint: Endpoint | None = None
+    ) -> RegistryVersion | None:
+        return next((v for v in self.versions(model, endpoint) if v.version == version), None)
+
     def versions(self, model: str, endpoint: Endpoint | None = None) -> list[RegistryVersion]:
         found = self.config.models.get(model)
         if found is None:

@@ -179,6 +179,19 @@ class VertexRegistry:
         )
 
     def versions(self, model: str, endpoint: Endpoint | None = None) -> list[RegistryVersion]:
+        return self._read_versions(model, endpoint, None)
+
+    def version(
+        self, model: str, version: str, endpoint: Endpoint | None = None
+    ) -> RegistryVersion | None:
+        found = self._read_versions(model, endpoint, version)
+        return found[0] if found else None
+
+    def _read_versions(
+        self, model: str, endpoint: Endpoint | None, only: str | None
+    ) -> list[RegistryVersion]:
+        """Every version (or `only` that one), oldest first; evaluations are read for the
+        versions returned only."""
         try:
             region, project, registry, listed = self._listed(model, endpoint)
         except PlatformError as exc:
@@ -188,8 +201,8 @@ class VertexRegistry:
         out: list[tuple[int, RegistryVersion]] = []
         for item in listed:
             semver = self._semver(item)
-            if semver is None:
-                continue  # not deployable by the bot: it names versions by their alias
+            if semver is None or (only is not None and semver != only):
+                continue  # not asked for, or not deployable by the bot (no version alias)
             evaluation = self._evaluation(region, project, f"{registry}@{item.version_id}")
             vid = str(item.version_id)
             out.append(

@@ -47,10 +47,7 @@ def find(rt: Runtime, version: ModelVersion, ep: Endpoint) -> RegistryVersion | 
     does not. Raises `PlatformError` when the registry cannot be read."""
     if rt.registry is None:
         return None
-    return next(
-        (v for v in rt.registry.versions(version.model, ep) if v.version == version.version),
-        None,
-    )
+    return rt.registry.version(version.model, version.version, ep)
 
 
 def _signed_by_validator(found: RegistryVersion, env: Environment, rt: Runtime) -> bool:

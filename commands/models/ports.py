@@ -28,6 +28,13 @@ class ModelRegistry(Protocol):
         validation. An unknown model has none ([])."""
         ...
 
+    def version(
+        self, model: str, version: str, endpoint: Endpoint | None = None
+    ) -> RegistryVersion | None:
+        """One version, as `versions` gives it (reading only its own evaluations); None when
+        the registry does not hold it."""
+        ...
+
     def move_alias(
         self, model: str, version: str, alias: str, endpoint: Endpoint | None = None
     ) -> str | None:

@@ -288,3 +288,14 @@ def test_on_vertex_a_refused_alias_move_is_reported_and_retried(
     retry_pending(vbot.rt)  # the registry answers again
     assert vfake.aliases(PROD_REGISTRY)["prod"] == "4"
     assert AliasMove.from_json(vbot.change(deploy).plan.serving_alias).state == "moved"  # type: ignore[union-attr]
+
+
+def test_one_version_reads_only_its_own_evaluations(
+    fake: FakeVertex, platform: VertexPlatform
+) -> None:
+    registry = VertexRegistry(platform)
+    found = registry.version(MODEL, "1.2.1")
+    assert found is not None and found.evaluation is not None
+    assert found.evaluation.metrics["accuracy"] == 0.879
+    assert fake.calls["ListModelEvaluations"] == 2  # one version's two pages, not five versions'
+    assert registry.version(MODEL, "9.9.9") is None
