@@ -59,6 +59,21 @@ class AuditAction(StrEnum):
     # The registry alias naming what prod serves, moved after a change (commands/models/alias.py)
     ALIAS_MOVED = "alias_moved"
     ALIAS_MOVE_FAILED = "alias_move_failed"
+    # Respond (issue 17): rows carry `parameters={"incident": "INC-N"}` and, where an alert
+    # is concerned, `"alert": "ALERT-N"`; the review reads them back by those ids.
+    INCIDENT_DECLARED = "incident_declared"
+    INCIDENT_UPDATED = "incident_updated"
+    INCIDENT_SEVERITY = "incident_severity"
+    INCIDENT_ACKNOWLEDGED = "incident_acknowledged"
+    INCIDENT_MITIGATED = "incident_mitigated"
+    INCIDENT_RESOLVED = "incident_resolved"
+    ALERT_RECEIVED = "alert_received"
+    ALERT_CLOSED = "alert_closed"
+    ALERT_ACKNOWLEDGED = "alert_acknowledged"
+    PAGE_SENT = "page_sent"
+    PAGE_FAILED = "page_failed"
+    HANDOFF = "handoff"
+    INCIDENT_LINKED = "incident_linked"
 
 
 # Actions that bypassed or overrode a control: the digests name them for review.

@@ -109,6 +109,15 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class Runbooks:
+    """`[runbooks]`: alert policy name → link, endpoint slug → link (https, checked by the
+    schema). Read through `commands.incidents.runbooks.runbook_for`."""
+
+    policies: dict[str, str] = field(default_factory=dict)
+    endpoints: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Config:
     platform: str
     timezone: ZoneInfo
@@ -126,6 +135,7 @@ class Config:
     freezes: tuple[Freeze, ...] = ()
     audit_retention: timedelta = timedelta(days=7 * 365 + 2)  # seven years by default
     allow_sandbox: bool = False  # `serve` with real Slack credentials may run the sandbox
+    runbooks: Runbooks = field(default_factory=Runbooks)
 
     def environment_of(self, endpoint: Endpoint) -> Environment:
         return self.environments[endpoint.environment]
@@ -245,6 +255,9 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
         audit_retention=timedelta(days=doc.audit.retention_days),
         raw=data,
         allow_sandbox=doc.allow_sandbox,
+        runbooks=Runbooks(
+            policies=dict(doc.runbooks.policies), endpoints=dict(doc.runbooks.endpoints)
+        ),
     )
 
 

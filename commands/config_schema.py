@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -613,6 +614,73 @@ class VertexTable(Table):
         return value
 
 
+def _runbook_link(value: str) -> str:
+    """A runbook link: an absolute `https://` URL with a host, nothing that would break
+    the Slack link it is shown in (`<url|label>`) or the Markdown of a review."""
+    bad = next((ch for ch in value if ch.isspace() or ch in '<>|"`'), None)
+    if bad is not None:
+        shown = repr(bad) if bad.isspace() else f"`{bad}`"
+        raise ValueError(
+            f"`{value}` holds {shown}, which a link may not; percent-encode it (e.g. `%20`)"
+        )
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(
+            f"`{value}` is not an https link; write e.g. `https://wiki.example.com/runbooks/p95`"
+            " (http and other schemes are refused)"
+        )
+    return value
+
+
+RunbookLink = Annotated[
+    str,
+    AfterValidator(_runbook_link),
+    Field(max_length=2000, json_schema_extra={"format": "uri", "pattern": "^https://"}),
+]
+
+
+class RunbooksTable(Table):
+    """`[runbooks]`: what to do for an alert, by its policy first, then by its endpoint
+    (`commands.incidents.runbooks.runbook_for`)."""
+
+    policies: dict[str, RunbookLink] = Field(
+        default_factory=dict,
+        description="alert policy name (as Cloud Monitoring or the health watch names it)"
+        " → https link",
+    )
+    endpoints: dict[str, RunbookLink] = Field(
+        default_factory=dict, description="endpoint slug → https link, when no policy has one"
+    )
+
+
+class AlertsTable(Table):
+    """`[alerts]`: the bot's own health watch of `[thresholds]`
+    (`commands.incidents.health_watch`)."""
+
+    watch_interval: Duration = Field(
+        "5m", description="one health-watch window, and how often each endpoint is judged (≥ 1m)"
+    )
+    open_after: int = Field(
+        2, ge=1, le=100, description="consecutive breaching windows before an alert opens"
+    )
+    close_after: int = Field(
+        3, ge=1, le=100, description="consecutive clear windows before an open alert closes"
+    )
+    clear_ratio: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="a window is clear at or below this share of its threshold (0–1)",
+    )
+
+    @field_validator("watch_interval")
+    @classmethod
+    def _at_least_a_minute(cls, value: str) -> str:
+        if parse_duration(value) < timedelta(minutes=1):
+            raise ValueError(f"`{value}` is shorter than 1m (Monitoring's shortest period)")
+        return value
+
+
 class ConfigFile(Table):
     """The whole file. `[environments]` is required; every other table has defaults."""
 
@@ -640,6 +708,10 @@ class ConfigFile(Table):
     digests: DigestsTable = Field(default_factory=DigestsTable, description="digests")
     freezes: list[FreezeTable] = Field(default_factory=list, description="change freezes")
     vertex: VertexTable = Field(default_factory=VertexTable, description="the vertex platform")
+    runbooks: RunbooksTable = Field(
+        default_factory=RunbooksTable, description="runbook links for alerts"
+    )
+    alerts: AlertsTable = Field(default_factory=AlertsTable, description="the health watch")
 
 
 # --- problems -------------------------------------------------------------------------
@@ -1021,6 +1093,18 @@ def cross_checks(data: Mapping[str, Any]) -> list[Problem]:
                         )
                     )
 
+    endpoints = _dict(data.get("endpoints"))
+    for slug in _dict(_dict(data.get("runbooks")).get("endpoints")):
+        if slug not in endpoints:
+            problems.append(
+                Problem(
+                    ("runbooks",),
+                    _path(("endpoints", slug)),
+                    f"`{slug}` is not an endpoint of [endpoints]"
+                    f"{suggest(slug, endpoints, 'endpoints')}",
+                )
+            )
+
     vertex_models = _dict(_dict(data.get("vertex")).get("models"))
     for name, ref in vertex_models.items():
         for env_name in _dict(ref):
@@ -1111,6 +1195,7 @@ _TYPE_NAMES: dict[Any, str] = {
     _days: "days",
     _freeze_moment: "local date-time",
     _moment: "date or date-time",
+    _runbook_link: "https link",
 }
 
 
@@ -1195,6 +1280,8 @@ _TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[vertex]", VertexTable),
     ("[vertex.prices]", VertexPrices),
     ("[vertex.alerts]", VertexAlerts),
+    ("[runbooks]", RunbooksTable),
+    ("[alerts]", AlertsTable),
 )
 
 

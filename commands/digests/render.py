@@ -26,6 +26,8 @@ from commands.digests.schedule import (
     DigestSettings,
     digest_settings,
 )
+from commands.incidents.metrics import IncidentTimes, span_text
+from commands.incidents.model import Handoff, Incident, IncidentState
 from commands.messages import (
     Block,
     Button,
@@ -45,7 +47,7 @@ from commands.model import Change, ChangeState, EndpointHealth
 from commands.ports import Alert, Chart
 from commands.redaction import redact
 from commands.runtime import Runtime
-from commands.text import cut
+from commands.text import cut, outbound
 
 # --- rendering --------------------------------------------------------------------------
 
@@ -86,6 +88,45 @@ def _alert_line(a: Alert, tz: ZoneInfo) -> str:
     where = f" `{a.endpoint}`" if a.endpoint else ""
     opened = a.opened_at.astimezone(tz).strftime("%a %H:%M")
     return f"{mark} {a.severity}{where} {escape(redact(a.policy))}: {escape(redact(a.summary))} · {state} · since {opened}"
+
+
+_SEVERITY_MARKS = {"P1": ":red_circle:", "P2": ":large_orange_circle:", "P3": ":white_circle:"}
+
+
+def _one_line(text: str) -> str:
+    """Free text as one masked mrkdwn line (`outbound`, then escaped)."""
+    return escape(" ".join(outbound(text).split()))
+
+
+def _incident_line(i: Incident, times: IncidentTimes | None, tz: ZoneInfo, *, eod: bool) -> str:
+    """`:red_circle: *INC-4* P1 `loan-assessor` summary · declared Tue 03:12 · *open*,
+    acknowledged · commander @alice`; the end of day adds the times to mitigate and
+    resolve."""
+    where = f" `{i.endpoint}`" if i.endpoint else ""
+    if i.state is IncidentState.DECLARED:
+        state = "*open*, not acknowledged"
+    elif i.state.is_open:
+        state = f"*open*, {i.state.value}"
+    elif i.resolved_at is not None:
+        state = f"resolved {i.resolved_at.astimezone(tz):%a %H:%M}"
+    else:
+        state = i.state.value
+    parts = [
+        f"{_SEVERITY_MARKS.get(i.severity.value, ':white_circle:')} *{i.id}*"
+        f" {i.severity.value}{where} {_one_line(i.summary)}",
+        f"declared {i.declared_at.astimezone(tz):%a %H:%M}",
+        state,
+    ]
+    if i.commander:
+        parts.append(f"commander {mention(i.commander)}")
+    if eod and times is not None:
+        parts.append(f"mitigated in {span_text(times.time_to_mitigate)}")
+        parts.append(f"resolved in {span_text(times.time_to_resolve)}")
+    return " · ".join(parts)
+
+
+def _handoff_line(n: Handoff, tz: ZoneInfo) -> str:
+    return f"`{n.at.astimezone(tz):%a %H:%M}` {mention(n.author)}: {_one_line(n.text)}"
 
 
 def _flag(bad: bool) -> str:
@@ -237,6 +278,10 @@ def render(
         else f"{len(open_alerts)} alert(s) still open"
     )
     summary = f"{verdict} · {alert_word} · {len(pending)} approval(s) waiting"
+    incidents = data.incidents or []
+    open_incidents = [i for i in incidents if i.state.is_open]
+    if open_incidents:
+        summary += f" · :rotating_light: {len(open_incidents)} incident(s) open"
     env = cfg.environments.get(data.environment)
     if env is not None and env.dashboard_url:
         summary += f" · <{env.dashboard_url}|dashboard>"
@@ -266,6 +311,26 @@ def render(
         ("Canaries in flight", str(len(canaries))),
         (data.scheduled_label, str(len(data.scheduled))),
     ]
+    since = data.incidents_since or data.alerts_since
+    overnight = [i for i in incidents if i.declared_at >= since]
+    if data.incidents is not None and kind is DigestKind.MORNING:
+        pairs.append(
+            (
+                "Incidents",
+                f"{len(overnight)} new overnight · {len(open_incidents)} open"
+                if incidents
+                else "none",
+            )
+        )
+    elif data.incidents is not None:
+        pairs.append(
+            (
+                "Incidents today",
+                f"{len(incidents)} · {len(open_incidents)} open" if incidents else "none",
+            )
+        )
+    if data.handoffs is not None:
+        pairs.append(("Hand-off notes", str(len(data.handoffs)) if data.handoffs else "none"))
     if kind is DigestKind.MORNING:
         pairs += [
             ("Cost", cost_summary),
@@ -297,6 +362,44 @@ def render(
             alert_lines or ["none :tada:"],
         )
     )
+
+    if kind is DigestKind.MORNING and incidents:
+        earlier = [i for i in open_incidents if i.declared_at < since]
+        if overnight:
+            sections.append(
+                (
+                    "Incidents opened overnight",
+                    _capped([_incident_line(i, None, tz, eod=False) for i in overnight]),
+                )
+            )
+        if earlier:
+            sections.append(
+                (
+                    "Incidents still open",
+                    _capped([_incident_line(i, None, tz, eod=False) for i in earlier]),
+                )
+            )
+    elif kind is DigestKind.EOD and incidents:
+        ordered = sorted(incidents, key=lambda i: (not i.state.is_open, i.severity.value))
+        sections.append(
+            (
+                "Incidents today",
+                _capped(
+                    [
+                        _incident_line(i, data.incident_times.get(i.id), tz, eod=True)
+                        for i in ordered
+                    ]
+                ),
+            )
+        )
+    if data.handoffs is not None:
+        sections.append(
+            (
+                "Hand-off notes for the next on-call",
+                _capped([_handoff_line(n, tz) for n in data.handoffs], 15)
+                or ['none yet — write one with `/aiops handoff "…"`'],
+            )
+        )
 
     health_lines = [_endpoint_line(s, data.health[s], th) for s in breaching[:MAX_BREACHING_LINES]]
     if len(breaching) > MAX_BREACHING_LINES:
@@ -409,6 +512,11 @@ def render(
         "scheduled": len(data.scheduled),
         "blocks": len(blocks),
     }
+    if data.incidents is not None:
+        counts["incidents"] = len(incidents)
+        counts["incidents_open"] = len(open_incidents)
+    if data.handoffs is not None:
+        counts["handoffs"] = len(data.handoffs)
     return Reply(text=text, blocks=blocks, ephemeral=False), counts
 
 

@@ -29,7 +29,10 @@ def _text(value: str | None) -> str | None:
     return redact(value) if value else value
 
 
-class _Clock:
+class Stamp:
+    """A moment as evidence shows it: `{"utc": ISO 8601, "local": ISO 8601 in the
+    configured zone}` (None stays None). The dossier and the incident review use it."""
+
     def __init__(self, config: Config) -> None:
         self.tz = config.timezone
 
@@ -37,6 +40,21 @@ class _Clock:
         if at is None:
             return None
         return {"utc": at.isoformat(), "local": at.astimezone(self.tz).isoformat()}
+
+
+def person(
+    config: Config, people: People | None, slack_id: str | None
+) -> dict[str, str | None] | None:
+    """`{"id": …, "name": …}` for a Slack id: the name from the person directory, else
+    the config's `[people]`, else None; a `policy: …` decider has no name."""
+    if slack_id is None:
+        return None
+    if slack_id.startswith("policy:"):
+        return {"id": slack_id, "name": None}
+    name = people.name(slack_id) if people else None
+    if name is None and config.person_by_id(slack_id):
+        name = config.display_name(slack_id)
+    return {"id": slack_id, "name": name}
 
 
 def build(
@@ -53,17 +71,10 @@ def build(
     change = store.get_change(change_id)
     if change is None:
         raise Refusal(f"no change `{redact(change_id)}`", code="not_found")
-    stamp = _Clock(config)
+    stamp = Stamp(config)
 
     def who(slack_id: str | None) -> dict[str, str | None] | None:
-        if slack_id is None:
-            return None
-        if slack_id.startswith("policy:"):
-            return {"id": slack_id, "name": None}
-        name = people.name(slack_id) if people else None
-        if name is None and config.person_by_id(slack_id):
-            name = config.display_name(slack_id)
-        return {"id": slack_id, "name": name}
+        return person(config, people, slack_id)
 
     events = store.audit(AuditQuery(change_id=change.id))
     shown = change.plan.plan_hash
