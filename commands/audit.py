@@ -54,6 +54,12 @@ class AuditAction(StrEnum):
     PERSON_ERASED = "person_erased"
     AUDIT_PURGE = "audit_purge"
     AUDIT_VERIFIED = "audit_verified"
+    # A version brought into an environment that requires validation without an approved
+    # one (break glass past the model-risk gate, commands/models/gate.py).
+    VALIDATION_OVERRIDE = "validation_override"
+    # The registry alias naming what prod serves, moved after a change (commands/models/alias.py)
+    ALIAS_MOVED = "alias_moved"
+    ALIAS_MOVE_FAILED = "alias_move_failed"
     # Respond (issue 17): rows carry `parameters={"incident": "INC-N"}` and, where an alert
     # is concerned, `"alert": "ALERT-N"`; the review reads them back by those ids.
     INCIDENT_DECLARED = "incident_declared"
@@ -79,6 +85,7 @@ OVERRIDES = frozenset(
         AuditAction.CANARY_ROLLBACK,
         AuditAction.APPROVAL_VOID,
         AuditAction.WORKSPACE_REFUSED,
+        AuditAction.VALIDATION_OVERRIDE,
     }
 )
 # Decisions on a change (the dossier's "approvals" section): those that took effect only.
@@ -91,6 +98,7 @@ DECISIONS = frozenset(
         AuditAction.EXPIRED,
         AuditAction.APPROVAL_VOID,
         AuditAction.BREAK_GLASS,
+        AuditAction.VALIDATION_OVERRIDE,
     }
 )
 EXECUTION = frozenset(

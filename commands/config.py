@@ -55,10 +55,22 @@ class Environment:
     dashboard_url: str | None = None  # its Cloud Monitoring dashboard, linked from status
     # USD a day: the digest's comparison and `[cost] budget_alerts` (commands/cost/budget.py)
     daily_budget_usd: float = 100.0
+    # model risk (commands/models/gate.py): deploys and promotes need a validated version
+    require_validation: bool = False
+    validators: tuple[str, ...] = ()  # config names whose sign-off counts (empty: any)
+    move_serving_alias: bool | None = None  # None: only in `prod`
 
     @property
     def needs_approval(self) -> bool:
         return self.approvals_required > 0
+
+    @property
+    def moves_serving_alias(self) -> bool:
+        """Whether a change leaving one version at 100 % here moves the registry's serving
+        alias to it (commands/models/alias.py): as configured, else in `prod` only."""
+        if self.move_serving_alias is None:
+            return self.name == "prod"
+        return self.move_serving_alias
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,8 @@ class Model:
     initial: str
     # version → "deploy_fails" | "canary_breach", honoured by the sandbox platform
     faulty: dict[str, str] = field(default_factory=dict)
+    # version → its card, lineage, evaluation and validation: the sandbox's registry
+    cards: dict[str, config_schema.VersionCardTable] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,6 +207,9 @@ def _environment(
         daily_budget_usd=float(
             env.daily_budget_usd if env.daily_budget_usd is not None else default_budget_usd
         ),
+        require_validation=env.require_validation,
+        validators=tuple(v.lstrip("@") for v in env.validators),
+        move_serving_alias=env.move_serving_alias,
     )
 
 
@@ -216,6 +233,7 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
             versions=tuple(m.versions),
             initial=m.initial if m.initial is not None else m.versions[0],
             faulty=dict(m.faulty),
+            cards=dict(m.cards),
         )
         for name, m in doc.models.items()
     }

@@ -288,6 +288,21 @@ class EnvironmentTable(Table):
         description="the environment's Cloud Monitoring dashboard (Terraform's `dashboard_url`);"
         " `/aiops status` and the digests link to it",
     )
+    require_validation: bool = Field(
+        False,
+        description="model-risk gate: a deploy or promote here needs the version's validation"
+        " `approved` in the registry (break glass overrides it, flagged)",
+    )
+    validators: list[str] = Field(
+        default_factory=list,
+        description="who may sign a version off for this environment (people of [people]):"
+        " with any named, a validation counts only if its `validated_by` is one of them",
+    )
+    move_serving_alias: bool | None = Field(
+        None,
+        description="after a change leaves one version at 100 %, move the registry alias"
+        " `[vertex] serving_alias` to it (default: in `prod`)",
+    )
 
     @field_validator("promote_steps")
     @classmethod
@@ -295,6 +310,50 @@ class EnvironmentTable(Table):
         if not value or any(not 1 <= s <= 100 for s in value) or value != sorted(set(value)):
             raise ValueError(f"{value} must rise strictly, each step 1–100, e.g. [10, 25, 50, 100]")
         return value
+
+
+def _moment(value: Any) -> Any:
+    """A date, or a date-time (local to `timezone` without an offset)."""
+    if isinstance(value, datetime | date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(
+        f"`{value}` is not a date or date-time, e.g. 2026-11-20 or 2026-11-20T09:30:00"
+    )
+
+
+Moment = Annotated[
+    Any,
+    AfterValidator(_moment),
+    Field(json_schema_extra={"type": "string", "format": "date-time"}),
+]
+
+
+class VersionCardTable(Table):
+    """`[models.<name>.cards."<version>"]`: what the sandbox's model registry holds for one
+    version (on Vertex AI the Model Registry itself says it): its model card summary,
+    training lineage, latest evaluation and model-risk validation."""
+
+    description: str = Field("", description="what the version is, in a sentence")
+    intended_use: str = Field("", description="what it is for (and what not)")
+    limitations: str = Field("", description="known limitations")
+    pipeline_run: str | None = Field(
+        None, description="lineage: the training pipeline run that produced it (absent: unknown)"
+    )
+    dataset: str | None = Field(None, description="lineage: the training dataset (absent: unknown)")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="its latest evaluation: metric → value"
+    )
+    evaluated_at: Moment | None = Field(None, description="when that evaluation ran")
+    validation: Literal["approved", "pending", "rejected"] = Field(
+        "pending", description="model-risk validation: `approved`, `pending` or `rejected`"
+    )
+    validated_by: str | None = Field(None, description="who decided it (a person of [people])")
+    validated_at: Moment | None = Field(None, description="when")
 
 
 class ModelTable(Table):
@@ -305,6 +364,11 @@ class ModelTable(Table):
     faulty: dict[str, Literal["deploy_fails", "canary_breach"]] = Field(
         default_factory=dict, description="sandbox only: version → `deploy_fails` | `canary_breach`"
     )
+    cards: dict[str, VersionCardTable] = Field(
+        default_factory=dict,
+        description="sandbox only: version → its card, lineage, evaluation and validation"
+        ' (`[models.<name>.cards."<version>"]`)',
+    )
 
     @model_validator(mode="after")
     def _known_versions(self) -> ModelTable:
@@ -313,6 +377,9 @@ class ModelTable(Table):
         unknown = sorted(set(self.faulty) - set(self.versions))
         if unknown:
             raise ValueError(f"faulty names versions that are not in `versions`: {unknown}")
+        unknown = sorted(set(self.cards) - set(self.versions))
+        if unknown:
+            raise ValueError(f"cards names versions that are not in `versions`: {unknown}")
         return self
 
 
@@ -578,6 +645,12 @@ class VertexTable(Table):
     bigquery_url: str = Field("https://bigquery.googleapis.com", description="BigQuery REST API")
     prices: VertexPrices = Field(default_factory=VertexPrices, description="cost estimate prices")
     alerts: VertexAlerts = Field(default_factory=VertexAlerts, description="alert severities")
+    serving_alias: str = Field(
+        "prod",
+        pattern=r"^[a-z][a-z0-9-]{0,126}[a-z0-9]$",
+        description="the registry alias naming what prod serves; moved when a change leaves"
+        " one version at 100 % (the sandbox keeps its own)",
+    )
 
     @field_validator("models")
     @classmethod
@@ -872,6 +945,8 @@ _PATTERN_TEXT = {
     r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$": "a GCP project id (6–30 lowercase letters, digits and"
     " hyphens, starting with a letter)",
     r"^[0-9]+$": "a Vertex AI endpoint id (digits only)",
+    r"^[a-z][a-z0-9-]{0,126}[a-z0-9]$": "a Model Registry alias (lowercase letters, digits and"
+    " hyphens, starting with a letter)",
 }
 
 _NOT_A_TABLE = ("model_type", "dict_type", "model_attributes_type", "missing")
@@ -957,6 +1032,16 @@ def cross_checks(data: Mapping[str, Any]) -> list[Problem]:
                         f"{key}[{i}]",
                         f"`{ref}` is neither a person of [people] nor {what}"
                         f"{suggest(bare, people, 'people')}",
+                    )
+                )
+        for i, ref in enumerate(_strs(env.get("validators"))):
+            if ref.lstrip("@") not in people:
+                problems.append(
+                    Problem(
+                        table,
+                        f"validators[{i}]",
+                        f"`{ref}` is not a person of [people]: a validator signs a version off"
+                        f" by name{suggest(ref.lstrip('@'), people, 'people')}",
                     )
                 )
         region = env.get("region", "australia-southeast1")
@@ -1185,6 +1270,7 @@ _TYPE_NAMES: dict[Any, str] = {
     _user: "user id",
     _days: "days",
     _freeze_moment: "local date-time",
+    _moment: "date or date-time",
     _runbook_link: "https link",
 }
 
@@ -1259,6 +1345,7 @@ _TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[people.<name>]", PersonTable),
     ("[environments.<name>]", EnvironmentTable),
     ("[models.<name>]", ModelTable),
+    ('[models.<name>.cards."<version>"]', VersionCardTable),
     ("[endpoints.<slug>]", EndpointTable),
     ("[sandbox]", SandboxTable),
     ("[audit]", AuditTable),

@@ -243,6 +243,10 @@ class ChangePlan:
     canary_key: str | None = None  # the watch action this change fulfils
     forced_promote: str | None = None  # why the promote gate was overridden
     phase: str | None = None  # where the execution got to (deploy, traffic, undeploy, done)
+    # JSON (commands.models): the version's card, evaluation and validation when planned,
+    # with the validation gate's outcome; and the serving alias' move after it ran
+    model_review: str | None = None
+    serving_alias: str | None = None
     other: dict[str, str] = field(default_factory=dict)
 
     _TEXT = (
@@ -258,6 +262,8 @@ class ChangePlan:
         "canary_key",
         "forced_promote",
         "phase",
+        "model_review",
+        "serving_alias",
     )
 
     def to_extra(self) -> dict[str, str]:

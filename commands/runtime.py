@@ -17,6 +17,7 @@ from commands.errors import Refusal
 from commands.incidents.ports import IncidentStore
 from commands.messages import Post, did_you_mean, escape
 from commands.model import Change
+from commands.models.ports import ModelRegistry
 from commands.ports import (
     CanaryStore,
     Delivery,
@@ -109,6 +110,7 @@ class Runtime:
     canary: CanaryStore | None = None  # canary analysis records (commands/canary.py)
     incidents: IncidentStore | None = None  # alerts, incidents, hand-off notes (respond)
     lease_ttl: timedelta = LEASE_TTL  # a change's lease on its background work
+    registry: ModelRegistry | None = None  # versions, cards, validation, aliases
 
     @property
     def approved_settle(self) -> timedelta:

@@ -76,6 +76,8 @@ _EMOJI = {
     ":zzz:": "💤",
     ":pause_button:": "⏸️",
     ":arrow_forward:": "▶️",
+    ":shield:": "🛡️",
+    ":label:": "🏷️",
 }
 
 

@@ -319,6 +319,7 @@ FLAGGED_ACTIONS: dict[str, str] = {
     AuditAction.CANARY_ROLLBACK: ":rewind: automatic rollback",
     AuditAction.APPROVAL_VOID: ":no_entry_sign: approval void",
     AuditAction.WORKSPACE_REFUSED: ":no_entry: request from another workspace",
+    AuditAction.VALIDATION_OVERRIDE: ":rotating_light: unvalidated version past the model-risk gate",
 }
 assert set(FLAGGED_ACTIONS) == OVERRIDES, "every override has its digest wording"
 

@@ -5,6 +5,7 @@ every problem is reported at once."""
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from datetime import timedelta
 from typing import Any
@@ -247,7 +248,7 @@ def _tables(data: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
         return []
     out = [path]
     for key, value in data.items():
-        if isinstance(value, dict) and key != "faulty":
+        if isinstance(value, dict) and key not in ("faulty", "metrics"):  # free-keyed maps
             out += _tables(value, (*path, key))
     return out
 
@@ -294,7 +295,9 @@ def test_a_misspelt_key_anywhere_is_named_with_its_table_and_the_right_key(
     if typo == key or typo in target:
         return
     target[typo] = target.pop(key)
-    where = f"[{'.'.join(table)}] " if table else ""
+    # a key that is not bare (a version, `1.0.0`) is quoted, as TOML writes it
+    dotted = ".".join(t if re.fullmatch(r"[A-Za-z0-9_-]+", t) else f'"{t}"' for t in table)
+    where = f"[{dotted}] " if table else ""
     found = [line for line in problems(data) if f" {typo}: " in line]
     assert len(found) == 1
     assert found[0].startswith(f"bot.toml: {where}{typo}: not a key of ")
