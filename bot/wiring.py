@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from bot.settings import Settings
 from bot.store.db import check_migrated, make_engine, upgrade_if_behind
 from commands.canary.model import validate
-from commands.config import Config, ConfigError, load_config
+from commands.config import Config, load_config
 from commands.digests.schedule import digest_settings
 from commands.incidents.settings import incident_settings
 
@@ -64,24 +64,23 @@ def checked_config(settings: Settings, config: Config | None = None) -> Config:
     config = config or load_config(settings.config_path)
     validate(config)
     digest_settings(config)
-    make_pager(config)  # a pager that cannot be built stops the bot at start
+    incident_settings(config)
     return config
 
 
 def make_pager(config: Config) -> Pager:
-    """`[incidents] pager`: `none` pages no one (the incident thread's `@here` is the
-    alarm). `pagerduty` needs the Events API v2 adapter (`bot/pager/`), wired here when it
-    is part of the build; until then the bot refuses to start rather than let a P1 page
-    nobody without saying so."""
+    """`[incidents] pager`: `pagerduty` pages through PagerDuty's Events API v2
+    (`bot/pager/pagerduty.py`: a routing key per environment, `PAGERDUTY_ROUTING_KEY_<ENV>`,
+    from the environment or Secret Manager, read at each page); `none` pages no one and the
+    incident thread's `@here` is the alarm."""
     from commands.incidents.pager import NoPager
 
     settings = incident_settings(config)
-    if settings.pager == "none":
-        return NoPager()
-    raise ConfigError(
-        f'{config.source}: [incidents] pager = "{settings.pager}": this build has no'
-        ' PagerDuty adapter; set pager = "none" (an @here in the incident thread) until it has'
-    )
+    if settings.pager == "pagerduty":
+        from bot.pager.pagerduty import PagerDuty
+
+        return PagerDuty()
+    return NoPager()
 
 
 def audit_sinks(config: Config) -> list[AuditSink]:
@@ -112,7 +111,7 @@ def build_runtime(
     engine: Engine | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> Runtime:
-    from bot.platforms import make_platform
+    from bot.platforms import make_platform, make_registry
     from bot.store.canary_store import SqlCanaryStore
     from bot.store.incident_store import SqlIncidentStore
     from bot.store.people import PersonDirectory
@@ -137,6 +136,7 @@ def build_runtime(
         people=PersonDirectory(engine),
         incidents=SqlIncidentStore(engine),
         pager=make_pager(config),
+        registry=make_registry(config, engine, platform, clock),
     )
 
 
@@ -177,6 +177,10 @@ def make_scheduler(service: Service) -> Scheduler:
     # The canary watch: every 30 s it runs the checks that are due; each canary is judged
     # every `[canary] interval` (default 5 min), claimed by compare-and-set in its watch row.
     scheduler.add_interval("canary", 30, check_due)
+    from commands.models.alias import RETRY_SECONDS, retry_pending
+
+    # Serving-alias moves that failed after their change: tried again until they land.
+    scheduler.add_interval("serving-alias", RETRY_SECONDS, retry_pending)
     from bot.audit_weekly import add_weekly_verify
 
     add_weekly_verify(scheduler)  # the whole audit chain, Sundays 03:00, once across replicas

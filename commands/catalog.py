@@ -218,6 +218,37 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         ('/aiops handoff "INC-3 mitigated, root cause open; watch loan-assessor P95"',),
         "Stored and audited, masked like every free text.",
     ),
+    # `scale` and `undeploy`: the cost branch draws their buttons in the morning digest;
+    # the lifecycle branch owns these entries and their handlers (take its version on merge).
+    "scale": CommandSpec(
+        "scale",
+        "Change a deployed model's replicas, as a change (approval as configured)",
+        '/aiops scale <endpoint> [version] min=N max=M [reason="…"]',
+        ("min", "max", "reason", "ticket"),
+        2,
+        button="decision",
+    ),
+    "undeploy": CommandSpec(
+        "undeploy",
+        "Undeploy a model that serves 0 % of traffic, as a change",
+        '/aiops undeploy <endpoint> <version> [reason="…"]',
+        ("reason", "ticket"),
+        2,
+        button="decision",
+    ),
+    "models": CommandSpec(
+        "models",
+        "Each model version: aliases, where it serves, card, lineage, evaluation, validation",
+        "/aiops models [model|endpoint]",
+        (),
+        1,
+        ("/aiops models", "/aiops models gemma-3-1b-it"),
+        "From the model registry (Vertex AI's Model Registry, or the sandbox's cards in the"
+        " config), newest version first: its aliases (the serving alias in bold), where it"
+        ' serves and at what share, its model card summary, training lineage ("unknown"'
+        " where the registry does not know it), latest evaluation metrics and model-risk"
+        " validation. Environments with `require_validation` take only approved versions.",
+    ),
     "help": CommandSpec("help", "This help", "/aiops help [command]", (), 1),
 }
 

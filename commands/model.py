@@ -244,6 +244,10 @@ class ChangePlan:
     forced_promote: str | None = None  # why the promote gate was overridden
     phase: str | None = None  # where the execution got to (deploy, traffic, undeploy, done)
     incident: str | None = None  # the incident open on its endpoint when requested (INC-N)
+    # JSON (commands.models): the version's card, evaluation and validation when planned,
+    # with the validation gate's outcome; and the serving alias' move after it ran
+    model_review: str | None = None
+    serving_alias: str | None = None
     other: dict[str, str] = field(default_factory=dict)
 
     _TEXT = (
@@ -260,6 +264,8 @@ class ChangePlan:
         "forced_promote",
         "phase",
         "incident",
+        "model_review",
+        "serving_alias",
     )
 
     def to_extra(self) -> dict[str, str]:

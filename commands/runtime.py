@@ -18,6 +18,7 @@ from commands.incidents.pager import NoPager, Pager
 from commands.incidents.ports import IncidentStore
 from commands.messages import Post, did_you_mean, escape
 from commands.model import Change
+from commands.models.ports import ModelRegistry
 from commands.ports import (
     CanaryStore,
     Delivery,
@@ -111,6 +112,7 @@ class Runtime:
     incidents: IncidentStore | None = None  # alerts, incidents, hand-off notes (respond)
     pager: Pager = field(default_factory=NoPager)  # who is woken for a P1 / P2
     lease_ttl: timedelta = LEASE_TTL  # a change's lease on its background work
+    registry: ModelRegistry | None = None  # versions, cards, validation, aliases
 
     @property
     def approved_settle(self) -> timedelta:

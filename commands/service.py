@@ -30,6 +30,7 @@ from commands.incidents.commands import incident_command
 from commands.incidents.handoff import handoff
 from commands.messages import Reply, escape, unescape
 from commands.model import ChangeKind, ChangeState, Invocation
+from commands.models.show import models
 from commands.parsing import Args, ParseError, parse
 from commands.ports import PlatformError
 from commands.reports import audit, changes, status
@@ -103,8 +104,21 @@ HANDLERS: dict[str, Handler] = {
     "handoff": lambda c: handoff(
         c.rt, c.inv.actor, c.target, c.option("environment"), c.inv.request_id
     ),
+    # Placeholders of the cost branch (the digest draws these buttons); the lifecycle
+    # branch's handlers replace them on merge.
+    "scale": lambda c: _not_built("scale"),
+    "undeploy": lambda c: _not_built("undeploy"),
+    "models": lambda c: models(c.rt, c.target),
     "help": lambda c: help_reply(c.target),
 }
+
+
+def _not_built(name: str) -> Reply:
+    raise Refusal(
+        f"`/aiops {name}` is not available in this build",
+        "Use the Vertex AI console, or ask the platform team.",
+        code="unavailable",
+    )
 
 
 class Service:

@@ -82,6 +82,8 @@ _EMOJI = {
     ":memo:": "📝",
     ":link:": "🔗",
     ":arrow_down:": "⬇️",
+    ":shield:": "🛡️",
+    ":label:": "🏷️",
 }
 
 

@@ -49,7 +49,15 @@ from commands.model import (
     change_deployed_model_id,
     check_split,
 )
-from commands.ports import Alert, OperationStatus, PlatformError, UnknownVersion
+from commands.ports import (
+    Alert,
+    DeployedModelCost,
+    OperationStatus,
+    PlatformError,
+    UnknownVersion,
+)
+
+from .sandbox_history import REPLICA_HOUR_USD  # one price for every sandbox figure
 
 if TYPE_CHECKING:
     from commands.ports import SeriesPoint
@@ -58,8 +66,6 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], datetime]
 
-# What one replica-hour costs in the sandbox's estimate (machine + one L4), USD.
-_REPLICA_HOUR_USD = 1.31
 # Requests per second an endpoint serves, by environment, before time-of-day shaping.
 _RPS = {"prod": 24.0, "staging": 2.5, "dev": 0.5}
 # Requests an hour the canary analysis sees per environment (flat, no time-of-day shape).
@@ -73,6 +79,12 @@ _BREACH_ERROR_FACTOR = 11.0
 _SEEDED_BEFORE = timedelta(days=30)
 # A cancelled operation's error, as Vertex AI reports one (google.rpc.Code CANCELLED).
 CANCELLED = "the operation was cancelled"
+
+
+def traffic_shape(local_hours: float) -> float:
+    """The time-of-day shape of the sandbox's traffic (× the environment's `_RPS`):
+    quietest at night, busiest at 13:00 local."""
+    return 0.35 + 0.65 * max(0.0, 1 - abs(local_hours - 13) / 9)
 
 
 def _insert_ignoring_duplicates(engine: Engine) -> Callable[[type[SQLModel]], Any]:
@@ -488,7 +500,7 @@ class SandboxPlatform:
         rows, models = self.rows_for([e.slug for e in endpoints])
         local = now.astimezone(self.config.timezone)
         hours_today = local.hour + local.minute / 60
-        shape = 0.35 + 0.65 * max(0.0, 1 - abs(local.hour + local.minute / 60 - 13) / 9)
+        shape = traffic_shape(local.hour + local.minute / 60)
         out: dict[str, EndpointHealth] = {}
         for ep in endpoints:
             row = rows.get(ep.slug)
@@ -525,7 +537,7 @@ class SandboxPlatform:
                 max_replicas=ep.max_replicas * max(1, len(models.get(ep.slug, []))),
                 duty_cycle=round(0.3 + 0.45 * shape + rng.uniform(-0.05, 0.05), 3),
                 drift=round(drift, 4),
-                cost_today_usd=round(replicas * _REPLICA_HOUR_USD * hours_today, 2),
+                cost_today_usd=round(replicas * REPLICA_HOUR_USD * hours_today, 2),
                 cost_is_estimate=True,
                 by_model=by_model,
             )
@@ -595,6 +607,13 @@ class SandboxPlatform:
         from .sandbox_history import daily_costs
 
         return daily_costs(self, endpoints, days)
+
+    def deployed_model_costs(
+        self, endpoints: Sequence[Endpoint]
+    ) -> dict[str, list[DeployedModelCost]]:
+        from .sandbox_history import deployed_model_costs
+
+        return deployed_model_costs(self, endpoints, _RPS, traffic_shape)
 
     def alerts(self, since: datetime) -> list[Alert]:
         """Alerts open now, derived from the thresholds the sandbox's metrics breach."""

@@ -50,7 +50,14 @@ from commands.model import (
     change_deployed_model_id,
     check_split,
 )
-from commands.ports import Alert, OperationStatus, PlatformError, SeriesPoint, UnknownVersion
+from commands.ports import (
+    Alert,
+    DeployedModelCost,
+    OperationStatus,
+    PlatformError,
+    SeriesPoint,
+    UnknownVersion,
+)
 
 from .billing import BillingExport
 from .drift import ModelMonitoringDrift
@@ -616,6 +623,14 @@ class VertexPlatform:
         if self.billing is None:
             return {}
         return self.billing.daily_costs(endpoints, days)
+
+    def deployed_model_costs(
+        self, endpoints: Sequence[Endpoint]
+    ) -> dict[str, list[DeployedModelCost]]:
+        """The digest's per-deployed-model figures for yesterday, from Cloud Monitoring
+        (replica-hours × `[vertex.prices]`, an estimate: the billing export has no deployed
+        model in its rows)."""
+        return self._require_monitoring().deployed_model_costs(endpoints)
 
     def canary_window(
         self, endpoint: Endpoint, canary_id: str, stable_id: str, start: datetime, end: datetime

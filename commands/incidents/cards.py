@@ -16,6 +16,7 @@ from datetime import datetime
 
 from commands.config import Config
 from commands.incidents.model import AlertRecord, AlertState, Incident, IncidentState, Severity
+from commands.incidents.runbooks import missing_runbook, runbook_for
 from commands.incidents.severity import suggest_for_alert
 from commands.messages import (
     Block,
@@ -120,6 +121,10 @@ def alert_message(record: AlertRecord, config: Config) -> Reply:
     shown = link(n.url, "Open in Cloud Monitoring")
     if shown:
         notes.append(shown)
+    runbook = runbook_for(config, n.policy, n.endpoint)
+    notes.append(
+        link(runbook, "Runbook") or f"No runbook: {escape(missing_runbook(n.policy, n.endpoint))}"
+    )
     if n.documentation:
         notes.append(cut(escape(n.documentation), 600))
     if record.acknowledged_by:

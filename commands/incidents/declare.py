@@ -21,6 +21,7 @@ from commands.incidents.paging import page
 from commands.incidents.people import person, require_responder
 from commands.incidents.ports import AlertDeclared, ChannelMaker
 from commands.incidents.records import find_alert, store_of
+from commands.incidents.runbooks import runbook_for
 from commands.incidents.settings import incident_settings
 from commands.incidents.severity import parse_severity, suggest_for_alert, suggest_for_health
 from commands.messages import Context, Post, Reply, Text, escape, mention
@@ -126,6 +127,9 @@ def declare(rt: Runtime, inv: Invocation, args: Args) -> Reply:
                 suggested_severity=suggested,
                 alert_id=alert.id if alert else None,
                 detected_at=(alert.notice.started_at or alert.received_at) if alert else now,
+                runbook=runbook_for(
+                    rt.config, alert.notice.policy if alert else None, ep.slug if ep else None
+                ),
             )
         )
     except AlertDeclared as taken:  # a second Declare on the same alert, a moment later

@@ -515,3 +515,69 @@ def test_help_shows_the_incident_verbs(bot: Bot) -> None:
     for verb in ("declare", "update", "severity", "ack", "mitigated", "resolve", "rollback"):
         assert verb in helped
     assert "/aiops handoff" in text_of(bot.run(ALICE, "/aiops help"))
+
+
+# ------------------------------------------------------------------ the review
+
+
+def test_the_review_is_drawn_from_the_rows_these_commands_write(
+    bot: Bot, pager: RecordingPager
+) -> None:
+    """Alert → declared from it → paged → a linked rollback → mitigated → resolved, all
+    typed; `review_for` (commands/incidents/review.py) puts the story together from the
+    audit rows and the SQL incident store alone, each timeline entry naming its row."""
+    from commands.incidents.metrics import span, span_text
+    from commands.incidents.review import render_review, review_for
+
+    bot.run(ALICE, "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 canary=10")
+    started = bot.clock() - timedelta(minutes=3)
+    receive_alert(
+        bot.rt,
+        notice(
+            endpoint="loan-assessor-stg",
+            environment="staging",
+            policy="loan-assessor-stg error rate",
+            started_at=started,
+        ),
+    )
+    bot.clock.advance(minutes=2)
+    assert bot.run(ALICE, "/aiops incident declare sev=P2 alert=ALERT-1").ok
+    bot.clock.advance(minutes=3)
+    assert bot.run(BOB, "/aiops incident rollback INC-1").ok  # acknowledges it too
+    bot.clock.advance(minutes=5)
+    assert bot.run(BOB, "/aiops incident mitigated INC-1").ok
+    bot.clock.advance(minutes=30)
+    assert bot.run(BOB, '/aiops incident resolve INC-1 cause="1.2.1 tokenizer regression"').ok
+    assert bot.rt.incidents is not None
+    review = review_for(bot.rt.store, bot.rt.incidents, bot.rt.config, "INC-1")
+    kinds = [e["kind"] for e in review["timeline"]]
+    for kind in (
+        "alert_fired",
+        "declared",
+        "page_sent",
+        "acknowledged",
+        "mitigation",
+        "mitigated",
+        "resolved",
+    ):
+        assert kind in kinds, kinds
+    assert all(isinstance(e["row"], int) for e in review["timeline"])
+    assert review["untraced"] == []
+    [linked] = [c for c in review["changes"] if c["role"] == "linked"]
+    assert linked["kind"] == "rollback" and linked["state"] == "succeeded"
+    times = review["times"]
+    assert times["time_to_detect"]["text"] == "3m"  # the alert's start → its arrival
+    # the rollback's polling moves the test's clock too: the rest from the records
+    incident = bot.rt.incidents.get_incident("INC-1")
+    alert = bot.rt.incidents.get_alert("ALERT-1")
+    assert incident is not None and alert is not None
+    assert incident.mitigated_at and incident.resolved_at and incident.acknowledged_at
+    for key, moment in (
+        ("time_to_acknowledge", incident.acknowledged_at),
+        ("time_to_mitigate", incident.mitigated_at),
+        ("time_to_resolve", incident.resolved_at),
+    ):
+        assert times[key]["text"] == span_text(span(alert.received_at, moment)), key
+    assert incident.resolved_at - incident.mitigated_at == timedelta(minutes=30)
+    assert review["root_cause"] == "1.2.1 tokenizer regression"
+    assert "INC-1" in render_review(review, "md")
