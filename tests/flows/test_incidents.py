@@ -581,3 +581,48 @@ def test_the_review_is_drawn_from_the_rows_these_commands_write(
     assert incident.resolved_at - incident.mitigated_at == timedelta(minutes=30)
     assert review["root_cause"] == "1.2.1 tokenizer regression"
     assert "INC-1" in render_review(review, "md")
+
+
+def test_pager_pagerduty_pages_through_the_events_api(bot: Bot) -> None:
+    """`[incidents] pager = "pagerduty"` builds the Events API v2 adapter (bot/wiring.py);
+    an incident's trigger, acknowledge and resolve reach the local fake over HTTP as one
+    alert (its dedup key the incident's id), and a page that fails is said and audited."""
+    import tomllib
+
+    from bot.pager.pagerduty import PagerDuty, RetryPolicy
+    from bot.settings import BUNDLED_CONFIG
+    from bot.wiring import make_pager
+    from commands.config import parse_config
+    from tests.support.fakes.pagerduty_server import FakePagerDuty
+
+    raw = tomllib.loads(BUNDLED_CONFIG.read_text())
+    raw["incidents"] = {"pager": "pagerduty"}
+    assert isinstance(make_pager(parse_config(raw, "pd")), PagerDuty)
+    fake = FakePagerDuty().serve()
+    try:
+        key = "R" * 32  # a test routing key, not a credential
+        bot.rt.pager = PagerDuty(
+            {"PAGERDUTY_ROUTING_KEY_PROD": key},
+            url=fake.url,
+            retry=RetryPolicy(max_attempts=2, base_delay=0.0),
+            sleep=lambda s: None,
+        )
+        declare(bot)
+        assert bot.run(BOB, "/aiops incident ack INC-1").ok
+        assert bot.run(BOB, '/aiops incident resolve INC-1 cause="bad canary"').ok
+        alert = fake.alert("INC-1")
+        assert alert is not None and alert.routing_key == key
+        assert alert.actions == ["trigger", "acknowledge", "resolve"]
+        assert alert.status == "resolved" and alert.severity == "critical"
+        assert [r.parameters["action"] for r in rows(bot, "page_sent")] == [
+            "trigger",
+            "acknowledge",
+            "resolve",
+        ]
+        fake.fail(503, times=2)
+        declare(bot, 'loan-assessor sev=P1 summary="again"')
+        [failed] = rows(bot, "page_failed")
+        assert failed.parameters["incident"] == "INC-2" and failed.parameters["attempts"] == 2
+        assert key not in json.dumps([e.parameters for e in bot.rt.store.audit(AuditQuery())])
+    finally:
+        fake.close()
