@@ -71,6 +71,9 @@ class AuditAction(StrEnum):
     ALERT_RECEIVED = "alert_received"
     ALERT_CLOSED = "alert_closed"
     ALERT_ACKNOWLEDGED = "alert_acknowledged"
+    # Requests to the alert webhook without valid credentials, counted per window rather
+    # than a row each (bot/alerts/webhook.py: a flood must not fill the queue or the audit).
+    ALERT_REFUSED = "alert_refused"
     PAGE_SENT = "page_sent"
     PAGE_FAILED = "page_failed"
     HANDOFF = "handoff"

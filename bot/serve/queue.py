@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 TASK = "aiops.command"
 REFUSED_TASK = "aiops.workspace_refused"
+ALERT_TASK = "aiops.alert"  # a Cloud Monitoring notice (bot/alerts/webhook.py)
+ALERT_REFUSED_TASK = "aiops.alert_refused"  # a report of refused webhook requests
 QUEUE = "commands"
 STALLED_AFTER = 30.0  # seconds without a worker heartbeat before its jobs are stalled
 HEARTBEAT = 10.0  # seconds between a worker's heartbeats
@@ -158,6 +160,8 @@ def refusal_from_job(data: dict[str, Any] | None) -> Refusal | None:
 
 
 REQUEST_KEY_INDEX = "aiops_jobs_request_key"  # migration 0009
+ALERT_KEY_INDEX = "aiops_jobs_alert_key"  # migration 0011
+KEY_INDEXES = frozenset({REQUEST_KEY_INDEX, ALERT_KEY_INDEX})
 
 
 def _broken(exc: BaseException) -> bool:
@@ -177,7 +181,7 @@ BATCH = 100  # jobs in one statement at most
 def _duplicate(exc: Exception, key: str) -> Exception:
     from procrastinate import exceptions
 
-    if isinstance(exc, exceptions.UniqueViolation) and exc.constraint_name == REQUEST_KEY_INDEX:
+    if isinstance(exc, exceptions.UniqueViolation) and exc.constraint_name in KEY_INDEXES:
         return Duplicate(key)
     return exc
 
@@ -281,12 +285,14 @@ class CommandQueue:
             for (_, future), job_id in zip(batch, ids, strict=True):
                 _settle(future, job_id)
 
-    async def _defer(self, jobs: list[dict[str, Any]]) -> list[int]:
+    async def _defer(
+        self, jobs: list[dict[str, Any]], task: str = TASK, lock: str | None = None
+    ) -> list[int]:
         """One statement; a connection the database dropped (a failover) is retried once
         on a new one."""
         from procrastinate import exceptions
 
-        deferrer = self.app.configure_task(TASK, queue=QUEUE)
+        deferrer = self.app.configure_task(task, queue=QUEUE, lock=lock)
         for attempt in (1, 2):
             try:
                 return await deferrer.batch_defer_async(*jobs)
@@ -301,3 +307,29 @@ class CommandQueue:
         await self.app.configure_task(REFUSED_TASK, queue=QUEUE).defer_async(
             user=user, team=team, enterprise=enterprise
         )
+
+    async def take_alert(self, job: dict[str, Any]) -> bool:
+        """`AlertSink.take_alert`: the notice (`bot.alerts.webhook.notice_to_job`) as a job,
+        committed before this returns, unique by `job_key` (migration 0011's index): False
+        for a notice taken before (a retry, another replica's copy). One alert's notices
+        run one at a time, in order (procrastinate's `lock`). Raises `AlertNotTaken` when
+        the database does not answer."""
+        import psycopg
+        from procrastinate import exceptions
+
+        from bot.alerts.webhook import AlertNotTaken, job_key
+
+        key = job_key(job)
+        try:
+            await self._defer([{"notice": job, "key": key}], ALERT_TASK, f"alert:{job['key']}")
+        except (exceptions.ConnectorException, psycopg.Error, OSError) as exc:
+            # psycopg's own errors and OSError: a pool that timed out or a refused
+            # connection, when procrastinate did not wrap them
+            if isinstance(_duplicate(exc, key), Duplicate):
+                return False
+            raise AlertNotTaken(f"the database did not take it ({type(exc).__name__})") from None
+        return True
+
+    async def alert_refused(self, report: dict[str, Any]) -> None:
+        """`AlertSink.alert_refused`: the report as a job a worker audits."""
+        await self.app.configure_task(ALERT_REFUSED_TASK, queue=QUEUE).defer_async(report=report)

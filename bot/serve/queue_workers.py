@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bot.serve.queue import (
+    ALERT_REFUSED_TASK,
+    ALERT_TASK,
     HEARTBEAT,
     QUEUE,
     REFUSED_TASK,
@@ -52,6 +54,10 @@ if TYPE_CHECKING:
     from commands.service import Service
 
 log = logging.getLogger(__name__)
+
+# An alert job runs at most this many times: one that raised (its store failed) again
+# after 2, 4, 8, 16 s; one whose worker died is put back by the sweep.
+ALERT_ATTEMPTS = 5
 
 # ---------------------------------------------------------------------- in a worker
 
@@ -87,6 +93,8 @@ def register_tasks(
 ) -> None:
     """The tasks a worker runs, bound to its service; `slack` (the bot's Web API client)
     answers a command that came without a response URL."""
+    import procrastinate
+
     from bot.slack.answer import answer, delivered
     from bot.slack.app import record_refusal
 
@@ -116,6 +124,22 @@ def register_tasks(
     def workspace_refused(user: str, team: str | None, enterprise: str | None) -> None:
         record_refusal(service, user, team, enterprise)
 
+    # A notice already answered 2xx is the bot's to finish: a store that failed is tried
+    # again (receive_alert is idempotent: recorded once, posted once).
+    retry = procrastinate.RetryStrategy(max_attempts=ALERT_ATTEMPTS - 1, exponential_wait=2)
+
+    @app.task(name=ALERT_TASK, queue=QUEUE, retry=retry)
+    def alert(notice: dict[str, Any], key: str) -> None:
+        from bot.alerts.webhook import run_alert
+
+        run_alert(service.rt, notice)
+
+    @app.task(name=ALERT_REFUSED_TASK, queue=QUEUE)
+    def alert_refused(report: dict[str, Any]) -> None:
+        from bot.alerts.webhook import record_alert_refusal
+
+        record_alert_refusal(service.rt, report)
+
 
 def _stopped_answer(command: str) -> dict[str, Any]:
     from bot.slack.blocks import render_message
@@ -139,6 +163,16 @@ async def sweep(app: procrastinate.App, slack: WebClient | None = None) -> int:
     failed = 0
     manager = app.job_manager
     for job in await manager.get_stalled_jobs(queue=QUEUE, seconds_since_heartbeat=STALLED_AFTER):
+        if job.task_name == ALERT_TASK and job.attempts + 1 < ALERT_ATTEMPTS:
+            # Unlike a command, a notice may run again (receive_alert is idempotent), and
+            # nobody else would: Cloud Monitoring was answered 2xx.
+            try:
+                await manager.retry_job(job)
+            except Exception as exc:  # another sweep put it back first
+                log.debug("stalled job %s was settled elsewhere: %s", job.id, exc)
+            else:
+                log.error("job %s (an alert notice) stalled: its worker stopped; run again", job.id)
+            continue
         try:
             await manager.finish_job(job, status=Status.FAILED, delete_job=False)
         except Exception as exc:  # another sweep failed it first, or it finished meanwhile

@@ -1,5 +1,7 @@
-"""`aiops-bot serve`: HTTP (`POST /slack/events`, `GET /healthz` for readiness, `GET /livez`
-for liveness) under uvicorn, or Socket Mode when an app token is set.
+"""`aiops-bot serve`: HTTP (`POST /slack/events`, `POST /alerts/cloud-monitoring` for Cloud
+Monitoring's webhook channel (`bot/alerts/webhook.py`), `GET /healthz` for readiness,
+`GET /livez` for liveness) under uvicorn, or Socket Mode when an app token is set (Slack
+only: the webhook needs HTTP mode).
 
 With command workers (`AIOPS_COMMAND_WORKERS`, default 2) the bot is three kinds of
 process: this server, which only acks (it holds the config, the Bolt app and a database
@@ -31,6 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from bot.alerts.webhook import PATH as ALERTS_PATH
+from bot.alerts.webhook import AlertSink, AlertWebhook, InProcessAlerts
 from bot.settings import Settings
 from bot.wiring import ServeError, make_scheduler, make_service, require_token, resume_then_schedule
 from commands.model import Invocation
@@ -154,11 +158,13 @@ def asgi(
     pool: Workers | None = None,
     queue: CommandQueue | None = None,
     lease_ttl: timedelta | None = None,
+    alerts: AlertWebhook | None = None,
 ) -> Starlette:
     """The HTTP app. `engine`: the database `/healthz` checks; `pool`: the command worker
     processes, started and shut down with the app; `queue`: the durable queue the Bolt
     app submits to, opened before the first request and closed after the last;
-    `lease_ttl`: the changes' lease, by which `/healthz` tells stranded changes."""
+    `lease_ttl`: the changes' lease, by which `/healthz` tells stranded changes; `alerts`:
+    the alert webhook (`POST /alerts/cloud-monitoring`), none without it."""
     handler = AsyncSlackRequestHandler(bolt)
 
     async def events(request: Request) -> Response:
@@ -212,6 +218,8 @@ def asgi(
         try:
             yield
         finally:
+            if alerts is not None:  # its last refusal report, while workers still run
+                await alerts.aclose()
             await started
             await asyncio.to_thread(startup.shutdown)
             if pool is not None:
@@ -219,14 +227,14 @@ def asgi(
             if queue is not None:
                 await queue.close()
 
-    app = Starlette(
-        routes=[
-            Route("/slack/events", events, methods=["POST"]),
-            Route("/healthz", healthz, methods=["GET"]),
-            Route("/livez", livez, methods=["GET"]),
-        ],
-        lifespan=lifespan,
-    )
+    routes = [
+        Route("/slack/events", events, methods=["POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/livez", livez, methods=["GET"]),
+    ]
+    if alerts is not None:
+        routes.append(Route(ALERTS_PATH, alerts.handle, methods=["POST"]))
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.startup = startup
     return app
 
@@ -237,9 +245,11 @@ def make_asgi(
     *,
     scheduler: Callable[[], Scheduler | None] | None = None,
     pool: Workers | None = None,
+    alerts: AlertSink | None = None,
 ) -> Starlette:
     """The HTTP app over a service in this process; `scheduler` builds the scheduler on
-    the start-up thread."""
+    the start-up thread; `alerts` records the webhook's notices (default: on a thread of
+    this process)."""
     return asgi(
         bolt,
         engine=getattr(service.rt.store, "engine", None),
@@ -247,6 +257,7 @@ def make_asgi(
         startup=StartUp(InProcessScheduler(service, scheduler)),
         pool=pool,
         lease_ttl=service.rt.lease_ttl,
+        alerts=AlertWebhook(service.rt.config, alerts or InProcessAlerts(service)),
     )
 
 
@@ -287,6 +298,7 @@ class Server:
     startup: StartUp
     pool: Workers | None
     queue: CommandQueue | None = None
+    alerts: AlertWebhook | None = None
 
     def asgi(self) -> Starlette:
         return asgi(
@@ -297,6 +309,7 @@ class Server:
             pool=self.pool,
             queue=self.queue,
             lease_ttl=timedelta(seconds=self.settings.lease_seconds),
+            alerts=self.alerts,
         )
 
 
@@ -320,7 +333,16 @@ def build_server(settings: Settings) -> Server:
         )
         background = InProcessScheduler(service, lambda: make_scheduler(service))
         engine = getattr(service.rt.store, "engine", None)
-        return Server(settings, bolt, engine, service.rt.platform.name, StartUp(background), None)
+        alerts = AlertWebhook(service.rt.config, InProcessAlerts(service))
+        return Server(
+            settings,
+            bolt,
+            engine,
+            service.rt.platform.name,
+            StartUp(background),
+            None,
+            alerts=alerts,
+        )
     from bot.serve.scheduler_process import SchedulerProcess
     from bot.serve.workers import CommandPool
     from bot.slack.app import build_bolt
@@ -338,7 +360,15 @@ def build_server(settings: Settings) -> Server:
             runner=pool.run,
             refused=pool.refused,
         )
-        return Server(settings, bolt, engine, config.platform, startup, pool)
+        return Server(
+            settings,
+            bolt,
+            engine,
+            config.platform,
+            startup,
+            pool,
+            alerts=AlertWebhook(config, pool),
+        )
     from bot.serve.queue import CommandQueue
 
     queue = CommandQueue(settings)
@@ -355,7 +385,8 @@ def build_server(settings: Settings) -> Server:
         refused=queue.refused,
         submit=queue.take,
     )
-    return Server(settings, bolt, engine, config.platform, startup, pool, queue)
+    alerts = AlertWebhook(config, queue)
+    return Server(settings, bolt, engine, config.platform, startup, pool, queue, alerts)
 
 
 def serve(settings: Settings) -> None:

@@ -213,6 +213,22 @@ def record_refusal(user: str, team: str | None, enterprise: str | None) -> None:
     record(_service, user, team, enterprise)
 
 
+def receive_alert_job(job: dict[str, Any]) -> str:
+    """In a worker: one Cloud Monitoring notice (`bot.alerts.webhook.run_alert`)."""
+    from bot.alerts.webhook import run_alert
+
+    assert _service is not None, "the worker's initializer did not run"
+    return run_alert(_service.rt, job)
+
+
+def record_alert_refusal(report: dict[str, Any]) -> None:
+    """In a worker: audit refused alert webhook requests."""
+    from bot.alerts.webhook import record_alert_refusal as record
+
+    assert _service is not None, "the worker's initializer did not run"
+    record(_service.rt, report)
+
+
 def _ready() -> int:
     return os.getpid()
 
@@ -389,6 +405,26 @@ class CommandPool:
             await self.call(record_refusal, user, team, enterprise)
         except (WorkerDied, WorkerFailed) as exc:  # still refused; the row is missing
             log.error("could not audit a refused workspace (%s, %s): %s", team, enterprise, exc)
+
+    async def take_alert(self, job: dict[str, Any]) -> bool:
+        """`AlertSink.take_alert`: a worker records the notice (and posts or updates its
+        message) before this returns, so the webhook's 2xx follows a stored row; a
+        repeat is recognised there, by the store. Raises `AlertNotTaken` when the worker
+        failed or died (the webhook answers 503 and the notice comes again)."""
+        from bot.alerts.webhook import AlertNotTaken
+
+        try:
+            await self.call(receive_alert_job, job)
+        except (WorkerDied, WorkerFailed) as exc:
+            raise AlertNotTaken(str(exc)) from None
+        return True
+
+    async def alert_refused(self, report: dict[str, Any]) -> None:
+        """`AlertSink.alert_refused`: the audit row is written by a worker."""
+        try:
+            await self.call(record_alert_refusal, report)
+        except (WorkerDied, WorkerFailed) as exc:
+            log.error("could not audit %s refused alert request(s): %s", report.get("count"), exc)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` (a module-level function) in a worker."""

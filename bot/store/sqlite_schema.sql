@@ -1,4 +1,4 @@
--- heads: 0010
+-- heads: 0011
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
