@@ -23,8 +23,9 @@ BENCHES = {
     "canary": "bench.bench_canary",
     "redaction": "bench.bench_redaction",
     "chaos": "bench.bench_chaos",
+    "respond": "bench.bench_respond",
 }
-DEFAULT = ("startup", "commands", "ack", "digest", "audit", "canary", "redaction")
+DEFAULT = ("startup", "commands", "ack", "digest", "audit", "canary", "redaction", "respond")
 
 
 def main(argv: list[str] | None = None) -> int:
