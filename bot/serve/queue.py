@@ -24,6 +24,12 @@ Job arguments: `{"inv": {...}, "click": bool, "response_url": str | None, "key":
 submission) is answered, and told if its worker stopped, in a direct message to `dm`, its
 actor. Finished jobs (and with them their request keys) are deleted
 after `RETENTION`: the keys must outlive Slack's 5-minute signature window.
+
+Cloud Monitoring's webhook (`bot/alerts/webhook.py`) uses the same queue: a notice is a job
+of `ALERT_TASK`, `{"notice": {...}, "key": "alert:<notice key>:<state>"}`, unique by its
+key (migration 0011), locked per alert so that one alert's notices run in order; refused
+webhook requests are reported as `ALERT_REFUSED_TASK` jobs, `{"report": {...}}`. Unlike a
+command, an alert job whose worker died is run again (`queue_workers.sweep`).
 """
 
 from __future__ import annotations
