@@ -113,7 +113,7 @@ def build_runtime(
 ) -> Runtime:
     from bot.platforms import make_platform, make_registry
     from bot.store.canary_store import SqlCanaryStore
-    from bot.store.incident_store import SqlIncidentStore
+    from bot.store.incident_store import SqlHealthWatchStore, SqlIncidentStore
     from bot.store.people import PersonDirectory
     from bot.store.sql_store import SqlStore
     from commands.audit import Auditor
@@ -135,6 +135,7 @@ def build_runtime(
         canary=SqlCanaryStore(engine),
         people=PersonDirectory(engine),
         incidents=SqlIncidentStore(engine),
+        health_watch=SqlHealthWatchStore(engine),
         pager=make_pager(config),
         registry=make_registry(config, engine, platform, clock),
     )
