@@ -45,7 +45,7 @@ def test_two_replicas_saving_the_same_window_store_it_once(
 ) -> None:
     stores = [SqlHealthWatchStore(engine), SqlHealthWatchStore(replica)]
     for rev in (0, 1):  # the first state (an insert), then a move (an update)
-        results = race(6, lambda i: stores[i % 2].save_watch_state("ep", rev, STATE, NOW, NOW))
+        results = race(6, lambda i, r=rev: stores[i % 2].save_watch_state("ep", r, STATE, NOW, NOW))
         assert not [r for r in results if isinstance(r, Exception)], results
         assert len([r for r in results if r is not None]) == 1
     assert stores[1].watch_state("ep").rev == 2
