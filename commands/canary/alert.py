@@ -13,6 +13,7 @@ it open while people decide.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 
 from commands.canary.model import Check, Watch
@@ -25,6 +26,8 @@ from commands.incidents.records import store_of
 from commands.messages import Post, Reply, Text, escape
 from commands.model import BOT, Change
 from commands.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 POLICY = "canary regression"  # what `[runbooks.policies]` keys these alerts by
 _ERRORS_TEST = "canary errors"  # how the judge's reasons name the error-rate tests
@@ -70,11 +73,14 @@ def _notice(w: Watch, last: Check | None, rollback: Change | None) -> AlertNotic
 def raise_alert(rt: Runtime, w: Watch, reason: str, rollback: Change | None) -> AlertRecord | None:
     """Post the regression's alert (once: its key) and page the on-call for it, or, with
     no pager, `@here` the ops channel with `reason`. None when the runtime keeps no
-    alerts (the `@here` is the alarm then)."""
+    alerts or could not record this one (the `@here` is the alarm then)."""
     record = None
     if rt.incidents is not None:
         found = canary_store(rt).checks(w.id, 1)
-        record = receive_alert(rt, _notice(w, found[-1] if found else None, rollback))
+        try:
+            record = receive_alert(rt, _notice(w, found[-1] if found else None, rollback))
+        except Exception:  # the store failed: the alarm below must still go out
+            log.exception("canary %s: its alert could not be recorded", w.ref)
     result = None
     if record is not None and record.paged_at is None:
         result = page_alert(rt, record, PageAction.TRIGGER, BOT.id)
