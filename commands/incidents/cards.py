@@ -224,7 +224,7 @@ def incident_card(incident: Incident, config: Config, *, buttons: bool = True) -
     if incident.alert_id:
         notes.append(f"From alert {incident.alert_id}")
     runbook = link(incident.runbook, "Runbook")
-    notes.append(runbook or "No runbook linked")
+    notes.append(runbook or f"No runbook: {escape(missing_runbook(None, incident.endpoint))}")
     blocks.append(Context(tuple(notes)))
     if state is IncidentState.RESOLVED and incident.root_cause:
         blocks.append(Text(cut(f"*Root cause:* {escape(incident.root_cause)}", 2900)))

@@ -268,3 +268,34 @@ def test_two_schedulers_on_one_postgresql_database_post_once(
     assert len([p for p in everything if not p.update and "ALERT-" in p.reply.text]) == 1
     assert len(rows(a.rt, "alert_received")) == 1 and len(rows(a.rt, "alert_closed")) == 1
     assert len([p for p in everything if p.update and "Resolved at" in shown(p.reply)]) == 1
+
+
+def test_an_incident_from_the_watchs_alert_says_it_has_no_runbook_and_the_review_asks(
+    wbot: Bot,
+) -> None:
+    from commands.incidents.review import review_for
+
+    deploy_faulty(wbot)
+    window(wbot)
+    window(wbot)
+    reply = wbot.run(
+        ALICE, f'/aiops incident declare {STG} sev=P3 summary="rc1 slow" alert=ALERT-1'
+    )
+    assert reply.ok, text_of(reply)
+    [card] = [p for p in posts(wbot.rt) if "INC-1 ·" in shown(p.reply) and not p.update]
+    assert f"No runbook: add a runbook for {STG}: `[runbooks.endpoints] {STG}" in shown(card.reply)
+    assert wbot.run(ALICE, '/aiops incident resolve INC-1 cause="rc1 serves slowly"').ok
+    review = review_for(
+        wbot.rt.store,
+        wbot.rt.incidents,  # type: ignore[arg-type]
+        wbot.rt.config,
+        "INC-1",
+    )
+    assert review["runbook"] is None
+    [item] = review["action_items"]
+    assert item["source"] == "no runbook" and f'"{POLICY}"' in item["text"]
+    assert review["alert"]["source"] == "health-watch"
+    # an incident on an endpoint with a runbook links it on its card
+    assert wbot.run(ALICE, '/aiops incident declare loan-assessor sev=P2 summary="slow"').ok
+    [other] = [p for p in posts(wbot.rt) if "INC-2 ·" in shown(p.reply) and not p.update]
+    assert "<https://wiki.example.com/aiops/runbooks/loan-assessor|Runbook>" in shown(other.reply)
