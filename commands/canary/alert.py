@@ -37,7 +37,7 @@ def alert_key(w: Watch) -> str:
     return f"{AlertSource.CANARY.value}:{w.ref}"
 
 
-def _notice(w: Watch, last: Check | None, rollback: Change | None) -> AlertNotice:
+def regression_notice(w: Watch, last: Check | None, rollback: Change | None) -> AlertNotice:
     """The alert of a regression verdict, from the last check's figures and reasons."""
     summary = f"{w.endpoint}: canary {w.canary_version} regressed against {w.stable_version}"
     if last is not None:
@@ -78,7 +78,7 @@ def raise_alert(rt: Runtime, w: Watch, reason: str, rollback: Change | None) -> 
     if rt.incidents is not None:
         found = canary_store(rt).checks(w.id, 1)
         try:
-            record = receive_alert(rt, _notice(w, found[-1] if found else None, rollback))
+            record = receive_alert(rt, regression_notice(w, found[-1] if found else None, rollback))
         except Exception:  # the store failed: the alarm below must still go out
             log.exception("canary %s: its alert could not be recorded", w.ref)
     result = None
