@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from commands.incidents.records import find_incident, store_of
 from commands.incidents.review import render_review, review_for
@@ -51,10 +52,10 @@ def _who(p: Mapping[str, Any] | None) -> str:
     return escape(slack_id.removeprefix("policy:").strip())
 
 
-def _at(value: Mapping[str, str] | None, with_date: bool) -> str:
+def _at(value: Mapping[str, str] | None, tz: ZoneInfo, with_date: bool) -> str:
     if not value:
         return "—"
-    local = datetime.fromisoformat(value["local"])
+    local = datetime.fromisoformat(value["utc"]).astimezone(tz)
     return local.strftime("%Y-%m-%d %H:%M %Z" if with_date else "%H:%M")
 
 
@@ -105,11 +106,15 @@ def review_message(review: Mapping[str, Any], *, attached: bool = False) -> Repl
     hidden = max(0, len(timeline) - TIMELINE_LINES)
     if hidden:
         lines.append(f"_… {hidden} earlier event(s) in the full draft_")
-    first_day = timeline[0]["at"]["local"][:10] if timeline else ""
+    tz = ZoneInfo(review["timezone"])
+    day = ""
     for e in timeline[hidden:]:
-        with_date = e["at"]["local"][:10] != first_day
+        # the date on the first event and whenever it changes, the time alone otherwise
+        with_date = e["at"]["local"][:10] != day
+        day = e["at"]["local"][:10]
         lines.append(
-            f"`{_at(e['at'], with_date)}` {escape(e['text'])} — {_who(e['actor'])} · row {e['row']}"
+            f"`{_at(e['at'], tz, with_date)}` {escape(e['text'])} — {_who(e['actor'])}"
+            f" · row {e['row']}"
         )
     if not timeline:
         lines.append("no audit rows about this incident")
