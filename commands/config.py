@@ -72,6 +72,10 @@ class Endpoint:
     max_replicas: int = 3
     region: str | None = None  # defaults to the environment's region
     vertex_id: str | None = None  # the Vertex AI endpoint id, for the vertex platform
+    # Its deployed models may run with min replicas 0 (`/aiops scale … min=0`): on Vertex
+    # AI only deployments made with its Scale To Zero preview may (docs: predictions/
+    # autoscaling); the sandbox lets exactly the endpoints that say so.
+    scale_to_zero: bool = False
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,14 @@ class Call:
 
 Handler = Callable[[Call], Reply]
 
+
+def _request(call: Call, kind: ChangeKind) -> Reply:
+    """An `/aiops` subcommand that opens a change (`/aiops scale help`: its usage)."""
+    if call.target == "help":
+        return help_reply(kind.value)
+    return request_change(call.rt, kind, call.inv, call.args)
+
+
 HANDLERS: dict[str, Handler] = {
     "status": lambda c: status.status(c.rt, c.target, c.integer("page", 1, 1, 10_000)),
     "changes": lambda c: changes.changes(c.rt, c.target, c.integer("limit", 20, 1, 100)),
@@ -97,6 +105,8 @@ HANDLERS: dict[str, Handler] = {
     "canary-promote": lambda c: decide_promote(
         c.rt, c.inv.actor, c.target, c.option("reason"), c.inv.request_id
     ),
+    "scale": lambda c: _request(c, ChangeKind.SCALE),
+    "undeploy": lambda c: _request(c, ChangeKind.UNDEPLOY),
     "help": lambda c: help_reply(c.target),
 }
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from commands.changes.cost import cost_line
+from commands.changes.strategy import describe, strategy_settings
 from commands.config import Config
 from commands.messages import (
     Block,
@@ -21,7 +23,7 @@ from commands.messages import (
     split_text,
     when,
 )
-from commands.model import NEW, Change, ChangeKind, ChangeState, EndpointHealth
+from commands.model import NEW, Change, ChangeKind, ChangeState, EndpointHealth, Strategy
 from commands.ports import ApprovalRecord
 
 
@@ -93,11 +95,34 @@ def plain_traffic(change: Change) -> str:
     return f"{change.endpoint}: {before} → {after}"
 
 
+def _target(change: Change) -> str:
+    """The version a scale or undeploy acts on."""
+    target = change.plan.target_id or ""
+    return change.labels.get(target) or (change.version or target).split("@")[-1]
+
+
+def _replicas(change: Change) -> str:
+    before, after = change.plan.replicas_before, change.plan.replicas_after
+    if before is None or after is None:
+        return ""
+    return f"min {before[0]} → {after[0]}, max {before[1]} → {after[1]} replicas"
+
+
 def _plain_what(change: Change) -> str:
     if change.kind is ChangeKind.DEPLOY:
+        if change.plan.strategy == Strategy.BLUE_GREEN.value:
+            return f"deploy {change.version or ''} blue/green (at 0 %, then all traffic)"
+        if change.plan.strategy == Strategy.REPLACE.value:
+            return f"replace the serving version with {change.version or ''}"
         return f"deploy {change.version or ''} as a {change.canary_percent}% canary"
     if change.kind is ChangeKind.PROMOTE:
+        if change.split_after == change.split_before:
+            return "finish: undeploy the version at 0 %"
         return f"promote the canary to {change.canary_percent}%"
+    if change.kind is ChangeKind.SCALE:
+        return f"scale {_target(change)}: {_replicas(change)}"
+    if change.kind is ChangeKind.UNDEPLOY:
+        return f"undeploy {_target(change)} (serves 0 %)"
     return "roll back"
 
 
@@ -119,9 +144,20 @@ def decision_confirms(change: Change, env_name: str) -> tuple[Confirm, Confirm]:
 
 def what_line(change: Change) -> str:
     if change.kind is ChangeKind.DEPLOY:
-        return f"Deploy *{escape(change.version or '')}* to `{change.endpoint}` as a canary"
+        how = {
+            Strategy.BLUE_GREEN.value: "blue/green",
+            Strategy.REPLACE.value: "replacing the serving version",
+        }.get(change.plan.strategy or "", "as a canary")
+        return f"Deploy *{escape(change.version or '')}* to `{change.endpoint}` {how}"
     if change.kind is ChangeKind.PROMOTE:
+        if change.split_after == change.split_before:
+            old = change.labels.get(change.plan.stable_id or "", "the old version")
+            return f"Finish on `{change.endpoint}`: undeploy {escape(old)} (serves 0 %)"
         return f"Promote the canary on `{change.endpoint}` to {change.canary_percent}%"
+    if change.kind is ChangeKind.SCALE:
+        return f"Scale *{escape(_target(change))}* on `{change.endpoint}`: {_replicas(change)}"
+    if change.kind is ChangeKind.UNDEPLOY:
+        return f"Undeploy *{escape(_target(change))}* from `{change.endpoint}` (serves 0 %)"
     return f"Roll back `{change.endpoint}`"
 
 
@@ -173,8 +209,33 @@ def change_card(
     # redeployed at 100 %.
     stable = rollback_to or "the serving version"
     replaced = bool(change.plan.stable_id) and change.plan.stable_id in change.plan.undeploy
+    strategy = change.plan.strategy
     if change.kind is ChangeKind.ROLLBACK:
         how_back = "this is the rollback"
+    elif change.kind is ChangeKind.SCALE:
+        before = change.plan.replicas_before
+        how_back = (
+            f"`/aiops scale {change.endpoint} {_target(change)} min={before[0]} max={before[1]}`"
+            " puts the replicas back"
+            if before
+            else "scale it back"
+        )
+    elif change.kind is ChangeKind.UNDEPLOY:
+        how_back = (
+            f"it served no traffic: nothing to roll back; `/deploy {change.endpoint}"
+            f" <model>@{_target(change)}` deploys it again"
+        )
+    elif strategy == Strategy.BLUE_GREEN.value:
+        how_back = (
+            f"`/rollback {change.endpoint}`: one traffic update puts {stable} (still deployed and"
+            " ready) back at 100 %, then the new version is undeployed"
+        )
+    elif strategy == Strategy.REPLACE.value:
+        how_back = (
+            f"during the soak the bot does it itself if the new version is unhealthy (traffic"
+            f" back on {stable}, the new one undeployed); after it, `/rollback"
+            f" {change.endpoint}` redeploys {stable} at 100 %"
+        )
     elif replaced:
         how_back = (
             f"`/rollback {change.endpoint}` redeploys {stable} at 100 % (it is undeployed"
@@ -190,33 +251,49 @@ def change_card(
             f"`/rollback {change.endpoint}` puts {stable} back at 100 % and undeploys the"
             " canary (not the split before this promote)"
         )
+    if change.kind is ChangeKind.DEPLOY:
+        how = describe(
+            Strategy(strategy or Strategy.CANARY.value),
+            canary=change.canary_percent,
+            old=stable,
+            soak=strategy_settings(config).replace_soak,
+        )
+    elif change.kind is ChangeKind.SCALE:
+        how = "one long-running update of its replicas; traffic and version unchanged"
+    elif change.kind is ChangeKind.UNDEPLOY:
+        how = "undeployed (its replicas released); traffic unchanged"
+    else:
+        how = change.plan.mode or "traffic shift"
+    facts: list[tuple[str, str]] = [
+        ("Who asked", mention(change.requester_id)),
+        ("Who may approve", approvers if env.needs_approval else "no approval needed"),
+        ("How", how),
+        (
+            "Could go wrong",
+            "health when planned: "
+            + (health_line(health, th) if health else change.plan.health or "no figures"),
+        ),
+        (
+            "How we'll know",
+            f"P95 > {th.p95_latency_ms / 1000:g} s · errors > {th.error_rate:.0%} ·"
+            f" drift > {th.drift:g}",
+        ),
+        ("How we roll back", how_back),
+    ]
+    if change.kind is ChangeKind.SCALE and change.plan.replicas_after:
+        facts.append(("Replicas", _replicas(change)))
+    cost = cost_line(change.plan, change.kind.value)
+    if cost:
+        facts.append(("Cost a day (estimate, at min replicas)", escape(cost)))
     blocks: list[Block] = [
         Header(title[:150]),
         Text(f"*What:* {what_line(change)}"),
-        Text(f"*Traffic* before → after:\n{traffic_bars(change)}"),
-        Fields(
-            (
-                ("Who asked", mention(change.requester_id)),
-                ("Who may approve", approvers if env.needs_approval else "no approval needed"),
-                (
-                    "How",
-                    f"canary {change.canary_percent}%"
-                    if change.kind is ChangeKind.DEPLOY
-                    else change.plan.mode or "traffic shift",
-                ),
-                (
-                    "Could go wrong",
-                    "health when planned: "
-                    + (health_line(health, th) if health else change.plan.health or "no figures"),
-                ),
-                (
-                    "How we'll know",
-                    f"P95 > {th.p95_latency_ms / 1000:g} s · errors > {th.error_rate:.0%} ·"
-                    f" drift > {th.drift:g}",
-                ),
-                ("How we roll back", how_back),
-            )
+        Text(
+            f"*Traffic* unchanged: {escape(split_text(change.split_before, _labels(change)))}"
+            if change.split_after == change.split_before
+            else f"*Traffic* before → after:\n{traffic_bars(change)}"
         ),
+        Fields(tuple(facts)),
     ]
     if change.reason:
         blocks.append(Text(f"*Why:* {escape(change.reason)}"))

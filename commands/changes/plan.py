@@ -1,12 +1,24 @@
 """Plans: the before → after of a change's traffic split (and what a rollback restores),
-computed from the endpoint's state before anything is touched."""
+its replicas, computed from the endpoint's state before anything is touched."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from commands.errors import Refusal
-from commands.model import NEW, ChangePlan, EndpointState, ModelVersion, TrafficSplit, check_split
+from commands.messages import escape
+from commands.model import (
+    NEW,
+    ChangePlan,
+    DeployedModel,
+    EndpointState,
+    InvalidModelVersion,
+    ModelVersion,
+    Strategy,
+    TrafficSplit,
+    check_split,
+)
+from commands.ports import ScaleLimits
 
 
 @dataclass
@@ -17,9 +29,13 @@ class Plan:
     undeploy: list[str] = field(default_factory=list)  # deployed-model ids to remove after
     stable_id: str | None = None
     canary_id: str | None = None
-    mode: str = "shift"  # deploy | shift | redeploy
+    mode: str = "shift"  # deploy | shift | redeploy | mutate
     redeploy_version: str | None = None
     labels: dict[str, str] = field(default_factory=dict)  # deployed-model id → version
+    strategy: Strategy | None = None  # a deploy's
+    target_id: str | None = None  # a scale's or undeploy's deployed model
+    replicas_before: tuple[int, int] | None = None  # a scale's (min, max)
+    replicas_after: tuple[int, int] | None = None
 
     def recorded(self, *, full_promote: bool = False) -> ChangePlan:
         """What the change keeps of this plan. `full_promote`: a promote to 100 % records
@@ -34,6 +50,10 @@ class Plan:
             replaced_version=(
                 self.labels.get(self.stable_id, "") if full_promote and self.stable_id else None
             ),
+            strategy=self.strategy.value if self.strategy is not None else None,
+            target_id=self.target_id,
+            replicas_before=self.replicas_before,
+            replicas_after=self.replicas_after,
         )
 
 
@@ -52,7 +72,16 @@ def find_canary(state: EndpointState, hint_id: str | None) -> tuple[str, str] | 
     return stable, canary
 
 
-def plan_deploy(state: EndpointState, version: ModelVersion, canary: int) -> Plan:
+def plan_deploy(
+    state: EndpointState,
+    version: ModelVersion,
+    canary: int,
+    strategy: Strategy = Strategy.CANARY,
+) -> Plan:
+    """A deploy beside the one serving version. `canary` (1–100) is a canary's share; a
+    blue-green or replace deploy ends with the new version at 100 %: blue-green keeps the
+    old one deployed at 0 % (it shows in the split after), replace undeploys it after
+    the soak."""
     if state.by_version(version):
         raise Refusal(
             f"`{state.slug}` already serves {version} ({state.describe()})",
@@ -66,6 +95,18 @@ def plan_deploy(state: EndpointState, version: ModelVersion, canary: int) -> Pla
         )
     stable = serving[0]
     before = dict(state.traffic)
+    if strategy is Strategy.BLUE_GREEN:
+        return Plan(
+            before=before,
+            after={stable: 0, NEW: 100},  # old stays deployed and ready until promoted
+            restore=before,
+            stable_id=stable,
+            mode="deploy",
+            labels=_labels(state),
+            strategy=strategy,
+        )
+    if strategy is Strategy.REPLACE:
+        canary = 100
     after = {stable: 100 - canary, NEW: canary} if canary < 100 else {NEW: 100}
     return Plan(
         before=before,
@@ -77,6 +118,7 @@ def plan_deploy(state: EndpointState, version: ModelVersion, canary: int) -> Pla
         stable_id=stable,
         mode="deploy",
         labels=_labels(state),
+        strategy=strategy,
     )
 
 
@@ -89,6 +131,18 @@ def plan_promote(state: EndpointState, canary_hint: str | None, to: int) -> Plan
         )
     stable, canary = pair
     current = state.traffic.get(canary, 0)
+    if current == to == 100 and not state.traffic.get(stable, 0):
+        # A blue-green deploy switched (or a full promote stopped before its undeploy):
+        # the old version waits at 0 %; promoting finishes by undeploying it.
+        return Plan(
+            before=dict(state.traffic),
+            after=dict(state.traffic),
+            restore=dict(state.traffic),
+            undeploy=[stable],
+            stable_id=stable,
+            canary_id=canary,
+            labels=_labels(state),
+        )
     if current == to:
         raise Refusal(f"the canary on `{state.slug}` already takes {to}%", "Pick another `to=`.")
     after = check_split({canary: to, stable: 100 - to})
@@ -141,4 +195,136 @@ def plan_rollback(
         mode="redeploy",
         redeploy_version=str(previous_version),
         labels=labels,
+    )
+
+
+def find_target(state: EndpointState, model: str, version: str | None, usage: str) -> DeployedModel:
+    """The deployed model a scale or undeploy names: by `version` (`1.2.0` or
+    `<model>@1.2.0`), or the only one deployed when none is given."""
+    versions = ", ".join(f"`{d.version.version}`" for d in state.deployed) or "none"
+    if version is None:
+        if len(state.deployed) == 1:
+            return state.deployed[0]
+        raise Refusal(
+            f"`{state.slug}` has {len(state.deployed)} deployed models ({state.describe()});"
+            " which version?",
+            f"Name it: `{usage}`; deployed: {versions}.",
+            code="malformed",
+        )
+    text = version if "@" in version else f"{model}@{version}"
+    try:
+        wanted = ModelVersion.parse(text)
+    except InvalidModelVersion as exc:
+        raise Refusal(escape(str(exc)), f"Usage: `{usage}`", code="malformed") from None
+    found = state.by_version(wanted)
+    if found is None:
+        raise Refusal(
+            f"`{escape(wanted.version)}` is not deployed on `{state.slug}` ({state.describe()})",
+            f"Deployed versions: {versions}.",
+            code="not_found",
+        )
+    return found
+
+
+def plan_scale(
+    state: EndpointState,
+    target: DeployedModel,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    limits: ScaleLimits,
+    config_max: int,
+) -> Plan:
+    """A deployed model's (min, max) replicas → the new ones; traffic stays as it is.
+    Unset bounds keep their current value. Refused: nothing given, min > max, min below
+    what the platform allows there (0 without scale-to-zero: `limits.zero_refused` says
+    why), max above the endpoint's `max_replicas` in the config (the ceiling the team set
+    for it) or the platform's."""
+    label = target.version.version
+    old = (target.replicas, target.max_replicas if target.max_replicas is not None else config_max)
+    if min_replicas is None and max_replicas is None:
+        raise Refusal(
+            "say what to scale to: `min=N`, `max=M` or both",
+            f"{label} on `{state.slug}` now runs min {old[0]} · max {old[1]} replicas.",
+            code="malformed",
+        )
+    new = (
+        old[0] if min_replicas is None else min_replicas,
+        old[1] if max_replicas is None else max_replicas,
+    )
+    if new[0] > new[1]:
+        raise Refusal(
+            f"min {new[0]} is above max {new[1]}: a deployed model cannot keep more replicas"
+            " than it may scale to",
+            "Give `min=` no higher than `max=`"
+            + ("" if max_replicas is not None else f" (max stays {old[1]} unless you give it)")
+            + ".",
+            code="malformed",
+        )
+    if new[0] < limits.lowest_min:
+        if new[0] == 0 and limits.zero_refused:
+            raise Refusal(
+                f"`{state.slug}` cannot scale {label} to zero replicas: {limits.zero_refused}",
+                "Scale to `min=1` to halve what an idle model holds, or, if it serves 0 %,"
+                f" remove it with `/aiops undeploy {state.slug} {label}`.",
+                code="scale_to_zero",
+            )
+        raise Refusal(
+            f"min {new[0]} is below {limits.lowest_min}, the least the platform allows here",
+            f"Give `min={limits.lowest_min}` or more.",
+            code="malformed",
+        )
+    ceiling = min(config_max, limits.highest_max)
+    if new[1] > ceiling:
+        where = (
+            f"the endpoint's `max_replicas` in the config ({config_max})"
+            if config_max <= limits.highest_max
+            else f"the most the platform allows ({limits.highest_max})"
+        )
+        raise Refusal(
+            f"max {new[1]} is above {where}",
+            f"Give `max={ceiling}` or less; a higher ceiling is a config change"
+            f" (`[endpoints.{state.slug}] max_replicas`), reviewed like any other.",
+            code="malformed",
+        )
+    if new == old:
+        raise Refusal(
+            f"{label} on `{state.slug}` already runs min {old[0]} · max {old[1]} replicas;"
+            " nothing to change",
+            code="malformed",
+        )
+    traffic = dict(state.traffic)
+    return Plan(
+        before=traffic,
+        after=traffic,
+        restore=traffic,
+        mode="mutate",
+        labels=_labels(state),
+        target_id=target.id,
+        replicas_before=old,
+        replicas_after=new,
+    )
+
+
+def plan_undeploy(state: EndpointState, target: DeployedModel) -> Plan:
+    """Remove a deployed model that serves 0 %; one with traffic is refused (move its
+    traffic first: a promote, a rollback)."""
+    share = state.traffic.get(target.id, 0)
+    label = target.version.version
+    if share > 0:
+        raise Refusal(
+            f"{label} serves {share}% of `{state.slug}` ({state.describe()}); only a model"
+            " at 0 % may be undeployed",
+            f"Move its traffic first: `/promote {state.slug}` or `/rollback {state.slug}`"
+            " (each undeploys the model it leaves at 0 %).",
+            code="has_traffic",
+        )
+    traffic = dict(state.traffic)
+    return Plan(
+        before=traffic,
+        after=traffic,
+        restore=traffic,
+        undeploy=[target.id],
+        mode="shift",
+        labels=_labels(state),
+        target_id=target.id,
     )
