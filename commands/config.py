@@ -99,6 +99,14 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True)
+class StrategySettings:
+    """`[strategies]`: `replace_soak`, how long a `strategy=replace` deploy's new version
+    must stay healthy before the old one is undeployed."""
+
+    replace_soak: timedelta = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
 class Config:
     platform: str
     timezone: ZoneInfo
@@ -116,6 +124,7 @@ class Config:
     freezes: tuple[Freeze, ...] = ()
     audit_retention: timedelta = timedelta(days=7 * 365 + 2)  # seven years by default
     allow_sandbox: bool = False  # `serve` with real Slack credentials may run the sandbox
+    strategies: StrategySettings = field(default_factory=StrategySettings)
 
     def environment_of(self, endpoint: Endpoint) -> Environment:
         return self.environments[endpoint.environment]
@@ -231,6 +240,7 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
         audit_retention=timedelta(days=doc.audit.retention_days),
         raw=data,
         allow_sandbox=doc.allow_sandbox,
+        strategies=StrategySettings(replace_soak=parse_duration(doc.strategies.replace_soak)),
     )
 
 

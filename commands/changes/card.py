@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
-from commands.changes.cost import cost_line
-from commands.changes.strategy import describe, strategy_settings
 from commands.config import Config
 from commands.messages import (
     Block,
@@ -23,7 +22,15 @@ from commands.messages import (
     split_text,
     when,
 )
-from commands.model import NEW, Change, ChangeKind, ChangeState, EndpointHealth, Strategy
+from commands.model import (
+    NEW,
+    Change,
+    ChangeKind,
+    ChangePlan,
+    ChangeState,
+    EndpointHealth,
+    Strategy,
+)
 from commands.ports import ApprovalRecord
 
 
@@ -93,6 +100,52 @@ def plain_traffic(change: Change) -> str:
     labels = _labels(change)
     before, after = split_text(change.split_before, labels), split_text(change.split_after, labels)
     return f"{change.endpoint}: {before} → {after}"
+
+
+def describe(strategy: Strategy, *, canary: int | None, old: str, soak: timedelta) -> str:
+    """What a strategy does to traffic, in one line for the card's *How*."""
+    if strategy is Strategy.BLUE_GREEN:
+        return (
+            f"blue/green: deployed at 0 %, switched to 100 % in one traffic update once"
+            f" ready; {old} stays deployed and ready until `/promote` undeploys it"
+        )
+    if strategy is Strategy.REPLACE:
+        minutes = soak.total_seconds() / 60
+        span = f"{minutes:g} min" if minutes < 120 else f"{minutes / 60:g} h"
+        return (
+            f"replace: deployed at 100 %; {old} is undeployed once the new version has been"
+            f" healthy for {span} (P95 and errors within the thresholds), else traffic goes"
+            f" back to {old}"
+        )
+    return f"canary {canary}%" + (
+        "; the canary analysis judges it against " + old if canary and canary < 100 else ""
+    )
+
+
+def money(usd: float) -> str:
+    """`$62.88`, `$1,509.12`."""
+    return f"${usd:,.2f}"
+
+
+def cost_line(plan: ChangePlan) -> str | None:
+    """The plan's cost a day in words (`commands/changes/plan.py` prices it); None when
+    the plan carries no price."""
+    before, during, after = plan.cost_before, plan.cost_during, plan.cost_after
+    if before is None or after is None:
+        return None
+    if during is None:  # a scale or an undeploy: one step
+        delta = after - before
+        change = (
+            f"saves {money(-delta)} a day"
+            if delta < 0
+            else (f"adds {money(delta)} a day" if delta > 0 else "no change")
+        )
+        return f"{money(before)} → {money(after)} a day ({change})"
+    until = {
+        Strategy.BLUE_GREEN.value: "while both are deployed (until the promote)",
+        Strategy.REPLACE.value: "during the soak",
+    }.get(plan.strategy or "", "while the canary runs beside it")
+    return f"{money(before)} → {money(during)} a day {until} → {money(after)} once the old one goes"
 
 
 def _target(change: Change) -> str:
@@ -256,7 +309,7 @@ def change_card(
             Strategy(strategy or Strategy.CANARY.value),
             canary=change.canary_percent,
             old=stable,
-            soak=strategy_settings(config).replace_soak,
+            soak=config.strategies.replace_soak,
         )
     elif change.kind is ChangeKind.SCALE:
         how = "one long-running update of its replicas; traffic and version unchanged"
@@ -282,7 +335,7 @@ def change_card(
     ]
     if change.kind is ChangeKind.SCALE and change.plan.replicas_after:
         facts.append(("Replicas", _replicas(change)))
-    cost = cost_line(change.plan, change.kind.value)
+    cost = cost_line(change.plan)
     if cost:
         facts.append(("Cost a day (estimate, at min replicas)", escape(cost)))
     blocks: list[Block] = [

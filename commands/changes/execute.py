@@ -15,14 +15,14 @@ it; a traffic shift already applied is recognised by the split it set; a model a
 undeployed is not undeployed again, and one whose undeploy is running is waited for; a
 scale already applied is recognised by the replicas it set.
 
-Strategies (`commands/changes/strategy.py`), by phase: a canary deploys with its share,
-then undeploys the replaced model at 100 %. A blue-green deploy deploys at 0 %
-(`deploy` → `deployed`), then switches to 100 % in one traffic update (`traffic`), the
-old model left deployed. A replace deploys at 100 %, soaks (`soak`, until `soak_until`:
-a taker soaks on to the same end), then undeploys the old model (`soaked` →
-`undeploy:…`); a soak that finds the new version unhealthy records why (`plan.soak`,
-before anything moves), puts traffic back on the old model in one update and
-undeploys the new one, and the change fails saying so."""
+Strategies (planned by `commands/changes/plan.py: plan_deploy`), by phase: a canary
+deploys with its share, then undeploys the replaced model at 100 %. A blue-green deploy
+deploys at 0 % (`deploy` → `deployed`), then switches to 100 % in one traffic update
+(`traffic`), the old model left deployed. A replace deploys at 100 %, soaks (`soak`,
+until `soak_until`: a taker soaks on to the same end), then undeploys the old model
+(`soaked` → `undeploy:…`); a soak that finds the new version unhealthy records why
+(`plan.soak`, before anything moves), puts traffic back on the old model in one update
+and undeploys the new one, and the change fails saying so."""
 
 from __future__ import annotations
 
@@ -32,9 +32,8 @@ from datetime import datetime, timedelta
 
 from commands.audit import AuditAction
 from commands.changes.lease import Lease, LeaseLost, new_owner
-from commands.changes.strategy import SOAK_CHECK, soak_breach, strategy_settings
 from commands.changes.tell import announce, tell, thread
-from commands.config import Endpoint
+from commands.config import Endpoint, Thresholds
 from commands.messages import split_text, when
 from commands.model import (
     BOT,
@@ -42,6 +41,7 @@ from commands.model import (
     Change,
     ChangeKind,
     ChangeState,
+    EndpointHealth,
     EndpointState,
     ModelVersion,
     Strategy,
@@ -65,6 +65,9 @@ ADOPT_WAIT = timedelta(hours=1)
 # While waiting for such a deploy, how often (in polls) to try deploying again, in case
 # it failed: the id is then free and this worker's deploy starts.
 _RETRY_POLLS = 30
+# How often a replace's soak reads the new version's health (one Monitoring read of the
+# endpoint each time): Monitoring's shortest period.
+SOAK_CHECK = timedelta(minutes=1)
 
 
 class _Failed(Exception):
@@ -474,7 +477,7 @@ def _run(rt: Runtime, change: Change, lease: Lease) -> None:
                     _switch(rt, lease, change, version)
             elif strategy == Strategy.REPLACE.value:
                 if phase == "deployed":
-                    soak = strategy_settings(rt.config).replace_soak
+                    soak = rt.config.strategies.replace_soak
                     change.plan.soak_until = rt.clock() + soak
                     _phase(rt, lease, change, "soak")
                     thread(
@@ -531,6 +534,30 @@ def _old_label(change: Change) -> str:
     return change.labels.get(change.plan.stable_id or "", "the old version")
 
 
+def soak_breach(
+    health: EndpointHealth | None, deployed_model_id: str, thresholds: Thresholds
+) -> tuple[str | None, int]:
+    """Judge the new version during a replace's soak against `[thresholds]` (P95 and
+    errors, what pages): (why it is unhealthy, or None; how many of its requests the
+    figures cover). Its own figures where the platform splits them by deployed model (it
+    serves all traffic, so the endpoint's otherwise). No requests is no evidence either
+    way: not a breach."""
+    if health is None:
+        return None, 0
+    mine = health.by_model.get(deployed_model_id)
+    p95 = mine.p95_latency_ms if mine else health.p95_latency_ms
+    errors = mine.error_rate if mine else health.error_rate
+    count = mine.request_count if mine else health.request_count
+    if not count:
+        return None, 0
+    reasons = []
+    if p95 is not None and p95 > thresholds.p95_latency_ms:
+        reasons.append(f"P95 {p95:,.0f} ms > {thresholds.p95_latency_ms:,.0f} ms")
+    if errors is not None and errors > thresholds.error_rate:
+        reasons.append(f"errors {errors:.2%} > {thresholds.error_rate:.2%}")
+    return ("; ".join(reasons) or None), count
+
+
 def _switch(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> None:
     """Blue-green: the new model is deployed (its operation done: ready to serve); all
     traffic goes to it in one traffic update. Looks before leaping: a switch already
@@ -572,7 +599,7 @@ def _soak(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> N
     rolling back) and roll back (`_unwind`, which raises). Healthy: audit it and go on."""
     until = change.plan.soak_until
     assert until is not None, "a soak starts with its end"
-    soak = strategy_settings(rt.config).replace_soak
+    soak = rt.config.strategies.replace_soak
     started = until - soak
     ep = _endpoint(rt, change)
     new_id = change.new_deployed_model_id or ""

@@ -1,5 +1,17 @@
 """Plans: the before → after of a change's traffic split (and what a rollback restores),
-its replicas, computed from the endpoint's state before anything is touched."""
+its replicas and its cost a day, computed from the endpoint's state before anything is
+touched.
+
+Strategies (`/deploy … strategy=`, `commands.model.Strategy`) are planned here
+(`plan_deploy`) and run by `commands/changes/execute.py`; the canary analysis
+(`commands/canary/`) runs only where traffic is split, i.e. for canaries.
+
+Cost a day is at the deployed models' minimum replicas (what they hold however quiet the
+endpoint is), priced by the platform's replica-hour estimate (`ReplicaPricing`:
+`[vertex.prices]` on Vertex AI, the sandbox's own price). A plan records the figures when
+it is made (`ChangePlan.cost_before / cost_during / cost_after`), so the card, the audit
+and the dossier show what the approver was shown. They are list-price estimates, never
+the bill: autoscaling above the minimum and discounts are not in them."""
 
 from __future__ import annotations
 
@@ -36,11 +48,16 @@ class Plan:
     target_id: str | None = None  # a scale's or undeploy's deployed model
     replicas_before: tuple[int, int] | None = None  # a scale's (min, max)
     replicas_after: tuple[int, int] | None = None
+    replicas: dict[str, int] = field(default_factory=dict)  # deployed-model id → its min
 
-    def recorded(self, *, full_promote: bool = False) -> ChangePlan:
+    def recorded(
+        self, *, full_promote: bool = False, day: float | None = None, new_replicas: int = 0
+    ) -> ChangePlan:
         """What the change keeps of this plan. `full_promote`: a promote to 100 % records
-        the version it replaces, so a later rollback can redeploy it."""
-        return ChangePlan(
+        the version it replaces, so a later rollback can redeploy it. `day`: USD one
+        replica costs a day, to price a deploy (its new model holds `new_replicas`), a
+        scale or an undeploy (`_price`)."""
+        plan = ChangePlan(
             mode=self.mode,
             labels=dict(self.labels),
             stable_id=self.stable_id or None,
@@ -55,10 +72,35 @@ class Plan:
             replicas_before=self.replicas_before,
             replicas_after=self.replicas_after,
         )
+        if day is not None:
+            self._price(plan, day, new_replicas)
+        return plan
+
+    def _price(self, plan: ChangePlan, day: float, new_replicas: int) -> None:
+        """Cost a day before → after: a deploy also while old and new are both deployed
+        (`cost_during`; after: once the old one is undeployed); a scale with the model's
+        new minimum; an undeploy without the model. Promotes and rollbacks: not priced."""
+        now = sum(self.replicas.values())
+        if self.mode == "deploy":
+            old = self.replicas.get(self.stable_id or "", 0)
+            plan.cost_before = round(now * day, 2)
+            plan.cost_during = round((now + new_replicas) * day, 2)
+            plan.cost_after = round((now - old + new_replicas) * day, 2)
+        elif self.mode == "mutate" and self.replicas_before and self.replicas_after:
+            plan.cost_before = round(now * day, 2)
+            scaled = now - self.replicas_before[0] + self.replicas_after[0]
+            plan.cost_after = round(scaled * day, 2)
+        elif self.target_id is not None and self.target_id in self.undeploy:
+            plan.cost_before = round(now * day, 2)
+            plan.cost_after = round((now - self.replicas.get(self.target_id, 0)) * day, 2)
 
 
 def _labels(state: EndpointState) -> dict[str, str]:
     return {d.id: d.version.version for d in state.deployed}
+
+
+def _replicas(state: EndpointState) -> dict[str, int]:
+    return {d.id: d.replicas for d in state.deployed}
 
 
 def find_canary(state: EndpointState, hint_id: str | None) -> tuple[str, str] | None:
@@ -104,6 +146,7 @@ def plan_deploy(
             mode="deploy",
             labels=_labels(state),
             strategy=strategy,
+            replicas=_replicas(state),
         )
     if strategy is Strategy.REPLACE:
         canary = 100
@@ -119,6 +162,7 @@ def plan_deploy(
         mode="deploy",
         labels=_labels(state),
         strategy=strategy,
+        replicas=_replicas(state),
     )
 
 
@@ -299,6 +343,7 @@ def plan_scale(
         restore=traffic,
         mode="mutate",
         labels=_labels(state),
+        replicas=_replicas(state),
         target_id=target.id,
         replicas_before=old,
         replicas_after=new,
@@ -326,5 +371,6 @@ def plan_undeploy(state: EndpointState, target: DeployedModel) -> Plan:
         undeploy=[target.id],
         mode="shift",
         labels=_labels(state),
+        replicas=_replicas(state),
         target_id=target.id,
     )

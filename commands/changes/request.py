@@ -10,7 +10,6 @@ from commands.canary.gate import after_promote_created, before_promote
 from commands.catalog import AIOPS_SUBCOMMANDS, SLASH_COMMANDS, CommandSpec
 from commands.changes.approve import supersede
 from commands.changes.card import change_card
-from commands.changes.cost import price_deploy, price_scale, price_undeploy
 from commands.changes.lease import new_owner
 from commands.changes.lifecycle import Opening, open_change
 from commands.changes.plan import (
@@ -28,7 +27,6 @@ from commands.changes.rules import (
     check_request,
     plan_hash,
 )
-from commands.changes.strategy import parse_strategy
 from commands.changes.tell import announce, tell
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
@@ -63,6 +61,7 @@ from commands.ports import (
     Delivery,
     EndpointLocked,
     PlatformError,
+    ReplicaPricing,
 )
 from commands.runtime import Runtime
 
@@ -84,6 +83,38 @@ def spec_of(kind: ChangeKind) -> CommandSpec:
     if kind in SUBCOMMAND_KINDS:
         return AIOPS_SUBCOMMANDS[kind.value]
     return SLASH_COMMANDS[f"/{kind.value}"]
+
+
+def parse_strategy(raw: str | None) -> Strategy:
+    """`strategy=` of `/deploy` (default canary); unknown words are refused with the three."""
+    if raw is None:
+        return Strategy.CANARY
+    text = raw.strip().lower().replace("_", "-").replace("bluegreen", "blue-green")
+    try:
+        return Strategy(text)
+    except ValueError:
+        names = [s.value for s in Strategy]
+        raise Refusal(
+            f"`strategy={escape(raw)}` is not a deployment strategy" + did_you_mean(text, names),
+            "Write `strategy=canary` (the default: a share of traffic, judged by the canary"
+            " analysis), `strategy=blue-green` (deploy at 0 %, switch 100 % once ready, the old"
+            " version kept until promoted) or `strategy=replace` (deploy at 100 %, the old one"
+            " undeployed after the soak).",
+            code="malformed",
+        ) from None
+
+
+def _replica_day_usd(rt: Runtime, ep: Endpoint) -> float | None:
+    """USD one replica of `ep` costs a day, by the platform's estimate (`ReplicaPricing`:
+    `[vertex.prices]`, the sandbox's own price); None when it prices nothing. What a plan's
+    cost a day is made of (`Plan.recorded`)."""
+    if not isinstance(rt.platform, ReplicaPricing):
+        return None
+    try:
+        hourly = rt.platform.replica_hour_usd(ep)
+    except PlatformError:
+        return None
+    return None if hourly is None else hourly * 24
 
 
 def _replica_count(args: Args, key: str) -> int | None:
@@ -227,14 +258,10 @@ def _plan(
     recorded = plan.recorded(
         full_promote=kind in (ChangeKind.PROMOTE, ChangeKind.DEPLOY)
         and percent == 100
-        and plan.strategy is not Strategy.BLUE_GREEN  # the old version stays deployed
+        and plan.strategy is not Strategy.BLUE_GREEN,  # the old version stays deployed
+        day=_replica_day_usd(rt, ep),
+        new_replicas=ep.min_replicas,
     )
-    if kind is ChangeKind.DEPLOY:
-        price_deploy(rt, ep, state, recorded)
-    elif kind is ChangeKind.SCALE:
-        price_scale(rt, ep, state, recorded)
-    elif kind is ChangeKind.UNDEPLOY:
-        price_undeploy(rt, ep, state, recorded)
     recorded.ticket = args.options.get("ticket") or None
     change = Change(
         id="",
