@@ -158,7 +158,11 @@ def _replicas(change: Change) -> str:
     before, after = change.plan.replicas_before, change.plan.replicas_after
     if before is None or after is None:
         return ""
-    return f"min {before[0]} → {after[0]}, max {before[1]} → {after[1]} replicas"
+    low, high = (
+        f"{what} {old} → {new}" if old != new else f"{what} {new}"
+        for what, old, new in zip(("min", "max"), before, after, strict=True)
+    )
+    return f"{low}, {high} replicas"
 
 
 def _plain_what(change: Change) -> str:
@@ -315,6 +319,8 @@ def change_card(
         how = "one long-running update of its replicas; traffic and version unchanged"
     elif change.kind is ChangeKind.UNDEPLOY:
         how = "undeployed (its replicas released); traffic unchanged"
+    elif change.split_after == change.split_before:
+        how = "no traffic moves; the version at 0 % is undeployed (its replicas released)"
     else:
         how = change.plan.mode or "traffic shift"
     facts: list[tuple[str, str]] = [

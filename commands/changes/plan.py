@@ -186,6 +186,8 @@ def plan_promote(state: EndpointState, canary_hint: str | None, to: int) -> Plan
             stable_id=stable,
             canary_id=canary,
             labels=_labels(state),
+            replicas=_replicas(state),
+            target_id=stable,  # priced as the undeploy it is
         )
     if current == to:
         raise Refusal(f"the canary on `{state.slug}` already takes {to}%", "Pick another `to=`.")
