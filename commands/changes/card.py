@@ -60,7 +60,7 @@ def bar(share: int) -> str:
     return "█" * filled + "░" * (BAR_CELLS - filled)
 
 
-def traffic_bars(change: Change) -> str:
+def traffic_bars(change: Change, *, unchanged: bool = False) -> str:
     """The split before and after as bars in a code block, read at a glance:
 
         before  1.2.0  ████████████████████ 100%
@@ -72,7 +72,12 @@ def traffic_bars(change: Change) -> str:
     inside Slack's 3,000 characters."""
     labels = _labels(change)
     rows: list[tuple[str, str, int | None]] = []
-    for side, split in (("before", change.split_before), ("after", change.split_after)):
+    sides = (
+        (("now", change.split_before),)
+        if unchanged  # a change that moves no traffic (a scale, an undeploy): one side
+        else (("before", change.split_before), ("after", change.split_after))
+    )
+    for side, split in sides:
         ranked = sorted(split.items(), key=lambda kv: (-kv[1], kv[0]))
         if not ranked:
             rows.append((side, "nothing", None))
@@ -348,8 +353,8 @@ def change_card(
         Header(title[:150]),
         Text(f"*What:* {what_line(change)}"),
         Text(
-            f"*Traffic* unchanged: {escape(split_text(change.split_before, _labels(change)))}"
-            if change.split_after == change.split_before
+            f"*Traffic* unchanged:\n{traffic_bars(change, unchanged=True)}"
+            if change.split_after == change.split_before and change.kind is not ChangeKind.DEPLOY
             else f"*Traffic* before → after:\n{traffic_bars(change)}"
         ),
         Fields(tuple(facts)),

@@ -87,7 +87,7 @@ def test_a_prod_scale_down_is_planned_with_cost_approved_and_audited(bot: Bot) -
     card = shown(reply)
     assert "min 2 → 1, max 6 → 3 replicas" in card
     assert "$62.88 → $31.44 a day (saves $31.44 a day)" in card  # 2 → 1 × $1.31 × 24 h
-    assert "Traffic* unchanged: 1.2.0 100%" in card
+    assert "Traffic* unchanged:\\n```\\nnow     1.2.0  ████████████████████ 100%" in card
     assert f"/aiops scale {PROD} 1.2.0 min=2 max=6" in card  # how it goes back
     assert replicas(bot, PROD, "1.2.0") == (2, 6)  # nothing before approval
 
