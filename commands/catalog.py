@@ -197,8 +197,9 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         " approval. `max=` is at most the endpoint's `max_replicas` in the config; `min=0`"
         " only where the platform lets that deployment scale to zero (`scale_to_zero`),"
         " otherwise it is refused saying why. Its button (action id `scale`) sends the value"
-        " `<endpoint> <version> min=N max=M` (these same words, e.g."
-        " `loan-assessor 1.2.0 min=1 max=2`), as a request under the usual rules.",
+        ' `<endpoint> <version> min=N max=M [reason="…"]` (these same words, e.g.'
+        ' `loan-assessor 1.2.0 min=1 max=2 reason="idle overnight"`; where the environment'
+        " requires a reason, the value must carry one), as a request under the usual rules.",
         button="request",
     ),
     "undeploy": CommandSpec(
@@ -212,8 +213,8 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         "Only a model with no traffic: one with a share is refused (move its traffic first"
         " with `/promote` or `/rollback`). The plan says what it saves a day; approval as the"
         " environment requires. Its button (action id `undeploy`) sends the value"
-        " `<endpoint> <version>` (e.g. `loan-assessor 1.2.0`), as a request under the usual"
-        " rules.",
+        ' `<endpoint> <version> [reason="…"]` (e.g. `loan-assessor 1.2.0 reason="at 0 %'
+        ' since Monday"`), as a request under the usual rules.',
         button="request",
     ),
     "help": CommandSpec("help", "This help", "/aiops help [command]", (), 1),
