@@ -19,6 +19,7 @@ from commands.changes.execute import take_over
 from commands.config import Config
 from commands.model import Change, ChangeKind, ChangeState, DeployedModel
 from commands.ports import AuditQuery
+from commands.reports import dossier
 from commands.runtime import LEASE_TTL
 from tests.support.harness import (
     ALICE,
@@ -114,6 +115,12 @@ def test_a_prod_scale_down_is_planned_with_cost_approved_and_audited(bot: Bot) -
     # the cost of the endpoint follows the replicas it now holds
     health = bot.rt.platform.health([bot.rt.config.endpoints[PROD]])[PROD]
     assert health.replicas == 1
+    # the dossier shows what the approver approved
+    evidence = dossier.build(bot.rt.store, bot.rt.config, done.id)
+    assert evidence["plan"]["replicas_before"] == [2, 6]
+    assert evidence["plan"]["replicas_after"] == [1, 3]
+    assert evidence["plan"]["cost_per_day_usd"]["after"] == 31.44
+    assert "Replicas (min, max): [2, 6] → [1, 3]" in dossier.to_markdown(evidence)
 
 
 def test_min_zero_is_refused_where_the_platform_keeps_a_replica(bot: Bot) -> None:
