@@ -148,9 +148,11 @@ def _health(rt: Runtime, ep: Endpoint) -> EndpointHealth | None:
 
 def _canary_hint(rt: Runtime, state: EndpointState, holder: Change | None) -> str | None:
     """Which deployed model is the canary: the one a running change is bringing in (a
-    stranded deploy's own model, found by the id it carries), else the last successful
-    deploy's. A stranded deploy is never succeeded, so without this its model would count
-    as the stable one and a rollback would keep it."""
+    stranded deploy's own model, found by the id it carries), else the model of the newest
+    finished deploy that is still on the endpoint. A stranded deploy is never succeeded, so
+    without this its model would count as the stable one and a rollback would keep it; a
+    failed deploy whose model stayed (a blue-green whose switch failed leaves it at 0 %)
+    is the newer model too, not the one serving beside it."""
     if holder is not None and holder.state is ChangeState.RUNNING:
         if holder.kind is ChangeKind.DEPLOY:
             mine = holder.new_deployed_model_id or change_deployed_model_id(holder.id)
@@ -158,8 +160,13 @@ def _canary_hint(rt: Runtime, state: EndpointState, holder: Change | None) -> st
             mine = holder.plan.canary_id
         if mine and state.model(mine) is not None:
             return mine
-    last = rt.store.last_succeeded(state.slug, kinds=[ChangeKind.DEPLOY.value])
-    return last.new_deployed_model_id if last else None
+    for change in rt.store.list_changes(
+        states=[ChangeState.SUCCEEDED, ChangeState.FAILED], endpoint=state.slug, limit=50
+    ):
+        mine = change.new_deployed_model_id
+        if change.kind is ChangeKind.DEPLOY and mine and state.model(mine) is not None:
+            return mine
+    return None
 
 
 def _previous_version(rt: Runtime, ep: Endpoint) -> ModelVersion | None:

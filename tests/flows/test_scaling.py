@@ -275,3 +275,22 @@ def test_the_buttons_value_is_the_typed_arguments(bot: Bot) -> None:
     assert replicas(bot, STG, "1.2.0") == (1, 1)
     help_reply = bot.run(ALICE, "/aiops scale help")
     assert help_reply.ok and "<endpoint> <version> min=N max=M" in shown(help_reply)
+
+
+def test_a_scale_down_scheduled_for_the_night_runs_at_its_time(bot: Bot) -> None:
+    """`at=` works for a scale as for a deploy: approved before, started by housekeeping
+    at its time (10:00 in Sydney now; 19:00 the same day)."""
+    from commands.changes.schedule import start_due_changes
+
+    reply = bot.run(ALICE, f'/aiops scale {PROD} min=1 reason="quiet night" at="19:00"')
+    assert reply.ok, shown(reply)
+    pending = last(bot)
+    assert pending.plan.run_at is not None
+    assert bot.run(BOB, f"/aiops approve {pending.id}").ok
+    assert bot.change(pending.id).state is ChangeState.APPROVED
+    assert replicas(bot, PROD, "1.2.0") == (2, 6)  # not before its time
+    bot.clock.advance(hours=9)
+    assert [cid for cid, _ in start_due_changes(bot.rt)] == [pending.id]
+    bot.rt.background.wait_idle(30)
+    assert bot.change(pending.id).state is ChangeState.SUCCEEDED
+    assert replicas(bot, PROD, "1.2.0") == (1, 6)
