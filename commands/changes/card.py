@@ -346,6 +346,19 @@ def change_card(
     ]
     if change.kind is ChangeKind.SCALE and change.plan.replicas_after:
         facts.append(("Replicas", _replicas(change)))
+    elif change.kind is ChangeKind.DEPLOY and change.endpoint in config.endpoints:
+        ep = config.endpoints[change.endpoint]
+        kept = {
+            Strategy.BLUE_GREEN.value: "until the promote",
+            Strategy.REPLACE.value: "until the soak passes",
+        }.get(strategy or "", "until a full promote")
+        facts.append(
+            (
+                "Replicas",
+                f"the new version: min {ep.min_replicas} · max {ep.max_replicas} (the"
+                f" endpoint's); {stable} keeps its own {kept}",
+            )
+        )
     cost = cost_line(change.plan)
     if cost:
         facts.append(("Cost a day (estimate, at min replicas)", escape(cost)))
