@@ -10,7 +10,9 @@ key — into `scheduler_run`; whoever inserts it runs the job, everyone else ski
 After downtime, a digest whose time passed less than `misfire_grace` ago is posted once,
 marked late; one older than that is recorded as missed (and audited) but never posted.
 Interval jobs (approval expiry and scheduled changes, the takeover of stranded changes,
-the canary watch) use run keys on a grid aligned to the epoch, so replicas share the slots.
+the canary watch, budget alerts) use run keys on a grid aligned to the epoch, so replicas
+share the slots. Budget alerts also claim one key per (environment, day, percentage):
+`budget:<environment>:<percent>` at the day's local midnight, never pruned (a few a day).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from commands.audit import AuditAction
 from commands.changes.approve import expire_due
 from commands.changes.execute import take_over, takeover_seconds
 from commands.changes.schedule import describe_runs, start_due_changes
+from commands.cost import budget
+from commands.cost.settings import cost_settings
 from commands.digests.post import post
 from commands.digests.schedule import DigestKind, DigestSettings, digest_settings
 from commands.model import SCHEDULER
@@ -235,6 +239,13 @@ class Scheduler:
         # process of any replica within the lease's TTL plus this interval (10 s, or a
         # third of a shorter lease).
         self.add_interval("takeover", takeover_seconds(rt.lease_ttl), self._take_over)
+        # Budget alerts: each (environment, day, percentage) is claimed as its own run key,
+        # so it is posted once whichever replica's check sees it first (commands/cost/budget.py).
+        cost = cost_settings(rt.config)
+        if cost.budget_alerts:
+            self.add_interval(
+                "budget", cost.budget_check_every.total_seconds(), self._check_budgets
+            )
 
     # jobs ------------------------------------------------------------------------------
 
@@ -278,6 +289,12 @@ class Scheduler:
         expired = expire_due(rt)
         self.keys.prune("every:", self.clock() - INTERVAL_KEYS_KEPT)
         return f"{describe_runs(started)}; {len(expired)} expired"
+
+    def _check_budgets(self, rt: Runtime) -> str:
+        def claim(job: str, day: datetime) -> bool:
+            return self.keys.claim(job, day, self.owner, self.clock(), outcome="claimed")
+
+        return budget.describe(budget.check(rt, claim))
 
     def _take_over(self, rt: Runtime) -> str:
         taken = take_over(rt)

@@ -4,6 +4,11 @@
 A bare id means `projects/$GOOGLE_CLOUD_PROJECT/secrets/<id>/versions/latest`; a full
 `projects/…/secrets/…/versions/…` name is used as it is. A variable already set wins.
 
+The names are `SECRET_VARS`, plus every `<prefix><ENV>_SECRET` of `SECRET_PREFIXES` found in
+the environment: one PagerDuty routing key per environment
+(`PAGERDUTY_ROUTING_KEY_PROD_SECRET=pd-prod` → `PAGERDUTY_ROUTING_KEY_PROD`), so that adding
+an environment needs no code.
+
 Reads retry like the bot's other Google reads (backoff on UNAVAILABLE, DEADLINE_EXCEEDED
 and a dropped connection, up to `retry`'s deadline: a start during a network blip or a
 Secret Manager hiccup still comes up); anything else fails at once with one line that
@@ -14,7 +19,8 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import MutableMapping
+import re
+from collections.abc import Mapping, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -26,7 +32,10 @@ SECRET_VARS = (
     "SLACK_APP_TOKEN",
     "AIOPS_PII_KEY",
     "DATABASE_URL",
+    "AIOPS_ALERT_WEBHOOK_TOKEN",  # Cloud Monitoring's webhook channel (bot/alerts)
 )
+SECRET_PREFIXES = ("PAGERDUTY_ROUTING_KEY_",)  # + the environment's name (bot/pager)
+_SUFFIX = re.compile(r"[A-Z0-9_]+")
 API = "https://secretmanager.googleapis.com"
 
 
@@ -103,6 +112,20 @@ def _access(session: Any, url: str, ref: str, name: str, retry: Retry) -> str:
         raise SecretError(f"{where}: unexpected answer from Secret Manager") from None
 
 
+def secret_names(env: Mapping[str, str]) -> list[str]:
+    """`SECRET_VARS`, then the prefixed names whose `_SECRET` reference is in `env`
+    (`PAGERDUTY_ROUTING_KEY_PROD`), sorted."""
+    found = {
+        ref.removesuffix("_SECRET")
+        for ref in env
+        for prefix in SECRET_PREFIXES
+        if ref.startswith(prefix)
+        and ref.endswith("_SECRET")
+        and _SUFFIX.fullmatch(ref[len(prefix) : -len("_SECRET")])
+    }
+    return [*SECRET_VARS, *sorted(found - set(SECRET_VARS))]
+
+
 def resolve_secrets(
     env: MutableMapping[str, str] | None = None,
     *,
@@ -115,7 +138,7 @@ def resolve_secrets(
     env = os.environ if env is None else env
     api = (api or env.get("AIOPS_SECRET_MANAGER_URL") or API).rstrip("/")
     filled = []
-    for name in SECRET_VARS:
+    for name in secret_names(env):
         ref = env.get(f"{name}_SECRET")
         if env.get(name) or not ref:
             continue

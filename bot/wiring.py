@@ -93,7 +93,7 @@ def build_runtime(
     engine: Engine | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> Runtime:
-    from bot.platforms import make_platform
+    from bot.platforms import make_platform, make_registry
     from bot.store.canary_store import SqlCanaryStore
     from bot.store.people import PersonDirectory
     from bot.store.sql_store import SqlStore
@@ -115,6 +115,7 @@ def build_runtime(
         lease_ttl=timedelta(seconds=settings.lease_seconds),
         canary=SqlCanaryStore(engine),
         people=PersonDirectory(engine),
+        registry=make_registry(config, engine, platform, clock),
     )
 
 
@@ -155,6 +156,10 @@ def make_scheduler(service: Service) -> Scheduler:
     # The canary watch: every 30 s it runs the checks that are due; each canary is judged
     # every `[canary] interval` (default 5 min), claimed by compare-and-set in its watch row.
     scheduler.add_interval("canary", 30, check_due)
+    from commands.models.alias import RETRY_SECONDS, retry_pending
+
+    # Serving-alias moves that failed after their change: tried again until they land.
+    scheduler.add_interval("serving-alias", RETRY_SECONDS, retry_pending)
     from bot.audit_weekly import add_weekly_verify
 
     add_weekly_verify(scheduler)  # the whole audit chain, Sundays 03:00, once across replicas

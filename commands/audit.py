@@ -49,11 +49,33 @@ class AuditAction(StrEnum):
     FORCED_PROMOTE = "forced_promote"
     DIGEST_POSTED = "digest_posted"
     DIGEST_MISSED = "digest_missed"
+    BUDGET_ALERT = "budget_alert"  # yesterday's billed cost reached a `[cost] budget_alerts` %
     JOB_MISSED = "job_missed"
     WORKSPACE_REFUSED = "workspace_refused"
     PERSON_ERASED = "person_erased"
     AUDIT_PURGE = "audit_purge"
     AUDIT_VERIFIED = "audit_verified"
+    # A version brought into an environment that requires validation without an approved
+    # one (break glass past the model-risk gate, commands/models/gate.py).
+    VALIDATION_OVERRIDE = "validation_override"
+    # The registry alias naming what prod serves, moved after a change (commands/models/alias.py)
+    ALIAS_MOVED = "alias_moved"
+    ALIAS_MOVE_FAILED = "alias_move_failed"
+    # Respond (issue 17): rows carry `parameters={"incident": "INC-N"}` and, where an alert
+    # is concerned, `"alert": "ALERT-N"`; the review reads them back by those ids.
+    INCIDENT_DECLARED = "incident_declared"
+    INCIDENT_UPDATED = "incident_updated"
+    INCIDENT_SEVERITY = "incident_severity"
+    INCIDENT_ACKNOWLEDGED = "incident_acknowledged"
+    INCIDENT_MITIGATED = "incident_mitigated"
+    INCIDENT_RESOLVED = "incident_resolved"
+    ALERT_RECEIVED = "alert_received"
+    ALERT_CLOSED = "alert_closed"
+    ALERT_ACKNOWLEDGED = "alert_acknowledged"
+    PAGE_SENT = "page_sent"
+    PAGE_FAILED = "page_failed"
+    HANDOFF = "handoff"
+    INCIDENT_LINKED = "incident_linked"
 
 
 # Actions that bypassed or overrode a control: the digests name them for review.
@@ -64,6 +86,7 @@ OVERRIDES = frozenset(
         AuditAction.CANARY_ROLLBACK,
         AuditAction.APPROVAL_VOID,
         AuditAction.WORKSPACE_REFUSED,
+        AuditAction.VALIDATION_OVERRIDE,
     }
 )
 # Decisions on a change (the dossier's "approvals" section): those that took effect only.
@@ -76,6 +99,7 @@ DECISIONS = frozenset(
         AuditAction.EXPIRED,
         AuditAction.APPROVAL_VOID,
         AuditAction.BREAK_GLASS,
+        AuditAction.VALIDATION_OVERRIDE,
     }
 )
 EXECUTION = frozenset(

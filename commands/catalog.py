@@ -217,6 +217,19 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         ' since Monday"`), as a request under the usual rules.',
         button="request",
     ),
+    "models": CommandSpec(
+        "models",
+        "Each model version: aliases, where it serves, card, lineage, evaluation, validation",
+        "/aiops models [model|endpoint]",
+        (),
+        1,
+        ("/aiops models", "/aiops models gemma-3-1b-it"),
+        "From the model registry (Vertex AI's Model Registry, or the sandbox's cards in the"
+        " config), newest version first: its aliases (the serving alias in bold), where it"
+        ' serves and at what share, its model card summary, training lineage ("unknown"'
+        " where the registry does not know it), latest evaluation metrics and model-risk"
+        " validation. Environments with `require_validation` take only approved versions.",
+    ),
     "help": CommandSpec("help", "This help", "/aiops help [command]", (), 1),
 }
 

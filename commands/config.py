@@ -53,10 +53,24 @@ class Environment:
     break_glass: tuple[str, ...] = ()  # may run a change without approval, announced
     request_channels: tuple[str, ...] = ()  # channels requests may come from (empty: any)
     dashboard_url: str | None = None  # its Cloud Monitoring dashboard, linked from status
+    # USD a day: the digest's comparison and `[cost] budget_alerts` (commands/cost/budget.py)
+    daily_budget_usd: float = 100.0
+    # model risk (commands/models/gate.py): deploys and promotes need a validated version
+    require_validation: bool = False
+    validators: tuple[str, ...] = ()  # config names whose sign-off counts (empty: any)
+    move_serving_alias: bool | None = None  # None: only in `prod`
 
     @property
     def needs_approval(self) -> bool:
         return self.approvals_required > 0
+
+    @property
+    def moves_serving_alias(self) -> bool:
+        """Whether a change leaving one version at 100 % here moves the registry's serving
+        alias to it (commands/models/alias.py): as configured, else in `prod` only."""
+        if self.move_serving_alias is None:
+            return self.name == "prod"
+        return self.move_serving_alias
 
 
 @dataclass(frozen=True)
@@ -85,6 +99,8 @@ class Model:
     initial: str
     # version → "deploy_fails" | "canary_breach", honoured by the sandbox platform
     faulty: dict[str, str] = field(default_factory=dict)
+    # version → its card, lineage, evaluation and validation: the sandbox's registry
+    cards: dict[str, config_schema.VersionCardTable] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,6 +123,15 @@ class StrategySettings:
 
 
 @dataclass(frozen=True)
+class Runbooks:
+    """`[runbooks]`: alert policy name → link, endpoint slug → link (https, checked by the
+    schema). Read through `commands.incidents.runbooks.runbook_for`."""
+
+    policies: dict[str, str] = field(default_factory=dict)
+    endpoints: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Config:
     platform: str
     timezone: ZoneInfo
@@ -125,6 +150,7 @@ class Config:
     audit_retention: timedelta = timedelta(days=7 * 365 + 2)  # seven years by default
     allow_sandbox: bool = False  # `serve` with real Slack credentials may run the sandbox
     strategies: StrategySettings = field(default_factory=StrategySettings)
+    runbooks: Runbooks = field(default_factory=Runbooks)
 
     def environment_of(self, endpoint: Endpoint) -> Environment:
         return self.environments[endpoint.environment]
@@ -165,7 +191,10 @@ def _ids(people: dict[str, Person], refs: list[str]) -> tuple[str, ...]:
 
 
 def _environment(
-    name: str, env: config_schema.EnvironmentTable, people: dict[str, Person]
+    name: str,
+    env: config_schema.EnvironmentTable,
+    people: dict[str, Person],
+    default_budget_usd: float,
 ) -> Environment:
     # Fail closed: naming approvers means approval is needed unless `0` is written.
     required = env.approvals_required
@@ -186,6 +215,14 @@ def _environment(
         break_glass=_ids(people, env.break_glass),
         request_channels=tuple(env.request_channels),
         dashboard_url=env.dashboard_url,
+        # `[thresholds] daily_budget_usd` (deprecated) is the budget of environments
+        # without their own, as it was every environment's before.
+        daily_budget_usd=float(
+            env.daily_budget_usd if env.daily_budget_usd is not None else default_budget_usd
+        ),
+        require_validation=env.require_validation,
+        validators=tuple(v.lstrip("@") for v in env.validators),
+        move_serving_alias=env.move_serving_alias,
     )
 
 
@@ -199,13 +236,17 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
         name: Person(name=name, slack_id=p.slack_id, title=p.title)
         for name, p in doc.people.items()
     }
-    environments = {name: _environment(name, env, people) for name, env in doc.environments.items()}
+    environments = {
+        name: _environment(name, env, people, doc.thresholds.daily_budget_usd)
+        for name, env in doc.environments.items()
+    }
     models = {
         name: Model(
             name=name,
             versions=tuple(m.versions),
             initial=m.initial if m.initial is not None else m.versions[0],
             faulty=dict(m.faulty),
+            cards=dict(m.cards),
         )
         for name, m in doc.models.items()
     }
@@ -241,6 +282,9 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
         raw=data,
         allow_sandbox=doc.allow_sandbox,
         strategies=StrategySettings(replace_soak=parse_duration(doc.strategies.replace_soak)),
+        runbooks=Runbooks(
+            policies=dict(doc.runbooks.policies), endpoints=dict(doc.runbooks.endpoints)
+        ),
     )
 
 

@@ -32,6 +32,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -214,7 +215,12 @@ class ThresholdsTable(Table):
     p95_latency_ms: float = Field(2000.0, gt=0, description="P95 latency above this pages")
     error_rate: float = Field(0.01, ge=0, le=1, description="error rate (0–1) above this pages")
     drift: float = Field(0.1, ge=0, description="drift score above this alerts the team")
-    daily_budget_usd: float = Field(100.0, ge=0, description="daily cost above this alerts finance")
+    daily_budget_usd: float = Field(
+        100.0,
+        ge=0,
+        description="deprecated: the daily budget (USD) of each environment without its own"
+        " `daily_budget_usd`; set it per environment instead",
+    )
 
 
 class PersonTable(Table):
@@ -269,11 +275,33 @@ class EnvironmentTable(Table):
     canary_promote_gate: bool | None = Field(
         None, description="`/promote` needs a passing analysis (default: in prod)"
     )
+    daily_budget_usd: float | None = Field(
+        None,
+        ge=0,
+        description="this environment's daily budget in USD: the morning digest compares"
+        " yesterday's cost with it and `[cost] budget_alerts` are percentages of it"
+        " (default: `[thresholds] daily_budget_usd`)",
+    )
     dashboard_url: str | None = Field(
         None,
         pattern=r"^https://console\.cloud\.google\.com/monitoring/dashboards/\S+$",
         description="the environment's Cloud Monitoring dashboard (Terraform's `dashboard_url`);"
         " `/aiops status` and the digests link to it",
+    )
+    require_validation: bool = Field(
+        False,
+        description="model-risk gate: a deploy or promote here needs the version's validation"
+        " `approved` in the registry (break glass overrides it, flagged)",
+    )
+    validators: list[str] = Field(
+        default_factory=list,
+        description="who may sign a version off for this environment (people of [people]):"
+        " with any named, a validation counts only if its `validated_by` is one of them",
+    )
+    move_serving_alias: bool | None = Field(
+        None,
+        description="after a change leaves one version at 100 %, move the registry alias"
+        " `[vertex] serving_alias` to it (default: in `prod`)",
     )
 
     @field_validator("promote_steps")
@@ -284,6 +312,50 @@ class EnvironmentTable(Table):
         return value
 
 
+def _moment(value: Any) -> Any:
+    """A date, or a date-time (local to `timezone` without an offset)."""
+    if isinstance(value, datetime | date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise ValueError(
+        f"`{value}` is not a date or date-time, e.g. 2026-11-20 or 2026-11-20T09:30:00"
+    )
+
+
+Moment = Annotated[
+    Any,
+    AfterValidator(_moment),
+    Field(json_schema_extra={"type": "string", "format": "date-time"}),
+]
+
+
+class VersionCardTable(Table):
+    """`[models.<name>.cards."<version>"]`: what the sandbox's model registry holds for one
+    version (on Vertex AI the Model Registry itself says it): its model card summary,
+    training lineage, latest evaluation and model-risk validation."""
+
+    description: str = Field("", description="what the version is, in a sentence")
+    intended_use: str = Field("", description="what it is for (and what not)")
+    limitations: str = Field("", description="known limitations")
+    pipeline_run: str | None = Field(
+        None, description="lineage: the training pipeline run that produced it (absent: unknown)"
+    )
+    dataset: str | None = Field(None, description="lineage: the training dataset (absent: unknown)")
+    metrics: dict[str, float] = Field(
+        default_factory=dict, description="its latest evaluation: metric → value"
+    )
+    evaluated_at: Moment | None = Field(None, description="when that evaluation ran")
+    validation: Literal["approved", "pending", "rejected"] = Field(
+        "pending", description="model-risk validation: `approved`, `pending` or `rejected`"
+    )
+    validated_by: str | None = Field(None, description="who decided it (a person of [people])")
+    validated_at: Moment | None = Field(None, description="when")
+
+
 class ModelTable(Table):
     versions: list[str] = Field(min_length=1, description="the versions that may be deployed")
     initial: str | None = Field(
@@ -291,6 +363,11 @@ class ModelTable(Table):
     )
     faulty: dict[str, Literal["deploy_fails", "canary_breach"]] = Field(
         default_factory=dict, description="sandbox only: version → `deploy_fails` | `canary_breach`"
+    )
+    cards: dict[str, VersionCardTable] = Field(
+        default_factory=dict,
+        description="sandbox only: version → its card, lineage, evaluation and validation"
+        ' (`[models.<name>.cards."<version>"]`)',
     )
 
     @model_validator(mode="after")
@@ -300,6 +377,9 @@ class ModelTable(Table):
         unknown = sorted(set(self.faulty) - set(self.versions))
         if unknown:
             raise ValueError(f"faulty names versions that are not in `versions`: {unknown}")
+        unknown = sorted(set(self.cards) - set(self.versions))
+        if unknown:
+            raise ValueError(f"cards names versions that are not in `versions`: {unknown}")
         return self
 
 
@@ -393,6 +473,47 @@ class StrategiesTable(Table):
     def _soak_at_least_a_minute(cls, value: str) -> str:
         if parse_duration(value) < timedelta(minutes=1):
             raise ValueError(f"`{value}` is shorter than 1m (Monitoring's shortest period)")
+        return value
+
+
+class CostTable(Table):
+    """`[cost]`: idle capacity in the morning digest, and budget alerts."""
+
+    idle_requests_per_day: int = Field(
+        10,
+        ge=0,
+        le=10**9,
+        description="an endpoint that answered fewer requests than this yesterday (a whole"
+        " local day) is idle in the morning digest; `0`: none is",
+    )
+    budget_alerts: list[int] = Field(
+        default_factory=lambda: [50, 100],
+        description="percentages of an environment's daily budget: the ops channel hears once"
+        " per environment, day and percentage when yesterday's billed cost reaches one"
+        " (`[]`: no alerts)",
+    )
+    budget_check_every: Duration = Field(
+        "1h",
+        description="how often the billed cost of the last two days is read for budget"
+        " alerts (5m–24h; the billing export lags by hours)",
+    )
+
+    @field_validator("budget_alerts")
+    @classmethod
+    def _percentages(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= p <= 1000 for p in value) or value != sorted(set(value)):
+            raise ValueError(
+                f"{value} must rise strictly, each a whole percentage 1–1000, e.g. [50, 100]"
+            )
+        return value
+
+    @field_validator("budget_check_every")
+    @classmethod
+    def _sensible_cadence(cls, value: str) -> str:
+        if not timedelta(minutes=5) <= parse_duration(value) <= timedelta(hours=24):
+            raise ValueError(
+                f"`{value}` is outside 5m–24h (the billing export changes hourly at most)"
+            )
         return value
 
 
@@ -544,6 +665,12 @@ class VertexTable(Table):
     bigquery_url: str = Field("https://bigquery.googleapis.com", description="BigQuery REST API")
     prices: VertexPrices = Field(default_factory=VertexPrices, description="cost estimate prices")
     alerts: VertexAlerts = Field(default_factory=VertexAlerts, description="alert severities")
+    serving_alias: str = Field(
+        "prod",
+        pattern=r"^[a-z][a-z0-9-]{0,126}[a-z0-9]$",
+        description="the registry alias naming what prod serves; moved when a change leaves"
+        " one version at 100 % (the sandbox keeps its own)",
+    )
 
     @field_validator("models")
     @classmethod
@@ -557,6 +684,80 @@ class VertexTable(Table):
                 f"`{name}` must be a registry model id or resource name, or a table of them"
                 " per environment"
             )
+        return value
+
+
+def _runbook_link(value: str) -> str:
+    """A runbook link: an absolute `https://` URL with a host, nothing that would break
+    the Slack link it is shown in (`<url|label>`) or the Markdown of a review."""
+    bad = next((ch for ch in value if ch.isspace() or ch in '<>|"`'), None)
+    if bad is not None:
+        shown = repr(bad) if bad.isspace() else f"`{bad}`"
+        raise ValueError(
+            f"`{value}` holds {shown}, which a link may not; percent-encode it (e.g. `%20`)"
+        )
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not parts.hostname:
+        raise ValueError(
+            f"`{value}` is not an https link; write e.g. `https://wiki.example.com/runbooks/p95`"
+            " (http and other schemes are refused)"
+        )
+    return value
+
+
+RunbookLink = Annotated[
+    str,
+    AfterValidator(_runbook_link),
+    Field(max_length=2000, json_schema_extra={"format": "uri", "pattern": "^https://"}),
+]
+
+
+class RunbooksTable(Table):
+    """`[runbooks]`: what to do for an alert, by its policy first, then by its endpoint
+    (`commands.incidents.runbooks.runbook_for`)."""
+
+    policies: dict[str, RunbookLink] = Field(
+        default_factory=dict,
+        description="alert policy name (as Cloud Monitoring or the health watch names it)"
+        " → https link",
+    )
+    endpoints: dict[str, RunbookLink] = Field(
+        default_factory=dict, description="endpoint slug → https link, when no policy has one"
+    )
+
+
+class AlertsTable(Table):
+    """`[alerts]`: the bot's own health watch of `[thresholds]`
+    (`commands.incidents.health_watch`), and which endpoint a Cloud Monitoring alert concerns
+    (`bot.alerts.cloud_monitoring`)."""
+
+    watch_interval: Duration = Field(
+        "5m", description="one health-watch window, and how often each endpoint is judged (≥ 1m)"
+    )
+    open_after: int = Field(
+        2, ge=1, le=100, description="consecutive breaching windows before an alert opens"
+    )
+    close_after: int = Field(
+        3, ge=1, le=100, description="consecutive clear windows before an open alert closes"
+    )
+    clear_ratio: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="a window is clear at or below this share of its threshold (0–1)",
+    )
+    policies: dict[str, str] = Field(
+        default_factory=dict,
+        description="Cloud Monitoring alert policy name → endpoint slug, for policies whose"
+        " alerts carry neither the endpoint's `endpoint_id` resource label nor an"
+        " `aiops_endpoint` policy label",
+    )
+
+    @field_validator("watch_interval")
+    @classmethod
+    def _at_least_a_minute(cls, value: str) -> str:
+        if parse_duration(value) < timedelta(minutes=1):
+            raise ValueError(f"`{value}` is shorter than 1m (Monitoring's shortest period)")
         return value
 
 
@@ -588,8 +789,18 @@ class ConfigFile(Table):
         default_factory=StrategiesTable, description="deployment strategies"
     )
     digests: DigestsTable = Field(default_factory=DigestsTable, description="digests")
+    cost: CostTable = Field(
+        default_factory=CostTable, description="idle capacity and budget alerts"
+    )
     freezes: list[FreezeTable] = Field(default_factory=list, description="change freezes")
     vertex: VertexTable = Field(default_factory=VertexTable, description="the vertex platform")
+    runbooks: RunbooksTable = Field(
+        default_factory=RunbooksTable, description="runbook links for alerts"
+    )
+    alerts: AlertsTable = Field(
+        default_factory=AlertsTable,
+        description="the health watch; which endpoint an alert concerns",
+    )
 
 
 # --- problems -------------------------------------------------------------------------
@@ -757,6 +968,8 @@ _PATTERN_TEXT = {
     r"^[a-z][a-z0-9-]{4,28}[a-z0-9]$": "a GCP project id (6–30 lowercase letters, digits and"
     " hyphens, starting with a letter)",
     r"^[0-9]+$": "a Vertex AI endpoint id (digits only)",
+    r"^[a-z][a-z0-9-]{0,126}[a-z0-9]$": "a Model Registry alias (lowercase letters, digits and"
+    " hyphens, starting with a letter)",
 }
 
 _NOT_A_TABLE = ("model_type", "dict_type", "model_attributes_type", "missing")
@@ -842,6 +1055,16 @@ def cross_checks(data: Mapping[str, Any]) -> list[Problem]:
                         f"{key}[{i}]",
                         f"`{ref}` is neither a person of [people] nor {what}"
                         f"{suggest(bare, people, 'people')}",
+                    )
+                )
+        for i, ref in enumerate(_strs(env.get("validators"))):
+            if ref.lstrip("@") not in people:
+                problems.append(
+                    Problem(
+                        table,
+                        f"validators[{i}]",
+                        f"`{ref}` is not a person of [people]: a validator signs a version off"
+                        f" by name{suggest(ref.lstrip('@'), people, 'people')}",
                     )
                 )
         region = env.get("region", "australia-southeast1")
@@ -959,6 +1182,28 @@ def cross_checks(data: Mapping[str, Any]) -> list[Problem]:
                         )
                     )
 
+    endpoints = _dict(data.get("endpoints"))
+    for slug in _dict(_dict(data.get("runbooks")).get("endpoints")):
+        if slug not in endpoints:
+            problems.append(
+                Problem(
+                    ("runbooks",),
+                    _path(("endpoints", slug)),
+                    f"`{slug}` is not an endpoint of [endpoints]"
+                    f"{suggest(slug, endpoints, 'endpoints')}",
+                )
+            )
+    for policy, slug in _dict(_dict(data.get("alerts")).get("policies")).items():
+        if isinstance(slug, str) and slug not in endpoints:
+            problems.append(
+                Problem(
+                    ("alerts",),
+                    _path(("policies", policy)),
+                    f"`{slug}` is not an endpoint of [endpoints]"
+                    f"{suggest(slug, endpoints, 'endpoints')}",
+                )
+            )
+
     vertex_models = _dict(_dict(data.get("vertex")).get("models"))
     for name, ref in vertex_models.items():
         for env_name in _dict(ref):
@@ -1048,6 +1293,8 @@ _TYPE_NAMES: dict[Any, str] = {
     _user: "user id",
     _days: "days",
     _freeze_moment: "local date-time",
+    _moment: "date or date-time",
+    _runbook_link: "https link",
 }
 
 
@@ -1121,6 +1368,7 @@ _TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[people.<name>]", PersonTable),
     ("[environments.<name>]", EnvironmentTable),
     ("[models.<name>]", ModelTable),
+    ('[models.<name>.cards."<version>"]', VersionCardTable),
     ("[endpoints.<slug>]", EndpointTable),
     ("[sandbox]", SandboxTable),
     ("[audit]", AuditTable),
@@ -1128,10 +1376,13 @@ _TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[strategies]", StrategiesTable),
     ("[digests]", DigestsTable),
     ("[digests.<environment>]", DigestOverride),
+    ("[cost]", CostTable),
     ("[[freezes]]", FreezeTable),
     ("[vertex]", VertexTable),
     ("[vertex.prices]", VertexPrices),
     ("[vertex.alerts]", VertexAlerts),
+    ("[runbooks]", RunbooksTable),
+    ("[alerts]", AlertsTable),
 )
 
 

@@ -276,6 +276,10 @@ class ChangePlan:
     cost_after: float | None = None
     soak_until: datetime | None = None  # a replace: the soak's end, set when it starts (UTC)
     soak: str | None = None  # a replace: why the soak failed (the change then rolls back)
+    # JSON (commands.models): the version's card, evaluation and validation when planned,
+    # with the validation gate's outcome; and the serving alias' move after it ran
+    model_review: str | None = None
+    serving_alias: str | None = None
     other: dict[str, str] = field(default_factory=dict)
 
     _TEXT = (
@@ -294,6 +298,8 @@ class ChangePlan:
         "strategy",
         "target_id",
         "soak",
+        "model_review",
+        "serving_alias",
     )
     _REPLICAS = ("replicas_before", "replicas_after")
     _COSTS = ("cost_before", "cost_during", "cost_after")

@@ -475,6 +475,22 @@ class MetricHistory(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class DeployedModelCost:
+    """One deployed model's use of yesterday (the last whole day in the config's zone):
+    what the morning digest reads to find idle endpoints and models at 0 % traffic.
+
+    `cost_usd` is an estimate, never billed: `replica_hours` × the price of one replica-hour
+    of the endpoint's machine type and accelerators (`[vertex.prices]` on Vertex AI, the
+    sandbox's own price there); None when the platform has no price for that machine.
+    The billing export itself has no deployed model in its rows."""
+
+    deployed_model_id: str
+    requests: int  # predictions answered yesterday, every response code
+    replica_hours: float  # the replicas it held, summed over the hours it held them
+    cost_usd: float | None
+
+
 @runtime_checkable
 class ReplicaPricing(Protocol):
     def replica_hour_usd(self, endpoint: Endpoint) -> float | None:
@@ -488,6 +504,15 @@ class CostHistory(Protocol):
     def daily_costs(self, endpoints: Sequence[Endpoint], days: int) -> dict[str, list[float]]:
         """Cost (USD) of each of the last `days` complete days in the config's zone,
         oldest first: the last value is yesterday's. One query for all endpoints."""
+        ...
+
+    def deployed_model_costs(
+        self, endpoints: Sequence[Endpoint]
+    ) -> dict[str, list[DeployedModelCost]]:
+        """Endpoint slug → each model deployed on it at some time yesterday, with its
+        requests, replica-hours and estimated cost over yesterday (see `DeployedModelCost`).
+        An endpoint the platform has no figures for is absent. A constant number of queries
+        (per project on Vertex AI), never one per endpoint; raises `PlatformError`."""
         ...
 
 

@@ -14,8 +14,10 @@ from datetime import datetime, timedelta
 from commands.audit import Auditor
 from commands.config import Config, Endpoint
 from commands.errors import Refusal
+from commands.incidents.ports import IncidentStore
 from commands.messages import Post, did_you_mean, escape
 from commands.model import Change
+from commands.models.ports import ModelRegistry
 from commands.ports import (
     CanaryStore,
     Delivery,
@@ -106,7 +108,9 @@ class Runtime:
     groups: GroupResolver | None = None  # Slack user-group members, resolved at click time
     people: People | None = None  # Slack id → name, erasable (the audit keeps only ids)
     canary: CanaryStore | None = None  # canary analysis records (commands/canary.py)
+    incidents: IncidentStore | None = None  # alerts, incidents, hand-off notes (respond)
     lease_ttl: timedelta = LEASE_TTL  # a change's lease on its background work
+    registry: ModelRegistry | None = None  # versions, cards, validation, aliases
 
     @property
     def approved_settle(self) -> timedelta:

@@ -28,6 +28,7 @@ from commands.digests.post import on_demand
 from commands.errors import Refusal
 from commands.messages import Reply, escape, unescape
 from commands.model import ChangeKind, ChangeState, Invocation
+from commands.models.show import models
 from commands.parsing import Args, ParseError, parse
 from commands.ports import PlatformError
 from commands.reports import audit, changes, status
@@ -107,6 +108,7 @@ HANDLERS: dict[str, Handler] = {
     ),
     "scale": lambda c: _request(c, ChangeKind.SCALE),
     "undeploy": lambda c: _request(c, ChangeKind.UNDEPLOY),
+    "models": lambda c: models(c.rt, c.target),
     "help": lambda c: help_reply(c.target),
 }
 

@@ -77,6 +77,8 @@ _EMOJI = {
     ":pause_button:": "⏸️",
     ":arrow_forward:": "▶️",
     ":gear:": "⚙️",
+    ":shield:": "🛡️",
+    ":label:": "🏷️",
 }
 
 

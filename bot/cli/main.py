@@ -86,14 +86,17 @@ def cmd_serve(settings: Settings, _: argparse.Namespace) -> int:
 
 def full_check(path: Path) -> Config:
     """Everything read from the file at start, checked now: the schema (every table), the
-    tables re-read later (`[canary]`, `[digests]`) and `[vertex]` on that platform."""
+    tables re-read later (`[canary]`, `[digests]`, `[cost]`) and `[vertex]` on that
+    platform."""
     from commands.canary.model import validate
     from commands.config import load_config
+    from commands.cost.settings import cost_settings
     from commands.digests.schedule import digest_settings
 
     config = load_config(path)
     validate(config)
     digest_settings(config)
+    cost_settings(config)
     if config.platform == "vertex":
         from bot.platforms.vertex_settings import parse_vertex_settings
 
@@ -133,9 +136,26 @@ def cmd_config_check(
         f"{path}: ok ({len(config.environments)} environments, {len(config.endpoints)}"
         f" endpoints, platform {config.platform})"
     )
-    for note in clock_notes(config):
+    for note in [*deprecation_notes(config), *clock_notes(config)]:
         print(f"{path}: note: {note}")
     return 0
+
+
+def deprecation_notes(config: Config) -> list[str]:
+    """Keys still read but on their way out: what to write instead."""
+    notes = []
+    if "daily_budget_usd" in config.raw.get("thresholds", {}):
+        envs = [
+            name
+            for name, env in config.raw.get("environments", {}).items()
+            if "daily_budget_usd" not in env
+        ]
+        notes.append(
+            "[thresholds] daily_budget_usd is deprecated: set `daily_budget_usd` in each"
+            " [environments.<name>] table"
+            + (f" (it is still the budget of {', '.join(envs)})" if envs else " (none uses it)")
+        )
+    return notes
 
 
 def clock_notes(config: Config, today: date | None = None) -> list[str]:

@@ -30,6 +30,9 @@ not complete yet: it is not read.
 
 `health_series` (the digest's chart) asks two `list_time_series` (latency, responses) for
 all endpoints of a project, aligned in the requested step (15 minutes for the digest).
+
+`deployed_model_costs` (the digest's idle capacity) asks two (replicas, responses) per
+project for yesterday, per deployed model: replica-hours × the configured price.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, cast
 
 from google.api_core import exceptions as gexc
@@ -49,7 +52,7 @@ from google.cloud import monitoring_v3
 from commands.canary.stats import CanaryWindow, WindowSample
 from commands.config import Config, Endpoint
 from commands.model import EndpointHealth, ModelHealth
-from commands.ports import Alert, PlatformError, SeriesPoint
+from commands.ports import Alert, DeployedModelCost, PlatformError, SeriesPoint
 
 from .vertex_settings import VertexSettings
 
@@ -375,6 +378,65 @@ class CloudMonitoring:
                         ),
                     )
                     for at in times
+                ]
+        return out
+
+    def deployed_model_costs(
+        self, endpoints: Sequence[Endpoint]
+    ) -> dict[str, list[DeployedModelCost]]:
+        """Yesterday (the last whole day in the config's zone) per deployed model: two
+        queries per project. Replica-hours are `replicas` (ALIGN_MEAN in 5-minute steps,
+        summed per deployed model) × the step; requests are `response_count` (every
+        response code) in hourly steps, summed (hours, not one day-long period: a day is
+        23 or 25 hours when the clocks change); the cost is the replica-hours × the
+        endpoint's replica-hour price (`[vertex.prices]`), None where it has none. An
+        endpoint without any series is absent."""
+        tz = self.config.timezone
+        today = _utc(self.clock()).astimezone(tz).date()
+        start = datetime.combine(today - timedelta(days=1), time(0), tz).astimezone(UTC)
+        end = datetime.combine(today, time(0), tz).astimezone(UTC)
+        by_project: dict[str, list[Endpoint]] = defaultdict(list)
+        for ep in endpoints:
+            by_project[self.config.environment_of(ep).project].append(ep)
+        step_hours = _REPLICA_STEP.total_seconds() / 3600
+        out: dict[str, list[DeployedModelCost]] = {}
+        for project, group in by_project.items():
+            ids = {_endpoint_label(self._vertex_id(ep)): ep for ep in group}
+            hours: dict[tuple[str, str], float] = defaultdict(float)
+            for series in self._list(
+                project,
+                REPLICAS,
+                sorted(ids),
+                start,
+                end,
+                _REPLICA_STEP,
+                Aligner.ALIGN_MEAN,
+                Reducer.REDUCE_SUM,
+            ):
+                key = self._keys(series)
+                hours[key] += sum(_number(p.value) for p in series.points) * step_hours
+            requests: dict[tuple[str, str], int] = defaultdict(int)
+            for ep_id, dm_id, n, _ in self._responses(
+                project, sorted(ids), start, end, timedelta(hours=1)
+            ):
+                requests[(ep_id, dm_id)] += n
+            for ep_id, ep in ids.items():
+                dm_ids = sorted({dm for e, dm in (*hours, *requests) if e == ep_id and dm})
+                if not dm_ids:
+                    continue
+                price = self.settings.prices.replica_hour(ep)
+                out[ep.slug] = [
+                    DeployedModelCost(
+                        deployed_model_id=dm,
+                        requests=requests.get((ep_id, dm), 0),
+                        replica_hours=round(hours.get((ep_id, dm), 0.0), 2),
+                        cost_usd=(
+                            round(hours.get((ep_id, dm), 0.0) * price, 2)
+                            if price is not None
+                            else None
+                        ),
+                    )
+                    for dm in dm_ids
                 ]
         return out
 

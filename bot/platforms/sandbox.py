@@ -49,7 +49,16 @@ from commands.model import (
     change_deployed_model_id,
     check_split,
 )
-from commands.ports import Alert, OperationStatus, PlatformError, ScaleLimits, UnknownVersion
+from commands.ports import (
+    Alert,
+    DeployedModelCost,
+    OperationStatus,
+    PlatformError,
+    ScaleLimits,
+    UnknownVersion,
+)
+
+from .sandbox_history import REPLICA_HOUR_USD  # one price for every sandbox figure
 
 if TYPE_CHECKING:
     from commands.ports import SeriesPoint
@@ -58,8 +67,6 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], datetime]
 
-# What one replica-hour costs in the sandbox's estimate (machine + one L4), USD.
-_REPLICA_HOUR_USD = 1.31
 # Requests per second an endpoint serves, by environment, before time-of-day shaping.
 _RPS = {"prod": 24.0, "staging": 2.5, "dev": 0.5}
 # Requests an hour the canary analysis sees per environment (flat, no time-of-day shape).
@@ -76,6 +83,12 @@ CANCELLED = "the operation was cancelled"
 # The most replicas a deployed model may have (Vertex AI's own bound on a request's max is
 # not published; the config's schema caps `max_replicas` at 1000 too).
 MAX_REPLICAS = 1000
+
+
+def traffic_shape(local_hours: float) -> float:
+    """The time-of-day shape of the sandbox's traffic (× the environment's `_RPS`):
+    quietest at night, busiest at 13:00 local."""
+    return 0.35 + 0.65 * max(0.0, 1 - abs(local_hours - 13) / 9)
 
 
 def _insert_ignoring_duplicates(engine: Engine) -> Callable[[type[SQLModel]], Any]:
@@ -378,7 +391,7 @@ class SandboxPlatform:
 
     def replica_hour_usd(self, endpoint: Endpoint) -> float | None:
         """The sandbox's one price for a replica-hour (its health's cost estimate)."""
-        return _REPLICA_HOUR_USD
+        return REPLICA_HOUR_USD
 
     def operation(self, name: str) -> OperationStatus:
         self.calls += 1
@@ -568,7 +581,7 @@ class SandboxPlatform:
         rows, models = self.rows_for([e.slug for e in endpoints])
         local = now.astimezone(self.config.timezone)
         hours_today = local.hour + local.minute / 60
-        shape = 0.35 + 0.65 * max(0.0, 1 - abs(local.hour + local.minute / 60 - 13) / 9)
+        shape = traffic_shape(local.hour + local.minute / 60)
         out: dict[str, EndpointHealth] = {}
         for ep in endpoints:
             row = rows.get(ep.slug)
@@ -605,7 +618,7 @@ class SandboxPlatform:
                 max_replicas=ep.max_replicas * max(1, len(models.get(ep.slug, []))),
                 duty_cycle=round(0.3 + 0.45 * shape + rng.uniform(-0.05, 0.05), 3),
                 drift=round(drift, 4),
-                cost_today_usd=round(replicas * _REPLICA_HOUR_USD * hours_today, 2),
+                cost_today_usd=round(replicas * REPLICA_HOUR_USD * hours_today, 2),
                 cost_is_estimate=True,
                 by_model=by_model,
             )
@@ -675,6 +688,13 @@ class SandboxPlatform:
         from .sandbox_history import daily_costs
 
         return daily_costs(self, endpoints, days)
+
+    def deployed_model_costs(
+        self, endpoints: Sequence[Endpoint]
+    ) -> dict[str, list[DeployedModelCost]]:
+        from .sandbox_history import deployed_model_costs
+
+        return deployed_model_costs(self, endpoints, _RPS, traffic_shape)
 
     def alerts(self, since: datetime) -> list[Alert]:
         """Alerts open now, derived from the thresholds the sandbox's metrics breach."""

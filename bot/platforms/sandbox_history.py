@@ -1,4 +1,5 @@
-"""The sandbox's metric history and daily costs, for the digests (one "query" each).
+"""The sandbox's metric history, daily costs and yesterday's use per deployed model, for
+the digests (one "query" each).
 
 Figures are the same deterministic functions of (endpoint, version, 5-minute bucket) the
 sandbox's `health` uses, so a chart agrees with the status it sits under. The sandbox keeps
@@ -12,17 +13,17 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Protocol
 
 from commands.config import Config, Endpoint
 from commands.model import ModelVersion
-from commands.ports import SeriesPoint
+from commands.ports import DeployedModelCost, SeriesPoint
 
 if TYPE_CHECKING:
     from bot.store.sandbox_tables import SandboxDeployedModelRow, SandboxEndpointRow
 
-REPLICA_HOUR_USD = 1.31
+REPLICA_HOUR_USD = 1.31  # one replica-hour (machine + one L4) in the sandbox's estimate, USD
 
 
 class SandboxPlatform(Protocol):
@@ -115,4 +116,55 @@ def daily_costs(
             wobble = zlib.crc32(f"{ep.slug}|{day.isoformat()}|cost".encode()) / 0xFFFFFFFF
             values.append(round(replicas * REPLICA_HOUR_USD * 24 * (0.92 + 0.16 * wobble), 2))
         out[ep.slug] = values
+    return out
+
+
+def deployed_model_costs(
+    platform: SandboxPlatform,
+    endpoints: Sequence[Endpoint],
+    rps: dict[str, float],
+    shape: Callable[[float], float],
+) -> dict[str, list[DeployedModelCost]]:
+    """Yesterday (the last whole day in the config's zone) per deployed model: the hours
+    it was deployed × its replicas (today's count: no history is kept) × the replica-hour
+    price, and its share (today's) of the environment's traffic: `rps` by environment ×
+    `shape(local hour)`, the curve the sandbox's health uses."""
+    platform.calls += 1
+    rows, models = platform.rows_for([e.slug for e in endpoints])
+    tz = platform.config.timezone
+    now = platform.clock()
+    today = now.astimezone(tz).date()
+    start = datetime.combine(today - timedelta(days=1), time(0), tz).astimezone(UTC)
+    end = datetime.combine(today, time(0), tz).astimezone(UTC)
+    out: dict[str, list[DeployedModelCost]] = {}
+    for ep in endpoints:
+        row = rows.get(ep.slug)
+        if row is None:
+            continue
+        found = []
+        for m in models.get(ep.slug, []):
+            share = row.traffic.get(m.id, 0)
+            held_from = max(start, _utc(m.deployed_at))
+            hours = 0.0
+            requests = 0.0
+            t = held_from
+            while t < end:  # hour by hour: the traffic's shape changes through the day
+                step = min(end, t + timedelta(hours=1))
+                span = (step - t).total_seconds()
+                local = t.astimezone(tz)
+                factor = shape(local.hour + local.minute / 60)
+                requests += rps.get(ep.environment, 1.0) * factor * span * share / 100
+                hours += span / 3600
+                t = step
+            if hours <= 0:
+                continue  # deployed today: nothing of yesterday to report
+            found.append(
+                DeployedModelCost(
+                    deployed_model_id=m.id,
+                    requests=int(requests),
+                    replica_hours=round(m.replicas * hours, 2),
+                    cost_usd=round(m.replicas * hours * REPLICA_HOUR_USD, 2),
+                )
+            )
+        out[ep.slug] = found
     return out

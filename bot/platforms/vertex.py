@@ -52,6 +52,7 @@ from commands.model import (
 )
 from commands.ports import (
     Alert,
+    DeployedModelCost,
     OperationStatus,
     PlatformError,
     ScaleLimits,
@@ -711,6 +712,14 @@ class VertexPlatform:
         if self.billing is None:
             return {}
         return self.billing.daily_costs(endpoints, days)
+
+    def deployed_model_costs(
+        self, endpoints: Sequence[Endpoint]
+    ) -> dict[str, list[DeployedModelCost]]:
+        """The digest's per-deployed-model figures for yesterday, from Cloud Monitoring
+        (replica-hours × `[vertex.prices]`, an estimate: the billing export has no deployed
+        model in its rows)."""
+        return self._require_monitoring().deployed_model_costs(endpoints)
 
     def canary_window(
         self, endpoint: Endpoint, canary_id: str, stable_id: str, start: datetime, end: datetime

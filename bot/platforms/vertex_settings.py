@@ -18,6 +18,7 @@ billing_query_project = ""                  # runs the query (default: the table
 billing_label = "aiops_endpoint"            # endpoint label used when a row has no resource name
 billing_cache_seconds = 3600                # the export changes a few times a day
 bigquery_url = "https://bigquery.googleapis.com"
+serving_alias = "prod"                      # the registry alias naming what prod serves
 
 [vertex.models]                 # model name → Model Registry model; default: the name itself
 "gemma-3-1b-it" = "gemma-3-1b-it"             # a user-chosen model id in each environment,
@@ -56,6 +57,8 @@ _TABLE_RE = re.compile(
     r"^[a-z][a-z0-9-]{4,61}[a-z0-9]\.[A-Za-z0-9_]{1,1024}\.[A-Za-z0-9_$-]{1,1024}$"
 )
 _LABEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+# Model Registry aliases (ModelService.MergeVersionAliases); not all digits, so never a version id
+_REGISTRY_ALIAS_RE = re.compile(r"^[a-z][a-z0-9-]{0,126}[a-z0-9]$")
 
 
 def version_alias(version: str) -> str:
@@ -119,6 +122,7 @@ class VertexSettings:
     bigquery_url: str = "https://bigquery.googleapis.com"
     prices: Prices = field(default_factory=Prices)
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    serving_alias: str = "prod"  # the registry alias that names what prod serves
 
     def registry_ref(self, model: str, environment: str | None) -> str:
         """The configured reference for a model in an environment (default: its name)."""
@@ -219,6 +223,10 @@ def parse_vertex_settings(config: Config) -> VertexSettings:
     if not _LABEL_RE.match(label):
         raise ConfigError(f"vertex.billing_label: `{label}` is not a label key")
 
+    serving_alias = str(data.get("serving_alias", "prod"))
+    if not _REGISTRY_ALIAS_RE.match(serving_alias):
+        raise ConfigError(f"vertex.serving_alias: `{serving_alias}` is not a Model Registry alias")
+
     return VertexSettings(
         models=models,
         registry_project=_optional_str(data, "registry_project"),
@@ -245,4 +253,5 @@ def parse_vertex_settings(config: Config) -> VertexSettings:
             label=str(alerts.get("label", "priority")),
             default=default,
         ),
+        serving_alias=serving_alias,
     )

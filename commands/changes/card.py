@@ -31,6 +31,16 @@ from commands.model import (
     EndpointHealth,
     Strategy,
 )
+from commands.models.model import (
+    GATE_MARKS,
+    GateOutcome,
+    Review,
+    card_lines,
+    cut,
+    evaluation_text,
+    lineage_text,
+    validation_text,
+)
 from commands.ports import ApprovalRecord
 
 
@@ -374,6 +384,9 @@ def change_card(
     ]
     if change.reason:
         blocks.append(Text(f"*Why:* {escape(change.reason)}"))
+    review = Review.from_json(change.plan.model_review)
+    if review is not None:  # what the version is, and the validation behind its approval
+        blocks.extend(review_blocks(review, config))
     state_line = f"*State:* {change.state.mark} {change.state.value.replace('_', ' ')}"
     if change.plan.run_at:  # scheduled with `at=`
         state_line += f" · :alarm_clock: scheduled for {when(change.plan.run_at, config.timezone)}"
@@ -419,3 +432,32 @@ def change_card(
         f"{change.id} {change.kind.value} {change.endpoint}: {change.state.value.replace('_', ' ')}"
     )
     return Reply(text=text, blocks=blocks, ephemeral=False)
+
+
+def review_blocks(review: Review, config: Config) -> list[Block]:
+    """The change card's model section: what the version is and what stood behind its
+    approval (two blocks; three when the gate was overridden)."""
+    overridden = review.outcome is GateOutcome.OVERRIDDEN
+    head = f"*Model version:* `{escape(review.version)}`"
+    if not review.found:
+        head += " — not found in the model registry"
+    text = "\n".join(
+        [head, *card_lines(review.description, review.intended_use, review.limitations)]
+    )
+    blocks: list[Block] = [
+        Text(text),
+        Context(
+            (
+                lineage_text(review.lineage),
+                evaluation_text(review.evaluation, config.timezone),
+                f"Validation: {validation_text(review.validation, config)}"
+                f" · {GATE_MARKS[review.outcome]}"
+                + ("" if overridden else f" ({cut(review.detail, 300)})"),
+            )
+        ),
+    ]
+    if overridden:
+        blocks.append(
+            Text(f":rotating_light: *Validation gate overridden:* {cut(review.detail, 500)}")
+        )
+    return blocks

@@ -49,6 +49,7 @@ from commands.model import (
     check_split,
     stranded_since,
 )
+from commands.models.alias import after_change
 from commands.ports import OperationStatus, PlatformError
 from commands.runtime import Runtime
 
@@ -762,7 +763,7 @@ def _finish(
     if done is None:
         log.warning("%s: not finished here: it moved on, or another worker took it", change.id)
         return
-    state_after = None
+    state: EndpointState | None = None
     try:
         state = rt.platform.endpoint_state(_endpoint(rt, done))
         state_after = state.describe()
@@ -783,3 +784,5 @@ def _finish(
         done.requester_id,
         f"{done.id} ({done.kind.value} {done.endpoint}) {verdict}. Now: {state_after}.",
     )
+    if ok:  # one version at 100 % in prod: the registry's serving alias follows it
+        after_change(rt, done, state)

@@ -53,6 +53,7 @@ from commands.model import (
     change_deployed_model_id,
     stranded_since,
 )
+from commands.models import gate as model_gate
 from commands.parsing import Args, ParseError, parse, parse_at
 from commands.ports import (
     CHANNEL_NOT_FOUND,
@@ -458,6 +459,10 @@ def request_change(
         raise _locked(rt, ep, holder)
     gate = before_promote(rt, ep, env, args, inv.actor) if kind is ChangeKind.PROMOTE else None
     change = planned or _plan(rt, kind, ep, args)[1]
+    # model risk: the version's validation where the environment requires it (a Refusal)
+    review = model_gate.review(rt, env, ep, change, break_glass=glass is not None)
+    if review is not None:
+        change.plan.model_review = review.to_json()
     if gate is not None:
         gate.mark(change.plan)
     change.requester_id = inv.actor.id
@@ -507,7 +512,9 @@ def request_change(
             inv.actor.id,
             opening,
             request_id=inv.request_id,
-            parameters={"version": change.version, "ticket": change.plan.ticket} | _planned(change),
+            parameters={"version": change.version, "ticket": change.plan.ticket}
+            | _planned(change)
+            | ({"validation_gate": review.to_dict()} if review is not None else {}),
         )
     except EndpointLocked as locked:
         raise _locked(rt, ep, locked.holder) from None
@@ -612,4 +619,5 @@ def _break_glass(rt: Runtime, change: Change, glass: BreakGlass, inv: Invocation
         justification=glass.reason,
         parameters={"break_glass": True, "freeze_overridden": glass.freeze},
     )
+    model_gate.record_override(rt, change, inv.actor.id, glass.reason, inv.request_id)
     return announce_break_glass(rt, change, glass)

@@ -16,6 +16,7 @@ from commands.errors import Refusal
 from commands.freezes import active_freeze
 from commands.messages import escape, mention, split_text, when
 from commands.model import Actor, Change, ChangeKind, ChangeState
+from commands.models.gate import GATED_KINDS, recheck
 from commands.parsing import TICKET_RE, Args, ParseError
 from commands.ports import GroupResolver, PlatformError
 from commands.runtime import Runtime
@@ -178,7 +179,9 @@ def check_request(
         needs = env.needs_approval and (
             kind is not ChangeKind.ROLLBACK or env.rollback_requires_approval
         )
-        if not needs:
+        # the model-risk gate is glass too: break glass may take an unvalidated version in
+        gated = kind in GATED_KINDS and env.require_validation
+        if not (needs or gated):
             raise Refusal(
                 f"a {kind.value} in `{env.name}` needs no approval; there is no glass to break",
                 "Run it without `break_glass=`.",
@@ -261,12 +264,13 @@ def _void(rt: Runtime, change: Change, actor: Actor, why: str, request_id: str |
 def check_approval(
     rt: Runtime, change: Change, actor: Actor, request_id: str | None = None
 ) -> str | None:
-    """Before an approval counts: no freeze now, the plan is the one shown, the endpoint
-    has not moved. Returns the plan hash the approval is bound to."""
+    """Before an approval counts: no freeze now, the version still passes the model-risk
+    gate it passed when requested, the plan is the one shown, the endpoint has not moved. Returns the plan hash the approval is bound to."""
     refusal = frozen_now(rt, change)
     if refusal:
         refusal.message = f"{change.id} cannot be approved now: {refusal.message}"
         raise refusal
+    recheck(rt, change)  # a validation withdrawn since the request is not approved in
     shown = change.plan.plan_hash
     if shown is not None and shown != plan_hash(change):
         raise _void(rt, change, actor, "the plan was altered after it was shown", request_id)

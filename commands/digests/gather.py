@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 from commands.audit import OVERRIDES, AuditAction
 from commands.changes.schedule import run_at
 from commands.config import Endpoint, Thresholds
+from commands.cost.capacity import Capacity, find_capacity
+from commands.cost.settings import cost_settings
 from commands.digests.schedule import (
     DigestKind,
     DigestSchedule,
@@ -18,6 +20,9 @@ from commands.digests.schedule import (
     local_time,
 )
 from commands.errors import Refusal
+from commands.incidents.metrics import IncidentTimes, incident_times
+from commands.incidents.model import Handoff, Incident, IncidentState
+from commands.incidents.ports import IncidentStore
 from commands.messages import (
     Reply,
     breaches,
@@ -66,11 +71,21 @@ class DigestData:
     scheduled: list[Change]
     scheduled_label: str
     costs: dict[str, list[float]] | None = None
+    capacity: Capacity | None = None  # idle endpoints and models at 0 % (morning)
     series: dict[str, list[SeriesPoint]] | None = None
     interventions: dict[str, list[str]] = field(default_factory=dict)
     flagged: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     audit_checks: list[str] = field(default_factory=list)  # the scheduler's weekly verify
+    # Respond (None when no incident store is wired): the morning's incidents declared
+    # since `incidents_since` plus those still open; the end of day's incidents declared,
+    # mitigated or resolved since local midnight plus those still open; newest first.
+    incidents: list[Incident] | None = None
+    incidents_since: datetime | None = None
+    incident_times: dict[str, IncidentTimes] = field(default_factory=dict)
+    # End of day: the on-call hand-off notes written since the last end-of-day digest.
+    handoffs: list[Handoff] | None = None
+    handoffs_since: datetime | None = None
 
 
 @dataclass
@@ -195,6 +210,19 @@ def gather(
                 data.costs = rt.platform.daily_costs(endpoints, 8)
             except PlatformError as exc:
                 problems.append(f"costs unavailable: {exc}")
+            try:
+                usage = rt.platform.deployed_model_costs(endpoints)
+                data.capacity = find_capacity(
+                    rt.platform,
+                    endpoints,
+                    usage,
+                    data.costs,
+                    open_changes,
+                    cost_settings(cfg).idle_requests_per_day,
+                )
+                problems += data.capacity.problems
+            except PlatformError as exc:
+                problems.append(f"idle capacity unavailable: {exc}")
         breaching = _ranked_breaching(data, cfg.thresholds)[:CHART_ENDPOINTS]
         if settings.chart and breaching and isinstance(rt.platform, MetricHistory):
             try:
@@ -233,7 +261,55 @@ def gather(
             why = f" — _{escape(redact(e.justification))}_" if e.justification else ""
             by_person[e.actor_id].append(f"`{stamp}` {escape(what)}{why}")
         data.interventions = dict(by_person)
+    if rt.incidents is not None:
+        _gather_incidents(rt.incidents, data, {ep.slug for ep in endpoints})
     return data
+
+
+def _gather_incidents(incidents: IncidentStore, data: DigestData, slugs: set[str]) -> None:
+    """The digest's incidents and hand-off notes. An incident belongs to the digest of its
+    environment (or, without one, of its endpoint's); one that names neither is in every
+    environment's digest, as is a hand-off note without an environment: shown twice
+    rather than missed."""
+    env, tz, now = data.environment, data.schedule.timezone, data.now
+    day_start = local_time(now.astimezone(tz).date(), time(0, 0), tz)
+    since = data.alerts_since if data.kind is DigestKind.MORNING else day_start
+
+    def ours(i: Incident) -> bool:
+        if i.environment is not None:
+            return i.environment == env
+        return i.endpoint is None or i.endpoint in slugs
+
+    def counts(i: Incident) -> bool:
+        if i.state.is_open or i.declared_at >= since:
+            return True
+        # end of day: one declared earlier that was mitigated or resolved today
+        ended = [t for t in (i.mitigated_at, i.resolved_at) if t is not None]
+        return data.kind is DigestKind.EOD and any(t >= since for t in ended)
+
+    # End of day also looks back for incidents declared earlier and ended today.
+    back = since - (INCIDENT_LOOKBACK if data.kind is DigestKind.EOD else timedelta(0))
+    found = {i.id: i for i in incidents.list_incidents(since=back) if ours(i) and counts(i)}
+    for i in incidents.list_incidents(states=OPEN_INCIDENT_STATES):
+        if ours(i):
+            found[i.id] = i
+    data.incidents = sorted(found.values(), key=lambda i: (i.declared_at, i.id), reverse=True)
+    data.incidents_since = since
+    data.incident_times = {
+        i.id: incident_times(i, incidents.get_alert(i.alert_id) if i.alert_id else None)
+        for i in data.incidents
+    }
+    if data.kind is DigestKind.EOD:
+        last = data.schedule.previous(DigestKind.EOD, day_start) or day_start
+        data.handoffs = sorted(
+            (n for n in incidents.handoffs(last) if n.at >= last and n.environment in (None, env)),
+            key=lambda n: (n.at, n.id),
+        )
+        data.handoffs_since = last
+
+
+OPEN_INCIDENT_STATES = frozenset(s for s in IncidentState if s.is_open)
+INCIDENT_LOOKBACK = timedelta(days=14)  # an incident ended today was declared within this
 
 
 # Actions that bypassed or overrode a control (`OVERRIDES`): every digest names them.
@@ -243,6 +319,7 @@ FLAGGED_ACTIONS: dict[str, str] = {
     AuditAction.CANARY_ROLLBACK: ":rewind: automatic rollback",
     AuditAction.APPROVAL_VOID: ":no_entry_sign: approval void",
     AuditAction.WORKSPACE_REFUSED: ":no_entry: request from another workspace",
+    AuditAction.VALIDATION_OVERRIDE: ":rotating_light: unvalidated version past the model-risk gate",
 }
 assert set(FLAGGED_ACTIONS) == OVERRIDES, "every override has its digest wording"
 

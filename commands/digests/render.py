@@ -8,6 +8,7 @@ from zoneinfo import ZoneInfo
 
 from commands.changes.schedule import run_at
 from commands.config import Config, Thresholds
+from commands.cost.capacity import daily_saving, scale_down_value, undeploy_value
 from commands.digests.gather import (
     MAX_BLOCKS,
     MAX_BREACHING_LINES,
@@ -26,10 +27,13 @@ from commands.digests.schedule import (
     DigestSettings,
     digest_settings,
 )
+from commands.incidents.metrics import IncidentTimes, span_text
+from commands.incidents.model import Handoff, Incident, IncidentState
 from commands.messages import (
     Block,
     Button,
     Buttons,
+    Confirm,
     Context,
     Divider,
     Fields,
@@ -45,7 +49,10 @@ from commands.model import Change, ChangeState, EndpointHealth
 from commands.ports import Alert, Chart
 from commands.redaction import redact
 from commands.runtime import Runtime
-from commands.text import cut
+from commands.text import cut, outbound
+
+CAPACITY_TITLE = "Idle and unused capacity"
+MAX_CAPACITY_BUTTONS = 10  # of Slack's 25 an actions block holds: a list, not a wall
 
 # --- rendering --------------------------------------------------------------------------
 
@@ -88,6 +95,45 @@ def _alert_line(a: Alert, tz: ZoneInfo) -> str:
     return f"{mark} {a.severity}{where} {escape(redact(a.policy))}: {escape(redact(a.summary))} · {state} · since {opened}"
 
 
+_SEVERITY_MARKS = {"P1": ":red_circle:", "P2": ":large_orange_circle:", "P3": ":white_circle:"}
+
+
+def _one_line(text: str) -> str:
+    """Free text as one masked mrkdwn line (`outbound`, then escaped)."""
+    return escape(" ".join(outbound(text).split()))
+
+
+def _incident_line(i: Incident, times: IncidentTimes | None, tz: ZoneInfo, *, eod: bool) -> str:
+    """`:red_circle: *INC-4* P1 `loan-assessor` summary · declared Tue 03:12 · *open*,
+    acknowledged · commander @alice`; the end of day adds the times to mitigate and
+    resolve."""
+    where = f" `{i.endpoint}`" if i.endpoint else ""
+    if i.state is IncidentState.DECLARED:
+        state = "*open*, not acknowledged"
+    elif i.state.is_open:
+        state = f"*open*, {i.state.value}"
+    elif i.resolved_at is not None:
+        state = f"resolved {i.resolved_at.astimezone(tz):%a %H:%M}"
+    else:
+        state = i.state.value
+    parts = [
+        f"{_SEVERITY_MARKS.get(i.severity.value, ':white_circle:')} *{i.id}*"
+        f" {i.severity.value}{where} {_one_line(i.summary)}",
+        f"declared {i.declared_at.astimezone(tz):%a %H:%M}",
+        state,
+    ]
+    if i.commander:
+        parts.append(f"commander {mention(i.commander)}")
+    if eod and times is not None:
+        parts.append(f"mitigated in {span_text(times.time_to_mitigate)}")
+        parts.append(f"resolved in {span_text(times.time_to_resolve)}")
+    return " · ".join(parts)
+
+
+def _handoff_line(n: Handoff, tz: ZoneInfo) -> str:
+    return f"`{n.at.astimezone(tz):%a %H:%M}` {mention(n.author)}: {_one_line(n.text)}"
+
+
 def _flag(bad: bool) -> str:
     return " :warning:" if bad else ""
 
@@ -112,14 +158,15 @@ def _money(x: float) -> str:
 
 
 def _cost_section(data: DigestData, cfg: Config, settings: DigestSettings) -> tuple[str, list[str]]:
-    """(the Cost field's value, detail lines)."""
-    th = cfg.thresholds
+    """(the Cost field's value, detail lines): yesterday's cost against the environment's
+    own budget, spikes against the week, the costliest endpoints."""
+    budget = _budget(data, cfg)
     lines: list[str] = []
     if data.costs:
         yesterday = {s: v[-1] for s, v in data.costs.items() if v}
         total = sum(yesterday.values())
-        over = total > th.daily_budget_usd
-        summary = f"{_money(total)} yesterday / {_money(th.daily_budget_usd)} budget" + (
+        over = total > budget
+        summary = f"{_money(total)} yesterday / {_money(budget)} budget" + (
             " :warning:" if over else ""
         )
         spikes = []
@@ -132,7 +179,7 @@ def _cost_section(data: DigestData, cfg: Config, settings: DigestSettings) -> tu
         spikes.sort(reverse=True)
         if over:
             lines.append(
-                f":warning: over the daily budget by {_money(total - th.daily_budget_usd)} — tell finance"
+                f":warning: over the daily budget by {_money(total - budget)} — tell finance"
             )
         lines += _capped(
             [
@@ -146,25 +193,110 @@ def _cost_section(data: DigestData, cfg: Config, settings: DigestSettings) -> tu
     else:
         today = [h.cost_today_usd for h in data.health.values() if h.cost_today_usd is not None]
         summary = f"{_money(sum(today))} today so far (estimate)" if today else "n/a"
-    idle = [
-        (h.replicas, slug)
-        for slug, h in data.health.items()
-        if h.replicas > 0 and h.request_count == 0
-    ]
-    if idle:
-        idle.sort(reverse=True)
-        lines += _capped(
-            [
-                f":zzz: *{slug}* idle: {n} replica(s) up, no traffic in 24 h — a saving"
-                + (
-                    f" of ~{_money(data.costs[slug][-1])}/day"
-                    if data.costs and data.costs.get(slug)
-                    else ""
-                )
-                for n, slug in idle
-            ]
-        )
     return summary, lines
+
+
+def _budget(data: DigestData, cfg: Config) -> float:
+    """The digest's environment's own daily budget (`[environments.X] daily_budget_usd`)."""
+    env = cfg.environments.get(data.environment)
+    return env.daily_budget_usd if env is not None else cfg.thresholds.daily_budget_usd
+
+
+def _cost_of(cost: float | None, billed: bool = False) -> str:
+    if cost is None:
+        return "cost unknown (no price)"
+    return f"{_money(cost)} yesterday" + (" (billed)" if billed else " (est.)")
+
+
+def _capacity_section(data: DigestData) -> tuple[list[str], list[Button]]:
+    """Idle endpoints and models at 0 % (`commands.cost.capacity`): one line each with
+    yesterday's cost and the typed request, and the same requests as buttons (at most
+    MAX_CAPACITY_BUTTONS; the lines keep the typed form of every one)."""
+    cap = data.capacity
+    if cap is None:
+        return [], []
+    lines: list[str] = []
+    buttons: list[Button] = []
+    for idle in cap.idle[:MAX_LINES]:
+        where = f":zzz: *{idle.endpoint}* idle: {idle.requests:,} request(s) yesterday"
+        replicas = sum(m.replicas for m in idle.serving)
+        where += f", {replicas} replica(s) up · {_cost_of(idle.cost_usd, idle.billed)}"
+        if idle.held_by:
+            lines.append(f"{where} · held by {idle.held_by}: nothing proposed until it ends")
+            continue
+        if not idle.serving:
+            lines.append(f"{where} · no model takes traffic: see the models at 0 % below")
+            continue
+        if not idle.scalable:
+            lines.append(f"{where} · already at one replica per model: nothing to scale down")
+            continue
+        asks = []
+        for model in idle.scalable:
+            value = scale_down_value(idle, model)
+            saving = daily_saving(model)
+            asks.append(
+                f"`/aiops scale {escape(value)}`"
+                + (f" saves ~{_money(saving)}/day" if saving is not None else "")
+            )
+            buttons.append(
+                Button(
+                    f"Scale down {idle.endpoint} {model.version}",
+                    "scale",
+                    scale_down_value(idle, model, with_reason=True),
+                    f"/aiops scale {value}",
+                    confirm=Confirm(
+                        f"Request a scale-down of {idle.endpoint}?",
+                        f"Opens a change: {idle.endpoint} {model.version} from {model.replicas}"
+                        f" to min 1, max {max(1, idle.max_replicas)} replicas. It runs once"
+                        " approved where the environment requires approval.",
+                        "Request it",
+                    ),
+                )
+            )
+        lines.append(f"{where} · " + "; ".join(asks))
+    for model in cap.unused[:MAX_LINES]:
+        where = (
+            f":ghost: *{model.endpoint}* {escape(model.version)} at 0 % of traffic:"
+            f" {model.replicas} replica(s) · {_cost_of(model.cost_usd)}"
+        )
+        held = cap.held.get(model.endpoint)
+        if held:
+            lines.append(f"{where} · held by {held} (it may be the rollback target)")
+            continue
+        value = undeploy_value(model)
+        lines.append(f"{where} · `/aiops undeploy {escape(value)}`")
+        buttons.append(
+            Button(
+                f"Undeploy {model.endpoint} {model.version}",
+                "undeploy",
+                undeploy_value(model, with_reason=True),
+                f"/aiops undeploy {value}",
+                style="danger",
+                confirm=Confirm(
+                    f"Request an undeploy from {model.endpoint}?",
+                    f"Opens a change: undeploy {model.version} (0 % of traffic) from"
+                    f" {model.endpoint}. It runs once approved where the environment requires"
+                    " approval; a rollback to it would then need a redeploy.",
+                    "Request it",
+                ),
+            )
+        )
+    more = max(0, len(cap.idle) - MAX_LINES) + max(0, len(cap.unused) - MAX_LINES)
+    if more or cap.not_read:
+        lines.append(
+            f"…and {more + cap.not_read} more endpoint(s) or model(s) not listed — see"
+            " `/aiops status`"
+        )
+    if len(buttons) > MAX_CAPACITY_BUTTONS:
+        lines.append(
+            f"Buttons for the first {MAX_CAPACITY_BUTTONS}; type the others' commands above."
+        )
+    if lines:
+        lines.append(
+            f"_Idle: fewer than {cap.idle_requests_per_day:,} requests yesterday. Buttons"
+            " request a change; the usual approval applies._"
+        )
+    return lines, buttons[:MAX_CAPACITY_BUTTONS]
 
 
 def _change_line(c: Change, tz: ZoneInfo) -> str:
@@ -221,6 +353,7 @@ def render(
     max_replicas = sum(h.max_replicas for h in data.health.values())
     duty = [h.duty_cycle for h in data.health.values() if h.duty_cycle is not None]
     cost_summary, cost_lines = _cost_section(data, cfg, settings)
+    capacity_lines, capacity_buttons = _capacity_section(data)
 
     blocks: list[Block] = [Header(header[:150])]
     verdict = (
@@ -237,6 +370,10 @@ def render(
         else f"{len(open_alerts)} alert(s) still open"
     )
     summary = f"{verdict} · {alert_word} · {len(pending)} approval(s) waiting"
+    incidents = data.incidents or []
+    open_incidents = [i for i in incidents if i.state.is_open]
+    if open_incidents:
+        summary += f" · :rotating_light: {len(open_incidents)} incident(s) open"
     env = cfg.environments.get(data.environment)
     if env is not None and env.dashboard_url:
         summary += f" · <{env.dashboard_url}|dashboard>"
@@ -266,6 +403,26 @@ def render(
         ("Canaries in flight", str(len(canaries))),
         (data.scheduled_label, str(len(data.scheduled))),
     ]
+    since = data.incidents_since or data.alerts_since
+    overnight = [i for i in incidents if i.declared_at >= since]
+    if data.incidents is not None and kind is DigestKind.MORNING:
+        pairs.append(
+            (
+                "Incidents",
+                f"{len(overnight)} new overnight · {len(open_incidents)} open"
+                if incidents
+                else "none",
+            )
+        )
+    elif data.incidents is not None:
+        pairs.append(
+            (
+                "Incidents today",
+                f"{len(incidents)} · {len(open_incidents)} open" if incidents else "none",
+            )
+        )
+    if data.handoffs is not None:
+        pairs.append(("Hand-off notes", str(len(data.handoffs)) if data.handoffs else "none"))
     if kind is DigestKind.MORNING:
         pairs += [
             ("Cost", cost_summary),
@@ -298,6 +455,44 @@ def render(
         )
     )
 
+    if kind is DigestKind.MORNING and incidents:
+        earlier = [i for i in open_incidents if i.declared_at < since]
+        if overnight:
+            sections.append(
+                (
+                    "Incidents opened overnight",
+                    _capped([_incident_line(i, None, tz, eod=False) for i in overnight]),
+                )
+            )
+        if earlier:
+            sections.append(
+                (
+                    "Incidents still open",
+                    _capped([_incident_line(i, None, tz, eod=False) for i in earlier]),
+                )
+            )
+    elif kind is DigestKind.EOD and incidents:
+        ordered = sorted(incidents, key=lambda i: (not i.state.is_open, i.severity.value))
+        sections.append(
+            (
+                "Incidents today",
+                _capped(
+                    [
+                        _incident_line(i, data.incident_times.get(i.id), tz, eod=True)
+                        for i in ordered
+                    ]
+                ),
+            )
+        )
+    if data.handoffs is not None:
+        sections.append(
+            (
+                "Hand-off notes for the next on-call",
+                _capped([_handoff_line(n, tz) for n in data.handoffs], 15)
+                or ['none yet — write one with `/aiops handoff "…"`'],
+            )
+        )
+
     health_lines = [_endpoint_line(s, data.health[s], th) for s in breaching[:MAX_BREACHING_LINES]]
     if len(breaching) > MAX_BREACHING_LINES:
         health_lines.append(
@@ -320,6 +515,13 @@ def render(
 
     if kind is DigestKind.MORNING and cost_lines:
         sections.append(("Cost", cost_lines))
+    # Blocks that follow a section's lines when there is room for them (else the lines,
+    # which carry the typed commands, stand alone).
+    trailing: dict[str, list[Block]] = {}
+    if kind is DigestKind.MORNING and capacity_lines:
+        sections.append((CAPACITY_TITLE, capacity_lines))
+        if capacity_buttons:
+            trailing[CAPACITY_TITLE] = [Buttons(tuple(capacity_buttons))]
     if data.flagged:
         sections.append(("Flagged for review", _capped(data.flagged, 10)))
     if data.audit_checks:
@@ -376,7 +578,7 @@ def render(
         Context(
             (
                 f"Thresholds: P95 {th.p95_latency_ms / 1000:g} s · errors {th.error_rate:.0%}"
-                f" · drift {th.drift:g} · budget {_money(th.daily_budget_usd)}/day",
+                f" · drift {th.drift:g} · budget {_money(_budget(data, cfg))}/day",
             )
         ),
         Buttons(
@@ -393,8 +595,12 @@ def render(
                 Context((f"{title}: {len(lines)} line(s) left out to fit Slack's limit.",))
             )
             continue
+        extra = trailing.get(title, [])
+        if room - 1 - len(extra) < 1:
+            extra = []
         blocks.append(Divider())
-        blocks.extend(_chunks(title, lines, min(room - 1, 4)))
+        blocks.extend(_chunks(title, lines, min(room - 1 - len(extra), 4)))
+        blocks.extend(extra)
     blocks.extend(tail)
     blocks = blocks[:MAX_BLOCKS]
     text = f"{kind.heading} · {data.environment}: {summary}".replace("*", "")
@@ -407,8 +613,15 @@ def render(
         "pending_approvals": len(pending),
         "canaries": len(canaries),
         "scheduled": len(data.scheduled),
+        "idle": len(data.capacity.idle) if data.capacity else 0,
+        "unused": len(data.capacity.unused) if data.capacity else 0,
         "blocks": len(blocks),
     }
+    if data.incidents is not None:
+        counts["incidents"] = len(incidents)
+        counts["incidents_open"] = len(open_incidents)
+    if data.handoffs is not None:
+        counts["handoffs"] = len(data.handoffs)
     return Reply(text=text, blocks=blocks, ephemeral=False), counts
 
 

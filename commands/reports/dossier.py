@@ -15,10 +15,12 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from commands.audit import DECISIONS, EXECUTION
+from commands.audit import DECISIONS, EXECUTION, AuditAction
 from commands.changes.rules import plan_hash
 from commands.config import Config
 from commands.errors import Refusal
+from commands.models.alias import AliasMove
+from commands.models.model import Review
 from commands.ports import AuditEvent, AuditQuery, People, Store
 from commands.redaction import redact
 
@@ -27,7 +29,10 @@ def _text(value: str | None) -> str | None:
     return redact(value) if value else value
 
 
-class _Clock:
+class Stamp:
+    """A moment as evidence shows it: `{"utc": ISO 8601, "local": ISO 8601 in the
+    configured zone}` (None stays None). The dossier and the incident review use it."""
+
     def __init__(self, config: Config) -> None:
         self.tz = config.timezone
 
@@ -35,6 +40,21 @@ class _Clock:
         if at is None:
             return None
         return {"utc": at.isoformat(), "local": at.astimezone(self.tz).isoformat()}
+
+
+def person(
+    config: Config, people: People | None, slack_id: str | None
+) -> dict[str, str | None] | None:
+    """`{"id": …, "name": …}` for a Slack id: the name from the person directory, else
+    the config's `[people]`, else None; a `policy: …` decider has no name."""
+    if slack_id is None:
+        return None
+    if slack_id.startswith("policy:"):
+        return {"id": slack_id, "name": None}
+    name = people.name(slack_id) if people else None
+    if name is None and config.person_by_id(slack_id):
+        name = config.display_name(slack_id)
+    return {"id": slack_id, "name": name}
 
 
 def build(
@@ -51,17 +71,10 @@ def build(
     change = store.get_change(change_id)
     if change is None:
         raise Refusal(f"no change `{redact(change_id)}`", code="not_found")
-    stamp = _Clock(config)
+    stamp = Stamp(config)
 
     def who(slack_id: str | None) -> dict[str, str | None] | None:
-        if slack_id is None:
-            return None
-        if slack_id.startswith("policy:"):
-            return {"id": slack_id, "name": None}
-        name = people.name(slack_id) if people else None
-        if name is None and config.person_by_id(slack_id):
-            name = config.display_name(slack_id)
-        return {"id": slack_id, "name": name}
+        return person(config, people, slack_id)
 
     events = store.audit(AuditQuery(change_id=change.id))
     shown = change.plan.plan_hash
@@ -141,9 +154,32 @@ def build(
             "finished_at": stamp(change.updated_at),
             "audit": [r for r in rows if r["action"] in EXECUTION],
         },
+        "model": _model_section(change.plan.model_review, change.plan.serving_alias, rows),
         "canary": [r for r in rows if str(r["action"]).startswith("canary")],
         "audit_rows": rows,
         "chain": chain,
+    }
+
+
+_MODEL_ACTIONS = (
+    AuditAction.VALIDATION_OVERRIDE,
+    AuditAction.ALIAS_MOVED,
+    AuditAction.ALIAS_MOVE_FAILED,
+)
+
+
+def _model_section(
+    review: str | None, alias: str | None, rows: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """The version under review as the change was planned and approved with it (its card
+    summary, lineage, evaluation, validation and the gate's outcome), and what became of
+    the serving alias."""
+    found = Review.from_json(review)
+    move = AliasMove.from_json(alias)
+    return {
+        "review": found.to_dict() if found else None,
+        "serving_alias": vars(move) if move else None,
+        "audit": [r for r in rows if r["action"] in _MODEL_ACTIONS],
     }
 
 
@@ -215,6 +251,12 @@ def to_markdown(d: dict[str, Any]) -> str:
         f"- Error: {ex['error'] or '—'}",
         f"- Last update: {_when(ex['finished_at'])}",
         "",
+        "## Model version under review",
+        "",
+    ]
+    out += _model_markdown(d["model"])
+    out += [
+        "",
         "## Canary",
         "",
     ]
@@ -246,6 +288,36 @@ def to_markdown(d: dict[str, Any]) -> str:
     else:
         out.append("- not verified")
     return "\n".join(out) + "\n"
+
+
+def _model_markdown(m: dict[str, Any]) -> list[str]:
+    r = m.get("review")
+    if not r:
+        return ["- no model version on record for this change"]
+    card, lineage, ev, val = r["card"], r["lineage"], r["evaluation"], r["validation"]
+    metrics = ", ".join(f"{k} {v:g}" for k, v in ev["metrics"].items()) or "none recorded"
+    out = [
+        f"- Version: `{r['version']}`{'' if r['in_registry'] else ' (not in the registry)'}",
+        f"- Description: {card['description'] or '—'}",
+        f"- Intended use: {card['intended_use'] or '—'}",
+        f"- Limitations: {card['limitations'] or '—'}",
+        f"- Lineage: pipeline run {lineage['pipeline_run']} · dataset {lineage['dataset']}",
+        f"- Latest evaluation: {metrics}{' (' + ev['at'] + ')' if ev['at'] else ''}",
+        f"- Validation: {val['status']}"
+        + (f" by {val['by']}" if val["by"] else "")
+        + (f" at {val['at']}" if val["at"] else ""),
+        f"- Validation gate: **{r['gate']}** — {r['detail']}",
+    ]
+    move = m.get("serving_alias")
+    if move:
+        out.append(
+            f"- Serving alias `{move['alias']}` → {move['version']}: {move['state']}"
+            f" after {move['attempts']} attempt(s)"
+            + (f" (was {move['previous']})" if move.get("previous") else "")
+            + (f"; last error: {move['error']}" if move.get("error") else "")
+        )
+    out += [f"- {row['at']['utc']} {row['action']}: {row['outcome']}" for row in m.get("audit", [])]
+    return out
 
 
 def to_json(d: dict[str, Any]) -> str:

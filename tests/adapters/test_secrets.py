@@ -14,7 +14,11 @@ import requests
 
 from bot.secrets import SecretError, resolve_secrets
 
-SECRETS = {"projects/p1/secrets/slack-bot-token/versions/latest": "xoxb-from-secret-manager"}
+SECRETS = {
+    "projects/p1/secrets/slack-bot-token/versions/latest": "xoxb-from-secret-manager",
+    "projects/p1/secrets/pd-prod/versions/latest": "pd-prod-routing-key\n",
+    "projects/p1/secrets/aiops-alert-webhook-token/versions/latest": "webhook-token",
+}
 
 
 @pytest.fixture
@@ -73,3 +77,23 @@ def test_missing_secret_is_a_clear_error_without_values(
         resolve_secrets(env, session=requests.Session(), api=url)
     assert "SLACK_SIGNING_SECRET" in str(err.value)
     assert "SLACK_SIGNING_SECRET" not in env
+
+
+def test_per_environment_keys_and_the_webhook_token_resolve_by_reference(
+    secret_manager: tuple[str, list[str]],
+) -> None:
+    """`PAGERDUTY_ROUTING_KEY_<ENV>_SECRET` is found by its prefix (one per environment, no
+    code change for a new one); the alert webhook's token is one of SECRET_VARS."""
+    url, seen = secret_manager
+    env = {
+        "GOOGLE_CLOUD_PROJECT": "p1",
+        "PAGERDUTY_ROUTING_KEY_PROD_SECRET": "pd-prod",
+        "AIOPS_ALERT_WEBHOOK_TOKEN_SECRET": "aiops-alert-webhook-token",
+        "PAGERDUTY_ROUTING_KEY_prod_SECRET": "pd-prod",  # lower case: not a variable we read
+    }
+    filled = resolve_secrets(env, session=requests.Session(), api=url)
+    assert filled == ["AIOPS_ALERT_WEBHOOK_TOKEN", "PAGERDUTY_ROUTING_KEY_PROD"]
+    assert env["PAGERDUTY_ROUTING_KEY_PROD"] == "pd-prod-routing-key"
+    assert env["AIOPS_ALERT_WEBHOOK_TOKEN"] == "webhook-token"
+    assert "PAGERDUTY_ROUTING_KEY_prod" not in env
+    assert len(seen) == 2

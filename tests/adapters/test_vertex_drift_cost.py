@@ -25,12 +25,12 @@ from google.cloud.monitoring_v3.services.metric_service.transports import (
     MetricServiceGrpcTransport,
 )
 
-from bot.platforms.monitoring import LATENCY, RESPONSES, CloudMonitoring, read_retry
+from bot.platforms.monitoring import LATENCY, REPLICAS, RESPONSES, CloudMonitoring, read_retry
 from bot.platforms.vertex import VertexPlatform
 from bot.platforms.vertex_settings import parse_vertex_settings
 from commands.config import ConfigError, parse_config
 from commands.messages import breaches
-from commands.ports import CostHistory, MetricHistory, PlatformError
+from commands.ports import CostHistory, DeployedModelCost, MetricHistory, PlatformError
 from tests.support.fakes.http_fakes import FakeGoogleHTTP
 from tests.support.fakes.monitoring_server import FakeMonitoring, distribution
 from tests.support.fakes.vertex_server import FakeVertex
@@ -393,3 +393,61 @@ def test_health_series_from_monitoring_two_queries_per_project(
     assert points[1].p95_latency_ms == pytest.approx(900, rel=0.2)
     assert points[1].error_rate == pytest.approx(0.1)
     assert series["card-assessor"] == []
+
+
+# -- yesterday per deployed model (the digest's idle capacity) -----------------------------
+
+
+def test_yesterday_per_deployed_model_from_two_queries_a_project(
+    platform: VertexPlatform, metrics: FakeMonitoring
+) -> None:
+    # Yesterday in Sydney: Mon 16 Nov 00:00 → Tue 17 Nov 00:00 AEDT = 15 Nov 13:00 → 16 Nov 13:00 UTC
+    start = datetime(2026, 11, 15, 13, 0, tzinfo=UTC)
+    five = timedelta(minutes=5)
+    # 501: 2 replicas all day; 502: 1 replica from noon (deployed then); a point of today too
+    metrics.add(PROD, REPLICAS, "111", "501", [(start + i * five, 2) for i in range(1, 289)])
+    metrics.add(PROD, REPLICAS, "111", "502", [(start + i * five, 1) for i in range(145, 289)])
+    metrics.add(PROD, REPLICAS, "111", "501", [(NOW - five, 2)])
+    # 601 (card-assessor) held 3 replicas and answered nothing: the idle case
+    metrics.add(PROD, REPLICAS, "112", "601", [(start + i * five, 3) for i in range(1, 289)])
+    for hour in range(1, 25):
+        at = start + hour * HOUR - timedelta(minutes=1)
+        metrics.add(PROD, RESPONSES, "111", "501", [(at, 10)], response_code="200")
+    metrics.add(PROD, RESPONSES, "111", "501", [(start + 2 * HOUR, 4)], response_code="503")
+    metrics.add(PROD, RESPONSES, "111", "502", [(start + 20 * HOUR, 3)], response_code="200")
+    metrics.add(PROD, RESPONSES, "111", "501", [(NOW - five, 99)], response_code="200")  # today
+    prod = [
+        platform.config.endpoints[s] for s in ("loan-assessor", "card-assessor", "fraud-triage")
+    ]
+    metrics.calls.clear()
+
+    assert isinstance(platform, CostHistory)
+    found = platform.deployed_model_costs(prod)
+
+    price = 0.85 + 0.70  # g2-standard-8 + one NVIDIA_L4, from [vertex.prices]
+    assert found == {
+        "loan-assessor": [
+            DeployedModelCost("501", 244, 48.0, round(48 * price, 2)),
+            DeployedModelCost("502", 3, 12.0, round(12 * price, 2)),
+        ],
+        "card-assessor": [DeployedModelCost("601", 0, 72.0, round(72 * price, 2))],
+    }  # fraud-triage has no series: absent, not zero
+    assert metrics.calls == {REPLICAS: 1, RESPONSES: 1}  # one each for the whole project
+    replicas = next(r for r in metrics.requests if REPLICAS in r.filter)
+    assert (replicas.interval.start_time, replicas.interval.end_time) == (
+        start,
+        start + 24 * HOUR,
+    )
+    assert replicas.aggregation.alignment_period == timedelta(minutes=5)
+
+
+def test_yesterday_per_deployed_model_without_a_price_has_no_cost(
+    vertex: FakeVertex, metrics: FakeMonitoring, http: FakeGoogleHTTP
+) -> None:
+    raw = copy.deepcopy(RAW)
+    raw["vertex"]["prices"] = {"machine": {"n1-standard-4": 0.2}}
+    platform = make_platform(vertex, metrics, http, raw)
+    start = datetime(2026, 11, 15, 13, 0, tzinfo=UTC)
+    metrics.add(PROD, REPLICAS, "111", "501", [(start + timedelta(hours=1), 1)])
+    found = platform.deployed_model_costs([platform.config.endpoints["loan-assessor"]])
+    assert found == {"loan-assessor": [DeployedModelCost("501", 0, 0.08, None)]}

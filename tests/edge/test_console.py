@@ -193,3 +193,32 @@ def test_other_commands_keep_json_logs_and_the_random_key_warning(tmp_path: Path
     )
     warning = json.loads(next(x for x in out.stderr.splitlines() if "AIOPS_PII_KEY" in x))
     assert warning["severity"] == "WARNING" and "random per-process key" in warning["message"]
+
+
+def test_console_shows_model_versions_and_the_validation_gate(tmp_path: Path) -> None:
+    """The sandbox's registry in the console: the cards from the config, the gate refusing
+    a rejected version in prod, and the serving alias following a full deploy, kept for the
+    next session."""
+    result = console(
+        tmp_path,
+        "--user",
+        "alice",
+        "--json",
+        "-c",
+        '/deploy loan-assessor gemma-3-1b-it@1.3.0-rc2 reason="try"',
+        "-c",
+        '/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=100 reason="fix"',
+        "-c",
+        "as bob",
+        "-c",
+        "/aiops approve CHG-1",
+    )
+    assert result.returncode == 0, result.stderr
+    replies = [json.loads(line) for line in result.stdout.splitlines()]
+    replies = [r for r in replies if r["kind"] == "reply"]
+    assert [r["ok"] for r in replies] == [False, True, True]
+    assert "rejected by carol on 2026-11-25" in replies[0]["text"]
+    shown = console(tmp_path, "--json", "-c", "/aiops models gemma-3-1b-it")
+    text = json.dumps(json.loads(shown.stdout.splitlines()[-1]), ensure_ascii=False)
+    assert "`prod` names 1.2.1" in text  # moved by CHG-1, read by a later session
+    assert "pipeline run gemma-ft-loans-20261112" in text and "accuracy 0.879" in text

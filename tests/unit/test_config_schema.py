@@ -5,6 +5,7 @@ every problem is reported at once."""
 from __future__ import annotations
 
 import copy
+import re
 import tomllib
 from datetime import timedelta
 from typing import Any
@@ -247,7 +248,7 @@ def _tables(data: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
         return []
     out = [path]
     for key, value in data.items():
-        if isinstance(value, dict) and key != "faulty":
+        if isinstance(value, dict) and key not in ("faulty", "metrics"):  # free-keyed maps
             out += _tables(value, (*path, key))
     return out
 
@@ -255,7 +256,17 @@ def _tables(data: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
 TABLES = [
     t
     for t in _tables(EXAMPLE)
-    if t not in (("people",), ("environments",), ("models",), ("endpoints",))
+    if t
+    not in (
+        ("people",),
+        ("environments",),
+        ("models",),
+        ("endpoints",),
+        # keyed by names of things outside the file (alert policies) or checked against
+        # [endpoints] (`test_runbooks_are_https_links_of_known_endpoints`)
+        ("runbooks", "policies"),
+        ("runbooks", "endpoints"),
+    )
 ]
 
 
@@ -284,7 +295,9 @@ def test_a_misspelt_key_anywhere_is_named_with_its_table_and_the_right_key(
     if typo == key or typo in target:
         return
     target[typo] = target.pop(key)
-    where = f"[{'.'.join(table)}] " if table else ""
+    # a key that is not bare (a version, `1.0.0`) is quoted, as TOML writes it
+    dotted = ".".join(t if re.fullmatch(r"[A-Za-z0-9_-]+", t) else f'"{t}"' for t in table)
+    where = f"[{dotted}] " if table else ""
     found = [line for line in problems(data) if f" {typo}: " in line]
     assert len(found) == 1
     assert found[0].startswith(f"bot.toml: {where}{typo}: not a key of ")
@@ -322,4 +335,49 @@ def test_who_may_approve_must_be_a_known_person_or_a_user_group() -> None:
         f"bot.toml: [environments.prod] approvers[3]: `U0STRANGER` is neither a person of [people] {who}{people}",
         f"bot.toml: [environments.prod] approvers[4]: `@carol` is neither a person of [people] {who}; did you mean `carol`?",
         f"bot.toml: [environments.prod] break_glass[0]: `U0NOBODY` is neither a person of [people] {who}{people}",
+    ]
+
+
+def test_runbooks_are_https_links_of_known_endpoints() -> None:
+    data = example()
+    data["runbooks"]["policies"]["plain"] = "http://wiki.example.com/p95"
+    data["runbooks"]["policies"]["spaced"] = "https://wiki.example.com/p95 latency"
+    data["runbooks"]["policies"]["script"] = "javascript:alert(1)"
+    data["runbooks"]["endpoints"]["loan-asessor"] = "https://wiki.example.com/x"
+    data["runbooks"]["polices"] = {}
+    found = problems(data)
+    assert sorted(found) == sorted(
+        [
+            "bot.toml: [runbooks] policies.plain: `http://wiki.example.com/p95` is not an https"
+            " link; write e.g. `https://wiki.example.com/runbooks/p95` (http and other schemes"
+            " are refused)",
+            "bot.toml: [runbooks] policies.spaced: `https://wiki.example.com/p95 latency` holds"
+            " ' ', which a link may not; percent-encode it (e.g. `%20`)",
+            "bot.toml: [runbooks] policies.script: `javascript:alert(1)` is not an https link;"
+            " write e.g. `https://wiki.example.com/runbooks/p95` (http and other schemes are"
+            " refused)",
+            "bot.toml: [runbooks] endpoints.loan-asessor: `loan-asessor` is not an endpoint of"
+            " [endpoints]; did you mean `loan-assessor`?",
+            "bot.toml: [runbooks] polices: not a key of [runbooks]; did you mean `policies`?",
+        ]
+    )
+
+
+def test_the_config_carries_the_runbooks_and_the_watch_table_is_checked() -> None:
+    config = parse_config(example(), source="bot.toml")
+    assert config.runbooks.endpoints == {
+        "loan-assessor": "https://wiki.example.com/aiops/runbooks/loan-assessor"
+    }
+    assert "health watch: error rate" in config.runbooks.policies
+    found = problems(
+        example(alerts__watch_interval="30s", alerts__open_after=0, alerts__clear_ratio=1.5)
+    )
+    assert found == [
+        "bot.toml: [alerts] watch_interval: `30s` is shorter than 1m (Monitoring's shortest"
+        " period)",
+        "bot.toml: [alerts] open_after: must be ≥ 1, not `0`",
+        "bot.toml: [alerts] clear_ratio: must be ≤ 1.0, not `1.5`",
+    ]
+    assert problems(example(alerts__close_after="3")) == [
+        'bot.toml: [alerts] close_after: must be a whole number, not `"3"`'
     ]

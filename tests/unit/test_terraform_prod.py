@@ -49,3 +49,40 @@ def test_the_bot_logs_in_as_an_iam_user_and_migrations_run_as_the_owner() -> Non
     assert "roles/cloudsql.instanceUser" in read("bot_service_account/main.tf")
     app = (MODULES.parent.parent / "app.yaml").read_text()
     assert 'AIOPS_DB_IAM_AUTH: "1"' in app
+
+
+def test_alerts_reach_the_bot_through_a_basic_auth_webhook_whose_password_is_never_stored() -> None:
+    monitoring = read("monitoring/main.tf")
+    channel = re.search(
+        r'resource "google_monitoring_notification_channel" "bot_webhook" \{(.*?)\n\}',
+        monitoring,
+        re.S,
+    )
+    assert channel, "no webhook channel to the bot"
+    body = channel.group(1)
+    # webhook_tokenauth would hold the token in its url label: in the state and request logs
+    assert 'type         = "webhook_basicauth"' in body
+    assert "password_wo         = ephemeral.google_secret_manager_secret_version" in body
+    assert "password_wo_version = var.bot_webhook.rotation" in body
+    assert "password " not in body and "auth_token" not in body
+    assert 'ephemeral "google_secret_manager_secret_version" "bot_webhook"' in monitoring
+    # on the endpoint policies, not on the bot's own uptime policy (nor the budget)
+    for policy, channels in (
+        ("p95_latency", "local.endpoint_channels"),
+        ("error_rate", "local.endpoint_channels"),
+        ("bot_down", "local.channels"),
+    ):
+        block = re.search(
+            rf'resource "google_monitoring_alert_policy" "{policy}" \{{(.*?)\n\}}', monitoring, re.S
+        )
+        assert block and f"notification_channels = {channels}" in block.group(1), policy
+    assert "aiops_endpoint = each.key" in monitoring  # the bot maps the alert by this label
+
+    stack = read("stack/main.tf")
+    assert '"aiops-alert-webhook-token" = var.alert_webhook_token_version' in stack  # generated
+    assert '"aiops-pagerduty-routing-key"' in stack  # a container; a person adds the key
+    assert '/alerts/cloud-monitoring"' in stack
+    assert 'token_version = module.secrets.generated_versions["aiops-alert-webhook-token"]' in stack
+    app = (MODULES.parent.parent / "app.yaml").read_text()
+    assert "  AIOPS_ALERT_WEBHOOK_TOKEN_SECRET: aiops-alert-webhook-token" in app
+    assert "\n  PAGERDUTY_ROUTING_KEY_" not in app  # only once the key exists (else no start)

@@ -19,8 +19,45 @@ resource "google_monitoring_notification_channel" "email" {
   user_labels = var.labels
 }
 
+# The bot's own channel: every incident of the endpoint policies is POSTed to the bot
+# (/alerts/cloud-monitoring, notification schema 1.2), which posts it once to the ops channel
+# with its buttons and updates that message when the incident closes (bot/alerts).
+# HTTP Basic (`webhook_basicauth`), not `webhook_tokenauth`: a token channel carries its token
+# in the `url` label, which is in the state and in App Engine's request logs. The password is
+# write-only (`password_wo`): read from Secret Manager during the apply, never stored. Its
+# version input is the secret version's number, known only once that version is written, so a
+# rotation reads the new value.
+ephemeral "google_secret_manager_secret_version" "bot_webhook" {
+  count = var.bot_webhook != null ? 1 : 0
+
+  project = var.project_id
+  secret  = var.bot_webhook.token_secret
+  version = var.bot_webhook.token_version
+}
+
+resource "google_monitoring_notification_channel" "bot_webhook" {
+  count = var.bot_webhook != null ? 1 : 0
+
+  project      = var.project_id
+  display_name = "aiops-bot ${var.environment}: alerts to Slack"
+  description  = "Cloud Monitoring incidents of the endpoint policies, to the bot's /alerts/cloud-monitoring (HTTP Basic)."
+  type         = "webhook_basicauth"
+  labels = {
+    url      = var.bot_webhook.url
+    username = var.bot_webhook.username
+  }
+  sensitive_labels {
+    password_wo         = ephemeral.google_secret_manager_secret_version.bot_webhook[0].secret_data
+    password_wo_version = var.bot_webhook.rotation
+  }
+  user_labels = var.labels
+}
+
 locals {
   channels = concat([for c in google_monitoring_notification_channel.email : c.id], var.extra_notification_channels)
+  # The endpoint policies also notify the bot; the budget and the bot's own uptime do not (a
+  # budget notification is not an incident, and a bot that is down cannot hear it).
+  endpoint_channels = concat(local.channels, google_monitoring_notification_channel.bot_webhook[*].id)
 
   endpoint_filter = {
     for slug, id in var.endpoints :
@@ -35,8 +72,8 @@ resource "google_monitoring_alert_policy" "p95_latency" {
   display_name          = "[${var.environment}] ${each.key}: P95 prediction latency > ${var.p95_latency_ms} ms"
   combiner              = "OR"
   severity              = "CRITICAL"
-  notification_channels = local.channels
-  user_labels           = merge(var.labels, { endpoint = each.key, threshold = "p95-latency" })
+  notification_channels = local.endpoint_channels
+  user_labels           = merge(var.labels, { endpoint = each.key, aiops_endpoint = each.key, threshold = "p95-latency" })
 
   conditions {
     display_name = "P95 latency above ${var.p95_latency_ms} ms for ${var.duration_seconds} s"
@@ -84,8 +121,8 @@ resource "google_monitoring_alert_policy" "error_rate" {
   display_name          = "[${var.environment}] ${each.key}: error rate > ${var.error_rate * 100} %"
   combiner              = "OR"
   severity              = "CRITICAL"
-  notification_channels = local.channels
-  user_labels           = merge(var.labels, { endpoint = each.key, threshold = "error-rate" })
+  notification_channels = local.endpoint_channels
+  user_labels           = merge(var.labels, { endpoint = each.key, aiops_endpoint = each.key, threshold = "error-rate" })
 
   conditions {
     display_name = "errors / predictions above ${var.error_rate * 100} % for ${var.duration_seconds} s"

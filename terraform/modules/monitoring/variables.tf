@@ -59,6 +59,23 @@ variable "bot_host" {
   default     = null
 }
 
+variable "bot_webhook" {
+  description = "The bot's alert webhook: its https URL (…/alerts/cloud-monitoring), the HTTP Basic user, the Secret Manager secret (projects/P/secrets/S) and version number holding the password, and a number bumped whenever that password changes (it is write-only, so Terraform cannot see a change). null: no webhook channel."
+  type = object({
+    url           = string
+    username      = optional(string, "cloud-monitoring")
+    token_secret  = string
+    token_version = string
+    rotation      = number
+  })
+  default = null
+
+  validation {
+    condition     = var.bot_webhook == null ? true : startswith(var.bot_webhook.url, "https://")
+    error_message = "bot_webhook.url must be https: the channel sends a password."
+  }
+}
+
 variable "labels" {
   description = "User labels on policies and channels."
   type        = map(string)

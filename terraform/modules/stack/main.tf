@@ -129,19 +129,22 @@ module "secrets" {
   kms_key_name = module.kms.key_ids["secrets"]
   labels       = local.labels
   secrets = {
-    "aiops-slack-bot-token"      = "Slack bot token (xoxb-...): Slack app > OAuth & Permissions. Added by a person, never by Terraform."
-    "aiops-slack-signing-secret" = "Slack signing secret: Slack app > Basic Information. Added by a person, never by Terraform."
-    "aiops-slack-app-token"      = "Slack app-level token (xapp-...) for Socket Mode only; unused on App Engine (HTTP mode)."
-    "aiops-pii-key"              = "HMAC key for PII tokens. Generated write-only by Terraform; rotate with pii_key_version."
-    "aiops-database-url"         = "DATABASE_URL of the bot's Cloud SQL database: its IAM login, no password (AIOPS_DB_IAM_AUTH=1). Written by Terraform."
-    "aiops-database-owner-url"   = "DSN of the migration owner (aiops_owner). Written write-only by Terraform; read only by the migration job's identity."
+    "aiops-slack-bot-token"       = "Slack bot token (xoxb-...): Slack app > OAuth & Permissions. Added by a person, never by Terraform."
+    "aiops-slack-signing-secret"  = "Slack signing secret: Slack app > Basic Information. Added by a person, never by Terraform."
+    "aiops-slack-app-token"       = "Slack app-level token (xapp-...) for Socket Mode only; unused on App Engine (HTTP mode)."
+    "aiops-pii-key"               = "HMAC key for PII tokens. Generated write-only by Terraform; rotate with pii_key_version."
+    "aiops-database-url"          = "DATABASE_URL of the bot's Cloud SQL database: its IAM login, no password (AIOPS_DB_IAM_AUTH=1). Written by Terraform."
+    "aiops-database-owner-url"    = "DSN of the migration owner (aiops_owner). Written write-only by Terraform; read only by the migration job's identity."
+    "aiops-alert-webhook-token"   = "Password of Cloud Monitoring's webhook channel to the bot (HTTP Basic, user cloud-monitoring): AIOPS_ALERT_WEBHOOK_TOKEN. Generated write-only by Terraform; rotate with alert_webhook_token_version, then redeploy the bot."
+    "aiops-pagerduty-routing-key" = "PagerDuty Events API v2 routing key of this environment's PagerDuty service (PAGERDUTY_ROUTING_KEY_<ENV>). Added by a person from PagerDuty, never by Terraform."
   }
   accessors = {
     bot = module.bot_service_account.member
   }
   not_for_accessors = ["aiops-database-owner-url"]
   generated = {
-    "aiops-pii-key" = var.pii_key_version
+    "aiops-pii-key"             = var.pii_key_version
+    "aiops-alert-webhook-token" = var.alert_webhook_token_version
   }
 }
 
@@ -212,6 +215,14 @@ module "monitoring" {
   notification_emails = var.notification_emails
   bot_host            = google_app_engine_application.this.default_hostname
   labels              = local.labels
+
+  # Cloud Monitoring -> the bot: each endpoint alert is posted to Slack with its buttons.
+  bot_webhook = {
+    url           = "https://${google_app_engine_application.this.default_hostname}/alerts/cloud-monitoring"
+    token_secret  = module.secrets.secret_ids["aiops-alert-webhook-token"]
+    token_version = module.secrets.generated_versions["aiops-alert-webhook-token"]
+    rotation      = var.alert_webhook_token_version
+  }
 
   depends_on = [module.project_services]
 }

@@ -150,6 +150,17 @@ variable "pii_key_version" {
   default     = 1
 }
 
+variable "alert_webhook_token_version" {
+  description = "Bump to rotate the password of Cloud Monitoring's webhook channel to the bot (secret and channel change in the same apply; redeploy the bot after it)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.alert_webhook_token_version >= 1 && floor(var.alert_webhook_token_version) == var.alert_webhook_token_version
+    error_message = "alert_webhook_token_version is a whole number >= 1."
+  }
+}
+
 variable "kms_protection_level" {
   description = "SOFTWARE or HSM protection for the CMEKs."
   type        = string

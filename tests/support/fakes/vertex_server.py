@@ -1,7 +1,7 @@
 """A fake Vertex AI (v1) gRPC server on loopback: EndpointService (MutateDeployedModel
-included), ModelService, the JobService's model-monitoring reads and google.longrunning
-Operations on one server, so the real v1 clients talk to it over their real gRPC
-transport.
+included), ModelService (the Model Registry's versions, aliases and evaluations), the
+JobService's model-monitoring reads and google.longrunning Operations on one server, so
+the real v1 clients talk to it over their real gRPC transport.
 
 No servicer classes ship for Vertex AI, so the methods are registered with
 `grpc.method_handlers_generic_handler` and the v1 message classes' `serialize` /
@@ -13,6 +13,7 @@ cannot be undeployed) and can be told to fail any call or operation.
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
@@ -30,6 +31,8 @@ from google.rpc import status_pb2
 _ENDPOINT_SERVICE = "google.cloud.aiplatform.v1.EndpointService"
 _MODEL_SERVICE = "google.cloud.aiplatform.v1.ModelService"
 _JOB_SERVICE = "google.cloud.aiplatform.v1.JobService"
+# MergeVersionAliasesRequest.version_aliases: an alias, or `-alias` to remove one
+_ALIAS = re.compile(r"^-?[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
 
 # The stages a held deploy walks through, one per poll, as the real service reports them.
 _STAGES = (
@@ -101,6 +104,8 @@ class FakeVertex:
     drift_stats: dict[tuple[str, str], dict[str, list[tuple[datetime, float]]]] = field(
         default_factory=dict
     )
+    # "<registry model>@<version id>" → its evaluations, oldest first
+    evaluations: dict[str, list[v1.ModelEvaluation]] = field(default_factory=dict)
     _faults: dict[str, deque[Fault]] = field(default_factory=dict)
     _op_faults: dict[str, deque[Fault]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(7000))
@@ -124,6 +129,57 @@ class FakeVertex:
                 for i, version in enumerate(versions, start=1)
             ]
         return name
+
+    def describe_version(
+        self,
+        name: str,
+        version_id: str,
+        *,
+        labels: dict[str, str] | None = None,
+        version_description: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        pipeline_job: str | None = None,
+        training_pipeline: str | None = None,
+    ) -> None:
+        """Set what the registry holds for one version (labels, description, metadata
+        and the pipeline that produced it)."""
+        with self._lock:
+            model = self._resolve_model(f"{name}@{version_id}")
+            if labels is not None:
+                model.labels = labels
+            if version_description is not None:
+                model.version_description = version_description
+            if metadata is not None:
+                model.metadata = metadata
+            if pipeline_job is not None:
+                model.pipeline_job = pipeline_job
+            if training_pipeline is not None:
+                model.training_pipeline = training_pipeline
+
+    def add_evaluation(
+        self, name: str, version_id: str, metrics: dict[str, Any], at: datetime
+    ) -> str:
+        """A ModelEvaluation of one version, created at `at`."""
+        with self._lock:
+            key = f"{name}@{version_id}"
+            found = self.evaluations.setdefault(key, [])
+            evaluation_name = f"{self._numbered(name)}/evaluations/{next(self._ids)}"
+            created = timestamp_pb2.Timestamp()
+            created.FromDatetime(at)
+            found.append(
+                v1.ModelEvaluation(
+                    name=evaluation_name,
+                    display_name=f"evaluation {len(found) + 1}",
+                    metrics=metrics,
+                    create_time=created,
+                )
+            )
+            return evaluation_name
+
+    def aliases(self, name: str) -> dict[str, str]:
+        """alias → version id, for every alias of a registry model."""
+        with self._lock:
+            return {a: m.version_id for m in self.models[name] for a in m.version_aliases}
 
     def add_endpoint(
         self, name: str, deployed: list[tuple[str, str, str]], traffic: dict[str, int]
@@ -258,6 +314,16 @@ class FakeVertex:
                     self._list_model_versions,
                     v1.ListModelVersionsRequest,
                     v1.ListModelVersionsResponse,
+                ),
+                "MergeVersionAliases": (
+                    self._merge_version_aliases,
+                    v1.MergeVersionAliasesRequest,
+                    v1.Model,
+                ),
+                "ListModelEvaluations": (
+                    self._list_model_evaluations,
+                    v1.ListModelEvaluationsRequest,
+                    v1.ListModelEvaluationsResponse,
                 ),
             },
             _JOB_SERVICE: {
@@ -587,6 +653,51 @@ class FakeVertex:
         more = start + size < len(versions)
         return v1.ListModelVersionsResponse(
             models=page, next_page_token=str(start + size) if more else ""
+        )
+
+    def _merge_version_aliases(self, request: v1.MergeVersionAliasesRequest) -> v1.Model:
+        """As the real service: the name carries an explicit version id; `-alias` removes
+        an alias from it; an alias another version holds moves here (aliases are unique
+        within a model); `default` cannot be removed, only moved."""
+        name, _, version_id = request.name.partition("@")
+        if not version_id.isdigit():
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "The name of the model version must include an explicit version ID.",
+            )
+        model = self._resolve_model(request.name)
+        if not request.version_aliases:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "version_aliases is required.")
+        for alias in request.version_aliases:
+            if not _ALIAS.match(alias) or alias.lstrip("-").isdigit():
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid alias `{alias}`.")
+        for alias in request.version_aliases:
+            if alias.startswith("-"):
+                if alias == "-default":
+                    raise _Abort(
+                        grpc.StatusCode.INVALID_ARGUMENT, "The default alias cannot be removed."
+                    )
+                model.version_aliases = [a for a in model.version_aliases if a != alias[1:]]
+                continue
+            for other in self.models[name]:
+                if other is not model and alias in other.version_aliases:
+                    other.version_aliases = [a for a in other.version_aliases if a != alias]
+            if alias not in model.version_aliases:
+                model.version_aliases = [*model.version_aliases, alias]
+        return v1.Model.deserialize(v1.Model.serialize(model))
+
+    def _list_model_evaluations(
+        self, request: v1.ListModelEvaluationsRequest
+    ) -> v1.ListModelEvaluationsResponse:
+        model = self._resolve_model(request.parent)
+        name = request.parent.partition("@")[0]
+        found = self.evaluations.get(f"{name}@{model.version_id}", [])
+        start = int(request.page_token or 0)
+        size = request.page_size or 2  # small pages, so that clients must follow the token
+        more = start + size < len(found)
+        return v1.ListModelEvaluationsResponse(
+            model_evaluations=found[start : start + size],
+            next_page_token=str(start + size) if more else "",
         )
 
     # -- JobService (model monitoring reads) -------------------------------------------

@@ -1,0 +1,1 @@
+"""Alert sources at the edge: notifications from monitors, read into `AlertNotice`s."""

@@ -1,0 +1,1 @@
+"""Pager adapters: the `commands.incidents.pager.Pager` port over a paging service."""
