@@ -294,3 +294,19 @@ def test_a_scale_down_scheduled_for_the_night_runs_at_its_time(bot: Bot) -> None
     bot.rt.background.wait_idle(30)
     assert bot.change(pending.id).state is ChangeState.SUCCEEDED
     assert replicas(bot, PROD, "1.2.0") == (1, 6)
+
+
+def test_scale_and_undeploy_on_either_database(engine: Engine, clock: FakeClock) -> None:
+    """The sandbox keeps a scaled model's max in its operation's JSON: read back the same
+    on SQLite and PostgreSQL, as are the plan's new fields."""
+    bot = Bot(make_runtime(engine, clock), clock)
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-green").ok
+    assert bot.run(ALICE, f"/aiops scale {STG} 1.2.1 max=1").ok
+    scaled = last(bot)
+    assert scaled.state is ChangeState.SUCCEEDED, scaled.error
+    assert scaled.plan.replicas_after == (1, 1) and scaled.plan.cost_after == 62.88
+    assert replicas(bot, STG, "1.2.1") == (1, 1)
+    assert replicas(bot, STG, "1.2.0") == (1, 2)
+    assert bot.run(ALICE, f"/aiops undeploy {STG} 1.2.0").ok
+    assert last(bot).state is ChangeState.SUCCEEDED
+    assert bot.split(STG) == {"1.2.1": 100}
