@@ -21,9 +21,11 @@ from bot.store.db import check_migrated, make_engine, upgrade_if_behind
 from commands.canary.model import validate
 from commands.config import Config, load_config
 from commands.digests.schedule import digest_settings
+from commands.incidents.settings import incident_settings
 
 if TYPE_CHECKING:
     from bot.scheduler import Scheduler
+    from commands.incidents.pager import Pager
     from commands.ports import AuditSink, Notifier
     from commands.runtime import Runtime
     from commands.service import Service
@@ -62,7 +64,23 @@ def checked_config(settings: Settings, config: Config | None = None) -> Config:
     config = config or load_config(settings.config_path)
     validate(config)
     digest_settings(config)
+    incident_settings(config)
     return config
+
+
+def make_pager(config: Config) -> Pager:
+    """`[incidents] pager`: `pagerduty` pages through PagerDuty's Events API v2
+    (`bot/pager/pagerduty.py`: a routing key per environment, `PAGERDUTY_ROUTING_KEY_<ENV>`,
+    from the environment or Secret Manager, read at each page); `none` pages no one and the
+    incident thread's `@here` is the alarm."""
+    from commands.incidents.pager import NoPager
+
+    settings = incident_settings(config)
+    if settings.pager == "pagerduty":
+        from bot.pager.pagerduty import PagerDuty
+
+        return PagerDuty()
+    return NoPager()
 
 
 def audit_sinks(config: Config) -> list[AuditSink]:
@@ -95,6 +113,7 @@ def build_runtime(
 ) -> Runtime:
     from bot.platforms import make_platform, make_registry
     from bot.store.canary_store import SqlCanaryStore
+    from bot.store.incident_store import SqlIncidentStore
     from bot.store.people import PersonDirectory
     from bot.store.sql_store import SqlStore
     from commands.audit import Auditor
@@ -115,6 +134,8 @@ def build_runtime(
         lease_ttl=timedelta(seconds=settings.lease_seconds),
         canary=SqlCanaryStore(engine),
         people=PersonDirectory(engine),
+        incidents=SqlIncidentStore(engine),
+        pager=make_pager(config),
         registry=make_registry(config, engine, platform, clock),
     )
 

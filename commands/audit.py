@@ -143,6 +143,9 @@ class Auditor:
         request_id: str | None = None,
     ) -> AuditEvent:
         now = self.clock()
+        if change is not None and change.plan.incident:
+            # a change requested under an open incident: every row of it names the incident
+            parameters = {"incident": change.plan.incident} | (parameters or {})
         event = AuditEvent(
             action=action,
             actor_id=actor_id,

@@ -21,6 +21,11 @@ class CommandSpec:
     # "request" buttons send the arguments of a change request (a request, never an
     # action: the usual policy and approval apply to whoever clicks).
     button: str | None = None  # None | "decision" | "view" | "request"
+    # Buttons of the subcommand's verbs: (verb, kind). Their `action_id` is
+    # `<subcommand>.<verb>` (unique within a message), their `value` the argument: a click
+    # runs `/aiops <subcommand> <verb> <value>` ("verb"), or opens a form first whose
+    # submission is that typed command ("form", `bot/slack/incident_forms.py`).
+    verb_buttons: tuple[tuple[str, str], ...] = ()
 
 
 SLASH_COMMANDS: dict[str, CommandSpec] = {
@@ -181,6 +186,49 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         1,
         button="decision",
     ),
+    "incident": CommandSpec(
+        "incident",
+        "Declare and run an incident: severity, roles, thread, mitigation, paging, resolution",
+        "/aiops incident <declare|update|severity|ack|mitigated|resolve|rollback|pause|list|show> …",
+        ("sev", "summary", "commander", "oncall", "alert", "reason", "cause"),
+        3,
+        (
+            '/aiops incident declare loan-assessor sev=P1 summary="5xx since 14:05" oncall=@bob',
+            '/aiops incident update INC-3 "rolled back; errors falling"',
+            '/aiops incident severity INC-3 P2 reason="only retries affected"',
+            "/aiops incident ack INC-3",
+            "/aiops incident mitigated INC-3",
+            '/aiops incident resolve INC-3 cause="1.3.0-rc1 tokenizer regression"',
+            "/aiops incident list all",
+        ),
+        '`declare [endpoint] sev=P1|P2|P3 summary="…" [commander=@x] [oncall=@y]'
+        " [alert=ALERT-N]`: an `INC-N` with its own thread in the incidents channel; the"
+        " severity suggested by the team's rules is shown (P1: a customer-facing production"
+        " endpoint failing or breaching errors; P2: production degraded; P3: outside"
+        " production), a person decides. P1 and P2 page the on-call."
+        ' `update INC-N "…"` posts to its thread; `severity INC-N P2 [reason=…]`;'
+        " `ack <INC-N|ALERT-N>`; `mitigated INC-N` (impact stopped);"
+        ' `resolve INC-N cause="…"` (a root-cause line is required);'
+        " `rollback <INC-N|ALERT-N>` and `pause INC-N` mitigate through the usual change"
+        " machinery, linked to the incident (every change on its endpoint while it is open"
+        " is); `list [all]`; `show INC-N` with its linked changes.",
+        verb_buttons=(
+            ("ack", "verb"),
+            ("rollback", "verb"),
+            ("pause", "verb"),
+            ("declare", "form"),
+            ("resolve", "form"),
+        ),
+    ),
+    "handoff": CommandSpec(
+        "handoff",
+        "Leave notes for the next on-call (the end-of-day digest carries them)",
+        '/aiops handoff "…" [environment=prod]',
+        ("environment",),
+        1,
+        ('/aiops handoff "INC-3 mitigated, root cause open; watch loan-assessor P95"',),
+        "Stored and audited, masked like every free text.",
+    ),
     "scale": CommandSpec(
         "scale",
         "Change a deployed model's min / max replicas (a change: planned, approved, audited)",
@@ -238,7 +286,18 @@ SLASH_COMMANDS["/aiops"] = replace(
     SLASH_COMMANDS["/aiops"], usage="/aiops <" + "|".join(AIOPS_SUBCOMMANDS) + "> …"
 )
 
-# Block Kit buttons: action_id → what it runs (`/aiops <action_id> <value>`).
+# Block Kit buttons: action_id → its kind. `approve` runs `/aiops approve <value>`;
+# `incident.ack` runs `/aiops incident ack <value>`; a "form" button opens its form.
 BUTTONS: dict[str, str] = {
     name: spec.button for name, spec in AIOPS_SUBCOMMANDS.items() if spec.button is not None
+} | {
+    f"{name}.{verb}": kind
+    for name, spec in AIOPS_SUBCOMMANDS.items()
+    for verb, kind in spec.verb_buttons
 }
+
+
+def button_command(action_id: str) -> str:
+    """The `/aiops` words a button's `action_id` stands for: `incident.ack` →
+    `incident ack`."""
+    return action_id.replace(".", " ")

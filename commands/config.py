@@ -90,6 +90,7 @@ class Endpoint:
     # AI only deployments made with its Scale To Zero preview may (docs: predictions/
     # autoscaling); the sandbox lets exactly the endpoints that say so.
     scale_to_zero: bool = False
+    customer_facing: bool = False  # customers depend on it (incident severity rules)
 
 
 @dataclass(frozen=True)

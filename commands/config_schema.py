@@ -401,6 +401,10 @@ class EndpointTable(Table):
         description="its deployed models may scale to min 0 replicas (Vertex AI: deployments"
         " made with its Scale To Zero preview only)",
     )
+    customer_facing: bool = Field(
+        False,
+        description="customers depend on it: in prod, an alert on its errors suggests P1",
+    )
 
     @model_validator(mode="after")
     def _replicas(self) -> EndpointTable:
@@ -615,6 +619,22 @@ class FreezeTable(Table):
         return self
 
 
+class IncidentsTable(Table):
+    channel: ChannelId | None = Field(
+        None, description="channel id of the incidents' threads (default: `[slack] ops_channel`)"
+    )
+    channel_per_incident: bool = Field(
+        False,
+        description="true: each incident gets a channel of its own (`inc-<n>-<endpoint>`;"
+        " needs the `channels:manage` scope), announced in `channel`",
+    )
+    pager: Literal["pagerduty", "none"] = Field(
+        "none",
+        description="`pagerduty`: P1 and P2 incidents page through PagerDuty's Events API v2;"
+        " `none`: an `@here` in the incident's thread is the alarm",
+    )
+
+
 class VertexPrices(Table):
     machine: dict[str, Annotated[float, Field(ge=0)]] = Field(
         default_factory=dict, description="USD per node-hour by machine type"
@@ -789,6 +809,9 @@ class ConfigFile(Table):
         default_factory=StrategiesTable, description="deployment strategies"
     )
     digests: DigestsTable = Field(default_factory=DigestsTable, description="digests")
+    incidents: IncidentsTable = Field(
+        default_factory=IncidentsTable, description="incidents and paging"
+    )
     cost: CostTable = Field(
         default_factory=CostTable, description="idle capacity and budget alerts"
     )
@@ -1378,6 +1401,7 @@ _TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[digests.<environment>]", DigestOverride),
     ("[cost]", CostTable),
     ("[[freezes]]", FreezeTable),
+    ("[incidents]", IncidentsTable),
     ("[vertex]", VertexTable),
     ("[vertex.prices]", VertexPrices),
     ("[vertex.alerts]", VertexAlerts),

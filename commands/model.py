@@ -276,6 +276,7 @@ class ChangePlan:
     cost_after: float | None = None
     soak_until: datetime | None = None  # a replace: the soak's end, set when it starts (UTC)
     soak: str | None = None  # a replace: why the soak failed (the change then rolls back)
+    incident: str | None = None  # the incident open on its endpoint when requested (INC-N)
     # JSON (commands.models): the version's card, evaluation and validation when planned,
     # with the validation gate's outcome; and the serving alias' move after it ran
     model_review: str | None = None
@@ -298,6 +299,7 @@ class ChangePlan:
         "strategy",
         "target_id",
         "soak",
+        "incident",
         "model_review",
         "serving_alias",
     )

@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from commands.audit import Auditor
 from commands.config import Config, Endpoint
 from commands.errors import Refusal
+from commands.incidents.pager import NoPager, Pager
 from commands.incidents.ports import IncidentStore
 from commands.messages import Post, did_you_mean, escape
 from commands.model import Change
@@ -109,6 +110,7 @@ class Runtime:
     people: People | None = None  # Slack id → name, erasable (the audit keeps only ids)
     canary: CanaryStore | None = None  # canary analysis records (commands/canary.py)
     incidents: IncidentStore | None = None  # alerts, incidents, hand-off notes (respond)
+    pager: Pager = field(default_factory=NoPager)  # who is woken for a P1 / P2
     lease_ttl: timedelta = LEASE_TTL  # a change's lease on its background work
     registry: ModelRegistry | None = None  # versions, cards, validation, aliases
 

@@ -26,6 +26,8 @@ from commands.changes.approve import cancel, decide
 from commands.changes.request import request_change
 from commands.digests.post import on_demand
 from commands.errors import Refusal
+from commands.incidents.commands import incident_command
+from commands.incidents.handoff import handoff
 from commands.messages import Reply, escape, unescape
 from commands.model import ChangeKind, ChangeState, Invocation
 from commands.models.show import models
@@ -105,6 +107,10 @@ HANDLERS: dict[str, Handler] = {
     ),
     "canary-promote": lambda c: decide_promote(
         c.rt, c.inv.actor, c.target, c.option("reason"), c.inv.request_id
+    ),
+    "incident": lambda c: incident_command(c.rt, c.inv, c.args),
+    "handoff": lambda c: handoff(
+        c.rt, c.inv.actor, c.target, c.option("environment"), c.inv.request_id
     ),
     "scale": lambda c: _request(c, ChangeKind.SCALE),
     "undeploy": lambda c: _request(c, ChangeKind.UNDEPLOY),

@@ -77,6 +77,12 @@ _EMOJI = {
     ":pause_button:": "⏸️",
     ":arrow_forward:": "▶️",
     ":gear:": "⚙️",
+    ":eyes:": "👀",
+    ":adhesive_bandage:": "🩹",
+    ":pager:": "📟",
+    ":memo:": "📝",
+    ":link:": "🔗",
+    ":arrow_down:": "⬇️",
     ":shield:": "🛡️",
     ":label:": "🏷️",
 }
@@ -91,6 +97,7 @@ class TextRenderer:
         text = re.sub(r"<@(\w+)>", lambda m: "@" + self.config.display_name(m[1]), text)
         text = re.sub(r"<!subteam\^(\w+)>", lambda m: "@group:" + m[1], text)
         text = re.sub(r"<#(\w+)>", lambda m: "#" + self.channel_names.get(m[1], m[1]), text)
+        text = re.sub(r"<!(here|channel|everyone)>", r"@\1", text)
         for code, char in _EMOJI.items():
             text = text.replace(code, char)
         return outbound(unescape(text))
@@ -158,7 +165,8 @@ class ConsoleNotifier:
                 where = self.renderer.where(post.channel)
                 if post.thread_ts:
                     self.out.write(
-                        f"    ↳ [{where} · {post.change_id}] {self.renderer.inline(post.reply.text)}\n"
+                        f"    ↳ [{where} · {post.change_id or 'thread'}]"
+                        f" {self.renderer.inline(post.reply.text)}\n"
                     )
                 elif post.update:
                     self.out.write(

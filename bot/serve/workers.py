@@ -68,6 +68,7 @@ PRELOAD = (
     "bot.slack.answer",
     "bot.store.sql_store",
     "bot.store.canary_store",
+    "bot.store.incident_store",
     "bot.store.people",
     "bot.platforms.sandbox",
     "bot.scheduler",

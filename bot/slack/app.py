@@ -27,10 +27,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.slack.clients import async_web_client
 from bot.slack.clients import respond as respond_to
-from bot.slack.form_listeners import Forms, NotTaken
+from bot.slack.form_listeners import Forms, IncidentForms, NotTaken
 from bot.slack.home import HOME_OPENED
 from commands.audit import AuditAction
-from commands.catalog import BUTTONS, SLASH_COMMANDS
+from commands.catalog import BUTTONS, SLASH_COMMANDS, button_command
 from commands.config import Config
 from commands.model import Actor, Invocation
 from commands.text import from_slack
@@ -181,6 +181,9 @@ def record_refusal(service: Service, user: str, team: str | None, enterprise: st
 # the digests' Open status / Open changes.
 # The buttons come from the catalog: a "view" button's value `all` means no argument.
 VIEW_BUTTONS = tuple(name for name, kind in BUTTONS.items() if kind == "view")
+# Buttons that run their command at once (a "form" button opens its form first:
+# `bot/slack/incident_forms.py`).
+COMMAND_BUTTONS = tuple(name for name, kind in BUTTONS.items() if kind != "form")
 
 
 class WorkspaceCheck(AsyncMiddleware):
@@ -289,6 +292,8 @@ def build_bolt(
     # A bare /deploy, /promote or /rollback opens a form (`bot/slack/form_listeners.py`).
     forms = Forms(config, actor, hand_on, request_key)
     forms.register(app)
+    # An alert's Declare incident and an incident's Resolve open a form first.
+    IncidentForms(config, actor, hand_on, request_key).register(app)
 
     async def slash(
         ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond, client: AsyncWebClient
@@ -319,14 +324,15 @@ def build_bolt(
         inv = Invocation(
             actor=actor(user["id"], user.get("username") or user.get("name")),
             command="/aiops",
-            text=f"{action['action_id']} {value}",  # JSON, not Slack-encoded: nothing to undo
+            # JSON, not Slack-encoded: nothing to undo
+            text=f"{button_command(action['action_id'])} {value}",
             channel_id=(body.get("channel") or {}).get("id"),
             request_id=action.get("action_ts") or body.get("trigger_id"),
         )
         # the clicker hears why (ephemeral)
         await hand_on(inv, True, respond, request_key("action", body), ack)
 
-    app.action(re.compile("^(?:" + "|".join(map(re.escape, BUTTONS)) + ")$"))(decision)
+    app.action(re.compile("^(?:" + "|".join(map(re.escape, COMMAND_BUTTONS)) + ")$"))(decision)
 
     async def home_opened(
         ack: AsyncAck, event: dict[str, Any], body: dict[str, Any], respond: AsyncRespond

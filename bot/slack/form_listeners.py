@@ -1,4 +1,5 @@
-"""The listeners of the forms (`bot/slack/forms.py`): a bare `/deploy`, `/promote` or
+"""The listeners of the forms (`bot/slack/forms.py`, and the respond forms of
+`bot/slack/incident_forms.py`: `IncidentForms`): a bare `/deploy`, `/promote` or
 `/rollback` opens the form with `views.open` before its ack leaves (the `trigger_id` lives
 3 s); choosing an endpoint redraws it with `views.update`; a submission is checked here,
 in the server process, and answered with an error next to each wrong field, or handed on
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -28,6 +30,20 @@ from bot.slack.forms import (
     check_submission,
     form_view,
     open_view,
+)
+from bot.slack.incident_forms import (
+    CAUSE,
+    DECLARE_BUTTON,
+    DECLARE_CALLBACK,
+    RESOLVE_BUTTON,
+    RESOLVE_CALLBACK,
+    SUMMARY,
+    IncidentMeta,
+    Prefill,
+    check_declare,
+    check_resolve,
+    declare_view,
+    resolve_view,
 )
 from commands.catalog import SLASH_COMMANDS
 from commands.config import Config
@@ -185,6 +201,126 @@ class Forms:
 
         # A double-clicked Submit sends the same view (its id and hash) twice, each with a
         # new trigger: the view is the request, answered once.
+        key = (
+            f"view:{view['id']}:{view['hash']}"
+            if view.get("id") and view.get("hash")
+            else self.request_key("view", body)
+        )
+        await self.hand_on(inv, False, DirectMessage(client, user["id"]), key, ack, not_taken)
+
+
+class IncidentForms:
+    """The respond forms' listeners (`bot/slack/incident_forms.py`): the Declare incident
+    and Resolve buttons open their form with `views.open` before the ack (the trigger
+    lives 3 s); a submission is checked here and handed on as the typed `/aiops incident`
+    command, answered in a direct message, exactly as the change forms are."""
+
+    def __init__(
+        self,
+        config: Config,
+        actor: Callable[[str, str | None], Actor],
+        hand_on: HandOn,
+        request_key: Callable[[str, dict[str, Any]], str],
+    ) -> None:
+        self.config = config
+        self.actor = actor
+        self.hand_on = hand_on
+        self.request_key = request_key
+
+    def register(self, app: AsyncApp) -> None:
+        # One listener for the two buttons and one for the two forms: Bolt tries every
+        # listener's matchers on every request.
+        buttons = "|".join(map(re.escape, (DECLARE_BUTTON, RESOLVE_BUTTON)))
+        app.action(re.compile(f"^(?:{buttons})$"))(self.clicked)
+        forms = "|".join(map(re.escape, (DECLARE_CALLBACK, RESOLVE_CALLBACK)))
+        app.view(re.compile(f"^(?:{forms})$"))(self.submitted)
+
+    async def clicked(
+        self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        if body["actions"][0]["action_id"] == DECLARE_BUTTON:
+            await self.open_declare(ack, body, client, respond)
+        else:
+            await self.open_resolve(ack, body, client, respond)
+
+    async def _open(
+        self,
+        view: Any,
+        body: dict[str, Any],
+        client: AsyncWebClient,
+        ack: AsyncAck,
+        respond: AsyncRespond,
+        typed: str,
+    ) -> None:
+        try:
+            await client.views_open(trigger_id=body["trigger_id"], view=view)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error") or exc.response.status_code)
+            log.warning("views.open failed for an incident form: %s", error)
+            await ack()
+            if respond.response_url is not None:
+                await respond(
+                    text=f":warning: The form did not open (Slack said `{error}`)."
+                    f" Type the command instead: `{typed}`",
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+            return
+        await ack()
+
+    async def open_declare(
+        self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        """An alert's Declare incident: the form, filled in from the button's value."""
+        prefill = Prefill.from_value(body["actions"][0].get("value"))
+        channel = (body.get("channel") or {}).get("id")
+        view = declare_view(self.config, prefill, body["user"]["id"], channel)
+        typed = f'/aiops incident declare {prefill.endpoint or ""} sev=… summary="…"'
+        await self._open(view, body, client, ack, respond, typed)
+
+    async def open_resolve(
+        self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient, respond: AsyncRespond
+    ) -> None:
+        """An incident's Resolve: the form asking for the root cause."""
+        incident = str(body["actions"][0].get("value") or "")
+        view = resolve_view(incident, (body.get("channel") or {}).get("id"))
+        if view is None:
+            await ack()
+            return
+        await self._open(
+            view, body, client, ack, respond, f'/aiops incident resolve {incident} cause="…"'
+        )
+
+    async def submitted(self, ack: AsyncAck, body: dict[str, Any], client: AsyncWebClient) -> None:
+        """Errors next to their fields, or the command handed on and the form closed."""
+        view = body["view"]
+        meta = IncidentMeta.loads(view.get("private_metadata"))
+        user = body["user"]
+        first = CAUSE if view.get("callback_id") == RESOLVE_CALLBACK else SUMMARY
+        if meta is None:
+            await ack(response_action="errors", errors={first: "This form is stale; reopen it."})
+            return
+        values = view["state"]["values"]
+        checked = (
+            check_resolve(meta, values)
+            if meta.form == "resolve"
+            else check_declare(self.config, meta, values)
+        )
+        if checked.text is None:
+            await ack(response_action="errors", errors=checked.errors)
+            return
+        inv = Invocation(
+            actor=self.actor(user["id"], user.get("username") or user.get("name")),
+            command="/aiops",
+            text=checked.text,  # plain, not Slack-encoded: nothing to undo
+            channel_id=meta.channel,
+            request_id=body.get("trigger_id"),
+        )
+
+        async def not_taken(message: str) -> None:
+            await ack(response_action="errors", errors={first: message})
+
+        # A double-clicked Submit sends the same view (its id and hash) twice: one request.
         key = (
             f"view:{view['id']}:{view['hash']}"
             if view.get("id") and view.get("hash")

@@ -34,6 +34,10 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     "views.open": (),  # the form a bare /deploy, /promote or /rollback opens
     "views.update": (),  # the form redrawn for the endpoint chosen
     "usergroups.users.list": ("usergroups:read",),  # approvers named as user groups
+    # an incident's own channel (`[incidents] channel_per_incident = true`): a public
+    # channel the bot makes, and its commander and on-call invited to it
+    "conversations.create": ("channels:manage",),
+    "conversations.invite": ("channels:manage",),
     # charts in a digest's or a canary's thread (`files_upload_v2`)
     "files.getUploadURLExternal": ("files:write",),
     "files.completeUploadExternal": ("files:write",),

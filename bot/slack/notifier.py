@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError, SlackRequestError
 
 from bot.slack.blocks import render_home, render_message
 from bot.slack.groups import SlackUserGroups
+from commands.incidents.ports import NewChannel
 from commands.messages import Post, Reply
 from commands.ports import CanaryChart, Chart, Delivery, MessageRef
 
@@ -98,6 +99,46 @@ class SlackNotifier:
             log.error("chart upload to %s failed: %s", channel, exc)
             return False
         return True
+
+    # --- a channel of its own (an incident's) ------------------------------------------
+
+    def create_channel(self, name: str, members: Sequence[str]) -> NewChannel:
+        """`commands.incidents.ports.ChannelMaker`: `conversations.create` (a public
+        channel; the bot that makes it is in it), `name-2`… up to `name-5` while Slack says
+        `name_taken`, then `conversations.invite` for `members` (scope `channels:manage`
+        for both). An invitation Slack refuses is logged and left out: the channel stands."""
+        error = "name_taken"
+        for n in range(1, 6):
+            candidate = name if n == 1 else f"{name[:76]}-{n}"
+            try:
+                resp = self.client.conversations_create(name=candidate, is_private=False)
+            except SlackApiError as exc:
+                error = str(exc.response.get("error") or f"http_{exc.response.status_code}")
+                if error == "name_taken":
+                    continue
+                break
+            except OSError as exc:
+                error = "unreachable"
+                log.error("slack unreachable creating a channel: %s", type(exc).__name__)
+                break
+            channel = resp.get("channel") or {}
+            made = NewChannel(name=str(channel.get("name") or candidate), id=str(channel["id"]))
+            users = [m for m in members if m.startswith(("U", "W"))]
+            if users:
+                try:
+                    self.client.conversations_invite(channel=made.id or "", users=",".join(users))
+                except SlackApiError as exc:
+                    log.warning(
+                        "could not invite %d person(s) to %s: %s",
+                        len(users),
+                        made.id,
+                        exc.response.get("error"),
+                    )
+                except OSError as exc:
+                    log.warning("slack unreachable inviting to %s: %s", made.id, type(exc).__name__)
+            return made
+        log.error("conversations.create %s failed: %s", name, error)
+        return NewChannel(name=name, error=error)
 
     # --- the Home tab ------------------------------------------------------------------
 

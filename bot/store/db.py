@@ -87,6 +87,7 @@ def model_metadata() -> Any:
 
     import bot.store.canary_tables
     import bot.store.compliance_tables
+    import bot.store.incident_tables
     import bot.store.sandbox_tables
     import bot.store.schedule_tables
     import bot.store.tables  # noqa: F401

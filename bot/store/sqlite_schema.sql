@@ -1,4 +1,4 @@
--- heads: 0009
+-- heads: 0010
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -202,3 +202,71 @@ CREATE TABLE sandbox_clock (
 	offset_seconds FLOAT NOT NULL, 
 	PRIMARY KEY (name)
 );
+CREATE TABLE alert (
+	seq INTEGER NOT NULL, 
+	"key" VARCHAR(255) NOT NULL, 
+	source VARCHAR(32) NOT NULL, 
+	state VARCHAR(16) NOT NULL, 
+	policy TEXT NOT NULL, 
+	condition TEXT NOT NULL, 
+	started_at DATETIME, 
+	ended_at DATETIME, 
+	endpoint VARCHAR(128), 
+	environment VARCHAR(32), 
+	summary TEXT NOT NULL, 
+	observed TEXT NOT NULL, 
+	url TEXT, 
+	documentation TEXT NOT NULL, 
+	labels JSON NOT NULL, 
+	received_at DATETIME NOT NULL, 
+	updated_at DATETIME NOT NULL, 
+	closed_at DATETIME, 
+	channel VARCHAR(32), 
+	message_ts VARCHAR(32), 
+	acknowledged_by VARCHAR(32), 
+	acknowledged_at DATETIME, 
+	incident_id VARCHAR(32), 
+	rev INTEGER NOT NULL, 
+	PRIMARY KEY (seq), 
+	UNIQUE ("key")
+);
+CREATE INDEX ix_alert_endpoint_received ON alert (endpoint, received_at);
+CREATE INDEX ix_alert_state ON alert (state);
+CREATE TABLE incident (
+	seq INTEGER NOT NULL, 
+	severity VARCHAR(4) NOT NULL, 
+	state VARCHAR(16) NOT NULL, 
+	summary TEXT NOT NULL, 
+	declared_by VARCHAR(32) NOT NULL, 
+	declared_at DATETIME NOT NULL, 
+	endpoint VARCHAR(128), 
+	environment VARCHAR(32), 
+	commander VARCHAR(32), 
+	on_call VARCHAR(32), 
+	suggested_severity VARCHAR(4), 
+	alert_id VARCHAR(32), 
+	detected_at DATETIME, 
+	acknowledged_at DATETIME, 
+	mitigated_at DATETIME, 
+	resolved_at DATETIME, 
+	root_cause TEXT, 
+	channel VARCHAR(32), 
+	thread_ts VARCHAR(32), 
+	runbook TEXT, 
+	paged_at DATETIME, 
+	rev INTEGER NOT NULL, 
+	PRIMARY KEY (seq), 
+	UNIQUE (alert_id)
+);
+CREATE INDEX ix_incident_declared_at ON incident (declared_at);
+CREATE INDEX ix_incident_endpoint_state ON incident (endpoint, state);
+CREATE INDEX ix_incident_state ON incident (state);
+CREATE TABLE handoff (
+	id INTEGER NOT NULL, 
+	author VARCHAR(32) NOT NULL, 
+	at DATETIME NOT NULL, 
+	text TEXT NOT NULL, 
+	environment VARCHAR(32), 
+	PRIMARY KEY (id)
+);
+CREATE INDEX ix_handoff_at ON handoff (at);

@@ -34,6 +34,7 @@ from commands.audit import AuditAction
 from commands.changes.lease import Lease, LeaseLost, new_owner
 from commands.changes.tell import announce, tell, thread
 from commands.config import Endpoint, Thresholds
+from commands.incidents import links
 from commands.messages import split_text, when
 from commands.model import (
     BOT,
@@ -111,6 +112,11 @@ def execute(rt: Runtime, change_id: str) -> None:
             parameters["replicas"] = list(change.plan.replicas_after)
         announce(
             rt, change, AuditAction.EXECUTION_STARTED, BOT.id, "running", parameters=parameters
+        )
+        links.moved(
+            rt,
+            change,
+            f":arrow_forward: {change.id} ({change.kind.value} of `{change.endpoint}`) started.",
         )
         _run(rt, change, lease)
     finally:
@@ -779,6 +785,11 @@ def _finish(
     )
     verdict = ":white_check_mark: succeeded" if ok else f":x: failed: {error}"
     thread(rt, done, f"{verdict}. `{done.endpoint}` now serves {state_after}.")
+    links.moved(
+        rt,
+        done,
+        f"{done.id} ({done.kind.value}) {verdict}. `{done.endpoint}` now serves {state_after}.",
+    )
     tell(
         rt,
         done.requester_id,

@@ -18,6 +18,7 @@ from commands.audit import AuditAction
 from commands.changes.card import change_card
 from commands.changes.execute import start
 from commands.errors import Refusal
+from commands.incidents import links
 from commands.messages import Post, Reply
 from commands.model import Change, ChangeState, EndpointHealth
 from commands.ports import Delivery
@@ -59,8 +60,10 @@ def open_change(
     start it, or put it up for approval. Returns the change as stored.
 
     Raises `commands.ports.EndpointLocked` when another open change holds the endpoint
-    (nothing is written then).
+    (nothing is written then). A change requested while an incident is open on its
+    endpoint is linked to it (`commands.incidents.links`).
     """
+    incident = links.mark(rt, change)
     change = rt.store.create_change(change)
     rt.auditor.record(
         AuditAction.PLAN,
@@ -76,6 +79,8 @@ def open_change(
         }
         | (parameters or {}),
     )
+    if incident is not None:
+        links.linked(rt, change, incident, actor_id)
     if opening.on_created is not None:
         opening.on_created(change)
     if opening.decided_by is None:

@@ -84,6 +84,9 @@ class AlertRecord:
     acknowledged_by: str | None = None  # Slack id
     acknowledged_at: datetime | None = None
     incident_id: str | None = None  # INC-N declared from it
+    # When the bot took the alert as closed (its message updated, `alert_closed` audited):
+    # set once, by compare-and-set, whichever replica got the closing notice first.
+    closed_at: datetime | None = None
     rev: int = 0
 
 
@@ -120,6 +123,9 @@ class Incident:
     channel: str | None = None  # its thread (or its own channel)
     thread_ts: str | None = None
     runbook: str | None = None  # a link, when [runbooks] names one
+    # When the pager was first triggered for it (a P1/P2 declared, or raised to one);
+    # None: never paged, so an acknowledge or resolve sends the pager nothing.
+    paged_at: datetime | None = None
     rev: int = 0
 
 

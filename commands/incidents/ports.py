@@ -4,10 +4,19 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from commands.incidents.model import AlertNotice, AlertRecord, Handoff, Incident, IncidentState
+
+
+class AlertDeclared(Exception):
+    """An incident was already declared from this alert (`IncidentStore.create_incident`)."""
+
+    def __init__(self, incident: Incident) -> None:
+        super().__init__(f"{incident.alert_id} was declared as {incident.id}")
+        self.incident = incident
 
 
 class IncidentStore(Protocol):
@@ -15,7 +24,9 @@ class IncidentStore(Protocol):
     def record_alert(self, notice: AlertNotice, at: datetime) -> tuple[AlertRecord, bool]:
         """Store a notice under its `key`: a new key makes a new `ALERT-N` (True); a known
         key updates the stored notice (state, ended_at, summary…) and returns False. Atomic
-        across replicas: of two racing first notices exactly one gets True."""
+        across replicas: of two racing first notices exactly one gets True. A closed alert
+        stays closed: an `open` notice arriving after its `closed` one (a late retry) changes
+        nothing. Free text is stored masked (`commands.text.outbound`)."""
         ...
 
     def get_alert(self, alert_id: str) -> AlertRecord | None:
@@ -23,21 +34,31 @@ class IncidentStore(Protocol):
         ...
 
     def update_alert(self, alert_id: str, rev: int, **fields: Any) -> AlertRecord | None:
-        """Compare-and-set on `rev` (channel, message_ts, acknowledged_*, incident_id);
-        None when another writer moved it first."""
+        """Compare-and-set on `rev` (channel, message_ts, acknowledged_by / _at,
+        incident_id, closed_at), which it bumps; None when another writer moved it first
+        (or the alert is unknown)."""
         ...
 
-    def list_alerts(self, since: datetime, endpoint: str | None = None) -> list[AlertRecord]: ...
+    def list_alerts(self, since: datetime, endpoint: str | None = None) -> list[AlertRecord]:
+        """Alerts received at or after `since`, and those still open whenever received;
+        newest first."""
+        ...
 
     # --- incidents ----------------------------------------------------------------------
     def create_incident(self, incident: Incident) -> Incident:
-        """Insert with a fresh `INC-N` (the given id is ignored)."""
+        """Insert with a fresh `INC-N` (the given id is ignored). One incident per alert: an
+        `alert_id` that already has one raises `AlertDeclared` naming it and writes nothing,
+        so of two racing declarations from one alert (a double click) exactly one is
+        stored. Free text is stored masked."""
         ...
 
-    def get_incident(self, incident_id: str) -> Incident | None: ...
+    def get_incident(self, incident_id: str) -> Incident | None:
+        """By `INC-N` (any case); None when unknown or not an incident id."""
+        ...
 
     def update_incident(self, incident_id: str, rev: int, **fields: Any) -> Incident | None:
-        """Compare-and-set on `rev`; None when another writer moved it first."""
+        """Compare-and-set on `rev` (which it bumps); None when another writer moved it
+        first (or the incident is unknown)."""
         ...
 
     def list_incidents(
@@ -50,11 +71,39 @@ class IncidentStore(Protocol):
         """Newest first; `since` compares with `declared_at` or, for open ones, keeps them."""
         ...
 
-    def open_incidents_for(self, endpoint: str) -> list[Incident]: ...
+    def open_incidents_for(self, endpoint: str) -> list[Incident]:
+        """The endpoint's incidents not resolved, newest first."""
+        ...
 
     # --- hand-off -----------------------------------------------------------------------
     def add_handoff(self, note: Handoff) -> Handoff:
         """Insert; assigns `id`."""
         ...
 
-    def handoffs(self, since: datetime, environment: str | None = None) -> Sequence[Handoff]: ...
+    def handoffs(self, since: datetime, environment: str | None = None) -> Sequence[Handoff]:
+        """Notes written at or after `since`, oldest first; with `environment`, those for it
+        and those for no environment in particular."""
+        ...
+
+
+@dataclass(frozen=True)
+class NewChannel:
+    """What became of a channel asked for: its id and name, or why there is none
+    (Slack's error: `restricted_action`, `missing_scope`, …)."""
+
+    name: str
+    id: str | None = None
+    error: str | None = None
+
+
+@runtime_checkable
+class ChannelMaker(Protocol):
+    """A notifier that can make channels (`[incidents] channel_per_incident`): Slack's
+    `conversations.create` and `conversations.invite`. The console cannot; the incident
+    then keeps its thread in the incidents channel."""
+
+    def create_channel(self, name: str, members: Sequence[str]) -> NewChannel:
+        """A new public channel called `name` (`name-2`, `name-3`… when it is taken), the
+        bot in it, and `members` (Slack user ids) invited; one that cannot be invited is
+        left out (logged). Never raises: a channel Slack refused is `error`."""
+        ...

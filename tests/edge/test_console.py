@@ -222,3 +222,32 @@ def test_console_shows_model_versions_and_the_validation_gate(tmp_path: Path) ->
     text = json.dumps(json.loads(shown.stdout.splitlines()[-1]), ensure_ascii=False)
     assert "`prod` names 1.2.1" in text  # moved by CHG-1, read by a later session
     assert "pipeline run gemma-ft-loans-20261112" in text and "accuracy 0.879" in text
+
+
+def test_the_console_runs_an_incident_from_declaration_to_resolution(tmp_path: Path) -> None:
+    """The respond commands on the sandbox, as `make run` offers them: declared, acted on
+    from its buttons' typed forms, resolved; the thread's lines in the terminal."""
+    result = console(
+        tmp_path,
+        "--user",
+        "alice",
+        "-c",
+        '/aiops incident declare loan-assessor sev=P1 summary="5xx since 14:05" oncall=@bob',
+        "-c",
+        "as bob",
+        "-c",
+        "/aiops incident ack INC-1",
+        "-c",
+        '/aiops incident resolve INC-1 cause="bad canary"',
+        "-c",
+        '/aiops handoff "INC-1 resolved; watch P95"',
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "🚨 INC-1 · P1 · loan-assessor" in out
+    assert "type: /aiops incident ack INC-1" in out  # the buttons, as typed commands
+    assert "@here" in out and "<!here>" not in out  # paging off: the thread's alarm
+    assert "👀 @bob acknowledged INC-1." in out
+    assert "Root cause: bad canary" in out
+    assert "Hand-off notes stored by @bob" in out
+    assert "⛔" not in out

@@ -144,6 +144,7 @@ class SlackStub:
         self._ts = 1000
         self.fail: dict[str, str] = {}  # method → Slack error code to answer with
         self.groups: dict[str, list[str]] = {}  # user-group id → member ids (usergroups.*)
+        self.channels: dict[str, str] = {}  # channel name → id (conversations.create)
         self.answers: dict[str, dict[str, Any]] = {}  # method → a canned answer
         # method (or `response_url`) → how many more calls are answered HTTP 429 with
         # `Retry-After: 1`, as Slack does when a caller goes too fast; those calls land in
@@ -255,6 +256,13 @@ class SlackStub:
                 if group not in self.groups:
                     return {"ok": False, "error": "no_such_subteam"}
                 return {"ok": True, "users": list(self.groups[group])}
+            if method == "conversations.create":
+                name = str(body.get("name", ""))
+                if name in self.channels:
+                    return {"ok": False, "error": "name_taken"}
+                self._ts += 1
+                self.channels[name] = f"C0NEW{self._ts}"
+                return {"ok": True, "channel": {"id": self.channels[name], "name": name}}
             if method in ("chat.postMessage", "chat.update"):
                 self._ts += 1
                 ts = body.get("ts") or f"{self._ts}.000100"

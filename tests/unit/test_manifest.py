@@ -82,6 +82,7 @@ def test_the_bot_asks_for_exactly_the_scopes_it_uses() -> None:
         sorted(requested)
         == sorted(needed)
         == [
+            "channels:manage",  # an incident's own channel (conversations.create / invite)
             "chat:write",
             "commands",
             "files:write",

@@ -1,0 +1,123 @@
+"""MITIGATE from an incident or an alert: its Roll back and Pause canary buttons, and
+their typed forms. They go through the same machinery as typed commands (`/rollback`
+through `commands.changes.request`, the canary's pause), under the same rules: a
+rollback runs at once in production (mitigation first) and is announced where approvers
+look. The change is linked to the incident open on the endpoint
+(`commands.incidents.links`), so its audit rows and the incident's thread say so."""
+
+from __future__ import annotations
+
+from commands.audit import AuditAction
+from commands.canary.commands import pause
+from commands.changes.request import request_change
+from commands.errors import Refusal
+from commands.incidents.links import open_incident
+from commands.incidents.model import Incident, IncidentState
+from commands.incidents.people import require_responder
+from commands.incidents.progress import acknowledge_incident
+from commands.incidents.records import ALERT_ID, find_alert, find_incident
+from commands.incidents.thread import line
+from commands.messages import Context, Reply, mention
+from commands.model import ChangeKind, Invocation
+from commands.runtime import Runtime
+
+ROLLBACK_USAGE = '/aiops incident rollback <INC-N|ALERT-N> [reason="…"]'
+PAUSE_USAGE = "/aiops incident pause INC-N"
+
+
+def _quoted(text: str) -> str:
+    """A value the command parser reads back as written (`commands.parsing`)."""
+    body = text.replace("\\", "/").replace('"', '\\"')
+    return f'"{body}"'
+
+
+def _target(rt: Runtime, ref: str | None, usage: str) -> tuple[str, Incident | None, str]:
+    """The endpoint a mitigation acts on, the incident it serves (if any) and the name of
+    what was clicked (`INC-3`, `ALERT-2`)."""
+    if ref and ref.strip().upper().startswith(ALERT_ID):
+        alert = find_alert(rt, ref)
+        if not alert.notice.endpoint:
+            raise Refusal(
+                f"{alert.id} is not mapped to an endpoint; nothing to roll back",
+                'Roll back the endpoint you mean: `/rollback <endpoint> reason="…"`.',
+                code="no_endpoint",
+            )
+        incident = (
+            rt.incidents.get_incident(alert.incident_id)
+            if (rt.incidents and alert.incident_id)
+            else None
+        )
+        return alert.notice.endpoint, incident, alert.id
+    incident = find_incident(rt, ref, usage)
+    if not incident.state.is_open:
+        raise Refusal(
+            f"{incident.id} is resolved; a mitigation now is a change of its own",
+            'Type it: `/rollback <endpoint> reason="…"` or `/aiops pause <endpoint>`.',
+            code="resolved",
+        )
+    if not incident.endpoint:
+        raise Refusal(
+            f"{incident.id} names no endpoint; nothing to act on",
+            'Type the mitigation with its endpoint: `/rollback <endpoint> reason="…"`.',
+            code="no_endpoint",
+        )
+    return incident.endpoint, incident, incident.id
+
+
+def _on_it(rt: Runtime, inv: Invocation, incident: Incident | None) -> None:
+    """Whoever mitigates an incident nobody had acknowledged is on it: acknowledged."""
+    if incident is not None and incident.state is IncidentState.DECLARED:
+        fresh = rt.incidents.get_incident(incident.id) if rt.incidents else None
+        if fresh is not None and fresh.state is IncidentState.DECLARED:
+            acknowledge_incident(rt, inv.actor, fresh, inv.request_id)
+
+
+def rollback(rt: Runtime, inv: Invocation, ref: str | None, reason: str | None) -> Reply:
+    """`/rollback <endpoint>` on the endpoint of the incident or alert, with the reason
+    naming it: the same request, checks, approval policy and audit as if typed."""
+    endpoint, incident, name = _target(rt, ref, ROLLBACK_USAGE)
+    why = reason or f"mitigation of {name}" + (
+        f" ({incident.severity.value})" if incident is not None else ""
+    )
+    typed = Invocation(
+        actor=inv.actor,
+        command="/rollback",
+        text=f"{endpoint} reason={_quoted(why)}",
+        channel_id=inv.channel_id,
+        request_id=inv.request_id,
+    )
+    under = open_incident(rt, endpoint)  # what `open_change` links the rollback to
+    reply = request_change(rt, ChangeKind.ROLLBACK, typed)
+    _on_it(rt, inv, incident)
+    if under is not None:
+        reply.blocks.append(Context((f"Linked to {under.id}: its thread follows the rollback.",)))
+    return reply
+
+
+def pause_canary(rt: Runtime, inv: Invocation, ref: str | None) -> Reply:
+    """The canary on the incident's endpoint stops its checks, steps and automatic
+    rollback (`/aiops pause`), recorded against the incident."""
+    endpoint, incident, name = _target(rt, ref, PAUSE_USAGE)
+    environment = (
+        rt.config.endpoints[endpoint].environment if endpoint in rt.config.endpoints else None
+    )
+    require_responder(rt, inv.actor, environment, "pause canaries for")
+    reply = pause(rt, inv.actor, endpoint, f"mitigation of {name}")
+    _on_it(rt, inv, incident)
+    if incident is not None:
+        rt.auditor.record(
+            AuditAction.INCIDENT_LINKED,
+            inv.actor.id,
+            f"canary on {endpoint} paused under {incident.id}",
+            environment=incident.environment,
+            target=endpoint,
+            request_id=inv.request_id,
+            parameters={"incident": incident.id, "alert": incident.alert_id, "action": "pause"},
+        )
+        line(
+            rt,
+            incident,
+            f":double_vertical_bar: {mention(inv.actor.id)} paused the canary on `{endpoint}`"
+            f" for {incident.id}.",
+        )
+    return reply
