@@ -36,6 +36,7 @@ class AuditAction(StrEnum):
     EXECUTION_STARTED = "execution_started"
     EXECUTION_RESUMED = "execution_resumed"
     EXECUTION_FINISHED = "execution_finished"
+    SOAK = "soak"  # a replace deploy's soak ended: healthy (old undeployed) or not (rolled back)
     SCHEDULED_RUN = "scheduled_run"
     CANARY_WATCH = "canary_watch"
     CANARY_WATCH_ENDED = "canary_watch_ended"
@@ -105,7 +106,12 @@ DECISIONS = frozenset(
     }
 )
 EXECUTION = frozenset(
-    {AuditAction.EXECUTION_STARTED, AuditAction.EXECUTION_RESUMED, AuditAction.EXECUTION_FINISHED}
+    {
+        AuditAction.EXECUTION_STARTED,
+        AuditAction.EXECUTION_RESUMED,
+        AuditAction.SOAK,
+        AuditAction.EXECUTION_FINISHED,
+    }
 )
 
 

@@ -17,8 +17,10 @@ class CommandSpec:
     examples: tuple[str, ...] = ()
     details: str = ""
     # A Block Kit button runs this subcommand: its `action_id` is the subcommand's name and
-    # its `value` the argument; "view" buttons send the value `all` for "no argument".
-    button: str | None = None  # None | "decision" | "view"
+    # its `value` the argument; "view" buttons send the value `all` for "no argument";
+    # "request" buttons send the arguments of a change request (a request, never an
+    # action: the usual policy and approval apply to whoever clicks).
+    button: str | None = None  # None | "decision" | "view" | "request"
     # Buttons of the subcommand's verbs: (verb, kind). Their `action_id` is
     # `<subcommand>.<verb>` (unique within a message), their `value` the argument: a click
     # runs `/aiops <subcommand> <verb> <value>` ("verb"), or opens a form first whose
@@ -29,14 +31,23 @@ class CommandSpec:
 SLASH_COMMANDS: dict[str, CommandSpec] = {
     "/deploy": CommandSpec(
         "/deploy",
-        "Deploy a model version next to the serving one as a canary",
-        '/deploy <endpoint> <model>@<version> [canary=N] [reason="…"] [ticket=CHG-N]'
-        ' [at="YYYY-MM-DD HH:MM"] [break_glass=true]',
-        ("canary", "reason", "ticket", "break_glass", "at"),
+        "Deploy a model version: as a canary, blue/green, or replacing the serving one",
+        "/deploy <endpoint> <model>@<version> [strategy=canary|blue-green|replace]"
+        ' [canary=N] [reason="…"] [ticket=CHG-N] [at="YYYY-MM-DD HH:MM"] [break_glass=true]',
+        ("canary", "strategy", "reason", "ticket", "break_glass", "at"),
         2,
-        ('/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"',),
-        "The canary takes N % of traffic (default 10, 1–100); the serving version stays"
-        " deployed so a rollback is one step. Production needs a reason and an approval."
+        (
+            '/deploy loan-assessor gemma-3-1b-it@1.2.1 canary=10 reason="fix tokenizer bug"',
+            "/deploy loan-assessor-stg gemma-3-1b-it@1.2.1 strategy=blue-green",
+        ),
+        "`strategy=canary` (the default): the canary takes N % of traffic (default 10, 1–100)"
+        " beside the serving version, judged by the canary analysis; a rollback is one step."
+        " `strategy=blue-green`: deployed at 0 %, switched to 100 % in one traffic update once"
+        " ready; the old version stays deployed and ready until `/promote` undeploys it or"
+        " `/rollback` switches back in one update. `strategy=replace`: deployed at 100 %; the"
+        " old version is undeployed once the new one has been healthy for `[strategies]"
+        " replace_soak` (default 10m), else traffic goes back to it. The plan shows traffic"
+        " and cost a day. Production needs a reason and an approval."
         " `at=` schedules it in the configured zone: it may be approved before then and runs"
         " at its time only if approved and its endpoint is as planned.",
     ),
@@ -178,7 +189,7 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
     "incident": CommandSpec(
         "incident",
         "Declare and run an incident: severity, roles, thread, mitigation, paging, resolution",
-        "/aiops incident <declare|update|severity|ack|mitigated|resolve|rollback|pause|list|show> …",
+        "/aiops incident <declare|update|severity|ack|mitigated|resolve|rollback|pause|review|list|show> …",
         ("sev", "summary", "commander", "oncall", "alert", "reason", "cause"),
         3,
         (
@@ -188,6 +199,7 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
             "/aiops incident ack INC-3",
             "/aiops incident mitigated INC-3",
             '/aiops incident resolve INC-3 cause="1.3.0-rc1 tokenizer regression"',
+            "/aiops incident review INC-3",
             "/aiops incident list all",
         ),
         '`declare [endpoint] sev=P1|P2|P3 summary="…" [commander=@x] [oncall=@y]'
@@ -200,13 +212,16 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         ' `resolve INC-N cause="…"` (a root-cause line is required);'
         " `rollback <INC-N|ALERT-N>` and `pause INC-N` mitigate through the usual change"
         " machinery, linked to the incident (every change on its endpoint while it is open"
-        " is); `list [all]`; `show INC-N` with its linked changes.",
+        " is); `review INC-N` posts the post-incident review draft, drawn from the audit, in"
+        " its thread (the Review button on a resolved incident); `list [all]`; `show INC-N`"
+        " with its linked changes.",
         verb_buttons=(
             ("ack", "verb"),
             ("rollback", "verb"),
             ("pause", "verb"),
             ("declare", "form"),
             ("resolve", "form"),
+            ("review", "verb"),
         ),
     ),
     "handoff": CommandSpec(
@@ -218,23 +233,41 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         ('/aiops handoff "INC-3 mitigated, root cause open; watch loan-assessor P95"',),
         "Stored and audited, masked like every free text.",
     ),
-    # `scale` and `undeploy`: the cost branch draws their buttons in the morning digest;
-    # the lifecycle branch owns these entries and their handlers (take its version on merge).
     "scale": CommandSpec(
         "scale",
-        "Change a deployed model's replicas, as a change (approval as configured)",
-        '/aiops scale <endpoint> [version] min=N max=M [reason="…"]',
-        ("min", "max", "reason", "ticket"),
+        "Change a deployed model's min / max replicas (a change: planned, approved, audited)",
+        '/aiops scale <endpoint> [version] [min=N] [max=M] [reason="…"] [ticket=CHG-N]'
+        ' [at="YYYY-MM-DD HH:MM"] [break_glass=true]',
+        ("min", "max", "reason", "ticket", "break_glass", "at"),
         2,
-        button="decision",
+        (
+            '/aiops scale loan-assessor 1.2.0 min=1 max=2 reason="quiet overnight"',
+            "/aiops scale loan-assessor-stg max=1",
+        ),
+        "The version may be left out when one model is deployed. A bound left out keeps its"
+        " value. The plan shows replicas and cost a day before → after; production needs an"
+        " approval. `max=` is at most the endpoint's `max_replicas` in the config; `min=0`"
+        " only where the platform lets that deployment scale to zero (`scale_to_zero`),"
+        " otherwise it is refused saying why. Its button (action id `scale`) sends the value"
+        ' `<endpoint> <version> min=N max=M [reason="…"]` (these same words, e.g.'
+        ' `loan-assessor 1.2.0 min=1 max=2 reason="idle overnight"`; where the environment'
+        " requires a reason, the value must carry one), as a request under the usual rules.",
+        button="request",
     ),
     "undeploy": CommandSpec(
         "undeploy",
-        "Undeploy a model that serves 0 % of traffic, as a change",
-        '/aiops undeploy <endpoint> <version> [reason="…"]',
-        ("reason", "ticket"),
+        "Remove a deployed model that serves 0 % (a change: planned, approved, audited)",
+        '/aiops undeploy <endpoint> <version> [reason="…"] [ticket=CHG-N]'
+        ' [at="YYYY-MM-DD HH:MM"] [break_glass=true]',
+        ("reason", "ticket", "break_glass", "at"),
         2,
-        button="decision",
+        ('/aiops undeploy loan-assessor 1.2.0 reason="left at 0 % after the switch"',),
+        "Only a model with no traffic: one with a share is refused (move its traffic first"
+        " with `/promote` or `/rollback`). The plan says what it saves a day; approval as the"
+        " environment requires. Its button (action id `undeploy`) sends the value"
+        ' `<endpoint> <version> [reason="…"]` (e.g. `loan-assessor 1.2.0 reason="at 0 %'
+        ' since Monday"`), as a request under the usual rules.',
+        button="request",
     ),
     "models": CommandSpec(
         "models",

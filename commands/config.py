@@ -86,6 +86,10 @@ class Endpoint:
     max_replicas: int = 3
     region: str | None = None  # defaults to the environment's region
     vertex_id: str | None = None  # the Vertex AI endpoint id, for the vertex platform
+    # Its deployed models may run with min replicas 0 (`/aiops scale … min=0`): on Vertex
+    # AI only deployments made with its Scale To Zero preview may (docs: predictions/
+    # autoscaling); the sandbox lets exactly the endpoints that say so.
+    scale_to_zero: bool = False
     customer_facing: bool = False  # customers depend on it (incident severity rules)
 
 
@@ -109,6 +113,14 @@ class Channels:
 @dataclass(frozen=True)
 class SandboxSettings:
     operation_seconds: float = 3.0
+
+
+@dataclass(frozen=True)
+class StrategySettings:
+    """`[strategies]`: `replace_soak`, how long a `strategy=replace` deploy's new version
+    must stay healthy before the old one is undeployed."""
+
+    replace_soak: timedelta = timedelta(minutes=10)
 
 
 @dataclass(frozen=True)
@@ -138,6 +150,7 @@ class Config:
     freezes: tuple[Freeze, ...] = ()
     audit_retention: timedelta = timedelta(days=7 * 365 + 2)  # seven years by default
     allow_sandbox: bool = False  # `serve` with real Slack credentials may run the sandbox
+    strategies: StrategySettings = field(default_factory=StrategySettings)
     runbooks: Runbooks = field(default_factory=Runbooks)
 
     def environment_of(self, endpoint: Endpoint) -> Environment:
@@ -269,6 +282,7 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
         audit_retention=timedelta(days=doc.audit.retention_days),
         raw=data,
         allow_sandbox=doc.allow_sandbox,
+        strategies=StrategySettings(replace_soak=parse_duration(doc.strategies.replace_soak)),
         runbooks=Runbooks(
             policies=dict(doc.runbooks.policies), endpoints=dict(doc.runbooks.endpoints)
         ),

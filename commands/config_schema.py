@@ -396,6 +396,11 @@ class EndpointTable(Table):
     vertex_id: str | None = Field(
         None, pattern=r"^[0-9]+$", description="the Vertex AI endpoint id (platform `vertex`)"
     )
+    scale_to_zero: bool = Field(
+        False,
+        description="its deployed models may scale to min 0 replicas (Vertex AI: deployments"
+        " made with its Scale To Zero preview only)",
+    )
     customer_facing: bool = Field(
         False,
         description="customers depend on it: in prod, an alert on its errors suggests P1",
@@ -455,6 +460,21 @@ class CanaryTable(Table):
     @field_validator("interval")
     @classmethod
     def _at_least_a_minute(cls, value: str) -> str:
+        if parse_duration(value) < timedelta(minutes=1):
+            raise ValueError(f"`{value}` is shorter than 1m (Monitoring's shortest period)")
+        return value
+
+
+class StrategiesTable(Table):
+    replace_soak: Duration = Field(
+        "10m",
+        description="`strategy=replace`: how long the new version must stay healthy before"
+        " the old one is undeployed (≥ 1m)",
+    )
+
+    @field_validator("replace_soak")
+    @classmethod
+    def _soak_at_least_a_minute(cls, value: str) -> str:
         if parse_duration(value) < timedelta(minutes=1):
             raise ValueError(f"`{value}` is shorter than 1m (Monitoring's shortest period)")
         return value
@@ -785,6 +805,9 @@ class ConfigFile(Table):
     sandbox: SandboxTable = Field(default_factory=SandboxTable, description="the simulation")
     audit: AuditTable = Field(default_factory=AuditTable, description="retention")
     canary: CanaryTable = Field(default_factory=CanaryTable, description="canary analysis")
+    strategies: StrategiesTable = Field(
+        default_factory=StrategiesTable, description="deployment strategies"
+    )
     digests: DigestsTable = Field(default_factory=DigestsTable, description="digests")
     incidents: IncidentsTable = Field(
         default_factory=IncidentsTable, description="incidents and paging"
@@ -1373,6 +1396,7 @@ _TABLES: tuple[tuple[str, type[BaseModel]], ...] = (
     ("[sandbox]", SandboxTable),
     ("[audit]", AuditTable),
     ("[canary]", CanaryTable),
+    ("[strategies]", StrategiesTable),
     ("[digests]", DigestsTable),
     ("[digests.<environment>]", DigestOverride),
     ("[cost]", CostTable),

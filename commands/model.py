@@ -42,6 +42,23 @@ class ChangeKind(StrEnum):
     DEPLOY = "deploy"
     PROMOTE = "promote"
     ROLLBACK = "rollback"
+    SCALE = "scale"  # a deployed model's min / max replicas (`/aiops scale`)
+    UNDEPLOY = "undeploy"  # a deployed model serving 0 % removed (`/aiops undeploy`)
+
+
+class Strategy(StrEnum):
+    """How a deploy takes a version live (`/deploy … strategy=`).
+
+    `canary`: deployed beside the serving version with a share of traffic, judged by the
+    canary analysis, promoted in steps. `blue-green`: deployed at 0 %, switched to 100 %
+    in one traffic update once ready; the old version stays deployed (ready) until a
+    promote undeploys it or a rollback switches back. `replace`: deployed at 100 %; the
+    old version is undeployed once the new one has been healthy for `[strategies]
+    replace_soak`, or traffic goes back to it if the new one is not."""
+
+    CANARY = "canary"
+    BLUE_GREEN = "blue-green"
+    REPLACE = "replace"
 
 
 class ChangeState(StrEnum):
@@ -132,9 +149,14 @@ def check_split(split: TrafficSplit) -> TrafficSplit:
 
 @dataclass(frozen=True)
 class DeployedModel:
+    """A model version on an endpoint. `replicas` is its minimum replica count (what it
+    holds however quiet it is, and what it costs at least); `max_replicas` the most it
+    may scale to, None where the platform did not say."""
+
     id: str
     version: ModelVersion
     replicas: int = 1
+    max_replicas: int | None = None
 
 
 @dataclass(frozen=True)
@@ -243,6 +265,17 @@ class ChangePlan:
     canary_key: str | None = None  # the watch action this change fulfils
     forced_promote: str | None = None  # why the promote gate was overridden
     phase: str | None = None  # where the execution got to (deploy, traffic, undeploy, done)
+    strategy: str | None = None  # a deploy's `Strategy` (None: a canary, as before strategies)
+    target_id: str | None = None  # the deployed model a scale or undeploy acts on
+    replicas_before: tuple[int, int] | None = None  # a scale's (min, max) before → after
+    replicas_after: tuple[int, int] | None = None
+    # USD a day at minimum replicas: now, while old and new are both deployed (a deploy),
+    # and once the change is through; None where the platform has no price for it.
+    cost_before: float | None = None
+    cost_during: float | None = None
+    cost_after: float | None = None
+    soak_until: datetime | None = None  # a replace: the soak's end, set when it starts (UTC)
+    soak: str | None = None  # a replace: why the soak failed (the change then rolls back)
     incident: str | None = None  # the incident open on its endpoint when requested (INC-N)
     # JSON (commands.models): the version's card, evaluation and validation when planned,
     # with the validation gate's outcome; and the serving alias' move after it ran
@@ -263,10 +296,15 @@ class ChangePlan:
         "canary_key",
         "forced_promote",
         "phase",
+        "strategy",
+        "target_id",
+        "soak",
         "incident",
         "model_review",
         "serving_alias",
     )
+    _REPLICAS = ("replicas_before", "replicas_after")
+    _COSTS = ("cost_before", "cost_during", "cost_after")
 
     def to_extra(self) -> dict[str, str]:
         out = {f"label:{k}": v for k, v in self.labels.items()}
@@ -282,6 +320,16 @@ class ChangePlan:
             out["break_glass"] = "true"
         if self.canary_steps:
             out["canary_steps"] = ",".join(map(str, self.canary_steps))
+        for key in self._REPLICAS:
+            pair = getattr(self, key)
+            if pair is not None:
+                out[key] = f"{pair[0]}:{pair[1]}"
+        for key in self._COSTS:
+            cost = getattr(self, key)
+            if cost is not None:
+                out[key] = repr(float(cost))
+        if self.soak_until is not None:
+            out["soak_until"] = self.soak_until.isoformat()
         return out | self.other
 
     @classmethod
@@ -300,6 +348,13 @@ class ChangePlan:
                 plan.break_glass = bool(value)
             elif key == "canary_steps":
                 plan.canary_steps = tuple(int(s) for s in value.split(",") if s)
+            elif key in cls._REPLICAS:
+                low, _, high = value.partition(":")
+                setattr(plan, key, (int(low), int(high)))
+            elif key in cls._COSTS:
+                setattr(plan, key, float(value))
+            elif key == "soak_until":
+                plan.soak_until = datetime.fromisoformat(value)
             else:
                 plan.other[key] = value
         return plan
@@ -307,7 +362,8 @@ class ChangePlan:
 
 @dataclass
 class Change:
-    """One requested deploy / promote / rollback, with its plan and state."""
+    """One requested deploy / promote / rollback / scale / undeploy, with its plan and
+    state."""
 
     id: str
     kind: ChangeKind

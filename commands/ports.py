@@ -234,6 +234,18 @@ class OperationStatus:
 
 
 @dataclass(frozen=True)
+class ScaleLimits:
+    """The replica counts a platform accepts for an endpoint's deployed models
+    (`Platform.scale_limits`): min ≥ `lowest_min`, max ≤ `highest_max`, min ≤ max.
+    `zero_refused`: while `lowest_min` is 1, why min 0 is not allowed there and what to do
+    instead, in words (None when it is)."""
+
+    lowest_min: int
+    highest_max: int
+    zero_refused: str | None = None
+
+
+@dataclass(frozen=True)
 class Alert:
     policy: str
     severity: str  # P1 | P2 | P3
@@ -282,6 +294,22 @@ class Platform(Protocol):
         A model not on the endpoint raises `PlatformError` of kind `not_found`; one whose
         undeploy is still running, where the platform tells, `already_exists` (the sandbox
         does; what Vertex AI answers then is not verified: NOTES.md)."""
+        ...
+
+    def begin_mutate(
+        self, endpoint: Endpoint, deployed_model_id: str, min_replicas: int, max_replicas: int
+    ) -> str:
+        """Start changing a deployed model's min / max replicas (Vertex AI's
+        MutateDeployedModel); returns the long-running operation's name. Its traffic and
+        version stay as they are.
+
+        A model not on the endpoint raises `PlatformError` of kind `not_found`; counts the
+        platform refuses (see `scale_limits`), `precondition`; one whose mutate is still
+        running, where the platform tells, `already_exists` (the sandbox does)."""
+        ...
+
+    def scale_limits(self, endpoint: Endpoint) -> ScaleLimits:
+        """What replica counts `begin_mutate` accepts for the endpoint's deployed models."""
         ...
 
     def operation(self, name: str) -> OperationStatus:
@@ -464,6 +492,14 @@ class DeployedModelCost:
 
 
 @runtime_checkable
+class ReplicaPricing(Protocol):
+    def replica_hour_usd(self, endpoint: Endpoint) -> float | None:
+        """USD one replica of the endpoint's machine (and accelerators) costs an hour, as
+        the platform's cost estimate prices it; None when it has no price for it."""
+        ...
+
+
+@runtime_checkable
 class CostHistory(Protocol):
     def daily_costs(self, endpoints: Sequence[Endpoint], days: int) -> dict[str, list[float]]:
         """Cost (USD) of each of the last `days` complete days in the config's zone,
@@ -529,3 +565,13 @@ class ChartAttacher(Protocol):
     def attach_chart(
         self, channel: str, thread_ts: str, chart: Chart | CanaryChart, comment: str
     ) -> bool: ...
+
+
+@runtime_checkable
+class FileAttacher(Protocol):
+    def attach_file(
+        self, channel: str, thread_ts: str, filename: str, content: str, title: str, comment: str
+    ) -> bool:
+        """Upload a text file (an incident's review draft in Markdown) into a thread, with
+        `comment` as its message; False when it did not arrive (logged). Never raises."""
+        ...

@@ -73,6 +73,14 @@ class Call:
 
 Handler = Callable[[Call], Reply]
 
+
+def _request(call: Call, kind: ChangeKind) -> Reply:
+    """An `/aiops` subcommand that opens a change (`/aiops scale help`: its usage)."""
+    if call.target == "help":
+        return help_reply(kind.value)
+    return request_change(call.rt, kind, call.inv, call.args)
+
+
 HANDLERS: dict[str, Handler] = {
     "status": lambda c: status.status(c.rt, c.target, c.integer("page", 1, 1, 10_000)),
     "changes": lambda c: changes.changes(c.rt, c.target, c.integer("limit", 20, 1, 100)),
@@ -104,21 +112,11 @@ HANDLERS: dict[str, Handler] = {
     "handoff": lambda c: handoff(
         c.rt, c.inv.actor, c.target, c.option("environment"), c.inv.request_id
     ),
-    # Placeholders of the cost branch (the digest draws these buttons); the lifecycle
-    # branch's handlers replace them on merge.
-    "scale": lambda c: _not_built("scale"),
-    "undeploy": lambda c: _not_built("undeploy"),
+    "scale": lambda c: _request(c, ChangeKind.SCALE),
+    "undeploy": lambda c: _request(c, ChangeKind.UNDEPLOY),
     "models": lambda c: models(c.rt, c.target),
     "help": lambda c: help_reply(c.target),
 }
-
-
-def _not_built(name: str) -> Reply:
-    raise Refusal(
-        f"`/aiops {name}` is not available in this build",
-        "Use the Vertex AI console, or ask the platform team.",
-        code="unavailable",
-    )
 
 
 class Service:

@@ -76,6 +76,7 @@ _EMOJI = {
     ":zzz:": "💤",
     ":pause_button:": "⏸️",
     ":arrow_forward:": "▶️",
+    ":gear:": "⚙️",
     ":eyes:": "👀",
     ":adhesive_bandage:": "🩹",
     ":pager:": "📟",

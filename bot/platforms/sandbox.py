@@ -54,6 +54,7 @@ from commands.ports import (
     DeployedModelCost,
     OperationStatus,
     PlatformError,
+    ScaleLimits,
     UnknownVersion,
 )
 
@@ -79,6 +80,9 @@ _BREACH_ERROR_FACTOR = 11.0
 _SEEDED_BEFORE = timedelta(days=30)
 # A cancelled operation's error, as Vertex AI reports one (google.rpc.Code CANCELLED).
 CANCELLED = "the operation was cancelled"
+# The most replicas a deployed model may have (Vertex AI's own bound on a request's max is
+# not published; the config's schema caps `max_replicas` at 1000 too).
+MAX_REPLICAS = 1000
 
 
 def traffic_shape(local_hours: float) -> float:
@@ -166,14 +170,39 @@ class SandboxPlatform:
                 .where(SandboxDeployedModelRow.endpoint == endpoint.slug)
                 .order_by(col(SandboxDeployedModelRow.deployed_at))
             ).all()
+            ceilings = self._max_replicas(session, endpoint.slug)
             return EndpointState(
                 slug=endpoint.slug,
                 deployed=tuple(
-                    DeployedModel(m.id, ModelVersion(m.model, m.version), m.replicas)
+                    DeployedModel(
+                        m.id,
+                        ModelVersion(m.model, m.version),
+                        m.replicas,
+                        ceilings.get(m.id, endpoint.max_replicas),
+                    )
                     for m in models
                 ),
                 traffic=dict(row.traffic),
             )
+
+    @staticmethod
+    def _max_replicas(session: Session, slug: str) -> dict[str, int]:
+        """Each deployed model's max replicas as its last finished scale set it (the row
+        keeps the min as `replicas`; the max lives in the scale's operation, so the
+        sandbox's tables need no new column). Models never scaled: the endpoint's config."""
+        scaled = session.exec(
+            select(SandboxOperationRow)
+            .where(
+                SandboxOperationRow.endpoint == slug,
+                SandboxOperationRow.kind == "mutate",
+                col(SandboxOperationRow.done).is_(True),
+                col(SandboxOperationRow.error).is_(None),
+            )
+            .order_by(col(SandboxOperationRow.finishes_at))
+        ).all()
+        return {
+            str(op.payload["deployed_model_id"]): int(op.payload["max_replicas"]) for op in scaled
+        }
 
     def model_versions(self, model: str) -> list[str]:
         self.calls += 1
@@ -215,7 +244,7 @@ class SandboxPlatform:
                 if kind == "deploy":
                     self._refuse_taken(session, endpoint, deployed_model_id)
                 else:
-                    self._refuse_undeploying(session, endpoint, deployed_model_id)
+                    self._refuse_running(session, endpoint, kind, deployed_model_id)
             session.add(
                 SandboxOperationRow(
                     name=name,
@@ -249,18 +278,21 @@ class SandboxPlatform:
             )
 
     @staticmethod
-    def _refuse_undeploying(session: Session, endpoint: Endpoint, deployed_model_id: str) -> None:
+    def _refuse_running(
+        session: Session, endpoint: Endpoint, kind: str, deployed_model_id: str
+    ) -> None:
+        """A second undeploy (or scale) of a model while one is running: refused."""
         running = session.exec(
             select(SandboxOperationRow).where(
                 SandboxOperationRow.endpoint == endpoint.slug,
-                SandboxOperationRow.kind == "undeploy",
+                SandboxOperationRow.kind == kind,
                 col(SandboxOperationRow.done).is_(False),
             )
         ).all()
         if any(op.payload.get("deployed_model_id") == deployed_model_id for op in running):
+            doing = "undeployed" if kind == "undeploy" else "scaled"
             raise PlatformError(
-                f"deployed model {deployed_model_id} on `{endpoint.slug}` is being undeployed"
-                " already",
+                f"deployed model {deployed_model_id} on `{endpoint.slug}` is being {doing} already",
                 kind="already_exists",
             )
 
@@ -316,6 +348,50 @@ class SandboxPlatform:
             {"deployed_model_id": deployed_model_id, "split": traffic_split},
             deployed_model_id,
         )
+
+    def scale_limits(self, endpoint: Endpoint) -> ScaleLimits:
+        """Min 0 only on an endpoint whose config says `scale_to_zero = true` (standing for
+        a Vertex AI deployment made with its Scale To Zero preview)."""
+        if endpoint.scale_to_zero:
+            return ScaleLimits(0, MAX_REPLICAS)
+        return ScaleLimits(
+            1,
+            MAX_REPLICAS,
+            zero_refused="its deployed models keep at least one replica (as on Vertex AI,"
+            " where only deployments made with the Scale To Zero preview may go to 0); its"
+            f" config does not say `scale_to_zero = true` ([endpoints.{endpoint.slug}])",
+        )
+
+    def begin_mutate(
+        self, endpoint: Endpoint, deployed_model_id: str, min_replicas: int, max_replicas: int
+    ) -> str:
+        self.calls += 1
+        state = self.endpoint_state(endpoint)
+        if state.model(deployed_model_id) is None:
+            raise PlatformError(
+                f"deployed model {deployed_model_id} is not on `{endpoint.slug}`", kind="not_found"
+            )
+        limits = self.scale_limits(endpoint)
+        if not limits.lowest_min <= min_replicas <= max_replicas <= limits.highest_max:
+            raise PlatformError(
+                f"replicas min {min_replicas} · max {max_replicas} are not allowed on"
+                f" `{endpoint.slug}`" + (f": {limits.zero_refused}" if min_replicas == 0 else ""),
+                kind="precondition",
+            )
+        return self._start(
+            endpoint,
+            "mutate",
+            {
+                "deployed_model_id": deployed_model_id,
+                "min_replicas": min_replicas,
+                "max_replicas": max_replicas,
+            },
+            deployed_model_id,
+        )
+
+    def replica_hour_usd(self, endpoint: Endpoint) -> float | None:
+        """The sandbox's one price for a replica-hour (its health's cost estimate)."""
+        return REPLICA_HOUR_USD
 
     def operation(self, name: str) -> OperationStatus:
         self.calls += 1
@@ -409,6 +485,11 @@ class SandboxPlatform:
                 session.delete(dm)
             endpoint.traffic = {k: v for k, v in split.items() if v}
             session.add(endpoint)
+        elif op.kind == "mutate":
+            dm = session.get(SandboxDeployedModelRow, str(op.payload["deployed_model_id"]))
+            if dm is not None:
+                dm.replicas = int(op.payload["min_replicas"])
+                session.add(dm)
         session.commit()
 
     def cancel_operation(self, name: str) -> None:

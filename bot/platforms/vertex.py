@@ -55,6 +55,7 @@ from commands.ports import (
     DeployedModelCost,
     OperationStatus,
     PlatformError,
+    ScaleLimits,
     SeriesPoint,
     UnknownVersion,
 )
@@ -69,6 +70,22 @@ log = logging.getLogger(__name__)
 _OP_NAME = re.compile(r"^projects/(?P<project>[^/]+)/locations/(?P<region>[^/]+)/")
 _DEPLOY_META = "google.cloud.aiplatform.v1.DeployModelOperationMetadata"
 _UNDEPLOY_META = "google.cloud.aiplatform.v1.UndeployModelOperationMetadata"
+_MUTATE_META = "google.cloud.aiplatform.v1.MutateDeployedModelOperationMetadata"
+# Replicas a deployed model may have: Vertex AI publishes no ceiling for a request's max
+# (quota decides); the config's schema caps an endpoint's `max_replicas` at this too.
+_MAX_REPLICAS = 1000
+# Why min 0 is refused where the config does not declare scale-to-zero. Source: "you must
+# set dedicatedResources.minReplicaCount to at least 1 … Alternatively, if you accept
+# using the Scale To Zero feature (Preview), … minReplicaCount can be set to 0"
+# (cloud.google.com/vertex-ai/docs/predictions/autoscaling); scaleToZeroSpec is
+# v1beta1-only in MutateDeployedModel (…/reference/rest/v1/projects.locations.endpoints/
+# mutateDeployedModel), and the bot deploys with v1, so it never makes such a deployment.
+_NO_SCALE_TO_ZERO = (
+    "Vertex AI keeps at least one replica of a deployed model (minReplicaCount ≥ 1) unless"
+    " the deployment uses its Scale To Zero preview, which the bot's v1 deploys do not;"
+    " set `scale_to_zero = true` under [endpoints.{slug}] only for an endpoint whose"
+    " deployments were made with it"
+)
 _DEPLOY_RESPONSE = "google.cloud.aiplatform.v1.DeployModelResponse"
 
 # Best-effort progress of a deploy from the stage Vertex AI reports.
@@ -310,12 +327,24 @@ class VertexPlatform:
             DeployedModel(
                 id=str(dm.id),
                 version=self._version_of(dm, endpoint.model, registry, by_id),
-                replicas=int(dm.dedicated_resources.min_replica_count or 1),
+                replicas=self._replicas(dm)[0],
+                max_replicas=self._replicas(dm)[1],
             )
             for dm in found.deployed_models
         )
         traffic = {str(k): int(v) for k, v in found.traffic_split.items() if v}
         return EndpointState(slug=endpoint.slug, deployed=deployed, traffic=traffic)
+
+    @staticmethod
+    def _replicas(dm: Any) -> tuple[int, int | None]:
+        """A deployed model's (min, max) replicas from its dedicated resources (what the
+        bot deploys with) or automatic ones; (1, None) when it has neither (a shared
+        deployment resource pool)."""
+        for field in ("dedicated_resources", "automatic_resources"):
+            if field in dm:
+                resources = getattr(dm, field)
+                return int(resources.min_replica_count), int(resources.max_replica_count) or None
+        return 1, None
 
     @staticmethod
     def _version_of(
@@ -454,6 +483,63 @@ class VertexPlatform:
         )
         return str(future.operation.name)
 
+    def scale_limits(self, endpoint: Endpoint) -> ScaleLimits:
+        if endpoint.scale_to_zero:
+            return ScaleLimits(0, _MAX_REPLICAS)
+        return ScaleLimits(1, _MAX_REPLICAS, _NO_SCALE_TO_ZERO.format(slug=endpoint.slug))
+
+    def replica_hour_usd(self, endpoint: Endpoint) -> float | None:
+        """`[vertex.prices]`: the machine's price plus its accelerators', per hour."""
+        return self.settings.prices.replica_hour(endpoint)
+
+    def begin_mutate(
+        self, endpoint: Endpoint, deployed_model_id: str, min_replicas: int, max_replicas: int
+    ) -> str:
+        """MutateDeployedModel with the update mask `dedicated_resources.min_replica_count`
+        and `.max_replica_count` (the fields v1 lets a mutate change). The deployed model's
+        own resources are sent back with the two counts changed, so nothing else moves."""
+        limits = self.scale_limits(endpoint)
+        if not limits.lowest_min <= min_replicas <= max_replicas <= limits.highest_max:
+            raise PlatformError(
+                f"refused to scale {deployed_model_id} on `{endpoint.slug}` to min"
+                f" {min_replicas} · max {max_replicas}"
+                + (f": {limits.zero_refused}" if min_replicas == 0 else ""),
+                kind="precondition",
+            )
+        found = next(
+            (
+                dm
+                for dm in self._get_endpoint(endpoint).deployed_models
+                if str(dm.id) == deployed_model_id
+            ),
+            None,
+        )
+        if found is None:
+            raise PlatformError(
+                f"deployed model {deployed_model_id} is not on `{endpoint.slug}`",
+                kind="not_found",
+            )
+        resources = v1.DedicatedResources(found.dedicated_resources)
+        if not resources.machine_spec.machine_type:  # not one of the bot's deploys
+            resources.machine_spec = self._machine_spec(endpoint)
+        resources.min_replica_count = min_replicas
+        resources.max_replica_count = max_replicas
+        project, region = self._where(endpoint)
+        future = self._write(
+            self._for(region).endpoints.mutate_deployed_model,
+            f"scale {deployed_model_id} on `{endpoint.slug}`",
+            project,
+            endpoint=self._endpoint_name(endpoint),
+            deployed_model=v1.DeployedModel(id=deployed_model_id, dedicated_resources=resources),
+            update_mask=field_mask_pb2.FieldMask(
+                paths=[
+                    "dedicated_resources.min_replica_count",
+                    "dedicated_resources.max_replica_count",
+                ]
+            ),
+        )
+        return str(future.operation.name)
+
     def set_traffic(self, endpoint: Endpoint, traffic_split: TrafficSplit) -> None:
         split = self._checked(traffic_split, endpoint)
         project, region = self._where(endpoint)
@@ -542,7 +628,9 @@ class VertexPlatform:
         )
 
     def _operation_error(self, name: str, meta_type: str, code: int, message: str) -> PlatformError:
-        what = {_DEPLOY_META: "deploy", _UNDEPLOY_META: "undeploy"}.get(meta_type, "operation")
+        what = {_DEPLOY_META: "deploy", _UNDEPLOY_META: "undeploy", _MUTATE_META: "scale"}.get(
+            meta_type, "operation"
+        )
         cause = _OP_CODES.get(code, gexc.GoogleAPICallError)(message)
         project = _OP_NAME.match(name)
         described = platform_error(
@@ -563,9 +651,10 @@ class VertexPlatform:
             request={"name": name},
         )
         meta_type = _type_name(op.metadata) if op.HasField("metadata") else ""
-        result_type = (
-            v1.DeployModelResponse if meta_type == _DEPLOY_META else v1.UndeployModelResponse
-        )
+        result_type = {
+            _DEPLOY_META: v1.DeployModelResponse,
+            _MUTATE_META: v1.MutateDeployedModelResponse,
+        }.get(meta_type, v1.UndeployModelResponse)
         future = ga_operation.from_gapic(  # type: ignore[no-untyped-call]
             op, clients.endpoints.transport.operations_client, result_type
         )

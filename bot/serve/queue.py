@@ -27,7 +27,7 @@ after `RETENTION`: the keys must outlive Slack's 5-minute signature window.
 
 Cloud Monitoring's webhook (`bot/alerts/webhook.py`) uses the same queue: a notice is a job
 of `ALERT_TASK`, `{"notice": {...}, "key": "alert:<notice key>:<state>"}`, unique by its
-key (migration 0011), locked per alert so that one alert's notices run in order; refused
+key (migration 0012), locked per alert so that one alert's notices run in order; refused
 webhook requests are reported as `ALERT_REFUSED_TASK` jobs, `{"report": {...}}`. Unlike a
 command, an alert job whose worker died is run again (`queue_workers.sweep`).
 """
@@ -166,7 +166,7 @@ def refusal_from_job(data: dict[str, Any] | None) -> Refusal | None:
 
 
 REQUEST_KEY_INDEX = "aiops_jobs_request_key"  # migration 0009
-ALERT_KEY_INDEX = "aiops_jobs_alert_key"  # migration 0011
+ALERT_KEY_INDEX = "aiops_jobs_alert_key"  # migration 0012
 KEY_INDEXES = frozenset({REQUEST_KEY_INDEX, ALERT_KEY_INDEX})
 
 
@@ -316,7 +316,7 @@ class CommandQueue:
 
     async def take_alert(self, job: dict[str, Any]) -> bool:
         """`AlertSink.take_alert`: the notice (`bot.alerts.webhook.notice_to_job`) as a job,
-        committed before this returns, unique by `job_key` (migration 0011's index): False
+        committed before this returns, unique by `job_key` (migration 0012's index): False
         for a notice taken before (a retry, another replica's copy). One alert's notices
         run one at a time, in order (procrastinate's `lock`). Raises `AlertNotTaken` when
         the database does not answer."""

@@ -44,6 +44,7 @@ from commands.canary.model import env_policy
 from commands.config import Config, Endpoint, Environment, user_groups
 from commands.errors import Refusal
 from commands.messages import escape, mention
+from commands.model import Strategy
 from commands.parsing import TICKET_RE, parse_at
 from commands.text import MAX_TEXT, check, cut
 
@@ -61,6 +62,8 @@ REASON = "reason"
 TICKET = "ticket"
 DATE = "date"
 TIME = "time"
+
+STRATEGIES = tuple(s.value for s in Strategy)
 
 TITLES = {"/deploy": "Deploy a version", "/promote": "Promote a canary", "/rollback": "Roll back"}
 SUBMIT = {"/deploy": "Request", "/promote": "Request", "/rollback": "Roll back"}
@@ -273,7 +276,29 @@ def _fields(config: Config, command: str, ep: Endpoint, env: Environment) -> lis
                 ),
             )
         )
-        out.append(_share("Canary share (%)", 10, "Of the endpoint's traffic, 1–100."))
+        canary = _option(
+            "Canary", "canary", "A share of traffic beside the serving version, analysed."
+        )
+        out.append(
+            InputBlock(
+                block_id=STRATEGY,
+                label="Strategy",
+                element=StaticSelectElement(
+                    action_id=VALUE,
+                    options=[
+                        canary,
+                        _option("Blue/green", "blue-green", "At 0 %, then all traffic at once."),
+                        _option("Replace", "replace", "All traffic now; the old one goes later."),
+                    ],
+                    initial_option=canary,
+                ),
+                hint="Blue/green keeps the old version deployed until promoted; replace"
+                " undeploys it once the new one has stayed healthy (and rolls back if not).",
+            )
+        )
+        out.append(
+            _share("Canary share (%)", 10, "Of the endpoint's traffic, 1–100; a canary only.")
+        )
     if command == "/promote":
         steps = env_policy(config, env).promote_steps
         straight = _option("Straight to a share", "to", "Moves the canary at once.")
@@ -442,8 +467,14 @@ def check_submission(
             errors[VERSION] = f"Choose one of the versions of {ep.model}."
         else:
             words.append(f"{ep.model}@{version}")
-        share = _share_of(values, errors, "The canary share")
-        words.append(f"canary={share}")
+        strategy = _selected(values, STRATEGY) or "canary"
+        if strategy not in STRATEGIES:
+            errors[STRATEGY] = "Choose canary, blue/green or replace."
+        elif strategy == "canary":
+            share = _share_of(values, errors, "The canary share")
+            words.append(f"canary={share}")
+        else:  # the share is a canary's; the other strategies end at 100 %
+            words.append(f"strategy={strategy}")
     if meta.command == "/promote":
         how = _selected(values, STRATEGY) or "to"
         if how == "steps":

@@ -34,7 +34,7 @@ class SandboxOperationRow(SQLModel, table=True):
     __tablename__ = "sandbox_operation"
 
     name: str = Field(primary_key=True, max_length=128)
-    kind: str = Field(max_length=16)  # deploy | undeploy
+    kind: str = Field(max_length=16)  # deploy | undeploy | mutate (a scale)
     endpoint: str = Field(max_length=128)
     started_at: datetime = _ts(nullable=False)
     finishes_at: datetime = _ts(nullable=False)

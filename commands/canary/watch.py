@@ -4,6 +4,7 @@ serving version, ended when the canary goes away."""
 from __future__ import annotations
 
 from commands.audit import AuditAction
+from commands.canary.alert import close_alert
 from commands.canary.model import (
     Watch,
     WatchState,
@@ -17,7 +18,7 @@ from commands.config import Endpoint
 from commands.messages import (
     escape,
 )
-from commands.model import SCHEDULER, ChangeKind
+from commands.model import SCHEDULER, ChangeKind, Strategy
 from commands.runtime import Runtime
 
 # --- watches -------------------------------------------------------------------------
@@ -51,7 +52,10 @@ def ensure_watch(rt: Runtime, ep: Endpoint) -> Watch | None:
     settings = canary_settings(rt.config)
     started = deploy.updated_at or rt.clock()
     labels = {d.id: d.version.version for d in state.deployed}
-    is_canary = pair is not None and pair[1] == deploy.new_deployed_model_id
+    # The analysis runs only where traffic is split: a blue-green switch and a replace
+    # never split it (one model takes all traffic), so their deploys get no watch.
+    split = deploy.plan.strategy in (None, Strategy.CANARY.value)
+    is_canary = split and pair is not None and pair[1] == deploy.new_deployed_model_id
     stable_id = pair[0] if pair and is_canary else ""
     watch = Watch(
         id=0,
@@ -65,7 +69,13 @@ def ensure_watch(rt: Runtime, ep: Endpoint) -> Watch | None:
         state=WatchState.WATCHING if is_canary else WatchState.ENDED,
         started_at=started,
         next_check_at=started + settings.interval,
-        note=None if is_canary else "it served alone (or was gone) when first seen",
+        note=(
+            None
+            if is_canary
+            else "it served alone (or was gone) when first seen"
+            if split
+            else f"a {deploy.plan.strategy} deploy: traffic is never split, so no analysis"
+        ),
         updated_at=rt.clock(),
     )
     created = cs.create_watch(watch)
@@ -129,6 +139,8 @@ def end_watch(rt: Runtime, w: Watch, state: WatchState, why: str) -> Watch:
         parameters={"canary": w.ref, "checks": ended.checks},
         justification=why,
     )
+    if state is WatchState.ROLLED_BACK:
+        close_alert(rt, ended, why)  # the `page` policy's alert, if it raised one
     return ended
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 
 from commands.config import Config
 from commands.messages import (
@@ -21,7 +22,15 @@ from commands.messages import (
     split_text,
     when,
 )
-from commands.model import NEW, Change, ChangeKind, ChangeState, EndpointHealth
+from commands.model import (
+    NEW,
+    Change,
+    ChangeKind,
+    ChangePlan,
+    ChangeState,
+    EndpointHealth,
+    Strategy,
+)
 from commands.models.model import (
     GATE_MARKS,
     GateOutcome,
@@ -61,7 +70,7 @@ def bar(share: int) -> str:
     return "█" * filled + "░" * (BAR_CELLS - filled)
 
 
-def traffic_bars(change: Change) -> str:
+def traffic_bars(change: Change, *, unchanged: bool = False) -> str:
     """The split before and after as bars in a code block, read at a glance:
 
         before  1.2.0  ████████████████████ 100%
@@ -73,7 +82,12 @@ def traffic_bars(change: Change) -> str:
     inside Slack's 3,000 characters."""
     labels = _labels(change)
     rows: list[tuple[str, str, int | None]] = []
-    for side, split in (("before", change.split_before), ("after", change.split_after)):
+    sides = (
+        (("now", change.split_before),)
+        if unchanged  # a change that moves no traffic (a scale, an undeploy): one side
+        else (("before", change.split_before), ("after", change.split_after))
+    )
+    for side, split in sides:
         ranked = sorted(split.items(), key=lambda kv: (-kv[1], kv[0]))
         if not ranked:
             rows.append((side, "nothing", None))
@@ -103,11 +117,84 @@ def plain_traffic(change: Change) -> str:
     return f"{change.endpoint}: {before} → {after}"
 
 
+def describe(strategy: Strategy, *, canary: int | None, old: str, soak: timedelta) -> str:
+    """What a strategy does to traffic, in one line for the card's *How*."""
+    if strategy is Strategy.BLUE_GREEN:
+        return (
+            f"blue/green: deployed at 0 %, switched to 100 % in one traffic update once"
+            f" ready; {old} stays deployed and ready until `/promote` undeploys it"
+        )
+    if strategy is Strategy.REPLACE:
+        minutes = soak.total_seconds() / 60
+        span = f"{minutes:g} min" if minutes < 120 else f"{minutes / 60:g} h"
+        return (
+            f"replace: deployed at 100 %; {old} is undeployed once the new version has been"
+            f" healthy for {span} (P95 and errors within the thresholds), else traffic goes"
+            f" back to {old}"
+        )
+    return f"canary {canary}%" + (
+        "; the canary analysis judges it against " + old if canary and canary < 100 else ""
+    )
+
+
+def money(usd: float) -> str:
+    """`$62.88`, `$1,509.12`."""
+    return f"${usd:,.2f}"
+
+
+def cost_line(plan: ChangePlan) -> str | None:
+    """The plan's cost a day in words (`commands/changes/plan.py` prices it); None when
+    the plan carries no price."""
+    before, during, after = plan.cost_before, plan.cost_during, plan.cost_after
+    if before is None or after is None:
+        return None
+    if during is None:  # a scale or an undeploy: one step
+        delta = after - before
+        change = (
+            f"saves {money(-delta)} a day"
+            if delta < 0
+            else (f"adds {money(delta)} a day" if delta > 0 else "no change")
+        )
+        return f"{money(before)} → {money(after)} a day ({change})"
+    until = {
+        Strategy.BLUE_GREEN.value: "while both are deployed (until the promote)",
+        Strategy.REPLACE.value: "during the soak",
+    }.get(plan.strategy or "", "while the canary runs beside it")
+    return f"{money(before)} → {money(during)} a day {until} → {money(after)} once the old one goes"
+
+
+def _target(change: Change) -> str:
+    """The version a scale or undeploy acts on."""
+    target = change.plan.target_id or ""
+    return change.labels.get(target) or (change.version or target).split("@")[-1]
+
+
+def _replicas(change: Change) -> str:
+    before, after = change.plan.replicas_before, change.plan.replicas_after
+    if before is None or after is None:
+        return ""
+    low, high = (
+        f"{what} {old} → {new}" if old != new else f"{what} {new}"
+        for what, old, new in zip(("min", "max"), before, after, strict=True)
+    )
+    return f"{low}, {high} replicas"
+
+
 def _plain_what(change: Change) -> str:
     if change.kind is ChangeKind.DEPLOY:
+        if change.plan.strategy == Strategy.BLUE_GREEN.value:
+            return f"deploy {change.version or ''} blue/green (at 0 %, then all traffic)"
+        if change.plan.strategy == Strategy.REPLACE.value:
+            return f"replace the serving version with {change.version or ''}"
         return f"deploy {change.version or ''} as a {change.canary_percent}% canary"
     if change.kind is ChangeKind.PROMOTE:
+        if change.split_after == change.split_before:
+            return "finish: undeploy the version at 0 %"
         return f"promote the canary to {change.canary_percent}%"
+    if change.kind is ChangeKind.SCALE:
+        return f"scale {_target(change)}: {_replicas(change)}"
+    if change.kind is ChangeKind.UNDEPLOY:
+        return f"undeploy {_target(change)} (serves 0 %)"
     return "roll back"
 
 
@@ -129,9 +216,20 @@ def decision_confirms(change: Change, env_name: str) -> tuple[Confirm, Confirm]:
 
 def what_line(change: Change) -> str:
     if change.kind is ChangeKind.DEPLOY:
-        return f"Deploy *{escape(change.version or '')}* to `{change.endpoint}` as a canary"
+        how = {
+            Strategy.BLUE_GREEN.value: "blue/green",
+            Strategy.REPLACE.value: "replacing the serving version",
+        }.get(change.plan.strategy or "", "as a canary")
+        return f"Deploy *{escape(change.version or '')}* to `{change.endpoint}` {how}"
     if change.kind is ChangeKind.PROMOTE:
+        if change.split_after == change.split_before:
+            old = change.labels.get(change.plan.stable_id or "", "the old version")
+            return f"Finish on `{change.endpoint}`: undeploy {escape(old)} (serves 0 %)"
         return f"Promote the canary on `{change.endpoint}` to {change.canary_percent}%"
+    if change.kind is ChangeKind.SCALE:
+        return f"Scale *{escape(_target(change))}* on `{change.endpoint}`: {_replicas(change)}"
+    if change.kind is ChangeKind.UNDEPLOY:
+        return f"Undeploy *{escape(_target(change))}* from `{change.endpoint}` (serves 0 %)"
     return f"Roll back `{change.endpoint}`"
 
 
@@ -183,8 +281,33 @@ def change_card(
     # redeployed at 100 %.
     stable = rollback_to or "the serving version"
     replaced = bool(change.plan.stable_id) and change.plan.stable_id in change.plan.undeploy
+    strategy = change.plan.strategy
     if change.kind is ChangeKind.ROLLBACK:
         how_back = "this is the rollback"
+    elif change.kind is ChangeKind.SCALE:
+        before = change.plan.replicas_before
+        how_back = (
+            f"`/aiops scale {change.endpoint} {_target(change)} min={before[0]} max={before[1]}`"
+            " puts the replicas back"
+            if before
+            else "scale it back"
+        )
+    elif change.kind is ChangeKind.UNDEPLOY:
+        how_back = (
+            f"it served no traffic: nothing to roll back; `/deploy {change.endpoint}"
+            f" <model>@{_target(change)}` deploys it again"
+        )
+    elif strategy == Strategy.BLUE_GREEN.value:
+        how_back = (
+            f"`/rollback {change.endpoint}`: one traffic update puts {stable} (still deployed and"
+            " ready) back at 100 %, then the new version is undeployed"
+        )
+    elif strategy == Strategy.REPLACE.value:
+        how_back = (
+            f"during the soak the bot does it itself if the new version is unhealthy (traffic"
+            f" back on {stable}, the new one undeployed); after it, `/rollback"
+            f" {change.endpoint}` redeploys {stable} at 100 %"
+        )
     elif replaced:
         how_back = (
             f"`/rollback {change.endpoint}` redeploys {stable} at 100 % (it is undeployed"
@@ -200,33 +323,64 @@ def change_card(
             f"`/rollback {change.endpoint}` puts {stable} back at 100 % and undeploys the"
             " canary (not the split before this promote)"
         )
+    if change.kind is ChangeKind.DEPLOY:
+        how = describe(
+            Strategy(strategy or Strategy.CANARY.value),
+            canary=change.canary_percent,
+            old=stable,
+            soak=config.strategies.replace_soak,
+        )
+    elif change.kind is ChangeKind.SCALE:
+        how = "one long-running update of its replicas; traffic and version unchanged"
+    elif change.kind is ChangeKind.UNDEPLOY:
+        how = "undeployed (its replicas released); traffic unchanged"
+    elif change.split_after == change.split_before:
+        how = "no traffic moves; the version at 0 % is undeployed (its replicas released)"
+    else:
+        how = change.plan.mode or "traffic shift"
+    facts: list[tuple[str, str]] = [
+        ("Who asked", mention(change.requester_id)),
+        ("Who may approve", approvers if env.needs_approval else "no approval needed"),
+        ("How", how),
+        (
+            "Could go wrong",
+            "health when planned: "
+            + (health_line(health, th) if health else change.plan.health or "no figures"),
+        ),
+        (
+            "How we'll know",
+            f"P95 > {th.p95_latency_ms / 1000:g} s · errors > {th.error_rate:.0%} ·"
+            f" drift > {th.drift:g}",
+        ),
+        ("How we roll back", how_back),
+    ]
+    if change.kind is ChangeKind.SCALE and change.plan.replicas_after:
+        facts.append(("Replicas", _replicas(change)))
+    elif change.kind is ChangeKind.DEPLOY and change.endpoint in config.endpoints:
+        ep = config.endpoints[change.endpoint]
+        kept = {
+            Strategy.BLUE_GREEN.value: "until the promote",
+            Strategy.REPLACE.value: "until the soak passes",
+        }.get(strategy or "", "until a full promote")
+        facts.append(
+            (
+                "Replicas",
+                f"the new version: min {ep.min_replicas} · max {ep.max_replicas} (the"
+                f" endpoint's); {stable} keeps its own {kept}",
+            )
+        )
+    cost = cost_line(change.plan)
+    if cost:
+        facts.append(("Cost a day (estimate, at min replicas)", escape(cost)))
     blocks: list[Block] = [
         Header(title[:150]),
         Text(f"*What:* {what_line(change)}"),
-        Text(f"*Traffic* before → after:\n{traffic_bars(change)}"),
-        Fields(
-            (
-                ("Who asked", mention(change.requester_id)),
-                ("Who may approve", approvers if env.needs_approval else "no approval needed"),
-                (
-                    "How",
-                    f"canary {change.canary_percent}%"
-                    if change.kind is ChangeKind.DEPLOY
-                    else change.plan.mode or "traffic shift",
-                ),
-                (
-                    "Could go wrong",
-                    "health when planned: "
-                    + (health_line(health, th) if health else change.plan.health or "no figures"),
-                ),
-                (
-                    "How we'll know",
-                    f"P95 > {th.p95_latency_ms / 1000:g} s · errors > {th.error_rate:.0%} ·"
-                    f" drift > {th.drift:g}",
-                ),
-                ("How we roll back", how_back),
-            )
+        Text(
+            f"*Traffic* unchanged:\n{traffic_bars(change, unchanged=True)}"
+            if change.split_after == change.split_before and change.kind is not ChangeKind.DEPLOY
+            else f"*Traffic* before → after:\n{traffic_bars(change)}"
         ),
+        Fields(tuple(facts)),
     ]
     if change.reason:
         blocks.append(Text(f"*Why:* {escape(change.reason)}"))

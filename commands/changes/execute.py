@@ -12,7 +12,17 @@ scheduler every `takeover_seconds(lease_ttl)` on every replica, and at start-up 
 Going on never repeats a platform write: a deploy carries an id derived from the change
 (`change_deployed_model_id`), so a taker first looks for it on the endpoint and adopts
 it; a traffic shift already applied is recognised by the split it set; a model already
-undeployed is not undeployed again, and one whose undeploy is running is waited for."""
+undeployed is not undeployed again, and one whose undeploy is running is waited for; a
+scale already applied is recognised by the replicas it set.
+
+Strategies (planned by `commands/changes/plan.py: plan_deploy`), by phase: a canary
+deploys with its share, then undeploys the replaced model at 100 %. A blue-green deploy
+deploys at 0 % (`deploy` → `deployed`), then switches to 100 % in one traffic update
+(`traffic`), the old model left deployed. A replace deploys at 100 %, soaks (`soak`,
+until `soak_until`: a taker soaks on to the same end), then undeploys the old model
+(`soaked` → `undeploy:…`); a soak that finds the new version unhealthy records why
+(`plan.soak`, before anything moves), puts traffic back on the old model in one update
+and undeploys the new one, and the change fails saying so."""
 
 from __future__ import annotations
 
@@ -23,7 +33,7 @@ from datetime import datetime, timedelta
 from commands.audit import AuditAction
 from commands.changes.lease import Lease, LeaseLost, new_owner
 from commands.changes.tell import announce, tell, thread
-from commands.config import Endpoint
+from commands.config import Endpoint, Thresholds
 from commands.incidents import links
 from commands.messages import split_text, when
 from commands.model import (
@@ -32,8 +42,10 @@ from commands.model import (
     Change,
     ChangeKind,
     ChangeState,
+    EndpointHealth,
     EndpointState,
     ModelVersion,
+    Strategy,
     change_deployed_model_id,
     check_split,
     stranded_since,
@@ -55,6 +67,9 @@ ADOPT_WAIT = timedelta(hours=1)
 # While waiting for such a deploy, how often (in polls) to try deploying again, in case
 # it failed: the id is then free and this worker's deploy starts.
 _RETRY_POLLS = 30
+# How often a replace's soak reads the new version's health (one Monitoring read of the
+# endpoint each time): Monitoring's shortest period.
+SOAK_CHECK = timedelta(minutes=1)
 
 
 class _Failed(Exception):
@@ -90,13 +105,13 @@ def execute(rt: Runtime, change_id: str) -> None:
     lease = Lease(rt, change.id, owner, now)
     lease.start()
     try:
+        parameters: dict[str, object] = {"plan": change.split_after, "kind": change.kind.value}
+        if change.plan.strategy:
+            parameters["strategy"] = change.plan.strategy
+        if change.plan.replicas_after:
+            parameters["replicas"] = list(change.plan.replicas_after)
         announce(
-            rt,
-            change,
-            AuditAction.EXECUTION_STARTED,
-            BOT.id,
-            "running",
-            parameters={"plan": change.split_after, "kind": change.kind.value},
+            rt, change, AuditAction.EXECUTION_STARTED, BOT.id, "running", parameters=parameters
         )
         links.moved(
             rt,
@@ -352,6 +367,14 @@ def _begin_undeploy(
                 break
 
 
+def _deploy_split(change: Change) -> dict[str, int]:
+    """The split a deploy is made with: a blue-green deploy lands at 0 % (the split before:
+    the old model keeps all traffic); the others with their split after."""
+    if change.plan.strategy == Strategy.BLUE_GREEN.value:
+        return check_split(change.split_before)
+    return check_split(change.split_after)
+
+
 def _split_after(change: Change) -> dict[str, int]:
     """The split after the change, with "0" named by the new deployed model once known."""
     new = change.new_deployed_model_id or NEW
@@ -396,7 +419,7 @@ def _deploy(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) ->
     while True:
         lease.check()
         try:
-            name = rt.platform.begin_deploy(ep, version, check_split(change.split_after), change.id)
+            name = rt.platform.begin_deploy(ep, version, _deploy_split(change), change.id)
         except PlatformError as exc:
             if exc.kind != "already_exists":
                 raise
@@ -432,12 +455,17 @@ def _run(rt: Runtime, change: Change, lease: Lease) -> None:
     `lease` is ours; once it is not, stop without another write."""
     phase = change.plan.phase or ""
     undeploy = list(change.plan.undeploy)
+    strategy = change.plan.strategy
     try:
-        if phase.startswith("undeploy:") and change.operation:
+        if change.plan.soak:  # a replace's soak failed: finish rolling it back
+            _unwind(rt, lease, change)
+        elif phase.startswith("undeploy:") and change.operation:
             _wait(rt, lease, change, change.operation, "undeploying")
             current = phase.split(":", 1)[1]
             rest = undeploy[undeploy.index(current) + 1 :] if current in undeploy else []
             _undeploy(rt, lease, change, rest, _split_after(change))
+        elif change.kind is ChangeKind.SCALE:
+            _scale(rt, lease, change)
         elif change.kind is ChangeKind.DEPLOY or change.plan.mode == "redeploy":
             version = ModelVersion.parse(change.version or "")
             if not phase:
@@ -451,24 +479,49 @@ def _run(rt: Runtime, change: Change, lease: Lease) -> None:
                 status = _wait(rt, lease, change, change.operation, f"deploying {version}")
                 _deployed(rt, lease, change, status.deployed_model_id, version.version)
                 phase = "deployed"
-            if phase == "deployed":
+            if strategy == Strategy.BLUE_GREEN.value:
+                if phase == "deployed":
+                    _switch(rt, lease, change, version)
+            elif strategy == Strategy.REPLACE.value:
+                if phase == "deployed":
+                    soak = rt.config.strategies.replace_soak
+                    change.plan.soak_until = rt.clock() + soak
+                    _phase(rt, lease, change, "soak")
+                    thread(
+                        rt,
+                        change,
+                        f":hourglass_flowing_sand: {version.version} serves 100 %; soaking until"
+                        f" {when(change.plan.soak_until, rt.config.timezone)} before"
+                        f" {_old_label(change)} is undeployed",
+                    )
+                    phase = "soak"
+                if phase == "soak":
+                    _soak(rt, lease, change, version)
+                    phase = "soaked"
+                if phase == "soaked":
+                    _undeploy(rt, lease, change, undeploy, _split_after(change))
+            elif phase == "deployed":
                 _undeploy(rt, lease, change, undeploy, _split_after(change))
-        else:  # promote or rollback by traffic shift
+        else:  # promote, rollback or undeploy by traffic shift (an undeploy shifts nothing)
             if not phase:
                 state = _state(rt, lease, change)
                 after = check_split(change.split_after)
+                moves = after != check_split(change.split_before)
                 # A worker that died after the shift but before storing it: it is done.
-                if not (dict(state.traffic) == after and after != change.split_before):
+                if not (dict(state.traffic) == after and moves):
                     _check_before(change, state)
-                    lease.check()
-                    rt.platform.set_traffic(_endpoint(rt, change), after)
+                    if moves:
+                        lease.check()
+                        rt.platform.set_traffic(_endpoint(rt, change), after)
                 change = _phase(rt, lease, change, "traffic")
                 phase = "traffic"
-                thread(
-                    rt,
-                    change,
-                    f":twisted_rightwards_arrows: traffic now {split_text(change.split_after, change.labels)}",
-                )
+                if moves:
+                    thread(
+                        rt,
+                        change,
+                        ":twisted_rightwards_arrows: traffic now"
+                        f" {split_text(change.split_after, change.labels)}",
+                    )
             if phase == "traffic":
                 _undeploy(rt, lease, change, undeploy, change.split_after)
     except LeaseLost:
@@ -482,6 +535,221 @@ def _run(rt: Runtime, change: Change, lease: Lease) -> None:
         _finish(rt, lease, change, ok=False, error=f"unexpected error: {type(exc).__name__}")
         return
     _finish(rt, lease, change, ok=True)
+
+
+def _old_label(change: Change) -> str:
+    return change.labels.get(change.plan.stable_id or "", "the old version")
+
+
+def soak_breach(
+    health: EndpointHealth | None, deployed_model_id: str, thresholds: Thresholds
+) -> tuple[str | None, int]:
+    """Judge the new version during a replace's soak against `[thresholds]` (P95 and
+    errors, what pages): (why it is unhealthy, or None; how many of its requests the
+    figures cover). Its own figures where the platform splits them by deployed model (it
+    serves all traffic, so the endpoint's otherwise). No requests is no evidence either
+    way: not a breach."""
+    if health is None:
+        return None, 0
+    mine = health.by_model.get(deployed_model_id)
+    p95 = mine.p95_latency_ms if mine else health.p95_latency_ms
+    errors = mine.error_rate if mine else health.error_rate
+    count = mine.request_count if mine else health.request_count
+    if not count:
+        return None, 0
+    reasons = []
+    if p95 is not None and p95 > thresholds.p95_latency_ms:
+        reasons.append(f"P95 {p95:,.0f} ms > {thresholds.p95_latency_ms:,.0f} ms")
+    if errors is not None and errors > thresholds.error_rate:
+        reasons.append(f"errors {errors:.2%} > {thresholds.error_rate:.2%}")
+    return ("; ".join(reasons) or None), count
+
+
+def _switch(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> None:
+    """Blue-green: the new model is deployed (its operation done: ready to serve); all
+    traffic goes to it in one traffic update. Looks before leaping: a switch already
+    made (by a worker that died before storing it) is recognised, and an endpoint that
+    moved since the plan voids it. On a failed update traffic stays where it was."""
+    new_id = change.new_deployed_model_id
+    state = _state(rt, lease, change)
+    if not new_id or state.model(new_id) is None:
+        raise _Failed(
+            f"{version} was deployed but is not on `{change.endpoint}` now; traffic stays"
+            f" {split_text(state.traffic, change.labels)}"
+        )
+    after = check_split(_split_after(change))
+    old = _old_label(change)
+    if dict(state.traffic) != after:
+        _check_before(change, state)
+        lease.check()
+        try:
+            rt.platform.set_traffic(_endpoint(rt, change), after)
+        except PlatformError as exc:
+            raise _Failed(
+                f"switching traffic to {version.version} failed: {exc}; traffic stays on {old}"
+                f" (100 %) and {version.version} stays deployed at 0 %: `/rollback"
+                f" {change.endpoint}` undeploys it"
+            ) from exc
+    _phase(rt, lease, change, "traffic")
+    thread(
+        rt,
+        change,
+        f":twisted_rightwards_arrows: switched: {version.version} 100 % in one traffic update;"
+        f" {old} stays deployed and ready at 0 %. `/promote {change.endpoint}` undeploys it,"
+        f" `/rollback {change.endpoint}` switches back.",
+    )
+
+
+def _soak(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> None:
+    """Replace: read the new model's health every `SOAK_CHECK` until `soak_until`, judged
+    against `[thresholds]`. Unhealthy: record why on the change (first, so a taker goes on
+    rolling back) and roll back (`_unwind`, which raises). Healthy: audit it and go on."""
+    until = change.plan.soak_until
+    assert until is not None, "a soak starts with its end"
+    soak = rt.config.strategies.replace_soak
+    started = until - soak
+    ep = _endpoint(rt, change)
+    new_id = change.new_deployed_model_id or ""
+    checks = requests = 0
+    while True:
+        now = rt.clock()
+        lease.check()
+        window = max(SOAK_CHECK, min(soak, now - started))
+        try:
+            health = rt.platform.health([ep], window).get(ep.slug)
+        except PlatformError as exc:  # no figures this time: not a verdict either way
+            log.warning("%s: soak check could not read health: %s", change.id, exc)
+            health = None
+        why, seen = soak_breach(health, new_id, rt.config.thresholds)
+        checks += 1
+        requests = max(requests, seen)
+        if why is not None:
+            change.plan.soak = f"{version.version} was unhealthy during the soak: {why}"
+            _phase(rt, lease, change, "soak_failed")
+            rt.auditor.record(
+                AuditAction.SOAK,
+                BOT.id,
+                f"unhealthy: {why}",
+                change=change,
+                parameters={"checks": checks, "requests": seen, "why": why},
+            )
+            _unwind(rt, lease, change)
+        if now >= until:
+            break
+        rt.sleep(min(SOAK_CHECK, until - now).total_seconds())
+    seen_text = f"{requests:,} requests" if requests else "no requests (no evidence either way)"
+    rt.auditor.record(
+        AuditAction.SOAK,
+        BOT.id,
+        "healthy",
+        change=change,
+        parameters={"checks": checks, "requests": requests, "soak_s": soak.total_seconds()},
+    )
+    _phase(rt, lease, change, "soaked")
+    thread(
+        rt,
+        change,
+        f":white_check_mark: {version.version} healthy through the soak ({checks} checks,"
+        f" {seen_text}); undeploying {_old_label(change)}",
+    )
+
+
+def _unwind(rt: Runtime, lease: Lease, change: Change) -> None:
+    """A replace whose soak failed: traffic back on the old model in one update, the new
+    model undeployed (each looked at first, so a taker repeats neither), then the change
+    fails with why. Always raises `_Failed`."""
+    why = change.plan.soak or "the soak failed"
+    old_id, new_id = change.plan.stable_id or "", change.new_deployed_model_id or ""
+    old = _old_label(change)
+    if change.plan.phase and change.plan.phase.startswith("undeploy:") and change.operation:
+        _wait(rt, lease, change, change.operation, "undeploying")
+    state = _state(rt, lease, change)
+    restore = check_split(change.restore_split)
+    if dict(state.traffic) != restore and state.model(new_id) is not None:
+        if state.model(old_id) is None:
+            raise _Failed(
+                f"{why}; {old} is no longer deployed, so traffic could not go back to it"
+                f" (now {split_text(state.traffic, change.labels)})"
+            )
+        lease.check()
+        rt.platform.set_traffic(_endpoint(rt, change), restore)
+        thread(rt, change, f":rewind: {why}; traffic back on {old} (100 %)")
+    if new_id:
+        _undeploy(rt, lease, change, [new_id], restore)
+    raise _Failed(f"{why}; rolled back: {old} serves 100 % and the new version is undeployed")
+
+
+def _scale(rt: Runtime, lease: Lease, change: Change) -> None:
+    """Change a deployed model's (min, max) replicas with one long-running mutate, looking
+    before leaping: replicas already as planned (a worker that died after the call) are
+    adopted; replicas neither as planned nor as they were mean the endpoint moved (void);
+    a mutate the platform says is running is waited for."""
+    target, want = change.plan.target_id or "", change.plan.replicas_after
+    assert want is not None, "a scale plans its replicas"
+    label = change.labels.get(target, target)
+    phase = change.plan.phase or ""
+    if not phase:
+        state = _state(rt, lease, change)
+        model = state.model(target)
+        if model is None:
+            raise _Failed(f"{label} is no longer deployed on `{change.endpoint}`; nothing was done")
+        _check_before(change, state)
+        now = (model.replicas, model.max_replicas)
+        if now == want:
+            log.info("%s: replicas already as planned; adopted", change.id)
+            _phase(rt, lease, change, "mutated")
+            phase = "mutated"
+        elif change.plan.replicas_before is not None and now[0] != change.plan.replicas_before[0]:
+            raise _Failed(
+                f"{label} on `{change.endpoint}` runs min {now[0]} replicas, not the"
+                f" {change.plan.replicas_before[0]} this change was planned from; nothing was"
+                " done — plan it again"
+            )
+        else:
+            name = _begin_mutate(rt, lease, change, target, want)
+            if name is None:
+                phase = "mutated"
+            else:
+                _phase(rt, lease, change, "mutate", name)
+                phase = "mutate"
+    if phase == "mutate" and change.operation:
+        _wait(rt, lease, change, change.operation, f"scaling {label}")
+    thread(
+        rt,
+        change,
+        f":gear: {label} on `{change.endpoint}` now runs min {want[0]} · max {want[1]} replicas",
+    )
+
+
+def _begin_mutate(
+    rt: Runtime, lease: Lease, change: Change, target: str, want: tuple[int, int]
+) -> str | None:
+    """Start the mutate (its operation's name); None once the replicas are as wanted. If
+    the platform says a mutate of the model is running (a worker of this change started
+    it and stopped), wait for the replicas to arrive."""
+    ep = _endpoint(rt, change)
+    deadline = rt.clock() + ADOPT_WAIT
+    polls = 0
+    while True:
+        lease.check()
+        try:
+            return rt.platform.begin_mutate(ep, target, want[0], want[1])
+        except PlatformError as exc:
+            if exc.kind != "already_exists":
+                raise
+        while True:
+            if rt.clock() > deadline:
+                raise _Failed(
+                    f"a scale of {target} for {change.id} was already running and did not"
+                    f" finish within {int(ADOPT_WAIT.total_seconds() // 60)} min"
+                )
+            rt.sleep(rt.poll_seconds)
+            polls += 1
+            model = _state(rt, lease, change).model(target)
+            if model is not None and (model.replicas, model.max_replicas) == want:
+                return None
+            if polls % _RETRY_POLLS == 0:
+                break
 
 
 def _finish(

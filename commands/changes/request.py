@@ -1,4 +1,5 @@
-"""`/deploy`, `/promote`, `/rollback`: parse → plan → policy → open the change."""
+"""`/deploy`, `/promote`, `/rollback`, `/aiops scale`, `/aiops undeploy`: parse → plan →
+policy → open the change."""
 
 from __future__ import annotations
 
@@ -6,12 +7,20 @@ from dataclasses import replace
 
 from commands.audit import AuditAction
 from commands.canary.gate import after_promote_created, before_promote
-from commands.catalog import SLASH_COMMANDS
+from commands.catalog import AIOPS_SUBCOMMANDS, SLASH_COMMANDS, CommandSpec
 from commands.changes.approve import supersede
 from commands.changes.card import change_card
 from commands.changes.lease import new_owner
 from commands.changes.lifecycle import Opening, open_change
-from commands.changes.plan import Plan, plan_deploy, plan_promote, plan_rollback
+from commands.changes.plan import (
+    Plan,
+    find_target,
+    plan_deploy,
+    plan_promote,
+    plan_rollback,
+    plan_scale,
+    plan_undeploy,
+)
 from commands.changes.rules import (
     BreakGlass,
     announce_break_glass,
@@ -40,6 +49,7 @@ from commands.model import (
     InvalidModelVersion,
     Invocation,
     ModelVersion,
+    Strategy,
     change_deployed_model_id,
     stranded_since,
 )
@@ -52,6 +62,7 @@ from commands.ports import (
     Delivery,
     EndpointLocked,
     PlatformError,
+    ReplicaPricing,
 )
 from commands.runtime import Runtime
 
@@ -62,6 +73,60 @@ def parse_for(command: str, text: str) -> Args:
         return parse(text, set(spec.options), spec.positionals)
     except ParseError as exc:
         raise Refusal(str(exc), f"Usage: `{spec.usage}`", code="malformed") from None
+
+
+# The `/aiops` subcommands that open a change (the rest are slash commands of their own).
+SUBCOMMAND_KINDS = (ChangeKind.SCALE, ChangeKind.UNDEPLOY)
+
+
+def spec_of(kind: ChangeKind) -> CommandSpec:
+    """The catalog entry of the command that requests `kind`."""
+    if kind in SUBCOMMAND_KINDS:
+        return AIOPS_SUBCOMMANDS[kind.value]
+    return SLASH_COMMANDS[f"/{kind.value}"]
+
+
+def parse_strategy(raw: str | None) -> Strategy:
+    """`strategy=` of `/deploy` (default canary); unknown words are refused with the three."""
+    if raw is None:
+        return Strategy.CANARY
+    text = raw.strip().lower().replace("_", "-").replace("bluegreen", "blue-green")
+    try:
+        return Strategy(text)
+    except ValueError:
+        names = [s.value for s in Strategy]
+        raise Refusal(
+            f"`strategy={escape(raw)}` is not a deployment strategy" + did_you_mean(text, names),
+            "Write `strategy=canary` (the default: a share of traffic, judged by the canary"
+            " analysis), `strategy=blue-green` (deploy at 0 %, switch 100 % once ready, the old"
+            " version kept until promoted) or `strategy=replace` (deploy at 100 %, the old one"
+            " undeployed after the soak).",
+            code="malformed",
+        ) from None
+
+
+def _replica_day_usd(rt: Runtime, ep: Endpoint) -> float | None:
+    """USD one replica of `ep` costs a day, by the platform's estimate (`ReplicaPricing`:
+    `[vertex.prices]`, the sandbox's own price); None when it prices nothing. What a plan's
+    cost a day is made of (`Plan.recorded`)."""
+    if not isinstance(rt.platform, ReplicaPricing):
+        return None
+    try:
+        hourly = rt.platform.replica_hour_usd(ep)
+    except PlatformError:
+        return None
+    return None if hourly is None else hourly * 24
+
+
+def _replica_count(args: Args, key: str) -> int | None:
+    if key not in args.options:
+        return None
+    try:
+        return args.integer(key, 0, 0, 1000)
+    except ParseError as exc:
+        raise Refusal(
+            str(exc), f"`{key}=` is a whole number of replicas, 0–1000.", code="malformed"
+        ) from None
 
 
 def _reason(args: Args, env: Environment, kind: str, required: bool | None = None) -> str | None:
@@ -84,9 +149,11 @@ def _health(rt: Runtime, ep: Endpoint) -> EndpointHealth | None:
 
 def _canary_hint(rt: Runtime, state: EndpointState, holder: Change | None) -> str | None:
     """Which deployed model is the canary: the one a running change is bringing in (a
-    stranded deploy's own model, found by the id it carries), else the last successful
-    deploy's. A stranded deploy is never succeeded, so without this its model would count
-    as the stable one and a rollback would keep it."""
+    stranded deploy's own model, found by the id it carries), else the model of the newest
+    finished deploy that is still on the endpoint. A stranded deploy is never succeeded, so
+    without this its model would count as the stable one and a rollback would keep it; a
+    failed deploy whose model stayed (a blue-green whose switch failed leaves it at 0 %)
+    is the newer model too, not the one serving beside it."""
     if holder is not None and holder.state is ChangeState.RUNNING:
         if holder.kind is ChangeKind.DEPLOY:
             mine = holder.new_deployed_model_id or change_deployed_model_id(holder.id)
@@ -94,8 +161,13 @@ def _canary_hint(rt: Runtime, state: EndpointState, holder: Change | None) -> st
             mine = holder.plan.canary_id
         if mine and state.model(mine) is not None:
             return mine
-    last = rt.store.last_succeeded(state.slug, kinds=[ChangeKind.DEPLOY.value])
-    return last.new_deployed_model_id if last else None
+    for change in rt.store.list_changes(
+        states=[ChangeState.SUCCEEDED, ChangeState.FAILED], endpoint=state.slug, limit=50
+    ):
+        mine = change.new_deployed_model_id
+        if change.kind is ChangeKind.DEPLOY and mine and state.model(mine) is not None:
+            return mine
+    return None
 
 
 def _previous_version(rt: Runtime, ep: Endpoint) -> ModelVersion | None:
@@ -134,6 +206,14 @@ def _plan(
                 f"Known versions of `{mv.model}`: {', '.join(escape(v) for v in known)}.",
                 code="unknown_version",
             )
+        strategy = parse_strategy(args.options.get("strategy"))
+        if strategy is not Strategy.CANARY and "canary" in args.options:
+            raise Refusal(
+                f"`canary=` is the share of a canary; `strategy={strategy.value}` takes the new"
+                " version to 100 %",
+                f"Drop `canary=`, or use `strategy=canary canary={args.options['canary']}`.",
+                code="malformed",
+            )
         try:
             percent = args.integer("canary", 10, 1, 100)
         except ParseError as exc:
@@ -142,7 +222,9 @@ def _plan(
                 "The canary share is a whole percent, 1–100 (default 10).",
                 code="malformed",
             ) from None
-        plan = plan_deploy(state, mv, percent)
+        if strategy is not Strategy.CANARY:
+            percent = 100
+        plan = plan_deploy(state, mv, percent, strategy)
         version = str(mv)
     elif kind is ChangeKind.PROMOTE:
         try:
@@ -152,10 +234,41 @@ def _plan(
                 str(exc), "`to=` is the canary's new share, 1–100 (default 100).", code="malformed"
             ) from None
         plan = plan_promote(state, _canary_hint(rt, state, holder), percent)
+    elif kind is ChangeKind.SCALE:
+        usage = spec_of(kind).usage
+        target = find_target(
+            state, ep.model, args.positionals[1] if len(args.positionals) > 1 else None, usage
+        )
+        plan = plan_scale(
+            state,
+            target,
+            _replica_count(args, "min"),
+            _replica_count(args, "max"),
+            rt.platform.scale_limits(ep),
+            ep.max_replicas,
+        )
+        version = str(target.version)
+    elif kind is ChangeKind.UNDEPLOY:
+        if len(args.positionals) < 2:
+            idle = [d.version.version for d in state.deployed if not state.traffic.get(d.id)]
+            raise Refusal(
+                f"which version of `{ep.slug}` to undeploy?",
+                f"Usage: `{spec_of(kind).usage}`; serving 0 % now: "
+                + (", ".join(f"`{escape(v)}`" for v in idle) or "none")
+                + ".",
+                code="malformed",
+            )
+        target = find_target(state, ep.model, args.positionals[1], spec_of(kind).usage)
+        plan = plan_undeploy(state, target)
+        version = str(target.version)
     else:
         plan = plan_rollback(state, _canary_hint(rt, state, holder), _previous_version(rt, ep))
     recorded = plan.recorded(
-        full_promote=kind in (ChangeKind.PROMOTE, ChangeKind.DEPLOY) and percent == 100
+        full_promote=kind in (ChangeKind.PROMOTE, ChangeKind.DEPLOY)
+        and percent == 100
+        and plan.strategy is not Strategy.BLUE_GREEN,  # the old version stays deployed
+        day=_replica_day_usd(rt, ep),
+        new_replicas=ep.min_replicas,
     )
     recorded.ticket = args.options.get("ticket") or None
     change = Change(
@@ -166,7 +279,11 @@ def _plan(
         requester_id="",
         state=ChangeState.REQUESTED,
         created_at=rt.clock(),
-        version=version if kind is ChangeKind.DEPLOY else plan.redeploy_version,
+        version=(
+            version
+            if kind in (ChangeKind.DEPLOY, ChangeKind.SCALE, ChangeKind.UNDEPLOY)
+            else plan.redeploy_version
+        ),
         canary_percent=percent,
         split_before=plan.before,
         split_after=plan.after,
@@ -284,10 +401,14 @@ def _cancel_in_flight(rt: Runtime, operation: str | None) -> str:
     return f"its operation `{operation}` was cancelled"
 
 
-def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
-    command = f"/{kind.value}"
-    usage = SLASH_COMMANDS[command].usage
-    args = parse_for(command, inv.text)
+def request_change(
+    rt: Runtime, kind: ChangeKind, inv: Invocation, args: Args | None = None
+) -> Reply:
+    """Plan, check and open a change of `kind` as `inv` asks: `args` already parsed for
+    an `/aiops` subcommand (`scale`, `undeploy`), else read from the slash command's text."""
+    usage = spec_of(kind).usage
+    if args is None:
+        args = parse_for(f"/{kind.value}", inv.text)
     ep = rt.endpoint(args.positionals[0] if args.positionals else None, usage)
     env = rt.config.environment_of(ep)
     at = (
@@ -392,6 +513,7 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
             opening,
             request_id=inv.request_id,
             parameters={"version": change.version, "ticket": change.plan.ticket}
+            | _planned(change)
             | ({"validation_gate": review.to_dict()} if review is not None else {}),
         )
     except EndpointLocked as locked:
@@ -436,6 +558,23 @@ def request_change(rt: Runtime, kind: ChangeKind, inv: Invocation) -> Reply:
     if gate is not None:
         reply.blocks.append(Context((gate.summary,)))
     return reply
+
+
+def _planned(change: Change) -> dict[str, object]:
+    """What a plan's audit row adds for strategies, scaling and cost (only when set)."""
+    plan = change.plan
+    out: dict[str, object] = {
+        "strategy": plan.strategy,
+        "deployed_model": plan.target_id,
+        "replicas_before": list(plan.replicas_before) if plan.replicas_before else None,
+        "replicas_after": list(plan.replicas_after) if plan.replicas_after else None,
+        "cost_per_day_usd": (
+            {"before": plan.cost_before, "during": plan.cost_during, "after": plan.cost_after}
+            if plan.cost_before is not None
+            else None
+        ),
+    }
+    return {key: value for key, value in out.items() if value is not None}
 
 
 # What to do about a card Slack refused, by Slack's error.

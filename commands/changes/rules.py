@@ -40,7 +40,9 @@ def may_break_glass(env: Environment, actor_id: str, groups: GroupResolver | Non
     return _member(actor_id, env.break_glass, groups)
 
 
-FROZEN_KINDS = (ChangeKind.DEPLOY, ChangeKind.PROMOTE)
+# A freeze stops what takes a version live or removes one; rollback and scaling stay
+# allowed (mitigation: capacity is how an overloaded endpoint is helped).
+FROZEN_KINDS = (ChangeKind.DEPLOY, ChangeKind.PROMOTE, ChangeKind.UNDEPLOY)
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,7 @@ class BreakGlass:
 def plan_hash(change: Change) -> str:
     """What an approver is shown, as a hash: the kind, the endpoint, the version and the
     traffic before → after (and what a rollback of it restores)."""
-    body = {
+    body: dict[str, object] = {
         "kind": change.kind.value,
         "endpoint": change.endpoint,
         "environment": change.environment,
@@ -66,6 +68,15 @@ def plan_hash(change: Change) -> str:
         "undeploy": ",".join(change.plan.undeploy) or None,
         "redeploy_version": change.plan.redeploy_version,
     }
+    # Added only when set, so the hash of a plan made before strategies and scaling (which
+    # an approval may be bound to) stays what it was.
+    extra = {
+        "strategy": change.plan.strategy,
+        "target_id": change.plan.target_id,
+        "replicas_before": list(change.plan.replicas_before or ()) or None,
+        "replicas_after": list(change.plan.replicas_after or ()) or None,
+    }
+    body |= {key: value for key, value in extra.items() if value is not None}
     return hashlib.sha256(
         json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
     ).hexdigest()

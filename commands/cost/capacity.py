@@ -156,15 +156,23 @@ def find_capacity(
     return out
 
 
-def scale_down_value(endpoint: IdleEndpoint, model: ModelCapacity) -> str:
-    """The `/aiops scale` arguments the digest's button sends: `<endpoint> <version>
-    min=1 max=<the endpoint's max_replicas>`."""
-    return f"{endpoint.endpoint} {model.version} min=1 max={max(1, endpoint.max_replicas)}"
+def scale_down_value(
+    endpoint: IdleEndpoint, model: ModelCapacity, *, with_reason: bool = False
+) -> str:
+    """The `/aiops scale` arguments the digest proposes: `<endpoint> <version> min=1
+    max=<the endpoint's max_replicas>`; `with_reason` (what its button sends: a click
+    cannot type the reason prod requires) adds `reason="…"` saying why."""
+    value = f"{endpoint.endpoint} {model.version} min=1 max={max(1, endpoint.max_replicas)}"
+    why = f"idle: {endpoint.requests} request(s) yesterday (morning digest)"
+    return f'{value} reason="{why}"' if with_reason else value
 
 
-def undeploy_value(model: ModelCapacity) -> str:
-    """The `/aiops undeploy` arguments the digest's button sends: `<endpoint> <version>`."""
-    return f"{model.endpoint} {model.version}"
+def undeploy_value(model: ModelCapacity, *, with_reason: bool = False) -> str:
+    """The `/aiops undeploy` arguments the digest proposes: `<endpoint> <version>`; with
+    `reason="…"` for its button, as `scale_down_value`."""
+    value = f"{model.endpoint} {model.version}"
+    why = "at 0 % of traffic, held replicas yesterday (morning digest)"
+    return f'{value} reason="{why}"' if with_reason else value
 
 
 def daily_saving(model: ModelCapacity, replicas_after: int = 1) -> float | None:

@@ -242,7 +242,7 @@ def _capacity_section(data: DigestData) -> tuple[list[str], list[Button]]:
                 Button(
                     f"Scale down {idle.endpoint} {model.version}",
                     "scale",
-                    value,
+                    scale_down_value(idle, model, with_reason=True),
                     f"/aiops scale {value}",
                     confirm=Confirm(
                         f"Request a scale-down of {idle.endpoint}?",
@@ -269,7 +269,7 @@ def _capacity_section(data: DigestData) -> tuple[list[str], list[Button]]:
             Button(
                 f"Undeploy {model.endpoint} {model.version}",
                 "undeploy",
-                value,
+                undeploy_value(model, with_reason=True),
                 f"/aiops undeploy {value}",
                 style="danger",
                 confirm=Confirm(

@@ -18,6 +18,9 @@ from commands.messages import (
 from commands.model import OPEN_STATES, Change, ChangeKind, ChangeState, stranded_since
 from commands.runtime import Runtime
 
+# Kinds whose line names the version they act on.
+_VERSIONED = (ChangeKind.DEPLOY, ChangeKind.SCALE, ChangeKind.UNDEPLOY)
+
 
 def changes_reply(
     changes: Sequence[Change],
@@ -31,8 +34,14 @@ def changes_reply(
         return Reply.info("No changes yet. Start one with `/deploy`.")
     lines = [
         f"{c.state.mark} *{c.id}* {c.kind.value} `{c.endpoint}`"
-        + (f" {escape(c.version)}" if c.version and c.kind is ChangeKind.DEPLOY else "")
+        + (f" {escape(c.version)}" if c.version and c.kind in _VERSIONED else "")
+        + (f" {c.plan.strategy}" if c.plan.strategy and c.plan.strategy != "canary" else "")
         + (f" to {c.canary_percent}%" if c.kind is ChangeKind.PROMOTE else "")
+        + (
+            f" to min {c.plan.replicas_after[0]} · max {c.plan.replicas_after[1]}"
+            if c.kind is ChangeKind.SCALE and c.plan.replicas_after
+            else ""
+        )
         + f" · {c.state.value.replace('_', ' ')} · by {mention(c.requester_id)} · {when(c.created_at, config.timezone)}"
         + (f" · :alarm_clock: at {when(c.plan.run_at, config.timezone)}" if c.plan.run_at else "")
         + (  # its card never reached Slack: the typed form is the only way to decide it

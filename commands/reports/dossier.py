@@ -112,6 +112,15 @@ def build(
             "version": change.version,
             "canary_percent": change.canary_percent,
             "mode": change.plan.mode,
+            "strategy": change.plan.strategy,
+            "deployed_model": change.plan.target_id,
+            "replicas_before": list(change.plan.replicas_before or ()) or None,
+            "replicas_after": list(change.plan.replicas_after or ()) or None,
+            "cost_per_day_usd": {
+                "before": change.plan.cost_before,
+                "during": change.plan.cost_during,
+                "after": change.plan.cost_after,
+            },
             "split_before": change.split_before,
             "split_after": change.split_after,
             "restore_split": change.restore_split,
@@ -209,8 +218,11 @@ def to_markdown(d: dict[str, Any]) -> str:
         "",
         "## Plan",
         "",
-        f"- Version: {plan['version'] or '—'} · canary {plan['canary_percent']}%"
-        f" · mode {plan['mode'] or '—'}",
+        f"- Version: {plan['version'] or '—'}"
+        + (f" · canary {plan['canary_percent']}%" if plan["canary_percent"] is not None else "")
+        + f" · mode {plan['mode'] or '—'} · strategy {plan['strategy'] or '—'}",
+        f"- Replicas (min, max): {plan['replicas_before'] or '—'} → {plan['replicas_after'] or '—'}"
+        f" · cost a day (USD, estimate at min replicas): {_md_cell(plan['cost_per_day_usd'])}",
         f"- Traffic before: `{json.dumps(plan['split_before'], sort_keys=True)}`",
         f"- Traffic after: `{json.dumps(plan['split_after'], sort_keys=True)}`",
         f"- Rollback restores: `{json.dumps(plan['restore_split'], sort_keys=True)}`",

@@ -60,3 +60,15 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert replies["/aiops approve CHG-2"][0]["text"].startswith("Approved CHG-2")
     posts = [item["text"] for item in out if item["kind"] == "post"]
     assert any("CHG-2" in p and "succeeded" in p for p in posts)
+    # a blue/green deploy in staging, its promote, then a prod scale-down, approved
+    blue_green = next(c for c in replies if "strategy=blue-green" in c)
+    assert replies[blue_green][0]["text"] == "CHG-3 is running"
+    assert "blue/green" in json.dumps(replies[blue_green][0]["blocks"])
+    assert replies["/promote loan-assessor-stg"][0]["text"] == "CHG-4 is running"
+    scale = next(c for c in replies if c.startswith("/aiops scale"))
+    assert replies[scale][0]["text"] == "CHG-5 is waiting for approval"
+    card = json.dumps(replies[scale][0]["blocks"], ensure_ascii=False)
+    assert "min 2 → 1" in card and "a day (saves $31.44 a day)" in card
+    assert replies["/aiops approve CHG-5"][0]["text"].startswith("Approved CHG-5")
+    for change in ("CHG-3", "CHG-4", "CHG-5"):
+        assert any(change in p and "succeeded" in p for p in posts), change

@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 from bot.serve.server import make_asgi
 from bot.slack.app import build_app
 from bot.slack.notifier import SlackNotifier
-from commands.model import ChangeState
+from commands.model import ChangeState, Invocation
 from commands.ports import AuditQuery
 from commands.service import Service
-from tests.support.harness import FakeClock, SlackStub, make_runtime
+from tests.support.harness import ALICE, FakeClock, SlackStub, make_runtime
 from tests.support.slack_wire import SIGNING_SECRET, Served, action_body, sign, slash_body
 
 
@@ -231,3 +231,58 @@ def test_every_button_the_bot_renders_is_routed_and_others_are_not(
     assert stub.responded("/respond/x") == []
     commands = [e for e in service.rt.store.audit(AuditQuery()) if e.action == "command"]
     assert len(commands) == len(clicks)
+
+
+def test_the_cost_buttons_request_a_scale_and_an_undeploy_under_the_usual_rules(
+    served: tuple[Served, Service], stub: SlackStub
+) -> None:
+    """The digest's Scale down / Undeploy buttons (action ids `scale` and `undeploy`, the
+    typed arguments as value) reach the domain as requests: a prod scale waits for an
+    approver; an undeploy of a model with traffic is refused, saying why."""
+    server, service = served
+    scale = action_body(
+        "scale", "loan-assessor 1.2.0 min=1 max=2", "U0ALICE", "alice", stub.url + "/respond/sc"
+    )
+    assert server.post(scale).status_code == 200
+    stub.wait_for(lambda: bool(stub.responded("/respond/sc")))
+    [reply] = stub.responded("/respond/sc")
+    assert reply["response_type"] == "ephemeral"
+    assert "needs a reason" in reply["text"]  # prod's rules hold for a click too
+    assert service.rt.store.list_changes() == []
+    reasoned = action_body(
+        "scale",
+        'loan-assessor 1.2.0 min=1 max=2 reason="idle overnight"',
+        "U0ALICE",
+        "alice",
+        stub.url + "/respond/re",
+    )
+    assert server.post(reasoned).status_code == 200
+    stub.wait_for(lambda: bool(stub.responded("/respond/re")))
+    assert "waiting for approval" in stub.responded("/respond/re")[0]["text"]
+    [pending] = service.rt.store.list_changes()
+    assert service.handle(Invocation(ALICE, "/aiops", f"cancel {pending.id}")).ok
+
+    undeploy = action_body(
+        "undeploy", "loan-assessor-stg 1.2.0", "U0ALICE", "alice", stub.url + "/respond/un"
+    )
+    assert server.post(undeploy).status_code == 200
+    stub.wait_for(lambda: bool(stub.responded("/respond/un")))
+    [refused] = stub.responded("/respond/un")
+    assert "only a model at 0 % may be undeployed" in refused["text"]
+
+    staging = action_body(
+        "scale", "loan-assessor-stg 1.2.0 max=1", "U0ALICE", "alice", stub.url + "/respond/ok"
+    )
+    assert server.post(staging).status_code == 200
+    stub.wait_for(lambda: bool(stub.responded("/respond/ok")))
+    service.rt.background.wait_idle(30)
+    change = service.rt.store.list_changes(limit=1)[0]
+    assert change.kind.value == "scale" and change.plan.replicas_after == (1, 1)
+    commands = [e for e in service.rt.store.audit(AuditQuery()) if e.action == "command"]
+    assert [c.parameters["text"] for c in commands] == [
+        "scale loan-assessor 1.2.0 min=1 max=2",
+        'scale loan-assessor 1.2.0 min=1 max=2 reason="idle overnight"',
+        f"cancel {pending.id}",
+        "undeploy loan-assessor-stg 1.2.0",
+        "scale loan-assessor-stg 1.2.0 max=1",
+    ]

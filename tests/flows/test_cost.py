@@ -150,8 +150,15 @@ def test_idle_endpoint_and_zero_percent_model_with_request_buttons_on_the_wire(
     ) in text
     assert "Idle: fewer than 10 requests yesterday" in text
     (scale,) = buttons_of(prod, "scale", "undeploy")
-    assert scale["value"] == "loan-assessor 1.2.0 min=1 max=6"
+    # what the click runs: the typed proposal, with the reason prod requires
+    assert scale["value"] == (
+        'loan-assessor 1.2.0 min=1 max=6 reason="idle: 3 request(s) yesterday (morning digest)"'
+    )
     assert scale["text"]["text"] == "Scale down loan-assessor 1.2.0"
+    # clicked (`/aiops scale <value>`), it is a request that waits for a prod approver
+    clicked = bot.run(ALICE, f"/aiops scale {scale['value']}")
+    assert clicked.ok and clicked.text.endswith("waiting for approval"), clicked.text
+    assert bot.run(ALICE, f"/aiops cancel {rt.store.list_changes(limit=1)[0].id}").ok
     assert scale["confirm"]["title"]["text"] == "Request a scale-down of loan-assessor?"
     assert "from 2 to min 1, max 6 replicas" in scale["confirm"]["text"]["text"]
     assert "style" not in scale
@@ -170,7 +177,10 @@ def test_idle_endpoint_and_zero_percent_model_with_request_buttons_on_the_wire(
     ) in text
     assert "1.2.1 at 0 %" not in text and "idle:" not in text  # it serves Monday's traffic
     (undeploy,) = buttons_of(staging, "scale", "undeploy")
-    assert undeploy["value"] == "loan-assessor-stg 1.2.0"
+    assert undeploy["value"] == (
+        'loan-assessor-stg 1.2.0 reason="at 0 % of traffic, held replicas yesterday'
+        ' (morning digest)"'
+    )
     assert undeploy["style"] == "danger"
     assert undeploy["confirm"]["style"] == "danger"
     assert (
@@ -240,7 +250,7 @@ def test_many_idle_endpoints_fit_and_only_the_costliest_are_read(
     buttons = buttons_of(body, "scale")
     assert len(buttons) == MAX_CAPACITY_BUTTONS
     # the costliest first: $10 + its place in the sorted slugs (loan-assessor is last)
-    assert [b["value"] for b in buttons[:2]] == [
+    assert [b["value"].split(" reason=")[0] for b in buttons[:2]] == [
         "loan-assessor 1.2.0 min=1 max=6",
         "ep-29 1.2.0 min=1 max=4",
     ]

@@ -188,7 +188,11 @@ def dms(stub: SlackStub, user: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize(
     ("command", "fields", "rule"),
     [
-        ("/deploy", [ENDPOINT, VERSION, SHARE, REASON, DATE, TIME], "1 approval from <@U0BOB>"),
+        (
+            "/deploy",
+            [ENDPOINT, VERSION, STRATEGY, SHARE, REASON, DATE, TIME],
+            "1 approval from <@U0BOB>",
+        ),
         ("/promote", [ENDPOINT, STRATEGY, SHARE, REASON, DATE, TIME], "1 approval from <@U0BOB>"),
         ("/rollback", [ENDPOINT, REASON], "runs at once (mitigation first), announced"),
     ],
@@ -382,6 +386,24 @@ def test_a_time_is_in_the_configs_zone_and_a_time_alone_is_today() -> None:
     assert set(check_submission(config, meta, ALICE.id, dateless, NOW).errors) == {TIME}
     far = state("fraud-screen", version="2.1.0", share="10", date="2027-03-01", time="09:00")
     assert "60 days" in check_submission(config, meta, ALICE.id, far, NOW).errors[TIME]
+
+
+def test_a_deploy_strategy_is_chosen_in_the_form_and_typed_as_the_option() -> None:
+    config = form_config()
+    view = form_view(config, "/deploy", ALICE.id, "C0OPS", "fraud-screen").to_dict()
+    assert options(view, STRATEGY) == ["Canary", "Blue/green", "Replace"]
+    meta = FormMeta("/deploy", "C0OPS", "fraud-screen")
+    canary = state("fraud-screen", version="2.1.0", strategy="canary", share="25")
+    assert check_submission(config, meta, ALICE.id, canary, NOW).text == (
+        "fraud-screen gemma-3-4b-it@2.1.0 canary=25"  # today's text, unchanged
+    )
+    for strategy in ("blue-green", "replace"):
+        # the canary share is a canary's: any value in it is not carried over
+        values = state("fraud-screen", version="2.1.0", strategy=strategy, share="0")
+        checked = check_submission(config, meta, ALICE.id, values, NOW)
+        assert checked.text == f"fraud-screen gemma-3-4b-it@2.1.0 strategy={strategy}"
+    forged = state("fraud-screen", version="2.1.0", strategy="yolo", share="10")
+    assert set(check_submission(config, meta, ALICE.id, forged, NOW).errors) == {STRATEGY}
 
 
 def test_a_group_requester_is_offered_the_endpoint_and_told_it_is_checked_at_submit() -> None:

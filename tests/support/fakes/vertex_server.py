@@ -1,7 +1,7 @@
-"""A fake Vertex AI (v1) gRPC server on loopback: EndpointService, ModelService (the Model
-Registry's versions, aliases and evaluations), the JobService's model-monitoring reads and
-google.longrunning Operations on one server, so the real v1 clients talk to it over their
-real gRPC transport.
+"""A fake Vertex AI (v1) gRPC server on loopback: EndpointService (MutateDeployedModel
+included), ModelService (the Model Registry's versions, aliases and evaluations), the
+JobService's model-monitoring reads and google.longrunning Operations on one server, so
+the real v1 clients talk to it over their real gRPC transport.
 
 No servicer classes ship for Vertex AI, so the methods are registered with
 `grpc.method_handlers_generic_handler` and the v1 message classes' `serialize` /
@@ -94,6 +94,9 @@ class FakeVertex:
     operations: dict[str, _Op] = field(default_factory=dict)
     calls: Counter[str] = field(default_factory=Counter)
     hold_operations: bool = False  # operations stay "not done" until `release()`
+    # endpoints whose deployments were made with the Scale To Zero preview: only there may
+    # a mutate set min_replica_count 0, as on the real service
+    scale_to_zero: set[str] = field(default_factory=set)
     # project id → number: like the real service, answers name projects by number
     project_numbers: dict[str, str] = field(default_factory=dict)
     monitoring_jobs: dict[str, v1.ModelDeploymentMonitoringJob] = field(default_factory=dict)
@@ -299,6 +302,11 @@ class FakeVertex:
                 "UpdateEndpoint": (self._update_endpoint, v1.UpdateEndpointRequest, v1.Endpoint),
                 "DeployModel": (self._deploy_model, v1.DeployModelRequest, None),
                 "UndeployModel": (self._undeploy_model, v1.UndeployModelRequest, None),
+                "MutateDeployedModel": (
+                    self._mutate_deployed_model,
+                    v1.MutateDeployedModelRequest,
+                    None,
+                ),
             },
             _MODEL_SERVICE: {
                 "GetModel": (self._get_model, v1.GetModelRequest, v1.Model),
@@ -544,6 +552,89 @@ class FakeVertex:
             generic_metadata=v1.GenericOperationMetadata(create_time=_now())
         )
         return self._start("UndeployModel", endpoint, metadata, apply, v1.UndeployModelResponse)
+
+    # The fields MutateDeployedModel may change in v1 (its reference page), as mask paths.
+    _MUTABLE = frozenset(
+        {
+            "dedicated_resources.min_replica_count",
+            "dedicated_resources.max_replica_count",
+            "dedicated_resources.required_replica_count",
+            "dedicated_resources.autoscaling_metric_specs",
+            "disable_container_logging",
+        }
+    )
+
+    def replicas(self, endpoint: str, deployed_model_id: str) -> tuple[int, int]:
+        with self._lock:
+            dm = next(
+                d for d in self.endpoints[endpoint].deployed_models if d.id == deployed_model_id
+            )
+            resources = dm.dedicated_resources
+            return resources.min_replica_count, resources.max_replica_count
+
+    def _mutate_deployed_model(
+        self, request: v1.MutateDeployedModelRequest
+    ) -> operations_pb2.Operation:
+        endpoint = self._endpoint(request.endpoint)
+        wanted = request.deployed_model
+        found = next((d for d in endpoint.deployed_models if d.id == wanted.id), None)
+        if found is None:
+            raise _Abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"DeployedModel {wanted.id} not found on {endpoint.name}.",
+            )
+        paths = list(request.update_mask.paths)
+        if not paths:
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "update_mask is required.")
+        immutable = sorted(set(paths) - self._MUTABLE)
+        if immutable:
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Fields {immutable} of a DeployedModel cannot be mutated.",
+            )
+        resources = found.dedicated_resources
+        low = (
+            wanted.dedicated_resources.min_replica_count
+            if "dedicated_resources.min_replica_count" in paths
+            else resources.min_replica_count
+        )
+        high = (
+            wanted.dedicated_resources.max_replica_count
+            if "dedicated_resources.max_replica_count" in paths
+            else resources.max_replica_count
+        )
+        floor = 0 if endpoint.name in self.scale_to_zero else 1
+        if low < floor or high < max(low, 1):
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"min_replica_count must be ≥ {floor} and ≤ max_replica_count.",
+            )
+        running = [
+            op
+            for op in self.operations.values()
+            if op.method == "MutateDeployedModel"
+            and not op.proto.done
+            and op.chosen_id == wanted.id
+        ]
+        if running:
+            raise _Abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"DeployedModel {wanted.id} has an operation in progress.",
+            )
+
+        def apply() -> v1.MutateDeployedModelResponse:
+            resources.min_replica_count = low  # the endpoint's own message, changed in place
+            resources.max_replica_count = high
+            return v1.MutateDeployedModelResponse(deployed_model=found)
+
+        metadata = v1.MutateDeployedModelOperationMetadata(
+            generic_metadata=v1.GenericOperationMetadata(create_time=_now())
+        )
+        started = self._start(
+            "MutateDeployedModel", endpoint, metadata, apply, v1.MutateDeployedModelResponse
+        )
+        self.operations[started.name].chosen_id = wanted.id
+        return started
 
     # -- ModelService ------------------------------------------------------------------
 

@@ -1,7 +1,7 @@
 """the alert webhook's jobs: one job per Cloud Monitoring notice (PostgreSQL only)
 
-Revision ID: 0011
-Revises: 0010
+Revision ID: 0012
+Revises: 0011
 
 `POST /alerts/cloud-monitoring` stores each notice as a job of the durable queue (task
 `aiops.alert`, bot/serve/queue.py) before it answers 2xx. Its key, `alert:<notice key>:
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0011"
-down_revision: str | None = "0010"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,376 @@
+"""Deployment strategies through the service on the sandbox and a real SQLite file:
+canary (as before), blue-green (deploy at 0 %, switch in one traffic update, the old
+version kept until promoted or rolled back) and replace (deploy at 100 %, soak, undeploy
+the old one; roll back when the soak finds it unhealthy). Each strategy's happy path, a
+failed step of each with traffic left true, and a worker that dies mid-strategy taken
+over by another process."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from bot.store.sandbox_tables import SandboxOperationRow
+from commands.canary.loop import check_due
+from commands.canary.model import WatchState
+from commands.changes.execute import take_over
+from commands.config import Config, parse_config
+from commands.model import Change, ChangeState, Strategy
+from commands.ports import AuditQuery, PlatformError
+from commands.runtime import LEASE_TTL
+from tests.support.harness import (
+    ALICE,
+    BOB,
+    Bot,
+    DiesAfter,
+    FakeClock,
+    Stopped,
+    example_config,
+    make_runtime,
+    text_of,
+)
+
+STG = "loan-assessor-stg"
+PROD = "loan-assessor"
+DEAD = "deadhost:4242:deadbeef"
+
+
+def last(bot: Bot) -> Change:
+    return bot.rt.store.list_changes(limit=1)[0]
+
+
+def actions(bot: Bot, change_id: str) -> list[str]:
+    return [e.action for e in bot.rt.store.audit(AuditQuery(change_id=change_id))]
+
+
+def calls_to(bot: Bot, method: str) -> list[Any]:
+    """Record every call of one platform method (arguments), passing it on."""
+    seen: list[Any] = []
+    inner = getattr(bot.rt.platform, method)
+
+    def call(*args: Any, **kw: Any) -> Any:
+        seen.append(args)
+        return inner(*args, **kw)
+
+    setattr(bot.rt.platform, method, call)
+    return seen
+
+
+def operations(engine: Engine, kind: str, slug: str = STG) -> list[SandboxOperationRow]:
+    with Session(engine) as session:
+        return list(
+            session.exec(
+                select(SandboxOperationRow).where(
+                    SandboxOperationRow.endpoint == slug, SandboxOperationRow.kind == kind
+                )
+            ).all()
+        )
+
+
+def config_with(**strategies: str) -> Config:
+    config = example_config()
+    return parse_config(config.raw | {"strategies": strategies}, source=config.source)
+
+
+# --- canary: unchanged, and the default ---------------------------------------------------
+
+
+def test_strategy_canary_is_the_default_canary(bot: Bot) -> None:
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=canary canary=25").ok
+    explicit = last(bot)
+    assert explicit.state is ChangeState.SUCCEEDED, explicit.error
+    assert explicit.plan.strategy == "canary"
+    assert bot.split(STG) == {"1.2.0": 75, "1.2.1": 25}
+    check_due(bot.rt)  # the analysis watches a canary: traffic is split
+    watch = bot.rt.canary.watch_for_change(explicit.id) if bot.rt.canary else None
+    assert watch is not None and watch.state is WatchState.WATCHING
+
+
+def test_unknown_strategies_and_a_share_for_a_non_canary_are_refused(bot: Bot) -> None:
+    reply = bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-gren")
+    assert not reply.ok
+    assert "did you mean `blue-green`?" in text_of(reply)
+    reply = bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=replace canary=10")
+    assert not reply.ok and "`canary=` is the share of a canary" in text_of(reply)
+    assert bot.rt.store.list_changes() == []  # nothing planned, nothing run
+    assert bot.split(STG) == {"1.2.0": 100}
+
+
+# --- blue-green ------------------------------------------------------------------------
+
+
+def test_blue_green_deploys_at_zero_then_switches_in_one_update_keeping_the_old(
+    bot: Bot,
+) -> None:
+    traffic = calls_to(bot, "set_traffic")
+    deploys = calls_to(bot, "begin_deploy")
+    reply = bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-green")
+    assert reply.ok, text_of(reply)
+    done = last(bot)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    [(_, _, deploy_split, _)] = deploys
+    assert list(deploy_split.values()) == [100] and "0" not in deploy_split  # new at 0 %
+    assert len(traffic) == 1  # the switch is one traffic update
+    assert bot.split(STG) == {"1.2.0": 0, "1.2.1": 100}  # the old version stays deployed
+    assert done.plan.strategy == "blue-green" and done.plan.replaced_version is None
+    card = text_of(reply)
+    assert "blue/green" in card and "1.2.0" in card and "0%" in card
+    assert "a day while both are deployed (until the promote)" in card
+    # no canary analysis: traffic is never split
+    check_due(bot.rt)
+    watch = bot.rt.canary.watch_for_change(done.id) if bot.rt.canary else None
+    assert watch is not None and watch.state is WatchState.ENDED
+
+    promote = bot.run(ALICE, f"/promote {STG}")
+    assert promote.ok, text_of(promote)
+    assert "undeploy 1.2.0" in text_of(promote)
+    assert len(traffic) == 1  # the promote moved no traffic: it undeployed the old one
+    assert last(bot).state is ChangeState.SUCCEEDED
+    assert bot.split(STG) == {"1.2.1": 100}
+
+
+def test_blue_green_in_prod_is_approved_and_its_rollback_is_one_traffic_update(
+    bot: Bot,
+) -> None:
+    reply = bot.run(
+        ALICE, f'/deploy {PROD} gemma-3-1b-it@1.2.1 strategy=blue-green reason="tokenizer"'
+    )
+    assert reply.ok and reply.text.endswith("waiting for approval")
+    pending = last(bot)
+    assert bot.split(PROD) == {"1.2.0": 100}  # nothing before approval
+    # the plan: $62.88 a day now (2 replicas × $1.31 × 24), both during, the new one after
+    assert (pending.plan.cost_before, pending.plan.cost_during, pending.plan.cost_after) == (
+        62.88,
+        125.76,
+        62.88,
+    )
+    assert bot.run(BOB, f"/aiops approve {pending.id}").ok
+    assert bot.change(pending.id).state is ChangeState.SUCCEEDED
+    assert bot.split(PROD) == {"1.2.0": 0, "1.2.1": 100}
+
+    traffic = calls_to(bot, "set_traffic")
+    rollback = bot.run(ALICE, f'/rollback {PROD} reason="latency"')
+    assert rollback.ok, text_of(rollback)
+    assert [list(args[1].values()) for args in traffic] == [[100]]  # one update back
+    assert bot.split(PROD) == {"1.2.0": 100}  # the new version undeployed
+    assert "execution_finished" in actions(bot, last(bot).id)
+
+
+def test_blue_green_deploy_that_fails_leaves_traffic_on_the_old_version(bot: Bot) -> None:
+    bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.3.0-rc2 strategy=blue-green")
+    failed = last(bot)
+    assert failed.state is ChangeState.FAILED
+    assert failed.error and "did not become healthy" in failed.error
+    assert bot.split(STG) == {"1.2.0": 100}
+
+
+def test_blue_green_switch_that_fails_leaves_traffic_and_says_what_is_deployed(
+    bot: Bot,
+) -> None:
+    def refused(*_args: Any) -> None:
+        raise PlatformError("the platform refused the traffic update", kind="precondition")
+
+    bot.rt.platform.set_traffic = refused  # type: ignore[method-assign]
+    bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-green")
+    failed = last(bot)
+    assert failed.state is ChangeState.FAILED
+    assert failed.error and "switching traffic to 1.2.1 failed" in failed.error
+    assert "traffic stays on 1.2.0" in failed.error and f"/rollback {STG}" in failed.error
+    assert bot.split(STG) == {"1.2.0": 100, "1.2.1": 0}  # true: the new one is at 0 %
+    finished = [
+        e
+        for e in bot.rt.store.audit(AuditQuery(change_id=failed.id))
+        if e.action == "execution_finished"
+    ]
+    assert finished and finished[0].outcome.startswith("failed: switching traffic")
+
+
+# --- replace ---------------------------------------------------------------------------
+
+
+def test_replace_soaks_then_undeploys_the_old_version(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    bot = Bot(make_runtime(sqlite_engine, clock, config=config_with(replace_soak="3m")), clock)
+    start = clock()
+    health = calls_to(bot, "health")
+    reply = bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=replace")
+    assert reply.ok, text_of(reply)
+    done = last(bot)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    assert bot.split(STG) == {"1.2.1": 100}
+    assert done.plan.replaced_version == "1.2.0"  # a later rollback redeploys it
+    assert done.plan.soak_until is not None
+    assert done.plan.soak_until - start >= timedelta(minutes=3)
+    assert clock() >= done.plan.soak_until  # it soaked the whole time
+    assert len(health) >= 4  # a check a minute, the plan's included
+    soaked = [e for e in bot.rt.store.audit(AuditQuery(change_id=done.id)) if e.action == "soak"]
+    assert [e.outcome for e in soaked] == ["healthy"]
+    assert soaked[0].parameters["requests"] > 0
+    assert "healthy for 3 min" in text_of(reply)
+    check_due(bot.rt)
+    watch = bot.rt.canary.watch_for_change(done.id) if bot.rt.canary else None
+    assert watch is not None and watch.state is WatchState.ENDED
+
+    rollback = bot.run(ALICE, f"/rollback {STG}")
+    assert rollback.ok, text_of(rollback)
+    assert bot.split(STG) == {"1.2.0": 100}
+
+
+def test_replace_unhealthy_during_the_soak_rolls_back(bot: Bot) -> None:
+    traffic = calls_to(bot, "set_traffic")
+    bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.3.0-rc1 strategy=replace")
+    failed = last(bot)
+    assert failed.state is ChangeState.FAILED
+    assert failed.error and "1.3.0-rc1 was unhealthy during the soak: P95" in failed.error
+    assert "rolled back: 1.2.0 serves 100 %" in failed.error
+    assert bot.split(STG) == {"1.2.0": 100}  # traffic back and the new version gone
+    assert len(traffic) == 1  # back in one update
+    assert failed.plan.soak and failed.plan.soak in failed.error
+    rows = bot.rt.store.audit(AuditQuery(change_id=failed.id))
+    [soak] = [e for e in rows if e.action == "soak"]
+    assert soak.outcome.startswith("unhealthy: P95")
+    assert rows[-1].action == "execution_finished" and "rolled back" in rows[-1].outcome
+
+
+def test_replace_whose_deploy_fails_leaves_the_old_version_serving(bot: Bot) -> None:
+    health = calls_to(bot, "health")
+    bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.3.0-rc2 strategy=replace")
+    failed = last(bot)
+    assert failed.state is ChangeState.FAILED and failed.plan.soak_until is None
+    assert bot.split(STG) == {"1.2.0": 100}
+    assert len(health) == 1  # the plan's health only: no soak for a version not deployed
+
+
+# --- a worker that dies mid-strategy ---------------------------------------------------
+
+
+def strand(
+    engine: Engine,
+    clock: FakeClock,
+    line: str,
+    *,
+    config: Config | None = None,
+    stop: Callable[[float], bool] | None = None,
+    dies: str | None = None,
+) -> Change:
+    """Run `line` in a process that dies: at the first sleep `stop` says so (default: the
+    first), or right after the platform method `dies`. Its lease is then a dead owner's
+    and the clock is moved past it (as tests/flows/test_takeover.py does)."""
+    dead = Bot(make_runtime(engine, clock, config=config), clock)
+    if dies is not None:
+        dead.rt.platform = DiesAfter(dead.rt.platform, dies)  # type: ignore[assignment]
+    else:
+
+        def sleep(seconds: float) -> None:
+            if stop is None or stop(seconds):
+                raise Stopped
+            clock.advance(seconds)
+
+        dead.rt.sleep = sleep
+    with contextlib.suppress(Stopped):
+        dead.run(ALICE, line)
+    change = last(dead)
+    assert change.state is ChangeState.RUNNING
+    assert dead.rt.store.take_lease(change.id, DEAD, clock(), LEASE_TTL) is not None
+    clock.advance(LEASE_TTL.total_seconds() + 1)
+    return change
+
+
+def take(engine: Engine, clock: FakeClock, change_id: str, config: Config | None = None) -> Bot:
+    taker = Bot(make_runtime(engine, clock, config=config), clock)
+    assert take_over(taker.rt) == 1
+    taker.rt.background.wait_idle(30)
+    assert "execution_resumed" in actions(taker, change_id)
+    return taker
+
+
+def test_a_blue_green_deploy_taken_over_mid_deploy_switches_once(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    stranded = strand(
+        sqlite_engine, clock, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-green"
+    )
+    assert stranded.plan.phase == "deploy" and stranded.operation
+    taker = take(sqlite_engine, clock, stranded.id)
+    done = taker.change(stranded.id)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    assert len(operations(sqlite_engine, "deploy")) == 1  # polled on, never deployed again
+    assert taker.split(STG) == {"1.2.0": 0, "1.2.1": 100}
+
+
+def test_a_blue_green_switch_a_dead_worker_made_is_recognised(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    stranded = strand(
+        sqlite_engine,
+        clock,
+        f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-green",
+        dies="set_traffic",
+    )
+    assert stranded.plan.phase == "deployed"  # switched, but not stored
+    taker = take(sqlite_engine, clock, stranded.id)
+    done = taker.change(stranded.id)
+    assert done.state is ChangeState.SUCCEEDED, done.error  # not voided: the move was ours
+    assert taker.split(STG) == {"1.2.0": 0, "1.2.1": 100}
+
+
+def test_a_replace_taken_over_mid_soak_soaks_on_to_the_same_end(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    config = config_with(replace_soak="5m")
+    stranded = strand(
+        sqlite_engine,
+        clock,
+        f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=replace",
+        config=config,
+        stop=lambda seconds: seconds >= 60,  # the soak's first wait, not a deploy poll
+    )
+    assert stranded.plan.phase == "soak" and stranded.plan.soak_until is not None
+    assert len(operations(sqlite_engine, "undeploy")) == 0
+    taker = take(sqlite_engine, clock, stranded.id, config)
+    done = taker.change(stranded.id)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    assert done.plan.soak_until == stranded.plan.soak_until  # the same soak, not a new one
+    assert clock() >= stranded.plan.soak_until
+    assert len(operations(sqlite_engine, "deploy")) == 1
+    assert len(operations(sqlite_engine, "undeploy")) == 1
+    assert taker.split(STG) == {"1.2.1": 100}
+
+
+def test_a_replace_rolling_back_when_its_worker_died_is_finished_by_the_taker(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    stranded = strand(
+        sqlite_engine,
+        clock,
+        f"/deploy {STG} gemma-3-1b-it@1.3.0-rc1 strategy=replace",
+        dies="set_traffic",  # traffic went back; the worker died before the undeploy
+    )
+    assert stranded.plan.soak and stranded.plan.phase == "soak_failed"
+    taker = take(sqlite_engine, clock, stranded.id)
+    done = taker.change(stranded.id)
+    assert done.state is ChangeState.FAILED
+    assert done.error and "rolled back" in done.error and "unhealthy during the soak" in done.error
+    assert taker.split(STG) == {"1.2.0": 100}
+    assert len(operations(sqlite_engine, "undeploy")) == 1
+
+
+@pytest.mark.parametrize("strategy", [s.value for s in Strategy])
+def test_every_strategy_plan_is_bound_to_its_approval(bot: Bot, strategy: str) -> None:
+    """The plan hash covers the strategy: the same deploy with another strategy is another
+    plan (an approval of one never runs the other)."""
+    extra = " canary=10" if strategy == "canary" else ""
+    bot.run(ALICE, f'/deploy {PROD} gemma-3-1b-it@1.2.1 strategy={strategy}{extra} reason="x"')
+    change = last(bot)
+    assert change.plan.plan_hash
+    bot.run(ALICE, f"/aiops cancel {change.id}")
+    other = "replace" if strategy != "replace" else "blue-green"
+    bot.run(ALICE, f'/deploy {PROD} gemma-3-1b-it@1.2.1 strategy={other} reason="x"')
+    assert last(bot).plan.plan_hash != change.plan.plan_hash
