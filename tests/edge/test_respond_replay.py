@@ -11,12 +11,15 @@ Checked: one alert message and one update of it, one incident (declared from the
 form), the page's trigger, acknowledge and resolve at the PagerDuty fake, the rollback
 linked to the incident with the endpoint's traffic restored, and the review's times to
 detect / acknowledge / mitigate / resolve equal to the spans between the moments the
-steps left in the records, in the order the steps were taken."""
+steps left in the records, in the order the steps were taken — by `review_for` and by
+`aiops-bot incident review` on the replicas' database (its audit chain intact)."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -99,6 +102,7 @@ class Replicas:
             LOG_LEVEL="WARNING",
         )
         env[TOKEN_VAR] = TOKEN
+        self.cli_env = env
         self.a = Replica("a", env, work)
         self.b = Replica("b", env, work)
         starters = [threading.Thread(target=r.start) for r in (self.a, self.b)]
@@ -326,6 +330,18 @@ def test_alert_to_review_across_two_replicas(replicas: Replicas, stub: SlackStub
         assert kinds.index(earlier) < kinds.index(later), (earlier, later, kinds)
     assert review["root_cause"] == "1.2.1's tokenizer" and review["untraced"] == []
     assert [c["id"] for c in review["changes"] if c["role"] == "linked"] == ["CHG-2"]
+    # the CLI on the replicas' database says the same, with their audit chain intact
+    cli = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "incident", "review", "INC-1", "--format", "json"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=r.cli_env,
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 0, cli.stderr
+    printed = json.loads(cli.stdout)
+    assert printed["chain"]["ok"] is True
+    assert {k: printed["times"][k] for k in expected} == {k: times[k] for k in expected}
     markdown = render_review(review, "md")
     for name, label in (
         ("time_to_detect", "Time to detect"),
