@@ -101,7 +101,7 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
     "changes": CommandSpec(
         "changes",
         "Open and recent changes",
-        "/aiops changes [endpoint] [limit=N]",
+        "/aiops changes [endpoint|model] [limit=N]",
         ("limit",),
         1,
         button="view",

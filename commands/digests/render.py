@@ -308,7 +308,7 @@ def _change_line(c: Change, tz: ZoneInfo) -> str:
         + (f" to {c.canary_percent}%" if c.kind.value == "promote" else "")
     )
     return (
-        f"{c.state.mark} *{c.id}* {what} `{c.endpoint}`{when_} · {c.state.value.replace('_', ' ')}"
+        f"{c.state.mark} *{c.id}* {what} `{c.subject}`{when_} · {c.state.value.replace('_', ' ')}"
         f" · by {mention(c.requester_id)}"
     )
 
