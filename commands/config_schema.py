@@ -698,6 +698,11 @@ class VertexTable(Table):
     registry_project: str | None = Field(None, description="where bare registry ids live")
     registry_region: str | None = Field(None, description="their region")
     deploy_service_account: str | None = Field(None, description="the serving container's identity")
+    pipeline_service_account: str | None = Field(
+        None,
+        description="the identity `/aiops retrain`'s pipeline jobs run as (default: the"
+        " project's Compute Engine default service account, which is best avoided)",
+    )
     logging_project: str | None = Field(None, description="project of the `aiops-audit` log copy")
     read_timeout_s: float = Field(
         30.0, gt=0, description="total budget of a read, retries included"
