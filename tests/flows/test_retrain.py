@@ -536,3 +536,29 @@ def test_unknown_lineage_is_said_so(bot: Bot) -> None:
     )
     assert record.notice.labels["aiops_training_pipeline"] == "unknown"
     assert record.notice.labels["aiops_serving_version"] == "1.2.0"
+
+
+def test_a_pending_retrain_on_the_home_tab_and_its_approve_dialog(bot: Bot) -> None:
+    from commands.reports.home import home_view
+    from tests.flows.test_home import buttons, texts, view
+
+    assert bot.run(ALICE, RETRAIN).ok
+    change_id = open_retrain(bot)
+    bob = view(home_view(bot.rt, BOB.id))
+    shown = texts(bob)
+    assert f"*{change_id}* · Retrain *{MODEL}*: run its training pipeline (prod)" in shown
+    assert "*Traffic:* no traffic moves (a training pipeline run)" in shown
+    assert ("approve", change_id) in buttons(bob)
+    dialog = next(
+        e["confirm"]
+        for b in bob["blocks"]
+        if b["type"] == "actions"
+        for e in b["elements"]
+        if e["action_id"] == "approve"
+    )
+    assert dialog["text"]["text"].startswith(
+        f"model {MODEL}: no traffic moves (retrain in prod: run the training pipeline of"
+        f" {MODEL} in lender-aiops-prod (australia-southeast1))"
+    )
+    alice = texts(view(home_view(bot.rt, ALICE.id)))
+    assert f"*{change_id}* retrain `{MODEL}` · pending approval" in alice
