@@ -212,7 +212,7 @@ def _abandon(rt: Runtime, change: Change, since: datetime | None) -> int:
     tell(
         rt,
         done.requester_id,
-        f"{done.id} ({done.kind.value} {done.endpoint}) was {ABANDONED}; request it again"
+        f"{done.id} ({done.kind.value} {done.subject}) was {ABANDONED}; request it again"
         " if it is still needed.",
     )
     return 1

@@ -267,7 +267,7 @@ def _void(rt: Runtime, change: Change, actor: Actor, why: str, request_id: str |
     tell(
         rt,
         done.requester_id,
-        f"{done.id} ({done.kind.value} {done.endpoint}) was closed: {why}. Plan it again.",
+        f"{done.id} ({done.kind.value} {done.subject}) was closed: {why}. Plan it again.",
     )
     return Refusal(
         f"your approval of {change.id} is void: {why}",

@@ -253,6 +253,34 @@ def test_a_worker_that_dies_after_submitting_is_taken_over_and_its_job_adopted_n
     assert "execution_resumed" in actions(taker.rt, change_id)
 
 
+def test_a_worker_that_dies_while_polling_is_taken_over_and_the_taker_polls_the_same_job(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    dead = bot_on(sqlite_engine, clock)
+    assert dead.run(ALICE, RETRAIN).ok
+    change_id = open_retrain(dead)
+
+    def stop(_seconds: float) -> None:
+        raise Stopped  # the process ends at its first wait between polls
+
+    dead.rt.sleep = stop
+    with contextlib.suppress(Stopped):
+        dead.run(BOB, f"/aiops approve {change_id}")
+    stranded = dead.change(change_id)
+    assert stranded.state is ChangeState.RUNNING and stranded.operation
+    assert dead.rt.store.take_lease(change_id, DEAD, clock(), LEASE_TTL) is not None
+    clock.advance(LEASE_TTL.total_seconds() + 1)
+
+    taker = bot_on(sqlite_engine, clock)
+    assert take_over(taker.rt) == 1
+    taker.rt.background.wait_idle(30)
+    done = taker.change(change_id)
+    assert done.state is ChangeState.SUCCEEDED and done.operation == stranded.operation
+    assert len(runs(sqlite_engine)) == 1
+    assert actions(taker.rt, change_id).count("pipeline_submitted") == 1  # by the dead worker
+    assert "execution_resumed" in actions(taker.rt, change_id)
+
+
 def test_a_job_of_another_database_with_the_same_change_id_is_not_adopted(
     sqlite_engine: Engine, clock: FakeClock
 ) -> None:
