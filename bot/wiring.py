@@ -113,7 +113,7 @@ def build_runtime(
 ) -> Runtime:
     from bot.platforms import make_platform, make_registry
     from bot.store.canary_store import SqlCanaryStore
-    from bot.store.incident_store import SqlIncidentStore
+    from bot.store.incident_store import SqlHealthWatchStore, SqlIncidentStore
     from bot.store.people import PersonDirectory
     from bot.store.sql_store import SqlStore
     from commands.audit import Auditor
@@ -135,6 +135,7 @@ def build_runtime(
         canary=SqlCanaryStore(engine),
         people=PersonDirectory(engine),
         incidents=SqlIncidentStore(engine),
+        health_watch=SqlHealthWatchStore(engine),
         pager=make_pager(config),
         registry=make_registry(config, engine, platform, clock),
     )
@@ -165,7 +166,8 @@ def make_service(settings: Settings, **kw: Any) -> Service:
 
 
 def make_scheduler(service: Service) -> Scheduler:
-    """Digests, approval expiry and scheduled changes, once across replicas (bot/scheduler.py)."""
+    """Digests, approval expiry and scheduled changes, the canary and health watches, once
+    across replicas (bot/scheduler.py)."""
     from bot.scheduler import Scheduler
 
     engine = getattr(service.rt.store, "engine", None)
@@ -181,6 +183,13 @@ def make_scheduler(service: Service) -> Scheduler:
 
     # Serving-alias moves that failed after their change: tried again until they land.
     scheduler.add_interval("serving-alias", RETRY_SECONDS, retry_pending)
+    from commands.incidents.health_watch import watch_settings
+    from commands.incidents.watch import watch_health
+
+    # The health watch: each endpoint's P95, error rate and drift against [thresholds],
+    # one window every `[alerts] watch_interval`, its alerts through the alert path.
+    every = watch_settings(service.rt.config).interval.total_seconds()
+    scheduler.add_interval("health-watch", every, watch_health)
     from bot.audit_weekly import add_weekly_verify
 
     add_weekly_verify(scheduler)  # the whole audit chain, Sundays 03:00, once across replicas

@@ -189,7 +189,7 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
     "incident": CommandSpec(
         "incident",
         "Declare and run an incident: severity, roles, thread, mitigation, paging, resolution",
-        "/aiops incident <declare|update|severity|ack|mitigated|resolve|rollback|pause|list|show> …",
+        "/aiops incident <declare|update|severity|ack|mitigated|resolve|rollback|pause|review|list|show> …",
         ("sev", "summary", "commander", "oncall", "alert", "reason", "cause"),
         3,
         (
@@ -199,6 +199,7 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
             "/aiops incident ack INC-3",
             "/aiops incident mitigated INC-3",
             '/aiops incident resolve INC-3 cause="1.3.0-rc1 tokenizer regression"',
+            "/aiops incident review INC-3",
             "/aiops incident list all",
         ),
         '`declare [endpoint] sev=P1|P2|P3 summary="…" [commander=@x] [oncall=@y]'
@@ -211,13 +212,16 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         ' `resolve INC-N cause="…"` (a root-cause line is required);'
         " `rollback <INC-N|ALERT-N>` and `pause INC-N` mitigate through the usual change"
         " machinery, linked to the incident (every change on its endpoint while it is open"
-        " is); `list [all]`; `show INC-N` with its linked changes.",
+        " is); `review INC-N` posts the post-incident review draft, drawn from the audit, in"
+        " its thread (the Review button on a resolved incident); `list [all]`; `show INC-N`"
+        " with its linked changes.",
         verb_buttons=(
             ("ack", "verb"),
             ("rollback", "verb"),
             ("pause", "verb"),
             ("declare", "form"),
             ("resolve", "form"),
+            ("review", "verb"),
         ),
     ),
     "handoff": CommandSpec(

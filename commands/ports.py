@@ -565,3 +565,13 @@ class ChartAttacher(Protocol):
     def attach_chart(
         self, channel: str, thread_ts: str, chart: Chart | CanaryChart, comment: str
     ) -> bool: ...
+
+
+@runtime_checkable
+class FileAttacher(Protocol):
+    def attach_file(
+        self, channel: str, thread_ts: str, filename: str, content: str, title: str, comment: str
+    ) -> bool:
+        """Upload a text file (an incident's review draft in Markdown) into a thread, with
+        `comment` as its message; False when it did not arrive (logged). Never raises."""
+        ...

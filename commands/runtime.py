@@ -15,7 +15,7 @@ from commands.audit import Auditor
 from commands.config import Config, Endpoint
 from commands.errors import Refusal
 from commands.incidents.pager import NoPager, Pager
-from commands.incidents.ports import IncidentStore
+from commands.incidents.ports import HealthWatchStore, IncidentStore
 from commands.messages import Post, did_you_mean, escape
 from commands.model import Change
 from commands.models.ports import ModelRegistry
@@ -110,6 +110,7 @@ class Runtime:
     people: People | None = None  # Slack id → name, erasable (the audit keeps only ids)
     canary: CanaryStore | None = None  # canary analysis records (commands/canary.py)
     incidents: IncidentStore | None = None  # alerts, incidents, hand-off notes (respond)
+    health_watch: HealthWatchStore | None = None  # the health watch's state per endpoint
     pager: Pager = field(default_factory=NoPager)  # who is woken for a P1 / P2
     lease_ttl: timedelta = LEASE_TTL  # a change's lease on its background work
     registry: ModelRegistry | None = None  # versions, cards, validation, aliases

@@ -359,6 +359,9 @@ def parser() -> argparse.ArgumentParser:
     from bot.cli.compliance import register as register_compliance
 
     register_compliance(asub, sub)  # audit verify | purge | dossier, person erase
+    from bot.cli.respond import register as register_respond
+
+    register_respond(sub)  # incident review
     r = sub.add_parser("redact", help="mask PII in standard input, line by line")
     r.set_defaults(fn=cmd_redact)
     g = sub.add_parser("digest", help="render the morning or end-of-day digest (or post it)")

@@ -38,7 +38,8 @@ METHOD_SCOPES: dict[str, tuple[str, ...]] = {
     # channel the bot makes, and its commander and on-call invited to it
     "conversations.create": ("channels:manage",),
     "conversations.invite": ("channels:manage",),
-    # charts in a digest's or a canary's thread (`files_upload_v2`)
+    # charts in a digest's or a canary's thread, an incident's review draft in its thread
+    # (`files_upload_v2`)
     "files.getUploadURLExternal": ("files:write",),
     "files.completeUploadExternal": ("files:write",),
 }

@@ -100,6 +100,30 @@ class SlackNotifier:
             return False
         return True
 
+    def attach_file(
+        self, channel: str, thread_ts: str, filename: str, content: str, title: str, comment: str
+    ) -> bool:
+        """Upload a text file into a thread (`commands.ports.FileAttacher`: an incident's
+        review draft), through `files_upload_v2` as the charts are (scope `files:write`)."""
+        try:
+            self.client.files_upload_v2(
+                channel=channel,
+                thread_ts=thread_ts,
+                content=content,
+                filename=filename,
+                title=title,
+                initial_comment=comment,
+            )
+        except (SlackApiError, SlackRequestError) as exc:
+            log.error("file upload to %s failed: %s", channel, exc)
+            return False
+        except OSError as exc:  # connection errors the retries did not get past
+            log.error(
+                "file upload to %s failed: slack unreachable (%s)", channel, type(exc).__name__
+            )
+            return False
+        return True
+
     # --- a channel of its own (an incident's) ------------------------------------------
 
     def create_channel(self, name: str, members: Sequence[str]) -> NewChannel:

@@ -27,10 +27,10 @@ from commands.incidents.model import (
     IncidentState,
     Severity,
 )
-from commands.incidents.ports import AlertDeclared
+from commands.incidents.ports import AlertDeclared, WatchState
 from commands.text import outbound, outbound_value
 
-from .incident_tables import AlertRow, HandoffRow, IncidentRow
+from .incident_tables import AlertRow, HandoffRow, HealthWatchRow, IncidentRow
 from .sql_store import utc
 
 ALERT_PREFIX = "ALERT-"
@@ -54,7 +54,15 @@ _NOTICE_FIELDS = (
 )
 _ALERT_TEXT = frozenset({"policy", "condition", "summary", "observed", "documentation"})
 _ALERT_UPDATABLE = frozenset(
-    {"channel", "message_ts", "acknowledged_by", "acknowledged_at", "incident_id", "closed_at"}
+    {
+        "channel",
+        "message_ts",
+        "acknowledged_by",
+        "acknowledged_at",
+        "incident_id",
+        "closed_at",
+        "paged_at",
+    }
 )
 _INCIDENT_TEXT = frozenset({"summary", "root_cause"})
 _INCIDENT_FIELDS = set(IncidentRow.model_fields) - {"seq", "rev"}
@@ -117,6 +125,7 @@ def _to_alert(row: AlertRow) -> AlertRecord:
         acknowledged_at=utc(row.acknowledged_at),
         incident_id=row.incident_id,
         closed_at=utc(row.closed_at),
+        paged_at=utc(row.paged_at),
         rev=row.rev,
     )
 
@@ -376,3 +385,55 @@ class SqlIncidentStore:
         with Session(self.engine) as session:
             rows = session.exec(query.order_by(col(HandoffRow.at), col(HandoffRow.id))).all()
             return [_to_handoff(r) for r in rows]
+
+
+class SqlHealthWatchStore:
+    """`commands.incidents.ports.HealthWatchStore` on the `health_watch` table: the first
+    state of an endpoint is the one INSERT its primary key lets through; every later one
+    an UPDATE … WHERE rev = :rev that bumps `rev`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def watch_state(self, endpoint: str) -> WatchState:
+        with Session(self.engine) as session:
+            row = session.get(HealthWatchRow, endpoint)
+            if row is None:
+                return WatchState(endpoint, {})
+            return WatchState(endpoint, dict(row.state), utc(row.window_end), row.rev)
+
+    def save_watch_state(
+        self,
+        endpoint: str,
+        rev: int,
+        state: dict[str, Any],
+        window_end: datetime,
+        at: datetime,
+    ) -> WatchState | None:
+        with Session(self.engine) as session:
+            if rev == 0:
+                session.add(
+                    HealthWatchRow(
+                        endpoint=endpoint,
+                        state=state,
+                        window_end=utc(window_end),
+                        updated_at=utc(at) or at,
+                        rev=1,
+                    )
+                )
+                try:
+                    session.commit()
+                except IntegrityError:  # another replica stored the first state
+                    session.rollback()
+                    return None
+                return WatchState(endpoint, state, window_end, 1)
+            result = session.execute(
+                update(HealthWatchRow)
+                .where(col(HealthWatchRow.endpoint) == endpoint, col(HealthWatchRow.rev) == rev)
+                .values(state=state, window_end=utc(window_end), updated_at=utc(at), rev=rev + 1)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()
+                return None
+            session.commit()
+            return WatchState(endpoint, state, window_end, rev + 1)

@@ -1,10 +1,11 @@
-"""Respond tables: alerts (one row per alert, unique on its key), incidents and on-call
-hand-off notes. Alert and incident rows move by compare-and-set on `rev`; an incident
+"""Respond tables: alerts (one row per alert, unique on its key), incidents, on-call
+hand-off notes and the health watch's state per endpoint. Alert and incident rows move by compare-and-set on `rev`; an incident
 declared from an alert is unique on that alert, so a double click declares once."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, Column, Index, Text
 from sqlmodel import Field, SQLModel
@@ -42,6 +43,7 @@ class AlertRow(SQLModel, table=True):
     acknowledged_by: str | None = Field(default=None, max_length=32)
     acknowledged_at: datetime | None = _ts(nullable=True)
     incident_id: str | None = Field(default=None, max_length=32)
+    paged_at: datetime | None = _ts(nullable=True)  # the bot triggered the pager for it
     rev: int = 0
 
 
@@ -87,3 +89,17 @@ class HandoffRow(SQLModel, table=True):
     at: datetime = _ts(nullable=False)
     text: str = Field(sa_column=Column(Text, nullable=False))
     environment: str | None = Field(default=None, max_length=32)
+
+
+class HealthWatchRow(SQLModel, table=True):
+    """The health watch's state of one endpoint between windows (migration 0011): the
+    judge's JSON (`commands.incidents.health_watch.EndpointWatch.to_dict`), the end of the
+    last window judged, and `rev`, which every write compares and bumps."""
+
+    __tablename__ = "health_watch"
+
+    endpoint: str = Field(primary_key=True, max_length=128)
+    state: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    window_end: datetime | None = _ts(nullable=True)
+    updated_at: datetime = _ts(nullable=False)
+    rev: int = 0

@@ -1,4 +1,4 @@
--- heads: 0010
+-- heads: 0011
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -226,7 +226,7 @@ CREATE TABLE alert (
 	acknowledged_by VARCHAR(32), 
 	acknowledged_at DATETIME, 
 	incident_id VARCHAR(32), 
-	rev INTEGER NOT NULL, 
+	rev INTEGER NOT NULL, paged_at DATETIME, 
 	PRIMARY KEY (seq), 
 	UNIQUE ("key")
 );
@@ -270,3 +270,11 @@ CREATE TABLE handoff (
 	PRIMARY KEY (id)
 );
 CREATE INDEX ix_handoff_at ON handoff (at);
+CREATE TABLE health_watch (
+	endpoint VARCHAR(128) NOT NULL, 
+	state JSON NOT NULL, 
+	window_end DATETIME, 
+	updated_at DATETIME NOT NULL, 
+	rev INTEGER NOT NULL, 
+	PRIMARY KEY (endpoint)
+);

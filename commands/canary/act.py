@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from commands.audit import AuditAction
+from commands.canary.alert import raise_alert
 from commands.canary.model import (
     CanarySettings,
     Verdict,
@@ -88,18 +89,6 @@ def start_rollback(
         parameters={"canary": w.ref, "decided_by": decided_by, "page": page},
     )
     post_thread(rt, claimed, f":rewind: {w.ref}: rolling back — {escape(reason)}")
-    if page:
-        text = (
-            f"<!here> :rotating_light: The bot is rolling back the canary on `{w.endpoint}`"
-            f" ({w.environment}): {escape(reason)}"
-        )
-        rt.notifier.post(
-            Post(
-                rt.config.channels.ops,
-                Reply(text=text, blocks=[Text(text)], ephemeral=False),
-                change_id=w.change_id,
-            )
-        )
     deploy = rt.store.get_change(w.change_id)
     if deploy is not None:
         tell(
@@ -107,7 +96,11 @@ def start_rollback(
             deploy.requester_id,
             f"Your canary {w.canary_version} on {w.endpoint} is being rolled back: {reason}",
         )
-    return fulfil(rt, claimed, actor=actor, decided_by=decided_by, reason=reason)
+    # Mitigation first: the rollback is under way before anyone is paged.
+    rollback = fulfil(rt, claimed, actor=actor, decided_by=decided_by, reason=reason)
+    if page:  # an alert (the ops channel, the pager) with the figures
+        raise_alert(rt, claimed, reason, rollback)
+    return rollback
 
 
 def fulfil(

@@ -4,6 +4,7 @@ serving version, ended when the canary goes away."""
 from __future__ import annotations
 
 from commands.audit import AuditAction
+from commands.canary.alert import close_alert
 from commands.canary.model import (
     Watch,
     WatchState,
@@ -138,6 +139,8 @@ def end_watch(rt: Runtime, w: Watch, state: WatchState, why: str) -> Watch:
         parameters={"canary": w.ref, "checks": ended.checks},
         justification=why,
     )
+    if state is WatchState.ROLLED_BACK:
+        close_alert(rt, ended, why)  # the `page` policy's alert, if it raised one
     return ended
 
 

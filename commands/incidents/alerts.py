@@ -5,7 +5,9 @@ into an `AlertNotice` at the edge) and the bot's own detections (the canary `pag
 policy, the health watch). A notice is recorded under its key (deduplicated across
 retries and replicas by the store); only the first posts the alert's message, with
 Declare incident / Roll back / Acknowledge; the notice that closes it updates that same
-message ("resolved at …"), once, whichever replica gets it; a repeat posts nothing."""
+message ("resolved at …"), once, whichever replica gets it; a repeat posts nothing. An
+alert the bot paged for itself (`paged_at`: the canary `page` policy) is acknowledged and
+resolved at the pager as it is acknowledged and closed here."""
 
 from __future__ import annotations
 
@@ -16,6 +18,8 @@ from typing import Any
 from commands.audit import AuditAction
 from commands.incidents.cards import LINEAGE_MODEL, alert_message
 from commands.incidents.model import AlertNotice, AlertRecord, AlertState
+from commands.incidents.pager import PageAction
+from commands.incidents.paging import page_alert
 from commands.incidents.records import store_of
 from commands.incidents.severity import suggest_for_alert
 from commands.incidents.thread import refresh_alert
@@ -137,6 +141,7 @@ def _close(rt: Runtime, record: AlertRecord) -> AlertRecord:
                 parameters=_params(moved),
             )
             refresh_alert(rt, moved)
+            page_alert(rt, moved, PageAction.RESOLVE, BOT.id)  # if the bot paged for it
             return moved
         fresh = store.get_alert(record.id)
         if fresh is None or fresh.closed_at is not None:
@@ -166,6 +171,7 @@ def acknowledge_alert(rt: Runtime, record: AlertRecord, actor_id: str) -> AlertR
                 parameters=_params(moved),
             )
             refresh_alert(rt, moved)
+            page_alert(rt, moved, PageAction.ACKNOWLEDGE, actor_id)  # if the bot paged for it
             return moved
         fresh = store.get_alert(record.id)
         if fresh is None:

@@ -2,7 +2,8 @@
 move, with the buttons that act on them while they are open.
 
 Buttons go through the catalog (`commands.catalog.BUTTONS`): `incident.ack`,
-`incident.rollback` and `incident.pause` run `/aiops incident <verb> <value>`;
+`incident.rollback`, `incident.pause` and `incident.review` run
+`/aiops incident <verb> <value>`;
 `incident.declare` and `incident.resolve` open a form first (the Slack edge,
 `bot/slack/incident_forms.py`) whose submission is the typed command shown as `typed`.
 Every text an alert or a person supplied is escaped here, where the message is composed.
@@ -197,7 +198,8 @@ def incident_title(incident: Incident) -> str:
 
 def incident_card(incident: Incident, config: Config, *, buttons: bool = True) -> Reply:
     """The incident's one message (the head of its thread): severity, state, roles,
-    times, and while it is open Roll back / Pause canary / Acknowledge / Resolve."""
+    times, and while it is open Roll back / Pause canary / Acknowledge / Resolve; once
+    resolved, Review (the post-incident review draft in its thread)."""
     tz = config.timezone
     state = incident.state
     blocks: list[Block] = [Header(cut(f"{_MARK[state]} {incident_title(incident)}", 150))]
@@ -232,12 +234,25 @@ def incident_card(incident: Incident, config: Config, *, buttons: bool = True) -
     if incident.alert_id:
         notes.append(f"From alert {incident.alert_id}")
     runbook = link(incident.runbook, "Runbook")
-    notes.append(runbook or "No runbook linked")
+    notes.append(runbook or f"No runbook: {escape(missing_runbook(None, incident.endpoint))}")
     blocks.append(Context(tuple(notes)))
     if state is IncidentState.RESOLVED and incident.root_cause:
         blocks.append(Text(cut(f"*Root cause:* {escape(incident.root_cause)}", 2900)))
     if buttons and state.is_open:
         blocks.append(Buttons(incident_buttons(incident)))
+    elif buttons:  # resolved: what is left is the review
+        blocks.append(
+            Buttons(
+                (
+                    Button(
+                        "Review",
+                        "incident.review",
+                        incident.id,
+                        f"/aiops incident review {incident.id}",
+                    ),
+                )
+            )
+        )
     return Reply(
         text=cut(f"{incident_title(incident)} ({state.value}): {escape(incident.summary)}", 300),
         blocks=blocks,

@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from commands.errors import Refusal
 from commands.incidents import declare as declaring
-from commands.incidents import mitigate, progress
+from commands.incidents import draft, mitigate, progress
 from commands.incidents.cards import incident_card
 from commands.incidents.model import Incident, IncidentState
 from commands.incidents.records import find_incident, store_of
@@ -96,6 +96,12 @@ VERBS: dict[str, Verb] = {
         frozenset(),
         1,
         lambda rt, inv, a: mitigate.pause_canary(rt, inv, _word(a, 1)),
+    ),
+    "review": Verb(
+        draft.USAGE,
+        frozenset(),
+        1,
+        lambda rt, inv, a: draft.post_review(rt, inv.actor, _word(a, 1)),
     ),
     "list": Verb(
         "/aiops incident list [all]",

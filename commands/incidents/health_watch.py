@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from commands import config_schema
@@ -43,7 +43,7 @@ from commands.durations import format_duration, parse_duration
 from commands.incidents.model import AlertNotice, AlertSource, AlertState
 from commands.model import EndpointHealth
 
-KEY_PREFIX = AlertSource.HEALTH_WATCH.value  # `health-watch:<endpoint>:<metric>`
+KEY_PREFIX = AlertSource.HEALTH_WATCH.value  # `health-watch:<endpoint>:<metric>:<start>`
 STATE_VERSION = 1
 
 
@@ -106,8 +106,11 @@ def watch_settings(config: Config) -> WatchSettings:
     )
 
 
-def alert_key(endpoint: str, metric: str) -> str:
-    return f"{KEY_PREFIX}:{endpoint}:{metric}"
+def alert_key(endpoint: str, metric: str, started_at: datetime) -> str:
+    """`health-watch:<endpoint>:<metric>:<start of the breach, UTC, e.g. 20261126T2300Z>`:
+    one key per breach, so that the next breach of the same metric is a new alert (the
+    store keeps a closed alert closed under its key)."""
+    return f"{KEY_PREFIX}:{endpoint}:{metric}:{started_at.astimezone(UTC):%Y%m%dT%H%MZ}"
 
 
 @dataclass(frozen=True)
@@ -278,9 +281,10 @@ def _step(
     else:
         m = replace(m, breaching=0, clear=0, run_since=None, last=value)
 
-    def notice(state: AlertState, **kw: Any) -> AlertNotice:
+    def notice(state: AlertState, started_at: datetime, **kw: Any) -> AlertNotice:
         return AlertNotice(
-            key=alert_key(endpoint, metric.name),
+            key=alert_key(endpoint, metric.name, started_at),
+            started_at=started_at,
             source=AlertSource.HEALTH_WATCH,
             state=state,
             policy=metric.policy,
@@ -299,7 +303,7 @@ def _step(
         span = format_duration(window_end - (m.run_since or window_start))
         return m, notice(
             AlertState.OPEN,
-            started_at=m.started_at,
+            started_at=m.started_at or window_start,
             summary=(
                 f"{endpoint}: {metric.label} {metric.text(value)} above"
                 f" {metric.text(threshold)} for {m.breaching} window(s) ({span})"
@@ -312,7 +316,7 @@ def _step(
         m = replace(m, open=False, opened_at=None, started_at=None)
         return m, notice(
             AlertState.CLOSED,
-            started_at=started,
+            started_at=started or window_start,
             ended_at=m.run_since,
             summary=(
                 f"{endpoint}: {metric.label} back to {metric.text(value)}, at or below"

@@ -87,6 +87,10 @@ class AlertRecord:
     # When the bot took the alert as closed (its message updated, `alert_closed` audited):
     # set once, by compare-and-set, whichever replica got the closing notice first.
     closed_at: datetime | None = None
+    # When the bot triggered the pager for the alert itself (the canary `page` policy; an
+    # incident's pages are the incident's): its acknowledgement and close then follow
+    # there. None: never paged, so nothing is sent when it is acknowledged or closed.
+    paged_at: datetime | None = None
     rev: int = 0
 
 

@@ -1,31 +1,44 @@
-"""Paging the on-call for an incident through `rt.pager` (`commands.incidents.pager`).
+"""Paging the on-call through `rt.pager` (`commands.incidents.pager`), for an incident or
+for an alert the bot raised itself.
 
-When: a P1 or P2 declared, or an incident raised to one, triggers; its acknowledgement
+Incidents: a P1 or P2 declared, or an incident raised to one, triggers; its acknowledgement
 acknowledges and its resolution resolves, if it was ever paged. Every event carries the
 incident id as `dedup_key`, so a trigger sent twice is one page. With no pager
 (`[incidents] pager = "none"`) the alarm is an `@here` in the incident's thread, as the
-canary `page` policy's is. A page not delivered is said in the thread (with an `@here`
-for a trigger, so someone is alerted anyway) and audited `page_failed`; a delivered one
-is audited `page_sent`."""
+canary `page` policy's is.
+
+Alerts (`page_alert`): the canary `page` policy pages for its alert (`dedup_key` the alert
+id, severity by the suggested-severity rule); the alert's acknowledgement acknowledges
+and its close resolves, if it was paged. With no pager nothing is sent: the caller keeps
+its `@here`.
+
+Either way a page not delivered is said where the page was about (the incident's thread,
+the alert's message thread), with an `@here` for a trigger so someone is alerted anyway,
+and audited `page_failed`; a delivered one is audited `page_sent`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from commands.audit import AuditAction
-from commands.incidents.model import Incident
+from commands.incidents.model import AlertRecord, Incident
 from commands.incidents.pager import Page, PageAction, PageResult
+from commands.incidents.runbooks import runbook_for
+from commands.incidents.severity import suggest_for_alert
 from commands.incidents.thread import line
-from commands.messages import escape, mention
+from commands.messages import Post, Reply, Text, escape, mention
 from commands.runtime import Runtime
 
 HERE = "<!here>"  # Slack's special mention: everyone active in the channel
 
 
-def routing_environment(rt: Runtime, incident: Incident) -> str:
-    """The environment whose routing key a page uses: the incident's, or for one with no
-    endpoint `prod` (else the first configured): an incident nobody scoped is treated as
-    the one that matters most."""
-    if incident.environment:
-        return incident.environment
+def routing_environment(rt: Runtime, environment: str | None) -> str:
+    """The environment whose routing key a page uses: the incident's (or alert's), or for
+    one with no endpoint `prod` (else the first configured): trouble nobody scoped is
+    treated as the one that matters most."""
+    if environment:
+        return environment
     if "prod" in rt.config.environments:
         return "prod"
     return next(iter(rt.config.environments))
@@ -55,7 +68,7 @@ def _page(rt: Runtime, incident: Incident, action: PageAction) -> Page:
     return Page(
         action=action,
         dedup_key=incident.id,
-        environment=routing_environment(rt, incident),
+        environment=routing_environment(rt, incident.environment),
         summary=summary,
         source=incident.endpoint or "aiops-bot",
         severity=incident.severity.pager_severity,
@@ -93,40 +106,133 @@ def page(rt: Runtime, incident: Incident, action: PageAction, actor_id: str) -> 
             parameters=base | {"pager": "none", "via": "@here"},
         )
         return PageResult(delivered=True, attempts=0)
-    result = rt.pager.send(_page(rt, incident, action))
-    params = base | {"pager": rt.pager.name, "attempts": result.attempts}
+    return deliver(
+        rt,
+        _page(rt, incident, action),
+        subject=incident.id,
+        actor_id=actor_id,
+        environment=incident.environment,
+        target=incident.endpoint,
+        params=base,
+        tell=lambda text: line(rt, incident, text),
+    )
+
+
+def deliver(
+    rt: Runtime,
+    event: Page,
+    *,
+    subject: str,
+    actor_id: str,
+    environment: str | None,
+    target: str | None,
+    params: dict[str, Any],
+    tell: Callable[[str], None],
+) -> PageResult:
+    """Send one event through `rt.pager`, audit what became of it (`page_sent` /
+    `page_failed`, with `params`), and `tell` it where `subject` (`INC-N`, `ALERT-N`) is
+    followed: a delivered trigger in a line, an undelivered event in a line with the
+    reason (and an `@here` for a trigger, so that someone is alerted anyway)."""
+    result = rt.pager.send(event)
+    action = event.action
+    params = params | {"pager": rt.pager.name, "attempts": result.attempts}
     if result.delivered:
         rt.auditor.record(
             AuditAction.PAGE_SENT,
             actor_id,
             f"{action.value} delivered",
-            environment=incident.environment,
-            target=incident.endpoint,
-            parameters=params | {"severity": incident.severity.pager_severity},
+            environment=environment,
+            target=target,
+            parameters=params | {"severity": event.severity},
         )
         if action is PageAction.TRIGGER:
-            line(
-                rt,
-                incident,
-                f":pager: Paged the on-call ({rt.pager.name},"
-                f" {incident.severity.pager_severity}) for {incident.id}.",
-            )
+            tell(f":pager: Paged the on-call ({rt.pager.name}, {event.severity}) for {subject}.")
         return result
     error = result.error or "not delivered"
     rt.auditor.record(
         AuditAction.PAGE_FAILED,
         actor_id,
         f"{action.value} not delivered: {error}",
-        environment=incident.environment,
-        target=incident.endpoint,
+        environment=environment,
+        target=target,
         parameters=params | {"error": error},
     )
     alarm = f"{HERE} " if action is PageAction.TRIGGER else ""
-    line(
-        rt,
-        incident,
-        f"{alarm}:warning: The page ({action.value}) for {incident.id} did not reach"
+    tell(
+        f"{alarm}:warning: The page ({action.value}) for {subject} did not reach"
         f" {rt.pager.name}: {escape(error)}."
-        + (" Call the on-call directly." if action is PageAction.TRIGGER else ""),
+        + (" Call the on-call directly." if action is PageAction.TRIGGER else "")
     )
     return result
+
+
+# --- an alert the bot raised itself ---------------------------------------------------
+
+
+def _alert_page(rt: Runtime, record: AlertRecord, action: PageAction) -> Page:
+    n = record.notice
+    severity, why = suggest_for_alert(rt.config, n)
+    summary = f"{record.id} {severity.value}"
+    if n.endpoint:
+        summary += f" {n.endpoint}"
+    summary = f"{summary}: {n.summary or n.policy}"[:1024]
+    details = {
+        "alert": record.id,
+        "policy": n.policy,
+        "source": n.source.value,
+        "suggested_severity": severity.value,
+        "rule": why,
+    }
+    if n.endpoint:
+        details["endpoint"] = n.endpoint
+    if n.observed:
+        details["observed"] = n.observed
+    runbook = runbook_for(rt.config, n.policy, n.endpoint)
+    links: tuple[tuple[str, str], ...] = ()
+    if runbook and runbook.startswith(("https://", "http://")):
+        links = (("Runbook", runbook),)
+    ep = rt.config.endpoints.get(n.endpoint or "")
+    return Page(
+        action=action,
+        dedup_key=record.id,
+        environment=routing_environment(rt, n.environment),
+        summary=summary,
+        source=n.endpoint or "aiops-bot",
+        severity=severity.pager_severity,
+        component=ep.model if ep else None,
+        custom_details=details,
+        links=links,
+    )
+
+
+def alert_line(rt: Runtime, record: AlertRecord, text: str) -> None:
+    """One line under the alert's message (its thread), or in the ops channel when the
+    message never arrived."""
+    reply = Reply(text=text, blocks=[Text(text)], ephemeral=False)
+    if record.channel and record.message_ts:
+        rt.notifier.post(Post(record.channel, reply, thread_ts=record.message_ts))
+    else:
+        rt.notifier.post(Post(rt.config.channels.ops, reply))
+
+
+def page_alert(
+    rt: Runtime, record: AlertRecord, action: PageAction, actor_id: str
+) -> PageResult | None:
+    """Send `action` for an alert through the pager (see the module). None when nothing
+    was sent: no pager (`[incidents] pager = "none"`: the caller keeps its `@here`), or an
+    acknowledge or resolve of an alert never paged. The caller records `paged_at` after a
+    delivered trigger."""
+    if rt.pager.name == "none":
+        return None
+    if action is not PageAction.TRIGGER and record.paged_at is None:
+        return None
+    return deliver(
+        rt,
+        _alert_page(rt, record, action),
+        subject=record.id,
+        actor_id=actor_id,
+        environment=record.notice.environment,
+        target=record.notice.endpoint,
+        params={"alert": record.id, "key": record.notice.key, "action": action.value},
+        tell=lambda text: alert_line(rt, record, text),
+    )

@@ -35,7 +35,7 @@ class IncidentStore(Protocol):
 
     def update_alert(self, alert_id: str, rev: int, **fields: Any) -> AlertRecord | None:
         """Compare-and-set on `rev` (channel, message_ts, acknowledged_by / _at,
-        incident_id, closed_at), which it bumps; None when another writer moved it first
+        incident_id, closed_at, paged_at), which it bumps; None when another writer moved it first
         (or the alert is unknown)."""
         ...
 
@@ -83,6 +83,40 @@ class IncidentStore(Protocol):
     def handoffs(self, since: datetime, environment: str | None = None) -> Sequence[Handoff]:
         """Notes written at or after `since`, oldest first; with `environment`, those for it
         and those for no environment in particular."""
+        ...
+
+
+@dataclass(frozen=True)
+class WatchState:
+    """The health watch's stored state of one endpoint: the judge's JSON-ready dict
+    (`commands.incidents.health_watch.Judgement.state`; `{}` when never judged), the end
+    of the last window judged (UTC), and `rev` (0: nothing stored yet)."""
+
+    endpoint: str
+    state: dict[str, Any]
+    window_end: datetime | None = None
+    rev: int = 0
+
+
+class HealthWatchStore(Protocol):
+    """Where the health watch keeps each endpoint's state between runs, processes and
+    replicas (`bot/store/incident_store.py`: table `health_watch`)."""
+
+    def watch_state(self, endpoint: str) -> WatchState:
+        """The stored state; `WatchState(endpoint, {})` (rev 0) when there is none."""
+        ...
+
+    def save_watch_state(
+        self,
+        endpoint: str,
+        rev: int,
+        state: dict[str, Any],
+        window_end: datetime,
+        at: datetime,
+    ) -> WatchState | None:
+        """Compare-and-set: store `state` over the one read at `rev` (0: over nothing) and
+        bump `rev`. None when another writer stored first (another replica judged that
+        window): the caller then emits nothing. Atomic across replicas."""
         ...
 
 

@@ -36,6 +36,7 @@ from commands.incidents.metrics import IncidentTimes, incident_times, span_text
 from commands.incidents.model import AlertRecord, Incident
 from commands.incidents.ports import IncidentStore
 from commands.incidents.runbooks import missing_runbook, runbook_for
+from commands.messages import did_you_mean
 from commands.model import Change, ChangeKind
 from commands.ports import AuditEvent, AuditQuery, CanaryStore, People, Store
 from commands.reports.dossier import Stamp, person
@@ -446,12 +447,16 @@ def review_for(
     """`build_review` on what the ports hold: the incident and its alert, the audit rows
     from its first moment on that are `about` it, the changes linked to it and the
     endpoint's changes made in the `PRECEDING` 24 h before detection, their rows, and
-    their canaries' checks. A `Refusal` (`not_found`) for an unknown incident."""
+    their canaries' checks. A `Refusal` (`not_found`) for an unknown incident, naming the
+    closest known ids."""
     incident = incidents.get_incident(incident_id.strip().upper())
     if incident is None:
+        known = [i.id for i in incidents.list_incidents()[:200]]
+        recent = ", ".join(f"`{i}`" for i in known[:5]) or "none yet"
         raise Refusal(
-            f"no incident `{_text(incident_id)}`",
-            "Incident ids look like `INC-12`.",
+            f"no incident `{_text(incident_id)}`"
+            + did_you_mean(incident_id.strip().upper()[:40], known),
+            f"Incident ids look like `INC-12`. Recent incidents: {recent}.",
             code="not_found",
         )
     alert = incidents.get_alert(incident.alert_id) if incident.alert_id else None
@@ -684,4 +689,10 @@ def _markdown(r: Mapping[str, Any]) -> str:
         "",
         ", ".join(str(i) for i in r["audit_rows"]) or "none",
     ]
+    chain = r.get("chain")
+    if chain:  # the CLI verifies the hash chain these rows belong to
+        out += [
+            "",
+            f"Audit chain: {'intact' if chain['ok'] else '**BROKEN**'} — {_cell(chain['message'])}",
+        ]
     return "\n".join(out).rstrip("\n") + "\n"

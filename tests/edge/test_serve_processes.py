@@ -84,6 +84,12 @@ def test_serve_acks_in_one_process_and_works_in_others(tmp_path: Path, stub: Sla
     )
     try:
         health = wait_healthy(base, proc)
+        # The workers are spawned a moment after the server first answers (the pool's
+        # warm-up delay); on a busy machine start-up can finish before that.
+        deadline = time.monotonic() + 60
+        while health.get("workers") != "1/1" and time.monotonic() < deadline:
+            time.sleep(0.2)
+            health = httpx.get(base + "/healthz", timeout=5).json()
         assert health == {"ok": True, "platform": "sandbox", "startup": "done", "workers": "1/1"}
 
         def post(body: str) -> httpx.Response:

@@ -336,7 +336,7 @@ def test_the_incident_cards_acknowledge_and_resolve_buttons(
     assert done is not None and done.state is IncidentState.RESOLVED
     assert done.root_cause == 'tokenizer "fast path" bug'  # quotes survive the typed form
     final = updates(stub, str(ts))[-1]
-    assert action_ids(final) == [] and "Root cause" in dumps(final)
+    assert action_ids(final) == ["incident.review"] and "Root cause" in dumps(final)
 
 
 def test_roll_back_from_the_incident_is_linked(

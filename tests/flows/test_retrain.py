@@ -510,7 +510,7 @@ def test_a_drift_alert_names_the_serving_versions_training_pipeline_and_the_retr
     bot: Bot,
 ) -> None:
     notice = AlertNotice(
-        key="health-watch:loan-assessor:drift",
+        key="health-watch:loan-assessor:drift:2026-11-26T22:50:00+00:00",
         source=AlertSource.HEALTH_WATCH,
         state=AlertState.OPEN,
         policy="health watch: drift",

@@ -84,8 +84,8 @@ def test_a_sustained_breach_opens_once() -> None:
     run.p95([OK, HIGH, HIGH, HIGH, HIGH, HIGH, HIGH])
     assert run.opened() == [3] and run.closed() == []
     (_, notice), *_ = run.notices
-    assert notice.key == alert_key("loan-assessor", "p95_latency_ms")
-    assert notice.key == "health-watch:loan-assessor:p95_latency_ms"
+    assert notice.key == alert_key("loan-assessor", "p95_latency_ms", T0 + STEP)
+    assert notice.key == "health-watch:loan-assessor:p95_latency_ms:20261201T0005Z"
     assert notice.source is AlertSource.HEALTH_WATCH
     assert notice.policy == "health watch: P95 latency"
     assert notice.endpoint == "loan-assessor" and notice.environment == "prod"
@@ -108,9 +108,11 @@ def test_recovery_closes_once_after_the_clear_run() -> None:
     assert closed.started_at == T0  # the open notice's start, carried through the state
     assert closed.ended_at == T0 + 2 * STEP  # back under the clear level from window 3
     assert closed.observed == "P95 latency 700 ms ≤ 1,800 ms"
-    # and it can open again later, once
+    # and it can open again later, once, as a new alert (its own key: a closed alert stays
+    # closed under its key in the store)
     run.p95([HIGH, HIGH, HIGH])
     assert run.opened() == [2, 10]
+    assert len({n.key for _, n in run.notices}) == 2
 
 
 def test_a_figure_near_the_threshold_neither_clears_nor_breaches() -> None:
@@ -144,12 +146,14 @@ def test_each_metric_is_judged_on_its_own() -> None:
     bad_errors = endpoint_health("loan-assessor", error_rate=0.05)
     run.window(bad_errors)
     run.window(bad_errors)
-    assert [n.key for _, n in run.notices] == ["health-watch:loan-assessor:error_rate"]
+    assert [n.key for _, n in run.notices] == [
+        "health-watch:loan-assessor:error_rate:20261201T0000Z"
+    ]
     assert run.notices[0][1].observed == "error rate 5.00% > 1.00%"
     drifting = endpoint_health("loan-assessor", error_rate=0.05, drift=0.4)
     run.window(drifting)
     run.window(drifting)
-    assert [n.key for _, n in run.notices][-1] == "health-watch:loan-assessor:drift"
+    assert [n.key for _, n in run.notices][-1] == "health-watch:loan-assessor:drift:20261201T0010Z"
     assert len(run.notices) == 2
 
 
