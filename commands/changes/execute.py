@@ -779,6 +779,7 @@ def _retrain(rt: Runtime, lease: Lease, change: Change) -> None:
         raise _Failed(
             f"environment `{spec.environment}` is no longer in the config; nothing was submitted"
         )
+    env = replace(env, project=spec.project, region=spec.region)  # where it was approved to run
     labels = spec.labels(change.id)
     name = change.operation
     if not name:
@@ -787,15 +788,24 @@ def _retrain(rt: Runtime, lease: Lease, change: Change) -> None:
         how = "adopted"
         if name is None:
             lease.check()
-            name = registry.begin_pipeline(
-                spec.model,
-                spec.template,
-                spec.parameters,
-                labels,
-                env,
-                display_name=f"retrain {spec.model} {change.id}",
-                pipeline_root=spec.pipeline_root,
-            )
+            try:
+                name = registry.begin_pipeline(
+                    spec.model,
+                    spec.template,
+                    spec.parameters,
+                    labels,
+                    env,
+                    display_name=f"retrain {spec.model} {change.id}",
+                    pipeline_root=spec.pipeline_root,
+                )
+            except PlatformError as exc:
+                if exc.kind != "unavailable":
+                    raise
+                # the answer was lost, not necessarily the job: look again before failing
+                found = registry.find_pipeline(spec.model, labels, env)
+                if found is None:
+                    raise
+                name = found
             how = "submitted"
         else:
             log.info("%s: adopted pipeline job %s", change.id, name)

@@ -269,6 +269,21 @@ def test_a_taker_adopts_the_job_its_dead_worker_submitted_instead_of_submitting_
     assert submitted == ["adopted"]
 
 
+def test_a_submit_whose_answer_was_lost_is_found_by_its_labels_not_sent_again(
+    sqlite_engine: Engine, clock: FakeClock, fake: FakeVertex
+) -> None:
+    fake.fail("CreatePipelineJob", grpc.StatusCode.UNAVAILABLE, "lost", after_apply=True)
+    bot = vbot(sqlite_engine, clock, fake)
+    assert bot.run(ALICE, RETRAIN).ok
+    change_id = open_retrain(bot)
+    assert bot.run(BOB, f"/aiops approve {change_id}").ok
+    done = bot.change(change_id)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    (job,) = fake.pipeline_jobs.values()
+    assert done.operation == job.name and fake.calls["CreatePipelineJob"] == 1
+    assert fake.calls["ListPipelineJobs"] == 2  # before the leap, and after the lost answer
+
+
 def test_a_compiled_spec_on_cloud_storage_is_read_and_sent_as_the_pipeline_spec(
     sqlite_engine: Engine, clock: FakeClock, fake: FakeVertex, gcs: FakeGoogleHTTP
 ) -> None:
