@@ -37,6 +37,10 @@ class AuditAction(StrEnum):
     EXECUTION_RESUMED = "execution_resumed"
     EXECUTION_FINISHED = "execution_finished"
     SOAK = "soak"  # a replace deploy's soak ended: healthy (old undeployed) or not (rolled back)
+    # A retrain's training pipeline job submitted (or, taken over, found and adopted), and
+    # the model version its run registered (commands/models/retrain.py)
+    PIPELINE_SUBMITTED = "pipeline_submitted"
+    MODEL_REGISTERED = "model_registered"
     SCHEDULED_RUN = "scheduled_run"
     CANARY_WATCH = "canary_watch"
     CANARY_WATCH_ENDED = "canary_watch_ended"
@@ -110,6 +114,8 @@ EXECUTION = frozenset(
         AuditAction.EXECUTION_STARTED,
         AuditAction.EXECUTION_RESUMED,
         AuditAction.SOAK,
+        AuditAction.PIPELINE_SUBMITTED,
+        AuditAction.MODEL_REGISTERED,
         AuditAction.EXECUTION_FINISHED,
     }
 )

@@ -101,7 +101,7 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
     "changes": CommandSpec(
         "changes",
         "Open and recent changes",
-        "/aiops changes [endpoint] [limit=N]",
+        "/aiops changes [endpoint|model] [limit=N]",
         ("limit",),
         1,
         button="view",
@@ -281,6 +281,24 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         ' serves and at what share, its model card summary, training lineage ("unknown"'
         " where the registry does not know it), latest evaluation metrics and model-risk"
         " validation. Environments with `require_validation` take only approved versions.",
+    ),
+    "retrain": CommandSpec(
+        "retrain",
+        "Run a model's training pipeline (a change: planned, approved, audited)",
+        '/aiops retrain <model|endpoint> [reason="…"] [ticket=CHG-N]',
+        ("reason", "ticket"),
+        1,
+        ('/aiops retrain gemma-3-1b-it reason="drift 0.14 on loan-assessor since Monday"',),
+        "Submits the model's training pipeline (`[models.<name>] retrain_template` with its"
+        " `retrain_parameters`) as a Vertex AI pipeline job in the project and region of its"
+        " `retrain_environment` (default: the strictest environment it serves in), under that"
+        " environment's approval rules; the plan shows the pipeline, its parameters, where it"
+        " runs, its estimated cost and the lineage of what serves now. The job is polled (a"
+        " restart picks it up); the version it registers appears in `/aiops models` with"
+        " validation pending. It holds only the model (one retrain at a time): deploys and"
+        " rollbacks of its endpoints go on. Its button (action id `retrain`, in the digest's"
+        ' drift line) sends the value `<model> reason="…"`, as a request under the usual rules.',
+        button="request",
     ),
     "help": CommandSpec("help", "This help", "/aiops help [command]", (), 1),
 }

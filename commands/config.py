@@ -102,6 +102,15 @@ class Model:
     faulty: dict[str, str] = field(default_factory=dict)
     # version → its card, lineage, evaluation and validation: the sandbox's registry
     cards: dict[str, config_schema.VersionCardTable] = field(default_factory=dict)
+    # `/aiops retrain` (commands/models/retrain.py): its training pipeline and runtime
+    # parameters, the environment whose project and approval rules a run is under (None:
+    # no template), where runs write, what one costs; the sandbox's simulated failure
+    retrain_template: str | None = None
+    retrain_parameters: dict[str, str | int | float | bool] = field(default_factory=dict)
+    retrain_environment: str | None = None
+    retrain_pipeline_root: str | None = None
+    retrain_cost_usd: float | None = None
+    retrain_fails: bool = False
 
 
 @dataclass(frozen=True)
@@ -227,6 +236,30 @@ def _environment(
     )
 
 
+def _retrain_environment(
+    name: str,
+    model: config_schema.ModelTable,
+    doc: config_schema.ConfigFile,
+    environments: dict[str, Environment],
+) -> str | None:
+    """Whose project, region and approval rules a retrain of `name` runs under: as
+    configured, else (fail closed) the strictest of the environments its endpoints are in:
+    the most approvals required, then a reason required, then `prod`, then by name. None
+    for a model without a training pipeline."""
+    if model.retrain_template is None:
+        return None
+    if model.retrain_environment is not None:
+        return model.retrain_environment
+    names = {ep.environment for ep in doc.endpoints.values() if ep.model == name}
+    serving = [environments[n] for n in sorted(names) if n in environments]
+    strictest = max(
+        serving,
+        key=lambda e: (e.approvals_required, e.require_reason, e.name == "prod"),
+        default=None,
+    )
+    return strictest.name if strictest else None
+
+
 def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
     """Validate `data` (a parsed TOML document) against the schema and build the config.
 
@@ -248,6 +281,12 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
             initial=m.initial if m.initial is not None else m.versions[0],
             faulty=dict(m.faulty),
             cards=dict(m.cards),
+            retrain_template=m.retrain_template,
+            retrain_parameters=dict(m.retrain_parameters),
+            retrain_environment=_retrain_environment(name, m, doc, environments),
+            retrain_pipeline_root=m.retrain_pipeline_root,
+            retrain_cost_usd=m.retrain_cost_usd,
+            retrain_fails=m.retrain_fails,
         )
         for name, m in doc.models.items()
     }

@@ -356,6 +356,14 @@ class VersionCardTable(Table):
     validated_at: Moment | None = Field(None, description="when")
 
 
+# `[models.X] retrain_template`: a compiled pipeline spec in JSON on Cloud Storage, or an
+# Artifact Registry KFP template (the only registry Vertex AI's `template_uri` takes).
+RETRAIN_TEMPLATE_PATTERN = (
+    r"^(gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9]/\S+\.json"
+    r"|https://[a-z0-9-]+-kfp\.pkg\.dev/[a-z][a-z0-9-]{4,28}[a-z0-9]/\S+)$"
+)
+
+
 class ModelTable(Table):
     versions: list[str] = Field(min_length=1, description="the versions that may be deployed")
     initial: str | None = Field(
@@ -368,6 +376,36 @@ class ModelTable(Table):
         default_factory=dict,
         description="sandbox only: version → its card, lineage, evaluation and validation"
         ' (`[models.<name>.cards."<version>"]`)',
+    )
+    retrain_template: str | None = Field(
+        None,
+        pattern=RETRAIN_TEMPLATE_PATTERN,
+        description="its training pipeline, which `/aiops retrain` runs as a Vertex AI"
+        " PipelineJob: a compiled pipeline spec in JSON on Cloud Storage (`gs://…/x.json`)"
+        " or an Artifact Registry template (`https://<region>-kfp.pkg.dev/<project>/<repo>/"
+        "<package>/<tag or version>`); absent: the model cannot be retrained from Slack",
+    )
+    retrain_parameters: dict[str, str | int | float | bool] = Field(
+        default_factory=dict,
+        description="the pipeline's runtime parameters (name → value), shown on the plan",
+    )
+    retrain_environment: str | None = Field(
+        None,
+        description="whose project, region and approval rules a retrain runs under"
+        " (default: of the environments its endpoints are in, the one needing the most"
+        " approvals: prod in the example)",
+    )
+    retrain_pipeline_root: str | None = Field(
+        None,
+        pattern=r"^gs://[a-z0-9][a-z0-9._-]{1,221}[a-z0-9](/\S*)?$",
+        description="where a run writes its artifacts (`gs://…`; default: the spec's own"
+        " pipeline root)",
+    )
+    retrain_cost_usd: float | None = Field(
+        None, ge=0, description="what one run costs, as estimated (shown on the plan)"
+    )
+    retrain_fails: bool = Field(
+        False, description="sandbox only: its simulated training run fails (a demo of a failure)"
     )
 
     @model_validator(mode="after")
@@ -660,6 +698,11 @@ class VertexTable(Table):
     registry_project: str | None = Field(None, description="where bare registry ids live")
     registry_region: str | None = Field(None, description="their region")
     deploy_service_account: str | None = Field(None, description="the serving container's identity")
+    pipeline_service_account: str | None = Field(
+        None,
+        description="the identity `/aiops retrain`'s pipeline jobs run as (default: the"
+        " project's Compute Engine default service account, which is best avoided)",
+    )
     logging_project: str | None = Field(None, description="project of the `aiops-audit` log copy")
     read_timeout_s: float = Field(
         30.0, gt=0, description="total budget of a read, retries included"
@@ -1206,6 +1249,37 @@ def cross_checks(data: Mapping[str, Any]) -> list[Problem]:
                     )
 
     endpoints = _dict(data.get("endpoints"))
+    for slug in endpoints:
+        if ":" in slug:
+            problems.append(
+                Problem(
+                    ("endpoints", slug),
+                    "",
+                    f"`{slug}` holds `:`, which an endpoint's name may not (`model:<name>` names"
+                    " a model's retrain); use letters, digits and `-`",
+                )
+            )
+    for name, model in models.items():
+        model = _dict(model)
+        env_name = model.get("retrain_environment")
+        if isinstance(env_name, str) and env_name not in envs:
+            problems.append(
+                Problem(
+                    ("models", name),
+                    "retrain_environment",
+                    f"`{env_name}` is not an environment{suggest(env_name, envs, 'environments')}",
+                )
+            )
+        serving = [e for e in map(_dict, endpoints.values()) if e.get("model") == name]
+        if model.get("retrain_template") and env_name is None and not serving:
+            problems.append(
+                Problem(
+                    ("models", name),
+                    "retrain_environment",
+                    "no endpoint serves this model, so whose project and approval rules a"
+                    " retrain runs under cannot be inferred; name one of [environments]",
+                )
+            )
     for slug in _dict(_dict(data.get("runbooks")).get("endpoints")):
         if slug not in endpoints:
             problems.append(

@@ -44,6 +44,19 @@ class ChangeKind(StrEnum):
     ROLLBACK = "rollback"
     SCALE = "scale"  # a deployed model's min / max replicas (`/aiops scale`)
     UNDEPLOY = "undeploy"  # a deployed model serving 0 % removed (`/aiops undeploy`)
+    RETRAIN = "retrain"  # a model's training pipeline run (`/aiops retrain`): no endpoint
+
+
+# A retrain acts on a model, not an endpoint: its change's `endpoint` column holds this key
+# instead of a slug (endpoint slugs may not contain `:`, `commands.config_schema`), so the
+# one-open-change lock (`Store.create_change`) refuses only a second retrain of the same
+# model while deploys, promotes and rollbacks of the model's endpoints go on.
+MODEL_KEY = "model:"
+
+
+def model_key(model: str) -> str:
+    """`gemma-3-1b-it` → `model:gemma-3-1b-it`: the lock key of a model's retrain."""
+    return f"{MODEL_KEY}{model}"
 
 
 class Strategy(StrEnum):
@@ -281,6 +294,9 @@ class ChangePlan:
     # with the validation gate's outcome; and the serving alias' move after it ran
     model_review: str | None = None
     serving_alias: str | None = None
+    # JSON (commands.models.model.RetrainSpec): a retrain's pipeline, parameters and where
+    # it runs, as shown to approvers
+    pipeline: str | None = None
     other: dict[str, str] = field(default_factory=dict)
 
     _TEXT = (
@@ -302,6 +318,7 @@ class ChangePlan:
         "incident",
         "model_review",
         "serving_alias",
+        "pipeline",
     )
     _REPLICAS = ("replicas_before", "replicas_after")
     _COSTS = ("cost_before", "cost_during", "cost_after")
@@ -362,8 +379,9 @@ class ChangePlan:
 
 @dataclass
 class Change:
-    """One requested deploy / promote / rollback / scale / undeploy, with its plan and
-    state."""
+    """One requested deploy / promote / rollback / scale / undeploy / retrain, with its
+    plan and state. `endpoint` is the endpoint's slug, or for a retrain the model's key
+    (`model_key`): read `model_retrained` and `subject` rather than assuming a slug."""
 
     id: str
     kind: ChangeKind
@@ -402,6 +420,20 @@ class Change:
     def labels(self) -> dict[str, str]:
         """Deployed-model id → version, as recorded on the change when it was planned/run."""
         return self.plan.labels
+
+    @property
+    def model_retrained(self) -> str | None:
+        """The model a retrain runs the training pipeline of; None for a change of an
+        endpoint."""
+        if self.endpoint.startswith(MODEL_KEY):
+            return self.endpoint.removeprefix(MODEL_KEY)
+        return None
+
+    @property
+    def subject(self) -> str:
+        """What the change acts on, for people: the endpoint's slug, or the model's name
+        for a retrain."""
+        return self.model_retrained or self.endpoint
 
 
 # A deploy made by a change carries a deployed-model id derived from the change's number,

@@ -30,6 +30,7 @@ from commands.incidents.commands import incident_command
 from commands.incidents.handoff import handoff
 from commands.messages import Reply, escape, unescape
 from commands.model import ChangeKind, ChangeState, Invocation
+from commands.models.retrain import request_retrain
 from commands.models.show import models
 from commands.parsing import Args, ParseError, parse
 from commands.ports import PlatformError
@@ -115,6 +116,9 @@ HANDLERS: dict[str, Handler] = {
     "scale": lambda c: _request(c, ChangeKind.SCALE),
     "undeploy": lambda c: _request(c, ChangeKind.UNDEPLOY),
     "models": lambda c: models(c.rt, c.target),
+    "retrain": lambda c: (
+        help_reply("retrain") if c.target == "help" else request_retrain(c.rt, c.inv, c.args)
+    ),
     "help": lambda c: help_reply(c.target),
 }
 

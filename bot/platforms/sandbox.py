@@ -59,6 +59,7 @@ from commands.ports import (
 )
 
 from .sandbox_history import REPLICA_HOUR_USD  # one price for every sandbox figure
+from .sandbox_registry import registered_versions
 
 if TYPE_CHECKING:
     from commands.ports import SeriesPoint
@@ -205,9 +206,13 @@ class SandboxPlatform:
         }
 
     def model_versions(self, model: str) -> list[str]:
+        """The config's versions, then those the sandbox's training runs registered."""
         self.calls += 1
         found = self.config.models.get(model)
-        return list(found.versions) if found else []
+        if found is None:
+            return []
+        trained = [v for v, _ in registered_versions(self.engine, model) if v not in found.versions]
+        return [*found.versions, *trained]
 
     def _require_version(self, version: ModelVersion) -> None:
         known = self.model_versions(version.model)

@@ -121,6 +121,7 @@ class VertexClients:
     endpoints: Any  # aiplatform_v1.EndpointServiceClient
     models: Any  # aiplatform_v1.ModelServiceClient
     jobs: Any = None  # aiplatform_v1.JobServiceClient (model monitoring); None: no drift
+    pipelines: Any = None  # aiplatform_v1.PipelineServiceClient (`/aiops retrain`)
 
 
 ClientFactory = Callable[[str], VertexClients]
@@ -133,6 +134,7 @@ def regional_clients(region: str) -> VertexClients:
         endpoints=v1.EndpointServiceClient(client_options=options),
         models=v1.ModelServiceClient(client_options=options),
         jobs=v1.JobServiceClient(client_options=options),
+        pipelines=v1.PipelineServiceClient(client_options=options),
     )
 
 
@@ -151,6 +153,8 @@ class VertexPlatform:
         endpoint_client: Any = None,
         model_client: Any = None,
         job_client: Any = None,
+        pipeline_client: Any = None,
+        storage_client: Any = None,
         monitoring: CloudMonitoring | None = None,
         billing_session: Any = None,
         clock: Callable[[], datetime] | None = None,
@@ -159,9 +163,12 @@ class VertexPlatform:
         polling: Retry | None = None,
     ) -> None:
         """Either `clients` (a factory of per-region clients) or one `endpoint_client` and
-        `model_client` (and optionally `job_client`, for drift) used for every region (tests
-        build them on an insecure channel). `billing_session` is an authorised requests
-        session for BigQuery, used when `[vertex] billing_export_table` is set."""
+        `model_client` (and optionally `job_client`, for drift, and `pipeline_client`, for
+        retraining) used for every region (tests build them on an insecure channel).
+        `storage_client` (google-cloud-storage) reads a retrain's compiled pipeline spec
+        from `gs://` (default: one with Application Default Credentials, made when first
+        needed). `billing_session` is an authorised requests session for BigQuery, used
+        when `[vertex] billing_export_table` is set."""
         self.config = config
         self.settings = settings or parse_vertex_settings(config)
         for slug, ep in config.endpoints.items():
@@ -173,9 +180,10 @@ class VertexPlatform:
         if clients is None:
             if endpoint_client is None or model_client is None:
                 raise ValueError("pass `clients`, or both `endpoint_client` and `model_client`")
-            shared = VertexClients(endpoint_client, model_client, job_client)
+            shared = VertexClients(endpoint_client, model_client, job_client, pipeline_client)
             clients = lambda _region: shared  # noqa: E731 - one set for every region
         self._factory = clients
+        self.storage_client = storage_client
         self._clients: dict[str, VertexClients] = {}
         self._lock = threading.Lock()
         self.retry = retry or read_retry(self.settings.read_timeout_s)

@@ -20,6 +20,20 @@ Where each thing comes from:
 - the serving alias: `merge_version_aliases(name=<model>@<version id>,
   version_aliases=[alias])`, which moves an alias held by another version (aliases are
   unique within a model). A lost answer is decided by reading the versions again.
+
+Training runs (`/aiops retrain`) are `PipelineService` pipeline jobs in the retrain
+environment's project and region (`parent = projects/P/locations/R`):
+- submitted with `create_pipeline_job`: an Artifact Registry template goes as
+  `template_uri` (Vertex AI fetches it: the only registry `template_uri` takes); a compiled
+  spec on Cloud Storage (`gs://…json`) is read with google-cloud-storage and sent as
+  `pipeline_spec`. Runtime parameters go as `runtime_config.parameter_values` (KFP v2
+  specs), artifacts to `runtime_config.gcs_output_directory` when a pipeline root is set;
+  the job runs as `[vertex] pipeline_service_account` when set. Sent once;
+- found again by its labels with `list_pipeline_jobs(filter='labels.k="v" AND …')`,
+  newest first;
+- polled with `get_pipeline_job`; once it succeeded, the version it registered is the
+  model version whose `pipeline_job` names it (the registry's own lineage field), read with
+  `list_model_versions` of the model's registry for that environment.
 """
 
 from __future__ import annotations
@@ -29,12 +43,16 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from google.api_core import exceptions as gexc
+from google.cloud import aiplatform_v1 as v1
 
-from commands.config import Endpoint
+from commands.config import Endpoint, Environment
 from commands.models.model import (
     Card,
     Evaluation,
     Lineage,
+    ParameterValue,
+    PipelineRun,
+    PipelineState,
     RegistryVersion,
     Validation,
     ValidationStatus,
@@ -51,6 +69,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _MAX_METRICS = 20
+# Vertex AI's PipelineState, as the bot's words (`PipelineState` in commands/models/model.py)
+_PIPELINE_STATES = {
+    "PIPELINE_STATE_QUEUED": PipelineState.QUEUED,
+    "PIPELINE_STATE_PENDING": PipelineState.QUEUED,
+    "PIPELINE_STATE_RUNNING": PipelineState.RUNNING,
+    "PIPELINE_STATE_CANCELLING": PipelineState.RUNNING,
+    "PIPELINE_STATE_PAUSED": PipelineState.RUNNING,
+    "PIPELINE_STATE_SUCCEEDED": PipelineState.SUCCEEDED,
+    "PIPELINE_STATE_FAILED": PipelineState.FAILED,
+    "PIPELINE_STATE_CANCELLED": PipelineState.CANCELLED,
+}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -251,4 +280,143 @@ class VertexRegistry:
         return (
             f"the Model Registry labels of `{model}@{version}`: `validation=approved`,"
             " `validated_by`, `validated_at`"
+        )
+
+    # -- training runs (PipelineService) ------------------------------------------------
+
+    def _pipelines(self, environment: Environment) -> tuple[Any, str]:
+        """(the region's PipelineService client, `projects/P/locations/R`)."""
+        client = self.platform._for(environment.region).pipelines
+        if client is None:
+            raise PlatformError(
+                "no Vertex AI PipelineService client is configured: pipelines cannot run",
+                kind="precondition",
+            )
+        return client, f"projects/{environment.project}/locations/{environment.region}"
+
+    def _spec(self, template: str, project: str) -> dict[str, Any]:
+        """A compiled pipeline spec (JSON) read from Cloud Storage."""
+        import json
+
+        bucket, _, path = template.removeprefix("gs://").partition("/")
+        client = self.platform.storage_client
+        try:
+            if client is None:
+                from google.cloud import storage  # type: ignore[attr-defined]
+
+                client = self.platform.storage_client = storage.Client(project=project)
+            data = client.bucket(bucket).blob(path).download_as_bytes()
+        except gexc.NotFound as exc:
+            raise PlatformError(
+                f"the pipeline spec `{template}` does not exist (or the bot may not read it)",
+                kind="not_found",
+            ) from exc
+        except gexc.GoogleAPICallError as exc:
+            raise platform_error(
+                exc, f"read the pipeline spec `{template}`", project=project
+            ) from exc
+        try:
+            spec = json.loads(data)
+        except ValueError as exc:
+            raise PlatformError(
+                f"the pipeline spec `{template}` is not JSON (compile it to a .json file)",
+                kind="precondition",
+            ) from exc
+        if not isinstance(spec, dict):
+            raise PlatformError(
+                f"the pipeline spec `{template}` is not a JSON object", kind="precondition"
+            )
+        # KFP's compiler writes the spec itself, or (as a pipeline job) under `pipelineSpec`
+        inner = spec.get("pipelineSpec")
+        return inner if isinstance(inner, dict) else spec
+
+    def begin_pipeline(
+        self,
+        model: str,
+        template: str,
+        parameters: dict[str, ParameterValue],
+        labels: dict[str, str],
+        environment: Environment,
+        *,
+        display_name: str,
+        pipeline_root: str | None = None,
+    ) -> str:
+        client, parent = self._pipelines(environment)
+        job = v1.PipelineJob(
+            display_name=display_name[:128],
+            labels=labels,
+            runtime_config=v1.PipelineJob.RuntimeConfig(
+                parameter_values=dict(parameters), gcs_output_directory=pipeline_root or ""
+            ),
+            service_account=self.platform.settings.pipeline_service_account or "",
+        )
+        if template.startswith("gs://"):
+            job.pipeline_spec = self._spec(template, environment.project)
+        else:
+            job.template_uri = template
+        created = self.platform._write(
+            client.create_pipeline_job,
+            f"submit the training pipeline of `{model}`",
+            environment.project,
+            parent=parent,
+            pipeline_job=job,
+        )
+        log.info("pipeline job %s of %s submitted", created.name, model)
+        return str(created.name)
+
+    def find_pipeline(
+        self, model: str, labels: dict[str, str], environment: Environment
+    ) -> str | None:
+        client, parent = self._pipelines(environment)
+        wanted = " AND ".join(f'labels.{k}="{v}"' for k, v in sorted(labels.items()))
+        doing = f"look for the pipeline jobs of `{model}`"
+        pager = self.platform._read(
+            client.list_pipeline_jobs,
+            doing,
+            environment.project,
+            request={"parent": parent, "filter": wanted, "order_by": "create_time desc"},
+        )
+        try:
+            for job in pager:  # the filter is the service's; the labels are checked here too
+                if all(job.labels.get(k) == v for k, v in labels.items()):
+                    return str(job.name)
+        except (gexc.GoogleAPICallError, gexc.RetryError) as exc:
+            raise platform_error(exc, doing, project=environment.project) from exc
+        return None
+
+    def pipeline_status(self, name: str, model: str, environment: Environment) -> PipelineRun:
+        client, _ = self._pipelines(environment)
+        job = self.platform._read(
+            client.get_pipeline_job,
+            f"read pipeline job `{name}`",
+            environment.project,
+            name=name,
+        )
+        state = _PIPELINE_STATES.get(v1.PipelineState(job.state).name, PipelineState.QUEUED)
+        if state in (PipelineState.FAILED, PipelineState.CANCELLED):
+            error = str(job.error.message) if job.error and job.error.message else None
+            return PipelineRun(name, state, error=error or f"the job is {state.value}")
+        if state is not PipelineState.SUCCEEDED:
+            return PipelineRun(name, state)
+        endpoint = next(
+            (
+                e
+                for e in self.platform.config.endpoints.values()
+                if e.model == model and e.environment == environment.name
+            ),
+            None,
+        )
+        _, _, _, listed = self._listed(model, endpoint)
+        tail = name.split("/")[2:]  # answers may name the project by number
+        produced = [i for i in listed if str(i.pipeline_job).split("/")[2:] == tail]
+        if not produced:
+            return PipelineRun(name, state)
+        newest = max(
+            produced, key=lambda i: int(i.version_id) if str(i.version_id).isdigit() else 0
+        )
+        return PipelineRun(
+            name,
+            state,
+            registered_version=self._semver(newest),
+            registered_id=str(newest.version_id),
         )

@@ -110,6 +110,7 @@ class VertexSettings:
     registry_project: str | None = None
     registry_region: str | None = None
     deploy_service_account: str | None = None
+    pipeline_service_account: str | None = None  # what `/aiops retrain`'s jobs run as
     read_timeout_s: float = 30.0
     write_timeout_s: float = 120.0
     monitoring_url: str = "https://monitoring.googleapis.com"
@@ -232,6 +233,7 @@ def parse_vertex_settings(config: Config) -> VertexSettings:
         registry_project=_optional_str(data, "registry_project"),
         registry_region=_optional_str(data, "registry_region"),
         deploy_service_account=_optional_str(data, "deploy_service_account"),
+        pipeline_service_account=_optional_str(data, "pipeline_service_account"),
         read_timeout_s=_positive(data, "read_timeout_s", 30.0),
         write_timeout_s=_positive(data, "write_timeout_s", 120.0),
         monitoring_url=_url(data, "monitoring_url", "https://monitoring.googleapis.com"),

@@ -41,7 +41,7 @@ def expire_if_due(rt: Runtime, change: Change) -> Change:
             tell(
                 rt,
                 expired.requester_id,
-                f"{expired.id} ({expired.kind.value} {expired.endpoint}) expired without a decision.",
+                f"{expired.id} ({expired.kind.value} {expired.subject}) expired without a decision.",
             )
             return expired
         return rt.store.get_change(change.id) or change
@@ -177,7 +177,7 @@ def decide(
         tell(
             rt,
             done.requester_id,
-            f"{done.id} ({done.kind.value} {done.endpoint}) was rejected by {mention(actor.id)}"
+            f"{done.id} ({done.kind.value} {done.subject}) was rejected by {mention(actor.id)}"
             + (f": {escape(reason)}" if reason else "."),
         )
         return _ack(rt, done, f"Rejected {done.id}.")
@@ -212,7 +212,7 @@ def decide(
     tell(
         rt,
         done.requester_id,
-        f"{done.id} ({done.kind.value} {done.endpoint}) was approved by {mention(actor.id)}; {then}.",
+        f"{done.id} ({done.kind.value} {done.subject}) was approved by {mention(actor.id)}; {then}.",
     )
     start(rt, done)
     return _ack(rt, done, f"Approved {done.id}; {then}.")
@@ -311,7 +311,7 @@ def supersede(rt: Runtime, holder: Change, actor_id: str, why: str) -> Change | 
         tell(
             rt,
             done.requester_id,
-            f"{done.id} ({done.kind.value} {done.endpoint}) was cancelled: {why}.",
+            f"{done.id} ({done.kind.value} {done.subject}) was cancelled: {why}.",
         )
     return done
 

@@ -34,11 +34,13 @@ from commands.model import (
 from commands.models.model import (
     GATE_MARKS,
     GateOutcome,
+    RetrainSpec,
     Review,
     card_lines,
     cut,
     evaluation_text,
     lineage_text,
+    parameters_text,
     validation_text,
 )
 from commands.ports import ApprovalRecord
@@ -50,6 +52,8 @@ def _labels(change: Change) -> dict[str, str]:
 
 def traffic_line(change: Change) -> str:
     """The split before and after on one line (Home tab lists, where bars would not fit)."""
+    if change.kind is ChangeKind.RETRAIN:
+        return "no traffic moves (a training pipeline run)"
     labels = _labels(change)
     return f"{split_text(change.split_before, labels)}  →  {split_text(change.split_after, labels)}"
 
@@ -112,6 +116,8 @@ def traffic_bars(change: Change, *, unchanged: bool = False) -> str:
 def plain_traffic(change: Change) -> str:
     """The traffic a change moves, for plain text (a confirmation dialog): `loan-assessor:
     1.2.0 100% → 1.2.0 90% · 1.2.1 10%`."""
+    if change.kind is ChangeKind.RETRAIN:
+        return f"model {change.subject}: no traffic moves"
     labels = _labels(change)
     before, after = split_text(change.split_before, labels), split_text(change.split_after, labels)
     return f"{change.endpoint}: {before} → {after}"
@@ -195,6 +201,10 @@ def _plain_what(change: Change) -> str:
         return f"scale {_target(change)}: {_replicas(change)}"
     if change.kind is ChangeKind.UNDEPLOY:
         return f"undeploy {_target(change)} (serves 0 %)"
+    if change.kind is ChangeKind.RETRAIN:
+        spec = RetrainSpec.from_json(change.plan.pipeline)
+        where = f" in {spec.project} ({spec.region})" if spec else ""
+        return f"run the training pipeline of {change.subject}{where}"
     return "roll back"
 
 
@@ -208,7 +218,7 @@ def decision_confirms(change: Change, env_name: str) -> tuple[Confirm, Confirm]:
     )
     reject = Confirm(
         f"Reject {change.id}?",
-        f"{plain_traffic(change)} will not happen ({what}); {change.endpoint} stays as it is.",
+        f"{plain_traffic(change)} will not happen ({what}); {change.subject} stays as it is.",
         "Reject",
     )
     return approve, reject
@@ -230,6 +240,8 @@ def what_line(change: Change) -> str:
         return f"Scale *{escape(_target(change))}* on `{change.endpoint}`: {_replicas(change)}"
     if change.kind is ChangeKind.UNDEPLOY:
         return f"Undeploy *{escape(_target(change))}* from `{change.endpoint}` (serves 0 %)"
+    if change.kind is ChangeKind.RETRAIN:
+        return f"Retrain *{escape(change.subject)}*: run its training pipeline"
     return f"Roll back `{change.endpoint}`"
 
 
@@ -268,6 +280,8 @@ def change_card(
     note: str | None = None,
 ) -> Reply:
     """The change's one message: the plan answering the six questions, then its state."""
+    if change.kind is ChangeKind.RETRAIN:
+        return retrain_card(change, config, approvals=approvals, buttons=buttons, note=note)
     env = config.environments[change.environment]
     th = config.thresholds
     title = (
@@ -387,35 +401,7 @@ def change_card(
     review = Review.from_json(change.plan.model_review)
     if review is not None:  # what the version is, and the validation behind its approval
         blocks.extend(review_blocks(review, config))
-    state_line = f"*State:* {change.state.mark} {change.state.value.replace('_', ' ')}"
-    if change.plan.run_at:  # scheduled with `at=`
-        state_line += f" · :alarm_clock: scheduled for {when(change.plan.run_at, config.timezone)}"
-    if change.state is ChangeState.PENDING_APPROVAL and change.expires_at:
-        state_line += f" · expires {when(change.expires_at, config.timezone)}"
-    if change.decided_by:
-        verb = {
-            ChangeState.REJECTED: "rejected",
-            ChangeState.EXPIRED: "expired",
-            ChangeState.CANCELLED: "cancelled",
-        }.get(change.state, "approved")
-        if change.decided_by.startswith("policy:"):
-            state_line += f" · {change.decided_by.removeprefix('policy:').strip()}"
-        else:
-            state_line += f" · {verb} by {mention(change.decided_by)} at {when(change.decided_at, config.timezone)}"
-    if change.error:
-        state_line += f"\n:x: {escape(change.error)}"
-    blocks.append(Text(state_line))
-    for a in approvals:
-        if a.approver_id == change.decided_by and len(approvals) == 1:
-            continue  # already said on the state line
-        why = f": {escape(a.reason)}" if a.reason else ""
-        blocks.append(
-            Context(
-                (
-                    f"{a.decision}d by {mention(a.approver_id)} at {when(a.at, config.timezone)}{why}",
-                )
-            )
-        )
+    blocks += _state_blocks(change, config, approvals)
     if change.plan.forced_promote:
         blocks.append(
             Text(
@@ -431,6 +417,91 @@ def change_card(
     text = (
         f"{change.id} {change.kind.value} {change.endpoint}: {change.state.value.replace('_', ' ')}"
     )
+    return Reply(text=text, blocks=blocks, ephemeral=False)
+
+
+def retrain_card(
+    change: Change,
+    config: Config,
+    *,
+    approvals: Sequence[ApprovalRecord] = (),
+    buttons: bool = False,
+    note: str | None = None,
+) -> Reply:
+    """A retrain's card (`commands/models/retrain.py`): the six questions for a training
+    run, which moves no traffic: what runs (the pipeline and its parameters), where (the
+    environment's project and region), what it costs, what it would follow (the serving
+    version and its lineage), and its job and the version it registered once known."""
+    env = config.environments[change.environment]
+    spec = RetrainSpec.from_json(change.plan.pipeline)
+    model = change.subject
+    title = f"{change.state.mark} {change.id} · retrain · {model} ({env.name})"
+    approvers = ", ".join(mention(a) for a in env.approvers)
+    facts: list[tuple[str, str]] = [
+        ("Who asked", mention(change.requester_id)),
+        ("Who may approve", approvers if env.needs_approval else "no approval needed"),
+    ]
+    if spec is not None:
+        base = (
+            f"{escape(spec.base_version)}: {escape(cut(spec.base_lineage.text(), 400))}"
+            if spec.base_version
+            else "nothing serves it now"
+        )
+        facts += [
+            ("Pipeline", f"`{escape(cut(spec.template, 300))}`"),
+            (
+                "Where",
+                f"`{escape(spec.project)}` · {escape(spec.region)} (`{env.name}`)"
+                + (
+                    f" · artifacts `{escape(cut(spec.pipeline_root, 200))}`"
+                    if spec.pipeline_root
+                    else ""
+                ),
+            ),
+            ("Parameters", parameters_text(spec.parameters)),
+            (
+                "Cost (estimate, one run)",
+                money(spec.cost_usd) if spec.cost_usd is not None else "unknown (not configured)",
+            ),
+            ("Serves now", base),
+        ]
+    facts += [
+        (
+            "Could go wrong",
+            "the run fails or registers a worse version: nothing serves from it until a"
+            " deploy, gated and approved like any other",
+        ),
+        ("How we'll know", "the pipeline job's state, polled; this thread says when it ends"),
+        (
+            "How we roll back",
+            "nothing to roll back: the new version is only registered (validation pending)",
+        ),
+    ]
+    blocks: list[Block] = [
+        Header(title[:150]),
+        Text(
+            f"*What:* {what_line(change)}; the version it registers appears in `/aiops models {escape(model)}`"
+        ),
+        Fields(tuple(facts)),
+    ]
+    if change.reason:
+        blocks.append(Text(f"*Why:* {escape(change.reason)}"))
+    run = []
+    if change.operation:
+        run.append(f"Pipeline job: `{escape(change.operation)}`")
+    if change.version:
+        run.append(
+            f"Registered: `{escape(change.version)}`, validation pending — `/aiops models"
+            f" {escape(model)}`"
+        )
+    if run:
+        blocks.append(Context(tuple(run)))
+    blocks += _state_blocks(change, config, approvals)
+    if note:
+        blocks.append(Context((note,)))
+    if buttons and change.state is ChangeState.PENDING_APPROVAL:
+        blocks.append(decision_buttons(change, env.name))
+    text = f"{change.id} retrain {model}: {change.state.value.replace('_', ' ')}"
     return Reply(text=text, blocks=blocks, ephemeral=False)
 
 
@@ -459,5 +530,42 @@ def review_blocks(review: Review, config: Config) -> list[Block]:
     if overridden:
         blocks.append(
             Text(f":rotating_light: *Validation gate overridden:* {cut(review.detail, 500)}")
+        )
+    return blocks
+
+
+def _state_blocks(
+    change: Change, config: Config, approvals: Sequence[ApprovalRecord]
+) -> list[Block]:
+    """The card's state line (scheduled, expiry, who decided, the error) and one line per
+    approval beyond the deciding one."""
+    state_line = f"*State:* {change.state.mark} {change.state.value.replace('_', ' ')}"
+    if change.plan.run_at:  # scheduled with `at=`
+        state_line += f" · :alarm_clock: scheduled for {when(change.plan.run_at, config.timezone)}"
+    if change.state is ChangeState.PENDING_APPROVAL and change.expires_at:
+        state_line += f" · expires {when(change.expires_at, config.timezone)}"
+    if change.decided_by:
+        verb = {
+            ChangeState.REJECTED: "rejected",
+            ChangeState.EXPIRED: "expired",
+            ChangeState.CANCELLED: "cancelled",
+        }.get(change.state, "approved")
+        if change.decided_by.startswith("policy:"):
+            state_line += f" · {change.decided_by.removeprefix('policy:').strip()}"
+        else:
+            state_line += f" · {verb} by {mention(change.decided_by)} at {when(change.decided_at, config.timezone)}"
+    if change.error:
+        state_line += f"\n:x: {escape(change.error)}"
+    blocks: list[Block] = [Text(state_line)]
+    for a in approvals:
+        if a.approver_id == change.decided_by and len(approvals) == 1:
+            continue  # already said on the state line
+        why = f": {escape(a.reason)}" if a.reason else ""
+        blocks.append(
+            Context(
+                (
+                    f"{a.decision}d by {mention(a.approver_id)} at {when(a.at, config.timezone)}{why}",
+                )
+            )
         )
     return blocks

@@ -51,6 +51,7 @@ from commands.model import (
     stranded_since,
 )
 from commands.models.alias import after_change
+from commands.models.model import PipelineState, RetrainSpec
 from commands.ports import OperationStatus, PlatformError
 from commands.runtime import Runtime
 
@@ -70,6 +71,9 @@ _RETRY_POLLS = 30
 # How often a replace's soak reads the new version's health (one Monitoring read of the
 # endpoint each time): Monitoring's shortest period.
 SOAK_CHECK = timedelta(minutes=1)
+# How often a retrain's pipeline job is polled: a run takes hours, and each poll is one
+# read of the job (and, once it ended, of the registry). A restart polls on from the name.
+PIPELINE_POLL_SECONDS = 30.0
 
 
 class _Failed(Exception):
@@ -110,13 +114,18 @@ def execute(rt: Runtime, change_id: str) -> None:
             parameters["strategy"] = change.plan.strategy
         if change.plan.replicas_after:
             parameters["replicas"] = list(change.plan.replicas_after)
+        if change.kind is ChangeKind.RETRAIN:
+            del parameters["plan"]
+            spec = RetrainSpec.from_json(change.plan.pipeline)
+            parameters["model"] = change.subject
+            parameters["template"] = spec.template if spec else None
         announce(
             rt, change, AuditAction.EXECUTION_STARTED, BOT.id, "running", parameters=parameters
         )
         links.moved(
             rt,
             change,
-            f":arrow_forward: {change.id} ({change.kind.value} of `{change.endpoint}`) started.",
+            f":arrow_forward: {change.id} ({change.kind.value} of `{change.subject}`) started.",
         )
         _run(rt, change, lease)
     finally:
@@ -203,7 +212,7 @@ def _abandon(rt: Runtime, change: Change, since: datetime | None) -> int:
     tell(
         rt,
         done.requester_id,
-        f"{done.id} ({done.kind.value} {done.endpoint}) was {ABANDONED}; request it again"
+        f"{done.id} ({done.kind.value} {done.subject}) was {ABANDONED}; request it again"
         " if it is still needed.",
     )
     return 1
@@ -457,7 +466,9 @@ def _run(rt: Runtime, change: Change, lease: Lease) -> None:
     undeploy = list(change.plan.undeploy)
     strategy = change.plan.strategy
     try:
-        if change.plan.soak:  # a replace's soak failed: finish rolling it back
+        if change.kind is ChangeKind.RETRAIN:
+            _retrain(rt, lease, change)
+        elif change.plan.soak:  # a replace's soak failed: finish rolling it back
             _unwind(rt, lease, change)
         elif phase.startswith("undeploy:") and change.operation:
             _wait(rt, lease, change, change.operation, "undeploying")
@@ -752,6 +763,113 @@ def _begin_mutate(
                 break
 
 
+def _retrain(rt: Runtime, lease: Lease, change: Change) -> None:
+    """Run a retrain's training pipeline: submit the job (looking first for one labelled
+    with this change and its run key, which a worker that died after submitting it left
+    without a stored name: adopted, never submitted twice), store its name, poll it until
+    it ends, and record the version it registered. A run that fails, is cancelled, or
+    succeeds without a version the bot can name fails the change saying so."""
+    spec = RetrainSpec.from_json(change.plan.pipeline)
+    registry = rt.registry
+    if spec is None or registry is None:
+        why = "its pipeline plan cannot be read" if spec is None else "no model registry is wired"
+        raise _Failed(f"{why}; nothing was submitted")
+    env = rt.config.environments.get(spec.environment)
+    if env is None:
+        raise _Failed(
+            f"environment `{spec.environment}` is no longer in the config; nothing was submitted"
+        )
+    env = replace(env, project=spec.project, region=spec.region)  # where it was approved to run
+    labels = spec.labels(change.id)
+    name = change.operation
+    if not name:
+        lease.check()
+        name = registry.find_pipeline(spec.model, labels, env)
+        how = "adopted"
+        if name is None:
+            lease.check()
+            try:
+                name = registry.begin_pipeline(
+                    spec.model,
+                    spec.template,
+                    spec.parameters,
+                    labels,
+                    env,
+                    display_name=f"retrain {spec.model} {change.id}",
+                    pipeline_root=spec.pipeline_root,
+                )
+            except PlatformError as exc:
+                if exc.kind != "unavailable":
+                    raise
+                # the answer was lost, not necessarily the job: look again before failing
+                found = registry.find_pipeline(spec.model, labels, env)
+                if found is None:
+                    raise
+                name = found
+            how = "submitted"
+        else:
+            log.info("%s: adopted pipeline job %s", change.id, name)
+        _phase(rt, lease, change, "pipeline", name)
+        rt.auditor.record(
+            AuditAction.PIPELINE_SUBMITTED,
+            BOT.id,
+            how,
+            change=change,
+            parameters={
+                "pipeline_job": name,
+                "template": spec.template,
+                "parameters": spec.parameters,
+                "labels": labels,
+                "project": spec.project,
+                "region": spec.region,
+            },
+        )
+        thread(
+            rt,
+            change,
+            f":gear: pipeline job `{name}` {how} in `{env.project}` ({env.region}); polled"
+            f" every {PIPELINE_POLL_SECONDS:g} s",
+        )
+    last: PipelineState | None = None
+    while True:
+        lease.check()
+        run = registry.pipeline_status(name, spec.model, env)
+        if run.state is not last and not run.done:
+            thread(rt, change, f":hourglass_flowing_sand: pipeline job {run.state.value}")
+        last = run.state
+        if run.done:
+            break
+        rt.sleep(max(rt.poll_seconds, PIPELINE_POLL_SECONDS))
+    if run.state is not PipelineState.SUCCEEDED:
+        raise _Failed(f"the pipeline job {run.state.value}: {run.error or 'no reason given'}")
+    if run.registered_version is None:
+        raise _Failed(
+            "the pipeline job succeeded but the registry holds no version of"
+            f" `{spec.model}` from it with a semantic version alias"
+            + (
+                f" (it registered version id {run.registered_id}: give it an alias such as"
+                " `v1-2-2` to deploy it)"
+                if run.registered_id
+                else " (did it register one?)"
+            )
+        )
+    change.version = f"{spec.model}@{run.registered_version}"
+    change.plan.phase = "registered"
+    _write(rt, lease, change, version=change.version, plan=change.plan)
+    rt.auditor.record(
+        AuditAction.MODEL_REGISTERED,
+        BOT.id,
+        f"{change.version} registered, validation pending",
+        change=change,
+        parameters={
+            "version": change.version,
+            "registry_id": run.registered_id,
+            "pipeline_job": name,
+            "dataset": spec.parameters.get("dataset"),
+        },
+    )
+
+
 def _finish(
     rt: Runtime, lease: Lease, change: Change, *, ok: bool, error: str | None = None
 ) -> None:
@@ -769,31 +887,35 @@ def _finish(
     if done is None:
         log.warning("%s: not finished here: it moved on, or another worker took it", change.id)
         return
+    verdict = ":white_check_mark: succeeded" if ok else f":x: failed: {error}"
     state: EndpointState | None = None
-    try:
-        state = rt.platform.endpoint_state(_endpoint(rt, done))
-        state_after = state.describe()
-    except PlatformError as exc:
-        state_after = f"unknown ({exc})"
+    if done.kind is ChangeKind.RETRAIN:  # no endpoint moved: say what the registry gained
+        now_line = (
+            f"`{done.version}` is registered, validation pending: `/aiops models {done.subject}`."
+            if done.version
+            else f"No version of `{done.subject}` was registered from it."
+        )
+        parameters: dict[str, object] = {"pipeline_job": done.operation, "registered": done.version}
+        told = now_line
+    else:
+        try:
+            state = rt.platform.endpoint_state(_endpoint(rt, done))
+            state_after = state.describe()
+        except PlatformError as exc:
+            state_after = f"unknown ({exc})"
+        now_line = f"`{done.endpoint}` now serves {state_after}."
+        parameters = {"traffic_now": state_after, "operation": done.operation}
+        told = f"Now: {state_after}."
     announce(
         rt,
         done,
         AuditAction.EXECUTION_FINISHED,
         BOT.id,
         "succeeded" if ok else f"failed: {error}",
-        parameters={"traffic_now": state_after, "operation": done.operation},
+        parameters=parameters,
     )
-    verdict = ":white_check_mark: succeeded" if ok else f":x: failed: {error}"
-    thread(rt, done, f"{verdict}. `{done.endpoint}` now serves {state_after}.")
-    links.moved(
-        rt,
-        done,
-        f"{done.id} ({done.kind.value}) {verdict}. `{done.endpoint}` now serves {state_after}.",
-    )
-    tell(
-        rt,
-        done.requester_id,
-        f"{done.id} ({done.kind.value} {done.endpoint}) {verdict}. Now: {state_after}.",
-    )
+    thread(rt, done, f"{verdict}. {now_line}")
+    links.moved(rt, done, f"{done.id} ({done.kind.value}) {verdict}. {now_line}")
+    tell(rt, done.requester_id, f"{done.id} ({done.kind.value} {done.subject}) {verdict}. {told}")
     if ok:  # one version at 100 % in prod: the registry's serving alias follows it
         after_change(rt, done, state)

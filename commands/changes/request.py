@@ -76,7 +76,7 @@ def parse_for(command: str, text: str) -> Args:
 
 
 # The `/aiops` subcommands that open a change (the rest are slash commands of their own).
-SUBCOMMAND_KINDS = (ChangeKind.SCALE, ChangeKind.UNDEPLOY)
+SUBCOMMAND_KINDS = (ChangeKind.SCALE, ChangeKind.UNDEPLOY, ChangeKind.RETRAIN)
 
 
 def spec_of(kind: ChangeKind) -> CommandSpec:
@@ -129,7 +129,11 @@ def _replica_count(args: Args, key: str) -> int | None:
         ) from None
 
 
-def _reason(args: Args, env: Environment, kind: str, required: bool | None = None) -> str | None:
+def required_reason(
+    args: Args, env: Environment, kind: str, required: bool | None = None
+) -> str | None:
+    """`reason=` of a request; a refusal where the environment requires one and none is
+    given (`required` overrides the environment's rule)."""
     reason = args.options.get("reason") or None
     if (env.require_reason if required is None else required) and not reason:
         raise Refusal(
@@ -422,7 +426,7 @@ def request_change(
         and env.needs_approval
         and (kind is not ChangeKind.ROLLBACK or env.rollback_requires_approval)
     )
-    reason = _reason(args, env, kind.value)
+    reason = required_reason(args, env, kind.value)
     holder = rt.store.open_change(ep.slug)
     if (
         holder is not None

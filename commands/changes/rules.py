@@ -75,6 +75,7 @@ def plan_hash(change: Change) -> str:
         "target_id": change.plan.target_id,
         "replicas_before": list(change.plan.replicas_before or ()) or None,
         "replicas_after": list(change.plan.replicas_after or ()) or None,
+        "pipeline": change.plan.pipeline,  # a retrain: template, parameters, where
     }
     body |= {key: value for key, value in extra.items() if value is not None}
     return hashlib.sha256(
@@ -118,19 +119,17 @@ def frozen_now(rt: Runtime, change: Change) -> Refusal | None:
     return _freeze_refusal(rt, env, change.kind)
 
 
-def check_request(
+def check_requester(
     rt: Runtime,
     env: Environment,
-    ep: Endpoint,
     kind: ChangeKind,
     args: Args,
     actor: Actor,
     channel_id: str | None,
-    at: datetime | None = None,
-) -> BreakGlass | None:
-    """Refuse a request the environment's policy does not allow (who may request, from
-    which channel, tickets, residency, freezes now or at the time `at=` schedules it);
-    say whether it breaks glass."""
+) -> None:
+    """Refuse a request of `kind` in `env` from someone who may not request there, from a
+    channel requests may not come from, or without the change ticket (or with a malformed
+    one) the environment requires: what every change, of an endpoint or a model, passes."""
     if not may_request(env, actor.id, rt.groups):
         raise Refusal(
             f"{mention(actor.id)} may not request changes in `{env.name}`",
@@ -144,14 +143,6 @@ def check_request(
             "Run the command there, so the people who watch that channel see it.",
             code="wrong_channel",
         )
-    region = _region(env, ep)
-    if region not in env.allowed_regions:
-        raise Refusal(
-            f"`{ep.slug}` is in `{escape(region)}`, outside the allowed regions of `{env.name}`"
-            f" ({', '.join(env.allowed_regions)}); data must stay in approved regions",
-            "Nothing was changed. The platform team must move the endpoint or the policy.",
-            code="residency",
-        )
     ticket = args.options.get("ticket")
     if ticket is not None and not TICKET_RE.match(ticket):
         raise Refusal(
@@ -164,6 +155,30 @@ def check_request(
             f"a {kind.value} in `{env.name}` needs a change ticket",
             "Add `ticket=CHG-1234` (the approved change request).",
             code="missing_ticket",
+        )
+
+
+def check_request(
+    rt: Runtime,
+    env: Environment,
+    ep: Endpoint,
+    kind: ChangeKind,
+    args: Args,
+    actor: Actor,
+    channel_id: str | None,
+    at: datetime | None = None,
+) -> BreakGlass | None:
+    """Refuse a request the environment's policy does not allow (`check_requester`,
+    residency, freezes now or at the time `at=` schedules it); say whether it breaks
+    glass."""
+    check_requester(rt, env, kind, args, actor, channel_id)
+    region = _region(env, ep)
+    if region not in env.allowed_regions:
+        raise Refusal(
+            f"`{ep.slug}` is in `{escape(region)}`, outside the allowed regions of `{env.name}`"
+            f" ({', '.join(env.allowed_regions)}); data must stay in approved regions",
+            "Nothing was changed. The platform team must move the endpoint or the policy.",
+            code="residency",
         )
     try:
         glass = args.flag("break_glass")
@@ -252,7 +267,7 @@ def _void(rt: Runtime, change: Change, actor: Actor, why: str, request_id: str |
     tell(
         rt,
         done.requester_id,
-        f"{done.id} ({done.kind.value} {done.endpoint}) was closed: {why}. Plan it again.",
+        f"{done.id} ({done.kind.value} {done.subject}) was closed: {why}. Plan it again.",
     )
     return Refusal(
         f"your approval of {change.id} is void: {why}",

@@ -69,7 +69,7 @@ def _fail_scheduled(
         line=f":x: {why}",
         parameters={"run_at": _iso(run_at(change)), "state_before": old.value, "why": why},
     )
-    tell(rt, done.requester_id, f"{done.id} ({done.kind.value} {done.endpoint}): {why}")
+    tell(rt, done.requester_id, f"{done.id} ({done.kind.value} {done.subject}): {why}")
     return done
 
 

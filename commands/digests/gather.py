@@ -32,6 +32,7 @@ from commands.messages import (
     mention,
 )
 from commands.model import OPEN_STATES, SCHEDULER, Change, EndpointHealth
+from commands.models.lineage import ServingLineage, serving_lineage
 from commands.ports import (
     Alert,
     AuditEvent,
@@ -86,6 +87,16 @@ class DigestData:
     # End of day: the on-call hand-off notes written since the last end-of-day digest.
     handoffs: list[Handoff] | None = None
     handoffs_since: datetime | None = None
+    # Endpoints whose drift is above `[thresholds] drift`, worst first, each with what
+    # trained the version it serves (IMPROVE: the digest offers to retrain its model).
+    drift: list[DriftNote] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class DriftNote:
+    endpoint: str
+    drift: float
+    serving: ServingLineage
 
 
 @dataclass
@@ -234,6 +245,7 @@ def gather(
                 )
             except PlatformError as exc:
                 problems.append(f"metric history unavailable: {exc}")
+    data.drift = _drifting(rt, endpoints, health, cfg.thresholds)
     data.flagged = [
         _flag_line(e, tz)
         for e in rt.store.audit(AuditQuery(since=since, environment=env, limit=5000))
@@ -264,6 +276,28 @@ def gather(
     if rt.incidents is not None:
         _gather_incidents(rt.incidents, data, {ep.slug for ep in endpoints})
     return data
+
+
+MAX_DRIFT_LINES = 10  # each reads its endpoint's state and its version's registry entry
+
+
+def _drifting(
+    rt: Runtime, endpoints: list[Endpoint], health: dict[str, EndpointHealth], th: Thresholds
+) -> list[DriftNote]:
+    """Endpoints whose drift breaches `th.drift`, worst first (at most `MAX_DRIFT_LINES`),
+    each with the lineage of the version it serves (`serving_lineage`: one endpoint read
+    and one registry read each; what cannot be read is unknown)."""
+    found = sorted(
+        (
+            (h.drift, ep)
+            for ep in endpoints
+            if (h := health.get(ep.slug)) is not None and h.drift is not None and h.drift > th.drift
+        ),
+        key=lambda pair: (-pair[0], pair[1].slug),
+    )
+    return [
+        DriftNote(ep.slug, drift, serving_lineage(rt, ep)) for drift, ep in found[:MAX_DRIFT_LINES]
+    ]
 
 
 def _gather_incidents(incidents: IncidentStore, data: DigestData, slugs: set[str]) -> None:

@@ -17,6 +17,7 @@ from commands.digests.gather import (
     SECTION_CHARS,
     Digest,
     DigestData,
+    DriftNote,
     _ranked_breaching,
     _score,
     gather,
@@ -46,12 +47,14 @@ from commands.messages import (
     when,
 )
 from commands.model import Change, ChangeState, EndpointHealth
+from commands.models.lineage import retrain_command
 from commands.ports import Alert, Chart
 from commands.redaction import redact
 from commands.runtime import Runtime
 from commands.text import cut, outbound
 
 CAPACITY_TITLE = "Idle and unused capacity"
+DRIFT_TITLE = "Drift: retrain?"
 MAX_CAPACITY_BUTTONS = 10  # of Slack's 25 an actions block holds: a list, not a wall
 
 # --- rendering --------------------------------------------------------------------------
@@ -299,6 +302,61 @@ def _capacity_section(data: DigestData) -> tuple[list[str], list[Button]]:
     return lines, buttons[:MAX_CAPACITY_BUTTONS]
 
 
+def retrain_reason(note: DriftNote, th: Thresholds, kind: DigestKind) -> str:
+    """The reason a retrain button carries (prod requires one; a click cannot type it):
+    the figure that prompted it, in words without markup."""
+    digest = "morning" if kind is DigestKind.MORNING else "end-of-day"
+    return f"drift {note.drift:.3f} above {th.drift:g} on {note.endpoint} ({digest} digest)"
+
+
+def _drift_section(data: DigestData, th: Thresholds) -> tuple[list[str], list[Button]]:
+    """One line per drifting endpoint: the figure, the version it serves and the training
+    pipeline run (and dataset) it came from, and the typed retrain of its model; one
+    Retrain button per model that has a pipeline and no retrain open (a request: the
+    usual approval applies)."""
+    lines: list[str] = []
+    buttons: list[Button] = []
+    offered: set[str] = set()
+    for note in data.drift:
+        s = note.serving
+        serves = (
+            f"serves {escape(s.version)}, from its {escape(s.pipeline_text)}"
+            if s.version
+            else "what it serves could not be read"
+        )
+        line = f":ocean: *{note.endpoint}* drift {note.drift:.3f} > {th.drift:g} · {serves}"
+        if s.retraining:
+            lines.append(f"{line} · `{escape(s.model)}` is being retrained: {s.retraining}")
+            continue
+        if not s.retrainable:
+            lines.append(
+                f"{line} · no training pipeline for `{escape(s.model)}`"
+                f" (`[models.{escape(s.model)}] retrain_template`)"
+            )
+            continue
+        reason = retrain_reason(note, th, data.kind)
+        lines.append(f"{line} · `{escape(retrain_command(s.model))}`")
+        if s.model in offered:
+            continue
+        offered.add(s.model)
+        buttons.append(
+            Button(
+                f"Retrain {s.model}",
+                "retrain",
+                f'{s.model} reason="{reason}"',
+                retrain_command(s.model, reason),
+                confirm=Confirm(
+                    f"Request a retrain of {s.model}?",
+                    f"Opens a change that runs {s.model}'s training pipeline. It runs once"
+                    " approved where its environment requires approval; the version it"
+                    " registers is deployed only by a change of its own.",
+                    "Request it",
+                ),
+            )
+        )
+    return lines, buttons[:MAX_CAPACITY_BUTTONS]
+
+
 def _change_line(c: Change, tz: ZoneInfo) -> str:
     at = run_at(c)
     when_ = f" at {at.astimezone(tz):%a %H:%M}" if at else ""
@@ -308,7 +366,7 @@ def _change_line(c: Change, tz: ZoneInfo) -> str:
         + (f" to {c.canary_percent}%" if c.kind.value == "promote" else "")
     )
     return (
-        f"{c.state.mark} *{c.id}* {what} `{c.endpoint}`{when_} · {c.state.value.replace('_', ' ')}"
+        f"{c.state.mark} *{c.id}* {what} `{c.subject}`{when_} · {c.state.value.replace('_', ' ')}"
         f" · by {mention(c.requester_id)}"
     )
 
@@ -513,11 +571,16 @@ def render(
     if kind is DigestKind.MORNING or breaching:
         sections.append(("Model health (worst first)", health_lines or ["no endpoints"]))
 
-    if kind is DigestKind.MORNING and cost_lines:
-        sections.append(("Cost", cost_lines))
     # Blocks that follow a section's lines when there is room for them (else the lines,
     # which carry the typed commands, stand alone).
     trailing: dict[str, list[Block]] = {}
+    drift_lines, drift_buttons = _drift_section(data, th)
+    if drift_lines:
+        sections.append((DRIFT_TITLE, drift_lines))
+        if drift_buttons:
+            trailing[DRIFT_TITLE] = [Buttons(tuple(drift_buttons))]
+    if kind is DigestKind.MORNING and cost_lines:
+        sections.append(("Cost", cost_lines))
     if kind is DigestKind.MORNING and capacity_lines:
         sections.append((CAPACITY_TITLE, capacity_lines))
         if capacity_buttons:
@@ -615,6 +678,7 @@ def render(
         "scheduled": len(data.scheduled),
         "idle": len(data.capacity.idle) if data.capacity else 0,
         "unused": len(data.capacity.unused) if data.capacity else 0,
+        "drifting": len(data.drift),
         "blocks": len(blocks),
     }
     if data.incidents is not None:

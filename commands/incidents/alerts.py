@@ -16,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from commands.audit import AuditAction
-from commands.incidents.cards import alert_message
+from commands.incidents.cards import LINEAGE_MODEL, alert_message
 from commands.incidents.model import AlertNotice, AlertRecord, AlertState
 from commands.incidents.pager import PageAction
 from commands.incidents.paging import page_alert
@@ -25,6 +25,8 @@ from commands.incidents.severity import suggest_for_alert
 from commands.incidents.thread import refresh_alert
 from commands.messages import Post
 from commands.model import BOT
+from commands.models.lineage import serving_lineage
+from commands.models.model import UNKNOWN
 from commands.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,7 @@ def receive_alert(rt: Runtime, notice: AlertNotice) -> AlertRecord:
     Monitoring retries)."""
     store = store_of(rt)
     now = rt.clock()
+    notice = with_lineage(rt, notice)
     record, new = store.record_alert(notice, now)
     if new:
         severity, why = suggest_for_alert(rt.config, record.notice)
@@ -69,6 +72,34 @@ def receive_alert(rt: Runtime, notice: AlertNotice) -> AlertRecord:
     if record.notice.state is AlertState.CLOSED and record.closed_at is None:
         record = _close(rt, record)
     return record
+
+
+def is_drift(notice: AlertNotice) -> bool:
+    """A drift alert: the health watch's drift metric, or a policy that names drift (Cloud
+    Monitoring's, the sandbox's `Drift > 0.1`)."""
+    return notice.labels.get("metric") == "drift" or "drift" in notice.policy.lower()
+
+
+def with_lineage(rt: Runtime, notice: AlertNotice) -> AlertNotice:
+    """An open drift alert on a known endpoint carries what trained the version it serves
+    (labels `aiops_model`, `aiops_serving_version`, `aiops_training_pipeline`,
+    `aiops_dataset`, "unknown" where the registry does not say), so its message can name
+    the pipeline and offer the retrain (`commands.incidents.cards.alert_message`). Any
+    other notice is returned as it is."""
+    ep = rt.config.endpoints.get(notice.endpoint or "")
+    if ep is None or notice.state is not AlertState.OPEN or not is_drift(notice):
+        return notice
+    found = serving_lineage(rt, ep)
+    return replace(
+        notice,
+        labels=notice.labels
+        | {
+            LINEAGE_MODEL: found.model,
+            "aiops_serving_version": found.version or UNKNOWN,
+            "aiops_training_pipeline": found.lineage.pipeline_run or UNKNOWN,
+            "aiops_dataset": found.lineage.dataset or UNKNOWN,
+        },
+    )
 
 
 def _post(rt: Runtime, record: AlertRecord) -> AlertRecord:

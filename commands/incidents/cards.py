@@ -36,6 +36,8 @@ from commands.messages import (
 from commands.text import cut
 
 SUMMARY_MAX = 500  # characters of an incident's summary (a line, not a report)
+# A drift alert's labels naming what trained the serving version (`alerts.with_lineage`)
+LINEAGE_MODEL = "aiops_model"
 _URL = re.compile(r"https?://[^\s<>|\"`]{1,1500}")
 
 _MARK = {
@@ -101,6 +103,14 @@ def alert_message(record: AlertRecord, config: Config) -> Reply:
         lines.append(escape(n.summary))
     if n.observed:
         lines.append(f"*Observed:* {escape(n.observed)}")
+    model = n.labels.get(LINEAGE_MODEL)
+    if model and not closed:  # drift: what the serving version was trained on, and the remedy
+        lines.append(
+            f"*Trained by:* {escape(n.labels.get('aiops_serving_version', '?'))} came from"
+            f" training pipeline run {escape(n.labels.get('aiops_training_pipeline', '?'))}"
+            f" (dataset {escape(n.labels.get('aiops_dataset', '?'))}). Retrain it on fresh data:"
+            f' `/aiops retrain {escape(model)} reason="…"`'
+        )
     if closed:
         lines.append(
             f"*Resolved at {when(n.ended_at or record.closed_at, tz)}*"

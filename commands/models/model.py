@@ -331,3 +331,145 @@ GATE_MARKS = {
     GateOutcome.NOT_REQUIRED: "gate: not required",
     GateOutcome.NOT_GATED: "gate: not gated",
 }
+
+
+# --- retraining (commands/models/retrain.py) -------------------------------------------
+
+
+class PipelineState(StrEnum):
+    """Where a training pipeline run stands, in the platform's words made plain (Vertex
+    AI's `PipelineState`: QUEUED / PENDING → queued, RUNNING / CANCELLING / PAUSED →
+    running, SUCCEEDED, FAILED, CANCELLED)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def done(self) -> bool:
+        return self in (PipelineState.SUCCEEDED, PipelineState.FAILED, PipelineState.CANCELLED)
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    """One training pipeline run as the platform reports it (`ModelRegistry.pipeline_status`).
+
+    `registered_version`: the semantic version of the model version the run registered
+    (found by its lineage: the registry version produced by this run), once it succeeded;
+    None before, or when the registry holds none from it (or none with a semantic version
+    alias: `registered_id` then names the registry's own id). `error`: why it failed or was
+    cancelled, in words."""
+
+    name: str
+    state: PipelineState
+    error: str | None = None
+    registered_version: str | None = None
+    registered_id: str | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.state.done
+
+
+ParameterValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class RetrainSpec:
+    """What a retrain runs, where and why, as its approvers are shown it: the model's
+    configured training pipeline template (`[models.X] retrain_template`) with its runtime
+    parameters (`retrain_parameters`), the environment whose project and region it runs in
+    (`retrain_environment`), where it writes its artifacts, its estimated cost, and the
+    version serving when it was requested with that version's lineage (what the run
+    retrains). `run_key` is random per request: a pipeline job is adopted on resume only
+    when it carries both the change's id and this key, so a job of another database's
+    `CHG-N` is never taken for this one's. Stored on the change as JSON
+    (`ChangePlan.pipeline`)."""
+
+    model: str
+    template: str
+    parameters: dict[str, ParameterValue]
+    environment: str
+    project: str
+    region: str
+    run_key: str
+    pipeline_root: str | None = None
+    cost_usd: float | None = None
+    base_version: str | None = None  # what the serving alias named when requested
+    base_lineage: Lineage = field(default_factory=Lineage)
+
+    def labels(self, change_id: str) -> dict[str, str]:
+        """The pipeline job's labels (lowercase letters, digits, `_` and `-`, ≤ 63 each, as
+        Vertex AI requires): the change, this request's key and the model."""
+        return {
+            "aiops_change": change_id.lower(),
+            "aiops_run": self.run_key,
+            "aiops_model": label_value(self.model),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "model": self.model,
+                "template": self.template,
+                "parameters": self.parameters,
+                "environment": self.environment,
+                "project": self.project,
+                "region": self.region,
+                "run_key": self.run_key,
+                "pipeline_root": self.pipeline_root,
+                "cost_usd": self.cost_usd,
+                "base_version": self.base_version,
+                "base_lineage": {
+                    "pipeline_run": self.base_lineage.pipeline_run,
+                    "dataset": self.base_lineage.dataset,
+                },
+            },
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, text: str | None) -> RetrainSpec | None:
+        """The stored spec; None when there is none or it cannot be read."""
+        if not text:
+            return None
+        try:
+            d = json.loads(text)
+            lineage = d.get("base_lineage") or {}
+            cost = d.get("cost_usd")
+            return cls(
+                model=str(d["model"]),
+                template=str(d["template"]),
+                parameters=dict(d.get("parameters") or {}),
+                environment=str(d["environment"]),
+                project=str(d["project"]),
+                region=str(d["region"]),
+                run_key=str(d["run_key"]),
+                pipeline_root=d.get("pipeline_root"),
+                cost_usd=float(cost) if cost is not None else None,
+                base_version=d.get("base_version"),
+                base_lineage=Lineage(lineage.get("pipeline_run"), lineage.get("dataset")),
+            )
+        except (KeyError, ValueError, TypeError, AttributeError):
+            return None
+
+
+def label_value(text: str) -> str:
+    """`text` as a Vertex AI label value: lowercase, every character other than a letter,
+    digit, `_` or `-` replaced by `_`, at most 63 characters."""
+    lowered = text.lower()
+    return "".join(c if (c.isalnum() and c.isascii()) or c in "_-" else "_" for c in lowered)[:63]
+
+
+def parameters_text(parameters: dict[str, ParameterValue], most: int = 12) -> str:
+    """`` `dataset=bq://…` · `epochs=3` `` for a card: sorted, each cut, at most `most`."""
+    if not parameters:
+        return "none"
+    items = sorted(parameters.items())
+    shown = " · ".join(
+        f"`{escape(cut(k, 60))}={escape(cut(str(v), 120))}`" for k, v in items[:most]
+    )
+    return shown + (f" · +{len(items) - most} more" if len(items) > most else "")

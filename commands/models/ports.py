@@ -1,13 +1,14 @@
 """The model-registry port. Implementations: `bot/platforms/sandbox_registry.py` (the
-config's `[models.X.cards."V"]` tables, aliases kept in the sandbox's tables) and
-`bot/platforms/vertex_registry.py` (the Vertex AI Model Registry: `ModelService`)."""
+config's `[models.X.cards."V"]` tables, aliases and simulated training runs kept in the
+sandbox's tables) and `bot/platforms/vertex_registry.py` (the Vertex AI Model Registry:
+`ModelService`; training runs: `PipelineService`'s pipeline jobs)."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from commands.config import Endpoint
-from commands.models.model import RegistryVersion
+from commands.config import Endpoint, Environment
+from commands.models.model import ParameterValue, PipelineRun, RegistryVersion
 
 
 class ModelRegistry(Protocol):
@@ -47,4 +48,42 @@ class ModelRegistry(Protocol):
     def validation_source(self, model: str, version: str) -> str:
         """Where a version's validation is recorded, in words, for the people who must
         record it (a refusal's hint)."""
+        ...
+
+    # Training pipelines (`/aiops retrain`, commands/models/retrain.py): a run registers
+    # the version it trains in this registry, so the registry is where runs are started.
+
+    def begin_pipeline(
+        self,
+        model: str,
+        template: str,
+        parameters: dict[str, ParameterValue],
+        labels: dict[str, str],
+        environment: Environment,
+        *,
+        display_name: str,
+        pipeline_root: str | None = None,
+    ) -> str:
+        """Submit one run of the training pipeline `template` (a compiled pipeline spec:
+        `gs://…json`, or an Artifact Registry template `https://<region>-kfp.pkg.dev/…`)
+        with its runtime `parameters`, in `environment`'s project and region, carrying
+        `labels`. Returns the run's name (Vertex AI: the PipelineJob's resource name),
+        which `pipeline_status` polls, after a restart too. Sent once: an answer lost in
+        transit raises `PlatformError` of kind `unavailable`, and `find_pipeline` then
+        says whether it was created. A template the platform cannot read raises kind
+        `not_found` or `precondition`."""
+        ...
+
+    def find_pipeline(
+        self, model: str, labels: dict[str, str], environment: Environment
+    ) -> str | None:
+        """The newest run in `environment` carrying every one of `labels` (its name), None
+        when there is none: how a change taken over finds the run its dead worker
+        submitted before it could store the name, instead of submitting another."""
+        ...
+
+    def pipeline_status(self, name: str, model: str, environment: Environment) -> PipelineRun:
+        """Where the run `name` stands; once it succeeded, the version of `model` it
+        registered in the registry `environment` reads (by lineage: the version produced
+        by this run). An unknown run raises `PlatformError` of kind `not_found`."""
         ...

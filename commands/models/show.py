@@ -11,6 +11,7 @@ from __future__ import annotations
 from commands.config import Endpoint
 from commands.errors import Refusal
 from commands.messages import Block, Context, Divider, Header, Reply, Text, did_you_mean, escape
+from commands.model import model_key
 from commands.models.model import (
     RegistryVersion,
     card_lines,
@@ -117,6 +118,12 @@ def models(rt: Runtime, ref: str | None) -> Reply:
         )
         if unread:
             line += f" · :warning: could not read {', '.join(f'`{s}`' for s in unread)}"
+        retrain = rt.store.open_change(model_key(name))
+        if retrain is not None:
+            line += (
+                f" · {retrain.state.mark} retraining: {retrain.id}"
+                f" ({retrain.state.value.replace('_', ' ')})"
+            )
         blocks.append(Text(line))
         newest = list(reversed(versions))
         for v in newest[:per_model]:

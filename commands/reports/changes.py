@@ -15,7 +15,14 @@ from commands.messages import (
     mention,
     when,
 )
-from commands.model import OPEN_STATES, Change, ChangeKind, ChangeState, stranded_since
+from commands.model import (
+    OPEN_STATES,
+    Change,
+    ChangeKind,
+    ChangeState,
+    model_key,
+    stranded_since,
+)
 from commands.runtime import Runtime
 
 # Kinds whose line names the version they act on.
@@ -33,8 +40,13 @@ def changes_reply(
     if not changes:
         return Reply.info("No changes yet. Start one with `/deploy`.")
     lines = [
-        f"{c.state.mark} *{c.id}* {c.kind.value} `{c.endpoint}`"
+        f"{c.state.mark} *{c.id}* {c.kind.value} `{c.subject}`"
         + (f" {escape(c.version)}" if c.version and c.kind in _VERSIONED else "")
+        + (
+            f" → registered {escape(c.version)}"
+            if c.version and c.kind is ChangeKind.RETRAIN
+            else ""
+        )
         + (f" {c.plan.strategy}" if c.plan.strategy and c.plan.strategy != "canary" else "")
         + (f" to {c.canary_percent}%" if c.kind is ChangeKind.PROMOTE else "")
         + (
@@ -69,10 +81,14 @@ def changes_reply(
 
 
 def changes(rt: Runtime, slug: str | None, limit: int) -> Reply:
-    """Open changes first, then the most recent, at most `limit`."""
-    if slug:
-        rt.endpoint(slug, "/aiops changes [endpoint] [limit=N]")
-    found = rt.store.list_changes(endpoint=slug, limit=limit)
+    """Open changes first, then the most recent, at most `limit`: every change, an
+    endpoint's, or a model's retrains (named by the model)."""
+    key = slug
+    if slug in rt.config.models and slug not in rt.config.endpoints:
+        key = model_key(slug)
+    elif slug:
+        rt.endpoint(slug, "/aiops changes [endpoint|model] [limit=N]")
+    found = rt.store.list_changes(endpoint=key, limit=limit)
     found.sort(key=lambda c: (c.state not in OPEN_STATES, -int(c.id.split("-")[1])))
     now = rt.clock()
     stranded = {

@@ -101,6 +101,7 @@ def build(
         "request": {
             "kind": change.kind.value,
             "endpoint": change.endpoint,
+            "model": change.model_retrained,  # a retrain: the model, not an endpoint
             "environment": change.environment,
             "requester": who(change.requester_id),
             "at": stamp(change.created_at),
@@ -126,6 +127,8 @@ def build(
             "restore_split": change.restore_split,
             "labels": change.labels,
             "health_when_planned": change.plan.health,
+            # a retrain: the training pipeline, its parameters and where it ran
+            "pipeline": json.loads(change.plan.pipeline) if change.plan.pipeline else None,
             "plan_hash_shown": shown,
             "plan_hash_now": plan_hash(change),
             "plan_unchanged": shown is None or shown == plan_hash(change),
@@ -209,7 +212,9 @@ def to_markdown(d: dict[str, Any]) -> str:
         "",
         "## Request",
         "",
-        f"- What: {req['kind']} on `{req['endpoint']}` ({req['environment']})",
+        f"- What: {req['kind']} "
+        + (f"of model `{req['model']}`" if req.get("model") else f"on `{req['endpoint']}`")
+        + f" ({req['environment']})",
         f"- Requested by: {_person(req['requester'])}",
         f"- When: {_when(req['at'])}",
         f"- Why: {req['reason'] or '—'}",
@@ -228,6 +233,7 @@ def to_markdown(d: dict[str, Any]) -> str:
         f"- Rollback restores: `{json.dumps(plan['restore_split'], sort_keys=True)}`",
         f"- Deployed-model labels: `{json.dumps(plan['labels'], sort_keys=True)}`",
         f"- Health when planned: {plan['health_when_planned'] or '—'}",
+        *_pipeline_markdown(plan.get("pipeline")),
         f"- Plan hash shown to approvers: `{plan['plan_hash_shown']}`",
         f"- Plan unchanged since: {'yes' if plan['plan_unchanged'] else '**NO**'}",
         "",
@@ -288,6 +294,22 @@ def to_markdown(d: dict[str, Any]) -> str:
     else:
         out.append("- not verified")
     return "\n".join(out) + "\n"
+
+
+def _pipeline_markdown(p: dict[str, Any] | None) -> list[str]:
+    """A retrain's plan: the pipeline that ran, with what, where, and what served then."""
+    if not p:
+        return []
+    cost = p.get("cost_usd")
+    return [
+        f"- Training pipeline: `{p.get('template')}` in `{p.get('project')}`"
+        f" ({p.get('region')}, environment {p.get('environment')})"
+        + (f" · artifacts `{p['pipeline_root']}`" if p.get("pipeline_root") else ""),
+        f"- Pipeline parameters: `{json.dumps(p.get('parameters') or {}, sort_keys=True)}`"
+        f" · estimated cost {'—' if cost is None else f'${cost:,.2f}'}",
+        f"- Serving when requested: {p.get('base_version') or '—'}"
+        f" (lineage {_md_cell(p.get('base_lineage') or {})})",
+    ]
 
 
 def _model_markdown(m: dict[str, Any]) -> list[str]:

@@ -147,7 +147,7 @@ def home_view(
     blocks += _listed(
         f"Scheduled changes ({len(scheduled)})",
         [
-            f"{c.state.mark} *{c.id}* {c.kind.value} `{c.endpoint}` at"
+            f"{c.state.mark} *{c.id}* {c.kind.value} `{c.subject}` at"
             f" {when(c.plan.run_at, tz)} · {c.state.value.replace('_', ' ')}"
             for c in scheduled
         ],
@@ -233,7 +233,7 @@ def _listed(title: str, lines: Sequence[str], empty: str, more: str) -> list[Blo
 
 def _change_line(rt: Runtime, c: Change) -> str:
     return (
-        f"{c.state.mark} *{c.id}* {c.kind.value} `{c.endpoint}` ·"
+        f"{c.state.mark} *{c.id}* {c.kind.value} `{c.subject}` ·"
         f" {c.state.value.replace('_', ' ')} · {traffic_line(c)}"
         + (f" · :alarm_clock: {when(c.plan.run_at, rt.config.timezone)}" if c.plan.run_at else "")
     )

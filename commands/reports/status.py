@@ -21,7 +21,7 @@ from commands.messages import (
     breaches,
     health_score,
 )
-from commands.model import OPEN_STATES, Change, EndpointHealth, EndpointState
+from commands.model import OPEN_STATES, Change, EndpointHealth, EndpointState, model_key
 from commands.runtime import Runtime
 
 PAGE_SIZE = 10  # endpoints a page: 4 blocks each at most, + header, summary and "more"
@@ -56,7 +56,8 @@ def status_reply(
     pages: int = 1,
 ) -> Reply:
     """`states` are the endpoints shown, in order; `total` and `breaching` count them all
-    (default: those shown)."""
+    (default: those shown). `open_changes`: by endpoint slug, and a model's retrain by its
+    `model_key`."""
     th = config.thresholds
     blocks: list[Block] = [Header("Endpoint status")]
     flagged = 0
@@ -73,6 +74,12 @@ def status_reply(
         if change:
             lines.append(
                 f"open change: {change.state.mark} {change.id} {change.kind.value} ({change.state.value.replace('_', ' ')})"
+            )
+        retrain = open_changes.get(model_key(ep.model))
+        if retrain:  # it holds the model, not this endpoint: changes here go ahead
+            lines.append(
+                f"model retraining: {retrain.state.mark} {retrain.id}"
+                f" ({retrain.state.value.replace('_', ' ')})"
             )
         blocks.append(Text("\n".join(lines)))
         if h:

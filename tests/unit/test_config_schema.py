@@ -248,7 +248,8 @@ def _tables(data: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
         return []
     out = [path]
     for key, value in data.items():
-        if isinstance(value, dict) and key not in ("faulty", "metrics"):  # free-keyed maps
+        # free-keyed maps
+        if isinstance(value, dict) and key not in ("faulty", "metrics", "retrain_parameters"):
             out += _tables(value, (*path, key))
     return out
 

@@ -10,7 +10,10 @@
   named parameters, and answered as BigQuery does (schema + `f`/`v` rows, paged, and
   optionally "not complete yet" first), plus `GET …/jobs/JOB` (jobs.get, the job done), as
   google-cloud-bigquery's `query_and_wait` calls them. Routes are "queries",
-  "getQueryResults" and "getJob".
+  "getQueryResults" and "getJob";
+- Cloud Storage's `GET /download/storage/v1/b/B/o/O?alt=media` (an object's bytes, as
+  google-cloud-storage's `download_as_bytes` reads them) over `objects`, and
+  `GET /storage/v1/b/B` (the bucket's metadata). Routes are "objects.get" and "buckets.get".
 
 Any route can be told to answer with an error status for its next calls.
 """
@@ -26,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 _STATUS = {
     400: "INVALID_ARGUMENT",
@@ -57,6 +60,7 @@ class FakeGoogleHTTP:
     # cost, credits}; `start` is an aware datetime
     billing_rows: list[dict[str, Any]] = field(default_factory=list)
     queries_incomplete: int = 0  # answer this many jobs.query calls with jobComplete: false
+    objects: dict[str, bytes] = field(default_factory=dict)  # "bucket/object" → its bytes
     _results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     _failures: dict[str, list[int]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -99,6 +103,10 @@ class FakeGoogleHTTP:
                 raw = self.rfile.read(length) if length else b""
                 body = json.loads(raw) if raw else None
                 route = url.path.rsplit("/", 1)[-1]
+                if url.path.startswith("/download/storage/v1/b/"):
+                    route = "objects.get"
+                elif url.path.startswith("/storage/v1/b/"):
+                    route = "buckets.get"
                 if "/bigquery/v2/" in url.path and method == "GET":
                     route = "getJob" if "/jobs/" in url.path else "getQueryResults"
                 with fake._lock:
@@ -120,7 +128,31 @@ class FakeGoogleHTTP:
                         },
                     )
                     return
-                if method == "GET" and route == "alerts":
+                if method == "GET" and route == "objects.get":
+                    bucket, _, name = url.path.removeprefix("/download/storage/v1/b/").partition(
+                        "/o/"
+                    )
+                    data = fake.objects.get(f"{bucket}/{unquote(name)}")
+                    if data is not None:
+                        self.send_response(200)
+                        self.send_header("Content-Type", "application/octet-stream")
+                        self.send_header("Content-Length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                        return
+                    self._reply(
+                        404,
+                        {
+                            "error": {
+                                "code": 404,
+                                "message": "No such object",
+                                "status": "NOT_FOUND",
+                            }
+                        },
+                    )
+                elif method == "GET" and route == "buckets.get":
+                    self._reply(200, {"name": url.path.split("/")[4], "kind": "storage#bucket"})
+                elif method == "GET" and route == "alerts":
                     self._reply(200, fake._alerts_page(url.path, parse_qs(url.query)))
                 elif method == "POST" and route == "entries:write":
                     self._reply(200, {})

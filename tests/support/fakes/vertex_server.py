@@ -1,7 +1,9 @@
 """A fake Vertex AI (v1) gRPC server on loopback: EndpointService (MutateDeployedModel
 included), ModelService (the Model Registry's versions, aliases and evaluations), the
-JobService's model-monitoring reads and google.longrunning Operations on one server, so
-the real v1 clients talk to it over their real gRPC transport.
+JobService's model-monitoring reads, the PipelineService's pipeline jobs (create, get,
+list by labels; a run that succeeds registers a model version whose `pipeline_job` names
+it) and google.longrunning Operations on one server, so the real v1 clients talk to it
+over their real gRPC transport.
 
 No servicer classes ship for Vertex AI, so the methods are registered with
 `grpc.method_handlers_generic_handler` and the v1 message classes' `serialize` /
@@ -31,6 +33,11 @@ from google.rpc import status_pb2
 _ENDPOINT_SERVICE = "google.cloud.aiplatform.v1.EndpointService"
 _MODEL_SERVICE = "google.cloud.aiplatform.v1.ModelService"
 _JOB_SERVICE = "google.cloud.aiplatform.v1.JobService"
+_PIPELINE_SERVICE = "google.cloud.aiplatform.v1.PipelineService"
+# A label key or value as the service takes them: lowercase letters, digits, `_`, `-`
+_LABEL = re.compile(r"^[a-z0-9_-]{0,63}$")
+# The one filter shape the fake understands: `labels.k="v"` terms joined by AND
+_LABEL_TERM = re.compile(r'^labels\.([a-z0-9_-]+)\s*=\s*"([^"]*)"$')
 # MergeVersionAliasesRequest.version_aliases: an alias, or `-alias` to remove one
 _ALIAS = re.compile(r"^-?[a-z][a-zA-Z0-9-]{0,126}[a-z0-9]$")
 
@@ -106,6 +113,15 @@ class FakeVertex:
     )
     # "<registry model>@<version id>" → its evaluations, oldest first
     evaluations: dict[str, list[v1.ModelEvaluation]] = field(default_factory=dict)
+    # pipeline jobs by name, oldest first; a job runs for `pipeline_polls` reads of it
+    # (GetPipelineJob), then succeeds (registering `pipeline_registers`: registry model
+    # name and semantic version, when set) or fails (`fail_pipeline`)
+    pipeline_jobs: dict[str, v1.PipelineJob] = field(default_factory=dict)
+    pipeline_polls: int = 2
+    pipeline_registers: tuple[str, str] | None = None
+    _pipeline_faults: deque[str] = field(default_factory=deque)
+    _pipeline_reads: Counter[str] = field(default_factory=Counter)
+    _pipeline_fails: dict[str, str] = field(default_factory=dict)
     _faults: dict[str, deque[Fault]] = field(default_factory=dict)
     _op_faults: dict[str, deque[Fault]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(7000))
@@ -285,6 +301,11 @@ class FakeVertex:
         with self._lock:
             self._op_faults.setdefault(method, deque()).append(Fault(code, message))
 
+    def fail_pipeline(self, message: str) -> None:
+        """Make the next pipeline job created end FAILED with `message`, registering nothing."""
+        with self._lock:
+            self._pipeline_faults.append(message)
+
     def release(self, name: str | None = None) -> None:
         """Let held operations (one, or all) finish."""
         with self._lock:
@@ -324,6 +345,23 @@ class FakeVertex:
                     self._list_model_evaluations,
                     v1.ListModelEvaluationsRequest,
                     v1.ListModelEvaluationsResponse,
+                ),
+            },
+            _PIPELINE_SERVICE: {
+                "CreatePipelineJob": (
+                    self._create_pipeline_job,
+                    v1.CreatePipelineJobRequest,
+                    v1.PipelineJob,
+                ),
+                "GetPipelineJob": (
+                    self._get_pipeline_job,
+                    v1.GetPipelineJobRequest,
+                    v1.PipelineJob,
+                ),
+                "ListPipelineJobs": (
+                    self._list_pipeline_jobs,
+                    v1.ListPipelineJobsRequest,
+                    v1.ListPipelineJobsResponse,
                 ),
             },
             _JOB_SERVICE: {
@@ -698,6 +736,124 @@ class FakeVertex:
         return v1.ListModelEvaluationsResponse(
             model_evaluations=found[start : start + size],
             next_page_token=str(start + size) if more else "",
+        )
+
+    # -- PipelineService (pipeline jobs) ------------------------------------------------
+
+    @staticmethod
+    def _parent(parent: str) -> None:
+        parts = parent.split("/")
+        if len(parts) != 4 or parts[0] != "projects" or parts[2] != "locations":
+            raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, "parent must be projects/P/locations/L")
+
+    def _create_pipeline_job(self, request: v1.CreatePipelineJobRequest) -> v1.PipelineJob:
+        """As the real service: a spec or a template is required, labels must be valid,
+        the job starts PENDING under `parent` (its project named by number)."""
+        self._parent(request.parent)
+        job = v1.PipelineJob.deserialize(v1.PipelineJob.serialize(request.pipeline_job))
+        if not job.template_uri and not job.pipeline_spec:
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "Either pipeline_spec or template_uri must be specified.",
+            )
+        if job.template_uri and not re.match(
+            r"^https://[a-z0-9-]+-kfp\.pkg\.dev/", job.template_uri
+        ):
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "template_uri must be an Artifact Registry (kfp.pkg.dev) template.",
+            )
+        for key, value in job.labels.items():
+            if not key or not _LABEL.match(key) or not _LABEL.match(value):
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"Invalid label `{key}`.")
+        job_id = request.pipeline_job_id or f"pipeline-{next(self._ids)}"
+        name = self._numbered(f"{request.parent}/pipelineJobs/{job_id}")
+        if name in self.pipeline_jobs:
+            raise _Abort(grpc.StatusCode.ALREADY_EXISTS, f"PipelineJob `{name}` already exists.")
+        job.name = name
+        job.state = v1.PipelineState.PIPELINE_STATE_PENDING
+        job.create_time = _now()
+        self.pipeline_jobs[name] = job
+        if self._pipeline_faults:
+            self._pipeline_fails[name] = self._pipeline_faults.popleft()
+        return v1.PipelineJob.deserialize(v1.PipelineJob.serialize(job))
+
+    def _get_pipeline_job(self, request: v1.GetPipelineJobRequest) -> v1.PipelineJob:
+        job = self.pipeline_jobs.get(self._numbered(request.name))
+        if job is None:
+            raise _Abort(grpc.StatusCode.NOT_FOUND, f"PipelineJob `{request.name}` not found.")
+        self._pipeline_reads[job.name] += 1
+        if job.state == v1.PipelineState.PIPELINE_STATE_PENDING:
+            job.state = v1.PipelineState.PIPELINE_STATE_RUNNING
+            job.start_time = _now()
+        elif (
+            job.state == v1.PipelineState.PIPELINE_STATE_RUNNING
+            and not self.hold_operations
+            and self._pipeline_reads[job.name] > self.pipeline_polls
+        ):
+            self._end_pipeline(job)
+        return v1.PipelineJob.deserialize(v1.PipelineJob.serialize(job))
+
+    def _end_pipeline(self, job: v1.PipelineJob) -> None:
+        job.end_time = _now()
+        failure = self._pipeline_fails.get(job.name)
+        if failure is not None:
+            job.state = v1.PipelineState.PIPELINE_STATE_FAILED
+            job.error = status_pb2.Status(code=grpc.StatusCode.INTERNAL.value[0], message=failure)
+            return
+        job.state = v1.PipelineState.PIPELINE_STATE_SUCCEEDED
+        if self.pipeline_registers is not None:
+            registry, semver = self.pipeline_registers
+            versions = self.models[registry]
+            versions.append(
+                v1.Model(
+                    name=registry,
+                    version_id=str(len(versions) + 1),
+                    version_aliases=["v" + semver.replace(".", "-")],
+                    display_name=registry.rsplit("/", 1)[-1],
+                    pipeline_job=job.name,
+                    metadata={
+                        "dataset": str(job.runtime_config.parameter_values.get("dataset", ""))
+                    },
+                )
+            )
+
+    def _list_pipeline_jobs(
+        self, request: v1.ListPipelineJobsRequest
+    ) -> v1.ListPipelineJobsResponse:
+        """Jobs under `parent` matching the filter (`labels.k="v"` terms joined by AND, the
+        only shape understood: anything else is refused), newest first on `create_time
+        desc`, in small pages; the list view leaves out `job_detail`, as the service does."""
+        self._parent(request.parent)
+        terms: list[tuple[str, str]] = []
+        for part in filter(None, (p.strip() for p in re.split(r"\s+AND\s+", request.filter))):
+            match = _LABEL_TERM.match(part)
+            if match is None:
+                raise _Abort(grpc.StatusCode.INVALID_ARGUMENT, f"Unsupported filter `{part}`.")
+            terms.append((match[1], match[2]))
+        parent = self._numbered(request.parent)
+        jobs = [
+            j
+            for j in self.pipeline_jobs.values()
+            if j.name.startswith(parent + "/") and all(j.labels.get(k) == v for k, v in terms)
+        ]
+        if request.order_by not in ("", "create_time desc"):
+            raise _Abort(
+                grpc.StatusCode.INVALID_ARGUMENT, f"Unsupported order `{request.order_by}`."
+            )
+        if request.order_by == "create_time desc":
+            jobs.reverse()
+        start = int(request.page_token or 0)
+        size = request.page_size or 2  # small pages, so that clients must follow the token
+        page = [
+            v1.PipelineJob.deserialize(v1.PipelineJob.serialize(j))
+            for j in jobs[start : start + size]
+        ]
+        for j in page:
+            j.job_detail = None
+        more = start + size < len(jobs)
+        return v1.ListPipelineJobsResponse(
+            pipeline_jobs=page, next_page_token=str(start + size) if more else ""
         )
 
     # -- JobService (model monitoring reads) -------------------------------------------
