@@ -80,6 +80,11 @@ TOKEN_VAR: Final = "AIOPS_ALERT_WEBHOOK_TOKEN"  # noqa: S105 (a variable name, n
 USER_VAR: Final = "AIOPS_ALERT_WEBHOOK_USER"
 DEFAULT_USER: Final = "cloud-monitoring"
 KEY_PREFIX: Final = f"{AlertSource.CLOUD_MONITORING.value}:"
+MAX_DEPTH: Final = 32
+"""Levels of nested objects and arrays a body may have. A notification is five deep (the
+body, `incident`, `condition`, `conditionThreshold`, `aggregations` and its items); a body
+nested thousands deep is not one, and would exhaust the parser's recursion (Python's
+`json` raises `RecursionError` past about 1,000 levels) — refused as not JSON (400)."""
 ENDPOINT_LABEL: Final = "aiops_endpoint"
 _MAX_REASONS: Final = 3
 _UNITS: Final = {"aiplatform.googleapis.com/prediction/online/prediction_latencies": " ms"}
@@ -218,6 +223,23 @@ def _check_size(body: bytes) -> None:
         )
 
 
+_TOO_DEEP: Final = object()
+
+
+def _too_deep(data: Any) -> bool:
+    """Whether `data` nests objects and arrays more than `MAX_DEPTH` levels (walked without
+    recursion, so that the check cannot exhaust the stack it protects)."""
+    level: list[tuple[Any, int]] = [(data, 1)]
+    while level:
+        value, depth = level.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                return True
+            items = value.values() if isinstance(value, dict) else value
+            level.extend((v, depth + 1) for v in items if isinstance(v, dict | list))
+    return False
+
+
 def parse_notification(body: bytes) -> Notification:
     """The notification in `body`, or `AlertPayloadError` (size, encoding, JSON, version,
     required fields) with a one-line reason that quotes nothing of the body."""
@@ -232,6 +254,13 @@ def parse_notification(body: bytes) -> Notification:
         raise AlertPayloadError(
             f"the body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
         ) from None
+    except RecursionError:
+        data = _TOO_DEEP  # deeper than the parser goes: said below, as any body too deep
+    if data is _TOO_DEEP or _too_deep(data):
+        raise AlertPayloadError(
+            f"the body is not JSON: nested too deep (more than {MAX_DEPTH} levels of objects"
+            " and arrays; a notification has five)"
+        )
     if not isinstance(data, dict):
         raise AlertPayloadError("the body is not a JSON object")
     version = data.get("version")

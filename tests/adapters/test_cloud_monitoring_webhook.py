@@ -300,3 +300,22 @@ def test_the_same_vertex_id_in_two_projects_is_told_apart_by_the_incidents_proje
     elsewhere = copy.deepcopy(staging)
     elsewhere["incident"]["scoping_project_id"] = "someone-elses-project"
     assert read(elsewhere, config).endpoint is None  # ambiguous: no guess
+
+
+def test_a_body_nested_too_deep_is_refused_as_not_json_in_one_line(config: Config) -> None:
+    """30,000 levels (60 KB, under the size cap) exhaust Python's JSON parser; a few
+    hundred pass it but are no notification either, wherever they sit (pydantic keeps
+    unknown fields as they are)."""
+    deep = b'{"version":"1.2","incident":' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+    assert len(deep) < MAX_BODY
+    nested: Any = []
+    for _ in range(500):
+        nested = [nested]
+    hidden = payload()
+    hidden["incident"]["new_field_2027"] = nested  # an unknown field, kept as it is
+    for raw in (deep, body(hidden)):
+        with pytest.raises(AlertPayloadError) as err:
+            read(raw, config)
+        assert str(err.value).startswith("the body is not JSON: nested too deep")
+        assert "\n" not in str(err.value)
+    assert read(payload(), config).endpoint == "loan-assessor"  # five deep: read

@@ -211,6 +211,10 @@ def test_bad_bodies_get_400_and_a_log_line_that_quotes_none_of_them(
     caplog.set_level(logging.INFO, logger="bot.alerts.webhook")
     cases = {
         "not JSON": send(server, b'{"incident": ' + CARD.encode()),
+        # 60 KB nested 30,000 deep: Python's parser raises RecursionError past ~1,000
+        "not JSON: nested too deep": send(
+            server, b'{"version":"1.2","incident":' + b"[" * 30_000 + b"]" * 30_000 + b"}"
+        ),
         "test notification": send(server, body(test_notification)),
         "incident.incident_id missing": send(server, body(no_id)),
         f"is {len(body(padded)):,} bytes": send(server, body(padded), params={}),  # before auth
