@@ -47,7 +47,7 @@ import httpx
 from sqlalchemy import Engine, create_engine, text
 
 from bench.common import PYTHON, REPO, percentile, report, stop
-from tests.support.alerts import PATH, TOKEN, basic, body, notification
+from tests.support.alerts import JSON, PATH, TOKEN, basic, body, notification
 from tests.support.chaos import chaos_config
 from tests.support.harness import SlackStub
 from tests.support.processes import free_port
@@ -188,7 +188,9 @@ def one_run(bot: Bot, run: int) -> dict[str, float]:
     closed = notification(
         "closed", incident_id=incident, started_at=began, ended_at=datetime.now(UTC)
     )
-    bot.http.post(bot.base + PATH, content=body(closed), headers=basic())  # tidy, not measured
+    bot.http.post(
+        bot.base + PATH, content=body(closed), headers=JSON | basic()
+    )  # tidy, not measured
     return {
         "ack": t_ack - t0,
         "posted": post.at - t0,

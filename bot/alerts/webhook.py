@@ -19,6 +19,10 @@ gives up, and every 2xx is final):
   it), not JSON, not schema 1.2, required fields missing. Logged (the reason, never the
   payload). 400 rather than 413: issue 17 names 400 for oversized payloads, and to the
   channel both are a refusal it retries the same way.
+- 415 `{"ok": false, "error": …}`: a `Content-Type` other than `application/json`
+  (parameters such as `charset=utf-8` allowed; none at all is refused too). Cloud
+  Monitoring's channel posts its JSON document as `application/json`; anything else is
+  not its notification, and is refused before the body is read or credentials compared.
 - 401 `{"ok": false, "error": "unauthorized"}` (with `WWW-Authenticate: Basic`): no
   webhook token configured, no credentials, or the wrong ones. Which of the three is
   logged and audited (`alert_refused`), never told to the caller. The audit is coalesced
@@ -56,6 +60,7 @@ from bot.alerts.cloud_monitoring import (
 )
 from commands.config import Config
 from commands.incidents.model import AlertNotice
+from commands.text import visible
 
 if TYPE_CHECKING:
     from commands.runtime import Runtime
@@ -66,6 +71,7 @@ log = logging.getLogger(__name__)
 PATH: Final = "/alerts/cloud-monitoring"
 REFUSAL_WINDOW: Final = 60.0  # seconds: refused requests are reported together per window
 RETRY_AFTER: Final = "30"  # seconds a 503 asks the channel to wait
+JSON_TYPE: Final = "application/json"
 UNKNOWN_ACTOR: Final = "unknown"  # an unauthenticated caller has no identity to record
 
 
@@ -330,6 +336,12 @@ class AlertWebhook:
             return _answer(500, error="the bot failed on its side; it is logged")
 
     async def _handle(self, request: Request) -> Response:
+        kind = request.headers.get("content-type", "")
+        if kind.partition(";")[0].strip().lower() != JSON_TYPE:
+            said = visible(kind.partition(";")[0].strip()[:64]) or "none"
+            error = f"the Content-Type is {said}; a Cloud Monitoring notification is {JSON_TYPE}"
+            log.warning("alert webhook: refused a notification (415): %s", error)
+            return _answer(415, error=error)
         declared = request.headers.get("content-length")
         if declared is not None:
             if not declared.strip().isdigit():

@@ -45,7 +45,7 @@ from commands.incidents.model import AlertNotice, AlertSource, AlertState
 from commands.ports import AuditQuery
 from commands.service import Service
 from tests.conftest import PG_URL
-from tests.support.alerts import TOKEN, basic, body, notification, token_query
+from tests.support.alerts import JSON, TOKEN, basic, body, notification, token_query
 from tests.support.harness import FakeClock, SlackStub, make_runtime
 from tests.support.processes import free_port
 from tests.support.slack_wire import SIGNING_SECRET, Served
@@ -219,7 +219,7 @@ def test_bad_bodies_get_400_and_a_log_line_that_quotes_none_of_them(
         "incident.incident_id missing": send(server, body(no_id)),
         f"is {len(body(padded)):,} bytes": send(server, body(padded), params={}),  # before auth
         f"more than {MAX_BODY:,} bytes": server.client.post(
-            PATH, content=chunked(), params=token_query()
+            PATH, content=chunked(), params=token_query(), headers=JSON
         ),
     }
     for said, resp in cases.items():
@@ -231,6 +231,30 @@ def test_bad_bodies_get_400_and_a_log_line_that_quotes_none_of_them(
     assert len(refused) == len(cases)
     assert not any(CARD in r.getMessage() for r in caplog.records)
     assert not alert_posts(stub) and not actions(service, "alert_refused")
+
+
+def test_a_body_that_is_not_declared_json_gets_415_before_anything_is_read(
+    served: tuple[Served, Service],
+    stub: SlackStub,
+    token: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cloud Monitoring posts `application/json`; a form, text, or no type at all is not
+    its notification (415, not retried as a 5xx would be), whatever the body holds."""
+    server, service = served
+    opened = body(notification("open"))
+    caplog.set_level(logging.INFO, logger="bot.alerts.webhook")
+    for kind in ("application/x-www-form-urlencoded", "text/plain", "application/jsonx", ""):
+        resp = send(server, opened, headers={"content-type": kind})
+        assert resp.status_code == 415, (kind, resp.text)
+        assert "application/json" in resp.json()["error"] and not resp.json()["ok"]
+    bare = server.client.post(PATH, content=opened, params=token_query())  # no header
+    assert bare.status_code == 415 and "is none;" in bare.json()["error"]
+    assert not alert_posts(stub) and not actions(service, "alert_received")
+    assert len([r for r in caplog.records if "(415)" in r.getMessage()]) == 5
+    charset = send(server, opened, headers={"content-type": "Application/JSON; charset=utf-8"})
+    assert charset.status_code == 200, charset.text
+    assert len(alert_posts(stub)) == 1
 
 
 class Broken:

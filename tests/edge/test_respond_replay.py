@@ -43,7 +43,7 @@ from commands.incidents.review import render_review, review_for
 from commands.model import ChangeKind, ChangeState
 from commands.ports import AuditQuery
 from tests.edge.test_slack_incidents import button, declare_values
-from tests.support.alerts import PATH, TOKEN, basic, body, notification, token_query
+from tests.support.alerts import JSON, PATH, TOKEN, basic, body, notification, token_query
 from tests.support.chaos import Replica, chaos_config
 from tests.support.fakes.pagerduty_server import FakePagerDuty
 from tests.support.harness import SlackStub
@@ -152,7 +152,9 @@ class Replicas:
 
         def one(i: int) -> httpx.Response:
             replica = (self.a, self.b)[i % 2]
-            auth = {"params": token_query()} if i % 3 else {"headers": basic()}
+            auth = {"params": token_query(), "headers": JSON}
+            if not i % 3:
+                auth = {"headers": JSON | basic()}
             return self.http.post(replica.base + PATH, content=body(data), **auth)  # type: ignore[arg-type]
 
         with ThreadPoolExecutor(copies) as pool:

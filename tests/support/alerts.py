@@ -14,6 +14,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "cloud_monitoring"
 PATH = "/alerts/cloud-monitoring"
 TOKEN = "test-webhook-token"  # a test value, not a credential
 USER = "cloud-monitoring"
+JSON = {"content-type": "application/json"}  # what the channel declares (415 otherwise)
 
 
 def notification(
