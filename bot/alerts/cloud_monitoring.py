@@ -80,6 +80,13 @@ TOKEN_VAR: Final = "AIOPS_ALERT_WEBHOOK_TOKEN"  # noqa: S105 (a variable name, n
 USER_VAR: Final = "AIOPS_ALERT_WEBHOOK_USER"
 DEFAULT_USER: Final = "cloud-monitoring"
 KEY_PREFIX: Final = f"{AlertSource.CLOUD_MONITORING.value}:"
+MAX_INCIDENT_ID: Final = 200
+"""Characters of `incident.incident_id`. Cloud Monitoring's ids are about 14 (`0.nqk3xu7d9f2a`);
+the alert's key (`cloud-monitoring:` + id, 17 + 200) must fit its column (`alert.key`,
+255, migration 0010), so a longer id is refused (400) rather than answered 200 and failing
+in the worker. The other fields are stored in unbounded columns (`TEXT`, `JSON`) and the
+body is at most `MAX_BODY`; Slack's limits are kept when the message is drawn
+(`bot/slack/blocks.py` cuts every text)."""
 MAX_DEPTH: Final = 32
 """Levels of nested objects and arrays a body may have. A notification is five deep (the
 body, `incident`, `condition`, `conditionThreshold`, `aggregations` and its items); a body
@@ -161,7 +168,7 @@ class Condition(_Part):
 
 
 class Incident(_Part):
-    incident_id: str = Field(min_length=1, max_length=256)
+    incident_id: str = Field(min_length=1, max_length=MAX_INCIDENT_ID)
     scoping_project_id: str = ""
     url: str | None = None
     state: Annotated[
@@ -209,6 +216,9 @@ def _reasons(exc: ValidationError) -> str:
     for err in exc.errors(include_input=False, include_url=False):
         where = ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
         line = f"{where} {_WHY.get(err['type'], 'invalid')}"
+        most = (err.get("ctx") or {}).get("max_length")
+        if err["type"] == "string_too_long" and most is not None:
+            line += f" (at most {most} characters)"
         if line not in seen:
             seen.append(line)
     more = len(seen) - _MAX_REASONS

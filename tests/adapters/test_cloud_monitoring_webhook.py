@@ -16,7 +16,9 @@ from urllib.parse import parse_qs
 import pytest
 
 from bot.alerts.cloud_monitoring import (
+    KEY_PREFIX,
     MAX_BODY,
+    MAX_INCIDENT_ID,
     AlertAuthError,
     AlertPayloadError,
     check_auth,
@@ -319,3 +321,22 @@ def test_a_body_nested_too_deep_is_refused_as_not_json_in_one_line(config: Confi
         assert str(err.value).startswith("the body is not JSON: nested too deep")
         assert "\n" not in str(err.value)
     assert read(payload(), config).endpoint == "loan-assessor"  # five deep: read
+
+
+def test_an_incident_id_is_at_most_what_the_alerts_key_column_holds(config: Config) -> None:
+    """`cloud-monitoring:` + the id is `alert.key` (255): an id that would not fit is
+    refused here (400), never answered 200 to fail in the worker."""
+    from bot.store.incident_tables import AlertRow
+
+    column = AlertRow.__table__.c.key.type.length  # type: ignore[attr-defined]
+    assert len(KEY_PREFIX) + MAX_INCIDENT_ID <= column
+    data = payload()
+    data["incident"]["incident_id"] = "0." + "x" * (MAX_INCIDENT_ID - 2)
+    assert len(read(data, config).key) <= column
+    data["incident"]["incident_id"] += "x"
+    with pytest.raises(AlertPayloadError) as err:
+        read(data, config)
+    assert str(err.value) == (
+        "not a Cloud Monitoring incident: incident.incident_id too long"
+        f" (at most {MAX_INCIDENT_ID} characters)"
+    )

@@ -228,3 +228,13 @@ def test_handoffs_in_order_by_environment(engine: Engine) -> None:
     assert texts == ["prod: watch drift", "general"]
     assert len(store.handoffs(NOW)) == 3
     assert all(h.id > 0 and h.at.tzinfo is not None for h in store.handoffs(NOW))
+
+
+def test_the_longest_cloud_monitoring_key_the_parser_admits_is_stored(engine: Engine) -> None:
+    """PostgreSQL enforces `alert.key`'s 255 characters (SQLite does not): the longest id
+    the webhook admits must fit, or it would be answered 200 and fail in the worker."""
+    from bot.alerts.cloud_monitoring import KEY_PREFIX, MAX_INCIDENT_ID
+
+    key = KEY_PREFIX + "0." + "x" * (MAX_INCIDENT_ID - 2)
+    stored, new = SqlIncidentStore(engine).record_alert(notice(key), NOW)
+    assert new and stored.notice.key == key
