@@ -13,7 +13,8 @@ gives up, and every 2xx is final):
   on PostgreSQL a job in the database (task `aiops.alert`, unique key
   `alert:<notice key>:<state>`: a retry, or the copy another replica got, is a duplicate,
   answered 200 and not run again); on SQLite recorded by a worker (the alert's row, its
-  message posted) before the answer.
+  message posted) before the answer, a duplicate when it changed nothing that shows (the
+  alert known, nothing posted, not closed by it).
 - 400 with a one-line reason that quotes nothing of the body: a body over `MAX_BODY`
   (refused on its `Content-Length` before anything is read, or once the bytes read pass
   it), not JSON, not schema 1.2, required fields missing. Logged (the reason, never the
@@ -153,12 +154,18 @@ class AlertSink(Protocol):
 # ----------------------------------------------------------------- in a worker (domain)
 
 
-def run_alert(rt: Runtime, job: Mapping[str, Any]) -> str:
-    """In a worker: the notice through `receive_alert` (recorded once, posted once, its
-    message updated when it closes); the alert's id. Raises only for the store."""
-    from commands.incidents.alerts import receive_alert
+def run_alert(rt: Runtime, job: Mapping[str, Any]) -> bool:
+    """In a worker: the notice through `receive_notice` (recorded once, posted once, its
+    message updated when it closes); True when it was new to the bot (not a duplicate:
+    it made the alert, posted its message or closed it). Raises for the store, and
+    `AlertBusy` while another worker's live claim is posting the alert's message (the job
+    is run again later)."""
+    from commands.incidents.alerts import AlertBusy, receive_notice
 
-    return receive_alert(rt, notice_from_job(job)).id
+    received = receive_notice(rt, notice_from_job(job))
+    if received.busy:
+        raise AlertBusy(f"{received.record.id}: another worker is posting its message")
+    return not received.duplicate
 
 
 def record_alert_refusal(rt: Runtime, report: Mapping[str, Any]) -> None:
@@ -189,11 +196,10 @@ class InProcessAlerts:
 
     async def take_alert(self, job: dict[str, Any]) -> bool:
         try:
-            await asyncio.to_thread(run_alert, self.rt, job)
+            return await asyncio.to_thread(run_alert, self.rt, job)
         except Exception as exc:
             log.exception("an alert notice could not be recorded")
             raise AlertNotTaken(type(exc).__name__) from None
-        return True
 
     async def alert_refused(self, report: dict[str, Any]) -> None:
         await asyncio.to_thread(record_alert_refusal, self.rt, report)

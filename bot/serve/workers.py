@@ -213,8 +213,9 @@ def record_refusal(user: str, team: str | None, enterprise: str | None) -> None:
     record(_service, user, team, enterprise)
 
 
-def receive_alert_job(job: dict[str, Any]) -> str:
-    """In a worker: one Cloud Monitoring notice (`bot.alerts.webhook.run_alert`)."""
+def receive_alert_job(job: dict[str, Any]) -> bool:
+    """In a worker: one Cloud Monitoring notice (`bot.alerts.webhook.run_alert`); True
+    when it was new to the bot."""
     from bot.alerts.webhook import run_alert
 
     assert _service is not None, "the worker's initializer did not run"
@@ -410,14 +411,14 @@ class CommandPool:
         """`AlertSink.take_alert`: a worker records the notice (and posts or updates its
         message) before this returns, so the webhook's 2xx follows a stored row; a
         repeat is recognised there, by the store. Raises `AlertNotTaken` when the worker
-        failed or died (the webhook answers 503 and the notice comes again)."""
+        failed or died (the webhook answers 503 and the notice comes again). False when the
+        notice changed nothing that shows (a duplicate)."""
         from bot.alerts.webhook import AlertNotTaken
 
         try:
-            await self.call(receive_alert_job, job)
+            return bool(await self.call(receive_alert_job, job))
         except (WorkerDied, WorkerFailed) as exc:
             raise AlertNotTaken(str(exc)) from None
-        return True
 
     async def alert_refused(self, report: dict[str, Any]) -> None:
         """`AlertSink.alert_refused`: the audit row is written by a worker."""

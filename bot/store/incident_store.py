@@ -62,6 +62,8 @@ _ALERT_UPDATABLE = frozenset(
         "incident_id",
         "closed_at",
         "paged_at",
+        "posting_by",
+        "posting_until",
     }
 )
 _INCIDENT_TEXT = frozenset({"summary", "root_cause"})
@@ -126,6 +128,8 @@ def _to_alert(row: AlertRow) -> AlertRecord:
         incident_id=row.incident_id,
         closed_at=utc(row.closed_at),
         paged_at=utc(row.paged_at),
+        posting_by=row.posting_by,
+        posting_until=utc(row.posting_until),
         rev=row.rev,
     )
 

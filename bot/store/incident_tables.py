@@ -45,6 +45,9 @@ class AlertRow(SQLModel, table=True):
     incident_id: str | None = Field(default=None, max_length=32)
     paged_at: datetime | None = _ts(nullable=True)  # the bot triggered the pager for it
     rev: int = 0
+    # the claim on posting its message (migration 0013): who, and until when it holds
+    posting_by: str | None = Field(default=None, max_length=128)
+    posting_until: datetime | None = _ts(nullable=True)
 
 
 class IncidentRow(SQLModel, table=True):

@@ -1,4 +1,4 @@
--- heads: 0012
+-- heads: 0013
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -226,7 +226,7 @@ CREATE TABLE alert (
 	acknowledged_by VARCHAR(32), 
 	acknowledged_at DATETIME, 
 	incident_id VARCHAR(32), 
-	rev INTEGER NOT NULL, paged_at DATETIME, 
+	rev INTEGER NOT NULL, paged_at DATETIME, posting_by VARCHAR(128), posting_until DATETIME, 
 	PRIMARY KEY (seq), 
 	UNIQUE ("key")
 );

@@ -91,6 +91,11 @@ class AlertRecord:
     # incident's pages are the incident's): its acknowledgement and close then follow
     # there. None: never paged, so nothing is sent when it is acknowledged or closed.
     paged_at: datetime | None = None
+    # The claim on posting its message: taken (compare-and-set) before the post by
+    # `posting_by` (a worker's name), held until `posting_until`; a worker that died
+    # holding it leaves the post to the next one once it has expired.
+    posting_by: str | None = None
+    posting_until: datetime | None = None
     rev: int = 0
 
 

@@ -35,7 +35,7 @@ class IncidentStore(Protocol):
 
     def update_alert(self, alert_id: str, rev: int, **fields: Any) -> AlertRecord | None:
         """Compare-and-set on `rev` (channel, message_ts, acknowledged_by / _at,
-        incident_id, closed_at, paged_at), which it bumps; None when another writer moved it first
+        incident_id, closed_at, paged_at, posting_by, posting_until), which it bumps; None when another writer moved it first
         (or the alert is unknown)."""
         ...
 

@@ -133,14 +133,18 @@ def test_a_notice_is_posted_once_and_its_message_updated_when_it_closes(
         "state": "open",
         "duplicate": False,
     }
-    # the channel's retry, by the other kind of credentials: recorded once, posted once
-    assert send(server, opened, params={}, headers=basic()).status_code == 200
+    # the channel's retry, by the other kind of credentials: recorded once, posted once,
+    # and said to be a duplicate, as PostgreSQL's job key says it
+    again = send(server, opened, params={}, headers=basic())
+    assert again.status_code == 200 and again.json()["duplicate"] is True
     [message] = alert_posts(stub)
     alert = service.rt.incidents.get_alert("ALERT-1")  # type: ignore[union-attr]
     assert alert is not None and alert.notice.endpoint == "loan-assessor"
     assert alert.message_ts is not None
     assert "P95 prediction latency" in json.dumps(message)
-    assert send(server, body(notification("closed"))).status_code == 200
+    closing = send(server, body(notification("closed")))
+    assert closing.status_code == 200 and closing.json()["duplicate"] is False
+    assert send(server, body(notification("closed"))).json()["duplicate"] is True
     [update] = [c.body for c in stub.of("chat.update") if c.body.get("ts") == alert.message_ts]
     assert "Resolved" in json.dumps(update)
     assert len(alert_posts(stub)) == 1
