@@ -44,6 +44,10 @@ config (policy name → slug, matched as `[runbooks.policies]` is: exactly, else
 and runs of spaces). The environment is the endpoint's, or else the one whose
 project is the incident's `scoping_project_id`.
 
+The notice's labels are the policy's user labels and the resource's, plus `metric_type`
+(`incident.metric.type`) and the metric's own labels as `metric.<name>`: what breached,
+from which the severity is suggested (`commands.incidents.severity.about_errors`).
+
 Every free text (policy and condition names, summary, documentation, the figures, labels)
 is masked with `commands.text.outbound` / `outbound_value` before it is put in the notice:
 an alert's summary or a label can quote a customer's details.
@@ -66,6 +70,7 @@ from commands.config import Config, Endpoint
 from commands.config_schema import AlertsTable, validate_table
 from commands.incidents.model import AlertNotice, AlertSource, AlertState
 from commands.incidents.runbooks import by_policy
+from commands.incidents.severity import METRIC_LABEL_PREFIX, METRIC_TYPE_LABEL
 from commands.text import outbound, outbound_value, visible
 
 MAX_BODY: Final = 64 * 1024
@@ -436,6 +441,9 @@ def to_notice(notification: Notification, config: Config) -> AlertNotice:
     incident = notification.incident
     endpoint = endpoint_of(incident, config, alert_policies(config))
     labels = {**incident.policy_user_labels, **incident.resource.labels}
+    if incident.metric.type:  # what breached: the severity rule reads it (not the names)
+        labels[METRIC_TYPE_LABEL] = incident.metric.type
+        labels |= {f"{METRIC_LABEL_PREFIX}{k}": v for k, v in incident.metric.labels.items()}
     url = incident.url if incident.url and incident.url.startswith("https://") else None
     return AlertNotice(
         key=KEY_PREFIX + visible(incident.incident_id),

@@ -8,10 +8,21 @@ The rule (DESIGN.md, "Respond"; the operating framework's incident flow):
   endpoint's errors: degraded);
 - **P3**: outside production, or no endpoint named (no known customer impact).
 
-"Failing or breaching errors" reads, for an alert, its policy, condition, observed figure
-and metric labels for errors (`error`, `5xx`, `unavailable`, `failing`, `down`); for an
-endpoint with no alert, its error rate against `[thresholds] error_rate`. A suggestion is
-shown with its reason; the person who declares decides (`sev=`)."""
+"Failing or breaching errors" is read from what was measured, never from free text (a
+policy named "errors …" on a latency metric is about latency):
+
+- the bot's own alerts (the health watch, the canary `page` policy): label `metric`, the
+  metric that breached (`error_rate` is errors; the canary's is set from its judge's
+  reasons);
+- Cloud Monitoring's: label `metric_type` (the notification's `incident.metric.type`,
+  put there by `bot/alerts/cloud_monitoring.py`): a type whose name is about errors or
+  failure (Vertex AI's `prediction/online/error_count`, an uptime check's `check_passed`,
+  any `…error…`), or a `response_count` whose `metric.response_code` label is 5xx;
+- an alert that names no metric is not taken as errors (P2 at most: the person who
+  declares decides).
+
+For an endpoint with no alert, its error rate against `[thresholds] error_rate`. A
+suggestion is shown with its reason; the person who declares decides (`sev=`)."""
 
 from __future__ import annotations
 
@@ -24,7 +35,12 @@ from commands.messages import escape
 from commands.model import EndpointHealth
 
 PROD = "prod"
-_ERRORS = re.compile(r"error|5xx|\bunavailable\b|\bfailing\b|\bfailed\b|\bdown\b", re.IGNORECASE)
+METRIC_LABEL = "metric"  # the bot's own alerts: the metric that breached
+METRIC_TYPE_LABEL = "metric_type"  # Cloud Monitoring's `incident.metric.type`
+METRIC_LABEL_PREFIX = "metric."  # Cloud Monitoring's `incident.metric.labels`, prefixed
+ERROR_METRICS = frozenset({"error_rate"})  # the bot's own metric names that are errors
+# the last segment of a Cloud Monitoring metric type that is about errors or failure
+_ERROR_TYPE = re.compile(r"error|fail|check_passed", re.IGNORECASE)
 
 
 def suggest(config: Config, endpoint: str | None, errors: bool) -> tuple[Severity, str]:
@@ -43,11 +59,15 @@ def suggest(config: Config, endpoint: str | None, errors: bool) -> tuple[Severit
 
 
 def about_errors(notice: AlertNotice) -> bool:
-    """Whether an alert is about errors or failure (its policy, condition, observed figure
-    or metric labels say so)."""
-    words = [notice.policy, notice.condition, notice.observed]
-    words += [v for k, v in notice.labels.items() if "metric" in k.lower()]
-    return any(_ERRORS.search(w) for w in words if w)
+    """Whether an alert is about errors or failure, from the metric that breached (the
+    module's docstring says which labels); never from its policy's or condition's text."""
+    metric = notice.labels.get(METRIC_LABEL)
+    if metric:
+        return metric in ERROR_METRICS
+    kind = notice.labels.get(METRIC_TYPE_LABEL, "").rsplit("/", 1)[-1]
+    if kind == "response_count":
+        return notice.labels.get(f"{METRIC_LABEL_PREFIX}response_code", "").startswith("5")
+    return bool(kind) and bool(_ERROR_TYPE.search(kind))
 
 
 def suggest_for_alert(config: Config, notice: AlertNotice) -> tuple[Severity, str]:

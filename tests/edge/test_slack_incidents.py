@@ -63,6 +63,7 @@ def notice(**kw: Any) -> AlertNotice:
         environment="prod",
         summary="error rate 4.2% on loan-assessor",
         observed="error rate 4.20% > 1%",
+        labels={"metric_type": "aiplatform.googleapis.com/prediction/online/error_count"},
     )
     return AlertNotice(**(fields | kw))
 

@@ -70,6 +70,9 @@ def buttons(post: Post) -> list[str]:
     ]
 
 
+VERTEX = "aiplatform.googleapis.com/prediction/online"
+
+
 def notice(key: str = "cloud-monitoring:0.abc", **kw: Any) -> AlertNotice:
     fields: dict[str, Any] = dict(
         key=key,
@@ -82,6 +85,7 @@ def notice(key: str = "cloud-monitoring:0.abc", **kw: Any) -> AlertNotice:
         summary="error rate 4.2% on loan-assessor",
         observed="error rate 4.20% > 1%",
         url="https://console.cloud.google.com/monitoring/alerting/incidents/0.abc",
+        labels={"metric_type": f"{VERTEX}/error_count"},
     )
     return AlertNotice(**(fields | kw))
 
@@ -367,7 +371,22 @@ def test_suggested_severity_follows_the_team_rules(bot: Bot) -> None:
     config = bot.rt.config
     assert suggest_for_alert(config, notice())[0].value == "P1"
     latency = notice(policy="loan-assessor P95", condition="p95 > 2s", observed="P95 2,340 ms")
-    assert suggest_for_alert(config, latency)[0].value == "P2"
+    assert suggest_for_alert(config, latency)[0].value == "P1"  # the metric says errors
+    # what breached decides, not the policy's free text: "errors" on a latency metric
+    named = notice(
+        policy="[prod] loan-assessor: errors and latency",
+        condition="error budget burn",
+        labels={"metric_type": f"{VERTEX}/prediction_latencies"},
+    )
+    assert suggest_for_alert(config, named)[0].value == "P2"
+    five_xx = {"metric_type": f"{VERTEX}/response_count", "metric.response_code": "503"}
+    assert suggest_for_alert(config, notice(policy="responses", labels=five_xx))[0].value == "P1"
+    four_xx = five_xx | {"metric.response_code": "429"}
+    assert suggest_for_alert(config, notice(labels=four_xx))[0].value == "P2"
+    assert suggest_for_alert(config, notice(labels={}))[0].value == "P2"  # no metric named
+    watch = notice(policy="health watch: errors", labels={"metric": "p95_latency_ms"})
+    assert suggest_for_alert(config, watch)[0].value == "P2"
+    assert suggest_for_alert(config, notice(labels={"metric": "error_rate"}))[0].value == "P1"
     staging = notice(endpoint="loan-assessor-stg", environment="staging")
     assert suggest_for_alert(config, staging)[0].value == "P3"
     assert suggest_for_alert(config, notice(endpoint=None))[0].value == "P3"
