@@ -81,6 +81,9 @@ class AuditAction(StrEnum):
     ALERT_REFUSED = "alert_refused"
     PAGE_SENT = "page_sent"
     PAGE_FAILED = "page_failed"
+    # With no pager (`[incidents] pager = "none"`): the `@here` posted where a page would
+    # have gone. Nobody was paged, so it is not `page_sent`.
+    HERE_POSTED = "here_posted"
     HANDOFF = "handoff"
     INCIDENT_LINKED = "incident_linked"
 
@@ -96,6 +99,10 @@ OVERRIDES = frozenset(
         AuditAction.VALIDATION_OVERRIDE,
     }
 )
+# What the bot did on a person's behalf as a consequence of their action (the page of the
+# incident they declared or raised): recorded under their name, but not an intervention
+# of theirs (the end-of-day digest lists their action itself).
+FOLLOW_ON = frozenset({AuditAction.PAGE_SENT, AuditAction.PAGE_FAILED, AuditAction.HERE_POSTED})
 # Decisions on a change (the dossier's "approvals" section): those that took effect only.
 DECISIONS = frozenset(
     {

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from commands.audit import OVERRIDES, AuditAction
+from commands.audit import FOLLOW_ON, OVERRIDES, AuditAction
 from commands.changes.schedule import run_at
 from commands.config import Endpoint, Thresholds
 from commands.cost.capacity import Capacity, find_capacity
@@ -265,6 +265,8 @@ def gather(
         by_person: dict[str, list[str]] = defaultdict(list)
         for e in events:
             if e.actor_id in SYSTEM_ACTORS or e.action == AuditAction.COMMAND:
+                continue
+            if e.action in FOLLOW_ON:  # the bot's, after their action (listed itself)
                 continue
             what = e.action.replace("_", " ")
             what += f" {e.target}" if e.target else ""

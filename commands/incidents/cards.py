@@ -88,7 +88,7 @@ def declare_value(record: AlertRecord, config: Config) -> str:
 
 def alert_message(record: AlertRecord, config: Config) -> Reply:
     """An alert as it stands: open (with Declare incident / Roll back / Acknowledge),
-    acknowledged, declared as an incident, or resolved at its end time."""
+    acknowledged, declared as an incident, or resolved at its end time (no buttons)."""
     n = record.notice
     tz = config.timezone
     closed = n.state is AlertState.CLOSED
@@ -145,9 +145,18 @@ def alert_message(record: AlertRecord, config: Config) -> Reply:
         )
     if record.incident_id:
         notes.append(f"Declared as *{record.incident_id}*: its thread has the rest.")
+    elif closed:  # no buttons on a closed alert: the typed command still declares one
+        notes.append(
+            "Closed by its monitor. If it had impact, declare it afterwards:"
+            f' `/aiops incident declare {n.endpoint or ""} sev=… summary="…"'
+            f" alert={record.id}`".replace("  ", " ")
+        )
     blocks.append(Context(tuple(notes)))
     buttons = []
-    if record.incident_id is None:
+    # A closed alert (whatever order its notices came in) offers nothing to click: no
+    # Declare (its trouble is over; the command above declares one after the fact), no
+    # Roll back, no Acknowledge (nobody needs to take an alert that has ended).
+    if record.incident_id is None and not closed:
         buttons.append(
             Button(
                 "Declare incident",

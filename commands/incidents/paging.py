@@ -14,7 +14,8 @@ its `@here`.
 
 Either way a page not delivered is said where the page was about (the incident's thread,
 the alert's message thread), with an `@here` for a trigger so someone is alerted anyway,
-and audited `page_failed`; a delivered one is audited `page_sent`."""
+and audited `page_failed`; a delivered one is audited `page_sent`; with no pager, the
+incident's `@here` is audited `here_posted` (nobody was paged)."""
 
 from __future__ import annotations
 
@@ -98,9 +99,9 @@ def page(rt: Runtime, incident: Incident, action: PageAction, actor_id: str) -> 
             ' (Paging is off: `[incidents] pager = "none"`.)',
         )
         rt.auditor.record(
-            AuditAction.PAGE_SENT,
+            AuditAction.HERE_POSTED,
             actor_id,
-            "@here in the incident's thread (paging is off)",
+            "@here posted in the incident's thread; nobody paged (paging is off)",
             environment=incident.environment,
             target=incident.endpoint,
             parameters=base | {"pager": "none", "via": "@here"},

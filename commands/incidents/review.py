@@ -62,6 +62,7 @@ _EVENTS: dict[str, tuple[str, str]] = {
     AuditAction.INCIDENT_RESOLVED: ("resolved", "resolved"),
     AuditAction.PAGE_SENT: ("page_sent", "on-call paged"),
     AuditAction.PAGE_FAILED: ("page_failed", "page not delivered"),
+    AuditAction.HERE_POSTED: ("here_posted", "@here posted (no pager: nobody paged)"),
     AuditAction.HANDOFF: ("handoff", "hand-off note"),
     AuditAction.CANARY_ROLLBACK: ("canary_rollback", "canary rollback started by the bot"),
 }
@@ -691,8 +692,7 @@ def _markdown(r: Mapping[str, Any]) -> str:
     ]
     chain = r.get("chain")
     if chain:  # the CLI verifies the hash chain these rows belong to
-        out += [
-            "",
-            f"Audit chain: {'intact' if chain['ok'] else '**BROKEN**'} — {_cell(chain['message'])}",
-        ]
+        # its message begins "audit chain intact: …" / "audit chain broken at …": said once
+        said = _cell(chain["message"]).removeprefix("audit chain ")
+        out += ["", f"Audit chain: {said}" if chain["ok"] else f"Audit chain: **BROKEN** — {said}"]
     return "\n".join(out).rstrip("\n") + "\n"

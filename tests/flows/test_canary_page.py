@@ -85,7 +85,7 @@ def test_without_a_pager_the_alert_is_posted_and_the_here_stays(cbot: Bot) -> No
     assert alert is not None and alert.closed_at is not None
     [closed] = [p for p in posts(cbot) if p.update and p.ts == alert.message_ts]
     assert "Resolved at" in shown(closed) and "rolled back by CHG-" in shown(closed)
-    assert buttons(closed) == ["incident.declare"]  # nothing left to roll back or acknowledge
+    assert buttons(closed) == []  # closed: nothing to declare, roll back or acknowledge
     assert len(audit(cbot, "alert_closed")) == 1
     tick(cbot, 10)
     assert len(alert_messages(cbot)) == 1 and len(audit(cbot, "alert_closed")) == 1

@@ -255,10 +255,20 @@ def test_without_a_pager_the_thread_says_here(bot: Bot) -> None:
     declare(bot)
     here = [p for p in posts(bot) if p.thread_ts and "<!here>" in p.reply.text]
     assert len(here) == 1 and "Paging is off" in here[0].reply.text
-    [sent] = rows(bot, "page_sent")
-    assert sent.parameters["via"] == "@here" and sent.parameters["incident"] == "INC-1"
+    # what happened, truthfully: an @here, nobody paged
+    [here_row] = rows(bot, "here_posted")
+    assert here_row.parameters["via"] == "@here" and here_row.parameters["incident"] == "INC-1"
+    assert "nobody paged" in here_row.outcome and not rows(bot, "page_sent")
     assert bot.run(BOB, "/aiops incident ack INC-1").ok  # nothing to acknowledge at no pager
-    assert len(rows(bot, "page_sent")) == 1
+    assert not rows(bot, "page_sent") and len(rows(bot, "here_posted")) == 1
+    # the end of day lists the declaration as Alice's intervention, not the bot's @here
+    from commands.digests.gather import gather, schedule_for
+    from commands.digests.schedule import DigestKind
+
+    data = gather(bot.rt, DigestKind.EOD, schedule_for(bot.rt, "prod"), now=bot.clock())
+    done = " ".join(line for lines in data.interventions.values() for line in lines)
+    assert "incident declared" in done
+    assert "page" not in done and "here" not in done
 
 
 def test_a_page_not_delivered_is_said_and_audited(bot: Bot) -> None:
@@ -351,7 +361,7 @@ def test_an_alert_is_posted_once_and_its_close_updates_that_message(bot: Bot) ->
     assert closed.closed_at == ended
     update = posts(bot)[-1]
     assert update.update and update.ts == "1.000" and update.channel == "C0OPS"
-    assert "Resolved at" in shown(update) and buttons(update) == ["incident.declare"]
+    assert "Resolved at" in shown(update) and buttons(update) == []  # nothing to click
     receive_alert(bot.rt, notice(state=AlertState.CLOSED, ended_at=ended))  # retried close
     assert len(posts(bot)) == 2
     assert [r.parameters["alert"] for r in rows(bot, "alert_received")] == ["ALERT-1"]
@@ -363,6 +373,10 @@ def test_an_alert_first_seen_closed_is_posted_resolved(bot: Bot) -> None:
     receive_alert(bot.rt, notice(state=AlertState.CLOSED, ended_at=bot.clock()))
     assert "Resolved at" in shown(posts(bot)[0])
     assert len(rows(bot, "alert_closed")) == 1
+    # its open notice arriving late changes nothing: a closed alert has no buttons
+    receive_alert(bot.rt, notice())
+    assert all(buttons(p) == [] for p in posts(bot))
+    assert "alert=ALERT-1" in shown(posts(bot)[-1])  # how to declare it after the fact
 
 
 def test_suggested_severity_follows_the_team_rules(bot: Bot) -> None:

@@ -120,7 +120,10 @@ def test_the_cli_prints_the_review_with_every_event_traceable(
         "## Audit rows read",
     ):
         assert section in md
-    assert "| time | event | by | audit row |" in md and "Audit chain: intact" in md
+    assert "| time | event | by | audit row |" in md
+    [chain] = [line for line in md.splitlines() if line.startswith("Audit chain")]
+    assert chain.startswith("Audit chain: intact: ") and "row(s) checked" in chain
+    assert chain.lower().count("audit chain") == 1 and chain.count("intact") == 1
     assert "- [ ] add a runbook for the alert policy" in md
 
 
@@ -146,7 +149,9 @@ def test_a_broken_chain_is_said_and_exits_1(
     out = tmp_path / "review.md"
     assert cli.main(["incident", "review", "INC-1", "--full", "--output", str(out)]) == 1
     assert "audit chain broken at row 3" in capsys.readouterr().err
-    assert "Audit chain: **BROKEN**" in out.read_text()
+    [chain] = [line for line in out.read_text().splitlines() if line.startswith("Audit chain")]
+    assert chain.startswith("Audit chain: **BROKEN** — broken at row 3")
+    assert chain.lower().count("audit chain") == 1
 
 
 def test_the_typed_review_posts_the_draft_in_the_incidents_thread(
