@@ -98,6 +98,9 @@ class SlackNotifier:
         except (SlackApiError, SlackRequestError) as exc:
             log.error("chart upload to %s failed: %s", channel, exc)
             return False
+        except Exception as exc:
+            log.error("chart upload to %s failed: %s", channel, type(exc).__name__)
+            return False
         return True
 
     def attach_file(
@@ -120,6 +123,15 @@ class SlackNotifier:
         except OSError as exc:  # connection errors the retries did not get past
             log.error(
                 "file upload to %s failed: slack unreachable (%s)", channel, type(exc).__name__
+            )
+            return False
+        except Exception as exc:
+            # e.g. `files.getUploadURLExternal` answering ok without `upload_url`: slack_sdk
+            # then fails inside its upload step with whatever urllib raises for no URL
+            log.error(
+                "file upload to %s failed: an unexpected answer from Slack (%s)",
+                channel,
+                type(exc).__name__,
             )
             return False
         return True

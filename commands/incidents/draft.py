@@ -18,6 +18,7 @@ are: the review holds masked text from the audit, not Slack markup.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -30,6 +31,8 @@ from commands.model import Actor
 from commands.ports import FileAttacher
 from commands.runtime import Runtime
 from commands.text import cut
+
+log = logging.getLogger(__name__)
 
 USAGE = "/aiops incident review INC-N"
 SECTION = 2900  # characters of a section's text (Slack's limit is 3,000)
@@ -163,16 +166,20 @@ def post_review(rt: Runtime, actor: Actor, ref: str | None) -> Reply:
         answer = review_message(review)
         answer.ephemeral = True
         return answer
-    attached = False
+    attached = can_attach = isinstance(rt.notifier, FileAttacher)
     if isinstance(rt.notifier, FileAttacher):
-        attached = rt.notifier.attach_file(
-            incident.channel,
-            incident.thread_ts,
-            filename(incident.id),
-            render_review(review, "md"),
-            f"Post-incident review (draft): {incident.id}",
-            f"The review draft of {incident.id}, asked for by {mention(actor.id)}.",
-        )
+        try:
+            attached = rt.notifier.attach_file(
+                incident.channel,
+                incident.thread_ts,
+                filename(incident.id),
+                render_review(review, "md"),
+                f"Post-incident review (draft): {incident.id}",
+                f"The review draft of {incident.id}, asked for by {mention(actor.id)}.",
+            )
+        except Exception:  # the attachment is extra: the draft still goes in the thread
+            log.exception("%s: the review draft could not be attached", incident.id)
+            attached = False
     delivered = rt.notifier.deliver(
         Post(
             incident.channel,
@@ -190,7 +197,16 @@ def post_review(rt: Runtime, actor: Actor, ref: str | None) -> Reply:
         )
         return answer
     what = "the draft" + (f" and `{filename(incident.id)}`" if attached else "")
+    if not delivered.delivered:  # the file is there, the message is not
+        what = f"`{filename(incident.id)}` (the message itself was refused: {delivered.error})"
+    failed = ""
+    if can_attach and not attached:
+        failed = (
+            f" The file `{filename(incident.id)}` could not be attached (Slack refused the"
+            " upload; logged): print the Markdown with"
+        )
     return Reply.info(
         f"Posted {what} in {incident.id}'s thread."
-        f" The full draft anywhere: `aiops-bot incident review {incident.id}`."
+        + (failed or " The full draft anywhere:")
+        + f" `aiops-bot incident review {incident.id}`."
     )

@@ -6,6 +6,7 @@ where."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -90,3 +91,36 @@ def test_the_review_button_posts_the_draft_and_attaches_the_markdown(
     markdown = upload.body["data"].decode()
     assert markdown.startswith("# Post-incident review (draft): INC-1")
     assert "| time | event | by | audit row |" in markdown and "## Action items" in markdown
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"answers": {"files.getUploadURLExternal": {"ok": True, "file_id": "F0NOURL"}}},
+        {"fail": {"files.getUploadURLExternal": "not_allowed_token_type"}},
+        {"fail": {"files.completeUploadExternal": "internal_error"}},
+    ],
+    ids=["no upload_url", "url refused", "completion refused"],
+)
+def test_a_failed_upload_still_posts_the_draft_and_says_the_file_failed(
+    respond_bot: tuple[Served, Service], stub: SlackStub, broken: dict[str, dict[str, Any]]
+) -> None:
+    server, service = respond_bot
+    declared(server, stub, service, 'loan-assessor sev=P3 summary="slow answers"')
+    incident = service.rt.incidents.get_incident("INC-1")  # type: ignore[union-attr]
+    assert incident is not None
+    stub.answers.update(broken.get("answers", {}))
+    stub.fail.update(broken.get("fail", {}))
+    typed(server, stub, service, "U0BOB", "incident review INC-1", "/respond/rv")
+    [answer] = stub.responded("/respond/rv")
+    assert "went wrong" not in answer["text"]
+    assert "Posted the draft in INC-1's thread" in answer["text"]
+    assert "`INC-1-review.md` could not be attached" in answer["text"]
+    assert "aiops-bot incident review INC-1" in answer["text"]
+    [draft] = [
+        c.body
+        for c in stub.of("chat.postMessage")
+        if c.body.get("thread_ts") == incident.thread_ts
+        and str(c.body.get("text", "")).startswith("Post-incident review")
+    ]
+    assert "attached here" not in dumps(draft)
