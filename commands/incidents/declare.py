@@ -9,7 +9,6 @@ channel of its own), the alert it came from marked, and for P1 / P2 a page."""
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 from commands.audit import AuditAction
 from commands.errors import Refusal
@@ -17,7 +16,7 @@ from commands.incidents.alerts import attach_incident
 from commands.incidents.cards import SUMMARY_MAX, incident_card
 from commands.incidents.model import AlertRecord, Incident, IncidentState, Severity
 from commands.incidents.pager import PageAction
-from commands.incidents.paging import page
+from commands.incidents.paging import page_later
 from commands.incidents.people import person, require_responder
 from commands.incidents.ports import AlertDeclared, ChannelMaker
 from commands.incidents.records import find_alert, store_of
@@ -157,7 +156,7 @@ def declare(rt: Runtime, inv: Invocation, args: Args) -> Reply:
         attach_incident(rt, alert, incident.id)
     incident, delivery, where = _post_card(rt, incident)
     if severity.pages:
-        incident = _paged(rt, incident, actor.id)
+        page_later(rt, incident, PageAction.TRIGGER, actor.id)  # after the reply
     return _declared_reply(rt, incident, suggested, why, delivery, where)
 
 
@@ -230,21 +229,6 @@ def _post_card(rt: Runtime, incident: Incident) -> tuple[Incident, Delivery, str
     return incident, delivery, f"<#{channel}>{note}"
 
 
-def _paged(rt: Runtime, incident: Incident, actor_id: str) -> Incident:
-    result = page(rt, incident, PageAction.TRIGGER, actor_id)
-    if result is None or not result.delivered:
-        return incident
-    for _ in range(_TRIES):
-        moved = store_of(rt).update_incident(incident.id, incident.rev, paged_at=rt.clock())
-        if moved is not None:
-            return moved
-        fresh = store_of(rt).get_incident(incident.id)
-        if fresh is None or fresh.paged_at is not None:
-            return fresh or incident
-        incident = fresh
-    return replace(incident, paged_at=rt.clock())
-
-
 def _declared_reply(
     rt: Runtime,
     incident: Incident,
@@ -267,11 +251,11 @@ def _declared_reply(
         )
     if incident.severity.pages:
         if rt.pager.name == "none":
-            lines.append("Paging is off: the thread has an @here.")
-        elif incident.paged_at:
-            lines.append("The on-call was paged.")
+            lines.append("Paging is off: an @here goes in the thread.")
         else:
-            lines.append("The page did not go out: see the thread.")
+            lines.append(
+                f"Paging the on-call ({rt.pager.name}): the thread says when it is delivered."
+            )
     return Reply(
         text=f"{incident.id} declared ({incident.severity.value})",
         blocks=[*card.blocks, Context(tuple(lines))],

@@ -12,6 +12,12 @@ id, severity by the suggested-severity rule); the alert's acknowledgement acknow
 and its close resolves, if it was paged. With no pager nothing is sent: the caller keeps
 its `@here`.
 
+An incident's pages go out after the command's reply (`page_later`, on the runtime's
+background work): the pager's retries (seconds when it is slow) never hold the answer. A
+trigger delivered records `paged_at`, then catches up with what happened to the incident
+meanwhile (acknowledged or resolved before it was delivered: that is sent too), so the
+pager never keeps open an alert the bot has closed.
+
 Either way a page not delivered is said where the page was about (the incident's thread,
 the alert's message thread), with an `@here` for a trigger so someone is alerted anyway,
 and audited `page_failed`; a delivered one is audited `page_sent`; with no pager, the
@@ -23,8 +29,9 @@ from collections.abc import Callable
 from typing import Any
 
 from commands.audit import AuditAction
-from commands.incidents.model import AlertRecord, Incident
+from commands.incidents.model import AlertRecord, Incident, IncidentState
 from commands.incidents.pager import Page, PageAction, PageResult
+from commands.incidents.records import store_of
 from commands.incidents.runbooks import runbook_for
 from commands.incidents.severity import suggest_for_alert
 from commands.incidents.thread import line
@@ -117,6 +124,46 @@ def page(rt: Runtime, incident: Incident, action: PageAction, actor_id: str) -> 
         params=base,
         tell=lambda text: line(rt, incident, text),
     )
+
+
+def page_later(rt: Runtime, incident: Incident, action: PageAction, actor_id: str) -> None:
+    """`page` for the incident after the reply, on `rt.background` (see the module): its
+    outcome is said in the thread and audited as `page` does."""
+    rt.background.submit(lambda: page_now(rt, incident.id, action, actor_id))
+
+
+_TRIES = 5  # compare-and-set attempts on `paged_at`
+
+
+def page_now(rt: Runtime, incident_id: str, action: PageAction, actor_id: str) -> None:
+    """Send `action` for the incident as it is stored now. After the first trigger
+    delivered, `paged_at` is set and what happened since is sent after it."""
+    store = store_of(rt)
+    incident = store.get_incident(incident_id)
+    if incident is None:
+        return
+    if action is not PageAction.TRIGGER:
+        page(rt, incident, action, actor_id)
+        return
+    result = page(rt, incident, PageAction.TRIGGER, actor_id)
+    if result is None or not result.delivered or incident.paged_at is not None:
+        return  # not delivered, or paged before (one dedup key: one alert at the pager)
+    for _ in range(_TRIES):
+        moved = store.update_incident(incident.id, incident.rev, paged_at=rt.clock())
+        if moved is not None:
+            break
+        fresh = store.get_incident(incident.id)
+        if fresh is None or fresh.paged_at is not None:
+            return  # another trigger recorded it, and caught up
+        incident = fresh
+    else:
+        return
+    # Whoever acknowledged or resolved before `paged_at` was set sent nothing to the pager
+    # (`page` sends those only for an incident that was paged): send it now.
+    if moved.state is IncidentState.RESOLVED:
+        page(rt, moved, PageAction.RESOLVE, actor_id)
+    elif moved.acknowledged_at is not None:
+        page(rt, moved, PageAction.ACKNOWLEDGE, actor_id)
 
 
 def deliver(

@@ -17,7 +17,7 @@ from commands.incidents.alerts import acknowledge_alert
 from commands.incidents.cards import SUMMARY_MAX, incident_card
 from commands.incidents.model import Incident, IncidentState, Severity
 from commands.incidents.pager import PageAction
-from commands.incidents.paging import page
+from commands.incidents.paging import page_later
 from commands.incidents.people import require_responder
 from commands.incidents.records import ALERT_ID, find_alert, find_incident, store_of
 from commands.incidents.severity import parse_severity
@@ -168,18 +168,11 @@ def change_severity(
         f" {old.value} → {new.value}{why}.",
     )
     refresh_card(rt, incident)
+    paging = ""
     if raised and new.pages:
-        incident = _trigger(rt, incident, actor.id)
-    return _shown(rt, incident, f"{incident.id} is now {new.value}.")
-
-
-def _trigger(rt: Runtime, incident: Incident, actor_id: str) -> Incident:
-    result = page(rt, incident, PageAction.TRIGGER, actor_id)
-    if result is None or not result.delivered or incident.paged_at is not None:
-        return incident
-    now = rt.clock()
-    paged, _ = move(rt, incident, lambda i: None if i.paged_at else {"paged_at": now})
-    return paged
+        page_later(rt, incident, PageAction.TRIGGER, actor.id)  # after this reply
+        paging = " Paging the on-call: the thread says when it is delivered."
+    return _shown(rt, incident, f"{incident.id} is now {new.value}.{paging}")
 
 
 # --- acknowledge, mitigated, resolve ----------------------------------------------------
@@ -230,7 +223,7 @@ def acknowledge_incident(
     )
     line(rt, incident, f":eyes: {mention(actor.id)} acknowledged {incident.id}.")
     refresh_card(rt, incident)
-    page(rt, incident, PageAction.ACKNOWLEDGE, actor.id)
+    page_later(rt, incident, PageAction.ACKNOWLEDGE, actor.id)
     if incident.alert_id:
         alert = store_of(rt).get_alert(incident.alert_id)
         if alert is not None and alert.acknowledged_by is None:
@@ -297,7 +290,7 @@ def mitigated(rt: Runtime, actor: Actor, ref: str | None, request_id: str | None
     )
     refresh_card(rt, incident)
     if not was_acknowledged:
-        page(rt, incident, PageAction.ACKNOWLEDGE, actor.id)
+        page_later(rt, incident, PageAction.ACKNOWLEDGE, actor.id)
     return _shown(rt, incident, f"{incident.id} is mitigated.")
 
 
@@ -347,5 +340,5 @@ def resolve(
         f" Root cause: {escape(cause)}",
     )
     refresh_card(rt, incident)
-    page(rt, incident, PageAction.RESOLVE, actor.id)
+    page_later(rt, incident, PageAction.RESOLVE, actor.id)
     return _shown(rt, incident, f"Resolved {incident.id}.")

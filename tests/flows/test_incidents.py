@@ -7,6 +7,7 @@ without its cause, an endpoint that does not exist."""
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -18,12 +19,30 @@ from commands.incidents.alerts import receive_alert
 from commands.incidents.model import AlertNotice, AlertSource, AlertState, IncidentState
 from commands.incidents.pager import Page, PageAction, PageResult
 from commands.messages import Buttons, Post
-from commands.model import ChangeState
+from commands.model import ChangeState, Invocation
 from commands.ports import AuditEvent, AuditQuery
 from commands.runtime import NullNotifier
 from tests.support.harness import ALICE, BOB, CAROL, DAVE, Bot, text_of
 
 CARD = "4111 1111 1111 1111"
+
+
+class GatedPager:
+    """A pager that answers only when the test lets it (`gate`), as a slow PagerDuty
+    retrying would: what the command answered before that did not wait for it."""
+
+    name = "pagerduty"
+
+    def __init__(self) -> None:
+        self.pages: list[Page] = []
+        self.gate = threading.Event()
+        self.answered = threading.Event()
+
+    def send(self, page: Page) -> PageResult:
+        self.pages.append(page)
+        self.gate.wait(10)  # the first event holds; a command that waits fails the test
+        self.answered.set()
+        return PageResult(delivered=True, attempts=3)
 
 
 class RecordingPager:
@@ -274,7 +293,7 @@ def test_without_a_pager_the_thread_says_here(bot: Bot) -> None:
 def test_a_page_not_delivered_is_said_and_audited(bot: Bot) -> None:
     bot.rt.pager = RecordingPager(deliver=False)
     reply = declare(bot)
-    assert "did not go out" in text_of(reply)
+    assert "the thread says when it is delivered" in text_of(reply)  # paged after the reply
     failed_line = [p for p in posts(bot) if p.thread_ts and "did not reach" in p.reply.text]
     assert len(failed_line) == 1 and "<!here>" in failed_line[0].reply.text
     [failed] = rows(bot, "page_failed")
@@ -284,6 +303,53 @@ def test_a_page_not_delivered_is_said_and_audited(bot: Bot) -> None:
     assert incident is not None and incident.paged_at is None  # never paged
     bot.run(BOB, "/aiops incident ack INC-1")
     assert len(bot.rt.pager.pages) == 1  # type: ignore[attr-defined]  # no ack for a page never sent
+
+
+def test_a_raised_severity_is_answered_at_once_and_paged_after(bot: Bot) -> None:
+    """The reply does not wait for the pager's retries; the page still goes, said in the
+    thread and audited."""
+    declare(bot, 'loan-assessor sev=P3 summary="slow answers"')
+    pager = GatedPager()
+    bot.rt.pager = pager
+    reply = bot.service.handle(
+        Invocation(BOB, "/aiops", "incident severity INC-1 P1", channel_id="C0TEST")
+    )
+    assert reply.ok and "Paging the on-call" in reply.text
+    assert not pager.answered.is_set()  # answered before the pager did
+    pager.gate.set()
+    bot.rt.background.wait_idle(30)
+    [trigger] = pager.pages
+    assert trigger.action is PageAction.TRIGGER and trigger.severity == "critical"
+    assert [p for p in posts(bot) if p.thread_ts and ":pager: Paged the on-call" in p.reply.text]
+    [sent] = rows(bot, "page_sent")
+    assert sent.parameters["incident"] == "INC-1" and sent.actor_id == BOB.id
+    assert bot.rt.incidents.get_incident("INC-1").paged_at is not None  # type: ignore[union-attr]
+
+
+def test_a_trigger_delivered_after_the_incident_moved_catches_up(bot: Bot) -> None:
+    """Declared P1, then resolved while the pager was still answering its trigger: the
+    trigger's `paged_at` came too late for the resolve to be sent, so the trigger sends
+    it after itself: the pager keeps no alert open that the bot closed."""
+    pager = GatedPager()
+    bot.rt.pager = pager
+    declared = bot.service.handle(
+        Invocation(
+            ALICE,
+            "/aiops",
+            'incident declare loan-assessor sev=P1 summary="5xx"',
+            channel_id="C0TEST",
+        )
+    )
+    assert declared.ok
+    resolved = bot.service.handle(
+        Invocation(BOB, "/aiops", 'incident resolve INC-1 cause="bad config"', channel_id="C0TEST")
+    )
+    assert resolved.ok, text_of(resolved)
+    pager.gate.set()
+    bot.rt.background.wait_idle(30)
+    actions = [p.action for p in pager.pages]
+    # the resolve's own event goes too when it ran after `paged_at` was set: harmless
+    assert actions[0] is PageAction.TRIGGER and actions[-1] is PageAction.RESOLVE
 
 
 # --------------------------------------------------------------- hostile input
