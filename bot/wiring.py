@@ -188,8 +188,11 @@ def make_scheduler(service: Service) -> Scheduler:
 
     # The health watch: each endpoint's P95, error rate and drift against [thresholds],
     # one window every `[alerts] watch_interval`, its alerts through the alert path.
-    every = watch_settings(service.rt.config).interval.total_seconds()
-    scheduler.add_interval("health-watch", every, watch_health)
+    # `[alerts] watch = false`: Cloud Monitoring's policies watch the same thresholds and
+    # post through the webhook; a second watcher would post each breach twice.
+    watching = watch_settings(service.rt.config)
+    if watching.enabled:
+        scheduler.add_interval("health-watch", watching.interval.total_seconds(), watch_health)
     from bot.audit_weekly import add_weekly_verify
 
     add_weekly_verify(scheduler)  # the whole audit chain, Sundays 03:00, once across replicas

@@ -794,6 +794,13 @@ class AlertsTable(Table):
     (`commands.incidents.health_watch`), and which endpoint a Cloud Monitoring alert concerns
     (`bot.alerts.cloud_monitoring`)."""
 
+    watch: bool | list[Literal["p95_latency_ms", "error_rate", "drift"]] = Field(
+        True,
+        description="what the bot's own health watch judges: `true` all three metrics,"
+        " `false` none, or a list of them. Where Cloud Monitoring's policies (terraform/:"
+        ' P95 latency and error rate) post through the webhook, `["drift"]`: a breach'
+        " watched by both is posted twice",
+    )
     watch_interval: Duration = Field(
         "5m", description="one health-watch window, and how often each endpoint is judged (≥ 1m)"
     )

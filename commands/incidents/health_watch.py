@@ -85,12 +85,21 @@ METRICS = (
 
 @dataclass(frozen=True)
 class WatchSettings:
-    """`[alerts]`: the window, the runs that open and close an alert, the clear level."""
+    """`[alerts]`: the window, the runs that open and close an alert, the clear level, and
+    the metrics watched."""
 
     interval: timedelta = timedelta(minutes=5)
+    # `[alerts] watch`: the metrics judged (by name); the others are left to Cloud
+    # Monitoring's policies, and their state is kept as it was
+    metrics: frozenset[str] = frozenset({"p95_latency_ms", "error_rate", "drift"})
     open_after: int = 2
     close_after: int = 3
     clear_ratio: float = 0.9
+
+    @property
+    def enabled(self) -> bool:
+        """Whether anything is watched (`[alerts] watch` is not `false` or `[]`)."""
+        return bool(self.metrics)
 
 
 def watch_settings(config: Config) -> WatchSettings:
@@ -100,6 +109,13 @@ def watch_settings(config: Config) -> WatchSettings:
     )
     return WatchSettings(
         interval=parse_duration(table.watch_interval),
+        metrics=frozenset(
+            (m.name for m in METRICS)
+            if table.watch is True
+            else ()
+            if table.watch is False
+            else table.watch
+        ),
         open_after=table.open_after,
         close_after=table.close_after,
         clear_ratio=float(table.clear_ratio),
@@ -238,6 +254,8 @@ def judge(
     metrics = dict(watch.metrics)
     notices: list[AlertNotice] = []
     for metric in METRICS:
+        if metric.name not in settings.metrics:
+            continue  # `[alerts] watch` leaves it to Cloud Monitoring
         value = metric.figure(health) if health is not None else None
         before = watch.metric(metric.name)
         after, notice = _step(

@@ -52,8 +52,10 @@ def watch_health(rt: Runtime, end: datetime | None = None) -> str:
     notices of those stored to `receive_alert`. Returns one line for the scheduler's run
     record: how many endpoints were judged and alerts opened and closed. A platform that
     cannot be read judges nothing (logged; the next run reads a later window)."""
-    store = _store(rt)
     settings = watch_settings(rt.config)
+    if not settings.enabled:  # a scheduler built before the config said so
+        return "off ([alerts] watch = false: Cloud Monitoring watches)"
+    store = _store(rt)
     end = end or window_end(rt.clock(), settings.interval)
     endpoints = list(rt.config.endpoints.values())
     try:

@@ -18,7 +18,7 @@ from sqlalchemy import Engine, text
 
 from bot.settings import BUNDLED_CONFIG
 from bot.store.db import make_engine
-from commands.config import Config, parse_config
+from commands.config import Config, ConfigError, parse_config
 from commands.incidents.watch import watch_health, window_end
 from commands.messages import Buttons, Post
 from commands.model import ChangeState
@@ -202,6 +202,45 @@ def test_the_scheduler_runs_the_watch_every_watch_interval(wbot: Bot) -> None:
         assert result.ran and "endpoint(s) judged" in result.outcome
         assert not scheduler.fire("every:health-watch", wbot.clock()).ran  # its slot: once
     assert len(alert_posts(wbot.rt)) == 1
+
+
+def test_watch_false_leaves_the_watching_to_cloud_monitoring(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    """`[alerts] watch = false` (Terraform's Cloud Monitoring policies watch the same
+    thresholds through the webhook): no scheduled watch, so one breach is one alert."""
+    from bot.wiring import make_scheduler
+
+    off = new_bot(sqlite_engine, clock, p95_only(watch=False))
+    scheduler = make_scheduler(Service(off.rt))
+    assert "every:health-watch" not in scheduler.jobs
+    assert "every:canary" in scheduler.jobs  # the rest of the schedule is there
+    deploy_faulty(off)
+    for _ in range(3):
+        off.clock.advance(minutes=5)
+        assert watch_health(off.rt).startswith("off")
+    assert alert_posts(off.rt) == [] and off.rt.health_watch is not None
+    assert off.rt.health_watch.watch_state(STG).rev == 0  # nothing judged, nothing kept
+
+
+def test_watch_a_list_judges_only_what_cloud_monitoring_does_not(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    """Terraform's policies watch P95 latency and error rate, not drift: `watch =
+    ["drift"]` keeps the drift alert and leaves the P95 breach to Cloud Monitoring."""
+    from bot.wiring import make_scheduler
+
+    drift_only = new_bot(sqlite_engine, clock, p95_only(watch=["drift"]))
+    assert "every:health-watch" in make_scheduler(Service(drift_only.rt)).jobs
+    deploy_faulty(drift_only)
+    for _ in range(3):
+        serve(drift_only.rt, 100)
+        window(drift_only)
+    assert alert_posts(drift_only.rt) == []  # a P95 breach, not watched here
+    kept = drift_only.rt.health_watch.watch_state(STG)  # type: ignore[union-attr]
+    assert kept.rev > 0 and "p95_latency_ms" not in kept.state.get("metrics", {})
+    with pytest.raises(ConfigError, match="watch"):
+        p95_only(watch=["cost"])
 
 
 # --------------------------------------------------------- two replicas, one database

@@ -31,6 +31,11 @@ output "bot_config_toml" {
     "allowed_regions = [\"${var.region}\"]",
     "dashboard_url = \"${module.monitoring.dashboard_url}\"",
     "",
+    "[alerts]",
+    "# this stack's policies watch P95 latency and error rate and post to the bot's webhook:",
+    "# the bot's own health watch keeps drift only, or each breach is posted twice",
+    "watch = [\"drift\"]",
+    "",
     ], flatten([
       for slug, ep in var.endpoints : [
         "[endpoints.${slug}]",
