@@ -12,6 +12,13 @@ id, severity by the suggested-severity rule); the alert's acknowledgement acknow
 and its close resolves, if it was paged. With no pager nothing is sent: the caller keeps
 its `@here`.
 
+An incident declared from an alert the bot paged for carries on that page rather than
+opening a second one (`dedup_key`): its events use the alert's id as `dedup_key`, so the
+on-call keeps one alert at the pager, now about the incident (PagerDuty adds a trigger
+for an open dedup key to that alert, and opens it anew if it was resolved). Once the
+incident has been paged, the alert's own acknowledge and close send nothing: the page is
+the incident's, resolved when the incident is, not when the canary's rollback ends.
+
 An incident's pages go out after the command's reply (`page_later`, on the runtime's
 background work): the pager's retries (seconds when it is slow) never hold the answer. A
 trigger delivered records `paged_at`, then catches up with what happened to the incident
@@ -52,6 +59,16 @@ def routing_environment(rt: Runtime, environment: str | None) -> str:
     return next(iter(rt.config.environments))
 
 
+def dedup_key(rt: Runtime, incident: Incident) -> str:
+    """The `dedup_key` of the incident's page: `INC-N`, or the id of the alert it was
+    declared from when the bot paged for that alert (see the module): one page, not two."""
+    if incident.alert_id and rt.incidents is not None:
+        alert = store_of(rt).get_alert(incident.alert_id)
+        if alert is not None and alert.paged_at is not None:
+            return alert.id
+    return incident.id
+
+
 def _page(rt: Runtime, incident: Incident, action: PageAction) -> Page:
     summary = f"{incident.id} {incident.severity.value}"
     if incident.endpoint:
@@ -73,9 +90,12 @@ def _page(rt: Runtime, incident: Incident, action: PageAction) -> Page:
     if incident.runbook and incident.runbook.startswith(("https://", "http://")):
         links = (("Runbook", incident.runbook),)
     ep = rt.config.endpoints.get(incident.endpoint or "")
+    key = dedup_key(rt, incident)
+    if key != incident.id:
+        details["carries_page_of"] = key
     return Page(
         action=action,
-        dedup_key=incident.id,
+        dedup_key=key,
         environment=routing_environment(rt, incident.environment),
         summary=summary,
         source=incident.endpoint or "aiops-bot",
@@ -114,10 +134,12 @@ def page(rt: Runtime, incident: Incident, action: PageAction, actor_id: str) -> 
             parameters=base | {"pager": "none", "via": "@here"},
         )
         return PageResult(delivered=True, attempts=0)
+    event = _page(rt, incident, action)
+    carried = "" if event.dedup_key == incident.id else f" (carrying on {event.dedup_key}'s page)"
     return deliver(
         rt,
-        _page(rt, incident, action),
-        subject=incident.id,
+        event,
+        subject=incident.id + carried,
         actor_id=actor_id,
         environment=incident.environment,
         target=incident.endpoint,
@@ -183,7 +205,11 @@ def deliver(
     reason (and an `@here` for a trigger, so that someone is alerted anyway)."""
     result = rt.pager.send(event)
     action = event.action
-    params = params | {"pager": rt.pager.name, "attempts": result.attempts}
+    params = params | {
+        "pager": rt.pager.name,
+        "attempts": result.attempts,
+        "dedup_key": event.dedup_key,
+    }
     if result.delivered:
         rt.auditor.record(
             AuditAction.PAGE_SENT,
@@ -274,6 +300,10 @@ def page_alert(
         return None
     if action is not PageAction.TRIGGER and record.paged_at is None:
         return None
+    if record.incident_id and action is not PageAction.TRIGGER:
+        incident = store_of(rt).get_incident(record.incident_id)
+        if incident is not None and incident.paged_at is not None:
+            return None  # its incident carries the page on (`dedup_key`), and ends it
     return deliver(
         rt,
         _alert_page(rt, record, action),

@@ -174,3 +174,34 @@ def test_the_pagerduty_fake_gets_one_alert_triggered_and_resolved(cbot: Bot) -> 
         assert sent.parameters["attempts"] == 2 and resolved.parameters["action"] == "resolve"
     finally:
         fake.close()
+
+
+def test_an_incident_declared_from_a_paged_alert_carries_its_page_on(cbot: Bot) -> None:
+    """The canary paged under ALERT-1; declaring it P1 does not open a second page: the
+    incident's events use ALERT-1 as dedup key (one alert at the pager), the canary's
+    rollback ending closes the Slack alert but not the incident's page, and resolving
+    the incident resolves it."""
+    pager = RecordingPager()
+    cbot.rt.pager = pager
+    deploy(cbot, PROD, FAULTY, 10)
+    until_rolled_back(cbot)
+    assert [(p.action, p.dedup_key) for p in pager.pages] == [(PageAction.TRIGGER, "ALERT-1")]
+    declared = cbot.run(BOB, f'/aiops incident declare {PROD} sev=P1 summary="rc1" alert=ALERT-1')
+    assert declared.ok, declared.text
+    assert [(p.action, p.dedup_key) for p in pager.pages][1:] == [
+        (PageAction.TRIGGER, "ALERT-1")  # the same alert at the pager, now the incident's
+    ]
+    carried = pager.pages[1]
+    assert carried.severity == "critical" and carried.custom_details["incident"] == "INC-1"
+    assert carried.custom_details["carries_page_of"] == "ALERT-1"
+    incident = cbot.rt.incidents.get_incident("INC-1")  # type: ignore[union-attr]
+    assert incident is not None and incident.paged_at is not None
+    thread = [p.reply.text for p in posts(cbot) if p.thread_ts == incident.thread_ts]
+    assert any("for INC-1 (carrying on ALERT-1's page)" in t for t in thread)
+    tick(cbot)  # the rollback has run: the alert closes in Slack, the page stays open
+    alert = cbot.rt.incidents.get_alert("ALERT-1")  # type: ignore[union-attr]
+    assert alert is not None and alert.closed_at is not None
+    assert len(pager.pages) == 2
+    assert cbot.run(BOB, '/aiops incident resolve INC-1 cause="rc1 tokenizer"').ok
+    assert [(p.action, p.dedup_key) for p in pager.pages][2:] == [(PageAction.RESOLVE, "ALERT-1")]
+    assert {r.parameters["dedup_key"] for r in audit(cbot, "page_sent")} == {"ALERT-1"}
