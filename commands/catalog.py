@@ -210,8 +210,9 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         ' `update INC-N "…"` posts to its thread; `severity INC-N P2 [reason=…]`;'
         " `ack <INC-N|ALERT-N>`; `mitigated INC-N` (impact stopped);"
         ' `resolve INC-N cause="…"` (a root-cause line is required);'
-        " `rollback <INC-N|ALERT-N>` and `pause INC-N` mitigate through the usual change"
-        " machinery, linked to the incident (every change on its endpoint while it is open"
+        " `rollback <INC-N|ALERT-N>`, `pause INC-N` and `scale <INC-N|ALERT-N>` (one more"
+        " replica for the serving version, a change approved as configured) mitigate"
+        " through the usual change machinery, linked to the incident (every change on its endpoint while it is open"
         " is); `review INC-N` posts the post-incident review draft, drawn from the audit, in"
         " its thread (the Review button on a resolved incident); `list [all]`; `show INC-N`"
         " with its linked changes.",
@@ -219,6 +220,7 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
             ("ack", "verb"),
             ("rollback", "verb"),
             ("pause", "verb"),
+            ("scale", "verb"),
             ("declare", "form"),
             ("resolve", "form"),
             ("review", "verb"),

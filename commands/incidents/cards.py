@@ -296,6 +296,20 @@ def incident_buttons(incident: Incident) -> tuple[Button, ...]:
                 f"/aiops incident pause {incident.id}",
             )
         )
+        out.append(
+            Button(
+                "Scale up",
+                "incident.scale",
+                incident.id,
+                f"/aiops incident scale {incident.id}",
+                confirm=Confirm(
+                    f"Scale up {ep}?",
+                    f"Requests one more replica for the version serving {ep} (a change,"
+                    f" approved as configured), linked to {incident.id}.",
+                    "Request",
+                ),
+            )
+        )
     if incident.state is IncidentState.DECLARED:
         out.append(
             Button("Acknowledge", "incident.ack", incident.id, f"/aiops incident ack {incident.id}")

@@ -97,6 +97,12 @@ VERBS: dict[str, Verb] = {
         1,
         lambda rt, inv, a: mitigate.pause_canary(rt, inv, _word(a, 1)),
     ),
+    "scale": Verb(
+        mitigate.SCALE_USAGE,
+        frozenset({"reason"}),
+        1,
+        lambda rt, inv, a: mitigate.scale_up(rt, inv, _word(a, 1), a.options.get("reason")),
+    ),
     "review": Verb(
         draft.USAGE,
         frozenset(),

@@ -1,15 +1,16 @@
-"""MITIGATE from an incident or an alert: its Roll back and Pause canary buttons, and
-their typed forms. They go through the same machinery as typed commands (`/rollback`
-through `commands.changes.request`, the canary's pause), under the same rules: a
-rollback runs at once in production (mitigation first) and is announced where approvers
-look. The change is linked to the incident open on the endpoint
+"""MITIGATE from an incident or an alert: its Roll back, Pause canary and Scale up
+buttons, and their typed forms. They go through the same machinery as typed commands
+(`/rollback` and `/aiops scale` through `commands.changes.request`, the canary's pause),
+under the same rules: a rollback runs at once in production (mitigation first) and is
+announced where approvers look; a scale-up is a change approved as configured (more
+replicas cost money; the approver sees the cost a day before → after). The change is linked to the incident open on the endpoint
 (`commands.incidents.links`), so its audit rows and the incident's thread say so."""
 
 from __future__ import annotations
 
 from commands.audit import AuditAction
 from commands.canary.commands import pause
-from commands.changes.request import request_change
+from commands.changes.request import request_change, spec_of
 from commands.errors import Refusal
 from commands.incidents.links import open_incident
 from commands.incidents.model import Incident, IncidentState
@@ -17,12 +18,14 @@ from commands.incidents.people import require_responder
 from commands.incidents.progress import acknowledge_incident
 from commands.incidents.records import ALERT_ID, find_alert, find_incident
 from commands.incidents.thread import line
-from commands.messages import Context, Reply, mention
+from commands.messages import Context, Reply, escape, mention
 from commands.model import ChangeKind, Invocation
+from commands.parsing import parse
 from commands.runtime import Runtime
 
 ROLLBACK_USAGE = '/aiops incident rollback <INC-N|ALERT-N> [reason="…"]'
 PAUSE_USAGE = "/aiops incident pause INC-N"
+SCALE_USAGE = '/aiops incident scale <INC-N|ALERT-N> [reason="…"]'
 
 
 def _quoted(text: str) -> str:
@@ -120,4 +123,51 @@ def pause_canary(rt: Runtime, inv: Invocation, ref: str | None) -> Reply:
             f":double_vertical_bar: {mention(inv.actor.id)} paused the canary on `{endpoint}`"
             f" for {incident.id}.",
         )
+    return reply
+
+
+def scale_up(rt: Runtime, inv: Invocation, ref: str | None, reason: str | None) -> Reply:
+    """`/aiops scale <endpoint> <version> min=N+1 max=M` for the version taking the most
+    traffic on the incident's endpoint: one more replica always held (`min`), and `max`
+    raised to match if it was lower, within `[endpoints.X] max_replicas`. Refused, saying
+    so, when the endpoint serves nothing or already holds its configured maximum."""
+    endpoint, incident, name = _target(rt, ref, SCALE_USAGE)
+    ep = rt.endpoint(endpoint, SCALE_USAGE)
+    state = rt.platform.endpoint_state(ep)
+    serving = max(state.deployed, key=lambda d: state.traffic.get(d.id, 0), default=None)
+    if serving is None or not state.traffic.get(serving.id):
+        raise Refusal(
+            f"`{endpoint}` serves no traffic; there is nothing to scale up",
+            "Roll back or deploy first: `/aiops status " + endpoint + "` shows what it holds.",
+            code="nothing_serving",
+        )
+    new_min = serving.replicas + 1
+    if new_min > ep.max_replicas:
+        raise Refusal(
+            f"`{endpoint}` {escape(serving.version.version)} already holds"
+            f" {serving.replicas} replica(s), its configured maximum is {ep.max_replicas}",
+            f"Raise `[endpoints.{endpoint}] max_replicas` (a config change), or roll back:"
+            f" `/aiops incident rollback {name}`.",
+            code="at_max_replicas",
+        )
+    new_max = min(max(serving.max_replicas or new_min, new_min), ep.max_replicas)
+    why = reason or f"mitigation of {name}" + (
+        f" ({incident.severity.value})" if incident is not None else ""
+    )
+    text = f"{endpoint} {serving.version.version} min={new_min} max={new_max} reason={_quoted(why)}"
+    typed = Invocation(
+        actor=inv.actor,
+        command="/aiops",
+        text=f"scale {text}",
+        channel_id=inv.channel_id,
+        request_id=inv.request_id,
+    )
+    under = open_incident(rt, endpoint)
+    spec = spec_of(ChangeKind.SCALE)
+    reply = request_change(
+        rt, ChangeKind.SCALE, typed, parse(text, set(spec.options), spec.positionals)
+    )
+    _on_it(rt, inv, incident)
+    if under is not None:
+        reply.blocks.append(Context((f"Linked to {under.id}: its thread follows the scale-up.",)))
     return reply

@@ -250,6 +250,7 @@ def test_the_declare_form_declares_once_however_often_it_is_submitted(
     assert action_ids(valid_message(card)) == [
         "incident.rollback",
         "incident.pause",
+        "incident.scale",
         "incident.ack",
         "incident.resolve",
     ]

@@ -133,6 +133,7 @@ def test_a_declared_p1_gets_its_thread_and_pages_the_on_call(
     assert buttons(card) == [
         "incident.rollback",
         "incident.pause",
+        "incident.scale",
         "incident.ack",
         "incident.resolve",
     ]
@@ -568,6 +569,51 @@ def test_pause_from_an_incident_is_recorded_against_it(bot: Bot) -> None:
     [linked] = [r for r in rows(bot, "incident_linked") if r.parameters.get("action") == "pause"]
     assert linked.parameters["incident"] == "INC-1"
     assert [r.justification for r in rows(bot, "canary_pause")] == ["mitigation of INC-1"]
+
+
+def test_scale_up_from_an_incident_is_a_linked_change_approved_as_configured(bot: Bot) -> None:
+    declare(bot, 'loan-assessor sev=P2 summary="P95 climbing under load"')
+    before = bot.rt.platform.endpoint_state(bot.rt.config.endpoints["loan-assessor"])
+    [serving] = before.deployed
+    reply = bot.run(ALICE, "/aiops incident scale INC-1")
+    assert reply.ok, text_of(reply)
+    assert "Linked to INC-1" in text_of(reply)
+    [scale] = [c for c in bot.rt.store.list_changes(endpoint="loan-assessor") if c.kind == "scale"]
+    assert scale.plan.incident == "INC-1"
+    assert scale.reason == "mitigation of INC-1 (P2)"
+    assert scale.state is ChangeState.PENDING_APPROVAL  # prod: more replicas cost money
+    approved = bot.run(BOB, f"/aiops approve {scale.id}")
+    assert approved.ok, text_of(approved)
+    done = bot.rt.store.get_change(scale.id)
+    assert done is not None and done.state is ChangeState.SUCCEEDED, done and done.error
+    after = bot.rt.platform.endpoint_state(bot.rt.config.endpoints["loan-assessor"])
+    [scaled] = after.deployed
+    assert scaled.replicas == serving.replicas + 1
+    assert all(
+        e.parameters.get("incident") == "INC-1"
+        for e in bot.rt.store.audit(AuditQuery(change_id=scale.id))
+    )
+
+
+def test_scale_up_at_the_configured_maximum_is_refused_with_what_to_do(bot: Bot) -> None:
+    declare(bot, 'loan-assessor sev=P2 summary="P95 climbing under load"')
+    top = bot.rt.config.endpoints["loan-assessor"].max_replicas
+    for _ in range(top + 1):
+        state = bot.rt.platform.endpoint_state(bot.rt.config.endpoints["loan-assessor"])
+        if state.deployed[0].replicas >= top:
+            break
+        reply = bot.run(ALICE, "/aiops incident scale INC-1")
+        assert reply.ok, text_of(reply)
+        [pending] = [
+            c
+            for c in bot.rt.store.list_changes(endpoint="loan-assessor")
+            if c.state is ChangeState.PENDING_APPROVAL
+        ]
+        assert bot.run(BOB, f"/aiops approve {pending.id}").ok
+    refused = bot.run(ALICE, "/aiops incident scale INC-1")
+    assert not refused.ok
+    assert f"its configured maximum is {top}" in refused.text
+    assert "max_replicas" in text_of(refused)
 
 
 def test_rollback_from_a_resolved_incident_is_refused(bot: Bot) -> None:
