@@ -297,6 +297,9 @@ class ChangePlan:
     # JSON (commands.models.model.RetrainSpec): a retrain's pipeline, parameters and where
     # it runs, as shown to approvers
     pipeline: str | None = None
+    # A retrain's outcome, `model@x.y.z`: the version its run registered. Written after
+    # approval, so kept out of `version` and every field the plan hash covers.
+    registered_version: str | None = None
     other: dict[str, str] = field(default_factory=dict)
 
     _TEXT = (
@@ -319,6 +322,7 @@ class ChangePlan:
         "model_review",
         "serving_alias",
         "pipeline",
+        "registered_version",
     )
     _REPLICAS = ("replicas_before", "replicas_after")
     _COSTS = ("cost_before", "cost_during", "cost_after")

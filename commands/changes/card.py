@@ -489,9 +489,9 @@ def retrain_card(
     run = []
     if change.operation:
         run.append(f"Pipeline job: `{escape(change.operation)}`")
-    if change.version:
+    if change.plan.registered_version:
         run.append(
-            f"Registered: `{escape(change.version)}`, validation pending — `/aiops models"
+            f"Registered: `{escape(change.plan.registered_version)}`, validation pending — `/aiops models"
             f" {escape(model)}`"
         )
     if run:

@@ -853,16 +853,18 @@ def _retrain(rt: Runtime, lease: Lease, change: Change) -> None:
                 else " (did it register one?)"
             )
         )
-    change.version = f"{spec.model}@{run.registered_version}"
+    # the run's outcome, not its plan: `version` is in the plan hash approvers were bound to
+    registered = f"{spec.model}@{run.registered_version}"
+    change.plan.registered_version = registered
     change.plan.phase = "registered"
-    _write(rt, lease, change, version=change.version, plan=change.plan)
+    _write(rt, lease, change, plan=change.plan)
     rt.auditor.record(
         AuditAction.MODEL_REGISTERED,
         BOT.id,
-        f"{change.version} registered, validation pending",
+        f"{registered} registered, validation pending",
         change=change,
         parameters={
-            "version": change.version,
+            "version": registered,
             "registry_id": run.registered_id,
             "pipeline_job": name,
             "dataset": spec.parameters.get("dataset"),
@@ -890,12 +892,13 @@ def _finish(
     verdict = ":white_check_mark: succeeded" if ok else f":x: failed: {error}"
     state: EndpointState | None = None
     if done.kind is ChangeKind.RETRAIN:  # no endpoint moved: say what the registry gained
+        registered = done.plan.registered_version
         now_line = (
-            f"`{done.version}` is registered, validation pending: `/aiops models {done.subject}`."
-            if done.version
+            f"`{registered}` is registered, validation pending: `/aiops models {done.subject}`."
+            if registered
             else f"No version of `{done.subject}` was registered from it."
         )
-        parameters: dict[str, object] = {"pipeline_job": done.operation, "registered": done.version}
+        parameters: dict[str, object] = {"pipeline_job": done.operation, "registered": registered}
         told = now_line
     else:
         try:

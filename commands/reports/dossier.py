@@ -153,6 +153,8 @@ def build(
         "execution": {
             "operation": change.operation,
             "new_deployed_model_id": change.new_deployed_model_id,
+            # a retrain's outcome: the version its run registered (not part of the plan)
+            "registered_version": change.plan.registered_version,
             "error": _text(change.error),
             "finished_at": stamp(change.updated_at),
             "audit": [r for r in rows if r["action"] in EXECUTION],
@@ -254,6 +256,11 @@ def to_markdown(d: dict[str, Any]) -> str:
         "",
         f"- Operation: `{ex['operation'] or '—'}`",
         f"- New deployed model: `{ex['new_deployed_model_id'] or '—'}`",
+        *(
+            [f"- Registered version: `{ex['registered_version']}`"]
+            if ex.get("registered_version")
+            else []
+        ),
         f"- Error: {ex['error'] or '—'}",
         f"- Last update: {_when(ex['finished_at'])}",
         "",
