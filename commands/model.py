@@ -277,6 +277,7 @@ class ChangePlan:
     canary_steps: tuple[int, ...] = ()  # a step plan's shares
     canary_key: str | None = None  # the watch action this change fulfils
     forced_promote: str | None = None  # why the promote gate was overridden
+    forced: str | None = None  # why another refusal was overridden with `force=true`
     phase: str | None = None  # where the execution got to (deploy, traffic, undeploy, done)
     strategy: str | None = None  # a deploy's `Strategy` (None: a canary, as before strategies)
     target_id: str | None = None  # the deployed model a scale or undeploy acts on
@@ -314,6 +315,7 @@ class ChangePlan:
         "canary",
         "canary_key",
         "forced_promote",
+        "forced",
         "phase",
         "strategy",
         "target_id",

@@ -306,6 +306,12 @@ def change_card(
             if before
             else "scale it back"
         )
+    elif change.kind is ChangeKind.UNDEPLOY and change.plan.replaced_version:
+        how_back = (
+            f":warning: {escape(change.plan.replaced_version)} is the only version to roll back"
+            f" to: once it goes, `/rollback {change.endpoint}` redeploys it (minutes), not one"
+            " traffic update"
+        )
     elif change.kind is ChangeKind.UNDEPLOY:
         how_back = (
             f"it served no traffic: nothing to roll back; `/deploy {change.endpoint}"
@@ -408,6 +414,8 @@ def change_card(
                 f":warning: *Forced promote* over the canary analysis: {change.plan.forced_promote}"
             )
         )
+    if change.plan.forced:
+        blocks.append(Text(f":warning: *Forced* (`force=true`): {escape(change.plan.forced)}"))
     if change.plan.canary and change.kind is ChangeKind.PROMOTE:
         blocks.append(Context((f"When requested: {change.plan.canary}",)))
     if note:

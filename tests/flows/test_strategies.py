@@ -21,7 +21,7 @@ from commands.canary.loop import check_due
 from commands.canary.model import WatchState
 from commands.changes.execute import take_over
 from commands.config import Config, parse_config
-from commands.model import Change, ChangeState, Strategy
+from commands.model import Change, ChangeState, ModelHealth, Strategy
 from commands.ports import AuditQuery, PlatformError
 from commands.runtime import LEASE_TTL
 from tests.support.harness import (
@@ -31,6 +31,7 @@ from tests.support.harness import (
     DiesAfter,
     FakeClock,
     Stopped,
+    endpoint_health,
     example_config,
     make_runtime,
     text_of,
@@ -160,6 +161,64 @@ def test_blue_green_in_prod_is_approved_and_its_rollback_is_one_traffic_update(
     assert [list(args[1].values()) for args in traffic] == [[100]]  # one update back
     assert bot.split(PROD) == {"1.2.0": 100}  # the new version undeployed
     assert "execution_finished" in actions(bot, last(bot).id)
+
+
+def test_rollback_after_undeploying_a_blue_greens_old_version_redeploys_it(bot: Bot) -> None:
+    """An undeploy of the version a blue/green switched from removes the only rollback
+    target: its card says so, and `/rollback` then redeploys it (as after the promote that
+    finishes a blue/green), not "nothing to roll back to"."""
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-green").ok
+    undeploy = bot.run(ALICE, f"/aiops undeploy {STG} 1.2.0")
+    assert undeploy.ok, text_of(undeploy)
+    card = text_of(undeploy)
+    assert "1.2.0 is the only version to roll back to" in card
+    assert f"`/rollback {STG}` redeploys it" in card
+    done = last(bot)
+    assert done.state is ChangeState.SUCCEEDED and done.plan.replaced_version == "1.2.0"
+    assert bot.split(STG) == {"1.2.1": 100}
+    [plan_row] = [
+        e for e in bot.rt.store.audit(AuditQuery(change_id=done.id)) if e.action == "plan"
+    ]
+    assert plan_row.parameters["rollback_target_removed"] == "1.2.0"
+
+    rollback = bot.run(ALICE, f'/rollback {STG} reason="1.2.1 regressed"')
+    assert rollback.ok, text_of(rollback)
+    back = last(bot)
+    assert back.state is ChangeState.SUCCEEDED, back.error
+    assert back.plan.redeploy_version == "gemma-3-1b-it@1.2.0"
+    assert bot.split(STG) == {"1.2.0": 100}
+
+
+def test_undeploying_the_only_rollback_target_while_the_serving_version_breaches_is_refused(
+    bot: Bot,
+) -> None:
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-green").ok
+    serving = next(
+        d.id
+        for d in bot.rt.platform.endpoint_state(bot.rt.config.endpoints[STG]).deployed
+        if d.version.version == "1.2.1"
+    )
+    breaching = endpoint_health(
+        STG, p95_latency_ms=4200.0, by_model={serving: ModelHealth(4200.0, 0.002, 9000)}
+    )
+    bot.rt.platform.health = lambda *_a, **_k: {STG: breaching}  # type: ignore[method-assign]
+    refused = bot.run(ALICE, f"/aiops undeploy {STG} 1.2.0")
+    assert not refused.ok
+    said = text_of(refused)
+    assert "1.2.1 serves 100 %" in said and "P95 4,200 ms > 2,000 ms" in said
+    assert "the only version to roll back to" in said and f"/rollback {STG}" in said
+    assert "force=true" in said
+    assert bot.split(STG) == {"1.2.0": 0, "1.2.1": 100}  # nothing was done
+    assert not bot.run(ALICE, f"/aiops undeploy {STG} 1.2.0 force=true").ok  # needs a reason
+    forced = bot.run(ALICE, f'/aiops undeploy {STG} 1.2.0 force=true reason="frees the GPU"')
+    assert forced.ok, text_of(forced)
+    assert "*Forced* (`force=true`): 1.2.1 breached [thresholds]" in text_of(forced)
+    done = last(bot)
+    assert done.state is ChangeState.SUCCEEDED and done.plan.forced
+    [plan_row] = [
+        e for e in bot.rt.store.audit(AuditQuery(change_id=done.id)) if e.action == "plan"
+    ]
+    assert plan_row.parameters["forced"].startswith("1.2.1 breached")
 
 
 def test_blue_green_deploy_that_fails_leaves_traffic_on_the_old_version(bot: Bot) -> None:
