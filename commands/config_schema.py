@@ -509,8 +509,14 @@ class StrategiesTable(Table):
         description="`strategy=replace`: how long the new version must stay healthy before"
         " the old one is undeployed (≥ 1m)",
     )
+    blue_green_soak: Duration = Field(
+        "10m",
+        description="`strategy=blue-green`: how long the new version is watched after the"
+        " switch (P95 and errors within `[thresholds]`); unhealthy, traffic switches back to"
+        " the old version in one update and the change fails (≥ 1m)",
+    )
 
-    @field_validator("replace_soak")
+    @field_validator("replace_soak", "blue_green_soak")
     @classmethod
     def _soak_at_least_a_minute(cls, value: str) -> str:
         if parse_duration(value) < timedelta(minutes=1):

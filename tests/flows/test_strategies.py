@@ -221,6 +221,44 @@ def test_undeploying_the_only_rollback_target_while_the_serving_version_breaches
     assert plan_row.parameters["forced"].startswith("1.2.1 breached")
 
 
+def test_blue_green_to_an_unhealthy_version_switches_back_after_the_switch(bot: Bot) -> None:
+    """The switch is followed by a soak (`[strategies] blue_green_soak`, the replace soak's
+    code): a version breaching `[thresholds]` has traffic switched back in one update (the
+    old version is still deployed), is undeployed, and the change fails saying why."""
+    traffic = calls_to(bot, "set_traffic")
+    reply = bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.3.0-rc1 strategy=blue-green")
+    assert "then watched for 10 min" in text_of(reply)  # the card's How
+    failed = last(bot)
+    assert failed.state is ChangeState.FAILED
+    assert failed.error and "1.3.0-rc1 was unhealthy during the soak: P95" in failed.error
+    assert "rolled back: 1.2.0 serves 100 %" in failed.error
+    assert len(traffic) == 2  # the switch, and one update back
+    assert list(traffic[1][1].values()) == [100]
+    assert bot.split(STG) == {"1.2.0": 100}
+    rows = bot.rt.store.audit(AuditQuery(change_id=failed.id))
+    [soak] = [e for e in rows if e.action == "soak"]
+    assert soak.outcome.startswith("unhealthy: P95")
+    assert rows[-1].action == "execution_finished" and "rolled back" in rows[-1].outcome
+    lines = [p.reply.text for p in bot.rt.notifier.posts if p.change_id == failed.id]  # type: ignore[attr-defined]
+    assert any("watching its health until" in line for line in lines)
+    assert any("traffic back on 1.2.0 (100 %)" in line for line in lines)
+
+
+def test_a_healthy_blue_green_is_watched_through_its_soak_and_keeps_the_old_version(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    bot = Bot(make_runtime(sqlite_engine, clock, config=config_with(blue_green_soak="3m")), clock)
+    start = clock()
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-green").ok
+    done = last(bot)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    assert done.plan.soak_until is not None and clock() >= done.plan.soak_until
+    assert done.plan.soak_until - start >= timedelta(minutes=3)
+    soaked = [e for e in bot.rt.store.audit(AuditQuery(change_id=done.id)) if e.action == "soak"]
+    assert [e.outcome for e in soaked] == ["healthy"]
+    assert bot.split(STG) == {"1.2.0": 0, "1.2.1": 100}
+
+
 def test_blue_green_deploy_that_fails_leaves_traffic_on_the_old_version(bot: Bot) -> None:
     bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.3.0-rc2 strategy=blue-green")
     failed = last(bot)
