@@ -93,6 +93,16 @@ def test_strategy_canary_is_the_default_canary(bot: Bot) -> None:
     assert watch is not None and watch.state is WatchState.WATCHING
 
 
+def test_a_canary_seen_serving_alone_never_renders_an_empty_vs(bot: Bot) -> None:
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=100").ok
+    assert bot.split(STG) == {"1.2.1": 100}
+    shown = bot.run(ALICE, f"/aiops canary {STG}")
+    assert shown.ok, text_of(shown)
+    said = text_of(shown)
+    assert "1.2.1 (no stable version beside it)" in said
+    assert 'vs "' not in said and "vs ·" not in said
+
+
 def test_unknown_strategies_and_a_share_for_a_non_canary_are_refused(bot: Bot) -> None:
     reply = bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-gren")
     assert not reply.ok
@@ -123,10 +133,14 @@ def test_blue_green_deploys_at_zero_then_switches_in_one_update_keeping_the_old(
     card = text_of(reply)
     assert "blue/green" in card and "1.2.0" in card and "0%" in card
     assert "a day while both are deployed (until the promote)" in card
-    # no canary analysis: traffic is never split
+    # no canary analysis: traffic is never split, so no watch (no CAN record) at all
     check_due(bot.rt)
-    watch = bot.rt.canary.watch_for_change(done.id) if bot.rt.canary else None
-    assert watch is not None and watch.state is WatchState.ENDED
+    assert bot.rt.canary is not None and bot.rt.canary.watch_for_change(done.id) is None
+    asked = bot.run(ALICE, f"/aiops canary {STG}")
+    assert not asked.ok
+    said = text_of(asked)
+    assert f"{done.id} (gemma-3-1b-it@1.2.1), was a blue-green" in said
+    assert "no canary analysis" in said and " vs " not in said
 
     promote = bot.run(ALICE, f"/promote {STG}")
     assert promote.ok, text_of(promote)
@@ -312,8 +326,7 @@ def test_replace_soaks_then_undeploys_the_old_version(
     assert soaked[0].parameters["requests"] > 0
     assert "healthy for 3 min" in text_of(reply)
     check_due(bot.rt)
-    watch = bot.rt.canary.watch_for_change(done.id) if bot.rt.canary else None
-    assert watch is not None and watch.state is WatchState.ENDED
+    assert bot.rt.canary is not None and bot.rt.canary.watch_for_change(done.id) is None
 
     rollback = bot.run(ALICE, f"/rollback {STG}")
     assert rollback.ok, text_of(rollback)
