@@ -186,9 +186,13 @@ Days = Annotated[Any, AfterValidator(_days), Field(json_schema_extra={"type": ["
 
 
 class Table(BaseModel):
-    """Every table: unknown keys refused, no coercion between types."""
+    """Every table: unknown keys refused, no coercion between types, and every number
+    finite (TOML's `inf`, `nan` and a float too large for a double, `1e400`, are refused:
+    no budget, threshold, price or timeout is meaningful at infinity)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, populate_by_name=False, allow_inf_nan=False
+    )
 
 
 # --- tables ---------------------------------------------------------------------------
@@ -581,7 +585,7 @@ class DigestOverride(Table):
 class DigestsTable(DigestOverride):
     """`[digests]`: the defaults, plus `[digests.<environment>]` tables that override them."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, allow_inf_nan=False)
     __pydantic_extra__: dict[str, DigestOverride]
     EXTRA_TABLE: ClassVar[type[BaseModel]] = DigestOverride
 
@@ -1006,6 +1010,8 @@ def _message(err: Mapping[str, Any], owner: Any, table: tuple[str | int, ...]) -
         return f"must be a whole number, not {_show(got)}"
     if kind == "float_type":
         return f"must be a number, not {_show(got)}"
+    if kind == "finite_number":
+        return f"must be a finite number, not {_show(got)}"
     if kind == "string_type":
         return f"must be a string in quotes, not {_show(got)}"
     if kind in ("list_type", "tuple_type"):

@@ -564,3 +564,31 @@ def test_the_old_single_budget_still_works_and_is_noted_as_deprecated() -> None:
     assert "still the budget of staging" in note
     assert deprecation_notes(example_config()) == []  # the example is migrated
     assert cost_settings(example_config()) == cost_settings(parse_config(raw_config(cost=None)))
+
+
+def test_no_number_in_the_config_may_be_infinite_and_a_zero_budget_is_noted() -> None:
+    """TOML reads `1e400` as infinity and accepts `inf` and `nan`: every float key of the
+    schema refuses them (a budget, a threshold, a price, a timeout); a zero budget is
+    allowed (an environment that should cost nothing) and `config check` notes it."""
+    inf, nan = float("1e400"), float("nan")
+    for edits, where in (
+        ({"environments__prod__daily_budget_usd": inf}, "[environments.prod] daily_budget_usd"),
+        ({"environments__prod__daily_budget_usd": nan}, "[environments.prod] daily_budget_usd"),
+        ({"thresholds__daily_budget_usd": inf}, "[thresholds] daily_budget_usd"),
+        ({"thresholds__p95_latency_ms": inf}, "[thresholds] p95_latency_ms"),
+        ({"thresholds__drift": inf}, "[thresholds] drift"),
+        ({"canary__baseline_p95_ratio": inf}, "[canary] baseline_p95_ratio"),
+        ({"digests__spike_factor": inf}, "[digests] spike_factor"),
+        ({"models__gemma-3-1b-it__retrain_cost_usd": inf}, "retrain_cost_usd"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(raw_config(**edits), source="bot.toml")
+        assert any(
+            where in line and "must be a finite number" in line for line in caught.value.problems
+        ), (where, caught.value.problems)
+    zero = parse_config(raw_config(environments__dev__daily_budget_usd=0))
+    assert zero.environments["dev"].daily_budget_usd == 0
+    assert any(
+        note.startswith("[environments.dev] daily_budget_usd is 0: any billed cost is over budget")
+        for note in deprecation_notes(zero)
+    )
