@@ -84,7 +84,7 @@ DAY_FORMS = '`mon-fri`, `daily`, `weekdays`, `weekends`, `"mon,thu"` or `["mon",
 CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
 GROUP_RE = re.compile(r"^S[A-Z0-9]{2,}$")
-_CLOCK_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
+_CLOCK_RE = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 _VERSION_RE = re.compile(
-    r"^(?P<model>[a-z0-9][a-z0-9._-]*)@(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$"
+    r"^(?P<model>[a-z0-9][a-z0-9._-]*)@(?P<version>[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?)$"
 )
 
 
@@ -454,7 +454,7 @@ def change_deployed_model_id(change_id: str) -> str | None:
     """`CHG-12` → `9000000012`: the deployed-model id a deploy by that change carries.
     None for an id that is not `CHG-<n>` or whose number needs more than 9 digits."""
     number = change_id.strip().upper().removeprefix("CHG-")
-    if not number.isdigit() or len(str(int(number))) > _CHANGE_DM_DIGITS:
+    if not (number.isascii() and number.isdigit()) or len(str(int(number))) > _CHANGE_DM_DIGITS:
         return None
     return f"{_CHANGE_DM_PREFIX}{int(number):0{_CHANGE_DM_DIGITS}d}"
 

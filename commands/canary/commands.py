@@ -37,6 +37,7 @@ from commands.messages import (
     when,
 )
 from commands.model import BOT, Actor, ChangeKind
+from commands.parsing import whole_number
 from commands.runtime import Runtime
 
 # --- /aiops canary | pause | resume | canary-rollback | canary-promote -----------------------
@@ -46,7 +47,7 @@ def _watch_of(rt: Runtime, ref: str | None, usage: str) -> Watch:
     if not ref:
         raise Refusal("which canary?", f"Usage: `{usage}`", code="malformed")
     cs = store_of(rt)
-    if ref.upper().startswith("CAN-") and ref[4:].isdigit():
+    if ref.upper().startswith("CAN-") and whole_number(ref[4:]) is not None:
         found = cs.get_watch(int(ref[4:]))
         if found is None:
             raise Refusal(f"no canary `{escape(ref)}`", code="not_found")
