@@ -36,7 +36,7 @@ class AuditAction(StrEnum):
     EXECUTION_STARTED = "execution_started"
     EXECUTION_RESUMED = "execution_resumed"
     EXECUTION_FINISHED = "execution_finished"
-    SOAK = "soak"  # a replace deploy's soak ended: healthy (old undeployed) or not (rolled back)
+    SOAK = "soak"  # a replace or blue-green deploy's soak ended: healthy, or not (rolled back)
     # A retrain's training pipeline job submitted (or, taken over, found and adopted), and
     # the model version its run registered (commands/models/retrain.py)
     PIPELINE_SUBMITTED = "pipeline_submitted"

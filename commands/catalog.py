@@ -260,13 +260,16 @@ AIOPS_SUBCOMMANDS: dict[str, CommandSpec] = {
         "undeploy",
         "Remove a deployed model that serves 0 % (a change: planned, approved, audited)",
         '/aiops undeploy <endpoint> <version> [reason="…"] [ticket=CHG-N]'
-        ' [at="YYYY-MM-DD HH:MM"] [break_glass=true]',
-        ("reason", "ticket", "break_glass", "at"),
+        ' [at="YYYY-MM-DD HH:MM"] [break_glass=true] [force=true]',
+        ("reason", "ticket", "break_glass", "at", "force"),
         2,
         ('/aiops undeploy loan-assessor 1.2.0 reason="left at 0 % after the switch"',),
         "Only a model with no traffic: one with a share is refused (move its traffic first"
         " with `/promote` or `/rollback`). The plan says what it saves a day; approval as the"
-        " environment requires. Its button (action id `undeploy`) sends the value"
+        " environment requires. Undeploying the version a blue/green switched from removes"
+        " the only version to roll back to: the card warns, a later `/rollback` redeploys it,"
+        " and while the serving version breaches `[thresholds]` it is refused unless"
+        ' `force=true reason="…"`. Its button (action id `undeploy`) sends the value'
         ' `<endpoint> <version> [reason="…"]` (e.g. `loan-assessor 1.2.0 reason="at 0 %'
         ' since Monday"`), as a request under the usual rules.',
         button="request",

@@ -127,9 +127,18 @@ class SandboxSettings:
 @dataclass(frozen=True)
 class StrategySettings:
     """`[strategies]`: `replace_soak`, how long a `strategy=replace` deploy's new version
-    must stay healthy before the old one is undeployed."""
+    must stay healthy before the old one is undeployed; `blue_green_soak`, how long a
+    `strategy=blue-green` deploy's new version is watched after the switch (unhealthy:
+    traffic switches back to the old version, still deployed)."""
 
     replace_soak: timedelta = timedelta(minutes=10)
+    blue_green_soak: timedelta = timedelta(minutes=10)
+
+    def soak(self, strategy: str | None) -> timedelta:
+        """The soak of a deploy of `strategy` (`Strategy` value); replace's by default."""
+        if strategy == "blue-green":
+            return self.blue_green_soak
+        return self.replace_soak
 
 
 @dataclass(frozen=True)
@@ -321,7 +330,10 @@ def parse_config(data: dict[str, Any], source: str = "<memory>") -> Config:
         audit_retention=timedelta(days=doc.audit.retention_days),
         raw=data,
         allow_sandbox=doc.allow_sandbox,
-        strategies=StrategySettings(replace_soak=parse_duration(doc.strategies.replace_soak)),
+        strategies=StrategySettings(
+            replace_soak=parse_duration(doc.strategies.replace_soak),
+            blue_green_soak=parse_duration(doc.strategies.blue_green_soak),
+        ),
         runbooks=Runbooks(
             policies=dict(doc.runbooks.policies), endpoints=dict(doc.runbooks.endpoints)
         ),

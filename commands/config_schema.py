@@ -84,7 +84,7 @@ DAY_FORMS = '`mon-fri`, `daily`, `weekdays`, `weekends`, `"mon,thu"` or `["mon",
 CHANNEL_RE = re.compile(r"^[CGD][A-Z0-9]{2,}$")
 USER_RE = re.compile(r"^[UW][A-Z0-9]{2,}$")
 GROUP_RE = re.compile(r"^S[A-Z0-9]{2,}$")
-_CLOCK_RE = re.compile(r"^(\d{1,2}):(\d{2})$")
+_CLOCK_RE = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
@@ -186,9 +186,13 @@ Days = Annotated[Any, AfterValidator(_days), Field(json_schema_extra={"type": ["
 
 
 class Table(BaseModel):
-    """Every table: unknown keys refused, no coercion between types."""
+    """Every table: unknown keys refused, no coercion between types, and every number
+    finite (TOML's `inf`, `nan` and a float too large for a double, `1e400`, are refused:
+    no budget, threshold, price or timeout is meaningful at infinity)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=False)
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, populate_by_name=False, allow_inf_nan=False
+    )
 
 
 # --- tables ---------------------------------------------------------------------------
@@ -509,8 +513,14 @@ class StrategiesTable(Table):
         description="`strategy=replace`: how long the new version must stay healthy before"
         " the old one is undeployed (≥ 1m)",
     )
+    blue_green_soak: Duration = Field(
+        "10m",
+        description="`strategy=blue-green`: how long the new version is watched after the"
+        " switch (P95 and errors within `[thresholds]`); unhealthy, traffic switches back to"
+        " the old version in one update and the change fails (≥ 1m)",
+    )
 
-    @field_validator("replace_soak")
+    @field_validator("replace_soak", "blue_green_soak")
     @classmethod
     def _soak_at_least_a_minute(cls, value: str) -> str:
         if parse_duration(value) < timedelta(minutes=1):
@@ -575,7 +585,7 @@ class DigestOverride(Table):
 class DigestsTable(DigestOverride):
     """`[digests]`: the defaults, plus `[digests.<environment>]` tables that override them."""
 
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True, allow_inf_nan=False)
     __pydantic_extra__: dict[str, DigestOverride]
     EXTRA_TABLE: ClassVar[type[BaseModel]] = DigestOverride
 
@@ -1007,6 +1017,8 @@ def _message(err: Mapping[str, Any], owner: Any, table: tuple[str | int, ...]) -
         return f"must be a whole number, not {_show(got)}"
     if kind == "float_type":
         return f"must be a number, not {_show(got)}"
+    if kind == "finite_number":
+        return f"must be a finite number, not {_show(got)}"
     if kind == "string_type":
         return f"must be a string in quotes, not {_show(got)}"
     if kind in ("list_type", "tuple_type"):

@@ -21,9 +21,10 @@ FORMS = "`30m`, `4h`, `1h30m`, `7d` or `2w` (units w, d, h, m, s)"
 # 100 years: far beyond any window the bot has, short of timedelta's overflow.
 LONGEST = timedelta(days=36500)
 
-_PART = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([wdhms])", re.IGNORECASE)
+# ASCII digits only (`\d` would take `٢h`, other scripts' digits, as 2 hours)
+_PART = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([wdhms])", re.IGNORECASE)
 # JSON Schema pattern of the same grammar (order and repeats are checked in code only).
-PATTERN = r"^\s*(\d+(\.\d+)?\s*[wdhmsWDHMS]\s*)+$"
+PATTERN = r"^\s*([0-9]+(\.[0-9]+)?\s*[wdhmsWDHMS]\s*)+$"
 
 
 class DurationError(ValueError):

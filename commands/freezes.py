@@ -25,7 +25,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 _DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_WEEKLY_RE = re.compile(r"^\s*([a-z]{3})[a-z]*\s+(\d{1,2}):(\d{2})\s*$", re.IGNORECASE)
+_WEEKLY_RE = re.compile(r"^\s*([a-z]{3})[a-z]*\s+([0-9]{1,2}):([0-9]{2})\s*$", re.IGNORECASE)
 _WEEK = 7 * 24 * 60
 
 

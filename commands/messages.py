@@ -34,14 +34,39 @@ def unescape(text: str) -> str:
     return _ESCAPED.sub(lambda m: _UNESCAPED[m[1]], text)
 
 
+def code(typed: str) -> str:
+    """Typed text quoted as inline code: escaped (`escape`), and a backtick in it shown as
+    `'` (one would close the code span and let the rest render as mrkdwn)."""
+    inert = escape(typed).replace("`", "'")
+    return f"`{inert}`"
+
+
+# A name the typed text begins (nearly: `gema` for `gemma-3-1b-it`) counts from 3 letters,
+# at this likeness to as many of the name's first letters (one more, for a letter left out).
+_PREFIX_MIN = 3
+_PREFIX_CUTOFF = 0.8
+
+
+def _likeness(typed: str, name: str) -> float:
+    whole = difflib.SequenceMatcher(None, typed, name).ratio()
+    if len(typed) < _PREFIX_MIN or len(name) <= len(typed):
+        return whole
+    head = difflib.SequenceMatcher(None, typed, name[: len(typed) + 1]).ratio()
+    return max(whole, head if head >= _PREFIX_CUTOFF else 0.0)
+
+
 def did_you_mean(typed: str, known: Iterable[str]) -> str:
     """`; did you mean `x`?` naming the known names closest to what was typed (up to three,
-    closest first, case ignored), or "" when none is close. The names are escaped like
+    closest first, case ignored): close as a whole (difflib's 0.6), or a near prefix of
+    one (`gema` → `gemma-3-1b-it`); "" when none is close. The names are escaped like
     typed text; `typed` itself is only compared, the caller quotes it (escaped)."""
     by_folded: dict[str, str] = {}
     for name in known:
         by_folded.setdefault(name.casefold(), name)
-    close = difflib.get_close_matches(typed.casefold(), list(by_folded), n=3, cutoff=0.6)
+    folded = typed.casefold()
+    # closest first; ties as difflib's get_close_matches orders them (the larger name first)
+    scored = sorted(((_likeness(folded, name), name) for name in by_folded), reverse=True)
+    close = [name for score, name in scored if score >= 0.6][:3]
     if not close:
         return ""
     names = [f"`{escape(by_folded[c])}`" for c in close]

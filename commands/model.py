@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 _VERSION_RE = re.compile(
-    r"^(?P<model>[a-z0-9][a-z0-9._-]*)@(?P<version>\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?)$"
+    r"^(?P<model>[a-z0-9][a-z0-9._-]*)@(?P<version>[0-9]+\.[0-9]+\.[0-9]+(?:-[0-9A-Za-z.-]+)?)$"
 )
 
 
@@ -277,6 +277,7 @@ class ChangePlan:
     canary_steps: tuple[int, ...] = ()  # a step plan's shares
     canary_key: str | None = None  # the watch action this change fulfils
     forced_promote: str | None = None  # why the promote gate was overridden
+    forced: str | None = None  # why another refusal was overridden with `force=true`
     phase: str | None = None  # where the execution got to (deploy, traffic, undeploy, done)
     strategy: str | None = None  # a deploy's `Strategy` (None: a canary, as before strategies)
     target_id: str | None = None  # the deployed model a scale or undeploy acts on
@@ -297,6 +298,9 @@ class ChangePlan:
     # JSON (commands.models.model.RetrainSpec): a retrain's pipeline, parameters and where
     # it runs, as shown to approvers
     pipeline: str | None = None
+    # A retrain's outcome, `model@x.y.z`: the version its run registered. Written after
+    # approval, so kept out of `version` and every field the plan hash covers.
+    registered_version: str | None = None
     other: dict[str, str] = field(default_factory=dict)
 
     _TEXT = (
@@ -311,6 +315,7 @@ class ChangePlan:
         "canary",
         "canary_key",
         "forced_promote",
+        "forced",
         "phase",
         "strategy",
         "target_id",
@@ -319,6 +324,7 @@ class ChangePlan:
         "model_review",
         "serving_alias",
         "pipeline",
+        "registered_version",
     )
     _REPLICAS = ("replicas_before", "replicas_after")
     _COSTS = ("cost_before", "cost_during", "cost_after")
@@ -448,7 +454,7 @@ def change_deployed_model_id(change_id: str) -> str | None:
     """`CHG-12` → `9000000012`: the deployed-model id a deploy by that change carries.
     None for an id that is not `CHG-<n>` or whose number needs more than 9 digits."""
     number = change_id.strip().upper().removeprefix("CHG-")
-    if not number.isdigit() or len(str(int(number))) > _CHANGE_DM_DIGITS:
+    if not (number.isascii() and number.isdigit()) or len(str(int(number))) > _CHANGE_DM_DIGITS:
         return None
     return f"{_CHANGE_DM_PREFIX}{int(number):0{_CHANGE_DM_DIGITS}d}"
 

@@ -25,21 +25,34 @@ class ParseError(ValueError):
         super().__init__(escape(message))
 
 
+# A whole number as people type one: ASCII digits only. Python's `int()` also takes other
+# scripts' digits (`٢`, `२`, `²`), underscores (`1_0`), signs and spaces; an option that
+# reads `min=٢` as 2 acts on what most readers of the log cannot check.
+_WHOLE = re.compile(r"-?[0-9]+", re.ASCII)
+
+
+def whole_number(text: str) -> int | None:
+    """`"25"` → 25, `"-1"` → -1 (the caller's range refuses it, saying so); None for
+    anything but ASCII digits (a trailing `%` is the caller's)."""
+    return int(text) if _WHOLE.fullmatch(text) else None
+
+
 @dataclass
 class Args:
     positionals: list[str] = field(default_factory=list)
     options: dict[str, str] = field(default_factory=dict)
 
     def integer(self, key: str, default: int, low: int, high: int) -> int:
+        """`key=` as a whole number in [low, high] (ASCII digits, `%` allowed after), or
+        `default` when absent; `ParseError` saying what to write otherwise."""
         raw = self.options.get(key)
         if raw is None:
             return default
-        try:
-            value = int(raw.rstrip("%"))
-        except ValueError:
+        value = whole_number(raw.removesuffix("%"))
+        if value is None:
             raise ParseError(
-                f"`{key}={raw}` is not a whole number; write e.g. `{key}={default}`"
-            ) from None
+                f"`{key}={raw}` is not a whole number (digits 0–9); write e.g. `{key}={default}`"
+            )
         if not low <= value <= high:
             raise ParseError(f"`{key}={raw}` is out of range; it must be {low}–{high}")
         return value
@@ -188,7 +201,7 @@ def parse_at(text: str, tz: ZoneInfo, now: datetime) -> datetime:
     raw = " ".join(text.strip().split())
     local_now = now.astimezone(tz)
     naive: datetime | None = None
-    if re.fullmatch(r"\d{1,2}:\d{2}", raw):
+    if re.fullmatch(r"[0-9]{1,2}:[0-9]{2}", raw):
         hour, minute = (int(x) for x in raw.split(":"))
         if hour < 24 and minute < 60:
             naive = datetime.combine(local_now.date(), time(hour, minute))

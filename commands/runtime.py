@@ -16,7 +16,7 @@ from commands.config import Config, Endpoint
 from commands.errors import Refusal
 from commands.incidents.pager import NoPager, Pager
 from commands.incidents.ports import HealthWatchStore, IncidentStore
-from commands.messages import Post, did_you_mean, escape
+from commands.messages import Post, code, did_you_mean, escape
 from commands.model import Change
 from commands.models.ports import ModelRegistry
 from commands.ports import (
@@ -168,7 +168,7 @@ def unknown_endpoint(config: Config, slug: str) -> Refusal:
     """The refusal of an endpoint the config does not name: the closest names first."""
     known = ", ".join(f"`{s}`" for s in config.endpoints) or "none"
     return Refusal(
-        f"unknown endpoint `{escape(slug)}`{did_you_mean(slug, config.endpoints)}",
+        f"unknown endpoint {code(slug)}{did_you_mean(slug, config.endpoints)}",
         f"Known endpoints: {known}.",
         code="unknown_endpoint",
     )

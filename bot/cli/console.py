@@ -18,6 +18,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from bot.settings import Settings
@@ -208,6 +209,10 @@ class Console:
             self.rt = build_runtime(
                 settings, self.notifier, config=config, engine=engine, clock=self.sandbox_clock
             )
+            # Waiting moves the sandbox's clock, not the wall's: a soak (replace, blue-green:
+            # `[strategies]`, minutes) and long-running operations pass at once, as the
+            # console's canary windows do (it has no scheduler to wait for them).
+            self.rt.sleep = self._sandbox_wait
         else:
             self.rt = build_runtime(settings, self.notifier, config=config, engine=engine)
         self.renderer = TextRenderer(self.rt.config)
@@ -217,6 +222,10 @@ class Console:
         from commands.changes.execute import resume
 
         resume(self.rt)
+
+    def _sandbox_wait(self, seconds: float) -> None:
+        assert self.sandbox_clock is not None
+        self.sandbox_clock.advance(timedelta(seconds=seconds))
 
     def _resolve(self, ref: str) -> str | None:
         return self.rt.config.resolve_person(ref)

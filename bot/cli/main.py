@@ -155,6 +155,15 @@ def deprecation_notes(config: Config) -> list[str]:
             " [environments.<name>] table"
             + (f" (it is still the budget of {', '.join(envs)})" if envs else " (none uses it)")
         )
+    # A zero budget is allowed (an environment that should cost nothing) but every cost
+    # then crosses every `[cost] budget_alerts` percentage: said, so it is not a typo.
+    for name, env in config.environments.items():
+        if env.daily_budget_usd == 0:
+            notes.append(
+                f"[environments.{name}] daily_budget_usd is 0: any billed cost is over budget"
+                " and crosses every budget alert; set the environment's real budget unless it"
+                " should cost nothing"
+            )
     return notes
 
 

@@ -58,7 +58,7 @@ from commands.ports import (
     UnknownVersion,
 )
 
-from .sandbox_history import REPLICA_HOUR_USD  # one price for every sandbox figure
+from .sandbox_history import REPLICA_HOUR_USD, TRAFFIC_KIND  # one price for every figure
 from .sandbox_registry import registered_versions
 
 if TYPE_CHECKING:
@@ -459,12 +459,26 @@ class SandboxPlatform:
             else:
                 chosen = op.payload.get("deployed_model_id")
                 dm_id = str(chosen) if chosen else self._dm_id(op.endpoint, endpoint.next_id)
+        # What the effect replaces, kept on the operation for the figures of the days
+        # before it (`sandbox_history`): an undeployed model's row goes, a scale's min moves.
+        kept: dict[str, object] = {"applied_at": self.clock().astimezone(UTC).isoformat()}
+        if op.kind in ("undeploy", "mutate"):
+            held = session.get(SandboxDeployedModelRow, str(op.payload["deployed_model_id"]))
+            if held is not None and op.kind == "undeploy":
+                kept["removed"] = {
+                    "model": held.model,
+                    "version": held.version,
+                    "replicas": held.replicas,
+                    "deployed_at": _utc(held.deployed_at).isoformat(),
+                }
+            elif held is not None:
+                kept["replicas_before"] = held.replicas
         claimed = session.execute(
             update(SandboxOperationRow)
             .where(
                 col(SandboxOperationRow.name) == op.name, col(SandboxOperationRow.done).is_(False)
             )
-            .values(done=True, error=error, deployed_model_id=dm_id)
+            .values(done=True, error=error, deployed_model_id=dm_id, payload=op.payload | kept)
         )
         if claimed.rowcount != 1:  # type: ignore[attr-defined]
             session.rollback()
@@ -482,14 +496,13 @@ class SandboxPlatform:
                 )
             )
             endpoint.next_id += 1
-            endpoint.traffic = {(dm_id if k == "0" else k): v for k, v in split.items() if v}
-            session.add(endpoint)
+            after = {(dm_id if k == "0" else k): v for k, v in split.items() if v}
+            self._traffic_moved(session, endpoint, after)
         elif op.kind == "undeploy":
             dm = session.get(SandboxDeployedModelRow, str(op.payload["deployed_model_id"]))
             if dm is not None:
                 session.delete(dm)
-            endpoint.traffic = {k: v for k, v in split.items() if v}
-            session.add(endpoint)
+            self._traffic_moved(session, endpoint, {k: v for k, v in split.items() if v})
         elif op.kind == "mutate":
             dm = session.get(SandboxDeployedModelRow, str(op.payload["deployed_model_id"]))
             if dm is not None:
@@ -530,9 +543,51 @@ class SandboxPlatform:
         with Session(self.engine) as session:
             row = session.get(SandboxEndpointRow, endpoint.slug)
             assert row is not None
-            row.traffic = split
-            session.add(row)
+            self._traffic_moved(session, row, split)
             session.commit()
+
+    def _traffic_moved(
+        self, session: Session, endpoint: SandboxEndpointRow, after: dict[str, int]
+    ) -> None:
+        """Set an endpoint's split, and record the one it replaces with the time (a done
+        `traffic` operation): yesterday's figures are read from the split of yesterday."""
+        before = dict(endpoint.traffic)
+        endpoint.traffic = after
+        session.add(endpoint)
+        if before == after:
+            return
+        now = self.clock()
+        session.add(
+            SandboxOperationRow(
+                name=f"traffic-{random.getrandbits(64):016x}",
+                kind=TRAFFIC_KIND,
+                endpoint=endpoint.slug,
+                started_at=now,
+                finishes_at=now,
+                payload={"before": before, "after": after},
+                done=True,
+            )
+        )
+
+    def history_rows(self, slugs: list[str], since: datetime) -> list[SandboxOperationRow]:
+        """The endpoints' finished traffic moves, undeploys and scales since about `since`
+        (a day before it: an operation's effect lands when it is next looked at, after its
+        end), oldest first: what `sandbox_history` walks back from now to the days before."""
+        with Session(self.engine) as session:
+            return list(
+                session.exec(
+                    select(SandboxOperationRow)
+                    .where(
+                        col(SandboxOperationRow.endpoint).in_(slugs),
+                        col(SandboxOperationRow.kind).in_((TRAFFIC_KIND, "undeploy", "mutate")),
+                        col(SandboxOperationRow.done).is_(True),
+                        col(SandboxOperationRow.error).is_(None),
+                        col(SandboxOperationRow.finishes_at)
+                        > (since - timedelta(days=1)).astimezone(UTC),
+                    )
+                    .order_by(col(SandboxOperationRow.finishes_at))
+                ).all()
+            )
 
     # metrics -------------------------------------------------------------------------
 

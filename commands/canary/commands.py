@@ -21,7 +21,7 @@ from commands.canary.text import (
     minutes,
     summary,
 )
-from commands.canary.watch import ensure_watch
+from commands.canary.watch import ensure_watch, unsplit
 from commands.changes.rules import may_approve, may_request
 from commands.config import Environment
 from commands.errors import Refusal
@@ -36,7 +36,8 @@ from commands.messages import (
     mention,
     when,
 )
-from commands.model import BOT, Actor
+from commands.model import BOT, Actor, ChangeKind
+from commands.parsing import whole_number
 from commands.runtime import Runtime
 
 # --- /aiops canary | pause | resume | canary-rollback | canary-promote -----------------------
@@ -46,13 +47,26 @@ def _watch_of(rt: Runtime, ref: str | None, usage: str) -> Watch:
     if not ref:
         raise Refusal("which canary?", f"Usage: `{usage}`", code="malformed")
     cs = store_of(rt)
-    if ref.upper().startswith("CAN-") and ref[4:].isdigit():
+    if ref.upper().startswith("CAN-") and whole_number(ref[4:]) is not None:
         found = cs.get_watch(int(ref[4:]))
         if found is None:
             raise Refusal(f"no canary `{escape(ref)}`", code="not_found")
         return found
     ep = rt.endpoint(ref, usage)
-    found = ensure_watch(rt, ep) or cs.latest_watch(ep.slug)
+    found = ensure_watch(rt, ep)
+    deploy = rt.store.last_succeeded(ep.slug, kinds=[ChangeKind.DEPLOY.value])
+    if found is None and deploy is not None and unsplit(deploy.plan.strategy):
+        earlier = cs.latest_watch(ep.slug)
+        raise Refusal(
+            f"`{ep.slug}`'s last deploy, {deploy.id} ({escape(deploy.version or '')}), was a"
+            f" {deploy.plan.strategy}: traffic is never split, so there is no canary analysis"
+            " (its soak judged the new version: see the change's thread)",
+            f"`/aiops changes {ep.slug}` shows it"
+            + (f"; the earlier canary is `/aiops canary {earlier.ref}`" if earlier else "")
+            + ".",
+            code="not_found",
+        )
+    found = found or cs.latest_watch(ep.slug)
     if found is None:
         raise Refusal(
             f"`{ep.slug}` has no canary",
@@ -66,7 +80,7 @@ def _analysis_reply(rt: Runtime, w: Watch, extra: str | None = None) -> Reply:
     settings = canary_settings(rt.config)
     checks = store_of(rt).checks(w.id, 500)
     blocks: list[Block] = [
-        Header(f"Canary {w.ref} · {w.endpoint} · {w.canary_version} vs {w.stable_version}"[:150]),
+        Header(f"Canary {w.ref} · {w.endpoint} · {w.versions}"[:150]),
         Text(summary(w, checks, settings, rt)[:2900]),
     ]
     recent = checks[-10:]

@@ -201,6 +201,14 @@ class Watch:
     def ref(self) -> str:
         return f"CAN-{self.id}"
 
+    @property
+    def versions(self) -> str:
+        """`1.3.0-rc1 vs 1.2.0`; a canary first seen serving alone had no stable version to
+        compare with, and says so rather than an empty "vs"."""
+        if self.stable_version:
+            return f"{self.canary_version} vs {self.stable_version}"
+        return f"{self.canary_version} (no stable version beside it)"
+
 
 @dataclass
 class Check:

@@ -22,6 +22,7 @@ from commands.config import ConfigError, Endpoint
 from commands.errors import Refusal
 from commands.messages import escape
 from commands.model import Actor, Change, ChangeKind, ChangeState
+from commands.parsing import whole_number
 from commands.ports import EndpointLocked
 from commands.runtime import Runtime
 
@@ -32,8 +33,10 @@ def parse_steps(text: str, policy: EnvCanaryPolicy) -> tuple[int, ...]:
     if raw in ("default", "yes", "true"):
         return policy.promote_steps
     try:
-        values = [int(part.strip().rstrip("%")) for part in raw.split(",") if part.strip()]
-        return check_steps(values, "steps")
+        values = [whole_number(part.strip().removesuffix("%")) for part in raw.split(",")]
+        if None in values:
+            raise ValueError("not a whole number")
+        return check_steps([v for v in values if v is not None], "steps")
     except (ValueError, ConfigError):
         raise Refusal(
             f"`steps={escape(text)}` is not a step plan",

@@ -88,7 +88,7 @@ def chart_of(rt: Runtime, w: Watch, checks: list[Check]) -> CanaryChart:
         changes[-1] = (w.share_since, changes[-1][1])
     return CanaryChart(
         title=(
-            f"{w.ref} · {w.endpoint}: canary {w.canary_version} vs stable {w.stable_version}"
+            f"{w.ref} · {w.endpoint}: canary {w.versions}"
             f" ({w.last_verdict.words if w.last_verdict else 'no verdict yet'})"
         ),
         filename=f"{w.ref.lower()}-{len(checks)}.png",

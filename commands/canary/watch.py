@@ -24,6 +24,12 @@ from commands.runtime import Runtime
 # --- watches -------------------------------------------------------------------------
 
 
+def unsplit(strategy: str | None) -> bool:
+    """A deploy strategy that never splits traffic (blue-green, replace): one model takes
+    all of it, so there is nothing for the canary analysis to compare."""
+    return strategy not in (None, Strategy.CANARY.value)
+
+
 def update_watch(rt: Runtime, w: Watch, **fields: object) -> Watch:
     """Apply `fields` whatever else moved the watch meanwhile (re-read and retry)."""
     cs = store_of(rt)
@@ -39,10 +45,12 @@ def update_watch(rt: Runtime, w: Watch, **fields: object) -> Watch:
 
 
 def ensure_watch(rt: Runtime, ep: Endpoint) -> Watch | None:
-    """The watch of the endpoint's current canary, started if the bot has not seen it yet."""
+    """The watch of the endpoint's current canary, started if the bot has not seen it yet.
+    None without one: no deploy, or the last was a blue-green or replace, which never
+    split traffic and so start no watch (their soak judges them; `last_deploy_unsplit`)."""
     cs = store_of(rt)
     deploy = rt.store.last_succeeded(ep.slug, kinds=[ChangeKind.DEPLOY.value])
-    if deploy is None or not deploy.new_deployed_model_id:
+    if deploy is None or not deploy.new_deployed_model_id or unsplit(deploy.plan.strategy):
         return None
     existing = cs.watch_for_change(deploy.id)
     if existing is not None:
@@ -52,10 +60,7 @@ def ensure_watch(rt: Runtime, ep: Endpoint) -> Watch | None:
     settings = canary_settings(rt.config)
     started = deploy.updated_at or rt.clock()
     labels = {d.id: d.version.version for d in state.deployed}
-    # The analysis runs only where traffic is split: a blue-green switch and a replace
-    # never split it (one model takes all traffic), so their deploys get no watch.
-    split = deploy.plan.strategy in (None, Strategy.CANARY.value)
-    is_canary = split and pair is not None and pair[1] == deploy.new_deployed_model_id
+    is_canary = pair is not None and pair[1] == deploy.new_deployed_model_id
     stable_id = pair[0] if pair and is_canary else ""
     watch = Watch(
         id=0,
@@ -69,13 +74,7 @@ def ensure_watch(rt: Runtime, ep: Endpoint) -> Watch | None:
         state=WatchState.WATCHING if is_canary else WatchState.ENDED,
         started_at=started,
         next_check_at=started + settings.interval,
-        note=(
-            None
-            if is_canary
-            else "it served alone (or was gone) when first seen"
-            if split
-            else f"a {deploy.plan.strategy} deploy: traffic is never split, so no analysis"
-        ),
+        note=None if is_canary else "it served alone (or was gone) when first seen",
         updated_at=rt.clock(),
     )
     created = cs.create_watch(watch)

@@ -125,14 +125,16 @@ def plain_traffic(change: Change) -> str:
 
 def describe(strategy: Strategy, *, canary: int | None, old: str, soak: timedelta) -> str:
     """What a strategy does to traffic, in one line for the card's *How*."""
+    minutes = soak.total_seconds() / 60
+    span = f"{minutes:g} min" if minutes < 120 else f"{minutes / 60:g} h"
     if strategy is Strategy.BLUE_GREEN:
         return (
             f"blue/green: deployed at 0 %, switched to 100 % in one traffic update once"
-            f" ready; {old} stays deployed and ready until `/promote` undeploys it"
+            f" ready, then watched for {span} (P95 and errors within the thresholds, else"
+            f" traffic switches back to {old}); {old} stays deployed and ready until"
+            " `/promote` undeploys it"
         )
     if strategy is Strategy.REPLACE:
-        minutes = soak.total_seconds() / 60
-        span = f"{minutes:g} min" if minutes < 120 else f"{minutes / 60:g} h"
         return (
             f"replace: deployed at 100 %; {old} is undeployed once the new version has been"
             f" healthy for {span} (P95 and errors within the thresholds), else traffic goes"
@@ -306,6 +308,12 @@ def change_card(
             if before
             else "scale it back"
         )
+    elif change.kind is ChangeKind.UNDEPLOY and change.plan.replaced_version:
+        how_back = (
+            f":warning: {escape(change.plan.replaced_version)} is the only version to roll back"
+            f" to: once it goes, `/rollback {change.endpoint}` redeploys it (minutes), not one"
+            " traffic update"
+        )
     elif change.kind is ChangeKind.UNDEPLOY:
         how_back = (
             f"it served no traffic: nothing to roll back; `/deploy {change.endpoint}"
@@ -313,8 +321,9 @@ def change_card(
         )
     elif strategy == Strategy.BLUE_GREEN.value:
         how_back = (
-            f"`/rollback {change.endpoint}`: one traffic update puts {stable} (still deployed and"
-            " ready) back at 100 %, then the new version is undeployed"
+            f"during the soak the bot switches back itself if the new version is unhealthy;"
+            f" after it, `/rollback {change.endpoint}`: one traffic update puts {stable} (still"
+            " deployed and ready) back at 100 %, then the new version is undeployed"
         )
     elif strategy == Strategy.REPLACE.value:
         how_back = (
@@ -342,7 +351,7 @@ def change_card(
             Strategy(strategy or Strategy.CANARY.value),
             canary=change.canary_percent,
             old=stable,
-            soak=config.strategies.replace_soak,
+            soak=config.strategies.soak(strategy),
         )
     elif change.kind is ChangeKind.SCALE:
         how = "one long-running update of its replicas; traffic and version unchanged"
@@ -408,6 +417,8 @@ def change_card(
                 f":warning: *Forced promote* over the canary analysis: {change.plan.forced_promote}"
             )
         )
+    if change.plan.forced:
+        blocks.append(Text(f":warning: *Forced* (`force=true`): {escape(change.plan.forced)}"))
     if change.plan.canary and change.kind is ChangeKind.PROMOTE:
         blocks.append(Context((f"When requested: {change.plan.canary}",)))
     if note:
@@ -489,9 +500,9 @@ def retrain_card(
     run = []
     if change.operation:
         run.append(f"Pipeline job: `{escape(change.operation)}`")
-    if change.version:
+    if change.plan.registered_version:
         run.append(
-            f"Registered: `{escape(change.version)}`, validation pending — `/aiops models"
+            f"Registered: `{escape(change.plan.registered_version)}`, validation pending — `/aiops models"
             f" {escape(model)}`"
         )
     if run:

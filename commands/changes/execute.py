@@ -493,18 +493,15 @@ def _run(rt: Runtime, change: Change, lease: Lease) -> None:
             if strategy == Strategy.BLUE_GREEN.value:
                 if phase == "deployed":
                     _switch(rt, lease, change, version)
+                    phase = "traffic"
+                if phase == "traffic":  # switched: watched, the old version still ready
+                    _start_soak(rt, lease, change, version, f"{_old_label(change)} stays ready")
+                    phase = "soak"
+                if phase == "soak":
+                    _soak(rt, lease, change, version)
             elif strategy == Strategy.REPLACE.value:
                 if phase == "deployed":
-                    soak = rt.config.strategies.replace_soak
-                    change.plan.soak_until = rt.clock() + soak
-                    _phase(rt, lease, change, "soak")
-                    thread(
-                        rt,
-                        change,
-                        f":hourglass_flowing_sand: {version.version} serves 100 %; soaking until"
-                        f" {when(change.plan.soak_until, rt.config.timezone)} before"
-                        f" {_old_label(change)} is undeployed",
-                    )
+                    _start_soak(rt, lease, change, version, f"{_old_label(change)} is undeployed")
                     phase = "soak"
                 if phase == "soak":
                     _soak(rt, lease, change, version)
@@ -555,11 +552,12 @@ def _old_label(change: Change) -> str:
 def soak_breach(
     health: EndpointHealth | None, deployed_model_id: str, thresholds: Thresholds
 ) -> tuple[str | None, int]:
-    """Judge the new version during a replace's soak against `[thresholds]` (P95 and
-    errors, what pages): (why it is unhealthy, or None; how many of its requests the
-    figures cover). Its own figures where the platform splits them by deployed model (it
-    serves all traffic, so the endpoint's otherwise). No requests is no evidence either
-    way: not a breach."""
+    """Judge a version serving all traffic (a replace's or blue/green's new one during its
+    soak, the serving one of an undeploy) against `[thresholds]` (P95 and errors, what
+    pages): (why it is unhealthy, or None; how many of its requests the figures cover).
+    Its own figures where the platform splits them by deployed model (it serves all
+    traffic, so the endpoint's otherwise). No requests is no evidence either way: not a
+    breach."""
     if health is None:
         return None, 0
     mine = health.by_model.get(deployed_model_id)
@@ -606,18 +604,36 @@ def _switch(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) ->
         rt,
         change,
         f":twisted_rightwards_arrows: switched: {version.version} 100 % in one traffic update;"
-        f" {old} stays deployed and ready at 0 %. `/promote {change.endpoint}` undeploys it,"
-        f" `/rollback {change.endpoint}` switches back.",
+        f" {old} stays deployed and ready at 0 %.",
+    )
+
+
+def _start_soak(
+    rt: Runtime, lease: Lease, change: Change, version: ModelVersion, then: str
+) -> None:
+    """Begin the soak of a version now serving 100 % (replace, blue-green): its end is
+    stored first, so a taker soaks on to the same end; the thread says what follows."""
+    soak = rt.config.strategies.soak(change.plan.strategy)
+    change.plan.soak_until = rt.clock() + soak
+    _phase(rt, lease, change, "soak")
+    thread(
+        rt,
+        change,
+        f":hourglass_flowing_sand: {version.version} serves 100 %; watching its health until"
+        f" {when(change.plan.soak_until, rt.config.timezone)} (P95 and errors within"
+        f" `[thresholds]`), then {then}",
     )
 
 
 def _soak(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> None:
-    """Replace: read the new model's health every `SOAK_CHECK` until `soak_until`, judged
-    against `[thresholds]`. Unhealthy: record why on the change (first, so a taker goes on
-    rolling back) and roll back (`_unwind`, which raises). Healthy: audit it and go on."""
+    """Replace and blue-green: read the new model's health every `SOAK_CHECK` until
+    `soak_until`, judged against `[thresholds]`. Unhealthy: record why on the change
+    (first, so a taker goes on rolling back) and roll back (`_unwind`, which raises: one
+    traffic update back to the old version, the new one undeployed). Healthy: audit it
+    and go on (replace: to undeploy the old version; blue-green: done, the old one kept)."""
     until = change.plan.soak_until
     assert until is not None, "a soak starts with its end"
-    soak = rt.config.strategies.replace_soak
+    soak = rt.config.strategies.soak(change.plan.strategy)
     started = until - soak
     ep = _endpoint(rt, change)
     new_id = change.new_deployed_model_id or ""
@@ -657,18 +673,25 @@ def _soak(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> N
         parameters={"checks": checks, "requests": requests, "soak_s": soak.total_seconds()},
     )
     _phase(rt, lease, change, "soaked")
+    old = _old_label(change)
+    then = (
+        f"{old} stays deployed and ready at 0 %. `/promote {change.endpoint}` undeploys it,"
+        f" `/rollback {change.endpoint}` switches back."
+        if change.plan.strategy == Strategy.BLUE_GREEN.value
+        else f"undeploying {old}"
+    )
     thread(
         rt,
         change,
         f":white_check_mark: {version.version} healthy through the soak ({checks} checks,"
-        f" {seen_text}); undeploying {_old_label(change)}",
+        f" {seen_text}); {then}",
     )
 
 
 def _unwind(rt: Runtime, lease: Lease, change: Change) -> None:
-    """A replace whose soak failed: traffic back on the old model in one update, the new
-    model undeployed (each looked at first, so a taker repeats neither), then the change
-    fails with why. Always raises `_Failed`."""
+    """A replace or blue-green whose soak failed: traffic back on the old model in one
+    update, the new model undeployed (each looked at first, so a taker repeats neither),
+    then the change fails with why. Always raises `_Failed`."""
     why = change.plan.soak or "the soak failed"
     old_id, new_id = change.plan.stable_id or "", change.new_deployed_model_id or ""
     old = _old_label(change)
@@ -853,16 +876,18 @@ def _retrain(rt: Runtime, lease: Lease, change: Change) -> None:
                 else " (did it register one?)"
             )
         )
-    change.version = f"{spec.model}@{run.registered_version}"
+    # the run's outcome, not its plan: `version` is in the plan hash approvers were bound to
+    registered = f"{spec.model}@{run.registered_version}"
+    change.plan.registered_version = registered
     change.plan.phase = "registered"
-    _write(rt, lease, change, version=change.version, plan=change.plan)
+    _write(rt, lease, change, plan=change.plan)
     rt.auditor.record(
         AuditAction.MODEL_REGISTERED,
         BOT.id,
-        f"{change.version} registered, validation pending",
+        f"{registered} registered, validation pending",
         change=change,
         parameters={
-            "version": change.version,
+            "version": registered,
             "registry_id": run.registered_id,
             "pipeline_job": name,
             "dataset": spec.parameters.get("dataset"),
@@ -890,12 +915,13 @@ def _finish(
     verdict = ":white_check_mark: succeeded" if ok else f":x: failed: {error}"
     state: EndpointState | None = None
     if done.kind is ChangeKind.RETRAIN:  # no endpoint moved: say what the registry gained
+        registered = done.plan.registered_version
         now_line = (
-            f"`{done.version}` is registered, validation pending: `/aiops models {done.subject}`."
-            if done.version
+            f"`{registered}` is registered, validation pending: `/aiops models {done.subject}`."
+            if registered
             else f"No version of `{done.subject}` was registered from it."
         )
-        parameters: dict[str, object] = {"pipeline_job": done.operation, "registered": done.version}
+        parameters: dict[str, object] = {"pipeline_job": done.operation, "registered": registered}
         told = now_line
     else:
         try:

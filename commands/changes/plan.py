@@ -49,6 +49,9 @@ class Plan:
     replicas_before: tuple[int, int] | None = None  # a scale's (min, max)
     replicas_after: tuple[int, int] | None = None
     replicas: dict[str, int] = field(default_factory=dict)  # deployed-model id → its min
+    # the version this plan removes that a later rollback would redeploy (an undeploy of the
+    # version a blue/green switched from: the only one left to roll back to)
+    replaced: str | None = None
 
     def recorded(
         self, *, full_promote: bool = False, day: float | None = None, new_replicas: int = 0
@@ -64,9 +67,8 @@ class Plan:
             canary_id=self.canary_id or None,
             undeploy=tuple(self.undeploy),
             redeploy_version=self.redeploy_version or None,
-            replaced_version=(
-                self.labels.get(self.stable_id, "") if full_promote and self.stable_id else None
-            ),
+            replaced_version=self.replaced
+            or (self.labels.get(self.stable_id, "") if full_promote and self.stable_id else None),
             strategy=self.strategy.value if self.strategy is not None else None,
             target_id=self.target_id,
             replicas_before=self.replicas_before,
@@ -352,9 +354,14 @@ def plan_scale(
     )
 
 
-def plan_undeploy(state: EndpointState, target: DeployedModel) -> Plan:
+def plan_undeploy(
+    state: EndpointState, target: DeployedModel, canary_hint: str | None = None
+) -> Plan:
     """Remove a deployed model that serves 0 %; one with traffic is refused (move its
-    traffic first: a promote, a rollback)."""
+    traffic first: a promote, a rollback). Removing the version a blue/green switched from
+    (the newer one, `canary_hint`, serves 100 %) removes what `/rollback` would switch back
+    to: the plan records it as `replaced`, so a later rollback redeploys it, as after the
+    promote that finishes a blue/green."""
     share = state.traffic.get(target.id, 0)
     label = target.version.version
     if share > 0:
@@ -366,6 +373,8 @@ def plan_undeploy(state: EndpointState, target: DeployedModel) -> Plan:
             code="has_traffic",
         )
     traffic = dict(state.traffic)
+    pair = find_canary(state, canary_hint)
+    previous = pair is not None and pair[0] == target.id and state.traffic.get(pair[1], 0) == 100
     return Plan(
         before=traffic,
         after=traffic,
@@ -375,4 +384,5 @@ def plan_undeploy(state: EndpointState, target: DeployedModel) -> Plan:
         labels=_labels(state),
         replicas=_replicas(state),
         target_id=target.id,
+        replaced=label if previous else None,
     )

@@ -10,6 +10,7 @@ from commands.canary.gate import after_promote_created, before_promote
 from commands.catalog import AIOPS_SUBCOMMANDS, SLASH_COMMANDS, CommandSpec
 from commands.changes.approve import supersede
 from commands.changes.card import change_card
+from commands.changes.execute import soak_breach
 from commands.changes.lease import new_owner
 from commands.changes.lifecycle import Opening, open_change
 from commands.changes.plan import (
@@ -263,7 +264,7 @@ def _plan(
                 code="malformed",
             )
         target = find_target(state, ep.model, args.positionals[1], spec_of(kind).usage)
-        plan = plan_undeploy(state, target)
+        plan = plan_undeploy(state, target, _canary_hint(rt, state, holder))
         version = str(target.version)
     else:
         plan = plan_rollback(state, _canary_hint(rt, state, holder), _previous_version(rt, ep))
@@ -463,6 +464,8 @@ def request_change(
         raise _locked(rt, ep, holder)
     gate = before_promote(rt, ep, env, args, inv.actor) if kind is ChangeKind.PROMOTE else None
     change = planned or _plan(rt, kind, ep, args)[1]
+    if kind is ChangeKind.UNDEPLOY:
+        change.plan.forced = _removes_rollback_target(rt, ep, change, args)
     # model risk: the version's validation where the environment requires it (a Refusal)
     review = model_gate.review(rt, env, ep, change, break_glass=glass is not None)
     if review is not None:
@@ -564,6 +567,43 @@ def request_change(
     return reply
 
 
+def _removes_rollback_target(rt: Runtime, ep: Endpoint, change: Change, args: Args) -> str | None:
+    """An undeploy of the only version left to roll back to (`Plan.replaced`: the one a
+    blue/green switched from) while the version serving 100 % breaches `[thresholds]` (P95
+    or errors, what pages, judged as a replace's soak judges) is refused: the rollback it
+    needs would become a redeploy. `force=true reason="…"` overrides it; returns why it
+    would have been refused (kept on the change and audited), else None. No figures is
+    no verdict: the undeploy goes ahead, its card warning that the target goes."""
+    removed = change.plan.replaced_version
+    if not removed:
+        return None
+    try:
+        forced = args.flag("force")
+    except ParseError as exc:
+        raise Refusal(str(exc), "Write `force=true`.", code="malformed") from None
+    serving = next((i for i, share in change.split_before.items() if share == 100), "")
+    why, _ = soak_breach(_health(rt, ep), serving, rt.config.thresholds)
+    if why is None:
+        return None
+    label = change.labels.get(serving, "the serving version")
+    if not forced:
+        raise Refusal(
+            f"{escape(label)} serves 100 % of `{ep.slug}` and breaches `[thresholds]` ({why});"
+            f" undeploying {escape(removed)} would remove the only version to roll back to",
+            f"Roll back first: `/rollback {ep.slug}` switches back to {escape(removed)} in one"
+            ' traffic update. To undeploy it anyway, add `force=true reason="…"` (audited).',
+            code="breaching",
+        )
+    if not args.options.get("reason"):
+        raise Refusal(
+            "`force=true` needs a reason",
+            'Add `reason="…"`: why the only rollback target goes while the serving version'
+            " breaches.",
+            code="missing_reason",
+        )
+    return f"{label} breached [thresholds] when planned ({why})"
+
+
 def _planned(change: Change) -> dict[str, object]:
     """What a plan's audit row adds for strategies, scaling and cost (only when set)."""
     plan = change.plan
@@ -572,6 +612,11 @@ def _planned(change: Change) -> dict[str, object]:
         "deployed_model": plan.target_id,
         "replicas_before": list(plan.replicas_before) if plan.replicas_before else None,
         "replicas_after": list(plan.replicas_after) if plan.replicas_after else None,
+        # an undeploy of the only rollback target: what `/rollback` would then redeploy
+        "rollback_target_removed": plan.replaced_version
+        if change.kind is ChangeKind.UNDEPLOY
+        else None,
+        "forced": plan.forced,
         "cost_per_day_usd": (
             {"before": plan.cost_before, "during": plan.cost_during, "after": plan.cost_after}
             if plan.cost_before is not None

@@ -31,7 +31,7 @@ from commands.changes.request import card_undelivered, required_reason
 from commands.changes.rules import check_requester, plan_hash
 from commands.config import Environment, Model
 from commands.errors import Refusal
-from commands.messages import Context, Reply, Text, did_you_mean, escape, mention
+from commands.messages import Context, Reply, Text, code, did_you_mean, mention
 from commands.model import (
     Change,
     ChangeKind,
@@ -60,7 +60,7 @@ def find_model(rt: Runtime, ref: str | None) -> Model:
         return rt.config.models[rt.config.endpoints[ref].model]
     known = ", ".join(f"`{m}`" for m in rt.config.models) or "none"
     raise Refusal(
-        f"unknown model `{escape(ref)}`{did_you_mean(ref, [*rt.config.models, *rt.config.endpoints])}",
+        f"unknown model {code(ref)}{did_you_mean(ref, [*rt.config.models, *rt.config.endpoints])}",
         f"Known models: {known} (an endpoint names its model too). Usage: `{USAGE}`",
         code="unknown_model",
     )

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 from commands.config import Endpoint
 from commands.errors import Refusal
-from commands.messages import Block, Context, Divider, Header, Reply, Text, did_you_mean, escape
+from commands.messages import (
+    Block,
+    Context,
+    Divider,
+    Header,
+    Reply,
+    Text,
+    code,
+    did_you_mean,
+    escape,
+)
 from commands.model import model_key
 from commands.models.model import (
     RegistryVersion,
@@ -37,7 +47,7 @@ def _model_of(rt: Runtime, ref: str | None) -> list[str]:
         return [rt.config.endpoints[ref].model]
     known = ", ".join(f"`{m}`" for m in models) or "none"
     raise Refusal(
-        f"unknown model `{escape(ref)}`{did_you_mean(ref, [*models, *rt.config.endpoints])}",
+        f"unknown model {code(ref)}{did_you_mean(ref, [*models, *rt.config.endpoints])}",
         f"Known models: {known} (an endpoint names its model too). Usage: `{USAGE}`",
         code="unknown_model",
     )
@@ -96,7 +106,10 @@ def models(rt: Runtime, ref: str | None) -> Reply:
     # each model: its header line and a divider; each version: two blocks
     room = MAX_BLOCKS - 3 - 2 * len(shown_models)
     per_model = max(1, room // (2 * max(1, len(shown_models))))
-    blocks: list[Block] = [Header("Model versions" if ref is None else f"Model {names[0]}"[:150])]
+    title = "Model versions" if ref is None else f"Model {names[0]}"
+    if ref is not None and ref in rt.config.endpoints:
+        title += f" · served by {ref}"  # asked by its endpoint: say which
+    blocks: list[Block] = [Header(title[:150])]
     gated = [env.name for env in rt.config.environments.values() if env.require_validation]
     for name in shown_models:
         endpoints = [ep for ep in rt.config.endpoints.values() if ep.model == name]

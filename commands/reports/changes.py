@@ -43,8 +43,8 @@ def changes_reply(
         f"{c.state.mark} *{c.id}* {c.kind.value} `{c.subject}`"
         + (f" {escape(c.version)}" if c.version and c.kind in _VERSIONED else "")
         + (
-            f" → registered {escape(c.version)}"
-            if c.version and c.kind is ChangeKind.RETRAIN
+            f" → registered {escape(c.plan.registered_version)}"
+            if c.plan.registered_version
             else ""
         )
         + (f" {c.plan.strategy}" if c.plan.strategy and c.plan.strategy != "canary" else "")

@@ -153,6 +153,8 @@ def build(
         "execution": {
             "operation": change.operation,
             "new_deployed_model_id": change.new_deployed_model_id,
+            # a retrain's outcome: the version its run registered (not part of the plan)
+            "registered_version": change.plan.registered_version,
             "error": _text(change.error),
             "finished_at": stamp(change.updated_at),
             "audit": [r for r in rows if r["action"] in EXECUTION],
@@ -254,6 +256,11 @@ def to_markdown(d: dict[str, Any]) -> str:
         "",
         f"- Operation: `{ex['operation'] or '—'}`",
         f"- New deployed model: `{ex['new_deployed_model_id'] or '—'}`",
+        *(
+            [f"- Registered version: `{ex['registered_version']}`"]
+            if ex.get("registered_version")
+            else []
+        ),
         f"- Error: {ex['error'] or '—'}",
         f"- Last update: {_when(ex['finished_at'])}",
         "",
@@ -313,23 +320,28 @@ def _pipeline_markdown(p: dict[str, Any] | None) -> list[str]:
 
 
 def _model_markdown(m: dict[str, Any]) -> list[str]:
+    """The version under review (a deploy's), then what became of the serving alias and
+    the model's audit rows: for every change kind that moves the alias (a rollback or a
+    promote has no review of its own, and still moves it)."""
     r = m.get("review")
-    if not r:
-        return ["- no model version on record for this change"]
-    card, lineage, ev, val = r["card"], r["lineage"], r["evaluation"], r["validation"]
-    metrics = ", ".join(f"{k} {v:g}" for k, v in ev["metrics"].items()) or "none recorded"
-    out = [
-        f"- Version: `{r['version']}`{'' if r['in_registry'] else ' (not in the registry)'}",
-        f"- Description: {card['description'] or '—'}",
-        f"- Intended use: {card['intended_use'] or '—'}",
-        f"- Limitations: {card['limitations'] or '—'}",
-        f"- Lineage: pipeline run {lineage['pipeline_run']} · dataset {lineage['dataset']}",
-        f"- Latest evaluation: {metrics}{' (' + ev['at'] + ')' if ev['at'] else ''}",
-        f"- Validation: {val['status']}"
-        + (f" by {val['by']}" if val["by"] else "")
-        + (f" at {val['at']}" if val["at"] else ""),
-        f"- Validation gate: **{r['gate']}** — {r['detail']}",
-    ]
+    out: list[str] = []
+    if r:
+        card, lineage, ev, val = r["card"], r["lineage"], r["evaluation"], r["validation"]
+        metrics = ", ".join(f"{k} {v:g}" for k, v in ev["metrics"].items()) or "none recorded"
+        out += [
+            f"- Version: `{r['version']}`{'' if r['in_registry'] else ' (not in the registry)'}",
+            f"- Description: {card['description'] or '—'}",
+            f"- Intended use: {card['intended_use'] or '—'}",
+            f"- Limitations: {card['limitations'] or '—'}",
+            f"- Lineage: pipeline run {lineage['pipeline_run']} · dataset {lineage['dataset']}",
+            f"- Latest evaluation: {metrics}{' (' + ev['at'] + ')' if ev['at'] else ''}",
+            f"- Validation: {val['status']}"
+            + (f" by {val['by']}" if val["by"] else "")
+            + (f" at {val['at']}" if val["at"] else ""),
+            f"- Validation gate: **{r['gate']}** — {r['detail']}",
+        ]
+    else:
+        out.append("- no model version review on record for this change")
     move = m.get("serving_alias")
     if move:
         out.append(

@@ -263,7 +263,9 @@ def _canary_line(b: Board, w: Watch) -> str:
         else ":white_circle: no verdict yet"
     )
     line = (
-        f"*{w.ref}* `{w.endpoint}` · {w.canary_version}{at} vs {w.stable_version} · {verdict}"
+        f"*{w.ref}* `{w.endpoint}` · {w.canary_version}{at}"
+        + (f" vs {w.stable_version}" if w.stable_version else "")
+        + f" · {verdict}"
         f" after {w.checks} check(s)"
     )
     if w.state is not WatchState.WATCHING:

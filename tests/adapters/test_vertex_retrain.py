@@ -191,7 +191,7 @@ def test_a_retrain_submits_the_template_as_a_pipeline_job_and_finds_the_version_
     assert fake.calls["ListPipelineJobs"] == 1  # looked before it leapt
     assert fake.calls["GetPipelineJob"] >= 3  # pending → running → succeeded
     # the registered version, by its lineage (its `pipeline_job` names this run)
-    assert done.version == f"{MODEL}@1.2.2"
+    assert done.plan.registered_version == f"{MODEL}@1.2.2"
     assert bot.rt.registry is not None
     found = bot.rt.registry.version(MODEL, "1.2.2", bot.rt.config.endpoints["loan-assessor"])
     assert found is not None and found.lineage.pipeline_run == job.name
@@ -260,7 +260,7 @@ def test_a_taker_adopts_the_job_its_dead_worker_submitted_instead_of_submitting_
     assert done.state is ChangeState.SUCCEEDED, done.error
     assert fake.calls["CreatePipelineJob"] == 1  # adopted, not submitted again
     (job,) = fake.pipeline_jobs.values()
-    assert done.operation == job.name and done.version == f"{MODEL}@1.2.2"
+    assert done.operation == job.name and done.plan.registered_version == f"{MODEL}@1.2.2"
     submitted = [
         e.outcome
         for e in taker.rt.store.audit(AuditQuery(change_id=change_id))

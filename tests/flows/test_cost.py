@@ -31,7 +31,15 @@ from commands.model import SCHEDULER
 from commands.ports import AuditQuery, DeployedModelCost, EndpointState
 from commands.runtime import NullNotifier, Runtime
 from tests.flows.test_digests import check_limits
-from tests.support.harness import ALICE, Bot, FakeClock, SlackStub, example_config, make_runtime
+from tests.support.harness import (
+    ALICE,
+    BOB,
+    Bot,
+    FakeClock,
+    SlackStub,
+    example_config,
+    make_runtime,
+)
 
 # Tuesday 1 December 2026, 08:30 in Sydney (AEDT, UTC+11): "yesterday" is Monday 30 Nov.
 MORNING = datetime(2026, 11, 30, 21, 30, tzinfo=UTC)
@@ -216,6 +224,61 @@ def test_the_sandbox_reports_yesterday_per_deployed_model(sqlite_engine: Engine)
         m.deployed_model_id
         for m in rt.platform.deployed_model_costs([stg])["loan-assessor-stg"]  # type: ignore[attr-defined]
     }
+
+
+def yesterday_of(rt: Runtime, slug: str) -> tuple[float, dict[str, DeployedModelCost]]:
+    """The sandbox's billed cost of yesterday for `slug`, and its use per deployed model."""
+    ep = rt.config.endpoints[slug]
+    cost = rt.platform.daily_costs([ep], 2)[slug][-1]  # type: ignore[attr-defined]
+    usage = rt.platform.deployed_model_costs([ep]).get(slug, [])  # type: ignore[attr-defined]
+    return cost, {m.deployed_model_id: m for m in usage}
+
+
+def test_what_is_done_today_leaves_yesterdays_figures_as_they_were(
+    sqlite_engine: Engine,
+) -> None:
+    """Yesterday's cost and requests come from what was deployed yesterday: a blue/green
+    switch, a scale or an undeploy made this morning before the digest changes none of
+    them (the sandbox keeps the splits, scales and undeploys with their times)."""
+    clock = FakeClock(MORNING - timedelta(hours=2))  # Tuesday 06:30, before the digest
+    rt = make_runtime(sqlite_engine, clock)
+    bot = Bot(rt, clock)
+    stg, prod = "loan-assessor-stg", "loan-assessor"
+    before = {slug: yesterday_of(rt, slug) for slug in (stg, prod)}
+    old = dm_id(rt, stg, "1.2.0")
+    stg_cost, stg_usage = before[stg]
+    assert stg_usage[old].requests > 100_000 and stg_usage[old].replica_hours == 24.0
+
+    # today: a staging blue/green (the old version left at 0 %), a prod scale-down
+    assert bot.run(ALICE, f"/deploy {stg} gemma-3-1b-it@1.2.1 strategy=blue-green").ok
+    assert bot.split(stg) == {"1.2.0": 0, "1.2.1": 100}
+    scale = bot.run(ALICE, f'/aiops scale {prod} 1.2.0 min=1 max=6 reason="quiet"')
+    assert scale.ok, scale.text
+    assert bot.run(BOB, f"/aiops approve {rt.store.list_changes(limit=1)[0].id}").ok
+    assert rt.platform.endpoint_state(rt.config.endpoints[prod]).deployed[0].replicas == 1
+    clock.now = MORNING
+    assert {slug: yesterday_of(rt, slug) for slug in (stg, prod)} == before
+
+    staging = json.dumps(render_message(compose(rt, DigestKind.MORNING, "staging").reply))
+    assert "idle:" not in staging  # the endpoint answered all of Monday's traffic
+    assert f"${stg_cost:,.2f} yesterday / $50.00 budget" in staging
+    assert "over the daily budget" not in staging
+    # 1.2.0 served all of Monday: its cost was for serving, not idle capacity
+    assert ":ghost:" not in staging
+
+    # the old version undeployed this morning: its Monday is still Monday's
+    assert bot.run(ALICE, f"/aiops undeploy {stg} 1.2.0").ok
+    assert bot.split(stg) == {"1.2.1": 100}
+    assert yesterday_of(rt, stg) == before[stg]
+    # and tomorrow, Tuesday is what it was: 1.2.0 until the undeploy, 1.2.1 since
+    clock.now = MORNING + timedelta(days=1)
+    _, tuesday = yesterday_of(rt, stg)
+    new = dm_id(rt, stg, "1.2.1")
+    assert set(tuesday) == {old, new}
+    assert tuesday[old].requests > 0 and tuesday[new].requests > 0
+    # 1.2.0 held its replica until the 08:30 undeploy, 1.2.1 since its 06:30 deploy
+    assert tuesday[old].replica_hours == pytest.approx(8.5, abs=0.05)
+    assert tuesday[new].replica_hours == pytest.approx(17.5, abs=0.05)
 
 
 def test_many_idle_endpoints_fit_and_only_the_costliest_are_read(
@@ -501,3 +564,31 @@ def test_the_old_single_budget_still_works_and_is_noted_as_deprecated() -> None:
     assert "still the budget of staging" in note
     assert deprecation_notes(example_config()) == []  # the example is migrated
     assert cost_settings(example_config()) == cost_settings(parse_config(raw_config(cost=None)))
+
+
+def test_no_number_in_the_config_may_be_infinite_and_a_zero_budget_is_noted() -> None:
+    """TOML reads `1e400` as infinity and accepts `inf` and `nan`: every float key of the
+    schema refuses them (a budget, a threshold, a price, a timeout); a zero budget is
+    allowed (an environment that should cost nothing) and `config check` notes it."""
+    inf, nan = float("1e400"), float("nan")
+    for edits, where in (
+        ({"environments__prod__daily_budget_usd": inf}, "[environments.prod] daily_budget_usd"),
+        ({"environments__prod__daily_budget_usd": nan}, "[environments.prod] daily_budget_usd"),
+        ({"thresholds__daily_budget_usd": inf}, "[thresholds] daily_budget_usd"),
+        ({"thresholds__p95_latency_ms": inf}, "[thresholds] p95_latency_ms"),
+        ({"thresholds__drift": inf}, "[thresholds] drift"),
+        ({"canary__baseline_p95_ratio": inf}, "[canary] baseline_p95_ratio"),
+        ({"digests__spike_factor": inf}, "[digests] spike_factor"),
+        ({"models__gemma-3-1b-it__retrain_cost_usd": inf}, "retrain_cost_usd"),
+    ):
+        with pytest.raises(ConfigError) as caught:
+            parse_config(raw_config(**edits), source="bot.toml")
+        assert any(
+            where in line and "must be a finite number" in line for line in caught.value.problems
+        ), (where, caught.value.problems)
+    zero = parse_config(raw_config(environments__dev__daily_budget_usd=0))
+    assert zero.environments["dev"].daily_budget_usd == 0
+    assert any(
+        note.startswith("[environments.dev] daily_budget_usd is 0: any billed cost is over budget")
+        for note in deprecation_notes(zero)
+    )

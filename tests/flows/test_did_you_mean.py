@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.cli.main import UsageError, _person
+from bot.slack.blocks import render_message
 from commands.messages import did_you_mean
 from tests.support.harness import ALICE, Bot, example_config, text_of
 
@@ -84,3 +85,43 @@ def test_an_unknown_person_names_the_closest(tmp_path: Path) -> None:
     console.run_line("as carl")
     assert "unknown person `carl`; did you mean `carol`?" in out.getvalue()
     assert console.who == "alice"
+
+
+def test_a_near_prefix_of_a_name_is_suggested_too(bot: Bot) -> None:
+    """`gema` is too short to be close to `gemma-3-1b-it` as a whole, but begins it (one
+    letter left out): models get the did-you-mean endpoints get, from the same helper."""
+    assert did_you_mean("gema", ["gemma-3-1b-it", "loan-assessor"]) == (
+        "; did you mean `gemma-3-1b-it`?"
+    )
+    assert did_you_mean("loan", ["gemma-3-1b-it", "loan-assessor"]) == (
+        "; did you mean `loan-assessor`?"
+    )
+    assert did_you_mean("ge", ["gemma-3-1b-it"]) == ""  # two letters say too little
+    assert did_you_mean("xyz", ["gemma-3-1b-it"]) == ""
+    for line in ("/aiops models gema", '/aiops retrain gema reason="drift"'):
+        reply = bot.run(ALICE, line)
+        assert not reply.ok
+        assert reply.text.startswith("unknown model `gema`; did you mean `gemma-3-1b-it`"), (
+            line,
+            reply.text,
+        )
+
+
+def test_a_backtick_typed_never_breaks_the_code_it_is_quoted_in(bot: Bot) -> None:
+    for line, said in (
+        ("/aiops models gem`ma", "unknown model `gem'ma`"),
+        ("/aiops status loan`assessor", "unknown endpoint `loan'assessor`"),
+    ):
+        reply = bot.run(ALICE, line)
+        assert not reply.ok
+        assert reply.text.startswith(said), (line, reply.text)
+        assert reply.text.count("`") % 2 == 0
+
+
+def test_models_by_endpoint_names_the_endpoint_in_its_title(bot: Bot) -> None:
+    reply = bot.run(ALICE, "/aiops models loan-assessor-stg")
+    assert reply.ok
+    header = render_message(reply)["blocks"][0]["text"]["text"]
+    assert header == "Model gemma-3-1b-it · served by loan-assessor-stg"
+    by_model = render_message(bot.run(ALICE, "/aiops models gemma-3-1b-it"))
+    assert by_model["blocks"][0]["text"]["text"] == "Model gemma-3-1b-it"

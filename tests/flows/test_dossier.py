@@ -97,3 +97,39 @@ def test_unknown_change_is_a_clear_refusal(setup) -> None:  # type: ignore[no-un
     bot, engine, _ = setup
     with pytest.raises(Refusal, match="no change"):
         build(SqlStore(engine), bot.rt.config, "CHG-404")
+
+
+def test_no_change_kind_writes_its_run_into_the_plan_its_approval_is_bound_to(bot: Bot) -> None:
+    """What a run learns (deployed-model ids, the registered version, phases) is kept
+    outside the hashed plan: every kind's dossier says the plan is the one shown."""
+    stg, model = "loan-assessor-stg", "gemma-3-1b-it"
+    lines = [
+        f"/deploy {stg} {model}@1.2.1 canary=25",
+        f"/promote {stg}",
+        f"/rollback {stg}",
+        f"/deploy {stg} {model}@1.2.1 strategy=blue-green",
+        f"/aiops undeploy {stg} 1.2.0",
+        f"/aiops scale {stg} min=2 max=2",
+        f"/deploy {stg} {model}@1.2.0 strategy=replace",
+        f'/aiops retrain {model} reason="drift"',
+    ]
+    for line in lines:
+        reply = bot.run(ALICE, line)
+        assert reply.ok, reply.text
+        opened = bot.rt.store.list_changes(limit=1)[0]
+        if opened.state.value == "pending_approval":
+            assert bot.run(BOB, f"/aiops approve {opened.id}").ok
+    changes = bot.rt.store.list_changes(limit=50)
+    assert {c.kind.value for c in changes} >= {
+        "deploy",
+        "promote",
+        "rollback",
+        "undeploy",
+        "scale",
+        "retrain",
+    }
+    for change in changes:
+        assert change.state.value == "succeeded", (change.id, change.kind, change.error)
+        d = build(bot.rt.store, bot.rt.config, change.id)
+        assert d["plan"]["plan_unchanged"] is True, (change.id, change.kind.value)
+        assert "- Plan unchanged since: yes" in to_markdown(d)

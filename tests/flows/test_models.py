@@ -272,6 +272,25 @@ def test_the_serving_alias_follows_a_full_promote_and_a_rollback(bot: Bot) -> No
     assert "- Serving alias `prod` → 1.2.0: moved after 1 attempt(s) (was 1.2.1)" in dossier
 
 
+def test_every_change_that_moves_the_serving_alias_shows_it_in_its_dossier(bot: Bot) -> None:
+    """A blue/green's rollback is one traffic update (no version of its own, no model review)
+    and still moves the alias back: its dossier says so, as the deploy's does."""
+    assert bot.run(ALICE, f'/deploy loan-assessor {MODEL}@1.2.1 strategy=blue-green reason="x"').ok
+    deploy = pending_id(bot)
+    bot.run(BOB, f"/aiops approve {deploy}")
+    assert _prod_alias(bot) == "1.2.1"
+    assert bot.run(CAROL, '/rollback loan-assessor reason="P95 above 2 s"').ok
+    rollback = bot.rt.store.list_changes(endpoint="loan-assessor", limit=1)[0]
+    assert rollback.state is ChangeState.SUCCEEDED and _prod_alias(bot) == "1.2.0"
+    for change_id, line in (
+        (deploy, "- Serving alias `prod` → 1.2.1: moved after 1 attempt(s) (was 1.2.0)"),
+        (rollback.id, "- Serving alias `prod` → 1.2.0: moved after 1 attempt(s) (was 1.2.1)"),
+    ):
+        dossier = to_markdown(build(bot.rt.store, bot.rt.config, change_id))
+        assert line in dossier, change_id
+        assert "alias_moved: alias prod now names" in dossier
+
+
 def _full_promote_from_canary(bot: Bot) -> str:
     assert bot.run(ALICE, '/promote loan-assessor force=true reason="all good"').ok
     promote = pending_id(bot)

@@ -131,7 +131,8 @@ def test_a_prod_retrain_waits_for_approval_runs_and_registers_the_next_patch_pen
 
     done = bot.change(change_id)
     assert done.state is ChangeState.SUCCEEDED, done.error
-    assert done.kind is ChangeKind.RETRAIN and done.version == f"{MODEL}@1.2.2"
+    assert done.kind is ChangeKind.RETRAIN and done.plan.registered_version == f"{MODEL}@1.2.2"
+    assert done.version is None  # the run's outcome is not written into the approved plan
     assert done.operation and "/pipelineJobs/" in done.operation
     assert done.operation.startswith("projects/lender-aiops-prod/locations/australia-southeast1/")
     assert [r.payload["labels"]["aiops_change"] for r in runs(bot.rt.store.engine)] == [
@@ -188,6 +189,12 @@ def test_a_prod_retrain_waits_for_approval_runs_and_registers_the_next_patch_pen
     markdown = to_markdown(dossier)
     assert f"- What: retrain of model `{MODEL}` (prod)" in markdown
     assert "- Training pipeline: `https://australia-southeast1-kfp.pkg.dev/" in markdown
+    # what ran is what was approved: the registered version is the run's outcome
+    assert dossier["plan"]["plan_unchanged"] is True
+    assert "- Plan unchanged since: yes" in markdown
+    assert dossier["execution"]["registered_version"] == f"{MODEL}@1.2.2"
+    assert f"- Registered version: `{MODEL}@1.2.2`" in markdown
+    assert f"→ registered {MODEL}@1.2.2" in text_of(bot.run(ALICE, "/aiops changes"))
 
 
 def test_a_failed_pipeline_fails_the_change_saying_why_and_registers_nothing(
@@ -243,7 +250,7 @@ def test_a_worker_that_dies_after_submitting_is_taken_over_and_its_job_adopted_n
     done = taker.change(change_id)
     assert done.state is ChangeState.SUCCEEDED, done.error
     (run,) = runs(sqlite_engine)  # adopted: no second job
-    assert done.operation == run.name and done.version == f"{MODEL}@1.2.2"
+    assert done.operation == run.name and done.plan.registered_version == f"{MODEL}@1.2.2"
     submitted = [
         e
         for e in taker.rt.store.audit(AuditQuery(change_id=change_id))

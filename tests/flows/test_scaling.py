@@ -170,6 +170,40 @@ def test_bad_scales_are_refused_clearly_and_change_nothing(bot: Bot, line: str, 
     assert replicas(bot, STG, "1.2.0") == (1, 2)
 
 
+@pytest.mark.parametrize("number", ["٢", "۲", "२", "1_0", "+2"])
+def test_whole_numbers_are_ascii_digits_in_every_command(bot: Bot, number: str) -> None:
+    """`int()` reads `٢` (Arabic-Indic), `२` (Devanagari) and `1_0` as numbers: every
+    integer option goes through `Args.integer`, which takes digits 0–9 only. (Fullwidth
+    `２` and `²` arrive as `2`: typed text is NFKC-normalised on the way in, so the record
+    shows the 2 that was acted on.)"""
+    for line in (
+        f"/aiops scale {STG} min={number}",
+        f'/aiops scale {STG} max="{number}"',
+        f"/deploy {STG} gemma-3-1b-it@1.2.1 canary={number}",
+    ):
+        reply = bot.run(ALICE, line)
+        assert not reply.ok, line
+        assert "is not a whole number (digits 0–9)" in shown(reply), (line, shown(reply))
+    assert bot.rt.store.list_changes() == []
+    assert replicas(bot, STG, "1.2.0") == (1, 2)
+
+
+def test_other_numbers_typed_are_ascii_digits_too(bot: Bot) -> None:
+    """Step plans, `at=` times, model versions and canary references: digits 0–9 only."""
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=10").ok
+    for line, said in (
+        (f"/promote {STG} steps=٢٥,١٠٠", "is not a step plan"),
+        (f"/promote {STG} to=٥٠", "is not a whole number"),
+        (f'/aiops scale {STG} 1.2.0 max=1 at="١١:٠٠"', "at="),
+        (f"/deploy {STG} gemma-3-1b-it@١.٢.١", "is not a model version"),
+        ("/aiops canary CAN-١", "unknown endpoint"),
+    ):
+        reply = bot.run(ALICE, line)
+        assert not reply.ok, line
+        assert said in shown(reply), (line, shown(reply))
+    assert bot.split(STG) == {"1.2.0": 90, "1.2.1": 10}
+
+
 def test_a_scale_of_an_endpoint_with_two_models_names_the_version(bot: Bot) -> None:
     assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=25").ok
     reply = bot.run(ALICE, f"/aiops scale {STG} max=1")

@@ -21,7 +21,7 @@ from commands.canary.loop import check_due
 from commands.canary.model import WatchState
 from commands.changes.execute import take_over
 from commands.config import Config, parse_config
-from commands.model import Change, ChangeState, Strategy
+from commands.model import Change, ChangeState, ModelHealth, Strategy
 from commands.ports import AuditQuery, PlatformError
 from commands.runtime import LEASE_TTL
 from tests.support.harness import (
@@ -31,6 +31,7 @@ from tests.support.harness import (
     DiesAfter,
     FakeClock,
     Stopped,
+    endpoint_health,
     example_config,
     make_runtime,
     text_of,
@@ -92,6 +93,16 @@ def test_strategy_canary_is_the_default_canary(bot: Bot) -> None:
     assert watch is not None and watch.state is WatchState.WATCHING
 
 
+def test_a_canary_seen_serving_alone_never_renders_an_empty_vs(bot: Bot) -> None:
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=100").ok
+    assert bot.split(STG) == {"1.2.1": 100}
+    shown = bot.run(ALICE, f"/aiops canary {STG}")
+    assert shown.ok, text_of(shown)
+    said = text_of(shown)
+    assert "1.2.1 (no stable version beside it)" in said
+    assert 'vs "' not in said and "vs ·" not in said
+
+
 def test_unknown_strategies_and_a_share_for_a_non_canary_are_refused(bot: Bot) -> None:
     reply = bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-gren")
     assert not reply.ok
@@ -122,10 +133,14 @@ def test_blue_green_deploys_at_zero_then_switches_in_one_update_keeping_the_old(
     card = text_of(reply)
     assert "blue/green" in card and "1.2.0" in card and "0%" in card
     assert "a day while both are deployed (until the promote)" in card
-    # no canary analysis: traffic is never split
+    # no canary analysis: traffic is never split, so no watch (no CAN record) at all
     check_due(bot.rt)
-    watch = bot.rt.canary.watch_for_change(done.id) if bot.rt.canary else None
-    assert watch is not None and watch.state is WatchState.ENDED
+    assert bot.rt.canary is not None and bot.rt.canary.watch_for_change(done.id) is None
+    asked = bot.run(ALICE, f"/aiops canary {STG}")
+    assert not asked.ok
+    said = text_of(asked)
+    assert f"{done.id} (gemma-3-1b-it@1.2.1), was a blue-green" in said
+    assert "no canary analysis" in said and " vs " not in said
 
     promote = bot.run(ALICE, f"/promote {STG}")
     assert promote.ok, text_of(promote)
@@ -160,6 +175,102 @@ def test_blue_green_in_prod_is_approved_and_its_rollback_is_one_traffic_update(
     assert [list(args[1].values()) for args in traffic] == [[100]]  # one update back
     assert bot.split(PROD) == {"1.2.0": 100}  # the new version undeployed
     assert "execution_finished" in actions(bot, last(bot).id)
+
+
+def test_rollback_after_undeploying_a_blue_greens_old_version_redeploys_it(bot: Bot) -> None:
+    """An undeploy of the version a blue/green switched from removes the only rollback
+    target: its card says so, and `/rollback` then redeploys it (as after the promote that
+    finishes a blue/green), not "nothing to roll back to"."""
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-green").ok
+    undeploy = bot.run(ALICE, f"/aiops undeploy {STG} 1.2.0")
+    assert undeploy.ok, text_of(undeploy)
+    card = text_of(undeploy)
+    assert "1.2.0 is the only version to roll back to" in card
+    assert f"`/rollback {STG}` redeploys it" in card
+    done = last(bot)
+    assert done.state is ChangeState.SUCCEEDED and done.plan.replaced_version == "1.2.0"
+    assert bot.split(STG) == {"1.2.1": 100}
+    [plan_row] = [
+        e for e in bot.rt.store.audit(AuditQuery(change_id=done.id)) if e.action == "plan"
+    ]
+    assert plan_row.parameters["rollback_target_removed"] == "1.2.0"
+
+    rollback = bot.run(ALICE, f'/rollback {STG} reason="1.2.1 regressed"')
+    assert rollback.ok, text_of(rollback)
+    back = last(bot)
+    assert back.state is ChangeState.SUCCEEDED, back.error
+    assert back.plan.redeploy_version == "gemma-3-1b-it@1.2.0"
+    assert bot.split(STG) == {"1.2.0": 100}
+
+
+def test_undeploying_the_only_rollback_target_while_the_serving_version_breaches_is_refused(
+    bot: Bot,
+) -> None:
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-green").ok
+    serving = next(
+        d.id
+        for d in bot.rt.platform.endpoint_state(bot.rt.config.endpoints[STG]).deployed
+        if d.version.version == "1.2.1"
+    )
+    breaching = endpoint_health(
+        STG, p95_latency_ms=4200.0, by_model={serving: ModelHealth(4200.0, 0.002, 9000)}
+    )
+    bot.rt.platform.health = lambda *_a, **_k: {STG: breaching}  # type: ignore[method-assign]
+    refused = bot.run(ALICE, f"/aiops undeploy {STG} 1.2.0")
+    assert not refused.ok
+    said = text_of(refused)
+    assert "1.2.1 serves 100 %" in said and "P95 4,200 ms > 2,000 ms" in said
+    assert "the only version to roll back to" in said and f"/rollback {STG}" in said
+    assert "force=true" in said
+    assert bot.split(STG) == {"1.2.0": 0, "1.2.1": 100}  # nothing was done
+    assert not bot.run(ALICE, f"/aiops undeploy {STG} 1.2.0 force=true").ok  # needs a reason
+    forced = bot.run(ALICE, f'/aiops undeploy {STG} 1.2.0 force=true reason="frees the GPU"')
+    assert forced.ok, text_of(forced)
+    assert "*Forced* (`force=true`): 1.2.1 breached [thresholds]" in text_of(forced)
+    done = last(bot)
+    assert done.state is ChangeState.SUCCEEDED and done.plan.forced
+    [plan_row] = [
+        e for e in bot.rt.store.audit(AuditQuery(change_id=done.id)) if e.action == "plan"
+    ]
+    assert plan_row.parameters["forced"].startswith("1.2.1 breached")
+
+
+def test_blue_green_to_an_unhealthy_version_switches_back_after_the_switch(bot: Bot) -> None:
+    """The switch is followed by a soak (`[strategies] blue_green_soak`, the replace soak's
+    code): a version breaching `[thresholds]` has traffic switched back in one update (the
+    old version is still deployed), is undeployed, and the change fails saying why."""
+    traffic = calls_to(bot, "set_traffic")
+    reply = bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.3.0-rc1 strategy=blue-green")
+    assert "then watched for 10 min" in text_of(reply)  # the card's How
+    failed = last(bot)
+    assert failed.state is ChangeState.FAILED
+    assert failed.error and "1.3.0-rc1 was unhealthy during the soak: P95" in failed.error
+    assert "rolled back: 1.2.0 serves 100 %" in failed.error
+    assert len(traffic) == 2  # the switch, and one update back
+    assert list(traffic[1][1].values()) == [100]
+    assert bot.split(STG) == {"1.2.0": 100}
+    rows = bot.rt.store.audit(AuditQuery(change_id=failed.id))
+    [soak] = [e for e in rows if e.action == "soak"]
+    assert soak.outcome.startswith("unhealthy: P95")
+    assert rows[-1].action == "execution_finished" and "rolled back" in rows[-1].outcome
+    lines = [p.reply.text for p in bot.rt.notifier.posts if p.change_id == failed.id]  # type: ignore[attr-defined]
+    assert any("watching its health until" in line for line in lines)
+    assert any("traffic back on 1.2.0 (100 %)" in line for line in lines)
+
+
+def test_a_healthy_blue_green_is_watched_through_its_soak_and_keeps_the_old_version(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    bot = Bot(make_runtime(sqlite_engine, clock, config=config_with(blue_green_soak="3m")), clock)
+    start = clock()
+    assert bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=blue-green").ok
+    done = last(bot)
+    assert done.state is ChangeState.SUCCEEDED, done.error
+    assert done.plan.soak_until is not None and clock() >= done.plan.soak_until
+    assert done.plan.soak_until - start >= timedelta(minutes=3)
+    soaked = [e for e in bot.rt.store.audit(AuditQuery(change_id=done.id)) if e.action == "soak"]
+    assert [e.outcome for e in soaked] == ["healthy"]
+    assert bot.split(STG) == {"1.2.0": 0, "1.2.1": 100}
 
 
 def test_blue_green_deploy_that_fails_leaves_traffic_on_the_old_version(bot: Bot) -> None:
@@ -215,8 +326,7 @@ def test_replace_soaks_then_undeploys_the_old_version(
     assert soaked[0].parameters["requests"] > 0
     assert "healthy for 3 min" in text_of(reply)
     check_due(bot.rt)
-    watch = bot.rt.canary.watch_for_change(done.id) if bot.rt.canary else None
-    assert watch is not None and watch.state is WatchState.ENDED
+    assert bot.rt.canary is not None and bot.rt.canary.watch_for_change(done.id) is None
 
     rollback = bot.run(ALICE, f"/rollback {STG}")
     assert rollback.ok, text_of(rollback)
