@@ -116,6 +116,19 @@ class DirectMessage(AsyncRespond):
         )
 
 
+def view_key(
+    view: dict[str, Any],
+    body: dict[str, Any],
+    request_key: Callable[[str, dict[str, Any]], str],
+) -> str:
+    """A submitted form's request key: the view (its id and hash), because a double-clicked
+    Submit sends the same view twice, each time with a new trigger — one request, answered
+    once; a view without them falls back to the request's own key."""
+    if view.get("id") and view.get("hash"):
+        return f"view:{view['id']}:{view['hash']}"
+    return request_key("view", body)
+
+
 class Forms:
     """The form listeners of one Bolt app: `opened` is asked first by the slash command
     listener; `register` adds the endpoint choice and the submission."""
@@ -199,13 +212,7 @@ class Forms:
         async def not_taken(message: str) -> None:
             await ack(response_action="errors", errors={ENDPOINT: message})
 
-        # A double-clicked Submit sends the same view (its id and hash) twice, each with a
-        # new trigger: the view is the request, answered once.
-        key = (
-            f"view:{view['id']}:{view['hash']}"
-            if view.get("id") and view.get("hash")
-            else self.request_key("view", body)
-        )
+        key = view_key(view, body, self.request_key)
         await self.hand_on(inv, False, DirectMessage(client, user["id"]), key, ack, not_taken)
 
 
@@ -320,10 +327,5 @@ class IncidentForms:
         async def not_taken(message: str) -> None:
             await ack(response_action="errors", errors={first: message})
 
-        # A double-clicked Submit sends the same view (its id and hash) twice: one request.
-        key = (
-            f"view:{view['id']}:{view['hash']}"
-            if view.get("id") and view.get("hash")
-            else self.request_key("view", body)
-        )
+        key = view_key(view, body, self.request_key)
         await self.hand_on(inv, False, DirectMessage(client, user["id"]), key, ack, not_taken)
