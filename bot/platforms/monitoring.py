@@ -415,20 +415,20 @@ class CloudMonitoring:
             ):
                 key = self._keys(series)
                 hours[key] += sum(_number(p.value) for p in series.points) * step_hours
-            requests: dict[tuple[str, str], int] = defaultdict(int)
+            request_counts: dict[tuple[str, str], int] = defaultdict(int)
             for ep_id, dm_id, n, _ in self._responses(
                 project, sorted(ids), start, end, timedelta(hours=1)
             ):
-                requests[(ep_id, dm_id)] += n
+                request_counts[(ep_id, dm_id)] += n
             for ep_id, ep in ids.items():
-                dm_ids = sorted({dm for e, dm in (*hours, *requests) if e == ep_id and dm})
+                dm_ids = sorted({dm for e, dm in (*hours, *request_counts) if e == ep_id and dm})
                 if not dm_ids:
                     continue
                 price = self.settings.prices.replica_hour(ep)
                 out[ep.slug] = [
                     DeployedModelCost(
                         deployed_model_id=dm,
-                        requests=requests.get((ep_id, dm), 0),
+                        requests=request_counts.get((ep_id, dm), 0),
                         replica_hours=round(hours.get((ep_id, dm), 0.0), 2),
                         cost_usd=(
                             round(hours.get((ep_id, dm), 0.0) * price, 2)
