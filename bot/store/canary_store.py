@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
@@ -14,7 +14,7 @@ from commands.model import IllegalTransition
 from commands.text import outbound
 
 from .canary_tables import CanaryCheckRow, CanaryWatchRow
-from .sql_store import utc
+from .sql_store import compare_and_set, utc
 
 _WATCH_FIELDS = set(CanaryWatchRow.model_fields) - {"id", "rev"}
 
@@ -145,15 +145,9 @@ class SqlCanaryStore:
                     old, new = WatchState(current.state), WatchState(fields["state"])
                     if not can_move_watch(old, new):
                         raise IllegalTransition(f"watch {watch_id}", old, new)
-            result = session.execute(
-                update(CanaryWatchRow)
-                .where(col(CanaryWatchRow.id) == watch_id, col(CanaryWatchRow.rev) == rev)
-                .values(rev=rev + 1, **values)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                session.rollback()
+            key = col(CanaryWatchRow.id) == watch_id
+            if not compare_and_set(session, CanaryWatchRow, key, CanaryWatchRow.rev, rev, values):
                 return None
-            session.commit()
             row = session.get(CanaryWatchRow, watch_id)
             assert row is not None
             return _to_watch(row)

@@ -31,7 +31,7 @@ from commands.incidents.ports import AlertDeclared, WatchState
 from commands.text import outbound, outbound_value
 
 from .incident_tables import AlertRow, HandoffRow, HealthWatchRow, IncidentRow
-from .sql_store import utc
+from .sql_store import compare_and_set, utc
 
 ALERT_PREFIX = "ALERT-"
 INCIDENT_PREFIX = "INC-"
@@ -236,15 +236,9 @@ class SqlIncidentStore:
             return None
         values = {k: _stored(k, v, _ALERT_TEXT) for k, v in fields.items()}
         with Session(self.engine) as session:
-            result = session.execute(
-                update(AlertRow)
-                .where(col(AlertRow.seq) == seq, col(AlertRow.rev) == rev)
-                .values(rev=rev + 1, **values)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                session.rollback()
+            key = col(AlertRow.seq) == seq
+            if not compare_and_set(session, AlertRow, key, AlertRow.rev, rev, values):
                 return None
-            session.commit()
             row = session.get(AlertRow, seq)
             assert row is not None
             return _to_alert(row)
@@ -313,15 +307,9 @@ class SqlIncidentStore:
             return None
         values = {k: _stored(k, v, _INCIDENT_TEXT) for k, v in fields.items()}
         with Session(self.engine) as session:
-            result = session.execute(
-                update(IncidentRow)
-                .where(col(IncidentRow.seq) == seq, col(IncidentRow.rev) == rev)
-                .values(rev=rev + 1, **values)
-            )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                session.rollback()
+            key = col(IncidentRow.seq) == seq
+            if not compare_and_set(session, IncidentRow, key, IncidentRow.rev, rev, values):
                 return None
-            session.commit()
             row = session.get(IncidentRow, seq)
             assert row is not None
             return _to_incident(row)
@@ -431,13 +419,14 @@ class SqlHealthWatchStore:
                     session.rollback()
                     return None
                 return WatchState(endpoint, state, window_end, 1)
-            result = session.execute(
-                update(HealthWatchRow)
-                .where(col(HealthWatchRow.endpoint) == endpoint, col(HealthWatchRow.rev) == rev)
-                .values(state=state, window_end=utc(window_end), updated_at=utc(at), rev=rev + 1)
+            moved = compare_and_set(
+                session,
+                HealthWatchRow,
+                col(HealthWatchRow.endpoint) == endpoint,
+                HealthWatchRow.rev,
+                rev,
+                {"state": state, "window_end": utc(window_end), "updated_at": utc(at)},
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                session.rollback()
+            if not moved:
                 return None
-            session.commit()
             return WatchState(endpoint, state, window_end, rev + 1)

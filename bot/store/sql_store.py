@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Engine, and_, delete, func, or_, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from commands.model import (
     Change,
@@ -42,6 +42,26 @@ def utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def compare_and_set(
+    session: Session,
+    table: type[SQLModel],
+    key: ColumnElement[bool],
+    rev: Any,
+    expected: int,
+    values: dict[str, Any],
+) -> bool:
+    """Move the row `key` selects only while its `rev` column is still `expected` (it becomes
+    `expected + 1`), and commit; False, rolled back, when another writer moved it first."""
+    result = session.execute(
+        update(table).where(key, col(rev) == expected).values(rev=expected + 1, **values)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        session.rollback()
+        return False
+    session.commit()
+    return True
 
 
 _FREE_TEXT = frozenset({"reason", "error"})
