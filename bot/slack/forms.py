@@ -395,7 +395,7 @@ class Checked:
     errors: dict[str, str]
 
 
-def _state(values: dict[str, Any], block: str) -> dict[str, Any]:
+def field_state(values: dict[str, Any], block: str) -> dict[str, Any]:
     """The state of a block's one element (`view.state.values[block][action]`)."""
     actions = values.get(block)
     if not isinstance(actions, dict) or not actions:
@@ -404,13 +404,13 @@ def _state(values: dict[str, Any], block: str) -> dict[str, Any]:
     return state if isinstance(state, dict) else {}
 
 
-def _selected(values: dict[str, Any], block: str) -> str | None:
-    option = _state(values, block).get("selected_option")
+def selected(values: dict[str, Any], block: str) -> str | None:
+    option = field_state(values, block).get("selected_option")
     return str(option["value"]) if isinstance(option, dict) and option.get("value") else None
 
 
-def _typed(values: dict[str, Any], block: str) -> str:
-    value = _state(values, block).get("value")
+def typed(values: dict[str, Any], block: str) -> str:
+    value = field_state(values, block).get("value")
     return value.strip() if isinstance(value, str) else ""
 
 
@@ -436,7 +436,7 @@ def check_submission(
     it runs) and build the command's text, exactly as it would be typed. Errors never
     quote what was typed."""
     errors: dict[str, str] = {}
-    slug = _selected(values, ENDPOINT)
+    slug = selected(values, ENDPOINT)
     ep = config.endpoints.get(slug or "")
     if ep is None:
         return Checked(None, {ENDPOINT: "Choose an endpoint this bot knows."})
@@ -461,13 +461,13 @@ def check_submission(
         )
     words = [ep.slug]
     if meta.command == "/deploy":
-        version = _selected(values, VERSION)
+        version = selected(values, VERSION)
         model = config.models.get(ep.model)
         if version is None or model is None or version not in model.versions:
             errors[VERSION] = f"Choose one of the versions of {ep.model}."
         else:
             words.append(f"{ep.model}@{version}")
-        strategy = _selected(values, STRATEGY) or "canary"
+        strategy = selected(values, STRATEGY) or "canary"
         if strategy not in STRATEGIES:
             errors[STRATEGY] = "Choose canary, blue/green or replace."
         elif strategy == "canary":
@@ -476,13 +476,13 @@ def check_submission(
         else:  # the share is a canary's; the other strategies end at 100 %
             words.append(f"strategy={strategy}")
     if meta.command == "/promote":
-        how = _selected(values, STRATEGY) or "to"
+        how = selected(values, STRATEGY) or "to"
         if how == "steps":
             steps = env_policy(config, env).promote_steps
             words.append("steps=" + ",".join(map(str, steps)))
         else:
             words.append(f"to={_share_of(values, errors, 'The new share')}")
-    reason = _typed(values, REASON)
+    reason = typed(values, REASON)
     if env.require_reason and not reason:
         errors[REASON] = f"A {meta.command.lstrip('/')} in {env.name} needs a reason."
     elif reason:
@@ -492,7 +492,7 @@ def check_submission(
             errors[REASON] = _plain(refusal)
         else:
             words.append(f"reason={quoted(reason)}")
-    ticket = _typed(values, TICKET)
+    ticket = typed(values, TICKET)
     if env.require_ticket and not ticket:
         errors[TICKET] = f"A change in {env.name} needs a change ticket, e.g. CHG-1234."
     elif ticket:
@@ -512,7 +512,7 @@ def check_submission(
 
 
 def _share_of(values: dict[str, Any], errors: dict[str, str], what: str) -> int:
-    raw = _typed(values, SHARE)
+    raw = typed(values, SHARE)
     try:
         share = int(raw)
     except ValueError:
@@ -524,16 +524,16 @@ def _share_of(values: dict[str, Any], errors: dict[str, str], what: str) -> int:
 
 def _at(config: Config, values: dict[str, Any], now: datetime, errors: dict[str, str]) -> str:
     """`YYYY-MM-DD HH:MM` in the config's zone, or "" to run now; a time alone is today."""
-    day = _state(values, DATE).get("selected_date")
-    clock = _state(values, TIME).get("selected_time")
+    day = field_state(values, DATE).get("selected_date")
+    clock = field_state(values, TIME).get("selected_time")
     if not day and not clock:
         return ""
     if not clock:
         errors[TIME] = "Choose a time too, or clear the date to run now."
         return ""
-    typed = f"{day} {clock}" if day else str(clock)
+    moment_text = f"{day} {clock}" if day else str(clock)
     try:
-        moment = parse_at(typed, config.timezone, now)
+        moment = parse_at(moment_text, config.timezone, now)
     except Refusal as refusal:
         errors[TIME] = _plain(refusal)
         return ""

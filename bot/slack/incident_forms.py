@@ -29,7 +29,15 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.slack.forms import MAX_OPTIONS, OPTION_TEXT, Checked, quoted
+from bot.slack.forms import (
+    MAX_OPTIONS,
+    OPTION_TEXT,
+    Checked,
+    field_state,
+    quoted,
+    selected,
+    typed,
+)
 from commands.config import Config
 from commands.errors import Refusal
 from commands.text import MAX_TEXT, check, cut
@@ -249,26 +257,8 @@ def resolve_view(incident: str, channel: str | None) -> View | None:
 # ------------------------------------------------------------------------ a submission
 
 
-def _state(values: dict[str, Any], block: str) -> dict[str, Any]:
-    actions = values.get(block)
-    if not isinstance(actions, dict) or not actions:
-        return {}
-    state = next(iter(actions.values()))
-    return state if isinstance(state, dict) else {}
-
-
-def _selected(values: dict[str, Any], block: str) -> str | None:
-    option = _state(values, block).get("selected_option")
-    return str(option["value"]) if isinstance(option, dict) and option.get("value") else None
-
-
-def _typed(values: dict[str, Any], block: str) -> str:
-    value = _state(values, block).get("value")
-    return value.strip() if isinstance(value, str) else ""
-
-
 def _user(values: dict[str, Any], block: str) -> str | None:
-    value = _state(values, block).get("selected_user")
+    value = field_state(values, block).get("selected_user")
     return value if isinstance(value, str) and _USER.fullmatch(value) else None
 
 
@@ -285,7 +275,7 @@ def check_declare(config: Config, meta: IncidentMeta, values: dict[str, Any]) ->
     or an error per field. Errors never quote what was typed."""
     errors: dict[str, str] = {}
     words = ["incident", "declare"]
-    endpoint = _selected(values, ENDPOINT)
+    endpoint = selected(values, ENDPOINT)
     if endpoint is None:
         errors[ENDPOINT] = "Choose the endpoint, or No endpoint."
     elif endpoint != NO_ENDPOINT:
@@ -293,12 +283,12 @@ def check_declare(config: Config, meta: IncidentMeta, values: dict[str, Any]) ->
             errors[ENDPOINT] = "Choose an endpoint this bot knows."
         else:
             words.append(endpoint)
-    severity = _selected(values, SEVERITY)
+    severity = selected(values, SEVERITY)
     if severity not in SEVERITIES:
         errors[SEVERITY] = "Choose P1, P2 or P3."
     else:
         words.append(f"sev={severity}")
-    summary = _typed(values, SUMMARY)
+    summary = typed(values, SUMMARY)
     problem = _text_error(summary, "the summary") if summary else "What is wrong, in a line."
     if problem:
         errors[SUMMARY] = problem
@@ -325,7 +315,7 @@ def check_declare(config: Config, meta: IncidentMeta, values: dict[str, Any]) ->
 def check_resolve(meta: IncidentMeta, values: dict[str, Any]) -> Checked:
     """The Resolve form's command text (`incident resolve INC-N cause="…"`), or the cause's
     error."""
-    cause = _typed(values, CAUSE)
+    cause = typed(values, CAUSE)
     problem = _text_error(cause, "the root cause") if cause else "The root cause, in a line."
     if problem:
         return Checked(None, {CAUSE: problem})
