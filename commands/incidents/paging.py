@@ -48,6 +48,13 @@ from commands.runtime import Runtime
 HERE = "<!here>"  # Slack's special mention: everyone active in the channel
 
 
+def runbook_links(runbook: str | None) -> tuple[tuple[str, str], ...]:
+    """A page's `links`: the runbook, when it is a web link."""
+    if runbook and runbook.startswith(("https://", "http://")):
+        return (("Runbook", runbook),)
+    return ()
+
+
 def routing_environment(rt: Runtime, environment: str | None) -> str:
     """The environment whose routing key a page uses: the incident's (or alert's), or for
     one with no endpoint `prod` (else the first configured): trouble nobody scoped is
@@ -86,9 +93,7 @@ def _page(rt: Runtime, incident: Incident, action: PageAction) -> Page:
         details["alert"] = incident.alert_id
     if incident.commander:
         details["commander"] = incident.commander
-    links: tuple[tuple[str, str], ...] = ()
-    if incident.runbook and incident.runbook.startswith(("https://", "http://")):
-        links = (("Runbook", incident.runbook),)
+    links = runbook_links(incident.runbook)
     ep = rt.config.endpoints.get(incident.endpoint or "")
     key = dedup_key(rt, incident)
     if key != incident.id:
@@ -262,9 +267,7 @@ def _alert_page(rt: Runtime, record: AlertRecord, action: PageAction) -> Page:
     if n.observed:
         details["observed"] = n.observed
     runbook = runbook_for(rt.config, n.policy, n.endpoint)
-    links: tuple[tuple[str, str], ...] = ()
-    if runbook and runbook.startswith(("https://", "http://")):
-        links = (("Runbook", runbook),)
+    links = runbook_links(runbook)
     ep = rt.config.endpoints.get(n.endpoint or "")
     return Page(
         action=action,
