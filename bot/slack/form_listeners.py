@@ -129,9 +129,10 @@ def view_key(
     return request_key("view", body)
 
 
-class Forms:
-    """The form listeners of one Bolt app: `opened` is asked first by the slash command
-    listener; `register` adds the endpoint choice and the submission."""
+class FormListeners:
+    """What every form's listeners need: the config the forms are drawn from, who clicked
+    (`actor`), where a checked submission goes (`hand_on`, as the typed command) and a
+    request's key (`request_key`)."""
 
     def __init__(
         self,
@@ -144,6 +145,11 @@ class Forms:
         self.actor = actor
         self.hand_on = hand_on
         self.request_key = request_key
+
+
+class Forms(FormListeners):
+    """The form listeners of one Bolt app: `opened` is asked first by the slash command
+    listener; `register` adds the endpoint choice and the submission."""
 
     async def opened(self, command: dict[str, Any], client: AsyncWebClient, ack: AsyncAck) -> bool:
         """Open the form for a bare `/deploy`, `/promote` or `/rollback` and ack; False
@@ -216,23 +222,11 @@ class Forms:
         await self.hand_on(inv, False, DirectMessage(client, user["id"]), key, ack, not_taken)
 
 
-class IncidentForms:
+class IncidentForms(FormListeners):
     """The respond forms' listeners (`bot/slack/incident_forms.py`): the Declare incident
     and Resolve buttons open their form with `views.open` before the ack (the trigger
     lives 3 s); a submission is checked here and handed on as the typed `/aiops incident`
     command, answered in a direct message, exactly as the change forms are."""
-
-    def __init__(
-        self,
-        config: Config,
-        actor: Callable[[str, str | None], Actor],
-        hand_on: HandOn,
-        request_key: Callable[[str, dict[str, Any]], str],
-    ) -> None:
-        self.config = config
-        self.actor = actor
-        self.hand_on = hand_on
-        self.request_key = request_key
 
     def register(self, app: AsyncApp) -> None:
         # One listener for the two buttons and one for the two forms: Bolt tries every
