@@ -4,7 +4,10 @@ Starts, each in its own process on loopback: a Slack stub (`bench.slack_stub`), 
 (`aiops-bot serve` in HTTP mode, sandbox platform, SQLite in a temp dir, deploys that
 take seconds) and two floors (`bench.floor_app`: a bare Bolt AsyncApp that only acks,
 with Bolt's default `process_before_response=False`, the floor measured for a bare Bolt app, and with
-`True`, as the bot acks: "floor-inline"). Then fires a fixed number of signed slash commands and button clicks at 1, 8, 32 and 128
+`True`, as the bot acks: "floor-inline"); with `--postgres` a third, "floor-durable": the
+inline floor that commits one row per request to the same database before it acks, the
+least a durable ack costs there (issue #14's goal is set against floor-inline; the durable
+floor says how much of the gap is the commit itself). Then fires a fixed number of signed slash commands and button clicks at 1, 8, 32 and 128
 concurrent clients (aiohttp) at each and measures the time to the HTTP ack.
 
     python -m bench ack [--quick] [--count N] [--levels 1,8,32,128] [--operation-seconds S]
@@ -154,6 +157,8 @@ class Processes:
         self.workdir = workdir
         self.stub_port, self.bot_port = free_port(), free_port()
         self.floor_port, self.inline_port = free_port(), free_port()
+        self.durable_port = free_port()
+        self.database_url = database_url
         self.stub_url = f"http://127.0.0.1:{self.stub_port}"
         config = workdir / "config.toml"
         text = BUNDLED.read_text()
@@ -183,7 +188,8 @@ class Processes:
         self.procs.append(proc)
         return proc
 
-    def start(self) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], int]:
+    def start(self) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], dict[str, int]]:
+        """Start every process; the bot, the floor and the pids of the other floors."""
         stub = self._start([PYTHON, "-m", "bench.slack_stub", str(self.stub_port)], "stub.log")
         wait_http(self.stub_url + "/healthz", proc=stub)
         bot = self._start([PYTHON, "-m", "bot.cli", "serve"], "bot.log")
@@ -201,7 +207,21 @@ class Processes:
         wait_http(f"http://127.0.0.1:{self.bot_port}/healthz", 60, bot)
         wait_http(f"http://127.0.0.1:{self.floor_port}/healthz", 60, floor)
         wait_http(f"http://127.0.0.1:{self.inline_port}/healthz", 60, inline)
-        return bot, floor, inline.pid
+        pids = {"floor-inline": inline.pid}
+        if self.database_url:
+            from bot.serve.queue import conninfo
+
+            durable = self._start(
+                [
+                    *(PYTHON, "-m", "bench.floor_app", str(self.durable_port)),
+                    *(self.stub_url + "/api/", "--inline", "--durable"),
+                    conninfo(self.database_url),
+                ],
+                "floor-durable.log",
+            )
+            wait_http(f"http://127.0.0.1:{self.durable_port}/healthz", 60, durable)
+            pids["floor-durable"] = durable.pid
+        return bot, floor, pids
 
     def stats(self) -> dict[str, Any]:
         return _get_json(self.stub_url + "/stats")
@@ -221,7 +241,11 @@ async def _measure(
     bot_url = f"http://127.0.0.1:{procs.bot_port}/slack/events"
     floor_url = f"http://127.0.0.1:{procs.floor_port}/slack/events"
     inline_url = f"http://127.0.0.1:{procs.inline_port}/slack/events"
-    targets = ((floor_url, "floor"), (inline_url, "floor-inline"), (bot_url, "bot"))
+    durable_url = f"http://127.0.0.1:{procs.durable_port}/slack/events"
+    targets = [(floor_url, "floor"), (inline_url, "floor-inline")]
+    if "floor-durable" in pids:
+        targets.append((durable_url, "floor-durable"))
+    targets.append((bot_url, "bot"))
     respond = procs.stub_url + "/respond"
     # A production change waiting for approval, so the clicks have something to decide.
     async with aiohttp.ClientSession() as session:
@@ -274,7 +298,7 @@ def run(
         database_url = stack.enter_context(_pg_schema(postgres)) if postgres else None
         procs = Processes(Path(tmp), operation_seconds, database_url)
         try:
-            bot, floor, inline_pid = procs.start()
+            bot, floor, floor_pids = procs.start()
             time.sleep(3.0)  # the workers start 1 s after the server answers
             idle = rss_kb(bot.pid)
             tree_idle = tree_memory_kb(bot.pid)
@@ -285,7 +309,7 @@ def run(
                     levels,
                     count,
                     warmup,
-                    {"bot": bot.pid, "floor": floor.pid, "floor-inline": inline_pid},
+                    {"bot": bot.pid, "floor": floor.pid, **floor_pids},
                 )
             )
             after = rss_kb(bot.pid)
@@ -309,6 +333,10 @@ def run(
             r["p99_vs_floor"] = round(r["p99_ms"] / floor_p99, 2) if floor_p99 else None
             inline_p99 = by[("floor-inline", r["concurrency"])]["p99_ms"]
             r["p99_vs_inline"] = round(r["p99_ms"] / inline_p99, 2) if inline_p99 else None
+            durable = by.get(("floor-durable", r["concurrency"]))
+            if durable and durable["p99_ms"]:
+                r["p99_vs_durable"] = round(r["p99_ms"] / durable["p99_ms"], 2)
+                durable["p99_vs_inline"] = round(durable["p99_ms"] / inline_p99, 2)
     memory = {
         "bot_idle_rss_mb": round(idle.get("VmRSS", 0) / 1024, 1),
         "bot_after_rss_mb": round(after.get("VmRSS", 0) / 1024, 1),
@@ -380,6 +408,7 @@ def main(argv: list[str] | None = None) -> int:
             r["req_s"],
             r.get("p99_vs_floor", ""),
             r.get("p99_vs_inline", ""),
+            r.get("p99_vs_durable", ""),
             r["cpu_ms_per_req"],
             r["errors"],
         ]
@@ -400,6 +429,7 @@ def main(argv: list[str] | None = None) -> int:
             "req/s",
             "p99/floor",
             "p99/inline floor",
+            "p99/durable floor",
             "cpu ms/req",
             "errors",
         ],

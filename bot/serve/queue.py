@@ -201,6 +201,14 @@ def _settle(future: asyncio.Future[int], job_id: int = 0, exc: Exception | None 
         future.set_result(job_id)
 
 
+async def _autocommit(conn: Any) -> None:
+    """The server's connections run in autocommit: everything it writes is one statement
+    (a job, or a batch of them, inserted by one call of procrastinate's defer function),
+    which PostgreSQL commits as it ends. Without it psycopg wraps each statement in BEGIN
+    and COMMIT of their own: three round trips to the database inside every ack for one."""
+    await conn.set_autocommit(True)
+
+
 class CommandQueue:
     """The server's side: `submit` stores a command as a job (one transaction with its
     request key) and returns its job id; raises `Duplicate` for a request key seen
@@ -228,6 +236,7 @@ class CommandQueue:
             max_size=8,
             timeout=1.5,
             open=False,
+            configure=_autocommit,
         )
         await self._pool.open(wait=False)
         await self.app.open_async(pool=self._pool)

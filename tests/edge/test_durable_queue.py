@@ -445,3 +445,28 @@ def test_commands_arriving_together_share_a_commit_and_a_replay_among_them_is_re
     jobs = _jobs(pg_engine)
     assert sorted(j["id"] for j in jobs) == sorted(stored)
     assert len({j["args"]["key"] for j in jobs}) == 40
+
+
+def test_the_servers_connections_commit_each_statement_as_it_ends(
+    settings: Settings, pg_engine: Engine
+) -> None:
+    """A lone command's ack waits for one round trip to the database, not three (psycopg
+    would otherwise send BEGIN and COMMIT around the job's statement): the server's pooled
+    connections are in autocommit, and the job is committed when `submit` returns."""
+    from commands.model import Actor, Invocation
+
+    async def scenario() -> tuple[bool, int]:
+        queue = CommandQueue(settings)
+        await queue.open()
+        try:
+            job_id = await queue.submit(
+                Invocation(Actor("U0DAVE"), "/aiops", "status"), False, None, "command:lone"
+            )
+            async with queue._pool.connection() as conn:
+                return bool(conn.autocommit), job_id
+        finally:
+            await queue.close()
+
+    autocommit, job_id = asyncio.run(scenario())
+    assert autocommit
+    assert [j["id"] for j in _jobs(pg_engine)] == [job_id]
