@@ -37,6 +37,9 @@ class AuditAction(StrEnum):
     EXECUTION_RESUMED = "execution_resumed"
     EXECUTION_FINISHED = "execution_finished"
     SOAK = "soak"  # a replace or blue-green deploy's soak ended: healthy, or not (rolled back)
+    # A person's `/rollback` asked a change in its soak to stop and roll back (its worker
+    # then records `soak` "stopped: …" and the rollback's moves under the change)
+    STOP_REQUESTED = "stop_requested"
     # A retrain's training pipeline job submitted (or, taken over, found and adopted), and
     # the model version its run registered (commands/models/retrain.py)
     PIPELINE_SUBMITTED = "pipeline_submitted"
@@ -120,6 +123,7 @@ EXECUTION = frozenset(
     {
         AuditAction.EXECUTION_STARTED,
         AuditAction.EXECUTION_RESUMED,
+        AuditAction.STOP_REQUESTED,
         AuditAction.SOAK,
         AuditAction.PIPELINE_SUBMITTED,
         AuditAction.MODEL_REGISTERED,

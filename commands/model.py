@@ -421,6 +421,10 @@ class Change:
     lease_owner: str | None = None
     lease_heartbeat_at: datetime | None = None
     lease_expires_at: datetime | None = None
+    # Who asked it to stop and roll back while it ran (a `/rollback` during a soak), and
+    # why: written only by `Store.request_stop`; the worker honours it.
+    stop_requested_by: str | None = None
+    stop_reason: str | None = None
 
     @property
     def labels(self) -> dict[str, str]:

@@ -125,10 +125,28 @@ class Store(Protocol):
         """
         ...
 
-    def update_change(self, change_id: str, *, holder: str | None = None, **fields: Any) -> bool:
-        """Set `fields` (never `state`, never the lease); False when nothing was written:
-        with `holder`, because the change's lease is no longer `holder`'s (someone took
-        the work over, so the caller must stop writing)."""
+    def update_change(
+        self,
+        change_id: str,
+        *,
+        holder: str | None = None,
+        unless_stop_requested: bool = False,
+        **fields: Any,
+    ) -> bool:
+        """Set `fields` (never `state`, the lease or a stop request); False when nothing
+        was written: with `holder`, because the change's lease is no longer `holder`'s
+        (someone took the work over, so the caller must stop writing); with
+        `unless_stop_requested`, because someone asked it to stop (`request_stop`) first."""
+        ...
+
+    def request_stop(
+        self, change_id: str, actor_id: str, reason: str | None, *, phase: str
+    ) -> Change | None:
+        """Compare-and-set a person's request that a running change stop and roll back
+        (`actor_id`, `reason` masked as stored): one UPDATE that wins only while the change
+        is RUNNING, in `phase` (its plan's phase as stored) and not asked before. Returns
+        the change as written; None otherwise. The worker's own move out of that phase is
+        written with `unless_stop_requested`, so of the two exactly one happens first."""
         ...
 
     # The lease on a change's background work (commands/changes/execute.py): whoever holds

@@ -118,14 +118,20 @@ def _to_change(row: ChangeRow) -> Change:
         lease_owner=row.lease_owner,
         lease_heartbeat_at=utc(row.lease_heartbeat_at),
         lease_expires_at=utc(row.lease_expires_at),
+        stop_requested_by=row.stop_requested_by,
+        stop_reason=row.stop_reason,
     )
 
 
 # The lease's columns: written by the lease methods only, cleared by a terminal move.
 _LEASE_FIELDS = frozenset({"lease_owner", "lease_heartbeat_at", "lease_expires_at"})
 _NO_LEASE: dict[str, Any] = dict.fromkeys(_LEASE_FIELDS)
+# A stop request's columns: written by `request_stop` only.
+_STOP_FIELDS = frozenset({"stop_requested_by", "stop_reason"})
 # Columns a caller may set, by the domain's names (`plan` is stored as the `extra` map).
-_CHANGE_FIELDS = set(ChangeRow.model_fields) - {"seq", "extra"} - _LEASE_FIELDS | {"plan"}
+_CHANGE_FIELDS = set(ChangeRow.model_fields) - {"seq", "extra"} - _LEASE_FIELDS - _STOP_FIELDS | {
+    "plan"
+}
 
 
 def _lease_free(owner: str, now: datetime) -> ColumnElement[bool]:
@@ -275,7 +281,14 @@ class SqlStore:
             session.commit()
             return changed
 
-    def update_change(self, change_id: str, *, holder: str | None = None, **fields: Any) -> bool:
+    def update_change(
+        self,
+        change_id: str,
+        *,
+        holder: str | None = None,
+        unless_stop_requested: bool = False,
+        **fields: Any,
+    ) -> bool:
         seq = change_seq(change_id)
         unknown = set(fields) - (_CHANGE_FIELDS - {"state"})
         if seq is None or unknown:
@@ -283,10 +296,41 @@ class SqlStore:
         where = [col(ChangeRow.seq) == seq]
         if holder is not None:
             where.append(col(ChangeRow.lease_owner) == holder)
+        if unless_stop_requested:
+            where.append(col(ChangeRow.stop_requested_by).is_(None))
         with Session(self.engine) as session:
             result = session.execute(update(ChangeRow).where(*where).values(**_columns(fields)))
             session.commit()
             return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def request_stop(
+        self, change_id: str, actor_id: str, reason: str | None, *, phase: str
+    ) -> Change | None:
+        seq = change_seq(change_id)
+        if seq is None:
+            return None
+        with Session(self.engine) as session:
+            result = session.execute(
+                update(ChangeRow)
+                .where(
+                    col(ChangeRow.seq) == seq,
+                    col(ChangeRow.state) == str(ChangeState.RUNNING),
+                    col(ChangeRow.stop_requested_by).is_(None),
+                    col(ChangeRow.extra)["phase"].as_string() == phase,
+                )
+                .values(
+                    stop_requested_by=actor_id,
+                    stop_reason=outbound(reason) if reason else None,
+                )
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                session.rollback()
+                return None
+            row = session.get(ChangeRow, seq)
+            assert row is not None
+            asked = _to_change(row)
+            session.commit()
+            return asked
 
     # the lease on a change's background work ------------------------------------------
 

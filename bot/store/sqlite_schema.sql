@@ -1,4 +1,4 @@
--- heads: 0013
+-- heads: 0014
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -48,7 +48,7 @@ CREATE TABLE change (
 	error VARCHAR, 
 	channel VARCHAR(32), 
 	message_ts VARCHAR(32), 
-	extra JSON NOT NULL, lease_owner VARCHAR(96), lease_heartbeat_at DATETIME, lease_expires_at DATETIME, 
+	extra JSON NOT NULL, lease_owner VARCHAR(96), lease_heartbeat_at DATETIME, lease_expires_at DATETIME, stop_requested_by VARCHAR(32), stop_reason TEXT, 
 	PRIMARY KEY (seq)
 );
 CREATE INDEX ix_change_endpoint_state ON change (endpoint, state);

@@ -51,6 +51,10 @@ class ChangeRow(SQLModel, table=True):
     lease_owner: str | None = Field(default=None, max_length=96)
     lease_heartbeat_at: datetime | None = _ts(nullable=True)
     lease_expires_at: datetime | None = _ts(nullable=True)
+    # A person's request that the running change stop and roll back (migration 0014):
+    # written only by `SqlStore.request_stop`.
+    stop_requested_by: str | None = Field(default=None, max_length=32)
+    stop_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class EndpointLockRow(SQLModel, table=True):

@@ -22,20 +22,23 @@ deploys at 0 % (`deploy` → `deployed`), then switches to 100 % in one traffic 
 until `soak_until`: a taker soaks on to the same end), then undeploys the old model
 (`soaked` → `undeploy:…`); a soak that finds the new version unhealthy records why
 (`plan.soak`, before anything moves), puts traffic back on the old model in one update
-and undeploys the new one, and the change fails saying so."""
+and undeploys the new one, and the change fails saying so. A person's `/rollback` during
+the soak does the same at once (`Store.request_stop`, looked for every `STOP_POLL`): the
+soak is the one phase a live worker holds while a new version serves everyone."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from commands.audit import AuditAction
 from commands.changes.lease import Lease, LeaseLost, new_owner
 from commands.changes.tell import announce, tell, thread
 from commands.config import Endpoint, Thresholds
 from commands.incidents import links
-from commands.messages import split_text, when
+from commands.messages import mention, split_text, when
 from commands.model import (
     BOT,
     NEW,
@@ -71,6 +74,9 @@ _RETRY_POLLS = 30
 # How often a replace's soak reads the new version's health (one Monitoring read of the
 # endpoint each time): Monitoring's shortest period.
 SOAK_CHECK = timedelta(minutes=1)
+# How often a soak looks for a person's request to stop and roll back (one read of the
+# change): the longest a `/rollback` during a soak waits for its worker.
+STOP_POLL = timedelta(seconds=5)
 # How often a retrain's pipeline job is polled: a run takes hours, and each poll is one
 # read of the job (and, once it ended, of the registry). A restart polls on from the name.
 PIPELINE_POLL_SECONDS = 30.0
@@ -269,7 +275,7 @@ def _endpoint(rt: Runtime, change: Change) -> Endpoint:
     return rt.config.endpoints[change.endpoint]
 
 
-def _write(rt: Runtime, lease: Lease, change: Change, **fields: object) -> None:
+def _write(rt: Runtime, lease: Lease, change: Change, **fields: Any) -> None:
     """Write to the change only while the lease is ours (the store checks, in the write)."""
     if not rt.store.update_change(change.id, holder=lease.owner, **fields):
         raise lease.lose()
@@ -641,6 +647,9 @@ def _soak(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> N
     while True:
         now = rt.clock()
         lease.check()
+        asked = _stop_asked(rt, change)
+        if asked is not None:  # asked before this worker (or a dead one) looked
+            _stopped(rt, lease, change, version, asked, checks, requests)
         window = max(SOAK_CHECK, min(soak, now - started))
         try:
             health = rt.platform.health([ep], window).get(ep.slug)
@@ -663,7 +672,20 @@ def _soak(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> N
             _unwind(rt, lease, change)
         if now >= until:
             break
-        rt.sleep(min(SOAK_CHECK, until - now).total_seconds())
+        asked = _nap(rt, change, min(SOAK_CHECK, until - now))
+        if asked is not None:
+            _stopped(rt, lease, change, version, asked, checks, requests)
+    # Out of the soak only if nobody asked it to stop meanwhile (`Store.request_stop` wins
+    # only while the phase is still `soak`): one of the two happens first, never both.
+    change.plan.phase, change.operation = "soaked", None
+    if not rt.store.update_change(
+        change.id, holder=lease.owner, unless_stop_requested=True, plan=change.plan, operation=None
+    ):
+        asked = _stop_asked(rt, change)
+        if asked is None:
+            raise lease.lose()
+        change.plan.phase = "soak"
+        _stopped(rt, lease, change, version, asked, checks, requests)
     seen_text = f"{requests:,} requests" if requests else "no requests (no evidence either way)"
     rt.auditor.record(
         AuditAction.SOAK,
@@ -672,7 +694,6 @@ def _soak(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> N
         change=change,
         parameters={"checks": checks, "requests": requests, "soak_s": soak.total_seconds()},
     )
-    _phase(rt, lease, change, "soaked")
     old = _old_label(change)
     then = (
         f"{old} stays deployed and ready at 0 %. `/promote {change.endpoint}` undeploys it,"
@@ -686,6 +707,54 @@ def _soak(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> N
         f":white_check_mark: {version.version} healthy through the soak ({checks} checks,"
         f" {seen_text}); {then}",
     )
+
+
+def _stop_asked(rt: Runtime, change: Change) -> Change | None:
+    """The change as stored if someone asked it to stop (`Store.request_stop`), else None."""
+    stored = rt.store.get_change(change.id)
+    return stored if stored is not None and stored.stop_requested_by else None
+
+
+def _nap(rt: Runtime, change: Change, length: timedelta) -> Change | None:
+    """Sleep `length` in steps of `STOP_POLL`, looking for a stop request after each; the
+    change as stored once one is found (the rest of the nap is skipped)."""
+    left = length
+    while left > timedelta(0):
+        step = min(STOP_POLL, left)
+        rt.sleep(step.total_seconds())
+        left -= step
+        asked = _stop_asked(rt, change)
+        if asked is not None:
+            return asked
+    return None
+
+
+def _stopped(
+    rt: Runtime,
+    lease: Lease,
+    change: Change,
+    version: ModelVersion,
+    asked: Change,
+    checks: int,
+    requests: int,
+) -> None:
+    """A person's `/rollback` during the soak: record who and why on the change (first, so
+    a taker goes on rolling back), audit the soak's end, then roll back as an unhealthy
+    soak does (`_unwind`, which raises)."""
+    by = asked.stop_requested_by or ""
+    why = f" ({asked.stop_reason})" if asked.stop_reason else ""
+    change.plan.soak = (
+        f"{version.version} was stopped during the soak at {mention(by)}'s request{why}"
+    )
+    _phase(rt, lease, change, "soak_failed")
+    rt.auditor.record(
+        AuditAction.SOAK,
+        BOT.id,
+        f"stopped: rollback asked by {mention(by)}",
+        change=change,
+        parameters={"checks": checks, "requests": requests, "stop_requested_by": by},
+    )
+    _unwind(rt, lease, change)
 
 
 def _unwind(rt: Runtime, lease: Lease, change: Change) -> None:

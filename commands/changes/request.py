@@ -10,7 +10,7 @@ from commands.canary.gate import after_promote_created, before_promote
 from commands.catalog import AIOPS_SUBCOMMANDS, SLASH_COMMANDS, CommandSpec
 from commands.changes.approve import supersede
 from commands.changes.card import change_card
-from commands.changes.execute import soak_breach
+from commands.changes.execute import STOP_POLL, soak_breach
 from commands.changes.lease import new_owner
 from commands.changes.lifecycle import Opening, open_change
 from commands.changes.plan import (
@@ -375,6 +375,55 @@ def _end_stranded(rt: Runtime, holder: Change, actor_id: str) -> str | None:
     )
 
 
+def _stop_soak(
+    rt: Runtime, ep: Endpoint, holder: Change, actor_id: str, reason: str | None
+) -> Reply:
+    """`/rollback` over a replace or blue-green deploy in its soak, run by a live worker.
+    The new version already serves 100 %, so waiting for the soak to end (10 minutes by
+    default) would block mitigation. Ask the worker to stop (`Store.request_stop`, which
+    wins only while the change is still in its soak): within `STOP_POLL` it records who
+    stopped it, puts traffic back on the old version in one update, undeploys the new one
+    and fails the change saying so (`execute._stopped`). No second change is opened: the
+    soak's own rollback is the one that knows both deployed models. Audited under the
+    person's name with their reason."""
+    asked = rt.store.request_stop(holder.id, actor_id, reason, phase="soak")
+    if asked is None:
+        current = rt.store.get_change(holder.id)
+        if current is not None and current.stop_requested_by:
+            text = (
+                f":rewind: {holder.id} is already rolling back at"
+                f" {mention(current.stop_requested_by)}'s request; its thread says when it"
+                " is done."
+            )
+            return Reply(text=text, blocks=[Text(text)])
+        # it left its soak meanwhile (passed, or failed on its own): as behind any change
+        raise _locked(rt, ep, rt.store.open_change(ep.slug) or holder)
+    new = asked.labels.get(asked.new_deployed_model_id or "", asked.version or "the new version")
+    old = asked.labels.get(asked.plan.stable_id or "", "the old version")
+    seconds = int(STOP_POLL.total_seconds())
+    announce(
+        rt,
+        asked,
+        AuditAction.STOP_REQUESTED,
+        actor_id,
+        "asked: the soak stops and rolls back",
+        line=(
+            f":octagonal_sign: {mention(actor_id)} asked to roll back during the soak:"
+            f" traffic goes back on {old} and {new} is undeployed."
+        ),
+        refresh=False,
+        justification=reason,
+        parameters={"phase": "soak", "strategy": asked.plan.strategy, "serving": new},
+    )
+    text = (
+        f":rewind: {holder.id} ({asked.plan.strategy} of {new} on `{ep.slug}`) was in its"
+        f" soak, {new} serving 100 %. Stopping it at your request: within {seconds} s its"
+        f" worker puts traffic back on {old} in one update and undeploys {new}; {holder.id}"
+        " then ends failed, saying who stopped it. Its thread says when it is done."
+    )
+    return Reply(text=text, blocks=[Text(text)])
+
+
 def _rollback_in_flight(rt: Runtime, ep: Endpoint, holder: Change, actor_id: str) -> Reply:
     """`/rollback` over a stranded change whose work has not landed (nothing serves from
     it yet): end it and cancel its operation; the endpoint keeps what it served."""
@@ -434,6 +483,8 @@ def request_change(
         and holder.state is ChangeState.RUNNING
         and stranded_since(holder, rt.clock(), rt.approved_settle) is None
     ):
+        if kind is ChangeKind.ROLLBACK and holder.plan.phase == "soak" and not needs_approval:
+            return _stop_soak(rt, ep, holder, inv.actor.id, reason)
         raise _locked(rt, ep, holder)  # running in a live worker: nothing may go ahead of it
     # A rollback that cannot be planned (nothing to roll back to) supersedes nothing, but
     # one over a stranded change in flight (a deploy not yet landed: no canary to take

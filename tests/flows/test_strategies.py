@@ -27,6 +27,7 @@ from commands.runtime import LEASE_TTL
 from tests.support.harness import (
     ALICE,
     BOB,
+    CAROL,
     Bot,
     DiesAfter,
     FakeClock,
@@ -440,7 +441,7 @@ def test_a_replace_taken_over_mid_soak_soaks_on_to_the_same_end(
         clock,
         f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=replace",
         config=config,
-        stop=lambda seconds: seconds >= 60,  # the soak's first wait, not a deploy poll
+        stop=lambda seconds: seconds >= 5,  # the soak's first nap, not a deploy poll (1 s)
     )
     assert stranded.plan.phase == "soak" and stranded.plan.soak_until is not None
     assert len(operations(sqlite_engine, "undeploy")) == 0
@@ -484,3 +485,134 @@ def test_every_strategy_plan_is_bound_to_its_approval(bot: Bot, strategy: str) -
     other = "replace" if strategy != "replace" else "blue-green"
     bot.run(ALICE, f'/deploy {PROD} gemma-3-1b-it@1.2.1 strategy={other} reason="x"')
     assert last(bot).plan.plan_hash != change.plan.plan_hash
+
+
+# --- a person's rollback during a live worker's soak ----------------------------------
+
+
+def rollback_during_the_soak(
+    engine: Engine, clock: FakeClock, strategy: str, lines: list[str]
+) -> tuple[Bot, Bot, list[Any], float]:
+    """Deploy with `strategy` (a 10-minute soak) in one process; the first time its worker
+    naps in the soak, another process (another runtime on the same database) types each of
+    `lines`. The worker is alive all along (its lease fresh). Returns both bots, the other
+    process's replies, and the minutes of soak the worker spent after the first line."""
+    config = config_with(replace_soak="10m", blue_green_soak="10m")
+    worker = Bot(make_runtime(engine, clock, config=config), clock)
+    other = Bot(make_runtime(engine, clock, config=config), clock)
+    replies: list[Any] = []
+    asked_at: list[Any] = []
+    sleep = worker.rt.sleep
+
+    def nap(seconds: float) -> None:
+        change = last(worker)
+        if not replies and change.plan.phase == "soak":
+            asked_at.append(clock())
+            replies.extend(other.run(BOB, line) for line in lines)
+        sleep(seconds)
+
+    worker.rt.sleep = nap
+    worker.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy={strategy}")
+    assert replies, "the soak never napped"
+    return worker, other, replies, (clock() - asked_at[0]).total_seconds() / 60
+
+
+@pytest.mark.parametrize("strategy", ["replace", "blue-green"])
+def test_a_rollback_during_a_live_soak_stops_it_and_rolls_back_at_once(
+    engine: Engine, clock: FakeClock, strategy: str
+) -> None:
+    """Mitigation never waits for a soak: the new version serves 100 % while its worker
+    watches it, and a person's `/rollback` then is not refused "locked … running" for the
+    rest of the soak. The worker stops within `STOP_POLL`, traffic goes back to the old
+    version in one update, the new one is undeployed, the change fails naming who stopped
+    it and why, and a second `/rollback` meanwhile is told it is already under way."""
+    worker, _, replies, minutes = rollback_during_the_soak(
+        engine,
+        clock,
+        strategy,
+        [f'/rollback {STG} reason="bad answers in UAT"', f"/rollback {STG}"],
+    )
+    first, second = (text_of(r) for r in replies)
+    assert "Stopping it at your request" in first and "undeploys 1.2.1" in first, first
+    assert "already rolling back" in second and "<@U0BOB>" in second, second
+    stopped = last(worker)
+    assert stopped.state is ChangeState.FAILED
+    assert stopped.error and "stopped during the soak at <@U0BOB>'s request" in stopped.error
+    assert "bad answers in UAT" in stopped.error
+    assert "rolled back: 1.2.0 serves 100 %" in stopped.error
+    assert worker.split(STG) == {"1.2.0": 100}  # back, and 1.2.1 undeployed
+    assert minutes < 1  # not the rest of a 10-minute soak
+    assert len(worker.rt.store.list_changes(limit=10)) == 1  # no second change opened
+    rows = worker.rt.store.audit(AuditQuery(change_id=stopped.id))
+    [asked] = [e for e in rows if e.action == "stop_requested"]
+    assert asked.actor_id == BOB.id and asked.justification == "bad answers in UAT"
+    [soak] = [e for e in rows if e.action == "soak"]
+    assert soak.outcome == "stopped: rollback asked by <@U0BOB>"
+    assert rows[-1].action == "execution_finished" and "rolled back" in rows[-1].outcome
+
+
+def test_a_stop_request_and_the_end_of_the_soak_race_on_one_row(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """The stop request and the worker's move out of the soak are compare-and-sets on one
+    row: a request after the soak ended loses (the rollback is then refused as behind any
+    running change), and a soak asked to stop can no longer be marked passed; of two
+    requests the first counts."""
+    bot = Bot(make_runtime(engine, clock, config=config_with(replace_soak="3m")), clock)
+    store = bot.rt.store
+    seen: list[str] = []
+    sleep = bot.rt.sleep
+
+    def nap(seconds: float) -> None:
+        change = last(bot)
+        if change.plan.phase == "soak" and not seen:
+            seen.append(change.id)
+            owner = change.lease_owner
+            # the worker leaves the soak before the request lands: the request loses
+            change.plan.phase = "soaked"
+            assert store.update_change(
+                change.id, holder=owner, unless_stop_requested=True, plan=change.plan
+            )
+            assert store.request_stop(change.id, BOB.id, "too late", phase="soak") is None
+            change.plan.phase = "soak"
+            assert store.update_change(change.id, holder=owner, plan=change.plan)
+            # asked first: the worker cannot leave the soak, and a second request loses
+            asked = store.request_stop(change.id, BOB.id, "first", phase="soak")
+            assert asked is not None and asked.stop_requested_by == BOB.id
+            assert store.request_stop(change.id, CAROL.id, "second", phase="soak") is None
+            change.plan.phase = "soaked"
+            assert not store.update_change(
+                change.id, holder=owner, unless_stop_requested=True, plan=change.plan
+            )
+        sleep(seconds)
+
+    bot.rt.sleep = nap
+    bot.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=replace")
+    assert seen
+    stopped = last(bot)
+    assert stopped.state is ChangeState.FAILED  # the request that won was honoured
+    assert stopped.error and "<@U0BOB>'s request (first)" in stopped.error
+    assert bot.split(STG) == {"1.2.0": 100}
+    assert store.request_stop(stopped.id, CAROL.id, None, phase="soak") is None  # ended
+
+
+def test_a_stop_asked_of_a_worker_that_then_died_is_honoured_by_the_taker(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    config = config_with(replace_soak="5m")
+    stranded = strand(
+        sqlite_engine,
+        clock,
+        f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=replace",
+        config=config,
+        stop=lambda seconds: seconds >= 5,  # the soak's first nap, not a deploy poll
+    )
+    assert stranded.plan.phase == "soak"
+    store = Bot(make_runtime(sqlite_engine, clock, config=config), clock).rt.store
+    assert store.request_stop(stranded.id, BOB.id, "asked while it was alive", phase="soak")
+    taker = take(sqlite_engine, clock, stranded.id, config)
+    done = taker.change(stranded.id)
+    assert done.state is ChangeState.FAILED
+    assert done.error and "asked while it was alive" in done.error
+    assert taker.split(STG) == {"1.2.0": 100}
+    assert len(operations(sqlite_engine, "undeploy")) == 1
