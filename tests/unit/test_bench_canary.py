@@ -197,34 +197,49 @@ def test_walds_bound_for_a_bernoulli_case_by_hand() -> None:
     )
 
 
-def _cell(rate: float, scenario: str, oracle: float, **medians: float) -> dict[str, object]:
+def _cell(rate: float, scenario: str, **medians: float) -> dict[str, object]:
     inf = float("inf")
     row: dict[str, object] = {"rate_per_hour": rate, "scenario": scenario}
     for j in bench_canary.JUDGES:
         m = medians.get(j, inf)
         row[j] = {"median_min": m, "p90_min": m * 2, "rollback_rate": 0.0}
-    row["oracle"] = {"median_min": oracle, "p90_min": oracle * 2, "rollback_rate": 0.0}
     return row
 
 
-def test_the_goal_check_marks_cells_below_the_oracle_floor_infeasible() -> None:
+def test_the_goal_check_marks_cells_below_the_median_floor_infeasible() -> None:
     inf = float("inf")
+    floors = {  # (rate, factor, points) → the median floor in minutes, given by hand
+        (500, 2.0, 0.0): 25.0,
+        (500, 1.0, 0.01): inf,
+        (500, 1.0, 0.03): 130.0,
+        (5000, 2.0, 0.0): 5.0,
+        (5000, 1.0, 0.01): 65.0,
+        (5000, 1.0, 0.03): 15.0,
+    }
     rows = [
-        _cell(500, "A/A", inf),
-        _cell(500, "P95 ×2", 35, new=85, kayenta_cal=30, flagger_cal=110),  # 15 < 35
-        _cell(500, "errors +1 pt", inf),  # nobody detects, not even (o): infeasible
-        _cell(500, "errors +3 pt", 100, new=145, flagger_cal=330),  # met; (o) is no rival
-        _cell(5000, "A/A", inf),
-        _cell(5000, "P95 ×2", 5, new=15, kayenta_cal=5, kayenta=5),  # 2.5 < 5
-        _cell(5000, "errors +1 pt", 65, new=340, flagger_cal=130),  # ½ × 130 = 65, not below
-        _cell(5000, "errors +3 pt", 10, new=20, kayenta_cal=30, kayenta=2),  # 15 ≥ 10
+        _cell(500, "A/A"),
+        _cell(500, "P95 ×2", new=85, kayenta_cal=30, flagger_cal=110, oracle=35),  # 15 < 25
+        _cell(500, "errors +1 pt"),  # floor beyond the horizon: infeasible
+        _cell(500, "errors +3 pt", new=145, flagger_cal=330, oracle=100),  # met; (o) no rival
+        _cell(5000, "A/A"),
+        _cell(5000, "P95 ×2", new=15, kayenta_cal=5, kayenta=5, oracle=5),  # 2.5 < 5
+        _cell(5000, "errors +1 pt", new=340, flagger_cal=130, oracle=300),  # 65 not below 65
+        _cell(5000, "errors +3 pt", new=20, kayenta_cal=30, kayenta=2, oracle=20),  # 15 ≥ 15
     ]
     rows[4]["kayenta"] = {"median_min": inf, "p90_min": inf, "rollback_rate": 0.015}
     data: dict[str, object] = {
         "canary_share": 0.1,
+        "hours": 6.0,
         "results": {f"{r['rate_per_hour']:g}/{r['scenario']}": r for r in rows},
     }
-    goal = bench_canary.goal_check(data)
+    asked = []
+
+    def floor(factor: float, points: float, rate: float, share: float, windows: int) -> float:
+        asked.append((share, windows))
+        return floors[(int(rate), factor, points)]
+
+    goal = bench_canary.goal_check(data, floor)
+    assert set(asked) == {(0.1, 72)}
     verdicts = {(c["rate_per_hour"], c["scenario"]): c["verdict"] for c in goal["cells"]}
     assert verdicts == {
         (500, "P95 ×2"): "infeasible",
@@ -232,13 +247,14 @@ def test_the_goal_check_marks_cells_below_the_oracle_floor_infeasible() -> None:
         (500, "errors +3 pt"): "met",
         (5000, "P95 ×2"): "infeasible",
         (5000, "errors +1 pt"): "feasible, not met",
-        (5000, "errors +3 pt"): "feasible, not met",
+        (5000, "errors +3 pt"): "feasible, not met",  # though ½ × 30 < (o)'s 20
     }
     assert (goal["met"], goal["of"], goal["not_met"], goal["infeasible"]) == (1, 6, 5, 3)
     by = {(c["rate_per_hour"], c["scenario"]): c for c in goal["cells"]}
     assert by[(500, "errors +3 pt")]["best_rival"] == "flagger_cal"  # not the faster (o)
     assert by[(5000, "errors +3 pt")]["best_rival"] == "kayenta_cal"  # (c) at 1.5 % is out
     assert by[(5000, "errors +1 pt")]["wald_bound_min"] == pytest.approx(328.9, abs=0.1)
+    assert by[(5000, "errors +1 pt")]["oracle_median_min"] == 300
     data["goal"] = goal
     lines = bench_canary.goals(data)
     assert lines[-2] == "goal: met in 1 of 6 cells at 500 and 5,000 req/h"
@@ -246,3 +262,45 @@ def test_the_goal_check_marks_cells_below_the_oracle_floor_infeasible() -> None:
         "of the 5 not met, 3 are below the oracle floor"
         " (infeasible for any judge holding the tolerance at α = 1 %)"
     )
+
+
+def _exact_np_power_errors(p0: float, p1: float, requests: float, alpha: float) -> float:
+    """The randomised Neyman-Pearson power for errors over `requests` Poisson canary
+    requests, by enumeration: errors and successes are independent Poissons, and the LLR is
+    e ln(p1/p0) + s ln((1−p1)/(1−p0))."""
+    import math
+
+    import numpy as np
+    from scipy.stats import poisson
+
+    e = np.arange(0, 60)
+    s = np.arange(0, int(requests + 12 * math.sqrt(requests) + 20))
+    llr = (e[:, None] * math.log(p1 / p0) + s[None, :] * math.log((1 - p1) / (1 - p0))).ravel()
+
+    def mass(p: float) -> np.ndarray:
+        return np.outer(poisson.pmf(e, requests * p), poisson.pmf(s, requests * (1 - p))).ravel()
+
+    m0, m1 = mass(p0), mass(p1)
+    order = np.argsort(-llr, kind="stable")
+    llr, m0, m1 = llr[order], m0[order], m1[order]
+    size = power = 0.0
+    for i in range(len(llr)):  # add outcomes from the largest LLR down until the level is spent
+        if size + m0[i] > alpha:
+            return power + m1[i] * (alpha - size) / m0[i]
+        size, power = size + m0[i], power + m1[i]
+    return power
+
+
+def test_the_median_floor_is_where_the_exact_neyman_pearson_power_reaches_a_half() -> None:
+    """Errors + 3 pt at 5,000 req/h (41.7 canary requests a window): the exact most powerful
+    level-1 % test of H0 = 0.6 % against H1 = 3.1 % has power < ½ after two windows and ≥ ½
+    after three, so the floor is 15 minutes, above Wald's median bound."""
+    per_window = 5000 * 0.1 / 12
+    assert _exact_np_power_errors(0.006, 0.031, 2 * per_window, 0.01) < 0.45
+    assert _exact_np_power_errors(0.006, 0.031, 3 * per_window, 0.01) > 0.55
+    assert bench_canary.median_floor_min(1.0, 0.03, 5000.0) == 15.0
+    assert bench_canary.wald_min_minutes(1.0, 0.03, 5000.0, beta=0.5) <= 15.0
+    # a judge that must wait a whole window: never below one window, however fast the data
+    assert bench_canary.median_floor_min(2.0, 0.0, 50_000.0, windows=2, samples=2000) == 5.0
+    # beyond the horizon: ∞
+    assert bench_canary.median_floor_min(1.0, 0.01, 500.0, windows=6, samples=2000) == float("inf")
