@@ -29,6 +29,44 @@ the judges below ((b*) and (c*) calibrated first) until it rolls back or the hor
     windows so far). It also passes canaries (`no_regression`); a pass ends the run as a
     promotion would. At the horizon an undecided canary is neither rolled back nor passed:
     counted "never" here, handed to a person by the bot.
+(o) oracle SPRT floor — not a judge a bot could run, and not a rival: Wald's sequential
+    probability ratio test that knows both simple hypotheses exactly. H0 is the canary
+    exactly at the tolerance boundary (the stable latencies × 1.5, i.e.
+    `Traffic().regressed(1.5, 0)`, errors + 0.5 points); H1 is the scenario's true canary.
+    Per window it adds the log-likelihood ratio ln P1/P0 of the canary's data only: its
+    bucket counts as a multinomial with each hypothesis's bucket probabilities from the
+    lognormal CDF at the sandbox's bucket bounds (underflow and overflow buckets included),
+    and its error count as a binomial; only the metric the scenario moved (latency for the
+    P95 scenarios, errors for the error ones). It rolls back when the sum reaches ln(1/α),
+    α = 1 %, the goal's whole false-rollback bound: exp(sum) is a martingale under H0, so
+    by Ville's inequality P_H0(ever crossing) ≤ α — a valid level-α test of the boundary
+    null, the most generous one the goal allows. It uses the same windows (it draws
+    nothing, so no other judge's draws change). Knowing the stable version, the
+    alternative and which metric moved only makes it faster. By Wald & Wolfowitz (1948) no
+    test with error probabilities as small has a smaller EXPECTED sample size under either
+    hypothesis: a floor for the mean, not for the median this bench reads — a test that
+    spends α early can have a smaller median than (o)'s (it can be beaten by a real judge
+    in a cell), so the goal check's floor for the median is `median_floor_min` (below). (o)
+    looks only at window ends like every judge here. In scenarios with nothing to detect (A/A, P95 × 1.2,
+    × 1.5, errors + 0.5 pt) it runs the SPRTs of all three goal regressions at once and any
+    crossing is a rollback, so its false-rollback figure there covers every test it runs.
+    Wald's bound beside it: any test with P_H0(reject) ≤ α and power 1 − β needs on average
+    at least [(1−β) ln((1−β)/α) + β ln(β/(1−α))] / KL canary requests under H1, KL the
+    per-request Kullback-Leibler divergence of H1 from H0 (binned latency, or Bernoulli
+    errors); printed with β = 0, ln(1/α) / KL (the mean), and β = ½ (the median: a judge
+    with median t, stopped at t, is a test of power ≥ ½ never taking more than t), in
+    minutes at the cell's canary rate (rate × 10 %).
+    The median floor (`median_floor_min`): the first window end at which the most powerful
+    level-α test of the canary's data so far (Neyman-Pearson, both hypotheses known: the
+    same LLR as (o), at a fixed time) has power ≥ ½, by seeded Monte Carlo. No judge that
+    holds the tolerance at α has a smaller median: "rolled back by t" is itself a level-α
+    test with power ≥ ½ when the median is t.
+    Sources: A. Wald, "Sequential Tests of Statistical Hypotheses", Ann. Math. Statist. 16
+    (1945) 117–186; A. Wald & J. Wolfowitz, "Optimum Character of the Sequential Probability
+    Ratio Test", Ann. Math. Statist. 19 (1948) 326–339; J. Ville, "Étude critique de la
+    notion de collectif" (1939) for the maximal inequality; J. Neyman & E. S. Pearson, "On
+    the Problem of the Most Efficient Tests of Statistical Hypotheses", Phil. Trans. R. Soc.
+    A 231 (1933) 289–337.
 
 (b*), (c*) — (b) and (c) calibrated in the same run: at each rate, before the cells, A/A runs
     on seeds of their own (1,000,000,000 + rate index × 1,000,003 + run, as many as the
@@ -45,13 +83,19 @@ median of "never" means more than half never did) and how many never did. Then t
 check: per rate and A/B scenario beyond the tolerance (P95 × 2, errors + 1 and + 3 points;
 × 1.2, × 1.5 — exactly at the tolerance — and + 0.5 points are not regressions to detect and
 are left out), (d)'s median against half the best median of the rivals with ≤ 1 % false
-rollbacks ((b*), (c*), and (a), (b), (c) when their A/A rate is ≤ 1 %), ending with
-"goal: met in X of Y cells at 500 and 5,000 req/h" and a JSON line with the same.
+rollbacks ((b*), (c*), and (a), (b), (c) when their A/A rate is ≤ 1 %; never (o)), with
+(o)'s median and p90, Wald's bounds (mean and median) and the median floor beside it, and a
+verdict per cell: "met"; "infeasible" when ½ the best rival's median is below the median
+floor (or the floor is beyond the horizon): no judge that holds the tolerance at α = 1 %
+can meet it; else "feasible, not met". It ends with "goal: met in X of Y cells at 500 and
+5,000 req/h", "of the N not met, M are below the oracle floor (infeasible for any judge
+holding the tolerance at α = 1 %)" and a JSON line with the same and every cell's figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import statistics
@@ -61,9 +105,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from bench.common import report
-from bot.platforms.sandbox_traffic import Traffic, draw_window
+from bot.platforms.sandbox_traffic import BOUNDS_MS, Traffic, draw_window
 from commands.canary.stats import (
     CanaryWindow,
     Evidence,
@@ -87,7 +132,8 @@ SCENARIOS: dict[str, tuple[float, float]] = {  # name → (P95 factor, error poi
 # beyond the tolerance (ratio 1.5, margin 0.5 points): the ones a judge should catch
 BEYOND = ("P95 ×2", "errors +1 pt", "errors +3 pt")
 RATES = (500, 5_000, 50_000)
-JUDGES = ("today", "flagger", "flagger_cal", "kayenta", "kayenta_cal", "new")
+# (o) is a floor, not a rival: never calibrated, never a "best rival" (see RIVALS)
+JUDGES = ("today", "flagger", "flagger_cal", "kayenta", "kayenta_cal", "new", "oracle")
 LABELS = {
     "today": "(a) today",
     "flagger": "(b) flagger",
@@ -95,6 +141,7 @@ LABELS = {
     "kayenta": "(c) kayenta",
     "kayenta_cal": "(c*) kayenta cal.",
     "new": "(d) new",
+    "oracle": "(o) oracle SPRT floor",
 }
 GOAL_RATES = (500, 5_000)  # the goal's traffic rates
 MAX_FALSE = 0.01  # the goal's false-rollback bound
@@ -299,6 +346,216 @@ class New:
         return None
 
 
+# --- (o) the oracle floor: Wald's SPRT knowing both hypotheses -------------------------------
+
+ORACLE_ALPHA = 0.01  # the goal's false-rollback bound, all of it spent on one test
+ORACLE_THRESHOLD = math.log(1 / ORACLE_ALPHA)  # Ville: P_null(sup LLR ≥ ln 1/α) ≤ α
+
+
+def bucket_log_probs(
+    traffic: Traffic, bounds: tuple[float, ...] = BOUNDS_MS
+) -> npt.NDArray[np.float64]:
+    """ln P(bucket i), i = 0 … len(bounds), for one request of `traffic`, in the layout
+    `draw_sample` bins into: bucket 0 below bounds[0], bucket i in [bounds[i-1], bounds[i]),
+    the last at or above bounds[-1]. Exact for the lognormal draws (ln latency ~
+    N(μ, σ²)); computed with `scipy.special.log_ndtr` on the side of the median each bucket
+    lies, so the far buckets keep a finite log-probability instead of a cancelled 0."""
+    from scipy.special import log_ndtr
+
+    z = (np.log(np.asarray(bounds, dtype=float)) - traffic.mu) / traffic.sigma
+    lo = np.concatenate(([-np.inf], z))
+    hi = np.concatenate((z, [np.inf]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        # below the median: ln(Φ(hi) − Φ(lo)); above: ln(Φ(−lo) − Φ(−hi)), the same mass
+        left = log_ndtr(hi) + np.log1p(-np.exp(log_ndtr(lo) - log_ndtr(hi)))
+        right = log_ndtr(-lo) + np.log1p(-np.exp(log_ndtr(-hi) - log_ndtr(-lo)))
+    return np.asarray(np.where(lo >= 0, right, left), dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class OracleTest:
+    """One SPRT of H0 = the canary exactly at the tolerance boundary against H1 = one known
+    canary, on the metric(s) H1 moved: per-request log-likelihood ratios ln(p1/p0) per
+    latency bucket (None: latency not used), per error and per success (None: errors not
+    used), and the per-request KL divergence KL(H1 ‖ H0) in nats of what is used."""
+
+    name: str
+    latency_llr: npt.NDArray[np.float64] | None
+    error_llr: tuple[float, float] | None
+    kl_per_request: float
+
+    def llr(self, s: WindowSample) -> float:
+        """ln P1(window) / P0(window) of the canary's data: multinomial over the buckets
+        (the coefficient cancels) plus binomial errors. The request count is Poisson with
+        the same mean under both hypotheses, and latency and errors are drawn independently,
+        so the two terms add and nothing else enters."""
+        total = 0.0
+        if self.latency_llr is not None and s.requests:
+            total += float(np.dot(np.asarray(s.latency_counts, dtype=float), self.latency_llr))
+        if self.error_llr is not None:
+            per_error, per_success = self.error_llr
+            total += s.errors * per_error + (s.requests - s.errors) * per_success
+        return total
+
+
+def oracle_null(stable: Traffic | None = None) -> Traffic:
+    """The boundary of the tolerance: the stable version's latencies × RATIO, its errors +
+    MARGIN (the least bad canary that is still a regression to roll back: ratio 1.5, 0.5
+    points)."""
+    return (stable or Traffic()).regressed(RATIO, MARGIN)
+
+
+@functools.cache
+def oracle_test(factor: float, points: float) -> OracleTest:
+    """The SPRT for the canary `Traffic().regressed(factor, points)` (beyond the tolerance on
+    at least one metric) against `oracle_null()`, using only the metric(s) it moved."""
+    stable = Traffic()
+    null, alt = oracle_null(stable), stable.regressed(factor, points)
+    latency_llr: npt.NDArray[np.float64] | None = None
+    error_llr: tuple[float, float] | None = None
+    kl = 0.0
+    if factor != 1.0:
+        lp1, lp0 = bucket_log_probs(alt), bucket_log_probs(null)
+        latency_llr = lp1 - lp0
+        kl += float(np.sum(np.exp(lp1) * latency_llr))
+    if points != 0.0:
+        p1, p0 = alt.error_rate, null.error_rate
+        error_llr = (math.log(p1 / p0), math.log1p(-p1) - math.log1p(-p0))
+        kl += p1 * error_llr[0] + (1 - p1) * error_llr[1]
+    name = " and ".join(
+        ([f"P95 ×{factor:g}"] if factor != 1.0 else [])
+        + ([f"errors +{points * 100:g} pt"] if points != 0.0 else [])
+    )
+    return OracleTest(name, latency_llr, error_llr, kl)
+
+
+def oracle_tests(factor: float, points: float) -> tuple[OracleTest, ...]:
+    """The oracle's test(s) for a scenario: the scenario's own SPRT when it is beyond the
+    tolerance (a regression to detect); otherwise (A/A, within or exactly at the tolerance:
+    nothing to detect) the SPRTs of all the goal's regressions (BEYOND), any one crossing
+    counting as a rollback, so its false-rollback figure there is that of every test it runs
+    in the goal's cells at once."""
+    if factor > RATIO or points > MARGIN:
+        return (oracle_test(factor, points),)
+    return tuple(oracle_test(*SCENARIOS[name]) for name in BEYOND)
+
+
+class Oracle:
+    """(o): Wald's SPRT of H0 (the tolerance boundary) against H1 (the scenario's true canary),
+    both known exactly, on the canary's windows only; rolls back when the summed LLR reaches
+    ln(1/α), α = 1 %. Never passes (it has no lower boundary: a power-one test)."""
+
+    def __init__(self, tests: Sequence[OracleTest]) -> None:
+        self.tests = tuple(tests)
+        self.sums = [0.0] * len(self.tests)
+
+    def step(self, w: CanaryWindow) -> str | None:
+        for i, t in enumerate(self.tests):
+            self.sums[i] += t.llr(w.canary)
+        return "rollback" if max(self.sums) >= ORACLE_THRESHOLD else None
+
+
+def wald_min_requests(kl: float, alpha: float = ORACLE_ALPHA, beta: float = 0.0) -> float:
+    """Wald's lower bound on the expected number of canary requests under H1 of any test with
+    P_H0(reject) ≤ alpha and power 1 − beta: [(1−β) ln((1−β)/α) + β ln(β/(1−α))] / KL(H1‖H0)
+    (Wald 1945; the binary KL of the error rates over the per-request KL). β = 0: ln(1/α) / KL.
+    ∞ when kl ≤ 0 (H1 indistinguishable from H0)."""
+    if kl <= 0:
+        return math.inf
+    power = 1.0 - beta
+    miss = beta * math.log(beta / (1 - alpha)) if beta > 0 else 0.0
+    return (power * math.log(power / alpha) + miss) / kl
+
+
+def wald_min_minutes(
+    factor: float,
+    points: float,
+    rate_per_hour: float,
+    canary_share: float = 0.1,
+    beta: float = 0.0,
+) -> float:
+    """`wald_min_requests` for the scenario at `rate_per_hour` × `canary_share` canary
+    requests an hour, in minutes. β = 0: the bound on the mean time to detect; β = ½: a bound
+    on the median (a judge whose median is t, stopped at t, is a test of power ≥ ½ that never
+    takes more than t)."""
+    requests = wald_min_requests(oracle_test(factor, points).kl_per_request, beta=beta)
+    return requests / (rate_per_hour * canary_share) * 60
+
+
+NP_SAMPLES = 100_000  # Monte Carlo draws per hypothesis: power ± 0.002 (1 sd) near ½
+NP_SEED = 20_260_105
+
+
+def np_power(s0: npt.NDArray[np.float64], s1: npt.NDArray[np.float64], alpha: float) -> float:
+    """Power of the most powerful level-`alpha` test of H0 against H1 (Neyman & Pearson
+    1933), from draws of the log-likelihood ratio under H0 (`s0`) and H1 (`s1`): reject above
+    c, the smallest draw of s0 with P0(S > c) ≤ alpha, and at c with the probability γ that
+    makes the level exactly alpha (the randomised test; the LLR of counts is a lattice)."""
+    ordered = np.sort(s0)
+    c = ordered[math.ceil((1 - alpha) * len(ordered)) - 1]
+    above, at = float(np.mean(s0 > c)), float(np.mean(s0 == c))
+    gamma = min(1.0, max(0.0, (alpha - above) / at)) if at else 0.0
+    return float(np.mean(s1 > c)) + gamma * float(np.mean(s1 == c))
+
+
+@functools.cache
+def median_floor_min(
+    factor: float,
+    points: float,
+    rate_per_hour: float,
+    canary_share: float = 0.1,
+    windows: int = 72,
+    alpha: float = ORACLE_ALPHA,
+    samples: int = NP_SAMPLES,
+) -> float:
+    """The least median time to detect, in minutes, of ANY judge that looks at 5-minute
+    windows and rolls back a canary exactly at the tolerance with probability ≤ `alpha`:
+    the first window end at which the Neyman-Pearson test of all the canary's data so far
+    (H0 `oracle_null()` against H1 the scenario's canary, both known, on the metric(s) H1
+    moved: the SPRT's LLR summed, as a fixed-sample statistic) has power ≥ ½; ∞ when not
+    within `windows`. Why a floor: a judge with median t rolls back by t with probability
+    ≥ ½ under H1 and ≤ alpha under H0, so "rolled back by t" is a level-alpha test of the
+    data up to t with power ≥ ½, and none has more power than Neyman-Pearson's (the stable's
+    data have the same law under both, so they cannot add power). This is the median's floor;
+    (o)'s median is not one (Wald-Wolfowitz optimality is for the mean: a test can spend α
+    early and have a smaller median). Monte Carlo: `samples` seeded draws per hypothesis of
+    Poisson request counts, multinomial bucket counts and binomial errors (the sandbox's
+    laws), accumulated as integer counts so equal data give equal LLRs; power ½ counts as
+    reached 3 Monte Carlo sds early (at 0.495 with 100,000 draws), erring towards a lower
+    floor."""
+    test = oracle_test(factor, points)
+    per_window = rate_per_hour * canary_share * WINDOW.total_seconds() / 3600
+    rng = np.random.default_rng(NP_SEED)
+    hypotheses = (oracle_null(), Traffic().regressed(factor, points))
+    probs = [np.exp(bucket_log_probs(h)) for h in hypotheses]
+    latency = test.latency_llr
+    counts = (
+        [np.zeros((samples, len(latency)), np.int32) for _ in hypotheses]
+        if latency is not None
+        else []
+    )
+    requests = [np.zeros(samples, np.int64) for _ in hypotheses]
+    errors = [np.zeros(samples, np.int64) for _ in hypotheses]
+    for k in range(1, windows + 1):
+        llr = []
+        for i, h in enumerate(hypotheses):
+            n = rng.poisson(per_window, samples)
+            requests[i] += n
+            s = np.zeros(samples)
+            if latency is not None:
+                counts[i] += rng.multinomial(n, probs[i]).astype(np.int32)
+                s += counts[i] @ latency
+            if test.error_llr is not None:
+                errors[i] += rng.binomial(n, h.error_rate)
+                per_error, per_success = test.error_llr
+                s += errors[i] * per_error + (requests[i] - errors[i]) * per_success
+            llr.append(np.round(s, 9))  # the same counts, the same value: ties stay ties
+        # ½ less 3 Monte Carlo sds: an edge case counts as reached, so "infeasible" stays safe
+        if np_power(llr[0], llr[1], alpha) >= 0.5 - 1.5 / math.sqrt(samples):
+            return k * WINDOW.total_seconds() / 60
+    return math.inf
+
+
 # --- runs ----------------------------------------------------------------------------------
 
 
@@ -323,6 +580,7 @@ def one_run(
         "kayenta": Kayenta(),
         "kayenta_cal": Kayenta(cal.kayenta_alpha),
         "new": New(settings),
+        "oracle": Oracle(oracle_tests(factor, points)),
     }
     out: dict[str, tuple[str, float]] = {}
     for k in range(windows):
@@ -491,7 +749,10 @@ RIVALS = ("today", "flagger", "flagger_cal", "kayenta", "kayenta_cal")
 CALIBRATED = ("flagger_cal", "kayenta_cal")
 
 
-def goal_check(data: dict[str, Any]) -> dict[str, Any]:
+def goal_check(
+    data: dict[str, Any],
+    median_floor: Callable[[float, float, float, float, int], float] = median_floor_min,
+) -> dict[str, Any]:
     """The issue's goal, cell by cell: at each rate, for each A/B scenario beyond the
     tolerance (P95 × 2, errors + 1 and + 3 points; × 1.2, × 1.5 and + 0.5 points are within
     it and not regressions to detect), (d)'s median time to roll back against half the best
@@ -499,7 +760,19 @@ def goal_check(data: dict[str, Any]) -> dict[str, Any]:
     always (calibrated to it on their own seeds; their A/A rate on the evaluated seeds is
     reported beside), (a), (b) and (c) when their A/A rate at that rate is ≤ 1 %. A cell is
     met when (d) has ≤ 1 % false rollbacks at that rate, rolls back in a median time (not
-    "never") and that median is ≤ ½ the best qualifying rival's (∞ when none detects)."""
+    "never") and that median is ≤ ½ the best qualifying rival's (∞ when none detects).
+
+    Beside each cell, the floors: (o)'s median and p90 time to roll back, Wald's bound on
+    the mean (`wald_min_minutes`, β = 0) and on the median (β = ½), and the median floor
+    (`median_floor(factor, points, rate, canary share, windows)`, by default
+    `median_floor_min`: the least median of any judge that holds the tolerance at α = 1 %).
+    A cell not met is "infeasible" when ½ the best rival's median is below the median floor
+    (or the floor is beyond the horizon: no judge holding the tolerance detects most runs
+    in time), else "feasible, not met". Shape: {"rates", "met", "of", "not_met",
+    "infeasible", "oracle_alpha", "excluded_within_tolerance", "cells": [{..., "verdict"}]},
+    counts over the goal's rates only; minutes as floats, ∞ for "never"."""
+    share = float(data.get("canary_share", 0.1))
+    windows = int(float(data.get("hours", 6.0)) * 3600 // WINDOW.total_seconds())
     cells = []
     rates = sorted({r["rate_per_hour"] for r in data["results"].values()})
     for rate in rates:
@@ -515,6 +788,14 @@ def goal_check(data: dict[str, Any]) -> dict[str, Any]:
             new = at[name]["new"]["median_min"]
             new_false = false.get("new", math.nan)
             met = new_false <= MAX_FALSE and math.isfinite(new) and new <= best / 2
+            oracle = at[name]["oracle"]
+            floor = median_floor(*SCENARIOS[name], rate, share, windows)
+            if met:
+                verdict = "met"
+            elif math.isinf(floor) or best / 2 < floor:
+                verdict = "infeasible"
+            else:
+                verdict = "feasible, not met"
             cells.append(
                 {
                     "rate_per_hour": rate,
@@ -525,6 +806,15 @@ def goal_check(data: dict[str, Any]) -> dict[str, Any]:
                     "best_rival_median_min": best,
                     "qualifying": qualifying,
                     "met": met,
+                    "oracle_median_min": oracle["median_min"],
+                    "oracle_p90_min": oracle["p90_min"],
+                    "oracle_false_rollbacks": false.get("oracle", math.nan),
+                    "wald_bound_min": wald_min_minutes(*SCENARIOS[name], rate, share),
+                    "wald_median_bound_min": wald_min_minutes(
+                        *SCENARIOS[name], rate, share, beta=0.5
+                    ),
+                    "median_floor_min": floor,
+                    "verdict": verdict,
                 }
             )
     in_goal = [c for c in cells if c["rate_per_hour"] in GOAL_RATES]
@@ -532,6 +822,9 @@ def goal_check(data: dict[str, Any]) -> dict[str, Any]:
         "rates": list(GOAL_RATES),
         "met": sum(c["met"] for c in in_goal),
         "of": len(in_goal),
+        "not_met": sum(not c["met"] for c in in_goal),
+        "infeasible": sum(c["verdict"] == "infeasible" for c in in_goal),
+        "oracle_alpha": ORACLE_ALPHA,
         "excluded_within_tolerance": [s for s in SCENARIOS if s not in BEYOND and s != "A/A"],
         "cells": cells,
     }
@@ -562,13 +855,21 @@ def goals(data: dict[str, Any]) -> list[str]:
         lines.append(
             f"{c['rate_per_hour']:g} req/h {c['scenario']}: (d) median {_m(c['new_median_min'])}"
             f" vs best rival with ≤ 1 % false rollbacks {_m(c['best_rival_median_min'])}"
-            f" ({LABELS[c['best_rival']]}) → ≤ ½: {'met' if c['met'] else 'NOT met'}"
+            f" ({LABELS[c['best_rival']]}) → ≤ ½: {'met' if c['met'] else 'NOT met'};"
+            f" (o) median {_m(c['oracle_median_min'])} (p90 {_m(c['oracle_p90_min'])}),"
+            f" Wald bound {c['wald_bound_min']:.1f} min (mean; median"
+            f" {c['wald_median_bound_min']:.1f}); median floor {_m(c['median_floor_min'])}"
+            f" → {c['verdict']}"
         )
     lines.append(
         "(P95 × 1.2, × 1.5 and errors + 0.5 pt are within the tolerance: not regressions to"
         " detect, left out of the goal check, kept in the table for information)"
     )
     lines.append(f"goal: met in {goal['met']} of {goal['of']} cells at 500 and 5,000 req/h")
+    lines.append(
+        f"of the {goal['not_met']} not met, {goal['infeasible']} are below the oracle floor"
+        " (infeasible for any judge holding the tolerance at α = 1 %)"
+    )
     return lines
 
 
@@ -635,6 +936,8 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "bench": "canary-goal",
                 "goal": f"met in {goal['met']} of {goal['of']} cells at 500 and 5,000 req/h",
+                "floor": f"of the {goal['not_met']} not met, {goal['infeasible']} are below"
+                " the oracle floor (infeasible for any judge holding the tolerance at α = 1 %)",
                 **_jsonable(goal),
             }
         ),
