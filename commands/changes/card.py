@@ -20,6 +20,7 @@ from commands.messages import (
     health_line,
     mention,
     split_text,
+    unescape,
     when,
 )
 from commands.model import (
@@ -566,7 +567,9 @@ def _state_blocks(
         else:
             state_line += f" · {verb} by {mention(change.decided_by)} at {when(change.decided_at, config.timezone)}"
     if change.error:
-        state_line += f"\n:x: {escape(change.error)}"
+        # an error is composed as mrkdwn (typed text in it escaped once, where it was
+        # composed): undone first, so that it is shown escaped once, not twice
+        state_line += f"\n:x: {escape(unescape(change.error))}"
     blocks: list[Block] = [Text(state_line)]
     for a in approvals:
         if a.approver_id == change.decided_by and len(approvals) == 1:

@@ -38,7 +38,7 @@ from commands.changes.lease import Lease, LeaseLost, new_owner
 from commands.changes.tell import announce, tell, thread
 from commands.config import Endpoint, Thresholds
 from commands.incidents import links
-from commands.messages import mention, split_text, when
+from commands.messages import escape, mention, split_text, when
 from commands.model import (
     BOT,
     NEW,
@@ -742,7 +742,9 @@ def _stopped(
     a taker goes on rolling back), audit the soak's end, then roll back as an unhealthy
     soak does (`_unwind`, which raises)."""
     by = asked.stop_requested_by or ""
-    why = f" ({asked.stop_reason})" if asked.stop_reason else ""
+    # typed text: the plan's `soak` line goes into the thread, the failure and the
+    # requester's DM as mrkdwn, so a reason must not @channel, mention or forge a link
+    why = f" ({escape(asked.stop_reason)})" if asked.stop_reason else ""
     change.plan.soak = (
         f"{version.version} was stopped during the soak at {mention(by)}'s request{why}"
     )

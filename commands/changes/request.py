@@ -376,7 +376,13 @@ def _end_stranded(rt: Runtime, holder: Change, actor_id: str) -> str | None:
 
 
 def _stop_soak(
-    rt: Runtime, ep: Endpoint, holder: Change, actor_id: str, reason: str | None
+    rt: Runtime,
+    ep: Endpoint,
+    holder: Change,
+    inv: Invocation,
+    reason: str | None,
+    glass: BreakGlass | None,
+    ticket: str | None,
 ) -> Reply:
     """`/rollback` over a replace or blue-green deploy in its soak, run by a live worker.
     The new version already serves 100 %, so waiting for the soak to end (10 minutes by
@@ -385,7 +391,9 @@ def _stop_soak(
     stopped it, puts traffic back on the old version in one update, undeploys the new one
     and fails the change saying so (`execute._stopped`). No second change is opened: the
     soak's own rollback is the one that knows both deployed models. Audited under the
-    person's name with their reason."""
+    person's name with their reason and ticket; a stop by break glass (an environment
+    whose rollbacks need approval) is audited and announced as break glass too."""
+    actor_id = inv.actor.id
     asked = rt.store.request_stop(holder.id, actor_id, reason, phase="soak")
     if asked is None:
         current = rt.store.get_change(holder.id)
@@ -401,19 +409,40 @@ def _stop_soak(
     new = asked.labels.get(asked.new_deployed_model_id or "", asked.version or "the new version")
     old = asked.labels.get(asked.plan.stable_id or "", "the old version")
     seconds = int(STOP_POLL.total_seconds())
+    line = (
+        f":octagonal_sign: {mention(actor_id)} asked to roll back during the soak:"
+        f" traffic goes back on {old} and {new} is undeployed."
+    )
+    if glass is not None:
+        # as `_break_glass` does for a change it opens: the row the digest and the
+        # incident review look for, and the announcement approvers see
+        rt.auditor.record(
+            AuditAction.BREAK_GLASS,
+            actor_id,
+            "rolled back during the soak without approval",
+            change=asked,
+            request_id=inv.request_id,
+            justification=glass.reason,
+            parameters={"break_glass": True, "freeze_overridden": glass.freeze, "stop": True},
+        )
+        line += "\n" + announce_break_glass(rt, asked, glass)
     announce(
         rt,
         asked,
         AuditAction.STOP_REQUESTED,
         actor_id,
         "asked: the soak stops and rolls back",
-        line=(
-            f":octagonal_sign: {mention(actor_id)} asked to roll back during the soak:"
-            f" traffic goes back on {old} and {new} is undeployed."
-        ),
+        line=line,
         refresh=False,
         justification=reason,
-        parameters={"phase": "soak", "strategy": asked.plan.strategy, "serving": new},
+        request_id=inv.request_id,
+        parameters={
+            "phase": "soak",
+            "strategy": asked.plan.strategy,
+            "serving": new,
+            "ticket": ticket,
+            "break_glass": glass is not None,
+        },
     )
     text = (
         f":rewind: {holder.id} ({asked.plan.strategy} of {new} on `{ep.slug}`) was in its"
@@ -484,7 +513,8 @@ def request_change(
         and stranded_since(holder, rt.clock(), rt.approved_settle) is None
     ):
         if kind is ChangeKind.ROLLBACK and holder.plan.phase == "soak" and not needs_approval:
-            return _stop_soak(rt, ep, holder, inv.actor.id, reason)
+            ticket = args.options.get("ticket")
+            return _stop_soak(rt, ep, holder, inv, reason, glass, ticket)
         raise _locked(rt, ep, holder)  # running in a live worker: nothing may go ahead of it
     # A rollback that cannot be planned (nothing to roll back to) supersedes nothing, but
     # one over a stranded change in flight (a deploy not yet landed: no canary to take

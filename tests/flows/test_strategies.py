@@ -616,3 +616,77 @@ def test_a_stop_asked_of_a_worker_that_then_died_is_honoured_by_the_taker(
     assert done.error and "asked while it was alive" in done.error
     assert taker.split(STG) == {"1.2.0": 100}
     assert len(operations(sqlite_engine, "undeploy")) == 1
+
+
+def test_a_stop_reason_is_shown_inert_wherever_the_stop_is_told(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """The reason typed with the `/rollback` goes into the change's failure, which the
+    thread, the requester's DM and the card show as mrkdwn: an `@channel`, a mention or a
+    forged link in it must arrive as the text that was typed, never as markup."""
+    typed = "<!channel> see <https://evil.example|the runbook> & <@U0EVE>"
+    worker, other, _, _ = rollback_during_the_soak(
+        engine, clock, "replace", [f'/rollback {STG} reason="{typed}"']
+    )
+    stopped = last(worker)
+    assert stopped.state is ChangeState.FAILED and stopped.stop_reason == typed
+    posts = [
+        text_of(p.reply)
+        for bot in (worker, other)
+        for p in bot.rt.notifier.posts  # type: ignore[attr-defined]
+    ]
+    told = [p for p in posts if "stopped during the soak" in p]
+    assert told  # the thread's rewind line, the failure, the DM and the card
+    for shown in told:
+        assert "<!channel>" not in shown and "<https://evil" not in shown, shown
+        assert "<@U0EVE>" not in shown, shown
+    assert any("&lt;!channel&gt; see &lt;https://evil.example|the runbook&gt;" in p for p in told)
+    # the card shows it escaped once, as the thread does (not `&amp;lt;`)
+    assert not any("&amp;lt;" in p for p in told)
+
+
+def test_a_break_glass_stop_is_audited_as_break_glass_with_its_ticket(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    """Where rollbacks need approval, `break_glass=true` stops the soak at once; it is the
+    break glass the digest and the incident review look for (a `break_glass` row under the
+    person's name), announced in the change's thread, and the ticket typed with it is on
+    the stop's row."""
+    config = example_config()
+    raw = dict(config.raw)
+    raw["strategies"] = {"replace_soak": "10m"}
+    raw["environments"] = dict(raw["environments"]) | {
+        "prod": dict(raw["environments"]["prod"]) | {"rollback_requires_approval": True}
+    }
+    config = parse_config(raw, source=config.source)
+    worker = Bot(make_runtime(sqlite_engine, clock, config=config), clock)
+    other = Bot(make_runtime(sqlite_engine, clock, config=config), clock)
+    replies: list[Any] = []
+    sleep = worker.rt.sleep
+
+    def nap(seconds: float) -> None:
+        change = last(worker)
+        if not replies and change.plan.phase == "soak":
+            replies.append(other.run(ALICE, f'/rollback {PROD} reason="needs approval"'))
+            replies.append(
+                other.run(
+                    BOB, f'/rollback {PROD} break_glass=true reason="on fire" ticket=CHG-4242'
+                )
+            )
+        sleep(seconds)
+
+    worker.rt.sleep = nap
+    assert worker.run(ALICE, f'/deploy {PROD} gemma-3-1b-it@1.2.1 strategy=replace reason="x"').ok
+    assert worker.run(BOB, f"/aiops approve {last(worker).id}").ok
+    refused, glass = (text_of(r) for r in replies)
+    assert "locked by" in refused  # without glass it still waits for the soak
+    assert "Stopping it at your request" in glass, glass
+    stopped = last(worker)
+    assert stopped.state is ChangeState.FAILED and worker.split(PROD) == {"1.2.0": 100}
+    rows = worker.rt.store.audit(AuditQuery(change_id=stopped.id))
+    [broke] = [e for e in rows if e.action == "break_glass"]
+    assert broke.actor_id == BOB.id and broke.justification == "on fire"
+    [asked] = [e for e in rows if e.action == "stop_requested"]
+    assert asked.parameters["ticket"] == "CHG-4242" and asked.parameters["break_glass"] is True
+    posts = [text_of(p.reply) for p in other.rt.notifier.posts]  # type: ignore[attr-defined]
+    assert any("Break glass" in p and "on fire" in p for p in posts)
