@@ -36,7 +36,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("change", schema=None) as batch_op:
-        batch_op.drop_column("lease_expires_at")
-        batch_op.drop_column("lease_heartbeat_at")
-        batch_op.drop_column("lease_owner")
+    # Native DROP COLUMN (SQLite ≥ 3.35, PostgreSQL), not a batch rebuild: on SQLite that
+    # drops and recreates `change`, which approvals and endpoint locks reference, and with
+    # foreign keys on (bot/store/db.py) the drop is refused once any change has an approval.
+    op.drop_column("change", "lease_expires_at")
+    op.drop_column("change", "lease_heartbeat_at")
+    op.drop_column("change", "lease_owner")
