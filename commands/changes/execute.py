@@ -742,6 +742,10 @@ def _stopped(
     a taker goes on rolling back), audit the soak's end, then roll back as an unhealthy
     soak does (`_unwind`, which raises)."""
     by = asked.stop_requested_by or ""
+    if not change.plan.incident:  # stopped under an incident declared during the soak
+        incident = links.open_incident(rt, change.endpoint)
+        if incident is not None:
+            change.plan.incident = incident.id
     # typed text: the plan's `soak` line goes into the thread, the failure and the
     # requester's DM as mrkdwn, so a reason must not @channel, mention or forge a link
     why = f" ({escape(asked.stop_reason)})" if asked.stop_reason else ""

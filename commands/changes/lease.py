@@ -20,9 +20,23 @@ from commands.runtime import Runtime
 log = logging.getLogger(__name__)
 
 
+# What a holder of this release can be asked to do through the change's row, said in its
+# owner name so that a replica of another release never promises what the holder will not
+# do: `stop` — it honours `Store.request_stop` in a soak (migration 0014). A holder of an
+# earlier release (no suffix) is not asked: during a rolling upgrade the rollback then
+# waits for its soak as before.
+CAPABILITIES = "+stop"
+
+
 def new_owner() -> str:
-    """An owner name unique to this process and this piece of work: `host:pid:uuid8`."""
-    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """An owner name unique to this process and this piece of work, with what it can be
+    asked (`CAPABILITIES`): `host:pid:uuid8+stop`."""
+    return f"{socket.gethostname()[:40]}:{os.getpid()}:{uuid.uuid4().hex[:8]}{CAPABILITIES}"
+
+
+def stoppable(owner: str | None) -> bool:
+    """The lease holder `owner` honours a stop request (see `CAPABILITIES`)."""
+    return owner is not None and "+stop" in owner.rpartition(":")[2]
 
 
 class LeaseLost(Exception):

@@ -10,8 +10,8 @@ from commands.canary.gate import after_promote_created, before_promote
 from commands.catalog import AIOPS_SUBCOMMANDS, SLASH_COMMANDS, CommandSpec
 from commands.changes.approve import supersede
 from commands.changes.card import change_card
-from commands.changes.execute import STOP_POLL, soak_breach
-from commands.changes.lease import new_owner
+from commands.changes.execute import STOP_POLL, soak_breach, takeover_seconds
+from commands.changes.lease import new_owner, stoppable
 from commands.changes.lifecycle import Opening, open_change
 from commands.changes.plan import (
     Plan,
@@ -31,6 +31,8 @@ from commands.changes.rules import (
 from commands.changes.tell import announce, tell
 from commands.config import Endpoint, Environment
 from commands.errors import Refusal
+from commands.incidents import links
+from commands.incidents.thread import line as incident_line
 from commands.messages import (
     Context,
     Reply,
@@ -392,7 +394,10 @@ def _stop_soak(
     and fails the change saying so (`execute._stopped`). No second change is opened: the
     soak's own rollback is the one that knows both deployed models. Audited under the
     person's name with their reason and ticket; a stop by break glass (an environment
-    whose rollbacks need approval) is audited and announced as break glass too."""
+    whose rollbacks need approval) is audited and announced as break glass too. With an
+    incident open on the endpoint the stop is part of it, as a rollback change would be
+    (`commands.incidents.links`): its rows name the incident, an `incident_linked` row
+    links the stopped change, and the incident's thread says so."""
     actor_id = inv.actor.id
     asked = rt.store.request_stop(holder.id, actor_id, reason, phase="soak")
     if asked is None:
@@ -409,6 +414,8 @@ def _stop_soak(
     new = asked.labels.get(asked.new_deployed_model_id or "", asked.version or "the new version")
     old = asked.labels.get(asked.plan.stable_id or "", "the old version")
     seconds = int(STOP_POLL.total_seconds())
+    incident = links.open_incident(rt, ep.slug)
+    under = {"incident": incident.id} if incident is not None else {}
     line = (
         f":octagonal_sign: {mention(actor_id)} asked to roll back during the soak:"
         f" traffic goes back on {old} and {new} is undeployed."
@@ -442,13 +449,49 @@ def _stop_soak(
             "serving": new,
             "ticket": ticket,
             "break_glass": glass is not None,
-        },
+        }
+        | under,
     )
+    if incident is not None:
+        if asked.plan.incident != incident.id:
+            rt.auditor.record(
+                AuditAction.INCIDENT_LINKED,
+                actor_id,
+                f"{asked.id} linked to {incident.id}: its soak stopped under it",
+                change=asked,
+                request_id=inv.request_id,
+                parameters={
+                    "incident": incident.id,
+                    "alert": incident.alert_id,
+                    "change": asked.id,
+                    "kind": asked.kind.value,
+                    "action": "stop",
+                },
+            )
+        incident_line(
+            rt,
+            incident,
+            f":rewind: {mention(actor_id)} stopped {asked.id}'s soak ({new} at 100 %) for"
+            f" {incident.id}: traffic goes back on {old} and {new} is undeployed.",
+        )
+    soon = f"within {seconds} s its worker puts"
+    beat = asked.lease_heartbeat_at
+    if beat is not None and rt.clock() - beat > rt.lease_ttl / 2:
+        # a heartbeat is due every third of the TTL: this worker may have stopped
+        now = rt.clock()
+        age = int((now - beat).total_seconds())
+        lapses = asked.lease_expires_at or beat + rt.lease_ttl
+        left = max(0.0, (lapses - now).total_seconds())
+        bound = int(left + takeover_seconds(rt.lease_ttl)) + 1  # its lease, then a sweep
+        soon = (
+            f"its worker's last heartbeat was {age} s ago: if it has stopped, another takes"
+            f" {holder.id} over within {bound} s and honours the request; either way it puts"
+        )
     text = (
         f":rewind: {holder.id} ({asked.plan.strategy} of {new} on `{ep.slug}`) was in its"
-        f" soak, {new} serving 100 %. Stopping it at your request: within {seconds} s its"
-        f" worker puts traffic back on {old} in one update and undeploys {new}; {holder.id}"
-        " then ends failed, saying who stopped it. Its thread says when it is done."
+        f" soak, {new} serving 100 %. Stopping it at your request: {soon} traffic back on"
+        f" {old} in one update and undeploys {new}; {holder.id} then ends failed, saying who"
+        " stopped it. Its thread says when it is done."
     )
     return Reply(text=text, blocks=[Text(text)])
 
@@ -512,7 +555,12 @@ def request_change(
         and holder.state is ChangeState.RUNNING
         and stranded_since(holder, rt.clock(), rt.approved_settle) is None
     ):
-        if kind is ChangeKind.ROLLBACK and holder.plan.phase == "soak" and not needs_approval:
+        if (
+            kind is ChangeKind.ROLLBACK
+            and holder.plan.phase == "soak"
+            and not needs_approval
+            and stoppable(holder.lease_owner)  # a holder of an earlier release is not asked
+        ):
             ticket = args.options.get("ticket")
             return _stop_soak(rt, ep, holder, inv, reason, glass, ticket)
         raise _locked(rt, ep, holder)  # running in a live worker: nothing may go ahead of it

@@ -65,6 +65,7 @@ _EVENTS: dict[str, tuple[str, str]] = {
     AuditAction.HERE_POSTED: ("here_posted", "@here posted (no pager: nobody paged)"),
     AuditAction.HANDOFF: ("handoff", "hand-off note"),
     AuditAction.CANARY_ROLLBACK: ("canary_rollback", "canary rollback started by the bot"),
+    AuditAction.STOP_REQUESTED: ("stop_requested", "rollback asked during a soak"),
 }
 # The incident's own moments and the row that records each (for `untraced`).
 _MOMENTS = (

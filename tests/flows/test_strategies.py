@@ -690,3 +690,108 @@ def test_a_break_glass_stop_is_audited_as_break_glass_with_its_ticket(
     assert asked.parameters["ticket"] == "CHG-4242" and asked.parameters["break_glass"] is True
     posts = [text_of(p.reply) for p in other.rt.notifier.posts]  # type: ignore[attr-defined]
     assert any("Break glass" in p and "on fire" in p for p in posts)
+
+
+def test_a_stop_under_an_open_incident_is_its_mitigation_in_the_review(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    """An incident declared during the soak, then its Roll back: no rollback change is
+    opened, so the stopped deploy itself is linked (its rows name the incident, an
+    `incident_linked` row), `incident show` lists it, the incident's review has the stop
+    on its timeline and the stopped deploy as a linked change, not a preceding one."""
+    from commands.incidents.review import review_for
+
+    worker, other, replies, _ = rollback_during_the_soak(
+        sqlite_engine,
+        clock,
+        "replace",
+        [
+            f'/aiops incident declare {STG} sev=P3 summary="wrong answers after 1.2.1"',
+            "/aiops incident rollback INC-1",
+        ],
+    )
+    declared, rolled = (text_of(r) for r in replies)
+    assert "INC-1" in declared, declared
+    assert "Stopping it at your request" in rolled, rolled
+    stopped = last(worker)
+    assert stopped.state is ChangeState.FAILED and stopped.plan.incident == "INC-1"
+    assert worker.split(STG) == {"1.2.0": 100}
+    rows = worker.rt.store.audit(AuditQuery(change_id=stopped.id))
+    assert {"stop_requested", "incident_linked"} <= {e.action for e in rows}
+    [asked] = [e for e in rows if e.action == "stop_requested"]
+    assert asked.parameters["incident"] == "INC-1"
+    assert stopped.id in text_of(other.run(BOB, "/aiops incident show INC-1"))
+
+    assert other.rt.incidents is not None
+    review = review_for(other.rt.store, other.rt.incidents, other.rt.config, "INC-1")
+    changes = {c["id"]: c for c in review["changes"]}
+    assert changes[stopped.id]["role"] == "linked"
+    assert "stop_requested" in [e["kind"] for e in review["timeline"]]
+
+
+def test_a_soak_held_by_an_earlier_release_is_not_asked_to_stop(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    """During a rolling upgrade the soak's worker may be of a release that never looks for
+    a stop request: its owner name says what it can be asked (`lease.CAPABILITIES`), and
+    without `+stop` the rollback is refused as behind any running change rather than
+    promised and then ignored."""
+    from sqlalchemy import update
+
+    from bot.store.tables import ChangeRow
+    from commands.changes.lease import new_owner, stoppable
+
+    assert stoppable(new_owner()) and not stoppable("oldhost:4242:cafe1234")
+    assert not stoppable(None) and not stoppable("host+stop:1:cafe1234")  # in the uuid part
+
+    config = config_with(replace_soak="10m")
+    worker = Bot(make_runtime(sqlite_engine, clock, config=config), clock)
+    other = Bot(make_runtime(sqlite_engine, clock, config=config), clock)
+    replies: list[Any] = []
+    sleep = worker.rt.sleep
+
+    def nap(seconds: float) -> None:
+        change = last(worker)
+        if not replies and change.plan.phase == "soak":
+            with Session(sqlite_engine) as session:  # as an earlier release names its lease
+                session.execute(update(ChangeRow).values(lease_owner="oldhost:4242:cafe1234"))
+                session.commit()
+            replies.append(other.run(BOB, f"/rollback {STG}"))
+            raise Stopped  # this worker lost its lease: it stops
+        sleep(seconds)
+
+    worker.rt.sleep = nap
+    with contextlib.suppress(Stopped):
+        worker.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=replace")
+    [reply] = replies
+    assert "running now in a live worker" in text_of(reply), text_of(reply)
+    held = last(worker)
+    assert held.state is ChangeState.RUNNING and held.stop_requested_by is None
+
+
+def test_a_stop_asked_of_a_worker_gone_quiet_says_when_a_taker_will_honour_it(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    """The reply promises "within 5 s" only of a worker that heartbeats: one silent for
+    more than half its lease may have died, and the reply says when another worker takes
+    the change over (its lease's end plus a sweep) and honours the request then."""
+    config = config_with(replace_soak="10m")
+    worker = Bot(make_runtime(sqlite_engine, clock, config=config), clock)
+    other = Bot(make_runtime(sqlite_engine, clock, config=config), clock)
+    replies: list[Any] = []
+    sleep = worker.rt.sleep
+
+    def nap(seconds: float) -> None:
+        change = last(worker)
+        if not replies and change.plan.phase == "soak":
+            assert change.lease_heartbeat_at is not None
+            clock.advance(20 - (clock() - change.lease_heartbeat_at).total_seconds())
+            replies.append(other.run(BOB, f"/rollback {STG}"))
+        sleep(seconds)
+
+    worker.rt.sleep = nap
+    worker.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 strategy=replace")
+    text = text_of(replies[0])
+    assert "last heartbeat was 20 s ago" in text, text
+    assert "takes CHG-1 over within 21 s" in text  # 10 s of lease left + a 10 s sweep + 1
+    assert last(worker).state is ChangeState.FAILED  # and it was honoured
