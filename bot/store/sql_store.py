@@ -134,6 +134,19 @@ _CHANGE_FIELDS = set(ChangeRow.model_fields) - {"seq", "extra"} - _LEASE_FIELDS 
 }
 
 
+def _written(session: Session, seq: int, result: Any) -> Change | None:
+    """After a compare-and-set UPDATE of one change: the change as written, committed; None,
+    rolled back, when it matched no row (another writer moved it first)."""
+    if result.rowcount != 1:
+        session.rollback()
+        return None
+    row = session.get(ChangeRow, seq)
+    assert row is not None
+    written = _to_change(row)
+    session.commit()
+    return written
+
+
 def _lease_free(owner: str, now: datetime) -> ColumnElement[bool]:
     """No lease, an expired one, or `owner`'s own."""
     return or_(
@@ -323,14 +336,7 @@ class SqlStore:
                     stop_reason=outbound(reason) if reason else None,
                 )
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                session.rollback()
-                return None
-            row = session.get(ChangeRow, seq)
-            assert row is not None
-            asked = _to_change(row)
-            session.commit()
-            return asked
+            return _written(session, seq, result)
 
     # the lease on a change's background work ------------------------------------------
 
@@ -367,14 +373,7 @@ class SqlStore:
                 )
                 .values(**values)
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                session.rollback()
-                return None
-            row = session.get(ChangeRow, seq)
-            assert row is not None
-            taken = _to_change(row)
-            session.commit()
-            return taken
+            return _written(session, seq, result)
 
     def renew_lease(self, change_id: str, owner: str, now: datetime, ttl: timedelta) -> bool:
         seq = change_seq(change_id)

@@ -660,16 +660,14 @@ def _soak(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> N
         checks += 1
         requests = max(requests, seen)
         if why is not None:
-            change.plan.soak = f"{version.version} was unhealthy during the soak: {why}"
-            _phase(rt, lease, change, "soak_failed")
-            rt.auditor.record(
-                AuditAction.SOAK,
-                BOT.id,
+            _fail_soak(
+                rt,
+                lease,
+                change,
+                f"{version.version} was unhealthy during the soak: {why}",
                 f"unhealthy: {why}",
-                change=change,
-                parameters={"checks": checks, "requests": seen, "why": why},
+                {"checks": checks, "requests": seen, "why": why},
             )
-            _unwind(rt, lease, change)
         if now >= until:
             break
         asked = _nap(rt, change, min(SOAK_CHECK, until - now))
@@ -749,17 +747,25 @@ def _stopped(
     # typed text: the plan's `soak` line goes into the thread, the failure and the
     # requester's DM as mrkdwn, so a reason must not @channel, mention or forge a link
     why = f" ({escape(asked.stop_reason)})" if asked.stop_reason else ""
-    change.plan.soak = (
-        f"{version.version} was stopped during the soak at {mention(by)}'s request{why}"
-    )
-    _phase(rt, lease, change, "soak_failed")
-    rt.auditor.record(
-        AuditAction.SOAK,
-        BOT.id,
+    _fail_soak(
+        rt,
+        lease,
+        change,
+        f"{version.version} was stopped during the soak at {mention(by)}'s request{why}",
         f"stopped: rollback asked by {mention(by)}",
-        change=change,
-        parameters={"checks": checks, "requests": requests, "stop_requested_by": by},
+        {"checks": checks, "requests": requests, "stop_requested_by": by},
     )
+
+
+def _fail_soak(
+    rt: Runtime, lease: Lease, change: Change, why: str, outcome: str, parameters: dict[str, Any]
+) -> None:
+    """End a soak that must not pass (unhealthy, or stopped by a person): record `why` on
+    the change first (so a taker goes on rolling back), audit the soak's `outcome`, then
+    roll back (`_unwind`, which raises)."""
+    change.plan.soak = why
+    _phase(rt, lease, change, "soak_failed")
+    rt.auditor.record(AuditAction.SOAK, BOT.id, outcome, change=change, parameters=parameters)
     _unwind(rt, lease, change)
 
 
