@@ -48,6 +48,7 @@ from commands.cost import budget
 from commands.cost.settings import cost_settings
 from commands.digests.post import post
 from commands.digests.schedule import DigestKind, DigestSettings, digest_settings
+from commands.incidents import paging
 from commands.model import SCHEDULER
 from commands.runtime import Runtime
 
@@ -239,6 +240,10 @@ class Scheduler:
         # process of any replica within the lease's TTL plus this interval (10 s, or a
         # third of a shorter lease).
         self.add_interval("takeover", takeover_seconds(rt.lease_ttl), self._take_over)
+        # Pages an incident owes the on-call that no process attempted (lost with the process
+        # that was to send them after its reply): sent once across replicas.
+        if rt.incidents is not None:
+            self.add_interval("pages", paging.PAGE_SWEEP_SECONDS, paging.catch_up)
         # Budget alerts: each (environment, day, percentage) is claimed as its own run key,
         # so it is posted once whichever replica's check sees it first (commands/cost/budget.py).
         cost = cost_settings(rt.config)

@@ -23,7 +23,14 @@ An incident's pages go out after the command's reply (`page_later`, on the runti
 background work): the pager's retries (seconds when it is slow) never hold the answer. A
 trigger delivered records `paged_at`, then catches up with what happened to the incident
 meanwhile (acknowledged or resolved before it was delivered: that is sent too), so the
-pager never keeps open an alert the bot has closed.
+pager never keeps open an alert the bot has closed. A page that work never attempted (its
+process died between the reply and the send: `rt.background` is memory) is owed, and
+`catch_up` — the scheduler's `pages` job, once across replicas — sends it after
+`OWED_AFTER`: a trigger for an open P1/P2 never paged, an acknowledge or resolve for a
+paged incident acknowledged or resolved since. "Attempted" is read from the audit (a
+`page_sent`, `page_failed` or `here_posted` row for that action since the moment it was
+owed), so a page that failed is not sent again (it was said, with an `@here`); a trigger
+sent twice is still one page (`dedup_key`).
 
 Either way a page not delivered is said where the page was about (the incident's thread,
 the alert's message thread), with an `@here` for a trigger so someone is alerted anyway,
@@ -32,7 +39,9 @@ incident's `@here` is audited `here_posted` (nobody was paged)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from commands.audit import AuditAction
@@ -43,7 +52,11 @@ from commands.incidents.runbooks import runbook_for
 from commands.incidents.severity import suggest_for_alert
 from commands.incidents.thread import line
 from commands.messages import Post, Reply, Text, escape, mention
+from commands.model import BOT
+from commands.ports import AuditQuery
 from commands.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 HERE = "<!here>"  # Slack's special mention: everyone active in the channel
 
@@ -191,6 +204,89 @@ def page_now(rt: Runtime, incident_id: str, action: PageAction, actor_id: str) -
         page(rt, moved, PageAction.RESOLVE, actor_id)
     elif moved.acknowledged_at is not None:
         page(rt, moved, PageAction.ACKNOWLEDGE, actor_id)
+
+
+# A page `page_later` has not attempted by then was lost with its process: the pager's own
+# retries take seconds (bot/pager/pagerduty.py), this is well past them.
+OWED_AFTER = timedelta(minutes=2)
+# How far back a moment may be and still owe its page (a scheduler down longer than this
+# is an outage of its own, seen on /healthz).
+OWED_WITHIN = timedelta(days=1)
+PAGE_SWEEP_SECONDS = 30.0  # the scheduler's `pages` job interval
+_ATTEMPTS = frozenset({AuditAction.PAGE_SENT, AuditAction.PAGE_FAILED, AuditAction.HERE_POSTED})
+
+
+def _owed_moment(incident: Incident) -> tuple[PageAction, datetime] | None:
+    """What the pager should have been sent last for `incident`, and since when."""
+    if incident.paged_at is None:
+        if incident.state.is_open and incident.severity.pages:
+            return PageAction.TRIGGER, incident.declared_at
+        return None
+    if incident.state is IncidentState.RESOLVED and incident.resolved_at is not None:
+        return PageAction.RESOLVE, incident.resolved_at
+    if incident.acknowledged_at is not None:
+        return PageAction.ACKNOWLEDGE, incident.acknowledged_at
+    return None
+
+
+def owed_pages(rt: Runtime) -> list[tuple[Incident, PageAction]]:
+    """Incidents whose last page was never attempted (see the module), oldest first: the
+    action owed for each. Reads the incidents of the last `OWED_WITHIN` and, for those
+    that may owe one, their audit rows since the moment it became owed."""
+    if rt.incidents is None:
+        return []
+    now = rt.clock()
+    out: list[tuple[Incident, PageAction]] = []
+    for incident in reversed(store_of(rt).list_incidents(since=now - OWED_WITHIN)):
+        owed = _owed_moment(incident)
+        if owed is None:
+            continue
+        action, moment = owed
+        if not now - OWED_WITHIN <= moment <= now - OWED_AFTER:
+            continue
+        rows = [
+            r
+            for r in rt.store.audit(AuditQuery(since=moment, environment=incident.environment))
+            if (r.parameters or {}).get("incident") == incident.id
+        ]
+        if action is PageAction.TRIGGER:  # owed since it took a paging severity
+            raised = [r.at for r in rows if r.action == AuditAction.INCIDENT_SEVERITY]
+            moment = max([moment, *raised])
+            if moment > now - OWED_AFTER:
+                continue
+        attempted = any(
+            r.action in _ATTEMPTS
+            and (r.parameters or {}).get("action") == action.value
+            and r.at >= moment
+            for r in rows
+        )
+        if not attempted:
+            out.append((incident, action))
+    return out
+
+
+def catch_up(rt: Runtime) -> list[str]:
+    """Send every owed page (`owed_pages`), saying so in each incident's thread first;
+    `INC-N:action` for each. The scheduler's `pages` job (bot/scheduler.py)."""
+    sent: list[str] = []
+    for incident, action in owed_pages(rt):
+        log.warning(
+            "%s: its %s page was never sent (lost with its process); sending it now",
+            incident.id,
+            action.value,
+        )
+        line(
+            rt,
+            incident,
+            f":hourglass: {incident.id}'s page ({action.value}) had not gone out: the process"
+            " that was sending it stopped. Sending it now.",
+        )
+        if action is PageAction.TRIGGER:
+            page_now(rt, incident.id, action, BOT.id)
+        else:
+            page(rt, incident, action, BOT.id)
+        sent.append(f"{incident.id}:{action.value}")
+    return sent
 
 
 def deliver(

@@ -771,3 +771,76 @@ def test_pager_pagerduty_pages_through_the_events_api(bot: Bot) -> None:
         assert key not in json.dumps([e.parameters for e in bot.rt.store.audit(AuditQuery())])
     finally:
         fake.close()
+
+
+# ------------------------------------------------------------- pages lost with their process
+
+
+def lose_pages(bot: Bot) -> list[Any]:
+    """Make `rt.background` drop what it is given, as a process that dies right after its
+    reply would (the page it was to send is never attempted); the dropped work."""
+    dropped: list[Any] = []
+    bot.rt.background.submit = dropped.append  # type: ignore[method-assign,assignment]
+    return dropped
+
+
+def test_a_page_lost_with_its_process_is_sent_by_the_sweep_once(
+    bot: Bot, pager: RecordingPager
+) -> None:
+    """A P1's trigger, then its acknowledge, then its resolve, each lost (the process that
+    was to send it after the reply stopped): the scheduler's `pages` job sends each once
+    it is `OWED_AFTER` overdue, says so in the thread, and never twice."""
+    from commands.incidents.paging import OWED_AFTER, catch_up
+
+    submit = bot.rt.background.submit
+    assert len(lose_pages(bot)) == 0
+    declare(bot)
+    assert pager.pages == []
+    assert catch_up(bot.rt) == []  # not overdue yet: its sender may still be at it
+    bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    assert catch_up(bot.rt) == ["INC-1:trigger"]
+    assert [p.action for p in pager.pages] == [PageAction.TRIGGER]
+    incident = bot.rt.incidents.get_incident("INC-1")  # type: ignore[union-attr]
+    assert incident is not None and incident.paged_at is not None
+    assert any("had not gone out" in shown(p) for p in posts(bot))
+    assert catch_up(bot.rt) == []  # sent: nothing owed
+
+    assert bot.run(BOB, "/aiops incident ack INC-1").ok  # its acknowledge lost too
+    bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    assert catch_up(bot.rt) == ["INC-1:acknowledge"] and catch_up(bot.rt) == []
+    bot.rt.background.submit = submit  # type: ignore[method-assign]
+    done = bot.run(BOB, '/aiops incident resolve INC-1 cause="bad tokenizer"')
+    assert done.ok, text_of(done)  # this one is delivered after the reply
+    bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    assert catch_up(bot.rt) == []
+    assert [p.action for p in pager.pages] == [
+        PageAction.TRIGGER,
+        PageAction.ACKNOWLEDGE,
+        PageAction.RESOLVE,
+    ]
+    assert len(rows(bot, "page_sent")) == 3
+
+
+def test_a_page_that_failed_or_was_never_owed_is_not_sent_by_the_sweep(bot: Bot) -> None:
+    """A trigger that was attempted and failed was said (with an `@here`) and audited: the
+    sweep leaves it to people. A P3 pages no one, and a P3 raised to P2 owes its trigger
+    from the raise, not from the declaration."""
+    from commands.incidents.paging import OWED_AFTER, catch_up
+
+    failing = RecordingPager(deliver=False)
+    bot.rt.pager = failing
+    declare(bot)
+    bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    assert catch_up(bot.rt) == [] and len(failing.pages) == 1
+
+    pager = RecordingPager()
+    bot.rt.pager = pager
+    declare(bot, 'loan-assessor-stg sev=P3 summary="slow"')
+    bot.clock.advance(hours=1)
+    assert catch_up(bot.rt) == []
+    lose_pages(bot)
+    assert bot.run(BOB, '/aiops incident severity INC-2 P2 reason="customers see it"').ok
+    assert catch_up(bot.rt) == []  # owed from the raise: not overdue yet
+    bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    assert catch_up(bot.rt) == ["INC-2:trigger"]
+    assert [p.dedup_key for p in pager.pages] == ["INC-2"]
