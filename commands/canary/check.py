@@ -16,6 +16,7 @@ from commands.canary.model import (
     Check,
     Verdict,
     Watch,
+    WatchState,
     canary_settings,
 )
 from commands.canary.records import store_of
@@ -23,10 +24,17 @@ from commands.canary.text import announce, attach_chart, check_line
 from commands.canary.watch import canary_gone
 from commands.runtime import Runtime
 
+# The states in which a watch takes checks (a person's typed check included while paused).
+CHECKED = frozenset({WatchState.WATCHING, WatchState.AWAITING_DECISION, WatchState.PAUSED})
+
 
 def run_check(rt: Runtime, w: Watch, source: str) -> Check | None:
     """Judge the windows that have closed since the last check; None when someone else
-    claimed this check or the canary is gone."""
+    claimed this check, the canary is gone, or the watch takes no more checks (`CHECKED`:
+    one being rolled back keeps the evidence its verdict was acted on). The claim is a
+    compare-and-set on the watch's `rev`, so a state that moved since `w` was read fails it."""
+    if w.state not in CHECKED:
+        return None  # decided and acted on, or ended: its evidence is final
     cs = store_of(rt)
     settings = canary_settings(rt.config)
     now = rt.clock()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from commands.audit import AuditAction
-from commands.canary.act import act_on_breaches, breach_reason, fulfil, start_rollback
+from commands.canary.act import act_on_breaches, breach_reason, fulfil, settle, start_rollback
 from commands.canary.check import run_check
 from commands.canary.loop import busy_with
 from commands.canary.model import (
@@ -109,8 +109,16 @@ def canary_command(rt: Runtime, actor: Actor, ref: str | None) -> Reply:
     w = _watch_of(rt, ref, "/aiops canary <endpoint>")
     env = rt.config.environments[w.environment]
     extra = None
+    if w.action is not None:  # book an action that finished (the console has no scheduler)
+        w = settle(rt, w)
     if not w.state.is_active:
         extra = "This canary is no longer watched."
+    elif w.state is WatchState.ROLLING_BACK:
+        # its verdict is acted on: a check now would judge the rollback's own traffic (the
+        # canary at 0 % before it is undeployed) and show "undecided" over the regression
+        extra = "No check now: the bot is rolling this canary back" + (
+            f" ({w.action_change_id})." if w.action_change_id else "."
+        )
     elif not may_request(env, actor.id, rt.groups):
         extra = f"View only: {mention(actor.id)} may not run checks in `{env.name}`."
     elif (busy := busy_with(rt, w)) is not None:

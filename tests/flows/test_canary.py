@@ -680,3 +680,35 @@ def test_the_chart_goes_up_to_slack_in_the_deploys_thread(
         assert "P95 (top) and error rate (bottom)" in complete.body["initial_comment"]
     finally:
         stub.close()
+
+
+def test_a_canary_being_rolled_back_takes_no_more_checks(cbot: Bot) -> None:
+    """Once its regression is acted on, a typed `/aiops canary` does not judge the
+    rollback's own traffic (the canary at 0 % before it is undeployed) and cannot show
+    "undecided" over the verdict that rolled it back: it says why, and adds no check."""
+    deploy(cbot, STG, "1.3.0-rc1", 10)
+    tick(cbot, 0)  # the watch starts
+    w = watch_of(cbot, STG)
+    assert cbot.rt.canary is not None
+    moved = cbot.rt.canary.update_watch(
+        w.id, w.rev, state=WatchState.ROLLING_BACK, last_verdict=Verdict.REGRESSION
+    )
+    assert moved is not None
+    cbot.clock.advance(minutes=10)
+    reply = cbot.run(ALICE, f"/aiops canary {STG}")
+    assert "No check now: the bot is rolling this canary back" in text_of(reply)
+    after = watch_of(cbot, STG)
+    assert after.checks == w.checks and after.last_verdict is Verdict.REGRESSION
+    assert cbot.rt.canary.checks(w.id, 10) == []
+
+
+def test_a_typed_check_books_a_rollback_that_finished(cbot: Bot) -> None:
+    """With no scheduler (the console), `/aiops canary` after the bot's rollback finished
+    says the canary was rolled back, not "rolling back" for ever."""
+    deploy(cbot, STG, "1.3.0-rc1", 10)
+    cbot.clock.advance(minutes=6)
+    first = cbot.run(ALICE, f"/aiops canary {STG}")  # regression: the bot rolls back
+    assert "regression" in text_of(first)
+    again = text_of(cbot.run(ALICE, f"/aiops canary {STG}"))  # the rollback has finished
+    assert "(rolled back)" in again and "no longer watched" in again, again
+    assert watch_of(cbot, STG).state is WatchState.ROLLED_BACK
