@@ -320,17 +320,19 @@ class SqlIncidentStore:
         states: frozenset[IncidentState] | None = None,
         since: datetime | None = None,
         endpoint: str | None = None,
+        resolved_since: datetime | None = None,
     ) -> list[Incident]:
         query = select(IncidentRow)
         if states is not None:
             query = query.where(col(IncidentRow.state).in_(sorted(s.value for s in states)))
         if since is not None:
-            query = query.where(
-                or_(
-                    col(IncidentRow.declared_at) >= utc(since),
-                    col(IncidentRow.state) != IncidentState.RESOLVED.value,
-                )
-            )
+            kept = [
+                col(IncidentRow.declared_at) >= utc(since),
+                col(IncidentRow.state) != IncidentState.RESOLVED.value,
+            ]
+            if resolved_since is not None:
+                kept.append(col(IncidentRow.resolved_at) >= utc(resolved_since))
+            query = query.where(or_(*kept))
         if endpoint is not None:
             query = query.where(col(IncidentRow.endpoint) == endpoint)
         with Session(self.engine) as session:

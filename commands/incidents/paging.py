@@ -30,7 +30,12 @@ process died between the reply and the send: `rt.background` is memory) is owed,
 paged incident acknowledged or resolved since. "Attempted" is read from the audit (a
 `page_sent`, `page_failed` or `here_posted` row for that action since the moment it was
 owed), so a page that failed is not sent again (it was said, with an `@here`); a trigger
-sent twice is still one page (`dedup_key`).
+sent twice is still one page (`dedup_key`). With no pager only the trigger (the `@here`)
+is ever owed; an incident resolved within `OWED_WITHIN` owes its resolve however long ago
+it was declared; a trigger is owed from a raise to P1/P2 (the only change that sends one).
+A trigger that runs late (queued, or the sweep's) sends nothing for a resolved incident,
+and one delivered after another process recorded the page resolves again if the
+incident is resolved: a late trigger never reopens the pager's alert.
 
 Either way a page not delivered is said where the page was about (the incident's thread,
 the alert's message thread), with an `@here` for a trigger so someone is alerted anyway,
@@ -45,7 +50,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from commands.audit import AuditAction
-from commands.incidents.model import AlertRecord, Incident, IncidentState
+from commands.incidents.model import AlertRecord, Incident, IncidentState, Severity
 from commands.incidents.pager import Page, PageAction, PageResult
 from commands.incidents.records import store_of
 from commands.incidents.runbooks import runbook_for
@@ -185,16 +190,26 @@ def page_now(rt: Runtime, incident_id: str, action: PageAction, actor_id: str) -
     if action is not PageAction.TRIGGER:
         page(rt, incident, action, actor_id)
         return
+    if not incident.state.is_open:
+        # A trigger that waited (a busy worker, the sweep) past the resolution: nobody is
+        # to be woken now, and for a paged incident it would reopen the resolved alert.
+        return
     result = page(rt, incident, PageAction.TRIGGER, actor_id)
-    if result is None or not result.delivered or incident.paged_at is not None:
-        return  # not delivered, or paged before (one dedup key: one alert at the pager)
+    if result is None or not result.delivered:
+        return
+    if incident.paged_at is not None:  # paged before (one dedup key: one alert at the pager)
+        _resolve_if_resolved(rt, incident.id, actor_id)
+        return
     for _ in range(_TRIES):
         moved = store.update_incident(incident.id, incident.rev, paged_at=rt.clock())
         if moved is not None:
             break
         fresh = store.get_incident(incident.id)
         if fresh is None or fresh.paged_at is not None:
-            return  # another trigger recorded it, and caught up
+            # Another trigger recorded it and caught up, perhaps before this one (slow, a
+            # retry) reached the pager: a resolve it sent then is undone by this trigger.
+            _resolve_if_resolved(rt, incident.id, actor_id)
+            return
         incident = fresh
     else:
         return
@@ -204,6 +219,15 @@ def page_now(rt: Runtime, incident_id: str, action: PageAction, actor_id: str) -
         page(rt, moved, PageAction.RESOLVE, actor_id)
     elif moved.acknowledged_at is not None:
         page(rt, moved, PageAction.ACKNOWLEDGE, actor_id)
+
+
+def _resolve_if_resolved(rt: Runtime, incident_id: str, actor_id: str) -> None:
+    """After a trigger delivered to an incident someone else paged: if it is resolved now,
+    resolve again (PagerDuty takes a second resolve as a no-op), so that a trigger that
+    reached the pager after the resolve does not leave the alert open."""
+    fresh = store_of(rt).get_incident(incident_id)
+    if fresh is not None and fresh.state is IncidentState.RESOLVED:
+        page(rt, fresh, PageAction.RESOLVE, actor_id)
 
 
 # A page `page_later` has not attempted by then was lost with its process: the pager's own
@@ -229,6 +253,15 @@ def _owed_moment(incident: Incident) -> tuple[PageAction, datetime] | None:
     return None
 
 
+def _raised_to_paging(params: dict[str, Any]) -> bool:
+    """An `incident_severity` row's parameters (`from`, `to`) say a raise to P1 or P2."""
+    try:
+        old, new = Severity(str(params.get("from"))), Severity(str(params.get("to")))
+    except ValueError:
+        return False
+    return new.pages and new.value < old.value  # "P1" < "P2": the smaller, the higher
+
+
 def owed_pages(rt: Runtime) -> list[tuple[Incident, PageAction]]:
     """Incidents whose last page was never attempted (see the module), oldest first: the
     action owed for each. Reads the incidents of the last `OWED_WITHIN` and, for those
@@ -237,11 +270,15 @@ def owed_pages(rt: Runtime) -> list[tuple[Incident, PageAction]]:
         return []
     now = rt.clock()
     out: list[tuple[Incident, PageAction]] = []
-    for incident in reversed(store_of(rt).list_incidents(since=now - OWED_WITHIN)):
+    # Resolved since counts too: an incident open for days still owes its resolve.
+    window = store_of(rt).list_incidents(since=now - OWED_WITHIN, resolved_since=now - OWED_WITHIN)
+    for incident in reversed(window):
         owed = _owed_moment(incident)
         if owed is None:
             continue
         action, moment = owed
+        if action is not PageAction.TRIGGER and rt.pager.name == "none":
+            continue  # with no pager only the trigger is said (`@here`): nothing else is owed
         if not now - OWED_WITHIN <= moment <= now - OWED_AFTER:
             continue
         rows = [
@@ -249,8 +286,15 @@ def owed_pages(rt: Runtime) -> list[tuple[Incident, PageAction]]:
             for r in rt.store.audit(AuditQuery(since=moment, environment=incident.environment))
             if (r.parameters or {}).get("incident") == incident.id
         ]
-        if action is PageAction.TRIGGER:  # owed since it took a paging severity
-            raised = [r.at for r in rows if r.action == AuditAction.INCIDENT_SEVERITY]
+        if action is PageAction.TRIGGER:  # owed since it was raised to a paging severity
+            # Only a raise sends a trigger (`change_severity`): a P1 lowered to P2 whose
+            # trigger failed owes nothing new.
+            raised = [
+                r.at
+                for r in rows
+                if r.action == AuditAction.INCIDENT_SEVERITY
+                and _raised_to_paging(r.parameters or {})
+            ]
             moment = max([moment, *raised])
             if moment > now - OWED_AFTER:
                 continue

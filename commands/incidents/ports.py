@@ -67,8 +67,10 @@ class IncidentStore(Protocol):
         states: frozenset[IncidentState] | None = None,
         since: datetime | None = None,
         endpoint: str | None = None,
+        resolved_since: datetime | None = None,
     ) -> list[Incident]:
-        """Newest first; `since` compares with `declared_at` or, for open ones, keeps them."""
+        """Newest first; `since` compares with `declared_at` or, for open ones, keeps them;
+        with `since`, `resolved_since` also keeps those resolved at or after it."""
         ...
 
     def open_incidents_for(self, endpoint: str) -> list[Incident]:

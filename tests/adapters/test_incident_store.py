@@ -190,6 +190,12 @@ def test_incident_round_trip_compare_and_set_and_lists(engine: Engine) -> None:
     later = NOW + timedelta(days=2)
     # since: declared after it, or still open
     assert [i.id for i in store.list_incidents(since=later)] == ["INC-1"]
+    # resolved_since: also those resolved at or after it
+    assert [i.id for i in store.list_incidents(since=later, resolved_since=NOW)] == [
+        "INC-2",
+        "INC-1",
+    ]
+    assert [i.id for i in store.list_incidents(since=later, resolved_since=later)] == ["INC-1"]
     only = store.list_incidents(states=frozenset({IncidentState.RESOLVED}))
     assert [i.id for i in only] == ["INC-2"]
     with pytest.raises(ValueError, match="nonsense"):

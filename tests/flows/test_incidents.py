@@ -844,3 +844,96 @@ def test_a_page_that_failed_or_was_never_owed_is_not_sent_by_the_sweep(bot: Bot)
     bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
     assert catch_up(bot.rt) == ["INC-2:trigger"]
     assert [p.dedup_key for p in pager.pages] == ["INC-2"]
+
+
+def test_with_no_pager_the_sweep_owes_nothing_after_the_here(bot: Bot) -> None:
+    """`pager = "none"` (the default): the trigger is an `@here`; an acknowledge or resolve
+    sends nothing and so leaves no row. The sweep must not take that for a lost page and
+    post "had not gone out" in the thread every 30 s for a day."""
+    from commands.incidents.pager import NoPager
+    from commands.incidents.paging import OWED_AFTER, catch_up
+
+    bot.rt.pager = NoPager()
+    declare(bot)
+    assert bot.run(BOB, "/aiops incident ack INC-1").ok
+    bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    assert catch_up(bot.rt) == []
+    assert bot.run(BOB, '/aiops incident resolve INC-1 cause="bad tokenizer"').ok
+    bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    assert catch_up(bot.rt) == []
+    assert not any("had not gone out" in shown(p) for p in posts(bot))
+    assert len(rows(bot, "here_posted")) == 1
+
+
+def test_the_sweep_owes_the_resolve_of_an_incident_open_for_days(
+    bot: Bot, pager: RecordingPager
+) -> None:
+    """An incident declared two days ago and resolved now, its resolve lost: the sweep
+    still sends it (the pager's alert would stay open otherwise)."""
+    from commands.incidents.paging import OWED_AFTER, catch_up
+
+    declare(bot)
+    bot.clock.advance(days=2)
+    lose_pages(bot)
+    assert bot.run(BOB, '/aiops incident resolve INC-1 cause="bad tokenizer"').ok
+    bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    assert catch_up(bot.rt) == ["INC-1:resolve"]
+    assert [p.action for p in pager.pages] == [PageAction.TRIGGER, PageAction.RESOLVE]
+
+
+def test_a_failed_trigger_is_not_resent_when_the_severity_is_lowered(bot: Bot) -> None:
+    """A P1 whose trigger failed (said with an `@here`), lowered to P2: lowering sends no
+    trigger, so the sweep owes none (it would resend the failed page, with a second
+    `@here`, saying wrongly that its process stopped)."""
+    from commands.incidents.paging import OWED_AFTER, catch_up
+
+    failing = RecordingPager(deliver=False)
+    bot.rt.pager = failing
+    declare(bot)
+    bot.clock.advance(minutes=1)
+    assert bot.run(BOB, '/aiops incident severity INC-1 P2 reason="fewer customers"').ok
+    bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    assert catch_up(bot.rt) == [] and len(failing.pages) == 1
+
+
+def test_a_trigger_that_waited_past_the_resolve_does_not_reopen_the_alert(
+    bot: Bot, pager: RecordingPager
+) -> None:
+    """A trigger still queued (or retrying) while the sweep sent it and the incident was
+    resolved: when it finally runs it sends nothing, and a trigger that reached the pager
+    after someone else's resolve is followed by a resolve."""
+    from commands.incidents.paging import OWED_AFTER, catch_up, page_now
+
+    dropped = lose_pages(bot)
+    declare(bot)
+    bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    assert catch_up(bot.rt) == ["INC-1:trigger"]
+    assert bot.run(BOB, '/aiops incident resolve INC-1 cause="bad tokenizer"').ok
+    bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    assert catch_up(bot.rt) == ["INC-1:resolve"]
+    dropped[0]()  # the declaration's trigger, late
+    assert [p.action for p in pager.pages] == [PageAction.TRIGGER, PageAction.RESOLVE]
+
+    # A trigger in flight when the sweep's trigger and the resolve went out (reaching the
+    # pager last) is followed by a resolve.
+    declare(bot)
+    slow = bot.rt.incidents.get_incident("INC-2")  # type: ignore[union-attr]
+    assert slow is not None
+
+    class Slow(RecordingPager):
+        def send(self, page: Page) -> PageResult:
+            if page.action is PageAction.TRIGGER and len(self.pages) == 0:
+                bot.rt.pager = pager  # meanwhile: the sweep's trigger, then the resolve
+                page_now(bot.rt, "INC-2", PageAction.TRIGGER, BOB.id)
+                done = bot.run(BOB, '/aiops incident resolve INC-2 cause="x"')
+                assert done.ok
+                dropped[-1]()
+                bot.rt.pager = self
+            return super().send(page)
+
+    bot.rt.pager = Slow()
+    page_now(bot.rt, "INC-2", PageAction.TRIGGER, ALICE.id)
+    inc2 = [p.action for p in pager.pages if p.dedup_key == "INC-2"]
+    slow_pages = [p.action for p in bot.rt.pager.pages]  # type: ignore[attr-defined]
+    assert inc2 == [PageAction.TRIGGER, PageAction.RESOLVE]
+    assert slow_pages == [PageAction.TRIGGER, PageAction.RESOLVE]

@@ -73,12 +73,22 @@ class MemoryIncidents:
         states: frozenset[IncidentState] | None = None,
         since: datetime | None = None,
         endpoint: str | None = None,
+        resolved_since: datetime | None = None,
     ) -> list[Incident]:
+        def recent(i: Incident) -> bool:
+            if since is None or i.declared_at >= since or i.state.is_open:
+                return True
+            return (
+                resolved_since is not None
+                and i.resolved_at is not None
+                and i.resolved_at >= resolved_since
+            )
+
         found = [
             i
             for i in self.incidents.values()
             if (states is None or i.state in states)
-            and (since is None or i.declared_at >= since or i.state.is_open)
+            and recent(i)
             and (endpoint is None or i.endpoint == endpoint)
         ]
         return sorted(found, key=lambda i: i.declared_at, reverse=True)
