@@ -86,7 +86,10 @@ def _analysis_reply(rt: Runtime, w: Watch, extra: str | None = None) -> Reply:
     recent = checks[-10:]
     if recent:
         blocks.append(Text("\n".join(check_line(w, c, settings) for c in recent)[:2900]))
-    if w.state.is_active:
+    if w.state is WatchState.ROLLING_BACK:
+        # no scheduled check is coming: its verdict is acted on (`check.CHECKED`)
+        blocks.append(Context(("No more checks: the bot is rolling this canary back.",)))
+    elif w.state.is_active:
         blocks.append(
             Context(
                 (

@@ -697,6 +697,7 @@ def test_a_canary_being_rolled_back_takes_no_more_checks(cbot: Bot) -> None:
     cbot.clock.advance(minutes=10)
     reply = cbot.run(ALICE, f"/aiops canary {STG}")
     assert "No check now: the bot is rolling this canary back" in text_of(reply)
+    assert "Next scheduled check" not in text_of(reply)  # none is coming
     after = watch_of(cbot, STG)
     assert after.checks == w.checks and after.last_verdict is Verdict.REGRESSION
     assert cbot.rt.canary.checks(w.id, 10) == []
