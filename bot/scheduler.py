@@ -243,7 +243,7 @@ class Scheduler:
         # Pages an incident owes the on-call that no process attempted (lost with the process
         # that was to send them after its reply): sent once across replicas.
         if rt.incidents is not None:
-            self.add_interval("pages", paging.PAGE_SWEEP_SECONDS, paging.catch_up)
+            self.add_interval("pages", paging.PAGE_SWEEP_SECONDS, self._send_owed_pages)
         # Budget alerts: each (environment, day, percentage) is claimed as its own run key,
         # so it is posted once whichever replica's check sees it first (commands/cost/budget.py).
         cost = cost_settings(rt.config)
@@ -293,6 +293,7 @@ class Scheduler:
         started = start_due_changes(rt, self.settings.misfire_grace)
         expired = expire_due(rt)
         self.keys.prune("every:", self.clock() - INTERVAL_KEYS_KEPT)
+        self.keys.prune("page:", self.clock() - paging.OWED_WITHIN - INTERVAL_KEYS_KEPT)
         return f"{describe_runs(started)}; {len(expired)} expired"
 
     def _check_budgets(self, rt: Runtime) -> str:
@@ -300,6 +301,14 @@ class Scheduler:
             return self.keys.claim(job, day, self.owner, self.clock(), outcome="claimed")
 
         return budget.describe(budget.check(rt, claim))
+
+    def _send_owed_pages(self, rt: Runtime) -> list[str]:
+        # Each owed page is its own run key (`page:INC-N:action`, keyed by the moment it
+        # became owed): one replica sends it even while another's sweep is still at it.
+        def claim(key: str, since: datetime) -> bool:
+            return self.keys.claim(f"page:{key}", since, self.owner, self.clock(), outcome="sent")
+
+        return paging.catch_up(rt, claim)
 
     def _take_over(self, rt: Runtime) -> str:
         taken = take_over(rt)

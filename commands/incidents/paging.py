@@ -266,10 +266,15 @@ def owed_pages(rt: Runtime) -> list[tuple[Incident, PageAction]]:
     """Incidents whose last page was never attempted (see the module), oldest first: the
     action owed for each. Reads the incidents of the last `OWED_WITHIN` and, for those
     that may owe one, their audit rows since the moment it became owed."""
+    return [(incident, action) for incident, action, _ in _owed(rt)]
+
+
+def _owed(rt: Runtime) -> list[tuple[Incident, PageAction, datetime]]:
+    """`owed_pages`, with the moment each became owed."""
     if rt.incidents is None:
         return []
     now = rt.clock()
-    out: list[tuple[Incident, PageAction]] = []
+    out: list[tuple[Incident, PageAction, datetime]] = []
     # Resolved since counts too: an incident open for days still owes its resolve.
     window = store_of(rt).list_incidents(since=now - OWED_WITHIN, resolved_since=now - OWED_WITHIN)
     for incident in reversed(window):
@@ -305,15 +310,22 @@ def owed_pages(rt: Runtime) -> list[tuple[Incident, PageAction]]:
             for r in rows
         )
         if not attempted:
-            out.append((incident, action))
+            out.append((incident, action, moment))
     return out
 
 
-def catch_up(rt: Runtime) -> list[str]:
+def catch_up(rt: Runtime, claim: Callable[[str, datetime], bool] | None = None) -> list[str]:
     """Send every owed page (`owed_pages`), saying so in each incident's thread first;
-    `INC-N:action` for each. The scheduler's `pages` job (bot/scheduler.py)."""
+    `INC-N:action` for each. The scheduler's `pages` job (bot/scheduler.py).
+
+    `claim(key, since)` (`key` `INC-N:action`, `since` the moment it became owed) is asked
+    before each send; False skips it. The scheduler's claims a run key, so that a page is
+    sent once across replicas even when one sweep is still sending (a slow pager retries
+    for up to a minute) as the next, on another replica, reads the audit."""
     sent: list[str] = []
-    for incident, action in owed_pages(rt):
+    for incident, action, since in _owed(rt):
+        if claim is not None and not claim(f"{incident.id}:{action.value}", since):
+            continue
         log.warning(
             "%s: its %s page was never sent (lost with its process); sending it now",
             incident.id,

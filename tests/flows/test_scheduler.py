@@ -345,3 +345,35 @@ def test_serve_starts_the_scheduler_which_catches_up_and_stops(sqlite_engine: En
         server.close()
         stub.close()
     assert scheduler.aps is None  # shut down with the server
+
+
+def test_an_owed_page_is_sent_once_while_another_replicas_sweep_is_still_sending(
+    sqlite_engine: Engine,
+) -> None:
+    """Replica A's `pages` job sends a lost trigger and the pager is slow (retries); 30 s
+    on, replica B's job reads no page row yet: it must not send the page a second time
+    (nor say "had not gone out" twice, nor a second `@here` if it fails)."""
+    from commands.incidents.paging import OWED_AFTER, PAGE_SWEEP_SECONDS
+    from tests.flows.test_incidents import GatedPager
+
+    clock = FakeClock()
+    a, _ = replica(sqlite_engine, clock, "a")
+    b, _ = replica(sqlite_engine, clock, "b")
+    pager = GatedPager()
+    a.rt.pager = b.rt.pager = pager
+    a.rt.background.submit = lambda fn: None  # type: ignore[method-assign,assignment]
+    declared = Bot(a.rt, clock).run(
+        ALICE, '/aiops incident declare loan-assessor sev=P1 summary="5xx since 14:05"'
+    )
+    assert declared.ok
+    clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
+    first = threading.Thread(target=lambda: a.fire("every:pages", clock()))
+    first.start()
+    while not pager.pages:  # A is at the pager
+        threading.Event().wait(0.01)
+    clock.advance(seconds=PAGE_SWEEP_SECONDS)
+    second = b.fire("every:pages", clock())
+    pager.gate.set()
+    first.join(10)
+    assert second.ran and second.outcome == "ok (0)"
+    assert len(pager.pages) == 1
