@@ -92,6 +92,8 @@ class AuditQuery:
     environment: str | None = None
     actor_id: str | None = None
     change_id: str | None = None
+    # only rows whose action is one of these (an index holds action and time)
+    actions: frozenset[str] | None = None
     limit: int | None = None
 
 

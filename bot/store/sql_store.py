@@ -595,6 +595,8 @@ class SqlStore:
             q = q.where(AuditRow.actor_id == query.actor_id)
         if query.change_id is not None:
             q = q.where(AuditRow.change_id == query.change_id)
+        if query.actions is not None:
+            q = q.where(col(AuditRow.action).in_(sorted(query.actions)))
         if query.limit is not None:
             # the newest `limit` rows, still returned oldest first
             q = q.order_by(col(AuditRow.id).desc()).limit(query.limit)

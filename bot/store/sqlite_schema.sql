@@ -1,4 +1,4 @@
--- heads: 0014
+-- heads: 0015
 CREATE TABLE alembic_version (
 	version_num VARCHAR(32) NOT NULL, 
 	CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num)
@@ -278,3 +278,4 @@ CREATE TABLE health_watch (
 	rev INTEGER NOT NULL, 
 	PRIMARY KEY (endpoint)
 );
+CREATE INDEX ix_audit_action_at ON audit_event (action, at);

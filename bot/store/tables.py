@@ -89,6 +89,7 @@ class AuditRow(SQLModel, table=True):
         Index("ix_audit_target_at", "target", "at"),
         Index("ix_audit_change", "change_id"),
         Index("ix_audit_actor_at", "actor_id", "at"),
+        Index("ix_audit_action_at", "action", "at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)

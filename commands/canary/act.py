@@ -159,9 +159,17 @@ def fulfil(
     return made.change
 
 
+def _book(rt: Runtime, w: Watch, **fields: object) -> Watch | None:
+    """Book a finished action on the watch as read: one compare-and-set on its `rev`; None
+    when another caller (the other replica's tick, a typed `/aiops canary`) moved it
+    first — that one books it and says so, this one says nothing."""
+    return store_of(rt).update_watch(w.id, w.rev, **fields)
+
+
 def settle(rt: Runtime, w: Watch) -> Watch:
     """See the watch's action through: make its change if it is missing (a restart between
-    the claim and the change), and book the result once the change has finished."""
+    the claim and the change), and book the result once the change has finished — once,
+    however many callers see it finished (`_book`, `end_watch`)."""
     if w.action is None:
         return w
     if w.action_change_id is None:
@@ -177,7 +185,7 @@ def settle(rt: Runtime, w: Watch) -> Watch:
     if w.action == "rollback":
         if change.state is ChangeState.SUCCEEDED:
             return end_watch(rt, w, WatchState.ROLLED_BACK, f"rolled back by {change.id}")
-        w = update_watch(
+        booked = _book(
             rt,
             w,
             state=WatchState.AWAITING_DECISION,
@@ -186,12 +194,14 @@ def settle(rt: Runtime, w: Watch) -> Watch:
             action_change_id=None,
             note=f"the rollback {change.id} {change.state.value}: {change.error or 'see its thread'}",
         )
-        _ask(rt, w, settings, already_claimed=True)
-        return w
+        if booked is None:
+            return _fresh(rt, w)
+        _ask(rt, booked, settings, already_claimed=True)
+        return booked
     target = change.canary_percent or 0
     if change.state is ChangeState.SUCCEEDED:
         index = w.steps.index(target) if target in w.steps else w.step_index
-        w = update_watch(
+        booked = _book(
             rt,
             w,
             action=None,
@@ -207,6 +217,9 @@ def settle(rt: Runtime, w: Watch) -> Watch:
             note=None,
             updated_at=rt.clock(),
         )
+        if booked is None:
+            return _fresh(rt, w)
+        w = booked
         rt.auditor.record(
             AuditAction.CANARY_STEP,
             SCHEDULER.id,
@@ -226,7 +239,7 @@ def settle(rt: Runtime, w: Watch) -> Watch:
             return canary_gone(rt, w) or w
         refresh_summary(rt, w)
         return w
-    w = update_watch(
+    booked = _book(
         rt,
         w,
         action=None,
@@ -236,9 +249,18 @@ def settle(rt: Runtime, w: Watch) -> Watch:
         note=("plan stopped: " if w.steps else "")
         + f"{change.id} {change.state.value.replace('_', ' ')}",
     )
+    if booked is None:
+        return _fresh(rt, w)
+    w = booked
     post_thread(rt, w, f":octagonal_sign: {w.ref}: {w.note}")
     refresh_summary(rt, w)
     return w
+
+
+def _fresh(rt: Runtime, w: Watch) -> Watch:
+    fresh = store_of(rt).get_watch(w.id)
+    assert fresh is not None
+    return fresh
 
 
 def _split(w: Watch, canary_share: int) -> str:

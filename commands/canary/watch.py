@@ -118,16 +118,32 @@ def ensure_watch(rt: Runtime, ep: Endpoint) -> Watch | None:
 
 
 def end_watch(rt: Runtime, w: Watch, state: WatchState, why: str) -> Watch:
-    ended = update_watch(
-        rt,
-        w,
-        state=state,
-        action=None,
-        action_key=None,
-        action_change_id=None,
-        note=why,
-        updated_at=rt.clock(),
-    )
+    """End an active watch in `state`, audited and said once: of any number of callers
+    that see its end (the other replica's tick, a typed check), the one whose
+    compare-and-set ends it announces; the others get the ended watch and say nothing."""
+    cs = store_of(rt)
+    current = w
+    for _ in range(20):
+        if not current.state.is_active:
+            return current  # ended by another caller, who said so
+        moved = cs.update_watch(
+            current.id,
+            current.rev,
+            state=state,
+            action=None,
+            action_key=None,
+            action_change_id=None,
+            note=why,
+            updated_at=rt.clock(),
+        )
+        if moved is not None:
+            ended = moved
+            break
+        fresh = cs.get_watch(w.id)
+        assert fresh is not None
+        current = fresh
+    else:
+        raise RuntimeError(f"{w.ref} keeps moving; gave up ending it")
     announce(
         rt,
         ended,

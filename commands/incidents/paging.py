@@ -238,6 +238,9 @@ OWED_AFTER = timedelta(minutes=2)
 OWED_WITHIN = timedelta(days=1)
 PAGE_SWEEP_SECONDS = 30.0  # the scheduler's `pages` job interval
 _ATTEMPTS = frozenset({AuditAction.PAGE_SENT, AuditAction.PAGE_FAILED, AuditAction.HERE_POSTED})
+# What the sweep reads of the audit (migration 0015 indexes action and time): the attempts,
+# and the severity raises that make a trigger owed anew.
+_READ: frozenset[str] = _ATTEMPTS | {AuditAction.INCIDENT_SEVERITY}
 
 
 def _owed_moment(incident: Incident) -> tuple[PageAction, datetime] | None:
@@ -286,10 +289,9 @@ def _owed(rt: Runtime) -> list[tuple[Incident, PageAction, datetime]]:
             continue  # with no pager only the trigger is said (`@here`): nothing else is owed
         if not now - OWED_WITHIN <= moment <= now - OWED_AFTER:
             continue
+        query = AuditQuery(since=moment, environment=incident.environment, actions=_READ)
         rows = [
-            r
-            for r in rt.store.audit(AuditQuery(since=moment, environment=incident.environment))
-            if (r.parameters or {}).get("incident") == incident.id
+            r for r in rt.store.audit(query) if (r.parameters or {}).get("incident") == incident.id
         ]
         if action is PageAction.TRIGGER:  # owed since it was raised to a paging severity
             # Only a raise sends a trigger (`change_severity`): a P1 lowered to P2 whose

@@ -114,14 +114,17 @@ def test_the_first_notice_makes_the_alert_and_a_repeat_updates_it(engine: Engine
 
 def test_racing_first_notices_make_one_alert(engine: Engine, replica: Engine) -> None:
     """Eight deliveries of one notice at once, half through another replica's engine:
-    exactly one is new, and all of them name the same alert."""
+    exactly one is new, and all of them name the same alert. (Which number it gets is not
+    fixed: on PostgreSQL a racing insert that loses on the unique key has still drawn a
+    number from the sequence, so the winner may be ALERT-2.)"""
     stores = [SqlIncidentStore(engine), SqlIncidentStore(replica)]
     results = race(8, lambda i: stores[i % 2].record_alert(notice(), NOW))
     assert not [r for r in results if isinstance(r, Exception)], results
     news = [r for r in results if isinstance(r, tuple) and r[1]]
     assert len(news) == 1
-    assert {r[0].id for r in results if isinstance(r, tuple)} == {"ALERT-1"}
-    assert len(stores[0].list_alerts(NOW - timedelta(days=1))) == 1
+    assert {r[0].id for r in results if isinstance(r, tuple)} == {news[0][0].id}
+    [stored] = stores[0].list_alerts(NOW - timedelta(days=1))
+    assert stored.id == news[0][0].id
 
 
 def test_a_closed_alert_stays_closed(engine: Engine) -> None:

@@ -213,6 +213,35 @@ def test_audit_time_bounds_in_any_zone(engine: Engine) -> None:
     assert [r.at for r in rows] == [NOW + timedelta(hours=2)]
 
 
+def test_audit_rows_by_action_within_a_time_bound(engine: Engine) -> None:
+    """`AuditQuery.actions` keeps only those actions (the owed-pages sweep reads page
+    attempts and severity raises this way, on migration 0015's index), with the other
+    filters still applied."""
+    from datetime import timedelta
+
+    store = SqlStore(engine)
+    for minutes, action in enumerate(
+        ("command", "page_sent", "approve", "page_failed", "page_sent")
+    ):
+        store.append_audit(
+            AuditEvent(
+                action=action,
+                actor_id="U0BOB",
+                outcome="ok",
+                environment="prod" if minutes else "staging",
+                at=NOW + timedelta(minutes=minutes),
+            )
+        )
+    pages = frozenset({"page_sent", "page_failed"})
+    rows = store.audit(AuditQuery(actions=pages, since=NOW + timedelta(minutes=2)))
+    assert [(r.action, r.at) for r in rows] == [
+        ("page_failed", NOW + timedelta(minutes=3)),
+        ("page_sent", NOW + timedelta(minutes=4)),
+    ]
+    assert len(store.audit(AuditQuery(actions=pages, environment="prod"))) == 3
+    assert store.audit(AuditQuery(actions=frozenset({"nothing"}))) == []
+
+
 def test_times_in_another_zone_are_stored_as_the_same_instant(engine: Engine) -> None:
     from zoneinfo import ZoneInfo
 

@@ -713,3 +713,21 @@ def test_a_typed_check_books_a_rollback_that_finished(cbot: Bot) -> None:
     again = text_of(cbot.run(ALICE, f"/aiops canary {STG}"))  # the rollback has finished
     assert "(rolled back)" in again and "no longer watched" in again, again
     assert watch_of(cbot, STG).state is WatchState.ROLLED_BACK
+
+
+def test_a_finished_rollback_is_booked_once_however_many_see_it(cbot: Bot) -> None:
+    """The scheduler's tick on two replicas and a typed check may all see the bot's
+    rollback finished, each holding the watch as it read it: the watch ends once, audited
+    and said once."""
+    from commands.canary.act import settle
+
+    deploy(cbot, STG, "1.3.0-rc1", 10)
+    cbot.clock.advance(minutes=6)
+    assert "regression" in text_of(cbot.run(ALICE, f"/aiops canary {STG}"))
+    stale = watch_of(cbot, STG)
+    assert stale.state is WatchState.ROLLING_BACK and stale.action_change_id is not None
+    ended = [settle(cbot.rt, stale) for _ in range(3)]
+    assert all(w.state is WatchState.ROLLED_BACK for w in ended)
+    assert len(audit(cbot, AuditAction.CANARY_WATCH_ENDED)) == 1
+    flags = [p for p in posts(cbot) if ":checkered_flag:" in p.reply.text]
+    assert len(flags) == 1
