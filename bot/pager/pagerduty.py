@@ -26,7 +26,12 @@ Retries here: 429, 5xx, a timeout or a dropped connection are tried again, at mo
 delay fixed, half random, so that replicas paging together spread out) or, when the answer
 carries `Retry-After`, after exactly that; the waits together stay within
 `RetryPolicy.budget` seconds, because the page is sent from a worker that someone is waiting
-on. A retried trigger cannot page twice: the dedup key makes it the same alert.
+on, and no attempt starts once the send has run `RetryPolicy.deadline` seconds (waits and
+slow answers together: httpx's timeout is per phase, so attempts that stall in every phase
+would otherwise add up to minutes). A send therefore ends within the deadline plus one
+attempt (3 × `timeout`): 90 s by default, inside the 2 minutes after which the scheduler
+treats a page nobody attempted as lost (`commands/incidents/paging.py: OWED_AFTER`). A
+retried trigger cannot page twice: the dedup key makes it the same alert.
 
 Routing keys: one PagerDuty service per environment, its key in the environment variable
 `PAGERDUTY_ROUTING_KEY_<ENVIRONMENT>` (`prod` → `PAGERDUTY_ROUTING_KEY_PROD`; characters
@@ -92,6 +97,7 @@ class RetryPolicy:
     base_delay: float = 0.5
     max_delay: float = 8.0
     budget: float = 30.0
+    deadline: float = 60.0  # no attempt starts after this long since the first
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,7 @@ class PagerDuty:
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._env: Mapping[str, str] = os.environ if env is None else env
         self.url = events_url(url or self._env.get("AIOPS_PAGERDUTY_URL") or EVENTS_URL)
@@ -132,6 +139,7 @@ class PagerDuty:
             timeout=timeout, transport=transport, headers={"User-Agent": CLIENT}
         )
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng or random.Random()  # jitter only, nothing secret
 
     def close(self) -> None:
@@ -174,6 +182,7 @@ class PagerDuty:
         what = f"{page.action.value} {page.dedup_key} ({page.environment})"
         waited = 0.0
         attempt = 0
+        started = self._clock()
         while True:
             attempt += 1
             answer = self._post(body, key)
@@ -212,6 +221,16 @@ class PagerDuty:
                     f" {page.environment} ({answer.detail}, wait {wait:.0f} s asked, beyond the"
                     f" {self.retry.budget:.0f} s retry budget) after {attempt} attempt(s);"
                     f" {_consequence(page.action)}",
+                    attempts=attempt,
+                )
+            spent = self._clock() - started
+            if spent + wait >= self.retry.deadline:
+                log.warning("PagerDuty did not take %s within %.0f s", what, self.retry.deadline)
+                return PageResult(
+                    delivered=False,
+                    error=f"PagerDuty did not take the {page.action.value} for"
+                    f" {page.environment} within {self.retry.deadline:.0f} s ({attempt}"
+                    f" attempt(s), last: {answer.detail}); {_consequence(page.action)}",
                     attempts=attempt,
                 )
             log.warning(

@@ -230,8 +230,8 @@ def _resolve_if_resolved(rt: Runtime, incident_id: str, actor_id: str) -> None:
         page(rt, fresh, PageAction.RESOLVE, actor_id)
 
 
-# A page `page_later` has not attempted by then was lost with its process: the pager's own
-# retries take seconds (bot/pager/pagerduty.py), this is well past them.
+# A page `page_later` has not attempted by then was lost with its process: a PagerDuty send
+# ends within 90 s however slow (bot/pager/pagerduty.py: its deadline plus one attempt).
 OWED_AFTER = timedelta(minutes=2)
 # How far back a moment may be and still owe its page (a scheduler down longer than this
 # is an outage of its own, seen on /healthz).

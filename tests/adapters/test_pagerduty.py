@@ -138,6 +138,32 @@ def test_a_retry_after_beyond_the_budget_ends_the_retries(
     assert "the on-call was not paged" in (result.error or "")
 
 
+def test_no_attempt_starts_past_the_deadline_however_slow_the_answers(
+    fake: FakePagerDuty, waits: Waits
+) -> None:
+    """httpx's timeout is per phase: attempts that each stall ~25 s would add up to minutes.
+    The send stops starting attempts at `deadline`, so it ends within the deadline plus one
+    attempt — inside the scheduler's `OWED_AFTER`, after which a page is taken as lost."""
+    from commands.incidents.paging import OWED_AFTER
+
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 25.0  # each look at the clock follows one slow answer
+        return now[0]
+
+    fake.fail(503, times=10)
+    keys = {"PAGERDUTY_ROUTING_KEY_PROD": PROD_KEY}
+    sender = PagerDuty(keys, url=fake.url, sleep=waits, clock=clock)
+    result = sender.send(trigger())
+    # attempts start at 0, 25 and 50 s after the first; the fourth would start at 75 s
+    assert not result.delivered and result.attempts == 3, result
+    assert "within 60 s" in (result.error or "") and "HTTP 503" in (result.error or "")
+    assert "the on-call was not paged" in (result.error or "")
+    worst = RetryPolicy().deadline + 3 * 10.0  # one more attempt, every phase at its timeout
+    assert worst < OWED_AFTER.total_seconds()
+
+
 def test_it_gives_up_after_the_last_attempt_with_a_clear_error(
     fake: FakePagerDuty, waits: Waits
 ) -> None:
