@@ -129,13 +129,21 @@ def _page(rt: Runtime, incident: Incident, action: PageAction) -> Page:
     )
 
 
-def page(rt: Runtime, incident: Incident, action: PageAction, actor_id: str) -> PageResult | None:
+def page(
+    rt: Runtime,
+    incident: Incident,
+    action: PageAction,
+    actor_id: str,
+    *,
+    late: dict[str, Any] | None = None,
+) -> PageResult | None:
     """Send `action` for `incident` and tell and audit what became of it. Acknowledge and
     resolve go only to an incident that was paged (`paged_at`); None when nothing was
     sent for that reason. The caller records `paged_at` after a trigger."""
     if action is not PageAction.TRIGGER and incident.paged_at is None:
         return None
     base = {"incident": incident.id, "alert": incident.alert_id, "action": action.value}
+    base |= late or {}  # a page the sweep caught up: when it was owed since
     if rt.pager.name == "none":
         if action is not PageAction.TRIGGER:
             return None
@@ -180,21 +188,29 @@ def page_later(rt: Runtime, incident: Incident, action: PageAction, actor_id: st
 _TRIES = 5  # compare-and-set attempts on `paged_at`
 
 
-def page_now(rt: Runtime, incident_id: str, action: PageAction, actor_id: str) -> None:
+def page_now(
+    rt: Runtime,
+    incident_id: str,
+    action: PageAction,
+    actor_id: str,
+    *,
+    late: dict[str, Any] | None = None,
+) -> None:
     """Send `action` for the incident as it is stored now. After the first trigger
-    delivered, `paged_at` is set and what happened since is sent after it."""
+    delivered, `paged_at` is set and what happened since is sent after it. `late` (the
+    sweep's): parameters its audit rows carry to say it was caught up."""
     store = store_of(rt)
     incident = store.get_incident(incident_id)
     if incident is None:
         return
     if action is not PageAction.TRIGGER:
-        page(rt, incident, action, actor_id)
+        page(rt, incident, action, actor_id, late=late)
         return
     if not incident.state.is_open:
         # A trigger that waited (a busy worker, the sweep) past the resolution: nobody is
         # to be woken now, and for a paged incident it would reopen the resolved alert.
         return
-    result = page(rt, incident, PageAction.TRIGGER, actor_id)
+    result = page(rt, incident, PageAction.TRIGGER, actor_id, late=late)
     if result is None or not result.delivered:
         return
     if incident.paged_at is not None:  # paged before (one dedup key: one alert at the pager)
@@ -339,10 +355,11 @@ def catch_up(rt: Runtime, claim: Callable[[str, datetime], bool] | None = None) 
             f":hourglass: {incident.id}'s page ({action.value}) had not gone out: the process"
             " that was sending it stopped. Sending it now.",
         )
+        late = {"caught_up": True, "owed_since": since.isoformat()}
         if action is PageAction.TRIGGER:
-            page_now(rt, incident.id, action, BOT.id)
+            page_now(rt, incident.id, action, BOT.id, late=late)
         else:
-            page(rt, incident, action, BOT.id)
+            page(rt, incident, action, BOT.id, late=late)
         sent.append(f"{incident.id}:{action.value}")
     return sent
 

@@ -800,6 +800,8 @@ def test_a_page_lost_with_its_process_is_sent_by_the_sweep_once(
     bot.clock.advance(seconds=OWED_AFTER.total_seconds() + 1)
     assert catch_up(bot.rt) == ["INC-1:trigger"]
     assert [p.action for p in pager.pages] == [PageAction.TRIGGER]
+    [late] = rows(bot, "page_sent")  # its row says it was caught up, and since when
+    assert late.parameters["caught_up"] is True and late.parameters["owed_since"]
     incident = bot.rt.incidents.get_incident("INC-1")  # type: ignore[union-attr]
     assert incident is not None and incident.paged_at is not None
     assert any("had not gone out" in shown(p) for p in posts(bot))
