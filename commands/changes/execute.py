@@ -29,6 +29,7 @@ soak is the one phase a live worker holds while a new version serves everyone.""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -290,10 +291,22 @@ def _phase(
     return change
 
 
-def _wait(rt: Runtime, lease: Lease, change: Change, name: str, what: str) -> OperationStatus:
+def _wait(
+    rt: Runtime,
+    lease: Lease,
+    change: Change,
+    name: str,
+    what: str,
+    on_stop: Callable[[Change], None] | None = None,
+) -> OperationStatus:
+    """Poll operation `name` until it is done; its status, or `_Failed` with its error.
+    With `on_stop`, a person's stop request (`Store.request_stop`) is looked for at each
+    poll and handed to it (it raises)."""
     last_reported = -1
     while True:
         lease.check()
+        if on_stop is not None and (asked := _stop_asked(rt, change)) is not None:
+            on_stop(asked)
         status = rt.platform.operation(name)
         if status.done:
             if status.error:
@@ -411,11 +424,25 @@ def _ours(state: EndpointState, change: Change, version: ModelVersion) -> str | 
 
 
 def _deployed(rt: Runtime, lease: Lease, change: Change, dm_id: str | None, version: str) -> None:
+    """Record the landed deploy and leave the `deploy` phase — only if nobody asked the
+    change to stop meanwhile (`Store.request_stop` wins only while the phase is `deploy`):
+    then the deploy that landed is taken back (`_abort_deploy`, which raises)."""
     change.new_deployed_model_id = dm_id
     if dm_id:
         change.plan.labels[dm_id] = version
     change.plan.phase = "deployed"
-    _write(rt, lease, change, new_deployed_model_id=dm_id, plan=change.plan)
+    if not rt.store.update_change(
+        change.id,
+        holder=lease.owner,
+        unless_stop_requested=True,
+        new_deployed_model_id=dm_id,
+        plan=change.plan,
+    ):
+        asked = _stop_asked(rt, change)
+        if asked is None:
+            raise lease.lose()
+        change.plan.phase = "deploy"
+        _abort_deploy(rt, lease, change, asked)
 
 
 def _deploy(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> str | None:
@@ -491,9 +518,20 @@ def _run(rt: Runtime, change: Change, lease: Lease) -> None:
                     log.info("%s: adopted deployed model %s", change.id, adopted)
                     _deployed(rt, lease, change, adopted, version.version)
                 phase = change.plan.phase or ""
+            if phase == "deploy_stopped":  # stopped by a person: finish taking it back
+                asked = _stop_asked(rt, change)
+                assert asked is not None, "a stopped deploy keeps its stop request"
+                _abort_deploy(rt, lease, change, asked)
             if phase == "deploy":
                 assert change.operation
-                status = _wait(rt, lease, change, change.operation, f"deploying {version}")
+                status = _wait(
+                    rt,
+                    lease,
+                    change,
+                    change.operation,
+                    f"deploying {version}",
+                    on_stop=lambda asked: _abort_deploy(rt, lease, change, asked),
+                )
                 _deployed(rt, lease, change, status.deployed_model_id, version.version)
                 phase = "deployed"
             if strategy == Strategy.BLUE_GREEN.value:
@@ -754,6 +792,49 @@ def _stopped(
         f"{version.version} was stopped during the soak at {mention(by)}'s request{why}",
         f"stopped: rollback asked by {mention(by)}",
         {"checks": checks, "requests": requests, "stop_requested_by": by},
+    )
+
+
+def _abort_deploy(rt: Runtime, lease: Lease, change: Change, asked: Change) -> None:
+    """A person's `/rollback` while the change's deploy was running: record it (phase
+    `deploy_stopped`, so a taker finishes it), cancel the operation if it still runs (best
+    effort: a deploy the platform finishes anyway is taken back below), wait for it to end,
+    then, if the deployed model landed, put traffic back (`restore_split`) and undeploy it.
+    Always raises `_Failed`, naming who stopped it and why."""
+    by = asked.stop_requested_by or ""
+    why = f" ({escape(asked.stop_reason)})" if asked.stop_reason else ""
+    operation = change.operation
+    _phase(rt, lease, change, "deploy_stopped", operation)
+    cancelled = "it had no operation on record"
+    if operation:
+        try:
+            if rt.platform.operation(operation).done:
+                cancelled = "its deploy had already finished"
+            else:
+                lease.check()
+                rt.platform.cancel_operation(operation)
+                cancelled = "its deploy was cancelled"
+        except PlatformError as exc:
+            cancelled = f"its deploy could not be cancelled ({exc})"
+        while not rt.platform.operation(operation).done:
+            lease.check()
+            rt.sleep(rt.poll_seconds)
+    state = _state(rt, lease, change)
+    version = ModelVersion.parse(change.version or "")
+    landed = _ours(state, change, version)
+    head = f"stopped before its deploy finished, at {mention(by)}'s request{why}; {cancelled}"
+    if landed is None:
+        raise _Failed(f"{head}; nothing of it is deployed")
+    change.new_deployed_model_id = landed
+    change.plan.labels.setdefault(landed, version.version)
+    restore = check_split(change.restore_split)
+    if dict(state.traffic) != restore and restore:
+        lease.check()
+        rt.platform.set_traffic(_endpoint(rt, change), restore)
+    _undeploy(rt, lease, change, [landed], restore)
+    raise _Failed(
+        f"{head}; it had landed: traffic back to {split_text(restore, change.labels)} and"
+        f" {version.version} undeployed"
     )
 
 

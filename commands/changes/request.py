@@ -377,7 +377,13 @@ def _end_stranded(rt: Runtime, holder: Change, actor_id: str) -> str | None:
     )
 
 
-def _stop_soak(
+# The phases in which a live worker honours a person's stop request: a replace or
+# blue-green's soak (the new version serves 100 %), and a deploy whose operation is still
+# running (10–30 minutes on Vertex AI; nothing serves from it yet).
+STOPPABLE = ("soak", "deploy")
+
+
+def _stop_running(
     rt: Runtime,
     ep: Endpoint,
     holder: Change,
@@ -386,20 +392,24 @@ def _stop_soak(
     glass: BreakGlass | None,
     ticket: str | None,
 ) -> Reply:
-    """`/rollback` over a replace or blue-green deploy in its soak, run by a live worker.
-    The new version already serves 100 %, so waiting for the soak to end (10 minutes by
-    default) would block mitigation. Ask the worker to stop (`Store.request_stop`, which
-    wins only while the change is still in its soak): within `STOP_POLL` it records who
-    stopped it, puts traffic back on the old version in one update, undeploys the new one
-    and fails the change saying so (`execute._stopped`). No second change is opened: the
-    soak's own rollback is the one that knows both deployed models. Audited under the
+    """`/rollback` over a change a live worker runs in a `STOPPABLE` phase. In a replace or
+    blue-green's soak the new version already serves 100 %, so waiting for the soak to end
+    (10 minutes by default) would block mitigation; a deploy still running (minutes on
+    Vertex AI) would land first. Ask the worker to stop (`Store.request_stop`, which wins
+    only while the change is still in that phase): in a soak, within `STOP_POLL`, it puts
+    traffic back on the old version in one update and undeploys the new one
+    (`execute._stopped`); in a deploy, at its next poll, it cancels the operation and, if
+    the model landed anyway, puts traffic back and undeploys it (`execute._abort_deploy`).
+    Either way the change fails naming who stopped it. No second change is opened: the
+    running change is the one that knows what it deployed. Audited under the
     person's name with their reason and ticket; a stop by break glass (an environment
     whose rollbacks need approval) is audited and announced as break glass too. With an
     incident open on the endpoint the stop is part of it, as a rollback change would be
     (`commands.incidents.links`): its rows name the incident, an `incident_linked` row
     links the stopped change, and the incident's thread says so."""
     actor_id = inv.actor.id
-    asked = rt.store.request_stop(holder.id, actor_id, reason, phase="soak")
+    phase = holder.plan.phase or ""
+    asked = rt.store.request_stop(holder.id, actor_id, reason, phase=phase)
     if asked is None:
         current = rt.store.get_change(holder.id)
         if current is not None and current.stop_requested_by:
@@ -409,24 +419,29 @@ def _stop_soak(
                 " is done."
             )
             return Reply(text=text, blocks=[Text(text)])
-        # it left its soak meanwhile (passed, or failed on its own): as behind any change
+        # it left that phase meanwhile (passed, landed, failed): as behind any change
         raise _locked(rt, ep, rt.store.open_change(ep.slug) or holder)
-    new = asked.labels.get(asked.new_deployed_model_id or "", asked.version or "the new version")
+    version = (asked.version or "").rpartition("@")[2] or "the new version"
+    new = asked.labels.get(asked.new_deployed_model_id or "", version)
     old = asked.labels.get(asked.plan.stable_id or "", "the old version")
-    seconds = int(STOP_POLL.total_seconds())
+    soak = phase == "soak"
+    seconds = int(STOP_POLL.total_seconds() if soak else rt.poll_seconds)
     incident = links.open_incident(rt, ep.slug)
     under = {"incident": incident.id} if incident is not None else {}
-    line = (
-        f":octagonal_sign: {mention(actor_id)} asked to roll back during the soak:"
-        f" traffic goes back on {old} and {new} is undeployed."
+    what = (
+        f"traffic goes back on {old} and {new} is undeployed"
+        if soak
+        else f"the deploy of {new} is cancelled (and {new} undeployed if it lands anyway)"
     )
+    during = "during the soak" if soak else f"while {new} was still deploying"
+    line = f":octagonal_sign: {mention(actor_id)} asked to roll back {during}: {what}."
     if glass is not None:
         # as `_break_glass` does for a change it opens: the row the digest and the
         # incident review look for, and the announcement approvers see
         rt.auditor.record(
             AuditAction.BREAK_GLASS,
             actor_id,
-            "rolled back during the soak without approval",
+            f"rolled back {during} without approval",
             change=asked,
             request_id=inv.request_id,
             justification=glass.reason,
@@ -438,13 +453,13 @@ def _stop_soak(
         asked,
         AuditAction.STOP_REQUESTED,
         actor_id,
-        "asked: the soak stops and rolls back",
+        f"asked: the {phase} stops and is rolled back",
         line=line,
         refresh=False,
         justification=reason,
         request_id=inv.request_id,
         parameters={
-            "phase": "soak",
+            "phase": phase,
             "strategy": asked.plan.strategy,
             "serving": new,
             "ticket": ticket,
@@ -457,7 +472,7 @@ def _stop_soak(
             rt.auditor.record(
                 AuditAction.INCIDENT_LINKED,
                 actor_id,
-                f"{asked.id} linked to {incident.id}: its soak stopped under it",
+                f"{asked.id} linked to {incident.id}: its {phase} stopped under it",
                 change=asked,
                 request_id=inv.request_id,
                 parameters={
@@ -471,10 +486,9 @@ def _stop_soak(
         incident_line(
             rt,
             incident,
-            f":rewind: {mention(actor_id)} stopped {asked.id}'s soak ({new} at 100 %) for"
-            f" {incident.id}: traffic goes back on {old} and {new} is undeployed.",
+            f":rewind: {mention(actor_id)} stopped {asked.id}'s {phase} for {incident.id}: {what}.",
         )
-    soon = f"within {seconds} s its worker puts"
+    soon = f"within {seconds} s its worker"
     beat = asked.lease_heartbeat_at
     if beat is not None and rt.clock() - beat > rt.lease_ttl / 2:
         # a heartbeat is due every third of the TTL: this worker may have stopped
@@ -485,14 +499,23 @@ def _stop_soak(
         bound = int(left + takeover_seconds(rt.lease_ttl)) + 1  # its lease, then a sweep
         soon = (
             f"its worker's last heartbeat was {age} s ago: if it has stopped, another takes"
-            f" {holder.id} over within {bound} s and honours the request; either way it puts"
+            f" {holder.id} over within {bound} s and honours the request; either way it"
         )
-    text = (
-        f":rewind: {holder.id} ({asked.plan.strategy} of {new} on `{ep.slug}`) was in its"
-        f" soak, {new} serving 100 %. Stopping it at your request: {soon} traffic back on"
-        f" {old} in one update and undeploys {new}; {holder.id} then ends failed, saying who"
-        " stopped it. Its thread says when it is done."
-    )
+    if soak:
+        text = (
+            f":rewind: {holder.id} ({asked.plan.strategy} of {new} on `{ep.slug}`) was in its"
+            f" soak, {new} serving 100 %. Stopping it at your request: {soon} puts traffic"
+            f" back on {old} in one update and undeploys {new}; {holder.id} then ends failed,"
+            " saying who stopped it. Its thread says when it is done."
+        )
+    else:
+        text = (
+            f":rewind: {holder.id} (deploy of {new} on `{ep.slug}`) was still deploying;"
+            f" nothing serves from it yet. Stopping it at your request: {soon} cancels the"
+            f" deploy and, if {new} lands anyway, puts traffic back on {old} and undeploys"
+            f" it; {holder.id} then ends failed, saying who stopped it. Its thread says when"
+            " it is done."
+        )
     return Reply(text=text, blocks=[Text(text)])
 
 
@@ -557,12 +580,13 @@ def request_change(
     ):
         if (
             kind is ChangeKind.ROLLBACK
-            and holder.plan.phase == "soak"
+            and holder.plan.phase in STOPPABLE
+            and (holder.plan.phase == "soak" or holder.kind is ChangeKind.DEPLOY)
             and not needs_approval
             and stoppable(holder.lease_owner)  # a holder of an earlier release is not asked
         ):
             ticket = args.options.get("ticket")
-            return _stop_soak(rt, ep, holder, inv, reason, glass, ticket)
+            return _stop_running(rt, ep, holder, inv, reason, glass, ticket)
         raise _locked(rt, ep, holder)  # running in a live worker: nothing may go ahead of it
     # A rollback that cannot be planned (nothing to roll back to) supersedes nothing, but
     # one over a stranded change in flight (a deploy not yet landed: no canary to take

@@ -795,3 +795,110 @@ def test_a_stop_asked_of_a_worker_gone_quiet_says_when_a_taker_will_honour_it(
     assert "last heartbeat was 20 s ago" in text, text
     assert "takes CHG-1 over within 21 s" in text  # 10 s of lease left + a 10 s sweep + 1
     assert last(worker).state is ChangeState.FAILED  # and it was honoured
+
+
+# --- a person's rollback while a live worker's deploy is still running -----------------
+
+
+def rollback_while_deploying(
+    engine: Engine, clock: FakeClock, line: str, *, land_first: bool = False
+) -> tuple[Bot, Any]:
+    """Deploy a canary in one process; at its first poll of the deploy operation another
+    process types `/rollback`. `land_first`: the operation has finished by the time the
+    worker looks again (the platform did not honour the cancel in time)."""
+    worker = Bot(make_runtime(engine, clock), clock)
+    other = Bot(make_runtime(engine, clock), clock)
+    replies: list[Any] = []
+    sleep = worker.rt.sleep
+
+    def poll(seconds: float) -> None:
+        change = last(worker)
+        if not replies and change.plan.phase == "deploy":
+            replies.append(other.run(BOB, f'/rollback {STG} reason="wrong version"'))
+            if land_first:
+                clock.advance(3600)
+        sleep(seconds)
+
+    worker.rt.sleep = poll
+    worker.run(ALICE, line)
+    assert replies, "the deploy was never polled"
+    return worker, replies[0]
+
+
+def test_a_rollback_while_a_deploy_runs_cancels_it_and_nothing_moves(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """On Vertex AI a deploy runs for minutes; a `/rollback` then is not refused "locked …
+    running" until it lands: the worker cancels the operation at its next poll, nothing of
+    the new version is deployed, traffic never moved, and the change fails naming who
+    stopped it."""
+    worker, reply = rollback_while_deploying(
+        engine, clock, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=10"
+    )
+    text = text_of(reply)
+    assert "was still deploying" in text and "cancels the deploy" in text, text
+    stopped = last(worker)
+    assert stopped.state is ChangeState.FAILED and stopped.error
+    assert "stopped before its deploy finished, at <@U0BOB>'s request" in stopped.error
+    assert "(wrong version)" in stopped.error and "nothing of it is deployed" in stopped.error
+    assert worker.split(STG) == {"1.2.0": 100}
+    assert len(worker.rt.store.list_changes(limit=10)) == 1  # no second change opened
+    rows = worker.rt.store.audit(AuditQuery(change_id=stopped.id))
+    [asked] = [e for e in rows if e.action == "stop_requested"]
+    assert asked.actor_id == BOB.id and asked.parameters["phase"] == "deploy"
+
+
+def test_a_deploy_that_lands_despite_the_stop_is_taken_back(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """The platform finished the deploy before the cancel: the canary that landed at 10 %
+    is taken back — traffic to the stable version in one update, the canary undeployed."""
+    worker, reply = rollback_while_deploying(
+        engine, clock, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=10", land_first=True
+    )
+    stopped = last(worker)
+    assert stopped.state is ChangeState.FAILED and stopped.error
+    assert "its deploy had already finished" in stopped.error, stopped.error
+    assert "it had landed: traffic back to 1.2.0 100" in stopped.error
+    assert worker.split(STG) == {"1.2.0": 100}
+    assert "was still deploying" in text_of(reply)
+
+
+def test_a_stopped_deploy_whose_worker_died_is_taken_back_by_the_taker(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    """The worker recorded the stop (`deploy_stopped`) and cancelled the operation, then
+    died: the taker finishes taking the deploy back and fails the change the same way,
+    cancelling nothing twice."""
+    dead = Bot(make_runtime(sqlite_engine, clock), clock)
+    dead.rt.platform = DiesAfter(dead.rt.platform, "cancel_operation")  # type: ignore[assignment]
+    store = dead.rt.store
+    sleep = dead.rt.sleep
+    asked: list[str] = []
+
+    def poll(seconds: float) -> None:
+        change = last(dead)
+        if not asked and change.plan.phase == "deploy":
+            assert store.request_stop(change.id, BOB.id, "wrong version", phase="deploy")
+            asked.append(change.id)
+        sleep(seconds)
+
+    dead.rt.sleep = poll
+    with contextlib.suppress(Stopped):
+        dead.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=10")
+    stranded = last(dead)
+    assert stranded.state is ChangeState.RUNNING and stranded.plan.phase == "deploy_stopped"
+    assert dead.rt.store.take_lease(stranded.id, DEAD, clock(), LEASE_TTL) is not None
+    clock.advance(LEASE_TTL.total_seconds() + 1)
+    cancels: list[None] = []
+    taker = Bot(make_runtime(sqlite_engine, clock), clock)
+    inner = taker.rt.platform.cancel_operation
+    taker.rt.platform.cancel_operation = lambda name: cancels.append(inner(name))  # type: ignore[method-assign]
+    assert take_over(taker.rt) == 1
+    taker.rt.background.wait_idle(30)
+    done = taker.change(stranded.id)
+    assert done.state is ChangeState.FAILED and done.error
+    assert "at <@U0BOB>'s request (wrong version)" in done.error
+    assert "its deploy had already finished" in done.error  # cancelled: nothing more to do
+    assert taker.split(STG) == {"1.2.0": 100}
+    assert cancels == []

@@ -163,10 +163,16 @@ def test_a_second_process_starting_while_a_change_runs_does_nothing_to_it(
 def test_a_rollback_behind_a_change_in_a_live_worker_is_refused_and_says_so(
     sqlite_engine: Engine, clock: FakeClock
 ) -> None:
+    """A live worker's change in a phase it cannot be stopped in (a promote undeploying
+    the version it replaced: seconds of traffic already moved) refuses a rollback; one
+    still deploying is asked to stop instead (tests/flows/test_strategies.py)."""
     first = new_bot(sqlite_engine, clock)
+    first.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=25")
     gate, sleeping = held_worker(first)
-    typed(first, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=25")
+    typed(first, f"/promote {STG} to=100")
     assert sleeping.wait(10)
+    running = last_change(first.rt)
+    assert running.plan.phase and running.plan.phase.startswith("undeploy:")
     other = new_bot(sqlite_engine, clock)
     reply = other.run(BOB, f"/rollback {STG}")
     assert not reply.ok
@@ -174,6 +180,23 @@ def test_a_rollback_behind_a_change_in_a_live_worker_is_refused_and_says_so(
     gate.set()
     first.rt.background.wait_idle(30)
     assert last_change(first.rt).state is ChangeState.SUCCEEDED
+
+
+def test_a_rollback_behind_a_live_workers_deploy_stops_it(
+    sqlite_engine: Engine, clock: FakeClock
+) -> None:
+    first = new_bot(sqlite_engine, clock)
+    gate, sleeping = held_worker(first)
+    typed(first, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=25")
+    assert sleeping.wait(10)
+    other = new_bot(sqlite_engine, clock)
+    reply = other.run(BOB, f"/rollback {STG}")
+    assert reply.ok and "was still deploying" in text_of(reply), text_of(reply)
+    gate.set()
+    first.rt.background.wait_idle(30)
+    stopped = last_change(first.rt)
+    assert stopped.state is ChangeState.FAILED and "<@U0BOB>'s request" in (stopped.error or "")
+    assert first.split(STG) == {"1.2.0": 100}
 
 
 # --- a dead worker's change is taken over ---------------------------------------------------
@@ -504,7 +527,9 @@ def test_a_rollback_cancels_a_stranded_deploy_still_running(
 def test_a_stranded_change_taken_over_first_is_not_ended_by_the_rollback(
     sqlite_engine: Engine, clock: FakeClock
 ) -> None:
-    """The rollback and a sweep race for the stranded change: the lease decides."""
+    """The rollback and a sweep race for the stranded change: the lease decides. The
+    sweep took it first, so the rollback does not end it as stranded: it asks the live
+    taker to stop its deploy, and the taker (the lease holder) does."""
     config = example_config(operation_seconds=120)  # the taker has polling to do
     stranded = strand(
         sqlite_engine, clock, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=25", config=config
@@ -514,10 +539,13 @@ def test_a_stranded_change_taken_over_first_is_not_ended_by_the_rollback(
     assert take_over(sweeper.rt) == 1
     assert sleeping.wait(10)  # the taker is polling its operation
     reply = new_bot(sqlite_engine, clock).run(BOB, f"/rollback {STG}")
-    assert not reply.ok and "running now in a live worker" in text_of(reply)
+    said = text_of(reply)
+    assert reply.ok and "was still deploying" in said and "stranded" not in said, said
     gate.set()
     sweeper.rt.background.wait_idle(30)
-    assert sweeper.change(stranded.id).state is ChangeState.SUCCEEDED
+    done = sweeper.change(stranded.id)
+    assert done.state is ChangeState.FAILED and "<@U0BOB>'s request" in (done.error or "")
+    assert sweeper.split(STG) == {"1.2.0": 100}
 
 
 def test_a_rollback_over_a_stranded_first_deploy_in_flight_ends_it_with_nothing_to_undo(
