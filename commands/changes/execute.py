@@ -503,6 +503,10 @@ def _run(rt: Runtime, change: Change, lease: Lease) -> None:
             _retrain(rt, lease, change)
         elif change.plan.soak:  # a replace's soak failed: finish rolling it back
             _unwind(rt, lease, change)
+        elif phase.startswith("undeploy:") and change.stop_requested_by:
+            # only `_abort_deploy` undeploys after a stop without `plan.soak` (a stopped
+            # soak records it first): a deploy stopped by a person, not one that is done
+            _undo_stopped_deploy(rt, lease, change)
         elif phase.startswith("undeploy:") and change.operation:
             _wait(rt, lease, change, change.operation, "undeploying")
             current = phase.split(":", 1)[1]
@@ -801,8 +805,6 @@ def _abort_deploy(rt: Runtime, lease: Lease, change: Change, asked: Change) -> N
     effort: a deploy the platform finishes anyway is taken back below), wait for it to end,
     then, if the deployed model landed, put traffic back (`restore_split`) and undeploy it.
     Always raises `_Failed`, naming who stopped it and why."""
-    by = asked.stop_requested_by or ""
-    why = f" ({escape(asked.stop_reason)})" if asked.stop_reason else ""
     operation = change.operation
     _phase(rt, lease, change, "deploy_stopped", operation)
     cancelled = "it had no operation on record"
@@ -822,7 +824,7 @@ def _abort_deploy(rt: Runtime, lease: Lease, change: Change, asked: Change) -> N
     state = _state(rt, lease, change)
     version = ModelVersion.parse(change.version or "")
     landed = _ours(state, change, version)
-    head = f"stopped before its deploy finished, at {mention(by)}'s request{why}; {cancelled}"
+    head = f"{_deploy_stopped_by(asked)}; {cancelled}"
     if landed is None:
         raise _Failed(f"{head}; nothing of it is deployed")
     change.new_deployed_model_id = landed
@@ -835,6 +837,33 @@ def _abort_deploy(rt: Runtime, lease: Lease, change: Change, asked: Change) -> N
     raise _Failed(
         f"{head}; it had landed: traffic back to {split_text(restore, change.labels)} and"
         f" {version.version} undeployed"
+    )
+
+
+def _deploy_stopped_by(asked: Change) -> str:
+    """How a deploy stopped by a person (`_abort_deploy`) begins its failure: who, and
+    their typed reason escaped (it goes into the thread and a DM as mrkdwn)."""
+    by = asked.stop_requested_by or ""
+    why = f" ({escape(asked.stop_reason)})" if asked.stop_reason else ""
+    return f"stopped before its deploy finished, at {mention(by)}'s request{why}"
+
+
+def _undo_stopped_deploy(rt: Runtime, lease: Lease, change: Change) -> None:
+    """Taken over from a worker that stopped while `_abort_deploy` undeployed the version
+    that landed (phase `undeploy:<id>`; traffic went back before that undeploy began):
+    wait for that undeploy (or start it again if it failed to leave), then fail the
+    change as `_abort_deploy` does. Always raises `_Failed`."""
+    landed = (change.plan.phase or "").split(":", 1)[1]
+    restore = check_split(change.restore_split)
+    if change.operation:
+        _wait(
+            rt, lease, change, change.operation, f"undeploying {change.labels.get(landed, landed)}"
+        )
+    _undeploy(rt, lease, change, [landed], restore)
+    version = ModelVersion.parse(change.version or "")
+    raise _Failed(
+        f"{_deploy_stopped_by(change)}; it had landed: traffic back to"
+        f" {split_text(restore, change.labels)} and {version.version} undeployed"
     )
 
 

@@ -902,3 +902,43 @@ def test_a_stopped_deploy_whose_worker_died_is_taken_back_by_the_taker(
     assert "its deploy had already finished" in done.error  # cancelled: nothing more to do
     assert taker.split(STG) == {"1.2.0": 100}
     assert cancels == []
+
+
+@pytest.mark.parametrize("line", ["canary=10", "strategy=replace"])
+def test_a_stopped_deploy_whose_worker_died_undeploying_it_fails_not_succeeds(
+    sqlite_engine: Engine, clock: FakeClock, line: str
+) -> None:
+    """The deploy landed despite the stop; its worker put traffic back, began undeploying
+    the new version (phase `undeploy:<id>`) and died. The taker waits for that undeploy
+    and fails the change naming who stopped it — not "succeeded", as the undeploy phase
+    of a finished deploy would."""
+    dead = Bot(make_runtime(sqlite_engine, clock), clock)
+    other = Bot(make_runtime(sqlite_engine, clock), clock)
+    sleep = dead.rt.sleep
+    asked: list[Any] = []
+
+    def poll(seconds: float) -> None:
+        phase = last(dead).plan.phase or ""
+        if phase.startswith("undeploy:"):
+            raise Stopped
+        if not asked and phase == "deploy":
+            asked.append(other.run(BOB, f'/rollback {STG} reason="wrong version"'))
+            clock.advance(3600)  # it lands before the worker looks again
+        sleep(seconds)
+
+    dead.rt.sleep = poll
+    with contextlib.suppress(Stopped):
+        dead.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 {line}")
+    stranded = last(dead)
+    assert stranded.plan.phase and stranded.plan.phase.startswith("undeploy:")
+    assert dead.rt.store.take_lease(stranded.id, DEAD, clock(), LEASE_TTL) is not None
+    clock.advance(LEASE_TTL.total_seconds() + 1)
+    taker = Bot(make_runtime(sqlite_engine, clock), clock)
+    assert take_over(taker.rt) == 1
+    taker.rt.background.wait_idle(30)
+    done = taker.change(stranded.id)
+    assert done.state is ChangeState.FAILED, done.error
+    assert done.error and "at <@U0BOB>'s request (wrong version)" in done.error
+    assert "traffic back to 1.2.0 100% and 1.2.1 undeployed" in done.error
+    assert taker.split(STG) == {"1.2.0": 100}
+    assert len(operations(sqlite_engine, "deploy")) == 1
