@@ -383,6 +383,16 @@ def _end_stranded(rt: Runtime, holder: Change, actor_id: str) -> str | None:
 STOPPABLE = ("soak", "deploy")
 
 
+def _already_stopping(holder: Change) -> Reply:
+    """A second `/rollback` over a change a person already asked to stop."""
+    text = (
+        f":rewind: {holder.id} is already rolling back at"
+        f" {mention(holder.stop_requested_by or '')}'s request; its thread says when it"
+        " is done."
+    )
+    return Reply(text=text, blocks=[Text(text)])
+
+
 def _stop_running(
     rt: Runtime,
     ep: Endpoint,
@@ -413,12 +423,7 @@ def _stop_running(
     if asked is None:
         current = rt.store.get_change(holder.id)
         if current is not None and current.stop_requested_by:
-            text = (
-                f":rewind: {holder.id} is already rolling back at"
-                f" {mention(current.stop_requested_by)}'s request; its thread says when it"
-                " is done."
-            )
-            return Reply(text=text, blocks=[Text(text)])
+            return _already_stopping(current)
         # it left that phase meanwhile (passed, landed, failed): as behind any change
         raise _locked(rt, ep, rt.store.open_change(ep.slug) or holder)
     version = (asked.version or "").rpartition("@")[2] or "the new version"
@@ -587,6 +592,9 @@ def request_change(
         ):
             ticket = args.options.get("ticket")
             return _stop_running(rt, ep, holder, inv, reason, glass, ticket)
+        if kind is ChangeKind.ROLLBACK and holder.stop_requested_by:
+            # stopped already and past the phase it was asked in (cancelling, undeploying)
+            return _already_stopping(holder)
         raise _locked(rt, ep, holder)  # running in a live worker: nothing may go ahead of it
     # A rollback that cannot be planned (nothing to roll back to) supersedes nothing, but
     # one over a stranded change in flight (a deploy not yet landed: no canary to take

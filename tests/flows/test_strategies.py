@@ -942,3 +942,38 @@ def test_a_stopped_deploy_whose_worker_died_undeploying_it_fails_not_succeeds(
     assert "traffic back to 1.2.0 100% and 1.2.1 undeployed" in done.error
     assert taker.split(STG) == {"1.2.0": 100}
     assert len(operations(sqlite_engine, "deploy")) == 1
+
+
+def test_a_second_rollback_while_a_stopped_deploy_is_taken_back_is_told_so(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """Past its `deploy` phase (the platform would not cancel; the worker waits for the
+    deploy to end, phase `deploy_stopped`), a second `/rollback` is told the change is
+    already rolling back, not that it must wait for a running change."""
+    worker = Bot(make_runtime(engine, clock), clock)
+
+    def refuse(name: str) -> None:
+        raise PlatformError("cannot cancel now", kind="precondition")
+
+    worker.rt.platform.cancel_operation = refuse  # type: ignore[method-assign]
+    other = Bot(make_runtime(engine, clock), clock)
+    replies: list[Any] = []
+    sleep = worker.rt.sleep
+
+    def poll(seconds: float) -> None:
+        phase = last(worker).plan.phase
+        if not replies and phase == "deploy":
+            replies.append(other.run(BOB, f'/rollback {STG} reason="wrong version"'))
+        elif len(replies) == 1 and phase == "deploy_stopped":
+            replies.append(other.run(CAROL, f"/rollback {STG}"))
+        sleep(seconds)
+
+    worker.rt.sleep = poll
+    worker.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=10")
+    worker.rt.background.wait_idle(30)
+    assert len(replies) == 2
+    second = text_of(replies[1])
+    assert "already rolling back at <@U0BOB>'s request" in second, second
+    done = last(worker)
+    assert done.state is ChangeState.FAILED and "could not be cancelled" in (done.error or "")
+    assert worker.split(STG) == {"1.2.0": 100}
