@@ -810,14 +810,23 @@ def _abort_deploy(rt: Runtime, lease: Lease, change: Change, asked: Change) -> N
     cancelled = "it had no operation on record"
     if operation:
         try:
-            if rt.platform.operation(operation).done:
-                cancelled = "its deploy had already finished"
-            else:
+            status = rt.platform.operation(operation)
+        except PlatformError as exc:
+            status = None
+            cancelled = f"its deploy could not be read ({exc})"
+        if status is not None and status.done:
+            cancelled = (
+                f"its deploy had already ended with an error ({status.error})"
+                if status.error
+                else "its deploy had already finished"
+            )
+        elif status is not None:
+            try:
                 lease.check()
                 rt.platform.cancel_operation(operation)
                 cancelled = "its deploy was cancelled"
-        except PlatformError as exc:
-            cancelled = f"its deploy could not be cancelled ({exc})"
+            except PlatformError as exc:
+                cancelled = f"its deploy could not be cancelled ({exc})"
         while not rt.platform.operation(operation).done:
             lease.check()
             rt.sleep(rt.poll_seconds)
@@ -829,6 +838,8 @@ def _abort_deploy(rt: Runtime, lease: Lease, change: Change, asked: Change) -> N
         raise _Failed(f"{head}; nothing of it is deployed")
     change.new_deployed_model_id = landed
     change.plan.labels.setdefault(landed, version.version)
+    # what landed, on the change itself (the dossier's "New deployed model")
+    _write(rt, lease, change, new_deployed_model_id=landed, plan=change.plan)
     restore = check_split(change.restore_split)
     if dict(state.traffic) != restore and restore:
         lease.check()

@@ -899,7 +899,7 @@ def test_a_stopped_deploy_whose_worker_died_is_taken_back_by_the_taker(
     done = taker.change(stranded.id)
     assert done.state is ChangeState.FAILED and done.error
     assert "at <@U0BOB>'s request (wrong version)" in done.error
-    assert "its deploy had already finished" in done.error  # cancelled: nothing more to do
+    assert "had already ended with an error (the operation was cancelled)" in done.error
     assert taker.split(STG) == {"1.2.0": 100}
     assert cancels == []
 
@@ -976,4 +976,38 @@ def test_a_second_rollback_while_a_stopped_deploy_is_taken_back_is_told_so(
     assert "already rolling back at <@U0BOB>'s request" in second, second
     done = last(worker)
     assert done.state is ChangeState.FAILED and "could not be cancelled" in (done.error or "")
+    assert worker.split(STG) == {"1.2.0": 100}
+
+
+def test_a_deploy_that_failed_on_its_own_before_the_stop_says_why(
+    engine: Engine, clock: FakeClock
+) -> None:
+    """The platform's own failure (a quota) is not lost behind the stop: the change's
+    error names it, not "had already finished"."""
+    worker = Bot(make_runtime(engine, clock), clock)
+    other = Bot(make_runtime(engine, clock), clock)
+    replies: list[Any] = []
+    sleep = worker.rt.sleep
+    inner = worker.rt.platform.operation
+
+    def failing(name: str) -> Any:
+        from dataclasses import replace
+
+        status = inner(name)
+        if replies and "deploy" in name:
+            return replace(status, done=True, error="RESOURCE_EXHAUSTED: quota")
+        return status
+
+    worker.rt.platform.operation = failing  # type: ignore[method-assign]
+
+    def poll(seconds: float) -> None:
+        if not replies and last(worker).plan.phase == "deploy":
+            replies.append(other.run(BOB, f"/rollback {STG}"))
+        sleep(seconds)
+
+    worker.rt.sleep = poll
+    worker.run(ALICE, f"/deploy {STG} gemma-3-1b-it@1.2.1 canary=10")
+    stopped = last(worker)
+    assert stopped.state is ChangeState.FAILED and stopped.error
+    assert "had already ended with an error (RESOURCE_EXHAUSTED: quota)" in stopped.error
     assert worker.split(STG) == {"1.2.0": 100}
