@@ -172,6 +172,10 @@ def build_review(
         detail = _detail(row)
         if detail.casefold() in (words.casefold(), row.action.replace("_", " ")):
             detail = ""  # an outcome that only repeats the action
+        if params.get("caught_up"):  # sent by the scheduler's sweep (`paging.catch_up`)
+            owed = _moment(params.get("owed_since"))
+            since = f"{owed.astimezone(config.timezone):%H:%M:%S %Z}" if owed else "earlier"
+            words += f" late (owed since {since}: its first sender stopped)"
         if row.action == AuditAction.ALERT_RECEIVED:
             if alert_seen:
                 kind, words = "alert_updated", "alert notification"

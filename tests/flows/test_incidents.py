@@ -802,6 +802,12 @@ def test_a_page_lost_with_its_process_is_sent_by_the_sweep_once(
     assert [p.action for p in pager.pages] == [PageAction.TRIGGER]
     [late] = rows(bot, "page_sent")  # its row says it was caught up, and since when
     assert late.parameters["caught_up"] is True and late.parameters["owed_since"]
+    from commands.incidents.review import review_for
+
+    assert bot.rt.incidents is not None
+    review = review_for(bot.rt.store, bot.rt.incidents, bot.rt.config, "INC-1")
+    [paged] = [e for e in review["timeline"] if e["kind"] == "page_sent"]
+    assert "late (owed since" in paged["text"] and "first sender stopped" in paged["text"]
     incident = bot.rt.incidents.get_incident("INC-1")  # type: ignore[union-attr]
     assert incident is not None and incident.paged_at is not None
     assert any("had not gone out" in shown(p) for p in posts(bot))
