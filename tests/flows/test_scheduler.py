@@ -184,8 +184,17 @@ def test_interval_jobs_run_once_per_slot_across_replicas(sqlite_engine: Engine) 
 def test_apscheduler_persists_jobs_and_runs_them_through_the_run_keys(
     sqlite_engine: Engine,
 ) -> None:
+    """APScheduler runs on the wall clock here, so `run_now` of the end-of-day digest judges
+    the slot before now (a weekday's 17:30 Sydney): a grace window of 8 days keeps it a late
+    run, not a missed one, at every time of day and week (with the default 2 h it failed
+    outside 17:30–19:30 Sydney)."""
+    from dataclasses import replace
+
     clock = FakeClock(datetime.now(UTC))
-    s, posts = replica(sqlite_engine, clock, "live")
+    notifier = NullNotifier()
+    rt = make_runtime(sqlite_engine, clock, notifier)
+    wide = replace(digest_settings(rt.config), misfire_grace=timedelta(days=8))
+    s, posts = Scheduler(rt, sqlite_engine, owner="live", settings=wide), notifier
     s.start(catch_up=False)
     try:
         with sqlite_engine.connect() as conn:
