@@ -431,18 +431,25 @@ def _deployed(rt: Runtime, lease: Lease, change: Change, dm_id: str | None, vers
     if dm_id:
         change.plan.labels[dm_id] = version
     change.plan.phase = "deployed"
-    if not rt.store.update_change(
-        change.id,
-        holder=lease.owner,
-        unless_stop_requested=True,
-        new_deployed_model_id=dm_id,
-        plan=change.plan,
-    ):
-        asked = _stop_asked(rt, change)
-        if asked is None:
-            raise lease.lose()
+    asked = _leave_unless_stopped(rt, lease, change, new_deployed_model_id=dm_id, plan=change.plan)
+    if asked is not None:
         change.plan.phase = "deploy"
         _abort_deploy(rt, lease, change, asked)
+
+
+def _leave_unless_stopped(
+    rt: Runtime, lease: Lease, change: Change, **fields: Any
+) -> Change | None:
+    """Write `fields` (the move out of a stoppable phase) only if nobody asked the change
+    to stop first (`Store.request_stop` wins only while the phase is still the old one):
+    None when written; the change as stored, with its stop request, when the request won
+    (the caller takes its work back). `LeaseLost` when the lease is no longer ours."""
+    if rt.store.update_change(change.id, holder=lease.owner, unless_stop_requested=True, **fields):
+        return None
+    asked = _stop_asked(rt, change)
+    if asked is None:
+        raise lease.lose()
+    return asked
 
 
 def _deploy(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> str | None:
@@ -718,12 +725,8 @@ def _soak(rt: Runtime, lease: Lease, change: Change, version: ModelVersion) -> N
     # Out of the soak only if nobody asked it to stop meanwhile (`Store.request_stop` wins
     # only while the phase is still `soak`): one of the two happens first, never both.
     change.plan.phase, change.operation = "soaked", None
-    if not rt.store.update_change(
-        change.id, holder=lease.owner, unless_stop_requested=True, plan=change.plan, operation=None
-    ):
-        asked = _stop_asked(rt, change)
-        if asked is None:
-            raise lease.lose()
+    asked = _leave_unless_stopped(rt, lease, change, plan=change.plan, operation=None)
+    if asked is not None:
         change.plan.phase = "soak"
         _stopped(rt, lease, change, version, asked, checks, requests)
     seen_text = f"{requests:,} requests" if requests else "no requests (no evidence either way)"
@@ -781,19 +784,16 @@ def _stopped(
     """A person's `/rollback` during the soak: record who and why on the change (first, so
     a taker goes on rolling back), audit the soak's end, then roll back as an unhealthy
     soak does (`_unwind`, which raises)."""
-    by = asked.stop_requested_by or ""
     if not change.plan.incident:  # stopped under an incident declared during the soak
         incident = links.open_incident(rt, change.endpoint)
         if incident is not None:
             change.plan.incident = incident.id
-    # typed text: the plan's `soak` line goes into the thread, the failure and the
-    # requester's DM as mrkdwn, so a reason must not @channel, mention or forge a link
-    why = f" ({escape(asked.stop_reason)})" if asked.stop_reason else ""
+    by = asked.stop_requested_by or ""
     _fail_soak(
         rt,
         lease,
         change,
-        f"{version.version} was stopped during the soak at {mention(by)}'s request{why}",
+        f"{version.version} was stopped during the soak at {_request_of(asked)}",
         f"stopped: rollback asked by {mention(by)}",
         {"checks": checks, "requests": requests, "stop_requested_by": by},
     )
@@ -845,18 +845,33 @@ def _abort_deploy(rt: Runtime, lease: Lease, change: Change, asked: Change) -> N
         lease.check()
         rt.platform.set_traffic(_endpoint(rt, change), restore)
     _undeploy(rt, lease, change, [landed], restore)
-    raise _Failed(
-        f"{head}; it had landed: traffic back to {split_text(restore, change.labels)} and"
-        f" {version.version} undeployed"
-    )
+    raise _taken_back(asked, restore, change, cancelled)
+
+
+def _request_of(asked: Change) -> str:
+    """`<@U…>'s request (reason)`: who stopped a change, and their typed reason escaped —
+    it goes into the thread, the failure and the requester's DM as mrkdwn, so it must not
+    @channel, mention or forge a link."""
+    why = f" ({escape(asked.stop_reason)})" if asked.stop_reason else ""
+    return f"{mention(asked.stop_requested_by or '')}'s request{why}"
 
 
 def _deploy_stopped_by(asked: Change) -> str:
-    """How a deploy stopped by a person (`_abort_deploy`) begins its failure: who, and
-    their typed reason escaped (it goes into the thread and a DM as mrkdwn)."""
-    by = asked.stop_requested_by or ""
-    why = f" ({escape(asked.stop_reason)})" if asked.stop_reason else ""
-    return f"stopped before its deploy finished, at {mention(by)}'s request{why}"
+    """How a deploy stopped by a person (`_abort_deploy`) begins its failure."""
+    return f"stopped before its deploy finished, at {_request_of(asked)}"
+
+
+def _taken_back(
+    asked: Change, restore: dict[str, int], change: Change, cancelled: str | None = None
+) -> _Failed:
+    """The failure of a stopped deploy whose model had landed and was taken back (what
+    became of its operation, `cancelled`, when this worker tried to cancel it)."""
+    head = _deploy_stopped_by(asked) + (f"; {cancelled}" if cancelled else "")
+    version = ModelVersion.parse(change.version or "").version
+    return _Failed(
+        f"{head}; it had landed: traffic back to {split_text(restore, change.labels)} and"
+        f" {version} undeployed"
+    )
 
 
 def _undo_stopped_deploy(rt: Runtime, lease: Lease, change: Change) -> None:
@@ -871,11 +886,7 @@ def _undo_stopped_deploy(rt: Runtime, lease: Lease, change: Change) -> None:
             rt, lease, change, change.operation, f"undeploying {change.labels.get(landed, landed)}"
         )
     _undeploy(rt, lease, change, [landed], restore)
-    version = ModelVersion.parse(change.version or "")
-    raise _Failed(
-        f"{_deploy_stopped_by(change)}; it had landed: traffic back to"
-        f" {split_text(restore, change.labels)} and {version.version} undeployed"
-    )
+    raise _taken_back(change, restore, change)
 
 
 def _fail_soak(
