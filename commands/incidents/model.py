@@ -24,6 +24,11 @@ class Severity(StrEnum):
     P3 = "P3"
 
     @property
+    def rank(self) -> int:
+        """1 for P1 (the highest), 2, 3: a raise is a move to a smaller rank."""
+        return int(self.value[1:])
+
+    @property
     def pages(self) -> bool:
         """P1 and P2 page the on-call (when a pager is configured)."""
         return self in (Severity.P1, Severity.P2)

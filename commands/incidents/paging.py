@@ -278,18 +278,14 @@ def _raised_to_paging(params: dict[str, Any]) -> bool:
         old, new = Severity(str(params.get("from"))), Severity(str(params.get("to")))
     except ValueError:
         return False
-    return new.pages and new.value < old.value  # "P1" < "P2": the smaller, the higher
+    return new.pages and new.rank < old.rank
 
 
-def owed_pages(rt: Runtime) -> list[tuple[Incident, PageAction]]:
+def owed_pages(rt: Runtime) -> list[tuple[Incident, PageAction, datetime]]:
     """Incidents whose last page was never attempted (see the module), oldest first: the
-    action owed for each. Reads the incidents of the last `OWED_WITHIN` and, for those
-    that may owe one, their audit rows since the moment it became owed."""
-    return [(incident, action) for incident, action, _ in _owed(rt)]
-
-
-def _owed(rt: Runtime) -> list[tuple[Incident, PageAction, datetime]]:
-    """`owed_pages`, with the moment each became owed."""
+    action owed for each and the moment it became owed. Reads the incidents of the last
+    `OWED_WITHIN` and, for those that may owe one, their page attempts and severity
+    raises since that moment."""
     if rt.incidents is None:
         return []
     now = rt.clock()
@@ -341,7 +337,7 @@ def catch_up(rt: Runtime, claim: Callable[[str, datetime], bool] | None = None) 
     sent once across replicas even when one sweep is still sending (a slow pager retries
     for up to a minute) as the next, on another replica, reads the audit."""
     sent: list[str] = []
-    for incident, action, since in _owed(rt):
+    for incident, action, since in owed_pages(rt):
         if claim is not None and not claim(f"{incident.id}:{action.value}", since):
             continue
         log.warning(

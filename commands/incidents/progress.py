@@ -15,7 +15,7 @@ from commands.audit import AuditAction
 from commands.errors import Refusal
 from commands.incidents.alerts import acknowledge_alert
 from commands.incidents.cards import SUMMARY_MAX, incident_card
-from commands.incidents.model import Incident, IncidentState, Severity
+from commands.incidents.model import Incident, IncidentState
 from commands.incidents.pager import PageAction
 from commands.incidents.paging import page_later
 from commands.incidents.people import require_responder
@@ -124,10 +124,6 @@ def update(
     return Reply.info(f"Posted to {incident.id}'s thread.")
 
 
-def _rank(severity: Severity) -> int:
-    return int(severity.value[1:])  # P1 is the highest: the smallest number
-
-
 def change_severity(
     rt: Runtime,
     actor: Actor,
@@ -149,7 +145,7 @@ def change_severity(
 
     old = incident.severity
     incident, _ = move(rt, incident, fields)
-    raised = _rank(new) < _rank(old)
+    raised = new.rank < old.rank
     _audit(
         rt,
         AuditAction.INCIDENT_SEVERITY,
